@@ -1,0 +1,110 @@
+/*
+ * Layer 0: single database, connection per request. The read and write paths.
+ *
+ * Each request opens its own PostgreSQL connection, runs one query on it and closes it
+ * (query_on_new_connection, in connect_per_request.c). Simple and correct; the cost is the
+ * connection set-up on every request, which layer 1's pool removes.
+ *
+ *   POST /write     -> validate -> new connection, UPSERT, close -> 200
+ *   GET /read/{key} -> validate -> new connection, SELECT, close -> 200 (found or not)
+ */
+#include "handlers.h"
+
+#include "connect_per_request.h"
+
+#include "http.h"
+#include "records.h"
+#include "validate.h"
+#include "xalloc.h"
+
+#include <stdlib.h>
+
+/* One write in flight: the request and its validated body (owns the key and value strings). */
+struct write_flow {
+    struct http_request *req;  /* answered exactly once, in on_written */
+    struct write_request body; /* key and value, kept alive until the query is done */
+};
+
+/* One read in flight. */
+struct read_flow {
+    struct http_request *req; /* answered exactly once, in on_read */
+    char *key;                /* percent-decoded key */
+    size_t key_len;           /* its length in bytes */
+};
+
+static void on_written(PGresult *res, enum pg_status status, void *arg)
+{
+    struct write_flow *flow = arg;
+    (void)res;
+    if (status == PG_OK)
+        http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
+    else
+        records_reply_failure(flow->req, status);
+    write_request_cleanup(&flow->body);
+    free(flow);
+}
+
+void handle_write(struct http_request *req, void *arg)
+{
+    struct layer0 *layer = arg;
+    struct write_flow *flow = xcalloc(1, sizeof *flow);
+    json_t *errors = json_array();
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
+        free(flow);
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    flow->req = req;
+    const char *values[] = {flow->body.key, flow->body.value};
+    query_on_new_connection(layer, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+}
+
+static void on_read(PGresult *res, enum pg_status status, void *arg)
+{
+    struct read_flow *flow = arg;
+    if (status == PG_OK)
+        http_reply_json(flow->req, 200, records_read_reply(res, flow->key, flow->key_len));
+    else
+        records_reply_failure(flow->req, status);
+    free(flow->key);
+    free(flow);
+}
+
+void handle_read(struct http_request *req, void *arg)
+{
+    struct layer0 *layer = arg;
+    struct route_param raw = http_request_param(req, 0);
+    json_t *errors = json_array();
+    size_t key_len;
+    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
+    if (key == NULL) {
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    struct read_flow *flow = xcalloc(1, sizeof *flow);
+    flow->req = req;
+    flow->key = key;
+    flow->key_len = key_len;
+    const char *values[] = {flow->key};
+    query_on_new_connection(layer, RECORDS_SQL_READ, 1, values, on_read, flow);
+}
+
+static void on_health(PGresult *res, enum pg_status status, void *arg)
+{
+    struct http_request *req = arg;
+    (void)res;
+    bool up = status == PG_OK;
+    http_reply_json(req, up ? 200 : 503,
+                    json_pack("{s:s, s:s, s:s}", "status", up ? "healthy" : "unhealthy", "layer",
+                              "0-single-db", "database", up ? "healthy" : "unavailable"));
+}
+
+void handle_health(struct http_request *req, void *arg)
+{
+    struct layer0 *layer = arg;
+    query_on_new_connection(layer, "SELECT 1", 0, NULL, on_health, req);
+}

@@ -1,0 +1,71 @@
+/*
+ * Layer 0: single database, connection per request. Configuration, routes and start-up.
+ *
+ * The starting point of the ten layers: one server, one PostgreSQL, and a fresh connection
+ * for every request (connect_per_request.c). Everything else (HTTP, validation, timeouts,
+ * metrics, graceful shutdown) comes from the shared core and stays the same in every layer.
+ */
+#include "handlers.h"
+
+#include "http.h"
+#include "metrics.h"
+#include "records.h"
+#include "schema.h"
+#include "server.h"
+
+static struct layer0 layer;
+
+static const struct config_row layer_rows[] = {
+    {"DATABASE_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15400/layers", 0, 0,
+     "PostgreSQL connection URL", &layer.database_url},
+    {"DB_CONNECT_TIMEOUT_MS", CONFIG_INT, "2000", 100, 60000, "deadline for opening a connection",
+     &layer.connect_timeout_ms},
+    {"DB_QUERY_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
+     "statement_timeout; the client gives up 1 s later", &layer.query_timeout_ms},
+};
+
+static void on_schema_ready(void *arg)
+{
+    server_ready(arg);
+}
+
+static bool start(struct server *server, void *arg)
+{
+    struct layer0 *l = arg;
+    l->server = server;
+    l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    l->pg = (struct pgconn_settings){l->database_url, "l0-single-db", l->connect_timeout_ms,
+                                     l->query_timeout_ms};
+
+    struct http_server *http = server_http(server);
+    http_route(http, HTTP_POST, "/write", handle_write, l);
+    http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
+    http_route(http, HTTP_GET, "/health", handle_health, l);
+
+    l->schema = schema_ensure(server_base(server), &l->pg, RECORDS_SQL_SCHEMA, on_schema_ready,
+                              server);
+    return true;
+}
+
+static void stop(void *arg)
+{
+    struct layer0 *l = arg;
+    schema_task_free(l->schema);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "l0-single-db",
+        .layer = "0-single-db",
+        .summary = "key/value API on PostgreSQL, one new connection per request",
+        .default_port = 8000,
+        .rows = layer_rows,
+        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        .metric_modules = METRIC_MODULE_PG,
+        .start = start,
+        .maintain = NULL,
+        .stop = stop,
+    };
+    return server_main(argc, argv, &spec, &layer);
+}

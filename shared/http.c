@@ -1,0 +1,316 @@
+/*
+ * http: the HTTP/1.1 server on evhttp (see http.h for the reply contract).
+ */
+#include "http.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "xalloc.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define MAX_ROUTES 32
+#define MAX_HEADER_BYTES (16 * 1024)
+#define REQUEST_ID_MAX 64
+
+struct route_target {
+    http_handler_fn handler; /* the layer's function */
+    void *arg;               /* its context */
+    int metrics_route;       /* index of the route's label in metrics */
+};
+
+struct http_server {
+    struct event_base *base;                 /* the server's event loop */
+    struct evhttp *evhttp;                   /* libevent's HTTP server */
+    struct evhttp_bound_socket *listener;    /* NULL once we stop accepting */
+    struct router *router;                   /* path templates -> route_target */
+    struct route_target targets[MAX_ROUTES]; /* one per route */
+    int target_count;                        /* used entries of targets */
+    struct metrics *metrics;                 /* request counters and histograms */
+    struct http_settings settings;           /* copy; host is owned */
+    size_t in_flight;                        /* requests not answered yet */
+    bool draining;                           /* shutting down: close connections after reply */
+    uint64_t id_state;                       /* request id generator state */
+    int unmatched_route;                     /* metrics label for 404s, 405s and 413s */
+};
+
+struct http_request {
+    struct evhttp_request *evreq; /* libevent's request; freed by libevent after the reply */
+    struct http_server *server;   /* the server it arrived on */
+    struct route_match match;     /* route and `{param}` segments */
+    enum http_method method;      /* parsed method */
+    int metrics_route;            /* label index for the latency histogram */
+    struct timespec started;      /* monotonic arrival time */
+    char id[REQUEST_ID_MAX + 1];  /* X-Request-ID */
+};
+
+/* ---- request ids ---- */
+
+static bool request_id_is_sane(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* splitmix64: a cheap, well-mixed sequence; ids only need to be unique, not secret. */
+static uint64_t next_id(struct http_server *server)
+{
+    uint64_t z = (server->id_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static void assign_request_id(struct http_request *req)
+{
+    const char *given = http_request_header(req, "X-Request-ID");
+    if (given != NULL && request_id_is_sane(given))
+        snprintf(req->id, sizeof req->id, "%s", given);
+    else
+        snprintf(req->id, sizeof req->id, "%016llx", (unsigned long long)next_id(req->server));
+}
+
+/* ---- replies ---- */
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+void http_reply_buffer(struct http_request *req, int status, const char *content_type,
+                       struct evbuffer *body)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req->evreq);
+    evhttp_add_header(headers, "Content-Type", content_type);
+    evhttp_add_header(headers, "X-Request-ID", req->id);
+    if (req->server->draining)
+        evhttp_add_header(headers, "Connection", "close");
+    /* Log before sending: on a closed connection the send frees evreq (and its uri). */
+    double seconds = seconds_since(&req->started);
+    metrics_observe(req->server->metrics, req->metrics_route, status, seconds);
+    RLOG_INFO(req->id, "%s %s %d %.3fms", http_method_name(req->method),
+              evhttp_request_get_uri(req->evreq), status, seconds * 1000.0);
+    evhttp_send_reply(req->evreq, status, NULL, body);
+    req->server->in_flight--;
+    free(req);
+}
+
+static int append_to_evbuffer(const char *data, size_t len, void *buf)
+{
+    return evbuffer_add(buf, data, len);
+}
+
+void http_reply_json(struct http_request *req, int status, json_t *body)
+{
+    struct evbuffer *buf = evbuffer_new();
+    json_dump_callback(body, append_to_evbuffer, buf, JSON_COMPACT);
+    json_decref(body);
+    http_reply_buffer(req, status, "application/json", buf);
+    evbuffer_free(buf);
+}
+
+void http_reply_error(struct http_request *req, int status, const char *detail)
+{
+    http_reply_json(req, status, json_pack("{s:s, s:s}", "detail", detail, "request_id", req->id));
+}
+
+void http_reply_validation(struct http_request *req, json_t *errors)
+{
+    http_reply_json(req, 422, json_pack("{s:o}", "detail", errors));
+}
+
+static void reply_detail(struct http_request *req, int status, const char *detail)
+{
+    http_reply_json(req, status, json_pack("{s:s}", "detail", detail));
+}
+
+/* ---- request accessors ---- */
+
+const char *http_request_id(const struct http_request *req)
+{
+    return req->id;
+}
+
+enum http_method http_request_method(const struct http_request *req)
+{
+    return req->method;
+}
+
+struct route_param http_request_param(const struct http_request *req, int i)
+{
+    return req->match.params[i];
+}
+
+const char *http_request_body(struct http_request *req, size_t *len)
+{
+    struct evbuffer *input = evhttp_request_get_input_buffer(req->evreq);
+    *len = evbuffer_get_length(input);
+    if (*len == 0)
+        return "";
+    return (const char *)evbuffer_pullup(input, -1);
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(req->evreq), name);
+}
+
+void http_request_set_header(struct http_request *req, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req->evreq), name, value);
+}
+
+/* ---- dispatch ---- */
+
+static enum http_method method_of(struct evhttp_request *evreq)
+{
+    switch (evhttp_request_get_command(evreq)) {
+    case EVHTTP_REQ_GET: return HTTP_GET;
+    case EVHTTP_REQ_HEAD: return HTTP_HEAD;
+    case EVHTTP_REQ_POST: return HTTP_POST;
+    case EVHTTP_REQ_PUT: return HTTP_PUT;
+    case EVHTTP_REQ_DELETE: return HTTP_DELETE;
+    case EVHTTP_REQ_PATCH: return HTTP_PATCH;
+    case EVHTTP_REQ_OPTIONS: return HTTP_OPTIONS;
+    default: return HTTP_OTHER;
+    }
+}
+
+static void dispatch(struct evhttp_request *evreq, void *arg)
+{
+    struct http_server *server = arg;
+    struct http_request *req = xcalloc(1, sizeof *req);
+    req->evreq = evreq;
+    req->server = server;
+    req->method = method_of(evreq);
+    req->metrics_route = server->unmatched_route;
+    clock_gettime(CLOCK_MONOTONIC, &req->started);
+    server->in_flight++;
+    assign_request_id(req);
+
+    if (http_request_header(req, "X-Layers-Body-Too-Large") != NULL) {
+        /* Marked by the connection guard (http_guard.c): the body was never read. */
+        http_request_set_header(req, "Connection", "close");
+        reply_detail(req, 413, "Request body too large");
+        return;
+    }
+
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(evreq));
+    if (path == NULL || path[0] == '\0')
+        path = "/";
+    switch (router_match(server->router, req->method, path, &req->match)) {
+    case ROUTER_NOT_FOUND:
+        reply_detail(req, 404, "Not Found");
+        return;
+    case ROUTER_METHOD_NOT_ALLOWED: {
+        char allow[96];
+        router_format_allow(req->match.allowed, allow, sizeof allow);
+        http_request_set_header(req, "Allow", allow);
+        reply_detail(req, 405, "Method Not Allowed");
+        return;
+    }
+    case ROUTER_MATCH:
+        break;
+    }
+    struct route_target *target = req->match.data;
+    req->metrics_route = target->metrics_route;
+    target->handler(req, target->arg);
+}
+
+/* ---- server life cycle ---- */
+
+struct http_server *http_server_create(struct event_base *base, const struct http_settings *settings,
+                                       struct metrics *metrics)
+{
+    struct http_server *server = xcalloc(1, sizeof *server);
+    server->base = base;
+    server->settings = *settings;
+    server->settings.host = xstrdup(settings->host);
+    server->metrics = metrics;
+    server->router = router_create();
+    server->unmatched_route = -1;
+    if (getrandom(&server->id_state, sizeof server->id_state, 0) != sizeof server->id_state)
+        server->id_state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)server;
+
+    server->evhttp = evhttp_new(base);
+    evhttp_set_max_body_size(server->evhttp, (ev_ssize_t)settings->max_body_bytes);
+    evhttp_set_max_headers_size(server->evhttp, MAX_HEADER_BYTES);
+    evhttp_set_timeout(server->evhttp, settings->timeout_s);
+    /* Accept every method, so that unknown ones get our JSON 404/405, not libevent's HTML. */
+    evhttp_set_allowed_methods(server->evhttp, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                                   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                                   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                                   EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(server->evhttp, dispatch, server);
+    return server;
+}
+
+void http_server_free(struct http_server *server)
+{
+    if (server == NULL)
+        return;
+    evhttp_free(server->evhttp); /* closes the remaining (idle) connections */
+    router_free(server->router);
+    free((char *)server->settings.host);
+    free(server);
+}
+
+void http_route(struct http_server *server, enum http_method method, const char *path_template,
+                http_handler_fn handler, void *arg)
+{
+    if (server->target_count == MAX_ROUTES)
+        abort(); /* a programming error, found at start-up */
+    struct route_target *target = &server->targets[server->target_count++];
+    target->handler = handler;
+    target->arg = arg;
+    target->metrics_route =
+        metrics_route_register(server->metrics, http_method_name(method), path_template);
+    router_add(server->router, method, path_template, target);
+}
+
+bool http_server_listen(struct http_server *server, char *err, size_t errlen)
+{
+    server->listener =
+        evhttp_bind_socket_with_handle(server->evhttp, server->settings.host,
+                                       (ev_uint16_t)server->settings.port);
+    if (server->listener == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%d (is the port already in use?)",
+                 server->settings.host, server->settings.port);
+        return false;
+    }
+    return true;
+}
+
+void http_server_stop_accepting(struct http_server *server)
+{
+    if (server->listener != NULL) {
+        evhttp_del_accept_socket(server->evhttp, server->listener);
+        server->listener = NULL;
+    }
+    server->draining = true;
+}
+
+size_t http_server_in_flight(const struct http_server *server)
+{
+    return server->in_flight;
+}

@@ -1,0 +1,391 @@
+/*
+ * pool: the connection pool's state machine (see pool.h).
+ *
+ * Each connection lives in a slot: EMPTY -> OPENING -> IDLE <-> BUSY -> EMPTY. Waiting requests
+ * sit in a ring buffer of max_waiting entries; since all share one timeout, the oldest always
+ * expires first, so one timer armed for the head of the queue serves them all.
+ */
+#include "pool.h"
+
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+#include "xalloc.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h> /* events embedded in our structs */
+#include <stdlib.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+enum slot_state { SLOT_EMPTY, SLOT_OPENING, SLOT_IDLE, SLOT_BUSY };
+
+struct pool_slot {
+    struct pool *pool;     /* owner, for connector callbacks */
+    enum slot_state state; /* see above */
+    void *conn;            /* the connector's handle, NULL when EMPTY */
+    long long opened_ms;   /* when the connection was established */
+    long long since_ms;    /* when it became IDLE or BUSY */
+};
+
+struct pool_waiter {
+    pool_acquire_cb cb;  /* who to call */
+    void *arg;           /* with what */
+    long long queued_ms; /* when it started waiting */
+};
+
+struct pool {
+    struct event_base *base;              /* loop for the wait timer */
+    struct pool_settings settings;        /* bounds and timeouts */
+    const struct pool_connector *connector; /* opens/closes handles */
+    void *connector_ctx;                  /* the connector's context */
+    struct metrics *metrics;              /* pool_* counters */
+    struct pool_slot *slots;              /* max_size slots */
+    struct pool_waiter *waiters;          /* ring buffer of max_waiting */
+    int wait_head, wait_count;            /* ring position and fill */
+    struct event wait_timer;              /* fires at the head waiter's deadline */
+    long backoff_ms;                      /* current delay between failed attempts */
+    long long backoff_until_ms;           /* no new attempt before this */
+    struct pool_stats totals;             /* cumulative counters (gauges filled on demand) */
+    double usage_ms_total, wait_ms_total; /* for the averages */
+    unsigned long long waits_served;      /* waiters that got a connection */
+};
+
+/* ---- counting ---- */
+
+static int count_slots(const struct pool *pool, enum slot_state state)
+{
+    int n = 0;
+    for (int i = 0; i < pool->settings.max_size; i++)
+        n += pool->slots[i].state == state;
+    return n;
+}
+
+static int live_connections(const struct pool *pool)
+{
+    return count_slots(pool, SLOT_IDLE) + count_slots(pool, SLOT_BUSY);
+}
+
+/* ---- the wait queue ---- */
+
+static void arm_wait_timer(struct pool *pool)
+{
+    if (pool->wait_count == 0 || event_pending(&pool->wait_timer, EV_TIMEOUT, NULL))
+        return;
+    const struct pool_waiter *head = &pool->waiters[pool->wait_head];
+    long long left = head->queued_ms + pool->settings.acquire_timeout_ms - monotonic_ms();
+    struct timeval tv = ms_to_timeval(left > 0 ? (long)left : 0);
+    event_add(&pool->wait_timer, &tv);
+}
+
+static struct pool_waiter pop_waiter(struct pool *pool)
+{
+    struct pool_waiter w = pool->waiters[pool->wait_head];
+    pool->wait_head = (pool->wait_head + 1) % pool->settings.max_waiting;
+    pool->wait_count--;
+    return w;
+}
+
+static void fail_waiter(struct pool *pool, enum pool_error err)
+{
+    struct pool_waiter w = pop_waiter(pool);
+    if (err == POOL_TIMEOUT) {
+        pool->totals.timeouts++;
+        metrics_inc(pool->metrics, METRIC_POOL_TIMEOUTS);
+    } else {
+        pool->totals.unavailable++;
+        metrics_inc(pool->metrics, METRIC_POOL_UNAVAILABLE);
+    }
+    w.cb(NULL, err, w.arg);
+}
+
+static void on_wait_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool *pool = arg;
+    (void)fd, (void)what;
+    long long now = monotonic_ms();
+    while (pool->wait_count > 0 &&
+           pool->waiters[pool->wait_head].queued_ms + pool->settings.acquire_timeout_ms <= now)
+        fail_waiter(pool, POOL_TIMEOUT);
+    arm_wait_timer(pool);
+}
+
+/* ---- slots ---- */
+
+static void close_slot(struct pool *pool, struct pool_slot *slot)
+{
+    if (slot->state == SLOT_IDLE && pool->connector->watch)
+        pool->connector->watch(pool->connector_ctx, slot->conn, slot, false);
+    pool->connector->close(pool->connector_ctx, slot->conn);
+    slot->conn = NULL;
+    slot->state = SLOT_EMPTY;
+}
+
+static void retire_slot(struct pool *pool, struct pool_slot *slot)
+{
+    pool->totals.retired++;
+    metrics_inc(pool->metrics, METRIC_POOL_RETIRED);
+    close_slot(pool, slot);
+}
+
+static void lend(struct pool *pool, struct pool_slot *slot, pool_acquire_cb cb, void *arg)
+{
+    slot->state = SLOT_BUSY;
+    slot->since_ms = monotonic_ms();
+    pool->totals.acquisitions++;
+    metrics_inc(pool->metrics, METRIC_POOL_ACQUIRES);
+    cb(slot->conn, POOL_OK, arg);
+}
+
+/* Gives a ready connection to the oldest waiter, or parks it as idle. */
+static void hand_off(struct pool *pool, struct pool_slot *slot)
+{
+    if (pool->wait_count > 0) {
+        struct pool_waiter w = pop_waiter(pool);
+        pool->wait_ms_total += (double)(monotonic_ms() - w.queued_ms);
+        pool->waits_served++;
+        lend(pool, slot, w.cb, w.arg);
+        return;
+    }
+    slot->state = SLOT_IDLE;
+    slot->since_ms = monotonic_ms();
+    if (pool->connector->watch)
+        pool->connector->watch(pool->connector_ctx, slot->conn, slot, true);
+}
+
+static bool too_old(const struct pool *pool, const struct pool_slot *slot, long long now)
+{
+    return now - slot->opened_ms >= pool->settings.max_lifetime_ms;
+}
+
+static void open_slot(struct pool *pool, struct pool_slot *slot)
+{
+    slot->state = SLOT_OPENING;
+    slot->conn = pool->connector->open(pool->connector_ctx, slot);
+}
+
+/* Opens connections while requests wait for them (or the pool is below min_size). */
+static void grow(struct pool *pool)
+{
+    if (monotonic_ms() < pool->backoff_until_ms)
+        return;
+    for (int i = 0; i < pool->settings.max_size; i++) {
+        int opening = count_slots(pool, SLOT_OPENING);
+        bool needed = pool->wait_count > opening ||
+                      live_connections(pool) + opening < pool->settings.min_size;
+        if (!needed)
+            return;
+        if (pool->slots[i].state == SLOT_EMPTY)
+            open_slot(pool, &pool->slots[i]);
+    }
+}
+
+void pool_open_done(struct pool_slot *slot, bool ok)
+{
+    struct pool *pool = slot->pool;
+    if (ok) {
+        pool->totals.opened++;
+        pool->backoff_ms = 0;
+        slot->opened_ms = monotonic_ms();
+        hand_off(pool, slot);
+        return;
+    }
+    pool->totals.open_failures++;
+    close_slot(pool, slot);
+    pool->backoff_ms = pool->backoff_ms ? pool->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (pool->backoff_ms > BACKOFF_MAX_MS)
+        pool->backoff_ms = BACKOFF_MAX_MS;
+    pool->backoff_until_ms = monotonic_ms() + pool->backoff_ms;
+    /* Nobody will release a connection if none is open: fail the waiters now, not later. */
+    if (live_connections(pool) == 0 && count_slots(pool, SLOT_OPENING) == 0) {
+        for (int n = pool->wait_count; n > 0 && pool->wait_count > 0; n--)
+            fail_waiter(pool, POOL_UNAVAILABLE);
+    }
+}
+
+void pool_idle_broken(struct pool_slot *slot)
+{
+    struct pool *pool = slot->pool;
+    pool->totals.broken++;
+    metrics_inc(pool->metrics, METRIC_POOL_BROKEN);
+    close_slot(pool, slot);
+}
+
+/* ---- acquire and release ---- */
+
+static struct pool_slot *take_idle(struct pool *pool)
+{
+    long long now = monotonic_ms();
+    struct pool_slot *best = NULL;
+    for (int i = 0; i < pool->settings.max_size; i++) {
+        struct pool_slot *slot = &pool->slots[i];
+        if (slot->state != SLOT_IDLE)
+            continue;
+        if (too_old(pool, slot, now)) {
+            retire_slot(pool, slot);
+            continue;
+        }
+        /* Most recently used first: the others stay idle long enough to be trimmed. */
+        if (best == NULL || slot->since_ms > best->since_ms)
+            best = slot;
+    }
+    if (best != NULL && pool->connector->watch)
+        pool->connector->watch(pool->connector_ctx, best->conn, best, false);
+    return best;
+}
+
+void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg)
+{
+    struct pool_slot *idle = take_idle(pool);
+    if (idle != NULL) {
+        lend(pool, idle, cb, arg);
+        return;
+    }
+    if (pool->wait_count == pool->settings.max_waiting) {
+        pool->totals.rejected++;
+        metrics_inc(pool->metrics, METRIC_POOL_REJECTED);
+        cb(NULL, POOL_QUEUE_FULL, arg);
+        return;
+    }
+    bool unreachable = live_connections(pool) == 0 && monotonic_ms() < pool->backoff_until_ms;
+    if (unreachable) {
+        pool->totals.unavailable++;
+        metrics_inc(pool->metrics, METRIC_POOL_UNAVAILABLE);
+        cb(NULL, POOL_UNAVAILABLE, arg);
+        return;
+    }
+    int tail = (pool->wait_head + pool->wait_count) % pool->settings.max_waiting;
+    pool->waiters[tail] = (struct pool_waiter){cb, arg, monotonic_ms()};
+    pool->wait_count++;
+    pool->totals.waits++;
+    metrics_inc(pool->metrics, METRIC_POOL_WAITS);
+    grow(pool);
+    arm_wait_timer(pool);
+}
+
+static struct pool_slot *slot_of(struct pool *pool, void *conn)
+{
+    for (int i = 0; i < pool->settings.max_size; i++)
+        if (pool->slots[i].conn == conn && pool->slots[i].state == SLOT_BUSY)
+            return &pool->slots[i];
+    abort(); /* releasing a connection the pool did not lend: a programming error */
+}
+
+void pool_release(struct pool *pool, void *conn)
+{
+    struct pool_slot *slot = slot_of(pool, conn);
+    long long now = monotonic_ms();
+    pool->usage_ms_total += (double)(now - slot->since_ms);
+    if (pool->connector->is_broken(pool->connector_ctx, conn)) {
+        pool->totals.broken++;
+        metrics_inc(pool->metrics, METRIC_POOL_BROKEN);
+        close_slot(pool, slot);
+        grow(pool); /* a waiter may now need a fresh connection */
+        return;
+    }
+    if (too_old(pool, slot, now)) {
+        retire_slot(pool, slot);
+        grow(pool);
+        return;
+    }
+    hand_off(pool, slot);
+}
+
+void pool_maintain(struct pool *pool)
+{
+    long long now = monotonic_ms();
+    for (int i = 0; i < pool->settings.max_size; i++) {
+        struct pool_slot *slot = &pool->slots[i];
+        if (slot->state != SLOT_IDLE)
+            continue;
+        bool idle_too_long = now - slot->since_ms >= pool->settings.idle_timeout_ms &&
+                             live_connections(pool) > pool->settings.min_size;
+        if (too_old(pool, slot, now) || idle_too_long)
+            retire_slot(pool, slot);
+    }
+    grow(pool);
+}
+
+/* ---- life cycle and statistics ---- */
+
+struct pool *pool_create(struct event_base *base, const struct pool_settings *settings,
+                         const struct pool_connector *connector, void *connector_ctx,
+                         struct metrics *metrics)
+{
+    struct pool *pool = xcalloc(1, sizeof *pool);
+    pool->base = base;
+    pool->settings = *settings;
+    pool->connector = connector;
+    pool->connector_ctx = connector_ctx;
+    pool->metrics = metrics;
+    pool->slots = xcalloc((size_t)settings->max_size, sizeof *pool->slots);
+    for (int i = 0; i < settings->max_size; i++)
+        pool->slots[i].pool = pool;
+    pool->waiters = xcalloc((size_t)settings->max_waiting, sizeof *pool->waiters);
+    evtimer_assign(&pool->wait_timer, base, on_wait_timer, pool);
+    grow(pool); /* open min_size connections in the background */
+    return pool;
+}
+
+void pool_free(struct pool *pool)
+{
+    if (pool == NULL)
+        return;
+    event_del(&pool->wait_timer);
+    for (int i = 0; i < pool->settings.max_size; i++)
+        if (pool->slots[i].state != SLOT_EMPTY)
+            close_slot(pool, &pool->slots[i]);
+    free(pool->slots);
+    free(pool->waiters);
+    if (pool->connector->destroy)
+        pool->connector->destroy(pool->connector_ctx);
+    free(pool);
+}
+
+void pool_get_stats(const struct pool *pool, struct pool_stats *out)
+{
+    *out = pool->totals;
+    out->available = count_slots(pool, SLOT_IDLE);
+    out->in_use = count_slots(pool, SLOT_BUSY);
+    out->size = out->available + out->in_use;
+    out->opening = count_slots(pool, SLOT_OPENING);
+    out->waiting = pool->wait_count;
+    out->min_size = pool->settings.min_size;
+    out->max_size = pool->settings.max_size;
+    unsigned long long released = pool->totals.acquisitions - (unsigned long long)out->in_use;
+    out->usage_ms_avg = released ? pool->usage_ms_total / (double)released : 0.0;
+    out->wait_ms_avg = pool->waits_served ? pool->wait_ms_total / (double)pool->waits_served : 0.0;
+}
+
+json_t *pool_stats_json(const struct pool *pool)
+{
+    struct pool_stats s;
+    pool_get_stats(pool, &s);
+    return json_pack("{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                     "s:I, s:I, s:f}",
+                     "pool_size", s.size, "pool_available", s.available, "requests_waiting",
+                     s.waiting, "usage_ms", s.usage_ms_avg, "in_use", s.in_use, "opening",
+                     s.opening, "min_size", s.min_size, "max_size", s.max_size, "acquisitions",
+                     (json_int_t)s.acquisitions, "waits", (json_int_t)s.waits, "timeouts",
+                     (json_int_t)s.timeouts, "rejected", (json_int_t)s.rejected, "unavailable",
+                     (json_int_t)s.unavailable, "connections_opened", (json_int_t)s.opened,
+                     "connection_failures", (json_int_t)s.open_failures, "connections_broken",
+                     (json_int_t)s.broken, "connections_retired", (json_int_t)s.retired,
+                     "wait_ms", s.wait_ms_avg);
+}
+
+void pool_render_gauges(struct evbuffer *out, void *arg)
+{
+    struct pool_stats s;
+    pool_get_stats(arg, &s);
+    evbuffer_add_printf(out,
+                        "# HELP pool_size Open connections (idle and in use).\n"
+                        "# TYPE pool_size gauge\npool_size %d\n"
+                        "# HELP pool_available Idle connections.\n"
+                        "# TYPE pool_available gauge\npool_available %d\n"
+                        "# HELP pool_waiting Requests waiting for a connection.\n"
+                        "# TYPE pool_waiting gauge\npool_waiting %d\n",
+                        s.size, s.available, s.waiting);
+}

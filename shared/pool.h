@@ -1,0 +1,127 @@
+/*
+ * pool: a connection pool (layer 1 on).
+ *
+ * Opening a PostgreSQL connection costs a TCP handshake, authentication and a new backend
+ * process: milliseconds, against microseconds for a simple query. The pool keeps connections
+ * open and lends them out. Its rules:
+ * - between min_size and max_size connections; grows lazily when requests wait, shrinks idle
+ *   ones back to min_size after idle_timeout, and retires connections older than max_lifetime
+ *   (so server-side memory and changed settings do not live forever);
+ * - when every connection is busy, requests wait in a bounded FIFO queue (max_waiting) for at
+ *   most acquire_timeout; past the bound they are refused at once (PG_BUSY), past the timeout
+ *   they fail (PG_UNAVAILABLE). Nothing waits forever and nothing queues without limit;
+ * - a connection that breaks is dropped and replaced; while the database cannot be reached at
+ *   all, requests fail fast and connection attempts back off (100 ms doubling to 2 s);
+ * - statistics are real counts, shown at /pool-stats and /metrics.
+ *
+ * The pool manages opaque connection handles through a connector (open, close, is_broken,
+ * watch), so that its state machine is unit-tested without sockets; pool_create_pg() plugs in
+ * pgconn. pool_query() is what handlers use: acquire, run one query, release.
+ */
+#ifndef LAYERS_POOL_H
+#define LAYERS_POOL_H
+
+#include "pgconn.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct evbuffer;
+struct event_base;
+struct metrics;
+struct pool;
+struct pool_slot;
+
+struct pool_settings {
+    int min_size;            /* connections kept open even when idle */
+    int max_size;            /* hard upper bound */
+    long acquire_timeout_ms; /* longest wait in the queue */
+    int max_waiting;         /* queue bound; more requests are refused at once */
+    long max_lifetime_ms;    /* connections older than this are retired when released */
+    long idle_timeout_ms;    /* idle connections above min_size are closed after this */
+};
+
+enum pool_error {
+    POOL_OK,          /* conn is yours until pool_release */
+    POOL_TIMEOUT,     /* waited acquire_timeout_ms without getting a connection */
+    POOL_QUEUE_FULL,  /* max_waiting requests were already waiting */
+    POOL_UNAVAILABLE, /* the database cannot be reached right now */
+};
+
+/* How the pool opens and closes its connections. */
+struct pool_connector {
+    /* Starts opening; returns the handle now and calls pool_open_done(slot, ok) later. */
+    void *(*open)(void *ctx, struct pool_slot *slot);
+    void (*close)(void *ctx, void *conn);
+    bool (*is_broken)(void *ctx, void *conn);
+    /* Optional: watch an idle connection, calling pool_idle_broken(slot) if it breaks. */
+    void (*watch)(void *ctx, void *conn, struct pool_slot *slot, bool on);
+    /* Optional: frees ctx when the pool is freed. */
+    void (*destroy)(void *ctx);
+};
+
+struct pool_stats {
+    int size;                     /* open connections (idle + in use) */
+    int available;                /* idle connections */
+    int in_use;                   /* lent out */
+    int opening;                  /* connection attempts under way */
+    int waiting;                  /* requests in the wait queue */
+    int min_size, max_size;       /* configured bounds */
+    unsigned long long acquisitions; /* connections handed out */
+    unsigned long long waits;     /* acquisitions that queued */
+    unsigned long long timeouts;  /* gave up after acquire_timeout */
+    unsigned long long rejected;  /* queue full */
+    unsigned long long unavailable; /* failed because the database was unreachable */
+    unsigned long long opened;    /* connections established */
+    unsigned long long open_failures; /* connection attempts that failed */
+    unsigned long long broken;    /* dropped because they broke */
+    unsigned long long retired;   /* closed for age or idleness */
+    double usage_ms_avg;          /* mean time a connection was held per acquisition */
+    double wait_ms_avg;           /* mean queue time of acquisitions that waited */
+};
+
+/*
+ * Called exactly once per pool_acquire, possibly before pool_acquire returns (an idle
+ * connection, or a full queue). On POOL_OK the caller must pool_release(conn) exactly once.
+ */
+typedef void (*pool_acquire_cb)(void *conn, enum pool_error err, void *arg);
+
+struct pool *pool_create(struct event_base *base, const struct pool_settings *settings,
+                         const struct pool_connector *connector, void *connector_ctx,
+                         struct metrics *metrics);
+
+/* A pool of pgconn connections. */
+struct pool *pool_create_pg(struct event_base *base, const struct pool_settings *settings,
+                            const struct pgconn_settings *pg, struct metrics *metrics);
+
+/* Closes every connection. Call when nothing is in flight; pending callbacks are not called. */
+void pool_free(struct pool *pool);
+
+void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg);
+void pool_release(struct pool *pool, void *conn);
+
+/* For connectors. */
+void pool_open_done(struct pool_slot *slot, bool ok);
+void pool_idle_broken(struct pool_slot *slot);
+
+/* Periodic upkeep (the server's maintenance timer): min size, idle and lifetime limits. */
+void pool_maintain(struct pool *pool);
+
+void pool_get_stats(const struct pool *pool, struct pool_stats *out);
+
+/* The statistics as the contract's /pool-stats object (real numbers, never placeholders). */
+json_t *pool_stats_json(const struct pool *pool);
+
+/* A metrics_gauge_fn (arg: the pool) printing pool_size, pool_available, pool_waiting. */
+void pool_render_gauges(struct evbuffer *out, void *pool);
+
+/*
+ * Acquire, run one query, release. `cb` is called exactly once, possibly before pool_query
+ * returns (PG_BUSY or PG_UNAVAILABLE without waiting). `sql` and `values` must stay valid
+ * until then. Only for pools made by pool_create_pg().
+ */
+void pool_query(struct pool *pool, const char *sql, int nparams, const char *const *values,
+                const int *lengths, pgconn_result_cb cb, void *arg);
+
+#endif

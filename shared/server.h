@@ -1,0 +1,68 @@
+/*
+ * server: the life of one layer server, from `main` to exit.
+ *
+ * Every layer's main() fills a `struct server_spec` (its name, its configuration rows, and
+ * three callbacks) and calls server_main(). This module does the rest, the same way for all:
+ * `--help`, configuration (the common rows below plus the layer's), the event loop, the
+ * built-in routes (`/metrics`, and `/ping`, which touches no backend and so measures the HTTP
+ * layer alone), one maintenance timer a second, and graceful shutdown:
+ *
+ *   SIGTERM/SIGINT -> stop accepting -> wait for in-flight requests (SHUTDOWN_TIMEOUT_MS)
+ *                  -> layer stop() closes its connections -> exit 0.
+ *
+ * The layer's start() creates its pools and routes and calls server_ready() when its
+ * databases are ready (schema created): only then does the server listen.
+ */
+#ifndef LAYERS_SERVER_H
+#define LAYERS_SERVER_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct http_server;
+struct metrics;
+struct server;
+
+/* The settings every server has. */
+struct server_config {
+    char *host;              /* HOST */
+    long port;               /* PORT */
+    char *log_level;         /* LOG_LEVEL */
+    long max_body_bytes;     /* MAX_BODY_BYTES */
+    long max_value_bytes;    /* MAX_VALUE_BYTES */
+    long http_timeout_s;     /* HTTP_TIMEOUT_S */
+    long shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT_MS */
+};
+
+struct server_spec {
+    const char *program;               /* "l1-connection-pooling" */
+    const char *layer;                 /* "1-connection-pooling", as /health reports it */
+    const char *summary;               /* one line for --help */
+    long default_port;                 /* 8000 + N */
+    const struct config_row *rows;     /* the layer's own settings */
+    size_t row_count;                  /* entries in rows */
+    unsigned metric_modules;           /* METRIC_MODULE_* the layer uses */
+    /* Creates pools and routes; calls server_ready() (now or later). false = exit 1. */
+    bool (*start)(struct server *server, void *layer);
+    /* Once a second: pool upkeep, health checks... (may be NULL) */
+    void (*maintain)(void *layer);
+    /* After the last in-flight request: close connections, free everything. */
+    void (*stop)(void *layer);
+};
+
+/* Runs the server; returns the process exit code. */
+int server_main(int argc, char **argv, const struct server_spec *spec, void *layer);
+
+/* Starts listening (once the layer's databases are ready). */
+void server_ready(struct server *server);
+
+struct event_base *server_base(struct server *server);
+struct http_server *server_http(struct server *server);
+struct metrics *server_metrics(struct server *server);
+const struct server_config *server_config(const struct server *server);
+const struct server_spec *server_spec(const struct server *server);
+
+#endif
