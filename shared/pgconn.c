@@ -125,11 +125,15 @@ static enum pg_status classify_result(const PGresult *res)
 
 static void log_failure(struct pgconn *conn, const char *what)
 {
-    const char *msg = conn->pg ? PQerrorMessage(conn->pg) : "out of memory";
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' '; /* libpq's messages span lines; a log entry must not */
     size_t len = strlen(msg);
-    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-        len--;
-    LOG_WARN("postgres: %s: %.*s", what, (int)len, msg);
+    while (len > 0 && msg[len - 1] == ' ')
+        msg[--len] = '\0';
+    LOG_WARN("postgres: %s: %s", what, msg);
 }
 
 /* ---- connecting ---- */
