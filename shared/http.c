@@ -208,13 +208,6 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
     server->in_flight++;
     assign_request_id(req);
 
-    if (http_request_header(req, "X-Layers-Body-Too-Large") != NULL) {
-        /* Marked by the connection guard (http_guard.c): the body was never read. */
-        http_request_set_header(req, "Connection", "close");
-        reply_detail(req, 413, "Request body too large");
-        return;
-    }
-
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(evreq));
     if (path == NULL || path[0] == '\0')
         path = "/";
