@@ -3,6 +3,7 @@
  */
 #include "http.h"
 
+#include "http_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -208,6 +209,13 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
     server->in_flight++;
     assign_request_id(req);
 
+    if (http_request_header(req, HTTP_GUARD_MARKER) != NULL) {
+        /* Marked by the connection guard (http_guard.c): the body was not read. */
+        http_request_set_header(req, "Connection", "close");
+        reply_detail(req, 413, "Request body too large");
+        return;
+    }
+
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(evreq));
     if (path == NULL || path[0] == '\0')
         path = "/";
@@ -255,6 +263,8 @@ struct http_server *http_server_create(struct event_base *base, const struct htt
                                                    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                                    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(server->evhttp, dispatch, server);
+    http_guard_init(settings->max_body_bytes);
+    evhttp_set_bevcb(server->evhttp, http_guard_bufferevent, NULL);
     return server;
 }
 
@@ -263,6 +273,7 @@ void http_server_free(struct http_server *server)
     if (server == NULL)
         return;
     evhttp_free(server->evhttp); /* closes the remaining (idle) connections */
+    http_guard_cleanup();
     router_free(server->router);
     free((char *)server->settings.host);
     free(server);
