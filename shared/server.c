@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define DRAIN_POLL_MS 20
+#define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
 
 struct server {
     const struct server_spec *spec; /* the layer's description */
@@ -29,6 +30,7 @@ struct server {
     struct event *maintenance;      /* once a second */
     struct event *drain;            /* polls in-flight requests during shutdown */
     long long drain_deadline_ms;    /* give up waiting at this time */
+    long long drained_at_ms;        /* when the last in-flight request was answered, or 0 */
     bool listening;                 /* server_ready() was called */
     bool failed;                    /* could not listen: exit 1 */
     bool stopping;                  /* a shutdown signal arrived */
@@ -103,7 +105,11 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
     struct server *server = arg;
     (void)fd, (void)what;
-    if (http_server_in_flight(server->http) == 0 || monotonic_ms() >= server->drain_deadline_ms) {
+    long long now = monotonic_ms();
+    if (http_server_in_flight(server->http) == 0 && server->drained_at_ms == 0)
+        server->drained_at_ms = now;
+    bool flushed = server->drained_at_ms != 0 && now - server->drained_at_ms >= DRAIN_FLUSH_MS;
+    if (flushed || now >= server->drain_deadline_ms) {
         finish_shutdown(server);
         return;
     }
