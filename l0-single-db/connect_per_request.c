@@ -20,12 +20,12 @@
 #define MAX_PARAMS 4
 
 struct oneshot {
-    struct pgconn *conn;              /* opened for this query only */
-    const char *sql;                  /* caller's, valid until the callback */
-    int nparams;                      /* number of parameters */
-    const char *values[MAX_PARAMS];   /* caller's strings */
-    pgconn_result_cb cb;              /* caller's callback */
-    void *arg;                        /* its argument */
+    struct pgconn *conn;            /* opened for this query only */
+    const char *sql;                /* caller's, valid until the callback */
+    int nparams;                    /* number of parameters */
+    const char *values[MAX_PARAMS]; /* caller's strings */
+    pgconn_result_cb cb;            /* caller's callback */
+    void *arg;                      /* its argument */
 };
 
 static void on_result(PGresult *res, enum pg_status status, void *arg)

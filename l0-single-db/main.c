@@ -42,8 +42,8 @@ static bool start(struct server *server, void *arg)
     http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
     http_route(http, HTTP_GET, "/health", handle_health, l);
 
-    l->schema = schema_ensure(server_base(server), &l->pg, RECORDS_SQL_SCHEMA, on_schema_ready,
-                              server);
+    l->schema =
+        schema_ensure(server_base(server), &l->pg, RECORDS_SQL_SCHEMA, on_schema_ready, server);
     return true;
 }
 

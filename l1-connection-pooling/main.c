@@ -54,8 +54,8 @@ static bool start(struct server *server, void *arg)
     }
     struct pgconn_settings pg = {l->database_url, "l1-connection-pooling", l->connect_timeout_ms,
                                  l->query_timeout_ms};
-    struct pool_settings ps = {(int)l->min_size,       (int)l->max_size,
-                               l->acquire_timeout_ms,  (int)l->max_waiting,
+    struct pool_settings ps = {(int)l->min_size,         (int)l->max_size,
+                               l->acquire_timeout_ms,    (int)l->max_waiting,
                                l->max_lifetime_s * 1000, l->idle_timeout_s * 1000};
     l->pool = pool_create_pg(server_base(server), &ps, &pg, server_metrics(server));
     metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
@@ -66,7 +66,8 @@ static bool start(struct server *server, void *arg)
     http_route(http, HTTP_GET, "/health", handle_health, l);
     http_route(http, HTTP_GET, "/pool-stats", handle_pool_stats, l);
 
-    l->schema = schema_ensure(server_base(server), &pg, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    l->schema =
+        schema_ensure(server_base(server), &pg, RECORDS_SQL_SCHEMA, on_schema_ready, server);
     return true;
 }
 

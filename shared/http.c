@@ -19,9 +19,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define MAX_ROUTES 32
+#define MAX_ROUTES       32
 #define MAX_HEADER_BYTES (16 * 1024)
-#define REQUEST_ID_MAX 64
+#define REQUEST_ID_MAX   64
 
 struct route_target {
     http_handler_fn handler; /* the layer's function */
@@ -186,14 +186,22 @@ void http_request_set_header(struct http_request *req, const char *name, const c
 static enum http_method method_of(struct evhttp_request *evreq)
 {
     switch (evhttp_request_get_command(evreq)) {
-    case EVHTTP_REQ_GET: return HTTP_GET;
-    case EVHTTP_REQ_HEAD: return HTTP_HEAD;
-    case EVHTTP_REQ_POST: return HTTP_POST;
-    case EVHTTP_REQ_PUT: return HTTP_PUT;
-    case EVHTTP_REQ_DELETE: return HTTP_DELETE;
-    case EVHTTP_REQ_PATCH: return HTTP_PATCH;
-    case EVHTTP_REQ_OPTIONS: return HTTP_OPTIONS;
-    default: return HTTP_OTHER;
+    case EVHTTP_REQ_GET:
+        return HTTP_GET;
+    case EVHTTP_REQ_HEAD:
+        return HTTP_HEAD;
+    case EVHTTP_REQ_POST:
+        return HTTP_POST;
+    case EVHTTP_REQ_PUT:
+        return HTTP_PUT;
+    case EVHTTP_REQ_DELETE:
+        return HTTP_DELETE;
+    case EVHTTP_REQ_PATCH:
+        return HTTP_PATCH;
+    case EVHTTP_REQ_OPTIONS:
+        return HTTP_OPTIONS;
+    default:
+        return HTTP_OTHER;
     }
 }
 
@@ -240,7 +248,8 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
 
 /* ---- server life cycle ---- */
 
-struct http_server *http_server_create(struct event_base *base, const struct http_settings *settings,
+struct http_server *http_server_create(struct event_base *base,
+                                       const struct http_settings *settings,
                                        struct metrics *metrics)
 {
     struct http_server *server = xcalloc(1, sizeof *server);
@@ -294,9 +303,8 @@ void http_route(struct http_server *server, enum http_method method, const char 
 
 bool http_server_listen(struct http_server *server, char *err, size_t errlen)
 {
-    server->listener =
-        evhttp_bind_socket_with_handle(server->evhttp, server->settings.host,
-                                       (ev_uint16_t)server->settings.port);
+    server->listener = evhttp_bind_socket_with_handle(server->evhttp, server->settings.host,
+                                                      (ev_uint16_t)server->settings.port);
     if (server->listener == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%d (is the port already in use?)",
                  server->settings.host, server->settings.port);

@@ -37,7 +37,8 @@ struct http_request;
 
 typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 
-struct http_server *http_server_create(struct event_base *base, const struct http_settings *settings,
+struct http_server *http_server_create(struct event_base *base,
+                                       const struct http_settings *settings,
                                        struct metrics *metrics);
 void http_server_free(struct http_server *server);
 

@@ -165,10 +165,10 @@ struct guard_row {
 };
 
 static struct {
-    size_t max_body;           /* MAX_BODY_BYTES */
-    struct guard_row *rows;    /* indexed by file descriptor */
-    size_t count;              /* allocated rows */
-    struct evbuffer *scratch;  /* temporary holder for bytes already passed */
+    size_t max_body;          /* MAX_BODY_BYTES */
+    struct guard_row *rows;   /* indexed by file descriptor */
+    size_t count;             /* allocated rows */
+    struct evbuffer *scratch; /* temporary holder for bytes already passed */
 } guards;
 
 static struct guard_row *row_for(struct bufferevent *bev)

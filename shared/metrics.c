@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ROUTES 32
+#define MAX_ROUTES        32
 #define MAX_GAUGE_SOURCES 8
 
 /* Status codes get their own series; anything else is counted as "other". */
@@ -18,7 +18,7 @@ static const int tracked_statuses[] = {200, 400, 401, 404, 405, 408, 413, 422, 4
 #define STATUS_SLOTS (sizeof tracked_statuses / sizeof tracked_statuses[0] + 1)
 
 static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,    0.25,  0.5,    1.0,   2.5,   5.0,   10.0};
+                                       0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 #define BUCKETS (sizeof bucket_bounds / sizeof bucket_bounds[0])
 
 struct histogram {
@@ -38,13 +38,13 @@ struct gauge_source {
 };
 
 struct metrics {
-    unsigned modules;                               /* which counter modules to show */
-    uint64_t counters[METRIC_COUNTER_COUNT];        /* updated atomically */
-    struct route_label routes[MAX_ROUTES + 1];      /* last slot: requests that matched no route */
-    int route_count;                                /* registered routes */
+    unsigned modules;                          /* which counter modules to show */
+    uint64_t counters[METRIC_COUNTER_COUNT];   /* updated atomically */
+    struct route_label routes[MAX_ROUTES + 1]; /* last slot: requests that matched no route */
+    int route_count;                           /* registered routes */
     struct histogram latency[MAX_ROUTES + 1][STATUS_SLOTS]; /* event-loop thread only */
-    struct gauge_source gauges[MAX_GAUGE_SOURCES];  /* extra gauge printers */
-    int gauge_count;                                /* used entries of gauges */
+    struct gauge_source gauges[MAX_GAUGE_SOURCES];          /* extra gauge printers */
+    int gauge_count;                                        /* used entries of gauges */
 };
 
 static const struct {
@@ -148,9 +148,8 @@ static void render_requests(struct metrics *m, struct evbuffer *out)
                                 (unsigned long long)h->count);
         }
     }
-    evbuffer_add_printf(out,
-                        "# HELP http_request_duration_seconds Time from request to reply.\n"
-                        "# TYPE http_request_duration_seconds histogram\n");
+    evbuffer_add_printf(out, "# HELP http_request_duration_seconds Time from request to reply.\n"
+                             "# TYPE http_request_duration_seconds histogram\n");
     for (int r = 0; r <= MAX_ROUTES; r++) {
         for (size_t s = 0; s < STATUS_SLOTS; s++) {
             const struct histogram *h = &m->latency[r][s];
@@ -163,7 +162,8 @@ static void render_requests(struct metrics *m, struct evbuffer *out)
             uint64_t cumulative = 0;
             for (size_t b = 0; b < BUCKETS; b++) {
                 cumulative += h->buckets[b];
-                evbuffer_add_printf(out, "http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
+                evbuffer_add_printf(out,
+                                    "http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
                                     labels, bucket_bounds[b], (unsigned long long)cumulative);
             }
             evbuffer_add_printf(out,

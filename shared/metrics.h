@@ -23,8 +23,7 @@ enum metric_module {
 
 /* X(ID, module, name, help) */
 #define METRIC_COUNTERS(X)                                                                         \
-    X(PG_CONNECTS, METRIC_MODULE_PG, "pg_connects_total",                                          \
-      "PostgreSQL connections established")                                                        \
+    X(PG_CONNECTS, METRIC_MODULE_PG, "pg_connects_total", "PostgreSQL connections established")    \
     X(PG_CONNECT_FAILURES, METRIC_MODULE_PG, "pg_connect_failures_total",                          \
       "PostgreSQL connection attempts that failed or timed out")                                   \
     X(PG_QUERIES, METRIC_MODULE_PG, "pg_queries_total", "Queries sent to PostgreSQL")              \

@@ -23,21 +23,21 @@
 enum pgconn_state { PGCONN_NEW, PGCONN_CONNECTING, PGCONN_IDLE, PGCONN_BUSY, PGCONN_BROKEN };
 
 struct pgconn {
-    struct event_base *base;     /* the loop it lives on */
-    struct metrics *metrics;     /* pg_* counters */
+    struct event_base *base;         /* the loop it lives on */
+    struct metrics *metrics;         /* pg_* counters */
     struct pgconn_settings settings; /* copy; strings owned */
-    PGconn *pg;                  /* libpq's connection */
-    enum pgconn_state state;     /* see set_state() */
-    struct event io;             /* socket readiness, re-assigned as libpq asks */
-    bool io_armed;               /* io has been assigned and may be pending */
-    struct event timer;          /* connect or query deadline; also defers failures */
-    long long connected_at_ms;   /* monotonic, for the pool's max lifetime */
-    pgconn_connect_cb connect_cb; /* pending connect callback */
-    pgconn_result_cb result_cb;  /* pending query callback */
-    void *cb_arg;                /* argument of the pending callback */
-    PGresult *result;            /* result being collected (first error wins) */
-    pgconn_broken_cb broken_cb;  /* idle watcher, or NULL */
-    void *broken_arg;            /* its argument */
+    PGconn *pg;                      /* libpq's connection */
+    enum pgconn_state state;         /* see set_state() */
+    struct event io;                 /* socket readiness, re-assigned as libpq asks */
+    bool io_armed;                   /* io has been assigned and may be pending */
+    struct event timer;              /* connect or query deadline; also defers failures */
+    long long connected_at_ms;       /* monotonic, for the pool's max lifetime */
+    pgconn_connect_cb connect_cb;    /* pending connect callback */
+    pgconn_result_cb result_cb;      /* pending query callback */
+    void *cb_arg;                    /* argument of the pending callback */
+    PGresult *result;                /* result being collected (first error wins) */
+    pgconn_broken_cb broken_cb;      /* idle watcher, or NULL */
+    void *broken_arg;                /* its argument */
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
@@ -368,8 +368,7 @@ void pgconn_unwatch(struct pgconn *conn)
 
 bool pgconn_is_broken(const struct pgconn *conn)
 {
-    return conn->state == PGCONN_BROKEN || conn->pg == NULL ||
-           PQstatus(conn->pg) != CONNECTION_OK;
+    return conn->state == PGCONN_BROKEN || conn->pg == NULL || PQstatus(conn->pg) != CONNECTION_OK;
 }
 
 long long pgconn_connected_at_ms(const struct pgconn *conn)

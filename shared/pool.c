@@ -37,20 +37,20 @@ struct pool_waiter {
 };
 
 struct pool {
-    struct event_base *base;              /* loop for the wait timer */
-    struct pool_settings settings;        /* bounds and timeouts */
+    struct event_base *base;                /* loop for the wait timer */
+    struct pool_settings settings;          /* bounds and timeouts */
     const struct pool_connector *connector; /* opens/closes handles */
-    void *connector_ctx;                  /* the connector's context */
-    struct metrics *metrics;              /* pool_* counters */
-    struct pool_slot *slots;              /* max_size slots */
-    struct pool_waiter *waiters;          /* ring buffer of max_waiting */
-    int wait_head, wait_count;            /* ring position and fill */
-    struct event wait_timer;              /* fires at the head waiter's deadline */
-    long backoff_ms;                      /* current delay between failed attempts */
-    long long backoff_until_ms;           /* no new attempt before this */
-    struct pool_stats totals;             /* cumulative counters (gauges filled on demand) */
-    double usage_ms_total, wait_ms_total; /* for the averages */
-    unsigned long long waits_served;      /* waiters that got a connection */
+    void *connector_ctx;                    /* the connector's context */
+    struct metrics *metrics;                /* pool_* counters */
+    struct pool_slot *slots;                /* max_size slots */
+    struct pool_waiter *waiters;            /* ring buffer of max_waiting */
+    int wait_head, wait_count;              /* ring position and fill */
+    struct event wait_timer;                /* fires at the head waiter's deadline */
+    long backoff_ms;                        /* current delay between failed attempts */
+    long long backoff_until_ms;             /* no new attempt before this */
+    struct pool_stats totals;               /* cumulative counters (gauges filled on demand) */
+    double usage_ms_total, wait_ms_total;   /* for the averages */
+    unsigned long long waits_served;        /* waiters that got a connection */
 };
 
 /* ---- counting ---- */
@@ -372,8 +372,8 @@ json_t *pool_stats_json(const struct pool *pool)
                      (json_int_t)s.timeouts, "rejected", (json_int_t)s.rejected, "unavailable",
                      (json_int_t)s.unavailable, "connections_opened", (json_int_t)s.opened,
                      "connection_failures", (json_int_t)s.open_failures, "connections_broken",
-                     (json_int_t)s.broken, "connections_retired", (json_int_t)s.retired,
-                     "wait_ms", s.wait_ms_avg);
+                     (json_int_t)s.broken, "connections_retired", (json_int_t)s.retired, "wait_ms",
+                     s.wait_ms_avg);
 }
 
 void pool_render_gauges(struct evbuffer *out, void *arg)

@@ -62,23 +62,23 @@ struct pool_connector {
 };
 
 struct pool_stats {
-    int size;                     /* open connections (idle + in use) */
-    int available;                /* idle connections */
-    int in_use;                   /* lent out */
-    int opening;                  /* connection attempts under way */
-    int waiting;                  /* requests in the wait queue */
-    int min_size, max_size;       /* configured bounds */
-    unsigned long long acquisitions; /* connections handed out */
-    unsigned long long waits;     /* acquisitions that queued */
-    unsigned long long timeouts;  /* gave up after acquire_timeout */
-    unsigned long long rejected;  /* queue full */
-    unsigned long long unavailable; /* failed because the database was unreachable */
-    unsigned long long opened;    /* connections established */
+    int size;                         /* open connections (idle + in use) */
+    int available;                    /* idle connections */
+    int in_use;                       /* lent out */
+    int opening;                      /* connection attempts under way */
+    int waiting;                      /* requests in the wait queue */
+    int min_size, max_size;           /* configured bounds */
+    unsigned long long acquisitions;  /* connections handed out */
+    unsigned long long waits;         /* acquisitions that queued */
+    unsigned long long timeouts;      /* gave up after acquire_timeout */
+    unsigned long long rejected;      /* queue full */
+    unsigned long long unavailable;   /* failed because the database was unreachable */
+    unsigned long long opened;        /* connections established */
     unsigned long long open_failures; /* connection attempts that failed */
-    unsigned long long broken;    /* dropped because they broke */
-    unsigned long long retired;   /* closed for age or idleness */
-    double usage_ms_avg;          /* mean time a connection was held per acquisition */
-    double wait_ms_avg;           /* mean queue time of acquisitions that waited */
+    unsigned long long broken;        /* dropped because they broke */
+    unsigned long long retired;       /* closed for age or idleness */
+    double usage_ms_avg;              /* mean time a connection was held per acquisition */
+    double wait_ms_avg;               /* mean queue time of acquisitions that waited */
 };
 
 /*

@@ -92,15 +92,15 @@ struct pool *pool_create_pg(struct event_base *base, const struct pool_settings 
 /* ---- pool_query: one borrow ---- */
 
 struct pooled_query {
-    struct pool *pool;                          /* where the connection comes from */
-    struct pgconn *conn;                        /* the borrowed connection */
-    const char *sql;                            /* caller's; valid until the callback */
-    int nparams;                                /* number of parameters */
-    const char *values[POOL_QUERY_MAX_PARAMS];  /* caller's strings */
-    int lengths[POOL_QUERY_MAX_PARAMS];         /* their lengths */
-    bool has_lengths;                           /* lengths were given */
-    pgconn_result_cb cb;                        /* the caller's callback */
-    void *arg;                                  /* its argument */
+    struct pool *pool;                         /* where the connection comes from */
+    struct pgconn *conn;                       /* the borrowed connection */
+    const char *sql;                           /* caller's; valid until the callback */
+    int nparams;                               /* number of parameters */
+    const char *values[POOL_QUERY_MAX_PARAMS]; /* caller's strings */
+    int lengths[POOL_QUERY_MAX_PARAMS];        /* their lengths */
+    bool has_lengths;                          /* lengths were given */
+    pgconn_result_cb cb;                       /* the caller's callback */
+    void *arg;                                 /* its argument */
 };
 
 static void on_query_result(PGresult *res, enum pg_status status, void *arg)

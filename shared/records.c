@@ -9,15 +9,14 @@
     "to_char(" column " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 /* 0x4c41594552 = "LAYER": one advisory lock id for schema changes, shared by all layers. */
-const char RECORDS_SQL_SCHEMA[] =
-    "BEGIN;"
-    "SELECT pg_advisory_xact_lock(327579063634);"
-    "CREATE TABLE IF NOT EXISTS records ("
-    " key varchar(255) PRIMARY KEY,"
-    " value text NOT NULL,"
-    " created_at timestamptz NOT NULL DEFAULT now(),"
-    " updated_at timestamptz NOT NULL DEFAULT now());"
-    "COMMIT;";
+const char RECORDS_SQL_SCHEMA[] = "BEGIN;"
+                                  "SELECT pg_advisory_xact_lock(327579063634);"
+                                  "CREATE TABLE IF NOT EXISTS records ("
+                                  " key varchar(255) PRIMARY KEY,"
+                                  " value text NOT NULL,"
+                                  " created_at timestamptz NOT NULL DEFAULT now(),"
+                                  " updated_at timestamptz NOT NULL DEFAULT now());"
+                                  "COMMIT;";
 
 const char RECORDS_SQL_UPSERT[] =
     "INSERT INTO records (key, value) VALUES ($1, $2) "
@@ -37,8 +36,8 @@ json_t *records_read_reply(const PGresult *res, const char *key, size_t key_len)
     if (PQntuples(res) == 0)
         return json_pack("{s:b, s:s%, s:n, s:n, s:n, s:s}", "success", 0, "key", key, key_len,
                          "value", "created_at", "updated_at", "message", "Key not found");
-    return json_pack("{s:b, s:s%, s:s%, s:s, s:s, s:n}", "success", 1, "key", key, key_len,
-                     "value", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), "created_at",
+    return json_pack("{s:b, s:s%, s:s%, s:s, s:s, s:n}", "success", 1, "key", key, key_len, "value",
+                     PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), "created_at",
                      PQgetvalue(res, 0, 1), "updated_at", PQgetvalue(res, 0, 2), "message");
 }
 

@@ -9,15 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUTER_MAX_ROUTES 32
+#define ROUTER_MAX_ROUTES   32
 #define ROUTER_MAX_SEGMENTS 8
 
 struct route {
-    enum http_method method;                /* the one method this route answers */
-    char *template;                         /* "/read/{key}", for logs and metrics */
-    char *segments[ROUTER_MAX_SEGMENTS];    /* split template; NULL entry = `{param}` */
-    int segment_count;                      /* number of segments */
-    void *data;                             /* the caller's handler */
+    enum http_method method;             /* the one method this route answers */
+    char *template;                      /* "/read/{key}", for logs and metrics */
+    char *segments[ROUTER_MAX_SEGMENTS]; /* split template; NULL entry = `{param}` */
+    int segment_count;                   /* number of segments */
+    void *data;                          /* the caller's handler */
 };
 
 struct router {
@@ -122,14 +122,22 @@ enum router_result router_match(const struct router *router, enum http_method me
 const char *http_method_name(enum http_method method)
 {
     switch (method) {
-    case HTTP_GET: return "GET";
-    case HTTP_HEAD: return "HEAD";
-    case HTTP_POST: return "POST";
-    case HTTP_PUT: return "PUT";
-    case HTTP_DELETE: return "DELETE";
-    case HTTP_PATCH: return "PATCH";
-    case HTTP_OPTIONS: return "OPTIONS";
-    case HTTP_OTHER: break;
+    case HTTP_GET:
+        return "GET";
+    case HTTP_HEAD:
+        return "HEAD";
+    case HTTP_POST:
+        return "POST";
+    case HTTP_PUT:
+        return "PUT";
+    case HTTP_DELETE:
+        return "DELETE";
+    case HTTP_PATCH:
+        return "PATCH";
+    case HTTP_OPTIONS:
+        return "OPTIONS";
+    case HTTP_OTHER:
+        break;
     }
     return "OTHER";
 }

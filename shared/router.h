@@ -33,11 +33,11 @@ struct route_param {
 };
 
 struct route_match {
-    int route;                                 /* index returned by router_add, on a match */
-    void *data;                                /* the pointer given to router_add */
+    int route;                                    /* index returned by router_add, on a match */
+    void *data;                                   /* the pointer given to router_add */
     struct route_param params[ROUTER_MAX_PARAMS]; /* `{param}` segments, in template order */
-    int param_count;                           /* how many of params are set */
-    unsigned allowed;                          /* on 405: the methods that path accepts */
+    int param_count;                              /* how many of params are set */
+    unsigned allowed;                             /* on 405: the methods that path accepts */
 };
 
 struct router;

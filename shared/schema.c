@@ -14,14 +14,14 @@
 #define RETRY_MS 1000
 
 struct schema_task {
-    struct event_base *base;     /* the server's loop */
-    struct pgconn_settings pg;   /* where (strings owned) */
-    const char *sql;             /* what to run (static) */
-    struct pgconn *conn;         /* the current attempt, or NULL */
-    struct event retry;          /* next attempt */
-    schema_done_cb done;         /* caller's callback */
-    void *arg;                   /* its argument */
-    int attempts;                /* for the log */
+    struct event_base *base;   /* the server's loop */
+    struct pgconn_settings pg; /* where (strings owned) */
+    const char *sql;           /* what to run (static) */
+    struct pgconn *conn;       /* the current attempt, or NULL */
+    struct event retry;        /* next attempt */
+    schema_done_cb done;       /* caller's callback */
+    void *arg;                 /* its argument */
+    int attempts;              /* for the log */
 };
 
 static void attempt(struct schema_task *task);

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DRAIN_POLL_MS 20
+#define DRAIN_POLL_MS  20
 #define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
 
 struct server {
@@ -36,14 +36,14 @@ struct server {
     bool stopping;                  /* a shutdown signal arrived */
 };
 
-static struct config_row common_rows(struct server_config *c, const struct server_spec *spec,
-                                     int i, char *port_default)
+static struct config_row common_rows(struct server_config *c, const struct server_spec *spec, int i,
+                                     char *port_default)
 {
     snprintf(port_default, 16, "%ld", spec->default_port);
     const struct config_row rows[] = {
         {"PORT", CONFIG_INT, port_default, 1, 65535, "TCP port to listen on", &c->port},
-        {"HOST", CONFIG_STRING, "127.0.0.1", 0, 0,
-         "address to listen on (0.0.0.0 in containers)", &c->host},
+        {"HOST", CONFIG_STRING, "127.0.0.1", 0, 0, "address to listen on (0.0.0.0 in containers)",
+         &c->host},
         {"LOG_LEVEL", CONFIG_STRING, "info", 0, 0, "debug, info, warn or error", &c->log_level},
         {"MAX_BODY_BYTES", CONFIG_INT, "1048576", 1024, 64L << 20,
          "larger request bodies get 413 unread", &c->max_body_bytes},
@@ -124,8 +124,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (server->stopping)
         return;
     server->stopping = true;
-    LOG_INFO("shutdown: signal %d; no new connections, finishing %zu in-flight requests",
-             (int)sig, http_server_in_flight(server->http));
+    LOG_INFO("shutdown: signal %d; no new connections, finishing %zu in-flight requests", (int)sig,
+             http_server_in_flight(server->http));
     http_server_stop_accepting(server->http);
     server->drain_deadline_ms = monotonic_ms() + server->config.shutdown_timeout_ms;
     on_drain(-1, 0, server);
@@ -179,7 +179,8 @@ static bool load_config(struct server *server, int argc, char **argv, bool *exit
     } else {
         enum log_level level;
         if (!log_level_parse(server->config.log_level, &level)) {
-            fprintf(stderr, "%s: configuration error: LOG_LEVEL=%s (use debug, info, warn, error)\n",
+            fprintf(stderr,
+                    "%s: configuration error: LOG_LEVEL=%s (use debug, info, warn, error)\n",
                     server->spec->program, server->config.log_level);
             ok = false;
         }

@@ -28,23 +28,23 @@ struct server;
 
 /* The settings every server has. */
 struct server_config {
-    char *host;              /* HOST */
-    long port;               /* PORT */
-    char *log_level;         /* LOG_LEVEL */
-    long max_body_bytes;     /* MAX_BODY_BYTES */
-    long max_value_bytes;    /* MAX_VALUE_BYTES */
-    long http_timeout_s;     /* HTTP_TIMEOUT_S */
+    char *host;               /* HOST */
+    long port;                /* PORT */
+    char *log_level;          /* LOG_LEVEL */
+    long max_body_bytes;      /* MAX_BODY_BYTES */
+    long max_value_bytes;     /* MAX_VALUE_BYTES */
+    long http_timeout_s;      /* HTTP_TIMEOUT_S */
     long shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT_MS */
 };
 
 struct server_spec {
-    const char *program;               /* "l1-connection-pooling" */
-    const char *layer;                 /* "1-connection-pooling", as /health reports it */
-    const char *summary;               /* one line for --help */
-    long default_port;                 /* 8000 + N */
-    const struct config_row *rows;     /* the layer's own settings */
-    size_t row_count;                  /* entries in rows */
-    unsigned metric_modules;           /* METRIC_MODULE_* the layer uses */
+    const char *program;           /* "l1-connection-pooling" */
+    const char *layer;             /* "1-connection-pooling", as /health reports it */
+    const char *summary;           /* one line for --help */
+    long default_port;             /* 8000 + N */
+    const struct config_row *rows; /* the layer's own settings */
+    size_t row_count;              /* entries in rows */
+    unsigned metric_modules;       /* METRIC_MODULE_* the layer uses */
     /* Creates pools and routes; calls server_ready() (now or later). false = exit 1. */
     bool (*start)(struct server *server, void *layer);
     /* Once a second: pool upkeep, health checks... (may be NULL) */

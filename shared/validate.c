@@ -58,7 +58,8 @@ void validation_error_add(json_t *errors, const char *type, const char *loc_plac
     json_t *loc = json_pack("[s]", loc_place);
     if (loc_field != NULL)
         json_array_append_new(loc, json_string(loc_field));
-    json_array_append_new(errors, json_pack("{s:s, s:o, s:s}", "type", type, "loc", loc, "msg", msg));
+    json_array_append_new(errors,
+                          json_pack("{s:s, s:o, s:s}", "type", type, "loc", loc, "msg", msg));
 }
 
 /*
@@ -157,7 +158,8 @@ bool validate_string_member(json_t *obj, const char *field, size_t min_bytes, si
         return false;
     }
     if (!json_is_string(member)) {
-        validation_error_add(errors, "string_type", "body", field, "Input should be a valid string");
+        validation_error_add(errors, "string_type", "body", field,
+                             "Input should be a valid string");
         return false;
     }
     const char *text = json_string_value(member);
