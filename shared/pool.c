@@ -43,6 +43,7 @@ struct pool {
     void *connector_ctx;                    /* the connector's context */
     struct metrics *metrics;                /* pool_* counters */
     struct pool_slot *slots;                /* max_size slots */
+    int in_state[SLOT_BUSY + 1];            /* how many slots are in each state */
     struct pool_waiter *waiters;            /* ring buffer of max_waiting */
     int wait_head, wait_count;              /* ring position and fill */
     struct event wait_timer;                /* fires at the head waiter's deadline */
@@ -55,12 +56,17 @@ struct pool {
 
 /* ---- counting ---- */
 
+/* Every slot transition goes through here, so the per-state counts are always right. */
+static void set_slot_state(struct pool *pool, struct pool_slot *slot, enum slot_state next)
+{
+    pool->in_state[slot->state]--;
+    pool->in_state[next]++;
+    slot->state = next;
+}
+
 static int count_slots(const struct pool *pool, enum slot_state state)
 {
-    int n = 0;
-    for (int i = 0; i < pool->settings.max_size; i++)
-        n += pool->slots[i].state == state;
-    return n;
+    return pool->in_state[state];
 }
 
 static int live_connections(const struct pool *pool)
@@ -120,7 +126,7 @@ static void close_slot(struct pool *pool, struct pool_slot *slot)
         pool->connector->watch(pool->connector_ctx, slot->conn, slot, false);
     pool->connector->close(pool->connector_ctx, slot->conn);
     slot->conn = NULL;
-    slot->state = SLOT_EMPTY;
+    set_slot_state(pool, slot, SLOT_EMPTY);
 }
 
 static void retire_slot(struct pool *pool, struct pool_slot *slot)
@@ -132,7 +138,7 @@ static void retire_slot(struct pool *pool, struct pool_slot *slot)
 
 static void lend(struct pool *pool, struct pool_slot *slot, pool_acquire_cb cb, void *arg)
 {
-    slot->state = SLOT_BUSY;
+    set_slot_state(pool, slot, SLOT_BUSY);
     slot->since_ms = monotonic_ms();
     pool->totals.acquisitions++;
     metrics_inc(pool->metrics, METRIC_POOL_ACQUIRES);
@@ -149,7 +155,7 @@ static void hand_off(struct pool *pool, struct pool_slot *slot)
         lend(pool, slot, w.cb, w.arg);
         return;
     }
-    slot->state = SLOT_IDLE;
+    set_slot_state(pool, slot, SLOT_IDLE);
     slot->since_ms = monotonic_ms();
     if (pool->connector->watch)
         pool->connector->watch(pool->connector_ctx, slot->conn, slot, true);
@@ -162,7 +168,7 @@ static bool too_old(const struct pool *pool, const struct pool_slot *slot, long 
 
 static void open_slot(struct pool *pool, struct pool_slot *slot)
 {
-    slot->state = SLOT_OPENING;
+    set_slot_state(pool, slot, SLOT_OPENING);
     slot->conn = pool->connector->open(pool->connector_ctx, slot);
 }
 
@@ -323,6 +329,7 @@ struct pool *pool_create(struct event_base *base, const struct pool_settings *se
     pool->slots = xcalloc((size_t)settings->max_size, sizeof *pool->slots);
     for (int i = 0; i < settings->max_size; i++)
         pool->slots[i].pool = pool;
+    pool->in_state[SLOT_EMPTY] = settings->max_size;
     pool->waiters = xcalloc((size_t)settings->max_waiting, sizeof *pool->waiters);
     evtimer_assign(&pool->wait_timer, base, on_wait_timer, pool);
     grow(pool); /* open min_size connections in the background */
