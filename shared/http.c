@@ -124,7 +124,8 @@ static int append_to_evbuffer(const char *data, size_t len, void *buf)
 void http_reply_json(struct http_request *req, int status, json_t *body)
 {
     struct evbuffer *buf = evbuffer_new();
-    json_dump_callback(body, append_to_evbuffer, buf, JSON_COMPACT);
+    /* 15 significant digits: 0.602 prints as 0.602, not 0.60199999999999998 */
+    json_dump_callback(body, append_to_evbuffer, buf, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(body);
     http_reply_buffer(req, status, "application/json", buf);
     evbuffer_free(buf);

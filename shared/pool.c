@@ -366,10 +366,17 @@ void pool_get_stats(const struct pool *pool, struct pool_stats *out)
     out->wait_ms_avg = pool->waits_served ? pool->wait_ms_total / (double)pool->waits_served : 0.0;
 }
 
+static double round3(double x)
+{
+    return (double)(long long)(x * 1000.0 + 0.5) / 1000.0;
+}
+
 json_t *pool_stats_json(const struct pool *pool)
 {
     struct pool_stats s;
     pool_get_stats(pool, &s);
+    s.usage_ms_avg = round3(s.usage_ms_avg);
+    s.wait_ms_avg = round3(s.wait_ms_avg);
     return json_pack("{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                      "s:I, s:I, s:f}",
                      "pool_size", s.size, "pool_available", s.available, "requests_waiting",
