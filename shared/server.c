@@ -82,6 +82,15 @@ static void handle_metrics(struct http_request *req, void *arg)
     evbuffer_free(buf);
 }
 
+static void render_in_flight(struct evbuffer *out, void *arg)
+{
+    struct server *server = arg;
+    evbuffer_add_printf(out,
+                        "# HELP http_requests_in_flight Requests received and not answered yet.\n"
+                        "# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight %zu\n",
+                        http_server_in_flight(server->http));
+}
+
 static void handle_ping(struct http_request *req, void *arg)
 {
     (void)arg;
@@ -242,6 +251,7 @@ int server_main(int argc, char **argv, const struct server_spec *spec, void *lay
     server.http = http_server_create(server.base, &http, server.metrics);
     http_route(server.http, HTTP_GET, "/metrics", handle_metrics, &server);
     http_route(server.http, HTTP_GET, "/ping", handle_ping, &server);
+    metrics_add_gauges(server.metrics, render_in_flight, &server);
 
     server.sigterm = evsignal_new(server.base, SIGTERM, on_signal, &server);
     server.sigint = evsignal_new(server.base, SIGINT, on_signal, &server);

@@ -1,0 +1,137 @@
+/*
+ * Layer 0 black-box tests: the shared contract and resilience cases against l0-single-db, and
+ * this layer's own lesson: when more requests are in flight than PostgreSQL lets this user
+ * connect, the extra ones get a clean, quick 503 (never a hang), and the rest still succeed.
+ */
+#include "contract_tests.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PG_PORT 21000
+#define SERVER_PORT 21100
+#define LIMITED_PORT 21101
+
+static struct tk_pg pg;
+
+struct batch {
+    struct tk_request reqs[20];  /* the requests */
+    struct tk_response res[20];  /* their answers */
+    char paths[20][32];          /* their paths */
+};
+
+static void *send_batch(void *arg)
+{
+    struct batch *b = arg;
+    tk_http_many(LIMITED_PORT, b->reqs, b->res, 20, 30000);
+    return NULL;
+}
+
+START_TEST(more_clients_than_connections_get_quick_503s)
+{
+    /* A role allowed two connections (superusers ignore limits; `layers` is not one). */
+    ck_assert(tk_pg_exec(&pg, "postgres",
+                         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'limited') "
+                         "THEN CREATE ROLE limited LOGIN CONNECTION LIMIT 2; END IF; END $$;"
+                         "GRANT CREATE, USAGE ON SCHEMA public TO limited;"));
+    ck_assert(tk_pg_exec(&pg, "layers",
+                         "CREATE TABLE IF NOT EXISTS records (key varchar(255) PRIMARY KEY, "
+                         "value text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
+                         "updated_at timestamptz NOT NULL DEFAULT now());"
+                         "GRANT ALL ON records TO limited;"));
+    char url[128];
+    snprintf(url, sizeof url, "DATABASE_URL=postgresql://limited@127.0.0.1:%d/layers", PG_PORT);
+    const char *env[] = {url, NULL};
+    struct tk_server limited;
+    ck_assert(tk_server_start(&limited, contract_target()->binary, LIMITED_PORT, env));
+
+    PGconn *lock = tk_pg_connect(&pg, "layers");
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+
+    static struct batch b;
+    for (int i = 0; i < 20; i++) {
+        snprintf(b.paths[i], sizeof b.paths[i], "/read/crowd:%d", i);
+        b.reqs[i] = (struct tk_request){"GET", b.paths[i], NULL, 0, NULL};
+    }
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, send_batch, &b), 0);
+    /* Two requests hold the two connections (waiting on our lock); give the rest time to be
+     * refused by PostgreSQL, then let the two finish. */
+    usleep(1500000);
+    r = PQexec(lock, "COMMIT");
+    PQclear(r);
+    PQfinish(lock);
+    pthread_join(thread, NULL);
+
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 20; i++) {
+        if (b.res[i].status == 200) {
+            ok++;
+        } else {
+            ck_assert_msg(b.res[i].status == 503, "request %d: %ld", i, b.res[i].status);
+            ck_assert_str_eq(json_string_value(json_object_get(b.res[i].json, "detail")),
+                             "Database unavailable");
+            ck_assert_msg(b.res[i].seconds < 1.5, "a refusal took %.2f s", b.res[i].seconds);
+            refused++;
+        }
+        tk_response_free(&b.res[i]);
+    }
+    ck_assert_msg(refused >= 10, "only %d of 20 refused with a limit of 2 connections", refused);
+    ck_assert_msg(ok >= 1, "none of the requests holding a connection succeeded");
+    ck_assert(tk_wait_status(LIMITED_PORT, "/read/crowd:0", 200, 5000)); /* and it recovers */
+    ck_assert_int_eq(tk_server_stop(&limited, SIGTERM, 10000), 0);
+}
+END_TEST
+
+START_TEST(every_request_opens_its_own_connection)
+{
+    struct tk_server server;
+    ck_assert(contract_start_server(&server, NULL));
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/metrics", &res);
+    const char *line = strstr(res.body, "\npg_connects_total ");
+    ck_assert(line != NULL);
+    long before = strtol(line + 19, NULL, 10);
+    tk_response_free(&res);
+    for (int i = 0; i < 5; i++) {
+        tk_get(SERVER_PORT, "/read/conn-per-request", &res);
+        ck_assert_int_eq(res.status, 200);
+        tk_response_free(&res);
+    }
+    tk_get(SERVER_PORT, "/metrics", &res);
+    line = strstr(res.body, "\npg_connects_total ");
+    ck_assert_int_eq(strtol(line + 19, NULL, 10), before + 5);
+    tk_response_free(&res);
+    tk_server_stop(&server, SIGTERM, 10000);
+}
+END_TEST
+
+int main(void)
+{
+    if (!tk_pg_start(&pg, PG_PORT, "-c max_connections=700"))
+        return 1;
+    struct contract_target target = {SERVER_BIN, "0-single-db", SERVER_PORT, &pg, NULL};
+    contract_set_target(&target);
+
+    Suite *suite = suite_create("l0-single-db");
+    suite_add_tcase(suite, contract_tcase());
+    suite_add_tcase(suite, resilience_tcase());
+    TCase *own = tcase_create("connection-per-request");
+    tcase_set_timeout(own, 60);
+    tcase_add_test(own, every_request_opens_its_own_connection);
+    tcase_add_test(own, more_clients_than_connections_get_quick_503s);
+    suite_add_tcase(suite, own);
+
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    tk_pg_destroy(&pg);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,414 @@
+/*
+ * contract_tests: the shared HTTP contract, as Check test cases (see contract_tests.h).
+ */
+#include "contract_tests.h"
+
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct contract_target target;
+static struct tk_server server; /* the server of the running test (one per forked test) */
+
+void contract_set_target(const struct contract_target *t)
+{
+    target = *t;
+}
+
+const struct contract_target *contract_target(void)
+{
+    return &target;
+}
+
+bool contract_start_server(struct tk_server *s, const char *const *more)
+{
+    static char url[160];
+    const char *env[32];
+    int n = 0;
+    snprintf(url, sizeof url, "DATABASE_URL=%s", target.pg->url);
+    env[n++] = url;
+    for (int i = 0; target.env != NULL && target.env[i] != NULL && n < 24; i++)
+        env[n++] = target.env[i];
+    for (int i = 0; more != NULL && more[i] != NULL && n < 31; i++)
+        env[n++] = more[i];
+    env[n] = NULL;
+    return tk_server_start(s, target.binary, target.port, env);
+}
+
+static void start_server(void)
+{
+    ck_assert_msg(contract_start_server(&server, NULL), "server did not start");
+}
+
+static void stop_server(void)
+{
+    tk_server_stop(&server, SIGKILL, 5000);
+}
+
+/* ---- helpers ---- */
+
+static const char *member_string(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    ck_assert_msg(v != NULL, "member '%s' missing", name);
+    ck_assert_msg(json_is_string(v), "member '%s' is not a string", name);
+    return json_string_value(v);
+}
+
+static void assert_null_member(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    ck_assert_msg(v != NULL, "member '%s' missing (must be present, null)", name);
+    ck_assert_msg(json_is_null(v), "member '%s' should be null", name);
+}
+
+static void assert_timestamp(const char *text)
+{
+    regex_t re;
+    ck_assert_int_eq(regcomp(&re,
+                             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$",
+                             REG_EXTENDED | REG_NOSUB),
+                     0);
+    int rc = regexec(&re, text, 0, NULL, 0);
+    regfree(&re);
+    ck_assert_msg(rc == 0, "'%s' is not RFC 3339 UTC with microseconds", text);
+}
+
+static void write_ok(const char *key, const char *value)
+{
+    char *body = tk_write_body(key, value);
+    struct tk_response res;
+    tk_post(target.port, "/write", body, &res);
+    ck_assert_msg(res.status == 200, "write of '%s': status %ld, body %s", key, res.status,
+                  res.body);
+    ck_assert(json_is_true(json_object_get(res.json, "success")));
+    ck_assert_str_eq(member_string(res.json, "key"), key);
+    tk_response_free(&res);
+    free(body);
+}
+
+/* Reads path and checks it finds `value` under `key`. */
+static void read_finds(const char *path, const char *key, const char *value)
+{
+    struct tk_response res;
+    tk_get(target.port, path, &res);
+    ck_assert_msg(res.status == 200, "read %s: status %ld", path, res.status);
+    ck_assert_msg(json_is_true(json_object_get(res.json, "success")), "read %s: %s", path,
+                  res.body);
+    ck_assert_str_eq(member_string(res.json, "key"), key);
+    json_t *v = json_object_get(res.json, "value");
+    ck_assert(json_is_string(v));
+    ck_assert_uint_eq(json_string_length(v), strlen(value));
+    ck_assert(memcmp(json_string_value(v), value, strlen(value)) == 0);
+    tk_response_free(&res);
+}
+
+/* Expects a 422 whose first error has this type and loc. */
+static void expect_422(const struct tk_request *req, const char *type, const char *loc0,
+                       const char *loc1)
+{
+    struct tk_response res;
+    tk_http(target.port, req, &res);
+    ck_assert_msg(res.status == 422, "%s %s: status %ld (%s)", req->method, req->path, res.status,
+                  res.body);
+    json_t *detail = json_object_get(res.json, "detail");
+    ck_assert_msg(json_is_array(detail) && json_array_size(detail) >= 1, "detail: %s", res.body);
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(detail); i++) {
+        json_t *e = json_array_get(detail, i);
+        const char *t = json_string_value(json_object_get(e, "type"));
+        json_t *loc = json_object_get(e, "loc");
+        ck_assert(json_is_string(json_object_get(e, "msg")));
+        if (t == NULL || strcmp(t, type) != 0 || !json_is_array(loc))
+            continue;
+        if (strcmp(json_string_value(json_array_get(loc, 0)), loc0) != 0)
+            continue;
+        if (loc1 != NULL && (json_array_size(loc) < 2 ||
+                             !json_is_string(json_array_get(loc, 1)) ||
+                             strcmp(json_string_value(json_array_get(loc, 1)), loc1) != 0))
+            continue;
+        found = true;
+    }
+    ck_assert_msg(found, "no %s error at [%s, %s] in %s", type, loc0, loc1 ? loc1 : "-",
+                  res.body);
+    tk_response_free(&res);
+}
+
+static void expect_422_body(const char *body, size_t len, const char *type, const char *loc1)
+{
+    struct tk_request req = {"POST", "/write", body, len, NULL};
+    expect_422(&req, type, "body", loc1);
+}
+
+/* ---- tests ---- */
+
+START_TEST(write_and_read_shapes)
+{
+    struct tk_response res;
+    tk_post(target.port, "/write", "{\"key\":\"shape:1\",\"value\":\"hello\",\"extra\":1}", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.content_type, "application/json");
+    ck_assert(json_is_true(json_object_get(res.json, "success")));
+    ck_assert_str_eq(member_string(res.json, "key"), "shape:1");
+    ck_assert(strncmp(member_string(res.json, "message"), "Data written successfully", 25) == 0);
+    tk_response_free(&res);
+
+    tk_get(target.port, "/read/shape:1", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.content_type, "application/json");
+    ck_assert(json_is_true(json_object_get(res.json, "success")));
+    ck_assert_str_eq(member_string(res.json, "key"), "shape:1");
+    ck_assert_str_eq(member_string(res.json, "value"), "hello");
+    assert_timestamp(member_string(res.json, "created_at"));
+    assert_timestamp(member_string(res.json, "updated_at"));
+    assert_null_member(res.json, "message");
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(read_not_found_shape)
+{
+    struct tk_response res;
+    tk_get(target.port, "/read/never-written-key", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert(json_is_false(json_object_get(res.json, "success")));
+    ck_assert_str_eq(member_string(res.json, "key"), "never-written-key");
+    assert_null_member(res.json, "value");
+    assert_null_member(res.json, "created_at");
+    assert_null_member(res.json, "updated_at");
+    ck_assert(strncmp(member_string(res.json, "message"), "Key not found", 13) == 0);
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(request_ids)
+{
+    struct tk_response res;
+    tk_get(target.port, "/read/x", &res);
+    ck_assert_msg(strlen(res.request_id) >= 8, "generated X-Request-ID missing");
+    char first[128];
+    snprintf(first, sizeof first, "%s", res.request_id);
+    tk_response_free(&res);
+    tk_get(target.port, "/read/x", &res);
+    ck_assert_str_ne(res.request_id, first); /* a new one per request */
+    tk_response_free(&res);
+
+    struct tk_request sane = {"GET", "/read/x", NULL, 0, "X-Request-ID: trace-42.abc_DEF"};
+    tk_http(target.port, &sane, &res);
+    ck_assert_str_eq(res.request_id, "trace-42.abc_DEF");
+    tk_response_free(&res);
+
+    struct tk_request insane = {"GET", "/read/x", NULL, 0, "X-Request-ID: has spaces <script>"};
+    tk_http(target.port, &insane, &res);
+    ck_assert(strlen(res.request_id) >= 8);
+    ck_assert(strstr(res.request_id, "script") == NULL);
+    tk_response_free(&res);
+
+    /* Errors carry the id in the body too. */
+    tk_get(target.port, "/no/such/path", &res);
+    ck_assert(strlen(res.request_id) >= 8);
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(validation_errors)
+{
+    expect_422_body("{\"value\":\"v\"}", 0, "missing", "key");
+    expect_422_body("{\"key\":\"k\"}", 0, "missing", "value");
+    struct tk_request empty = {"POST", "/write", "", 0, NULL};
+    expect_422(&empty, "missing", "body", NULL);
+    expect_422_body("   ", 0, "missing", NULL);
+    expect_422_body("{\"key\":5,\"value\":\"v\"}", 0, "string_type", "key");
+    expect_422_body("{\"key\":null,\"value\":\"v\"}", 0, "string_type", "key");
+    expect_422_body("{\"key\":{\"a\":1},\"value\":\"v\"}", 0, "string_type", "key");
+    expect_422_body("{\"key\":\"k\",\"value\":[1]}", 0, "string_type", "value");
+    expect_422_body("{\"key\": \"k\", \"value\": ", 0, "json_invalid", NULL);
+    expect_422_body("{\"key\":\"k\",\"value\":\"v\"} trailing", 0, "json_invalid", NULL);
+    expect_422_body("[1]", 0, "json_invalid", NULL);
+    expect_422_body("\"just a string\"", 0, "json_invalid", NULL);
+    expect_422_body("{\"key\":\"\",\"value\":\"v\"}", 0, "string_too_short", "key");
+
+    char key256[300];
+    memset(key256, 'k', 256);
+    key256[256] = '\0';
+    char *body = tk_write_body(key256, "v");
+    expect_422_body(body, 0, "string_too_long", "key");
+    free(body);
+
+    /* Raw invalid UTF-8 inside the key string; a NUL character in the value. */
+    expect_422_body("{\"key\":\"bad\xff\xfe\",\"value\":\"v\"}", 0, "string_unicode", "key");
+    expect_422_body("{\"key\":\"k\",\"value\":\"a\\u0000b\"}", 0, "string_unicode", "value");
+
+    /* Several problems at once are all listed. */
+    struct tk_response res;
+    tk_post(target.port, "/write", "{\"key\":\"\",\"value\":7}", &res);
+    ck_assert_int_eq(res.status, 422);
+    ck_assert_uint_eq(json_array_size(json_object_get(res.json, "detail")), 2);
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(value_length_limit)
+{
+    /* MAX_VALUE_BYTES defaults to 512 KiB: one byte more is refused. */
+    size_t max = 512 * 1024;
+    char *value = malloc(max + 2);
+    memset(value, 'v', max + 1);
+    value[max + 1] = '\0';
+    char *body = tk_write_body("too-long-value", value);
+    expect_422_body(body, 0, "string_too_long", "value");
+    free(body);
+    free(value);
+}
+END_TEST
+
+START_TEST(not_found_method_not_allowed_too_large)
+{
+    struct tk_response res;
+    tk_get(target.port, "/nope", &res);
+    ck_assert_int_eq(res.status, 404);
+    ck_assert_str_eq(member_string(res.json, "detail"), "Not Found");
+    ck_assert_str_eq(res.content_type, "application/json");
+    tk_response_free(&res);
+
+    tk_get(target.port, "/read/a/b", &res); /* a key is one segment */
+    ck_assert_int_eq(res.status, 404);
+    tk_response_free(&res);
+
+    tk_get(target.port, "/write", &res);
+    ck_assert_int_eq(res.status, 405);
+    ck_assert_str_eq(member_string(res.json, "detail"), "Method Not Allowed");
+    ck_assert_str_eq(res.allow, "POST");
+    tk_response_free(&res);
+
+    struct tk_request del = {"DELETE", "/read/x", NULL, 0, NULL};
+    tk_http(target.port, &del, &res);
+    ck_assert_int_eq(res.status, 405);
+    ck_assert(strstr(res.allow, "GET") != NULL);
+    tk_response_free(&res);
+
+    /* Over MAX_BODY_BYTES (1 MiB): refused from the Content-Length, as JSON. */
+    size_t big = 1024 * 1024 + 1;
+    char *body = malloc(big);
+    memset(body, ' ', big);
+    struct tk_request large = {"POST", "/write", body, big, NULL};
+    tk_http(target.port, &large, &res);
+    ck_assert_int_eq(res.status, 413);
+    ck_assert_str_eq(member_string(res.json, "detail"), "Request body too large");
+    tk_response_free(&res);
+    free(body);
+}
+END_TEST
+
+START_TEST(keys_in_paths)
+{
+    write_ok("a/b", "slash");
+    read_finds("/read/a%2Fb", "a/b", "slash");
+    write_ok("key with space", "space");
+    read_finds("/read/key%20with%20space", "key with space", "space");
+    write_ok("unicode_测试_ключ", "utf8");
+    read_finds("/read/unicode_%E6%B5%8B%E8%AF%95_%D0%BA%D0%BB%D1%8E%D1%87", "unicode_测试_ключ",
+               "utf8");
+    write_ok("plus+sign", "plus");
+    read_finds("/read/plus+sign", "plus+sign", "plus");
+
+    char key255[256];
+    memset(key255, 'x', 255);
+    key255[255] = '\0';
+    write_ok(key255, "longest");
+    char path[300];
+    snprintf(path, sizeof path, "/read/%s", key255);
+    read_finds(path, key255, "longest");
+
+    struct tk_request bad = {"GET", "/read/%zz", NULL, 0, NULL};
+    expect_422(&bad, "string_unicode", "path", "key");
+    struct tk_request badutf = {"GET", "/read/%FF%FE", NULL, 0, NULL};
+    expect_422(&badutf, "string_unicode", "path", "key");
+    struct tk_request empty = {"GET", "/read/", NULL, 0, NULL};
+    expect_422(&empty, "string_too_short", "path", "key");
+    char long_path[400];
+    memset(key255, 'y', 255);
+    snprintf(long_path, sizeof long_path, "/read/%sy", key255);
+    struct tk_request too_long = {"GET", long_path, NULL, 0, NULL};
+    expect_422(&too_long, "string_too_long", "path", "key");
+}
+END_TEST
+
+START_TEST(large_value_round_trip)
+{
+    size_t len = 500 * 1024;
+    char *value = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        value[i] = (char)('a' + (i * 7) % 26);
+    value[len] = '\0';
+    write_ok("big-value", value);
+    read_finds("/read/big-value", "big-value", value);
+    free(value);
+}
+END_TEST
+
+START_TEST(upsert_keeps_created_moves_updated)
+{
+    write_ok("upsert:1", "first");
+    struct tk_response a, b;
+    tk_get(target.port, "/read/upsert:1", &a);
+    usleep(20000);
+    write_ok("upsert:1", "second");
+    tk_get(target.port, "/read/upsert:1", &b);
+    ck_assert_str_eq(member_string(b.json, "value"), "second");
+    ck_assert_str_eq(member_string(a.json, "created_at"), member_string(b.json, "created_at"));
+    ck_assert_msg(strcmp(member_string(b.json, "updated_at"), member_string(a.json, "updated_at")) >
+                      0,
+                  "updated_at did not move forward");
+    tk_response_free(&a);
+    tk_response_free(&b);
+}
+END_TEST
+
+START_TEST(health_and_metrics)
+{
+    struct tk_response res;
+    tk_get(target.port, "/health", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(member_string(res.json, "status"), "healthy");
+    ck_assert_str_eq(member_string(res.json, "layer"), target.layer);
+    ck_assert_str_eq(member_string(res.json, "database"), "healthy");
+    tk_response_free(&res);
+
+    tk_get(target.port, "/read/metrics-probe", &res);
+    tk_response_free(&res);
+    tk_get(target.port, "/metrics", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert(strncmp(res.content_type, "text/plain", 10) == 0);
+    ck_assert(strstr(res.body, "# TYPE http_requests_total counter") != NULL);
+    ck_assert(strstr(res.body, "route=\"/read/{key}\",status=\"200\"") != NULL);
+    ck_assert(strstr(res.body, "metrics-probe") == NULL); /* never raw paths */
+    ck_assert(strstr(res.body, "http_request_duration_seconds_bucket") != NULL);
+    tk_response_free(&res);
+
+    tk_get(target.port, "/ping", &res);
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+}
+END_TEST
+
+TCase *contract_tcase(void)
+{
+    TCase *tc = tcase_create("contract");
+    tcase_add_checked_fixture(tc, start_server, stop_server);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, write_and_read_shapes);
+    tcase_add_test(tc, read_not_found_shape);
+    tcase_add_test(tc, request_ids);
+    tcase_add_test(tc, validation_errors);
+    tcase_add_test(tc, value_length_limit);
+    tcase_add_test(tc, not_found_method_not_allowed_too_large);
+    tcase_add_test(tc, keys_in_paths);
+    tcase_add_test(tc, large_value_round_trip);
+    tcase_add_test(tc, upsert_keeps_created_moves_updated);
+    tcase_add_test(tc, health_and_metrics);
+    return tc;
+}

@@ -1,0 +1,35 @@
+/*
+ * contract_tests: the HTTP contract (../README.md, "The API every layer serves") as Check test
+ * cases that any layer's test program can run against its own server, plus the resilience
+ * behaviours every layer must have (500 concurrent clients, a client that hangs up mid-query,
+ * PostgreSQL going away and coming back, graceful shutdown with requests in flight).
+ *
+ * A layer's test program starts a PostgreSQL (tk_pg_start), describes its server with
+ * contract_set_target, and adds contract_tcase() and resilience_tcase() to its suite. Each test
+ * starts a fresh server (in Check's forked child, so a crash fails only that test).
+ */
+#ifndef LAYERS_CONTRACT_TESTS_H
+#define LAYERS_CONTRACT_TESTS_H
+
+#include "testkit.h"
+
+#include <check.h>
+
+struct contract_target {
+    const char *binary;          /* path of the server executable */
+    const char *layer;           /* "1-connection-pooling", as /health reports it */
+    int port;                    /* where the server listens during tests */
+    struct tk_pg *pg;            /* its PostgreSQL (stopped and restarted by some tests) */
+    const char *const *env;      /* extra "NAME=value" settings, NULL-terminated, or NULL */
+};
+
+void contract_set_target(const struct contract_target *target);
+const struct contract_target *contract_target(void);
+
+/* Starts the target's server with DATABASE_URL and the extra settings plus `more`. */
+bool contract_start_server(struct tk_server *server, const char *const *more);
+
+TCase *contract_tcase(void);
+TCase *resilience_tcase(void);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * resilience_tests: what every layer must survive, as Check test cases (see contract_tests.h):
+ * many concurrent clients, a client that hangs up mid-query, PostgreSQL stopping and coming
+ * back under a running server, and graceful shutdown with requests in flight.
+ *
+ * Slow queries are made on purpose by holding an exclusive lock on `records` from the test's own
+ * libpq connection: every request that touches the table then waits until the test commits.
+ */
+#include "contract_tests.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct tk_server server;
+
+static void start_server(void)
+{
+    ck_assert_msg(contract_start_server(&server, NULL), "server did not start");
+}
+
+static void stop_server(void)
+{
+    tk_server_stop(&server, SIGKILL, 5000);
+    tk_pg_restart(contract_target()->pg); /* in case a test stopped it and then failed */
+}
+
+static int port(void)
+{
+    return contract_target()->port;
+}
+
+/* Holds ACCESS EXCLUSIVE on records until released: queries on the table wait. */
+static PGconn *lock_records(void)
+{
+    PGconn *conn = tk_pg_connect(contract_target()->pg, "layers");
+    ck_assert(conn != NULL);
+    PGresult *res = PQexec(conn, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    return conn;
+}
+
+static void unlock_records(PGconn *conn)
+{
+    PGresult *res = PQexec(conn, "COMMIT");
+    PQclear(res);
+    PQfinish(conn);
+}
+
+/* Number of requests the server has not answered yet (its own /metrics gauge, minus itself). */
+static long in_flight(void)
+{
+    struct tk_response res;
+    tk_get(port(), "/metrics", &res);
+    const char *line = res.body ? strstr(res.body, "\nhttp_requests_in_flight ") : NULL;
+    long n = line ? strtol(line + 25, NULL, 10) - 1 : -1;
+    tk_response_free(&res);
+    return n;
+}
+
+static void wait_in_flight(long n)
+{
+    long long deadline = tk_now_ms() + 10000;
+    while (in_flight() < n) {
+        ck_assert_msg(tk_now_ms() < deadline, "never saw %ld requests in flight", n);
+        usleep(20000);
+    }
+}
+
+START_TEST(five_hundred_concurrent_clients)
+{
+    enum { N = 500 };
+    struct tk_request *reqs = calloc(N, sizeof *reqs);
+    struct tk_response *res = calloc(N, sizeof *res);
+    char (*keys)[32] = calloc(N, sizeof *keys);
+    char **bodies = calloc(N, sizeof *bodies);
+    char (*paths)[64] = calloc(N, sizeof *paths);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "concurrent:%d", i);
+        bodies[i] = tk_write_body(keys[i], keys[i]);
+        reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
+    }
+    tk_http_many(port(), reqs, res, N, 60000);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(res[i].status == 200, "write %d: %ld %s", i, res[i].status, res[i].body);
+        tk_response_free(&res[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "/read/concurrent:%d", i);
+        reqs[i] = (struct tk_request){"GET", paths[i], NULL, 0, NULL};
+    }
+    tk_http_many(port(), reqs, res, N, 60000);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(res[i].status == 200, "read %d: %ld %s", i, res[i].status, res[i].body);
+        ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "value")), keys[i]);
+        tk_response_free(&res[i]);
+        free(bodies[i]);
+    }
+    free(reqs), free(res), free(keys), free(bodies), free(paths);
+}
+END_TEST
+
+START_TEST(client_disconnects_mid_query)
+{
+    PGconn *lock = lock_records();
+    const char get[] = "GET /read/gone HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char body[] = "{\"key\":\"gone\",\"value\":\"v\"}";
+    char post[256];
+    int len = snprintf(post, sizeof post,
+                       "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+                       sizeof body - 1, body);
+    int a = tk_raw_send(port(), get, sizeof get - 1);
+    int b = tk_raw_send(port(), post, (size_t)len);
+    ck_assert(a >= 0 && b >= 0);
+    wait_in_flight(2);
+    close(a);
+    close(b);
+    usleep(100000);
+    unlock_records(lock);
+    /* The server answered into closed sockets without crashing, and serves on. */
+    ck_assert(tk_wait_status(port(), "/read/gone", 200, 5000));
+    ck_assert_int_eq(kill(server.pid, 0), 0);
+    ck_assert_int_eq(in_flight(), 0);
+}
+END_TEST
+
+START_TEST(database_stops_and_comes_back)
+{
+    struct tk_response res;
+    ck_assert(tk_pg_stop(contract_target()->pg));
+    tk_get(port(), "/read/outage", &res);
+    ck_assert_msg(res.status == 503, "read during outage: %ld %s", res.status, res.body);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "detail")), "Database unavailable");
+    ck_assert(json_is_string(json_object_get(res.json, "request_id")));
+    ck_assert_msg(res.seconds < 5.0, "503 took %.1f s", res.seconds);
+    tk_response_free(&res);
+
+    tk_post(port(), "/write", "{\"key\":\"outage\",\"value\":\"v\"}", &res);
+    ck_assert_int_eq(res.status, 503);
+    tk_response_free(&res);
+
+    tk_get(port(), "/health", &res);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "unhealthy");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "database")), "unavailable");
+    tk_response_free(&res);
+
+    ck_assert(tk_pg_restart(contract_target()->pg));
+    /* Recovers by itself: no restart of the server. */
+    ck_assert_msg(tk_wait_status(port(), "/read/outage", 200, 15000), "no recovery");
+    ck_assert(tk_wait_status(port(), "/health", 200, 5000));
+    tk_post(port(), "/write", "{\"key\":\"outage\",\"value\":\"back\"}", &res);
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+}
+END_TEST
+
+struct batch {
+    struct tk_request reqs[8];  /* the requests */
+    struct tk_response res[8];  /* their answers */
+    char paths[8][32];          /* their paths */
+};
+
+static void *send_batch(void *arg)
+{
+    struct batch *b = arg;
+    tk_http_many(port(), b->reqs, b->res, 8, 30000);
+    return NULL;
+}
+
+START_TEST(graceful_shutdown_finishes_in_flight_requests)
+{
+    static struct batch b;
+    for (int i = 0; i < 8; i++) {
+        snprintf(b.paths[i], sizeof b.paths[i], "/read/shutdown:%d", i);
+        b.reqs[i] = (struct tk_request){"GET", b.paths[i], NULL, 0, NULL};
+    }
+    PGconn *lock = lock_records();
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, send_batch, &b), 0);
+    wait_in_flight(8);
+
+    kill(server.pid, SIGTERM);
+    /* No new connections once shutdown started. */
+    long long deadline = tk_now_ms() + 3000;
+    int fd;
+    while ((fd = tk_raw_send(port(), "GET /ping HTTP/1.1\r\n\r\n", 22)) >= 0) {
+        close(fd);
+        ck_assert_msg(tk_now_ms() < deadline, "still accepting connections after SIGTERM");
+        usleep(20000);
+    }
+    unlock_records(lock);
+    pthread_join(thread, NULL);
+    for (int i = 0; i < 8; i++) {
+        ck_assert_msg(b.res[i].status == 200, "in-flight request %d: %ld", i, b.res[i].status);
+        tk_response_free(&b.res[i]);
+    }
+    ck_assert_int_eq(tk_server_stop(&server, 0, 10000), 0); /* exit code 0 */
+}
+END_TEST
+
+TCase *resilience_tcase(void)
+{
+    TCase *tc = tcase_create("resilience");
+    tcase_add_checked_fixture(tc, start_server, stop_server);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, five_hundred_concurrent_clients);
+    tcase_add_test(tc, client_disconnects_mid_query);
+    tcase_add_test(tc, database_stops_and_comes_back);
+    tcase_add_test(tc, graceful_shutdown_finishes_in_flight_requests);
+    return tc;
+}

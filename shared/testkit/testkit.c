@@ -1,0 +1,381 @@
+/*
+ * testkit: throwaway PostgreSQL, server processes and an HTTP client for black-box tests
+ * (see testkit.h).
+ */
+#include "testkit.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef LAYERS_SOURCE_DIR
+#error "LAYERS_SOURCE_DIR must point at the repository (set by CMake)"
+#endif
+
+long long tk_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- PostgreSQL through scripts/stack.sh ---- */
+
+static bool stack(const char *verb, const struct tk_pg *pg, const char *extra)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' %s '%s' %d %s", LAYERS_SOURCE_DIR, verb,
+             pg->dir, pg->port, extra ? extra : "");
+    if (strcmp(verb, "pg-stop") == 0)
+        snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' pg-stop '%s'", LAYERS_SOURCE_DIR,
+                 pg->dir);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "testkit: '%s' failed (%d)\n", cmd, rc);
+    return rc == 0;
+}
+
+static char saved_extra[512]; /* options to start with again after tk_pg_stop */
+
+bool tk_pg_start(struct tk_pg *pg, int port, const char *extra)
+{
+    snprintf(pg->dir, sizeof pg->dir, "/tmp/layers-test-pg-%d-XXXXXX", port);
+    if (mkdtemp(pg->dir) == NULL) {
+        perror("testkit: mkdtemp");
+        return false;
+    }
+    chmod(pg->dir, 0755); /* the server runs as user postgres when we are root */
+    pg->port = port;
+    snprintf(pg->url, sizeof pg->url, "postgresql://layers@127.0.0.1:%d/layers", port);
+    snprintf(saved_extra, sizeof saved_extra, "-c fsync=off -c full_page_writes=off %s",
+             extra ? extra : "");
+    /* The script creates the cluster in a fresh directory of its own inside ours. */
+    strncat(pg->dir, "/data", sizeof pg->dir - strlen(pg->dir) - 1);
+    return stack("pg-start", pg, saved_extra);
+}
+
+bool tk_pg_stop(struct tk_pg *pg)
+{
+    return stack("pg-stop", pg, NULL);
+}
+
+bool tk_pg_restart(struct tk_pg *pg)
+{
+    return stack("pg-start", pg, saved_extra);
+}
+
+void tk_pg_destroy(struct tk_pg *pg)
+{
+    if (pg->dir[0] == '\0')
+        return;
+    tk_pg_stop(pg);
+    char cmd[600];
+    char *slash = strrchr(pg->dir, '/');
+    *slash = '\0'; /* the temp dir above data/ */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", pg->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "testkit: could not remove %s\n", pg->dir);
+    pg->dir[0] = '\0';
+}
+
+PGconn *tk_pg_connect(const struct tk_pg *pg, const char *user)
+{
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo,
+             "host=127.0.0.1 port=%d user=%s dbname=layers connect_timeout=5", pg->port, user);
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "testkit: connect as %s: %s", user, PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+bool tk_pg_exec(const struct tk_pg *pg, const char *user, const char *sql)
+{
+    PGconn *conn = tk_pg_connect(pg, user);
+    if (conn == NULL)
+        return false;
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "testkit: %s: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+    return ok;
+}
+
+/* ---- server processes ---- */
+
+bool tk_server_spawn(struct tk_server *server, const char *binary, int port,
+                     const char *const *env)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        if (getppid() != parent)
+            _exit(127);
+        char port_text[16];
+        snprintf(port_text, sizeof port_text, "%d", port);
+        setenv("PORT", port_text, 1);
+        setenv("LOG_LEVEL", "warn", 1);
+        for (int i = 0; env != NULL && env[i] != NULL; i++)
+            putenv((char *)env[i]);
+        execl(binary, binary, (char *)NULL);
+        perror("testkit: exec");
+        _exit(127);
+    }
+    server->pid = pid;
+    server->port = port;
+    return true;
+}
+
+bool tk_wait_status(int port, const char *path, long status, long timeout_ms)
+{
+    long long deadline = tk_now_ms() + timeout_ms;
+    do {
+        struct tk_response res;
+        tk_get(port, path, &res);
+        bool ok = res.status == status;
+        tk_response_free(&res);
+        if (ok)
+            return true;
+        sleep_ms(25);
+    } while (tk_now_ms() < deadline);
+    return false;
+}
+
+bool tk_server_start(struct tk_server *server, const char *binary, int port,
+                     const char *const *env)
+{
+    if (!tk_server_spawn(server, binary, port, env))
+        return false;
+    if (tk_wait_status(port, "/health", 200, 15000))
+        return true;
+    fprintf(stderr, "testkit: %s on port %d did not become healthy\n", binary, port);
+    tk_server_stop(server, SIGKILL, 2000);
+    return false;
+}
+
+int tk_server_stop(struct tk_server *server, int sig, long timeout_ms)
+{
+    if (server->pid <= 0)
+        return -1;
+    kill(server->pid, sig);
+    long long deadline = tk_now_ms() + timeout_ms;
+    int status;
+    for (;;) {
+        pid_t done = waitpid(server->pid, &status, WNOHANG);
+        if (done == server->pid)
+            break;
+        if (tk_now_ms() >= deadline) {
+            kill(server->pid, SIGKILL);
+            waitpid(server->pid, &status, 0);
+            server->pid = 0;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    server->pid = 0;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+/* ---- HTTP ---- */
+
+struct collected {
+    struct tk_response *res; /* where headers go */
+    char *body;              /* growing body */
+    size_t len, cap;         /* its size */
+};
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    struct collected *c = arg;
+    size_t add = size * n;
+    if (c->len + add + 1 > c->cap) {
+        c->cap = (c->len + add + 1) * 2;
+        c->body = realloc(c->body, c->cap);
+    }
+    memcpy(c->body + c->len, data, add);
+    c->len += add;
+    c->body[c->len] = '\0';
+    return add;
+}
+
+static void copy_header_value(char *dst, size_t dstlen, const char *line, size_t len)
+{
+    const char *colon = memchr(line, ':', len);
+    const char *v = colon + 1;
+    while (v < line + len && (*v == ' ' || *v == '\t'))
+        v++;
+    size_t vlen = (size_t)(line + len - v);
+    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
+        vlen--;
+    snprintf(dst, dstlen, "%.*s", (int)vlen, v);
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    struct collected *c = arg;
+    size_t len = size * n;
+    if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0)
+        copy_header_value(c->res->content_type, sizeof c->res->content_type, data, len);
+    else if (len > 13 && strncasecmp(data, "X-Request-ID:", 13) == 0)
+        copy_header_value(c->res->request_id, sizeof c->res->request_id, data, len);
+    else if (len > 6 && strncasecmp(data, "Allow:", 6) == 0)
+        copy_header_value(c->res->allow, sizeof c->res->allow, data, len);
+    return len;
+}
+
+static CURL *make_handle(int port, const struct tk_request *req, struct collected *c,
+                         struct curl_slist **headers)
+{
+    char url[2048];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, req->path);
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    *headers = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
+    *headers = curl_slist_append(*headers, "Content-Type: application/json");
+    if (req->header)
+        *headers = curl_slist_append(*headers, req->header);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
+    if (req->body != NULL) {
+        size_t len = req->body_len ? req->body_len : strlen(req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    return h;
+}
+
+static void finish_response(CURL *h, CURLcode rc, struct collected *c)
+{
+    struct tk_response *res = c->res;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
+    curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &res->seconds);
+    res->body = c->body ? c->body : calloc(1, 1);
+    res->body_len = c->len;
+    res->json = json_loadb(res->body, res->body_len, JSON_ALLOW_NUL, NULL);
+}
+
+void tk_http(int port, const struct tk_request *req, struct tk_response *out)
+{
+    tk_http_many(port, req, out, 1, 25000);
+}
+
+void tk_get(int port, const char *path, struct tk_response *out)
+{
+    struct tk_request req = {"GET", path, NULL, 0, NULL};
+    tk_http(port, &req, out);
+}
+
+void tk_post(int port, const char *path, const char *body, struct tk_response *out)
+{
+    struct tk_request req = {"POST", path, body, 0, NULL};
+    tk_http(port, &req, out);
+}
+
+void tk_http_many(int port, const struct tk_request *reqs, struct tk_response *out, int n,
+                  long timeout_ms)
+{
+    CURLM *multi = curl_multi_init();
+    CURL **handles = calloc((size_t)n, sizeof *handles);
+    struct collected *cs = calloc((size_t)n, sizeof *cs);
+    struct curl_slist **headers = calloc((size_t)n, sizeof *headers);
+    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        cs[i].res = &out[i];
+        handles[i] = make_handle(port, &reqs[i], &cs[i], &headers[i]);
+        curl_easy_setopt(handles[i], CURLOPT_PRIVATE, &cs[i]);
+        curl_multi_add_handle(multi, handles[i]);
+    }
+    long long deadline = tk_now_ms() + timeout_ms;
+    int running = n;
+    while (running > 0 && tk_now_ms() < deadline) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 50, NULL);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct collected *c;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            finish_response(msg->easy_handle, msg->data.result, c);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (out[i].body == NULL) /* never finished: transport failure */
+            finish_response(handles[i], CURLE_OPERATION_TIMEDOUT, &cs[i]);
+        curl_multi_remove_handle(multi, handles[i]);
+        curl_easy_cleanup(handles[i]);
+        curl_slist_free_all(headers[i]);
+    }
+    curl_multi_cleanup(multi);
+    free(handles);
+    free(cs);
+    free(headers);
+}
+
+void tk_response_free(struct tk_response *res)
+{
+    free(res->body);
+    json_decref(res->json);
+    memset(res, 0, sizeof *res);
+}
+
+int tk_raw_send(int port, const char *data, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        write(fd, data, len) != (ssize_t)len) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+char *tk_write_body(const char *key, const char *value)
+{
+    json_t *doc = json_pack("{s:s, s:s}", "key", key, "value", value);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
+}

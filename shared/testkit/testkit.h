@@ -1,0 +1,104 @@
+/*
+ * testkit: what the black-box tests need to drive a real server against a real database.
+ *
+ * - a throwaway PostgreSQL (initdb'd by scripts/stack.sh in a temp directory, on a port of the
+ *   test's choosing), which the test can stop and start again mid-test;
+ * - server processes started with a given environment, killed automatically if the test process
+ *   dies (PR_SET_PDEATHSIG), stopped with a signal and reaped with a deadline;
+ * - an HTTP client on libcurl (one request, or many at once through curl's multi interface),
+ *   and a raw socket for clients that misbehave.
+ * Every wait here has a deadline; nothing can hang a test run.
+ */
+#ifndef LAYERS_TESTKIT_H
+#define LAYERS_TESTKIT_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- PostgreSQL ---- */
+
+struct tk_pg {
+    char dir[256]; /* data directory (a fresh temp dir) */
+    int port;      /* 127.0.0.1 port */
+    char url[128]; /* postgresql://layers@127.0.0.1:PORT/layers */
+};
+
+/* Creates and starts a cluster. extra: more postgres options ("-c max_connections=700"). */
+bool tk_pg_start(struct tk_pg *pg, int port, const char *extra);
+/* Stops it (the data stays) / starts it again. */
+bool tk_pg_stop(struct tk_pg *pg);
+bool tk_pg_restart(struct tk_pg *pg);
+/* Stops it and removes the directory. */
+void tk_pg_destroy(struct tk_pg *pg);
+/* A blocking admin connection (user: "postgres" superuser or "layers"). NULL on failure. */
+PGconn *tk_pg_connect(const struct tk_pg *pg, const char *user);
+/* Runs SQL on a new connection as `user`; true on success. */
+bool tk_pg_exec(const struct tk_pg *pg, const char *user, const char *sql);
+
+/* ---- server processes ---- */
+
+struct tk_server {
+    pid_t pid; /* 0 when not running */
+    int port;  /* its PORT */
+};
+
+/*
+ * Starts `binary` with PORT=port, LOG_LEVEL=warn and the given "NAME=value" settings (NULL-
+ * terminated, may be NULL), then waits up to 15 s for GET /health to answer 200.
+ * Its stderr goes to the test's stderr (shown by ctest on failure).
+ */
+bool tk_server_start(struct tk_server *server, const char *binary, int port,
+                     const char *const *env);
+/* Like tk_server_start without waiting for health (for servers expected to be unhealthy). */
+bool tk_server_spawn(struct tk_server *server, const char *binary, int port,
+                     const char *const *env);
+/* Polls GET path until it answers `status` or timeout_ms passes. */
+bool tk_wait_status(int port, const char *path, long status, long timeout_ms);
+/* Sends sig and waits up to timeout_ms: returns the exit code, 128+signal, or -1 on timeout
+ * (the process is then killed). */
+int tk_server_stop(struct tk_server *server, int sig, long timeout_ms);
+
+/* ---- HTTP ---- */
+
+struct tk_response {
+    long status;            /* 0 when the request failed at the transport level */
+    char *body;             /* NUL-terminated */
+    size_t body_len;        /* bytes */
+    json_t *json;           /* parsed body, or NULL */
+    char content_type[128]; /* header values, "" when absent */
+    char request_id[128];
+    char allow[128];
+    double seconds;         /* total time */
+};
+
+struct tk_request {
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* already percent-encoded */
+    const char *body;   /* NULL for none */
+    size_t body_len;    /* bytes of body (strlen when 0 and body != NULL) */
+    const char *header; /* one extra "Name: value" header, or NULL */
+};
+
+/* One request on a new connection, with a 20 s deadline. */
+void tk_http(int port, const struct tk_request *req, struct tk_response *out);
+void tk_get(int port, const char *path, struct tk_response *out);
+void tk_post(int port, const char *path, const char *body, struct tk_response *out);
+void tk_response_free(struct tk_response *res);
+
+/* n requests at once (each on its own connection), all within timeout_ms. */
+void tk_http_many(int port, const struct tk_request *reqs, struct tk_response *out, int n,
+                  long timeout_ms);
+
+/* Opens a TCP connection to 127.0.0.1:port and sends data; returns the socket or -1. */
+int tk_raw_send(int port, const char *data, size_t len);
+
+/* Writes a POST /write body {"key":key,"value":value} (JSON-escaped) into a new string. */
+char *tk_write_body(const char *key, const char *value);
+
+/* Monotonic milliseconds. */
+long long tk_now_ms(void);
+
+#endif
