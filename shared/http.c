@@ -219,8 +219,7 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
     assign_request_id(req);
 
     if (http_request_header(req, HTTP_GUARD_MARKER) != NULL) {
-        /* Marked by the connection guard (http_guard.c): the body was not read. */
-        http_request_set_header(req, "Connection", "close");
+        /* Marked by the connection guard (http_guard.c): the body is not kept. */
         reply_detail(req, 413, "Request body too large");
         return;
     }

@@ -2,8 +2,8 @@
  * http_guard: refuses oversized bodies before reading them (see http_guard.h).
  *
  * Per connection the filter is in one of four states: reading a HEADER block, passing a BODY
- * of known length, DISCARDing everything after a refused request (the reply closes the
- * connection), or PASSing everything (chunked bodies, or a header block too big to judge).
+ * of known length, DISCARDing the body of a refused request as it arrives, or PASSing
+ * everything (chunked bodies, or a header block too big to judge).
  */
 #include "http_guard.h"
 
@@ -98,6 +98,7 @@ static void take_header(struct http_guard *guard, struct evbuffer *src, struct e
         evbuffer_add(dst, block, start);
         evbuffer_add_printf(dst, "Content-Length: 0\r\n" HTTP_GUARD_MARKER ": 1\r\n");
         evbuffer_add(dst, block + end, len - end);
+        guard->body_left = (size_t)body;
         guard->state = GUARD_DISCARD;
     } else {
         evbuffer_add(dst, block, len);
@@ -117,9 +118,15 @@ void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct ev
         case GUARD_PASS:
             evbuffer_add_buffer(dst, src);
             return;
-        case GUARD_DISCARD:
-            evbuffer_drain(src, available);
-            return;
+        case GUARD_DISCARD: {
+            /* The refused body streams past, never stored; then the next request. */
+            size_t n = available < guard->body_left ? available : guard->body_left;
+            evbuffer_drain(src, n);
+            guard->body_left -= n;
+            if (guard->body_left == 0)
+                guard->state = GUARD_HEADER;
+            break;
+        }
         case GUARD_BODY: {
             size_t n = available < guard->body_left ? available : guard->body_left;
             evbuffer_remove_buffer(src, dst, n);

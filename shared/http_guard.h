@@ -5,9 +5,10 @@
  * offers no hook between reading the headers and reading the body. So each connection's input
  * passes through this small filter, which looks at each request's header block: when
  * Content-Length exceeds the limit, it rewrites the header to `Content-Length: 0` plus a marker
- * header and drops the body unread; the server's dispatcher answers
- * 413 {"detail":"Request body too large"} and closes the connection. Everything else (including
- * pipelined requests) passes through unchanged. Chunked bodies cannot be judged from the
+ * header, and the server's dispatcher answers 413 {"detail":"Request body too large"} at once.
+ * The body is dropped as it arrives, never stored, and the connection stays usable: closing it
+ * while the client is still sending would make the kernel reset the connection, and the client
+ * would never read the 413. Everything else (including pipelined requests) passes through. Chunked bodies cannot be judged from the
  * header; libevent's own limit still stops them (with its own HTML 413).
  */
 #ifndef LAYERS_HTTP_GUARD_H
