@@ -12,16 +12,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PG_PORT 21000
-#define SERVER_PORT 21100
+#define PG_PORT      21000
+#define SERVER_PORT  21100
 #define LIMITED_PORT 21101
 
 static struct tk_pg pg;
 
 struct batch {
-    struct tk_request reqs[20];  /* the requests */
-    struct tk_response res[20];  /* their answers */
-    char paths[20][32];          /* their paths */
+    struct tk_request reqs[20]; /* the requests */
+    struct tk_response res[20]; /* their answers */
+    char paths[20][32];         /* their paths */
 };
 
 static void *send_batch(void *arg)
@@ -34,10 +34,11 @@ static void *send_batch(void *arg)
 START_TEST(more_clients_than_connections_get_quick_503s)
 {
     /* A role allowed two connections (superusers ignore limits; `layers` is not one). */
-    ck_assert(tk_pg_exec(&pg, "postgres",
-                         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'limited') "
-                         "THEN CREATE ROLE limited LOGIN CONNECTION LIMIT 2; END IF; END $$;"
-                         "GRANT CREATE, USAGE ON SCHEMA public TO limited;"));
+    ck_assert(
+        tk_pg_exec(&pg, "postgres",
+                   "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'limited') "
+                   "THEN CREATE ROLE limited LOGIN CONNECTION LIMIT 2; END IF; END $$;"
+                   "GRANT CREATE, USAGE ON SCHEMA public TO limited;"));
     ck_assert(tk_pg_exec(&pg, "layers",
                          "CREATE TABLE IF NOT EXISTS records (key varchar(255) PRIMARY KEY, "
                          "value text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "

@@ -14,16 +14,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PG_PORT 22000
+#define PG_PORT     22000
 #define SERVER_PORT 22100
 
 static struct tk_pg pg;
 
 struct batch {
-    struct tk_request reqs[10];  /* the requests */
-    struct tk_response res[10];  /* their answers */
-    char paths[10][32];          /* their paths */
-    int n;                       /* how many */
+    struct tk_request reqs[10]; /* the requests */
+    struct tk_response res[10]; /* their answers */
+    char paths[10][32];         /* their paths */
+    int n;                      /* how many */
 };
 
 static void *send_batch(void *arg)

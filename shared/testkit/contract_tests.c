@@ -126,14 +126,12 @@ static void expect_422(const struct tk_request *req, const char *type, const cha
             continue;
         if (strcmp(json_string_value(json_array_get(loc, 0)), loc0) != 0)
             continue;
-        if (loc1 != NULL && (json_array_size(loc) < 2 ||
-                             !json_is_string(json_array_get(loc, 1)) ||
+        if (loc1 != NULL && (json_array_size(loc) < 2 || !json_is_string(json_array_get(loc, 1)) ||
                              strcmp(json_string_value(json_array_get(loc, 1)), loc1) != 0))
             continue;
         found = true;
     }
-    ck_assert_msg(found, "no %s error at [%s, %s] in %s", type, loc0, loc1 ? loc1 : "-",
-                  res.body);
+    ck_assert_msg(found, "no %s error at [%s, %s] in %s", type, loc0, loc1 ? loc1 : "-", res.body);
     tk_response_free(&res);
 }
 

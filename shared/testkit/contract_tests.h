@@ -16,11 +16,11 @@
 #include <check.h>
 
 struct contract_target {
-    const char *binary;          /* path of the server executable */
-    const char *layer;           /* "1-connection-pooling", as /health reports it */
-    int port;                    /* where the server listens during tests */
-    struct tk_pg *pg;            /* its PostgreSQL (stopped and restarted by some tests) */
-    const char *const *env;      /* extra "NAME=value" settings, NULL-terminated, or NULL */
+    const char *binary;     /* path of the server executable */
+    const char *layer;      /* "1-connection-pooling", as /health reports it */
+    int port;               /* where the server listens during tests */
+    struct tk_pg *pg;       /* its PostgreSQL (stopped and restarted by some tests) */
+    const char *const *env; /* extra "NAME=value" settings, NULL-terminated, or NULL */
 };
 
 void contract_set_target(const struct contract_target *target);

@@ -76,9 +76,9 @@ START_TEST(five_hundred_concurrent_clients)
     enum { N = 500 };
     struct tk_request *reqs = calloc(N, sizeof *reqs);
     struct tk_response *res = calloc(N, sizeof *res);
-    char (*keys)[32] = calloc(N, sizeof *keys);
+    char(*keys)[32] = calloc(N, sizeof *keys);
     char **bodies = calloc(N, sizeof *bodies);
-    char (*paths)[64] = calloc(N, sizeof *paths);
+    char(*paths)[64] = calloc(N, sizeof *paths);
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "concurrent:%d", i);
         bodies[i] = tk_write_body(keys[i], keys[i]);
@@ -134,7 +134,8 @@ START_TEST(database_stops_and_comes_back)
     ck_assert(tk_pg_stop(contract_target()->pg));
     tk_get(port(), "/read/outage", &res);
     ck_assert_msg(res.status == 503, "read during outage: %ld %s", res.status, res.body);
-    ck_assert_str_eq(json_string_value(json_object_get(res.json, "detail")), "Database unavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "detail")),
+                     "Database unavailable");
     ck_assert(json_is_string(json_object_get(res.json, "request_id")));
     ck_assert_msg(res.seconds < 5.0, "503 took %.1f s", res.seconds);
     tk_response_free(&res);
@@ -160,9 +161,9 @@ START_TEST(database_stops_and_comes_back)
 END_TEST
 
 struct batch {
-    struct tk_request reqs[8];  /* the requests */
-    struct tk_response res[8];  /* their answers */
-    char paths[8][32];          /* their paths */
+    struct tk_request reqs[8]; /* the requests */
+    struct tk_response res[8]; /* their answers */
+    char paths[8][32];         /* their paths */
 };
 
 static void *send_batch(void *arg)

@@ -126,8 +126,7 @@ bool tk_pg_exec(const struct tk_pg *pg, const char *user, const char *sql)
 
 /* ---- server processes ---- */
 
-bool tk_server_spawn(struct tk_server *server, const char *binary, int port,
-                     const char *const *env)
+bool tk_server_spawn(struct tk_server *server, const char *binary, int port, const char *const *env)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -167,8 +166,7 @@ bool tk_wait_status(int port, const char *path, long status, long timeout_ms)
     return false;
 }
 
-bool tk_server_start(struct tk_server *server, const char *binary, int port,
-                     const char *const *env)
+bool tk_server_start(struct tk_server *server, const char *binary, int port, const char *const *env)
 {
     if (!tk_server_spawn(server, binary, port, env))
         return false;

@@ -71,7 +71,7 @@ struct tk_response {
     char content_type[128]; /* header values, "" when absent */
     char request_id[128];
     char allow[128];
-    double seconds;         /* total time */
+    double seconds; /* total time */
 };
 
 struct tk_request {
