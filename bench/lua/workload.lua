@@ -1,0 +1,112 @@
+-- workload.lua: the benchmark's request mix for wrk, one script for every workload.
+--
+-- Chosen by environment variables (wrk passes no arguments to request()):
+--   WORKLOAD     read-hit | read-zipf | read-miss | write | mixed | ping | preload
+--   KEYS         number of preloaded keys (bench:1 .. bench:KEYS)
+--   VALUE_BYTES  size of written values
+-- Keys really vary: each thread has its own random seed, and read-zipf draws from a Zipf
+-- distribution (s = 0.99, as in YCSB) so that a few keys are hot, as caches expect.
+-- `preload` writes every key exactly once, split across threads, then stops.
+-- done() prints one RESULT line that bench/run.sh parses.
+
+local workload = os.getenv("WORKLOAD") or "read-hit"
+local nkeys = tonumber(os.getenv("KEYS") or "10000")
+local value = string.rep("v", tonumber(os.getenv("VALUE_BYTES") or "100"))
+local headers = { ["Content-Type"] = "application/json" }
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+    thread:set("id", next_id)
+    thread:set("nthreads", 0) -- filled in below, once all threads exist
+    next_id = next_id + 1
+    table.insert(threads, thread)
+    for _, t in ipairs(threads) do
+        t:set("nthreads", next_id)
+    end
+end
+
+local cdf -- Zipf cumulative distribution over 1..nkeys
+
+local function zipf_init(n, s)
+    cdf = {}
+    local sum = 0
+    for i = 1, n do
+        sum = sum + 1 / (i ^ s)
+        cdf[i] = sum
+    end
+    for i = 1, n do
+        cdf[i] = cdf[i] / sum
+    end
+end
+
+local function zipf_key()
+    local u = math.random()
+    local lo, hi = 1, nkeys
+    while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if cdf[mid] < u then lo = mid + 1 else hi = mid end
+    end
+    -- Scatter the popular ranks over the key space, so "hot" is not "bench:1..10".
+    return ((lo * 7919) % nkeys) + 1
+end
+
+local preload_next
+
+function init(args)
+    math.randomseed(os.time() * 1000 + (id or 0) * 7777 + math.floor(os.clock() * 1e6))
+    if workload == "read-zipf" or workload == "mixed" then
+        zipf_init(nkeys, 0.99)
+    end
+    preload_next = (id or 0) + 1
+end
+
+local function write_request(k)
+    local body = '{"key":"bench:' .. k .. '","value":"' .. value .. '"}'
+    return wrk.format("POST", "/write", headers, body)
+end
+
+local function read_request(path)
+    return wrk.format("GET", path)
+end
+
+function request()
+    if workload == "read-hit" then
+        return read_request("/read/bench:" .. math.random(nkeys))
+    elseif workload == "read-zipf" then
+        return read_request("/read/bench:" .. zipf_key())
+    elseif workload == "read-miss" then
+        return read_request("/read/miss:" .. math.random(1000000000))
+    elseif workload == "write" then
+        return write_request(math.random(nkeys))
+    elseif workload == "mixed" then
+        if math.random() < 0.1 then
+            return write_request(zipf_key())
+        end
+        return read_request("/read/bench:" .. zipf_key())
+    elseif workload == "preload" then
+        local k = preload_next
+        preload_next = preload_next + nthreads
+        if k > nkeys then
+            k = nkeys -- rewrites the last key until the thread stops
+        end
+        return write_request(k)
+    end
+    return read_request("/ping")
+end
+
+function response(status, headers, body)
+    if workload == "preload" and preload_next > nkeys + nthreads then
+        wrk.thread:stop()
+    end
+end
+
+function done(summary, latency, requests)
+    local seconds = summary.duration / 1e6
+    local e = summary.errors
+    io.write(string.format("RESULT rps=%.1f p50=%d p90=%d p99=%d max=%d non2xx=%d socket=%d requests=%d\n",
+        summary.requests / seconds, latency:percentile(50), latency:percentile(90),
+        latency:percentile(99), latency.max, e.status, e.connect + e.read + e.write + e.timeout,
+        summary.requests))
+end

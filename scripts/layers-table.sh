@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# layers-table.sh: what each layer is and what it needs, in one place.
+#
+# Sourced by ./layers (the local stack) and bench/run.sh (the benchmark); a new layer joins
+# both by adding its lines here. Functions only; no side effects.
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+LAYER_NAMES=(l0-single-db l1-connection-pooling l2-read-cache l3-read-replicas l4-db-sharding
+    l5-multi-tier-cache l6-write-buffering l7-cqrs l8-polyglot-persistence
+    l9-global-distributed l10-enterprise-grade)
+
+# The backends a layer needs, one word per instance, in start order.
+layer_backends() {
+    case $1 in
+    0 | 1) echo "pg" ;;
+    2 | 5) echo "pg redis" ;;
+    *) echo "" ;;
+    esac
+}
+
+# Prints the layer's settings as export lines, given where its backends listen:
+#   layer_env N PG_PORT REDIS_PORT API_PORT
+# (instance i of a kind listens on its base port + i).
+layer_env() {
+    local n=$1 pg=$2 redis=$3 api=$4
+    case $n in
+    0 | 1 | 2 | 5) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
+    esac
+    case $n in
+    2 | 5) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    esac
+    echo "export PORT=$api"
+    echo "export API_URL=http://127.0.0.1:$api"
+}
+
+# The layer's statistics endpoint, if it has one.
+layer_stats_path() {
+    case $1 in
+    1) echo "/pool-stats" ;;
+    2) echo "/cache-stats" ;;
+    3 | 4 | 5 | 6 | 7 | 8 | 9 | 10) echo "/stats" ;;
+    esac
+}
