@@ -9,6 +9,15 @@ LAYER_NAMES=(l0-single-db l1-connection-pooling l2-read-cache l3-read-replicas l
     l5-multi-tier-cache l6-write-buffering l7-cqrs l8-polyglot-persistence
     l9-global-distributed l10-enterprise-grade)
 
+# Prints the layer number for l1, 1 or l1-connection-pooling; fails for anything else.
+layer_number_of() {
+    local name=${1#l}
+    name=${name%%-*}
+    [[ $name =~ ^[0-9]+$ ]] && [ "$name" -le 10 ] || return 1
+    [[ $1 != *-* ]] || [ "$1" = "${LAYER_NAMES[$name]}" ] || return 1
+    echo "$name"
+}
+
 # The backends a layer needs, one word per instance, in start order.
 layer_backends() {
     case $1 in
