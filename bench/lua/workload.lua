@@ -1,12 +1,11 @@
 -- workload.lua: the benchmark's request mix for wrk, one script for every workload.
 --
 -- Chosen by environment variables (wrk passes no arguments to request()):
---   WORKLOAD     read-hit | read-zipf | read-miss | write | mixed | ping | preload
+--   WORKLOAD     read-hit | read-zipf | read-miss | write | mixed | ping
 --   KEYS         number of preloaded keys (bench:1 .. bench:KEYS)
 --   VALUE_BYTES  size of written values
 -- Keys really vary: each thread has its own random seed, and read-zipf draws from a Zipf
 -- distribution (s = 0.99, as in YCSB) so that a few keys are hot, as caches expect.
--- `preload` writes every key exactly once, split across threads, then stops.
 -- done() prints one RESULT line that bench/run.sh parses.
 
 local workload = os.getenv("WORKLOAD") or "read-hit"
@@ -14,17 +13,11 @@ local nkeys = tonumber(os.getenv("KEYS") or "10000")
 local value = string.rep("v", tonumber(os.getenv("VALUE_BYTES") or "100"))
 local headers = { ["Content-Type"] = "application/json" }
 
-local threads = {}
 local next_id = 0
 
 function setup(thread)
-    thread:set("id", next_id)
-    thread:set("nthreads", 0) -- filled in below, once all threads exist
+    thread:set("id", next_id) -- a distinct random seed per thread
     next_id = next_id + 1
-    table.insert(threads, thread)
-    for _, t in ipairs(threads) do
-        t:set("nthreads", next_id)
-    end
 end
 
 local cdf -- Zipf cumulative distribution over 1..nkeys
@@ -52,14 +45,11 @@ local function zipf_key()
     return ((lo * 7919) % nkeys) + 1
 end
 
-local preload_next
-
 function init(args)
     math.randomseed(os.time() * 1000 + (id or 0) * 7777 + math.floor(os.clock() * 1e6))
     if workload == "read-zipf" or workload == "mixed" then
         zipf_init(nkeys, 0.99)
     end
-    preload_next = (id or 0) + 1
 end
 
 local function write_request(k)
@@ -85,21 +75,8 @@ function request()
             return write_request(zipf_key())
         end
         return read_request("/read/bench:" .. zipf_key())
-    elseif workload == "preload" then
-        local k = preload_next
-        preload_next = preload_next + nthreads
-        if k > nkeys then
-            k = nkeys -- rewrites the last key until the thread stops
-        end
-        return write_request(k)
     end
     return read_request("/ping")
-end
-
-function response(status, headers, body)
-    if workload == "preload" and preload_next > nkeys + nthreads then
-        wrk.thread:stop()
-    end
 end
 
 function done(summary, latency, requests)
