@@ -82,7 +82,7 @@ def report(directory):
             out.append(f"| {layer} | " + " | ".join(cells) + " |")
         out.append("")
     out += ["## Server resources per measured run", "",
-            "| layer | workload | clients | CPU s | peak RSS MiB | requests | failed |",
+            "| layer | workload | clients | CPU s | peak RSS MiB (since start) | requests | failed |",
             "|---|---|---|---|---|---|---|"]
     for r in rows:
         failed = int(r["non2xx"]) + int(r["socket_errors"])

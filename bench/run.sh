@@ -171,7 +171,6 @@ bench_layer() { # LAYER
         for c in $CONCURRENCY; do
             progress "$name: $w at $c clients (${WARMUP}s warm-up + ${DURATION}s)"
             run_wrk "$w" "$c" "$WARMUP" >/dev/null
-            echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true # reset peak RSS
             cpu0=$(cpu_seconds "$SERVER_PID")
             result=$(run_wrk "$w" "$c" "$DURATION")
             cpu1=$(cpu_seconds "$SERVER_PID")
