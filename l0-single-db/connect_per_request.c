@@ -45,7 +45,7 @@ static void on_connected(struct pgconn *conn, bool ok, void *arg)
         free(q);
         return;
     }
-    pgconn_query(conn, q->sql, q->nparams, q->nparams ? q->values : NULL, NULL, on_result, q);
+    pgconn_query(conn, q->sql, q->nparams, q->nparams ? q->values : NULL, on_result, q);
 }
 
 void query_on_new_connection(struct layer0 *layer, const char *sql, int nparams,

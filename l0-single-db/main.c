@@ -34,8 +34,9 @@ static bool start(struct server *server, void *arg)
     struct layer0 *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    /* One query per connection: preparing statements would only add a round trip. */
     l->pg = (struct pgconn_settings){l->database_url, "l0-single-db", l->connect_timeout_ms,
-                                     l->query_timeout_ms};
+                                     l->query_timeout_ms, false};
 
     struct http_server *http = server_http(server);
     http_route(http, HTTP_POST, "/write", handle_write, l);

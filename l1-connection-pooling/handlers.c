@@ -58,7 +58,7 @@ void handle_write(struct http_request *req, void *arg)
     json_decref(errors);
     flow->req = req;
     const char *values[] = {flow->body.key, flow->body.value};
-    pool_query(layer->pool, RECORDS_SQL_UPSERT, 2, values, NULL, on_written, flow);
+    pool_query(layer->pool, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
 }
 
 static void on_read(PGresult *res, enum pg_status status, void *arg)
@@ -89,7 +89,7 @@ void handle_read(struct http_request *req, void *arg)
     flow->key = key;
     flow->key_len = key_len;
     const char *values[] = {flow->key};
-    pool_query(layer->pool, RECORDS_SQL_READ, 1, values, NULL, on_read, flow);
+    pool_query(layer->pool, RECORDS_SQL_READ, 1, values, on_read, flow);
 }
 
 static void on_health(PGresult *res, enum pg_status status, void *arg)
@@ -105,7 +105,7 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer1 *layer = arg;
-    pool_query(layer->pool, "SELECT 1", 0, NULL, NULL, on_health, req);
+    pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
 }
 
 void handle_pool_stats(struct http_request *req, void *arg)

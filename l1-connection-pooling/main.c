@@ -52,8 +52,9 @@ static bool start(struct server *server, void *arg)
                   l->max_size);
         return false;
     }
+    /* Pooled connections live long: each prepares its statements once (pgconn.h). */
     struct pgconn_settings pg = {l->database_url, "l1-connection-pooling", l->connect_timeout_ms,
-                                 l->query_timeout_ms};
+                                 l->query_timeout_ms, true};
     struct pool_settings ps = {(int)l->min_size,         (int)l->max_size,
                                l->acquire_timeout_ms,    (int)l->max_waiting,
                                l->max_lifetime_s * 1000, l->idle_timeout_s * 1000};

@@ -19,28 +19,36 @@
 #include <string.h>
 
 #define CLIENT_DEADLINE_GRACE_MS 1000
+#define MAX_PREPARED             8 /* statements a connection prepares; more run unprepared */
 
 enum pgconn_state { PGCONN_NEW, PGCONN_CONNECTING, PGCONN_IDLE, PGCONN_BUSY, PGCONN_BROKEN };
 
 struct pgconn {
-    struct event_base *base;         /* the loop it lives on */
-    struct metrics *metrics;         /* pg_* counters */
-    struct pgconn_settings settings; /* copy; strings owned */
-    PGconn *pg;                      /* libpq's connection */
-    enum pgconn_state state;         /* see set_state() */
-    struct event io;                 /* socket readiness, re-assigned as libpq asks */
-    bool io_armed;                   /* io has been assigned and may be pending */
-    struct event timer;              /* connect or query deadline; also defers failures */
-    long long connected_at_ms;       /* monotonic, for the pool's max lifetime */
-    pgconn_connect_cb connect_cb;    /* pending connect callback */
-    pgconn_result_cb result_cb;      /* pending query callback */
-    void *cb_arg;                    /* argument of the pending callback */
-    PGresult *result;                /* result being collected (first error wins) */
-    pgconn_broken_cb broken_cb;      /* idle watcher, or NULL */
-    void *broken_arg;                /* its argument */
+    struct event_base *base;            /* the loop it lives on */
+    struct metrics *metrics;            /* pg_* counters */
+    struct pgconn_settings settings;    /* copy; strings owned */
+    PGconn *pg;                         /* libpq's connection */
+    enum pgconn_state state;            /* see set_state() */
+    struct event io;                    /* socket readiness, re-assigned as libpq asks */
+    bool io_armed;                      /* io has been assigned and may be pending */
+    struct event timer;                 /* connect or query deadline; also defers failures */
+    long long connected_at_ms;          /* monotonic, for the pool's max lifetime */
+    pgconn_connect_cb connect_cb;       /* pending connect callback */
+    pgconn_result_cb result_cb;         /* pending query callback */
+    void *cb_arg;                       /* argument of the pending callback */
+    PGresult *result;                   /* result being collected (first error wins) */
+    const char *prepared[MAX_PREPARED]; /* SQL texts prepared here, by name "s<index>" */
+    int prepared_count;                 /* used entries of prepared */
+    bool preparing;                     /* the pending result is a PREPARE; the query follows */
+    const char *query_sql;              /* the current query (caller's, valid until callback) */
+    int query_nparams;                  /* its parameter count */
+    const char *const *query_values;    /* its parameters (caller's, valid until callback) */
+    pgconn_broken_cb broken_cb;         /* idle watcher, or NULL */
+    void *broken_arg;                   /* its argument */
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
+static bool continue_after_prepare(struct pgconn *conn);
 
 static void set_state(struct pgconn *conn, enum pgconn_state next)
 {
@@ -218,6 +226,13 @@ static bool read_results(struct pgconn *conn)
         PGresult *res = PQgetResult(conn->pg);
         if (res == NULL) {
             enum pg_status status = conn->result ? classify_result(conn->result) : PG_ERROR;
+            if (conn->preparing && status == PG_OK) {
+                if (continue_after_prepare(conn))
+                    return false; /* now wait for the query's own result */
+                log_failure(conn, "cannot send query");
+                finish_query(conn, PG_UNAVAILABLE);
+                return true;
+            }
             if (status != PG_OK && conn->result)
                 LOG_WARN("postgres: query failed: %s",
                          PQresultErrorField(conn->result, PG_DIAG_MESSAGE_PRIMARY));
@@ -240,24 +255,74 @@ static bool read_results(struct pgconn *conn)
     return false;
 }
 
+static int prepared_index(const struct pgconn *conn, const char *sql)
+{
+    for (int i = 0; i < conn->prepared_count; i++)
+        if (conn->prepared[i] == sql) /* SQL texts are static constants: compare addresses */
+            return i;
+    return -1;
+}
+
+/* Sends the query itself: prepared if it can be, else with its text. */
+static int send_query(struct pgconn *conn)
+{
+    const char *sql = conn->query_sql;
+    int nparams = conn->query_nparams;
+    int index = prepared_index(conn, sql);
+    if (index >= 0) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", index);
+        return PQsendQueryPrepared(conn->pg, name, nparams, conn->query_values, NULL, NULL, 0);
+    }
+    if (nparams == 0 && conn->query_values == NULL)
+        return PQsendQuery(conn->pg, sql); /* simple protocol: may hold several statements */
+    return PQsendQueryParams(conn->pg, sql, nparams, NULL, conn->query_values, NULL, NULL, 0);
+}
+
+/* Whether to PREPARE sql first (one extra round trip, once per connection and statement). */
+static bool should_prepare(const struct pgconn *conn)
+{
+    return conn->settings.prepare && conn->query_nparams > 0 &&
+           prepared_index(conn, conn->query_sql) < 0 && conn->prepared_count < MAX_PREPARED;
+}
+
 void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
-                  const int *lengths, pgconn_result_cb cb, void *arg)
+                  pgconn_result_cb cb, void *arg)
 {
     conn->result_cb = cb;
     conn->cb_arg = arg;
     conn->result = NULL;
+    conn->query_sql = sql;
+    conn->query_nparams = nparams;
+    conn->query_values = values;
     pgconn_unwatch(conn);
     metrics_inc(conn->metrics, METRIC_PG_QUERIES);
     conn->state = PGCONN_BUSY;
     arm_timer(conn, conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
-    int sent = nparams == 0 && lengths == NULL && values == NULL
-                   ? PQsendQuery(conn->pg, sql)
-                   : PQsendQueryParams(conn->pg, sql, nparams, NULL, values, lengths, NULL, 0);
+    int sent;
+    conn->preparing = should_prepare(conn);
+    if (conn->preparing) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", conn->prepared_count);
+        sent = PQsendPrepare(conn->pg, name, sql, nparams, NULL);
+    } else {
+        sent = send_query(conn);
+    }
     if (!sent || !flush_and_wait(conn)) {
         log_failure(conn, "cannot send query");
         conn->state = PGCONN_BROKEN; /* the timer reports it from the loop */
         arm_timer(conn, 0);
     }
+}
+
+/* The PREPARE finished well: remember it and send the query itself. */
+static bool continue_after_prepare(struct pgconn *conn)
+{
+    conn->preparing = false;
+    conn->prepared[conn->prepared_count++] = conn->query_sql;
+    PQclear(conn->result);
+    conn->result = NULL;
+    return send_query(conn) && flush_and_wait(conn);
 }
 
 /* ---- events ---- */

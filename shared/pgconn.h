@@ -38,6 +38,7 @@ struct pgconn_settings {
     const char *application; /* application_name, shown in pg_stat_activity */
     long connect_timeout_ms; /* deadline for connecting */
     long query_timeout_ms;   /* statement_timeout; the client waits 1 s longer */
+    bool prepare;            /* prepare parameterised statements once per connection */
 };
 
 /*
@@ -66,10 +67,14 @@ void pgconn_connect(struct pgconn *conn, pgconn_connect_cb cb, void *arg);
 
 /*
  * Sends a parameterised query (text parameters, text results). The connection must be idle.
- * `sql` may hold several statements only when nparams is 0.
+ * `sql` may hold several statements only when nparams is 0. `sql` and `values` must stay valid
+ * until the callback. With settings.prepare, a parameterised statement is prepared on its first
+ * use on this connection (one extra round trip) and executed by name from then on, sparing the
+ * server from parsing and planning it every time; `sql` must then be a constant whose address
+ * identifies it (e.g. RECORDS_SQL_READ).
  */
 void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
-                  const int *lengths, pgconn_result_cb cb, void *arg);
+                  pgconn_result_cb cb, void *arg);
 
 /* Starts or stops watching an idle connection for the server closing it. */
 void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg);

@@ -122,6 +122,6 @@ void pool_render_gauges(struct evbuffer *out, void *pool);
  * until then. Only for pools made by pool_create_pg().
  */
 void pool_query(struct pool *pool, const char *sql, int nparams, const char *const *values,
-                const int *lengths, pgconn_result_cb cb, void *arg);
+                pgconn_result_cb cb, void *arg);
 
 #endif

@@ -97,8 +97,6 @@ struct pooled_query {
     const char *sql;                           /* caller's; valid until the callback */
     int nparams;                               /* number of parameters */
     const char *values[POOL_QUERY_MAX_PARAMS]; /* caller's strings */
-    int lengths[POOL_QUERY_MAX_PARAMS];        /* their lengths */
-    bool has_lengths;                          /* lengths were given */
     pgconn_result_cb cb;                       /* the caller's callback */
     void *arg;                                 /* its argument */
 };
@@ -120,12 +118,11 @@ static void on_acquired(void *conn, enum pool_error err, void *arg)
         return;
     }
     q->conn = conn;
-    pgconn_query(q->conn, q->sql, q->nparams, q->nparams ? q->values : NULL,
-                 q->has_lengths ? q->lengths : NULL, on_query_result, q);
+    pgconn_query(q->conn, q->sql, q->nparams, q->nparams ? q->values : NULL, on_query_result, q);
 }
 
 void pool_query(struct pool *pool, const char *sql, int nparams, const char *const *values,
-                const int *lengths, pgconn_result_cb cb, void *arg)
+                pgconn_result_cb cb, void *arg)
 {
     if (nparams > POOL_QUERY_MAX_PARAMS)
         abort(); /* a programming error */
@@ -133,12 +130,8 @@ void pool_query(struct pool *pool, const char *sql, int nparams, const char *con
     q->pool = pool;
     q->sql = sql;
     q->nparams = nparams;
-    for (int i = 0; i < nparams; i++) {
+    for (int i = 0; i < nparams; i++)
         q->values[i] = values[i];
-        if (lengths != NULL)
-            q->lengths[i] = lengths[i];
-    }
-    q->has_lengths = lengths != NULL;
     q->cb = cb;
     q->arg = arg;
     pool_acquire(pool, on_acquired, q);
