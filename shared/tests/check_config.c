@@ -1,14 +1,20 @@
 /*
- * Unit tests for config.c: defaults, required settings, integer bounds, error messages that name
- * the variable, and password masking in printed URLs.
+ * Unit tests for config.c: settings read from a table of environment variables.
+ *
+ * A server that starts with a wrong setting must stop with a message an operator can act on,
+ * and must never print a password. So the tests load a small table through a fake lookup (no
+ * real environment needed): defaults apply when a variable is unset, a required one that is
+ * missing is an error, integers are checked for syntax and bounds, the message names the
+ * variable, and config_mask_url / config_print hide passwords in every spelling libpq accepts.
  */
 #include "config.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A fake environment: "NAME=value" strings. */
+/* A fake environment: a NULL-terminated list of "NAME=value" strings. */
 static const char *lookup(const char *name, void *arg)
 {
     const char *const *env = arg;
@@ -20,77 +26,313 @@ static const char *lookup(const char *name, void *arg)
 }
 
 static char *url;
+static char *label;
 static long size;
+static long offset;
+
 static const struct config_row rows[] = {
     {"DATABASE_URL", CONFIG_URL, NULL, 0, 0, "where the database is", &url},
+    {"LABEL", CONFIG_STRING, "plain", 0, 0, "a name", &label},
     {"POOL_SIZE", CONFIG_INT, "10", 1, 100, "connections", &size},
+    {"OFFSET", CONFIG_INT, "0", -5, 5, "a signed setting", &offset},
 };
+#define ROW_COUNT (sizeof rows / sizeof rows[0])
 
 static bool load(const char *const *env, char *err, size_t errlen)
 {
-    return config_load(rows, 2, lookup, (void *)env, err, errlen);
+    return config_load(rows, ROW_COUNT, lookup, (void *)env, err, errlen);
 }
 
-START_TEST(defaults_and_values)
+static void teardown(void)
+{
+    config_release(rows, ROW_COUNT);
+}
+
+/* Loads env and expects a failure whose message contains every given fragment. */
+static void expect_error(const char *const *env, const char *fragment1, const char *fragment2)
+{
+    char err[256] = "";
+    ck_assert_msg(!load(env, err, sizeof err), "accepted (expected an error about %s)", fragment1);
+    ck_assert_msg(strstr(err, fragment1) != NULL, "'%s' not in '%s'", fragment1, err);
+    if (fragment2 != NULL)
+        ck_assert_msg(strstr(err, fragment2) != NULL, "'%s' not in '%s'", fragment2, err);
+    config_release(rows, ROW_COUNT);
+}
+
+/* ---- config_load ---- */
+
+START_TEST(defaults_apply_when_unset)
 {
     char err[256];
     const char *env[] = {"DATABASE_URL=postgresql://u:secret@h/db", NULL};
     ck_assert(load(env, err, sizeof err));
     ck_assert_str_eq(url, "postgresql://u:secret@h/db");
+    ck_assert_str_eq(label, "plain");
     ck_assert_int_eq(size, 10);
-    config_release(rows, 2);
-    const char *env2[] = {"DATABASE_URL=x", "POOL_SIZE=42", NULL};
-    ck_assert(load(env2, err, sizeof err));
-    ck_assert_int_eq(size, 42);
-    config_release(rows, 2);
+    ck_assert_int_eq(offset, 0);
 }
 END_TEST
 
-START_TEST(errors_name_the_variable)
+START_TEST(set_values_override_defaults)
 {
     char err[256];
-    const char *none[] = {NULL};
-    ck_assert(!load(none, err, sizeof err));
-    ck_assert(strstr(err, "DATABASE_URL") != NULL);
-    config_release(rows, 2);
-    const char *bad[] = {"DATABASE_URL=x", "POOL_SIZE=many", NULL};
-    ck_assert(!load(bad, err, sizeof err));
-    ck_assert(strstr(err, "POOL_SIZE") != NULL && strstr(err, "1 to 100") != NULL);
-    config_release(rows, 2);
-    const char *big[] = {"DATABASE_URL=x", "POOL_SIZE=101", NULL};
-    ck_assert(!load(big, err, sizeof err));
-    config_release(rows, 2);
-    const char *trailing[] = {"DATABASE_URL=x", "POOL_SIZE=5x", NULL};
-    ck_assert(!load(trailing, err, sizeof err));
-    config_release(rows, 2);
+    const char *env[] = {"DATABASE_URL=x", "LABEL=", "POOL_SIZE=42", "OFFSET=-3", NULL};
+    ck_assert(load(env, err, sizeof err));
+    ck_assert_str_eq(label, ""); /* set but empty is a value, not "unset" */
+    ck_assert_int_eq(size, 42);
+    ck_assert_int_eq(offset, -3);
 }
 END_TEST
 
-START_TEST(masks_passwords)
+START_TEST(strings_are_the_callers_copies)
 {
-    char out[128];
-    config_mask_url("postgresql://user:secret@host:5432/db", out, sizeof out);
-    ck_assert_str_eq(out, "postgresql://user:****@host:5432/db");
-    config_mask_url("postgresql://user@host/db", out, sizeof out);
-    ck_assert_str_eq(out, "postgresql://user@host/db");
-    config_mask_url("redis://host:6379/0", out, sizeof out);
-    ck_assert_str_eq(out, "redis://host:6379/0");
-    config_mask_url("host=h dbname=d", out, sizeof out);
-    ck_assert_str_eq(out, "host=h dbname=d");
+    char err[256];
+    char text[] = "LABEL=mine";
+    const char *env[] = {"DATABASE_URL=x", text, NULL};
+    ck_assert(load(env, err, sizeof err));
+    text[6] = 'X'; /* the lookup's storage changes or goes away */
+    ck_assert_str_eq(label, "mine");
+    config_release(rows, ROW_COUNT);
+    ck_assert_ptr_null(url);
+    ck_assert_ptr_null(label);
+}
+END_TEST
+
+START_TEST(bounds_are_inclusive)
+{
+    char err[256];
+    const char *low[] = {"DATABASE_URL=x", "POOL_SIZE=1", "OFFSET=-5", NULL};
+    ck_assert(load(low, err, sizeof err));
+    ck_assert_int_eq(size, 1);
+    ck_assert_int_eq(offset, -5);
+    config_release(rows, ROW_COUNT);
+    const char *high[] = {"DATABASE_URL=x", "POOL_SIZE=100", "OFFSET=5", NULL};
+    ck_assert(load(high, err, sizeof err));
+    ck_assert_int_eq(size, 100);
+    ck_assert_int_eq(offset, 5);
+}
+END_TEST
+
+START_TEST(required_setting_missing)
+{
+    const char *none[] = {NULL};
+    expect_error(none, "DATABASE_URL", "required");
+}
+END_TEST
+
+START_TEST(int_out_of_range)
+{
+    const char *zero[] = {"DATABASE_URL=x", "POOL_SIZE=0", NULL};
+    expect_error(zero, "POOL_SIZE", "1 to 100");
+    const char *big[] = {"DATABASE_URL=x", "POOL_SIZE=101", NULL};
+    expect_error(big, "POOL_SIZE", "1 to 100");
+    const char *negative[] = {"DATABASE_URL=x", "OFFSET=-6", NULL};
+    expect_error(negative, "OFFSET", "-5 to 5");
+    const char *huge[] = {"DATABASE_URL=x", "POOL_SIZE=99999999999999999999999", NULL};
+    expect_error(huge, "POOL_SIZE", "1 to 100");
+}
+END_TEST
+
+START_TEST(int_not_a_number)
+{
+    const char *texts[] = {"POOL_SIZE=many", "POOL_SIZE=",     "POOL_SIZE=5x",
+                           "POOL_SIZE=1.5",  "POOL_SIZE=0x10", "POOL_SIZE=5 "};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        const char *env[] = {"DATABASE_URL=x", texts[i], NULL};
+        expect_error(env, "POOL_SIZE", "integer");
+    }
+}
+END_TEST
+
+START_TEST(message_quotes_the_bad_value)
+{
+    char err[256];
+    const char *env[] = {"DATABASE_URL=x", "POOL_SIZE=lots", NULL};
+    ck_assert(!load(env, err, sizeof err));
+    ck_assert_str_eq(err, "POOL_SIZE=\"lots\" is invalid: expected an integer from 1 to 100");
+}
+END_TEST
+
+START_TEST(first_bad_setting_is_named)
+{
+    /* Both are wrong; the message is about the first row, and only about it. */
+    char err[256];
+    const char *env[] = {"DATABASE_URL=x", "POOL_SIZE=0", "OFFSET=9", NULL};
+    ck_assert(!load(env, err, sizeof err));
+    ck_assert(strstr(err, "POOL_SIZE") != NULL);
+    ck_assert(strstr(err, "OFFSET") == NULL);
+}
+END_TEST
+
+START_TEST(message_fits_a_small_buffer)
+{
+    char err[16];
+    memset(err, 'z', sizeof err);
+    const char *env[] = {"DATABASE_URL=x", "POOL_SIZE=0", NULL};
+    ck_assert(!load(env, err, sizeof err));
+    ck_assert_uint_eq(strlen(err), sizeof err - 1);
+    ck_assert(strncmp(err, "POOL_SIZE", 9) == 0);
+}
+END_TEST
+
+START_TEST(null_lookup_reads_the_environment)
+{
+    char err[256];
+    static char *value;
+    static long number;
+    const struct config_row env_rows[] = {
+        {"LAYERS_CHECK_CONFIG_TEXT", CONFIG_STRING, NULL, 0, 0, "text", &value},
+        {"LAYERS_CHECK_CONFIG_NUMBER", CONFIG_INT, "1", 0, 9, "number", &number},
+    };
+    ck_assert_int_eq(setenv("LAYERS_CHECK_CONFIG_TEXT", "from-env", 1), 0);
+    ck_assert_int_eq(setenv("LAYERS_CHECK_CONFIG_NUMBER", "7", 1), 0);
+    ck_assert(config_load(env_rows, 2, NULL, NULL, err, sizeof err));
+    ck_assert_str_eq(value, "from-env");
+    ck_assert_int_eq(number, 7);
+    config_release(env_rows, 2);
+    unsetenv("LAYERS_CHECK_CONFIG_TEXT");
+    ck_assert(!config_load(env_rows, 2, NULL, NULL, err, sizeof err));
+    ck_assert(strstr(err, "LAYERS_CHECK_CONFIG_TEXT") != NULL);
+    config_release(env_rows, 2);
+}
+END_TEST
+
+/* ---- masking and printing ---- */
+
+static const char *masked(const char *url_text)
+{
+    static char out[256];
+    config_mask_url(url_text, out, sizeof out);
+    return out;
+}
+
+START_TEST(mask_url_with_password)
+{
+    ck_assert_str_eq(masked("postgresql://user:secret@host:5432/db"),
+                     "postgresql://user:****@host:5432/db");
+    ck_assert_str_eq(masked("postgres://u:p@h/d?sslmode=disable"),
+                     "postgres://u:****@h/d?sslmode=disable");
+    ck_assert_str_eq(masked("redis://:secret@host:6379/0"), "redis://:****@host:6379/0");
+    ck_assert_str_eq(masked("postgresql://user:@host/db"), "postgresql://user:****@host/db");
+}
+END_TEST
+
+START_TEST(mask_url_without_password)
+{
+    ck_assert_str_eq(masked("postgresql://user@host/db"), "postgresql://user@host/db");
+    ck_assert_str_eq(masked("postgresql://host:5432/db"), "postgresql://host:5432/db");
+    ck_assert_str_eq(masked("redis://host:6379/0"), "redis://host:6379/0");
+    ck_assert_str_eq(masked("postgresql:///db"), "postgresql:///db");
+    ck_assert_str_eq(masked(""), "");
+}
+END_TEST
+
+START_TEST(mask_conninfo_without_password)
+{
+    ck_assert_str_eq(masked("host=h dbname=d user=u"), "host=h dbname=d user=u");
+    ck_assert_str_eq(masked("dbname=d"), "dbname=d");
+}
+END_TEST
+
+START_TEST(mask_conninfo_password)
+{
+    /* DATABASE_URL may be a conninfo string (pgconn.h); its password is printed at start-up. */
+    const char *out = masked("host=h password=secret dbname=d");
+    ck_assert_msg(strstr(out, "secret") == NULL, "password shown: %s", out);
+    ck_assert_msg(strstr(out, "host=h") != NULL && strstr(out, "dbname=d") != NULL,
+                  "other settings lost: %s", out);
+}
+END_TEST
+
+START_TEST(mask_password_in_url_query)
+{
+    /* libpq takes every connection parameter in the URL's query as well. */
+    const char *out = masked("postgresql://u@h/db?password=secret&sslmode=disable");
+    ck_assert_msg(strstr(out, "secret") == NULL, "password shown: %s", out);
+    ck_assert_msg(strstr(out, "sslmode=disable") != NULL, "other settings lost: %s", out);
+}
+END_TEST
+
+START_TEST(mask_leaves_at_signs_after_the_host_alone)
+{
+    /* No userinfo: an `@` in the query (Azure-style user names) is not a password's end. */
+    ck_assert_str_eq(masked("postgresql://host:5432/db?user=admin@server"),
+                     "postgresql://host:5432/db?user=admin@server");
+}
+END_TEST
+
+START_TEST(mask_never_overflows)
+{
+    char *small = malloc(20);
+    config_mask_url("postgresql://user:secret@host:5432/db", small, 20);
+    ck_assert_str_eq(small, "postgresql://user:*");
+    free(small);
+}
+END_TEST
+
+START_TEST(print_masks_and_usage_lists_defaults)
+{
+    char err[256];
+    const char *env[] = {"DATABASE_URL=postgresql://u:secret@h/db", "POOL_SIZE=7", NULL};
+    ck_assert(load(env, err, sizeof err));
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    config_print(rows, ROW_COUNT, out);
+    fclose(out);
+    ck_assert(strstr(text, "DATABASE_URL=postgresql://u:****@h/db\n") != NULL);
+    ck_assert(strstr(text, "secret") == NULL);
+    ck_assert(strstr(text, "LABEL=plain\n") != NULL);
+    ck_assert(strstr(text, "POOL_SIZE=7\n") != NULL);
+    ck_assert(strstr(text, "OFFSET=0\n") != NULL);
+    free(text);
+
+    out = open_memstream(&text, &len);
+    config_usage(rows, ROW_COUNT, out);
+    fclose(out);
+    ck_assert(strstr(text, "DATABASE_URL") != NULL);
+    ck_assert(strstr(text, "where the database is") != NULL);
+    ck_assert(strstr(text, "(required)") != NULL);
+    ck_assert(strstr(text, "default 10, range 1..100") != NULL);
+    ck_assert(strstr(text, "default 0, range -5..5") != NULL);
+    free(text);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("config");
-    tcase_add_test(tc, defaults_and_values);
-    tcase_add_test(tc, errors_name_the_variable);
-    tcase_add_test(tc, masks_passwords);
-    suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    Suite *suite = suite_create("config");
+    TCase *loading = tcase_create("config_load");
+    tcase_add_checked_fixture(loading, NULL, teardown);
+    tcase_add_test(loading, defaults_apply_when_unset);
+    tcase_add_test(loading, set_values_override_defaults);
+    tcase_add_test(loading, strings_are_the_callers_copies);
+    tcase_add_test(loading, bounds_are_inclusive);
+    tcase_add_test(loading, required_setting_missing);
+    tcase_add_test(loading, int_out_of_range);
+    tcase_add_test(loading, int_not_a_number);
+    tcase_add_test(loading, message_quotes_the_bad_value);
+    tcase_add_test(loading, first_bad_setting_is_named);
+    tcase_add_test(loading, message_fits_a_small_buffer);
+    tcase_add_test(loading, null_lookup_reads_the_environment);
+    suite_add_tcase(suite, loading);
+
+    TCase *masking = tcase_create("masking");
+    tcase_add_checked_fixture(masking, NULL, teardown);
+    tcase_add_test(masking, mask_url_with_password);
+    tcase_add_test(masking, mask_url_without_password);
+    tcase_add_test(masking, mask_conninfo_without_password);
+    tcase_add_test(masking, mask_conninfo_password);
+    tcase_add_test(masking, mask_password_in_url_query);
+    tcase_add_test(masking, mask_leaves_at_signs_after_the_host_alone);
+    tcase_add_test(masking, mask_never_overflows);
+    tcase_add_test(masking, print_masks_and_usage_lists_defaults);
+    suite_add_tcase(suite, masking);
+
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

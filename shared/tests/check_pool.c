@@ -1,287 +1,873 @@
 /*
- * Unit tests for the pool's state machine (pool.c), driven through a fake connector: "opening"
- * a connection just records the slot, and the test decides when (and whether) it succeeds. Real
- * timers on a real event_base, no sockets and no database.
+ * Unit tests for pool.c: the connection pool's state machine, without a database.
+ *
+ * The pool only ever talks to its connector, so these tests plug in a fake one: open() records
+ * the slot and returns a handle, and the test decides when and how each attempt ends by calling
+ * pool_open_done(slot, ok) itself. A real event_base drives the acquire-timeout timer, run for
+ * a few milliseconds at a time with event_base_loopexit; nothing opens a socket. Each test
+ * checks one rule of pool.h: min_size opened at create, an idle connection lent before
+ * pool_acquire returns, lazy growth up to max_size, a FIFO wait queue with a bound and a
+ * timeout, broken connections replaced, fail-fast while the database is unreachable, max
+ * lifetime and idle trimming, and statistics that count what happened.
  */
 #include "pool.h"
 
+#include "clock.h"
+#include "metrics.h"
+
 #include <check.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define MAX_FAKES 16
+#define FAKE_MAX_CONNS 64
+
+/* ---- the fake connector ---- */
 
 struct fake_conn {
-    int id;      /* 1, 2, ... */
-    bool broken; /* what is_broken reports */
-    bool closed; /* close() was called */
+    struct pool_slot *slot; /* the pool's slot, for pool_open_done and pool_idle_broken */
+    bool done;              /* the open attempt was finished by the test */
+    bool broken;            /* what is_broken answers */
+    bool closed;            /* the pool closed it */
+    bool watched;           /* the pool watches it (it should exactly while idle) */
 };
 
-static struct fake_conn fakes[MAX_FAKES];
-static struct pool_slot *pending[MAX_FAKES]; /* slots whose open the test has not finished */
-static int opened, pending_count;
+struct fake {
+    struct fake_conn conns[FAKE_MAX_CONNS]; /* every handle opened, in order */
+    int opens;                              /* open() calls */
+    int closes;                             /* close() calls */
+    bool destroyed;                         /* destroy() called */
+};
 
 static void *fake_open(void *ctx, struct pool_slot *slot)
 {
-    (void)ctx;
-    struct fake_conn *c = &fakes[opened++];
-    c->id = opened;
-    pending[pending_count++] = slot;
-    return c;
+    struct fake *fake = ctx;
+    ck_assert_int_lt(fake->opens, FAKE_MAX_CONNS);
+    struct fake_conn *conn = &fake->conns[fake->opens++];
+    conn->slot = slot;
+    return conn;
 }
 
-static void fake_close(void *ctx, void *conn)
+static void fake_close(void *ctx, void *handle)
 {
-    (void)ctx;
-    ((struct fake_conn *)conn)->closed = true;
+    struct fake *fake = ctx;
+    struct fake_conn *conn = handle;
+    ck_assert_msg(!conn->closed, "closed twice");
+    ck_assert_msg(!conn->watched, "closed while still watched");
+    conn->closed = true;
+    fake->closes++;
 }
 
-static bool fake_is_broken(void *ctx, void *conn)
+static bool fake_is_broken(void *ctx, void *handle)
 {
-    (void)ctx;
-    return ((struct fake_conn *)conn)->broken;
+    return ((struct fake_conn *)handle)->broken;
 }
 
-static const struct pool_connector fake_connector = {fake_open, fake_close, fake_is_broken, NULL,
-                                                     NULL};
-
-/* Finishes the oldest pending open. */
-static void finish_open(bool ok)
+static void fake_watch(void *ctx, void *handle, struct pool_slot *slot, bool on)
 {
-    ck_assert_int_gt(pending_count, 0);
-    struct pool_slot *slot = pending[0];
-    memmove(pending, pending + 1, (size_t)(--pending_count) * sizeof pending[0]);
-    pool_open_done(slot, ok);
+    struct fake_conn *conn = handle;
+    ck_assert_msg(conn->watched != on, "watch(%d) twice", on);
+    ck_assert_ptr_eq(slot, conn->slot);
+    conn->watched = on;
 }
 
-/* What the acquire callbacks received, in order. */
-struct outcome {
-    void *conn;
-    enum pool_error err;
-    bool called;
+static void fake_destroy(void *ctx)
+{
+    ((struct fake *)ctx)->destroyed = true;
+}
+
+static const struct pool_connector fake_connector = {
+    fake_open, fake_close, fake_is_broken, fake_watch, fake_destroy,
 };
-static struct outcome outcomes[32];
 
-static void on_acquire(void *conn, enum pool_error err, void *arg)
-{
-    struct outcome *o = arg;
-    ck_assert(!o->called); /* exactly once */
-    o->conn = conn;
-    o->err = err;
-    o->called = true;
-}
+/* ---- fixture ---- */
 
 static struct event_base *base;
+static struct metrics *metrics;
+static struct fake fake;
 static struct pool *pool;
+static int completions; /* acquisitions answered so far, for ordering */
 
-static void make_pool(int min, int max, long timeout_ms, int max_waiting)
+/* What one pool_acquire got back. */
+struct ticket {
+    int calls;           /* must end at exactly 1 */
+    void *conn;          /* the connection, on POOL_OK */
+    enum pool_error err; /* the outcome */
+    long long at_ms;     /* when the callback ran */
+    int order;           /* 1 for the first callback of the test, 2 for the next... */
+};
+
+static void on_acquired(void *conn, enum pool_error err, void *arg)
 {
-    struct pool_settings s = {min, max, timeout_ms, max_waiting, 3600000, 3600000};
-    pool = pool_create(base, &s, &fake_connector, NULL, NULL);
+    struct ticket *t = arg;
+    t->calls++;
+    t->conn = conn;
+    t->err = err;
+    t->at_ms = monotonic_ms();
+    t->order = ++completions;
 }
 
 static void setup(void)
 {
-    memset(fakes, 0, sizeof fakes);
-    memset(outcomes, 0, sizeof outcomes);
-    opened = pending_count = 0;
     base = event_base_new();
+    metrics = metrics_create(METRIC_MODULE_POOL);
+    memset(&fake, 0, sizeof fake);
+    pool = NULL;
+    completions = 0;
 }
 
 static void teardown(void)
 {
     pool_free(pool);
-    pool = NULL;
+    metrics_free(metrics);
     event_base_free(base);
 }
 
-static void run_for_ms(long ms)
+/* Settings with generous limits; tests change what they exercise. */
+static struct pool_settings settings(int min_size, int max_size)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return (struct pool_settings){
+        .min_size = min_size,
+        .max_size = max_size,
+        .acquire_timeout_ms = 5000,
+        .max_waiting = 8,
+        .max_lifetime_ms = 600000,
+        .idle_timeout_ms = 600000,
+    };
+}
+
+static void start(struct pool_settings s)
+{
+    pool = pool_create(base, &s, &fake_connector, &fake, metrics);
+}
+
+/* Finishes the oldest open attempt still under way; returns its handle. */
+static struct fake_conn *complete(bool ok)
+{
+    for (int i = 0; i < fake.opens; i++) {
+        struct fake_conn *conn = &fake.conns[i];
+        if (!conn->done && !conn->closed) {
+            conn->done = true;
+            pool_open_done(conn->slot, ok);
+            return conn;
+        }
+    }
+    ck_abort_msg("no open attempt under way");
+    return NULL;
+}
+
+static struct pool_stats stats(void)
+{
+    struct pool_stats s;
+    pool_get_stats(pool, &s);
+    return s;
+}
+
+/* Runs the event loop for about ms milliseconds. */
+static void run_for(long ms)
+{
+    struct timeval tv = ms_to_timeval(ms);
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
 }
 
-START_TEST(opens_min_size_and_lends_idle_at_once)
+/* Runs the event loop until t is answered, for at most max_ms. */
+static void run_until(const struct ticket *t, long max_ms)
 {
-    make_pool(2, 4, 1000, 4);
-    ck_assert_int_eq(opened, 2);
-    finish_open(true);
-    finish_open(true);
-    pool_acquire(pool, on_acquire, &outcomes[0]);
-    ck_assert(outcomes[0].called); /* before pool_acquire returned */
-    ck_assert_int_eq(outcomes[0].err, POOL_OK);
-    struct pool_stats st;
-    pool_get_stats(pool, &st);
-    ck_assert_int_eq(st.size, 2);
-    ck_assert_int_eq(st.in_use, 1);
-    ck_assert_int_eq(st.available, 1);
-    pool_release(pool, outcomes[0].conn);
-    pool_get_stats(pool, &st);
-    ck_assert_int_eq(st.available, 2);
-    ck_assert_uint_eq(st.acquisitions, 1);
+    long long deadline = monotonic_ms() + max_ms;
+    while (t->calls == 0 && monotonic_ms() < deadline)
+        run_for(5);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A pool of n open, idle connections (min_size n). */
+static void start_ready(struct pool_settings s)
+{
+    start(s);
+    for (int i = 0; i < s.min_size; i++)
+        complete(true);
+}
+
+/* ---- opening ---- */
+
+START_TEST(min_size_opened_at_create)
+{
+    start(settings(2, 4));
+    ck_assert_int_eq(fake.opens, 2);
+    struct pool_stats s = stats();
+    ck_assert_int_eq(s.opening, 2);
+    ck_assert_int_eq(s.size, 0);
+
+    complete(true);
+    complete(true);
+    s = stats();
+    ck_assert_int_eq(s.opening, 0);
+    ck_assert_int_eq(s.size, 2);
+    ck_assert_int_eq(s.available, 2);
+    ck_assert_uint_eq(s.opened, 2);
+    ck_assert(fake.conns[0].watched && fake.conns[1].watched); /* idle ones are watched */
+    ck_assert_int_eq(fake.opens, 2);                           /* and no more are opened */
 }
 END_TEST
 
-START_TEST(grows_lazily_and_serves_waiters_in_order)
+START_TEST(zero_min_size_opens_nothing)
 {
-    make_pool(0, 2, 1000, 8);
-    ck_assert_int_eq(opened, 0);
-    for (int i = 0; i < 3; i++)
-        pool_acquire(pool, on_acquire, &outcomes[i]);
-    ck_assert_int_eq(opened, 2); /* grows to max, not beyond */
-    ck_assert(!outcomes[0].called);
-    finish_open(true);
-    ck_assert(outcomes[0].called && outcomes[0].err == POOL_OK);
-    ck_assert(!outcomes[1].called);
-    finish_open(true);
-    ck_assert(outcomes[1].called && !outcomes[2].called);
-    pool_release(pool, outcomes[0].conn); /* goes to the oldest waiter */
-    ck_assert(outcomes[2].called && outcomes[2].conn == outcomes[0].conn);
+    start(settings(0, 4));
+    ck_assert_int_eq(fake.opens, 0);
+    pool_maintain(pool);
+    ck_assert_int_eq(fake.opens, 0);
 }
 END_TEST
 
-START_TEST(queue_is_bounded)
+/* ---- acquiring ---- */
+
+START_TEST(idle_connection_lent_before_acquire_returns)
 {
-    make_pool(1, 1, 1000, 2);
-    finish_open(true);
+    start_ready(settings(1, 2));
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    ck_assert_int_eq(t.calls, 1);
+    ck_assert_int_eq(t.err, POOL_OK);
+    ck_assert_ptr_eq(t.conn, &fake.conns[0]);
+    ck_assert(!fake.conns[0].watched); /* not watched while lent */
+    ck_assert_int_eq(fake.opens, 1);   /* no new connection for it */
+
+    struct pool_stats s = stats();
+    ck_assert_int_eq(s.in_use, 1);
+    ck_assert_int_eq(s.available, 0);
+    ck_assert_uint_eq(s.acquisitions, 1);
+    ck_assert_uint_eq(s.waits, 0);
+
+    pool_release(pool, t.conn);
+    s = stats();
+    ck_assert_int_eq(s.in_use, 0);
+    ck_assert_int_eq(s.available, 1);
+    ck_assert(fake.conns[0].watched);
+    ck_assert_int_eq(t.calls, 1);
+}
+END_TEST
+
+START_TEST(most_recently_used_connection_is_lent_first)
+{
+    start_ready(settings(2, 2));
+    struct ticket a = {0}, b = {0}, c = {0};
+    pool_acquire(pool, on_acquired, &a);
+    pool_acquire(pool, on_acquired, &b);
+    pool_release(pool, a.conn);
+    sleep_ms(2);
+    pool_release(pool, b.conn); /* b's connection (the second slot) is now the most recent */
+    pool_acquire(pool, on_acquired, &c);
+    ck_assert_ptr_eq(c.conn, b.conn);
+}
+END_TEST
+
+START_TEST(grows_lazily_up_to_max_size)
+{
+    start(settings(0, 2));
+    struct ticket a = {0}, b = {0}, c = {0};
+    pool_acquire(pool, on_acquired, &a);
+    ck_assert_int_eq(a.calls, 0);
+    ck_assert_int_eq(fake.opens, 1);
+    pool_acquire(pool, on_acquired, &b);
+    ck_assert_int_eq(fake.opens, 2);
+    pool_acquire(pool, on_acquired, &c);
+    ck_assert_int_eq(fake.opens, 2); /* max_size reached: c waits for a release */
+
+    struct pool_stats s = stats();
+    ck_assert_int_eq(s.waiting, 3);
+    ck_assert_int_eq(s.opening, 2);
+    ck_assert_uint_eq(s.waits, 3);
+
+    complete(true);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(a.err, POOL_OK);
+    ck_assert_int_eq(b.calls, 0);
+    complete(true);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert_int_eq(c.calls, 0);
+
+    pool_release(pool, a.conn);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_ptr_eq(c.conn, a.conn);
+    ck_assert_int_eq(fake.opens, 2);
+    ck_assert_int_eq(stats().size, 2);
+}
+END_TEST
+
+START_TEST(waiters_are_served_in_fifo_order)
+{
+    start_ready(settings(1, 1));
+    struct ticket holder = {0}, w[4] = {{0}};
+    pool_acquire(pool, on_acquired, &holder);
     for (int i = 0; i < 4; i++)
-        pool_acquire(pool, on_acquire, &outcomes[i]);
-    ck_assert(outcomes[0].called && outcomes[0].err == POOL_OK);
-    ck_assert(!outcomes[1].called && !outcomes[2].called);
-    ck_assert(outcomes[3].called && outcomes[3].err == POOL_QUEUE_FULL);
-    struct pool_stats st;
-    pool_get_stats(pool, &st);
-    ck_assert_int_eq(st.waiting, 2);
-    ck_assert_uint_eq(st.rejected, 1);
+        pool_acquire(pool, on_acquired, &w[i]);
+    ck_assert_int_eq(stats().waiting, 4);
+
+    void *conn = holder.conn;
+    for (int i = 0; i < 4; i++) {
+        pool_release(pool, conn);
+        /* The release hands the connection over at once, to the oldest waiter. */
+        ck_assert_int_eq(w[i].calls, 1);
+        ck_assert_int_eq(w[i].err, POOL_OK);
+        ck_assert_int_eq(w[i].order, i + 2);
+        for (int j = i + 1; j < 4; j++)
+            ck_assert_int_eq(w[j].calls, 0);
+        ck_assert_int_eq(stats().waiting, 3 - i);
+        conn = w[i].conn;
+    }
+    pool_release(pool, conn);
+    ck_assert_int_eq(stats().available, 1);
+    ck_assert_uint_eq(stats().acquisitions, 5);
 }
 END_TEST
 
-START_TEST(acquire_times_out)
+START_TEST(full_queue_rejects_at_once)
 {
-    make_pool(1, 1, 150, 4);
-    finish_open(true);
-    pool_acquire(pool, on_acquire, &outcomes[0]);
-    pool_acquire(pool, on_acquire, &outcomes[1]);
-    run_for_ms(80);
-    ck_assert(!outcomes[1].called); /* not before the timeout */
-    run_for_ms(200);
-    ck_assert(outcomes[1].called && outcomes[1].err == POOL_TIMEOUT);
-    struct pool_stats st;
-    pool_get_stats(pool, &st);
+    struct pool_settings s = settings(1, 1);
+    s.max_waiting = 2;
+    start_ready(s);
+    struct ticket holder = {0}, w1 = {0}, w2 = {0}, extra = {0};
+    pool_acquire(pool, on_acquired, &holder);
+    pool_acquire(pool, on_acquired, &w1);
+    pool_acquire(pool, on_acquired, &w2);
+    ck_assert_int_eq(w1.calls + w2.calls, 0);
+
+    pool_acquire(pool, on_acquired, &extra);
+    ck_assert_int_eq(extra.calls, 1); /* before pool_acquire returned */
+    ck_assert_int_eq(extra.err, POOL_QUEUE_FULL);
+    ck_assert_ptr_null(extra.conn);
+
+    struct pool_stats st = stats();
+    ck_assert_uint_eq(st.rejected, 1);
+    ck_assert_int_eq(st.waiting, 2);
+    ck_assert_uint_eq(st.waits, 2); /* the rejected one never queued */
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_REJECTED), 1);
+
+    /* The queued ones are unaffected and still served in order. */
+    pool_release(pool, holder.conn);
+    ck_assert_int_eq(w1.calls, 1);
+    ck_assert_int_eq(w1.err, POOL_OK);
+    ck_assert_int_eq(extra.calls, 1);
+}
+END_TEST
+
+START_TEST(acquire_times_out_after_acquire_timeout)
+{
+    struct pool_settings s = settings(1, 1);
+    s.acquire_timeout_ms = 100;
+    start_ready(s);
+    struct ticket holder = {0}, w = {0};
+    pool_acquire(pool, on_acquired, &holder);
+
+    long long queued = monotonic_ms();
+    pool_acquire(pool, on_acquired, &w);
+    run_for(50);
+    ck_assert_int_eq(w.calls, 0); /* not before the timeout */
+
+    run_until(&w, 2000);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.err, POOL_TIMEOUT);
+    ck_assert_ptr_null(w.conn);
+    long long waited = w.at_ms - queued;
+    ck_assert_msg(waited >= 100, "timed out after %lld ms", waited);
+    ck_assert_msg(waited < 600, "timed out only after %lld ms", waited);
+
+    struct pool_stats st = stats();
     ck_assert_uint_eq(st.timeouts, 1);
     ck_assert_int_eq(st.waiting, 0);
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_TIMEOUTS), 1);
+
+    /* The late release finds nobody waiting: the connection goes back to idle. */
+    pool_release(pool, holder.conn);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(stats().available, 1);
 }
 END_TEST
 
-START_TEST(broken_connections_are_replaced)
+START_TEST(each_waiter_gets_its_own_deadline)
 {
-    make_pool(1, 1, 1000, 4);
-    finish_open(true);
-    pool_acquire(pool, on_acquire, &outcomes[0]);
-    pool_acquire(pool, on_acquire, &outcomes[1]);
-    struct fake_conn *c = outcomes[0].conn;
-    c->broken = true;
-    pool_release(pool, c);
-    ck_assert(c->closed);
-    ck_assert_int_eq(opened, 2); /* a replacement for the waiter */
-    finish_open(true);
-    ck_assert(outcomes[1].called && outcomes[1].conn != c);
-    struct pool_stats st;
-    pool_get_stats(pool, &st);
-    ck_assert_uint_eq(st.broken, 1);
+    struct pool_settings s = settings(1, 1);
+    s.acquire_timeout_ms = 200;
+    start_ready(s);
+    struct ticket holder = {0}, first = {0}, second = {0};
+    pool_acquire(pool, on_acquired, &holder);
+
+    long long first_queued = monotonic_ms();
+    pool_acquire(pool, on_acquired, &first);
+    run_for(100);
+    long long second_queued = monotonic_ms();
+    pool_acquire(pool, on_acquired, &second);
+
+    run_until(&first, 2000);
+    ck_assert_int_eq(first.err, POOL_TIMEOUT);
+    ck_assert_int_ge(first.at_ms - first_queued, 200);
+    ck_assert_int_eq(second.calls, 0); /* its deadline is later */
+
+    run_until(&second, 2000);
+    ck_assert_int_eq(second.err, POOL_TIMEOUT);
+    ck_assert_int_ge(second.at_ms - second_queued, 200);
+    ck_assert_uint_eq(stats().timeouts, 2);
 }
 END_TEST
 
-START_TEST(unreachable_database_fails_fast)
+START_TEST(served_waiter_does_not_time_out)
 {
-    make_pool(0, 2, 5000, 4);
-    pool_acquire(pool, on_acquire, &outcomes[0]);
-    finish_open(false); /* no connection at all: the waiter fails now, not in 5 s */
-    ck_assert(outcomes[0].called && outcomes[0].err == POOL_UNAVAILABLE);
-    pool_acquire(pool, on_acquire, &outcomes[1]); /* during the backoff: immediately */
-    ck_assert(outcomes[1].called && outcomes[1].err == POOL_UNAVAILABLE);
-    ck_assert_int_eq(opened, 1);
-    run_for_ms(150); /* backoff (100 ms) over: the next request tries again */
-    pool_acquire(pool, on_acquire, &outcomes[2]);
-    ck_assert_int_eq(opened, 2);
-    finish_open(true);
-    ck_assert(outcomes[2].called && outcomes[2].err == POOL_OK);
+    struct pool_settings s = settings(1, 1);
+    s.acquire_timeout_ms = 60;
+    start_ready(s);
+    struct ticket holder = {0}, w = {0};
+    pool_acquire(pool, on_acquired, &holder);
+    pool_acquire(pool, on_acquired, &w);
+    run_for(20);
+    pool_release(pool, holder.conn);
+    ck_assert_int_eq(w.err, POOL_OK);
+    run_for(120); /* past the deadline it had while waiting */
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_uint_eq(stats().timeouts, 0);
+    pool_release(pool, w.conn);
 }
 END_TEST
 
-START_TEST(idle_connections_trimmed_to_min)
+/* ---- broken connections ---- */
+
+START_TEST(broken_connection_is_closed_and_replaced)
 {
-    struct pool_settings s = {1, 3, 1000, 4, 3600000, 50};
-    pool = pool_create(base, &s, &fake_connector, NULL, NULL);
-    finish_open(true);
+    start_ready(settings(1, 1));
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    struct fake_conn *conn = t.conn;
+    conn->broken = true;
+    pool_release(pool, conn);
+
+    ck_assert(conn->closed);
+    ck_assert_int_eq(fake.opens, 2); /* a replacement, to keep min_size */
+    struct pool_stats s = stats();
+    ck_assert_uint_eq(s.broken, 1);
+    ck_assert_int_eq(s.size, 0);
+    ck_assert_int_eq(s.opening, 1);
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_BROKEN), 1);
+
+    complete(true);
+    struct ticket u = {0};
+    pool_acquire(pool, on_acquired, &u);
+    ck_assert_ptr_eq(u.conn, &fake.conns[1]);
+}
+END_TEST
+
+START_TEST(broken_connection_is_never_given_to_a_waiter)
+{
+    start_ready(settings(1, 1));
+    struct ticket holder = {0}, w = {0};
+    pool_acquire(pool, on_acquired, &holder);
+    pool_acquire(pool, on_acquired, &w);
+    ((struct fake_conn *)holder.conn)->broken = true;
+    pool_release(pool, holder.conn);
+    ck_assert_int_eq(w.calls, 0);
+    ck_assert_int_eq(fake.opens, 2);
+    complete(true);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.err, POOL_OK);
+    ck_assert_ptr_eq(w.conn, &fake.conns[1]);
+}
+END_TEST
+
+START_TEST(idle_connection_that_breaks_is_dropped)
+{
+    start_ready(settings(2, 2));
+    ck_assert(fake.conns[0].watched);
+    pool_idle_broken(fake.conns[0].slot);
+    ck_assert(fake.conns[0].closed);
+    struct pool_stats s = stats();
+    ck_assert_int_eq(s.size, 1);
+    ck_assert_uint_eq(s.broken, 1);
+
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    ck_assert_ptr_eq(t.conn, &fake.conns[1]);
+
+    pool_maintain(pool); /* back to min_size */
+    ck_assert_int_eq(fake.opens, 3);
+}
+END_TEST
+
+/* ---- an unreachable database ---- */
+
+START_TEST(open_failure_fails_waiters_then_fails_fast)
+{
+    start(settings(0, 2));
+    struct ticket a = {0};
+    pool_acquire(pool, on_acquired, &a);
+    ck_assert_int_eq(fake.opens, 1);
+    complete(false);
+    /* No connection is open or opening: nobody would ever serve a, so it fails now. */
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(a.err, POOL_UNAVAILABLE);
+
+    struct ticket b = {0};
+    pool_acquire(pool, on_acquired, &b);
+    ck_assert_int_eq(b.calls, 1); /* during the backoff: at once, without a new attempt */
+    ck_assert_int_eq(b.err, POOL_UNAVAILABLE);
+    ck_assert_int_eq(fake.opens, 1);
+
+    struct pool_stats s = stats();
+    ck_assert_uint_eq(s.unavailable, 2);
+    ck_assert_uint_eq(s.open_failures, 1);
+    ck_assert_int_eq(s.waiting, 0);
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_UNAVAILABLE), 2);
+
+    /* After the backoff (100 ms) a request makes a new attempt, which can succeed. */
+    sleep_ms(130);
+    struct ticket c = {0};
+    pool_acquire(pool, on_acquired, &c);
+    ck_assert_int_eq(c.calls, 0);
+    ck_assert_int_eq(fake.opens, 2);
+    complete(true);
+    ck_assert_int_eq(c.err, POOL_OK);
+}
+END_TEST
+
+START_TEST(backoff_doubles_after_each_failure)
+{
+    start(settings(0, 1));
+    struct ticket t[3] = {{0}};
+    pool_acquire(pool, on_acquired, &t[0]);
+    complete(false); /* backoff 100 ms */
+    sleep_ms(130);
+    pool_acquire(pool, on_acquired, &t[1]);
+    ck_assert_int_eq(fake.opens, 2);
+    complete(false); /* backoff 200 ms */
+    sleep_ms(130);
+    pool_acquire(pool, on_acquired, &t[2]);
+    ck_assert_int_eq(t[2].err, POOL_UNAVAILABLE); /* still within the longer backoff */
+    ck_assert_int_eq(fake.opens, 2);
+}
+END_TEST
+
+START_TEST(open_failure_keeps_waiters_while_connections_live)
+{
+    start_ready(settings(1, 2));
+    struct ticket holder = {0}, w = {0};
+    pool_acquire(pool, on_acquired, &holder);
+    pool_acquire(pool, on_acquired, &w);
+    ck_assert_int_eq(fake.opens, 2); /* grows for the waiter */
+    complete(false);
+    ck_assert_int_eq(w.calls, 0); /* a release can still serve it */
+    pool_release(pool, holder.conn);
+    ck_assert_int_eq(w.err, POOL_OK);
+    ck_assert_ptr_eq(w.conn, holder.conn);
+}
+END_TEST
+
+START_TEST(successful_open_ends_the_backoff)
+{
+    /* Of two attempts one fails and one succeeds: the database is reachable after all. */
+    start(settings(2, 3));
+    complete(false);
+    complete(true);
+    struct ticket a = {0}, b = {0};
+    pool_acquire(pool, on_acquired, &a);
+    ck_assert_int_eq(a.err, POOL_OK);
+    pool_acquire(pool, on_acquired, &b);
+    ck_assert_int_eq(b.calls, 0);
+    ck_assert_msg(fake.opens == 3, "a waiter with room to grow should start an attempt (opens: %d)",
+                  fake.opens);
+}
+END_TEST
+
+/* ---- lifetime and idleness ---- */
+
+START_TEST(max_lifetime_retires_on_release)
+{
+    struct pool_settings s = settings(1, 1);
+    s.max_lifetime_ms = 50;
+    start_ready(s);
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    sleep_ms(60);
+    pool_release(pool, t.conn);
+    ck_assert(fake.conns[0].closed);
+    struct pool_stats st = stats();
+    ck_assert_uint_eq(st.retired, 1);
+    ck_assert_uint_eq(st.broken, 0);
+    ck_assert_int_eq(fake.opens, 2); /* replaced, to keep min_size */
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_RETIRED), 1);
+}
+END_TEST
+
+START_TEST(waiter_gets_a_fresh_connection_not_a_retired_one)
+{
+    struct pool_settings s = settings(1, 1);
+    s.max_lifetime_ms = 50;
+    start_ready(s);
+    struct ticket holder = {0}, w = {0};
+    pool_acquire(pool, on_acquired, &holder);
+    pool_acquire(pool, on_acquired, &w);
+    sleep_ms(60);
+    pool_release(pool, holder.conn);
+    ck_assert(fake.conns[0].closed);
+    ck_assert_int_eq(w.calls, 0);
+    ck_assert_int_eq(fake.opens, 2);
+    complete(true);
+    ck_assert_int_eq(w.err, POOL_OK);
+    ck_assert_ptr_eq(w.conn, &fake.conns[1]);
+}
+END_TEST
+
+START_TEST(young_connection_is_kept_on_release)
+{
+    struct pool_settings s = settings(1, 1);
+    s.max_lifetime_ms = 10000;
+    start_ready(s);
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    pool_release(pool, t.conn);
+    ck_assert(!fake.conns[0].closed);
+    ck_assert_uint_eq(stats().retired, 0);
+}
+END_TEST
+
+START_TEST(old_idle_connection_is_not_lent)
+{
+    struct pool_settings s = settings(1, 2);
+    s.max_lifetime_ms = 50;
+    start_ready(s);
+    sleep_ms(60);
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    ck_assert(fake.conns[0].closed);
+    ck_assert_int_eq(t.calls, 0); /* waits for a fresh one instead */
+    ck_assert_int_eq(fake.opens, 2);
+    complete(true);
+    ck_assert_ptr_eq(t.conn, &fake.conns[1]);
+    ck_assert_uint_eq(stats().retired, 1);
+}
+END_TEST
+
+START_TEST(idle_timeout_trims_down_to_min_size)
+{
+    struct pool_settings s = settings(1, 3);
+    s.idle_timeout_ms = 50;
+    start_ready(s);
+    struct ticket t[3] = {{0}};
     for (int i = 0; i < 3; i++)
-        pool_acquire(pool, on_acquire, &outcomes[i]);
-    finish_open(true);
-    finish_open(true);
-    for (int i = 0; i < 3; i++)
-        pool_release(pool, outcomes[i].conn);
-    run_for_ms(80);
+        pool_acquire(pool, on_acquired, &t[i]);
+    complete(true);
+    complete(true);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(t[i].err, POOL_OK);
+        pool_release(pool, t[i].conn);
+    }
+    ck_assert_int_eq(stats().available, 3);
+
+    pool_maintain(pool); /* not idle long enough yet */
+    ck_assert_int_eq(stats().size, 3);
+
+    sleep_ms(60);
     pool_maintain(pool);
-    struct pool_stats st;
-    pool_get_stats(pool, &st);
+    struct pool_stats st = stats();
     ck_assert_int_eq(st.size, 1);
     ck_assert_uint_eq(st.retired, 2);
+    ck_assert_int_eq(fake.closes, 2);
+    ck_assert_int_eq(fake.opens, 3); /* nothing reopened */
+
+    sleep_ms(60);
+    pool_maintain(pool); /* min_size stays, however idle */
+    ck_assert_int_eq(stats().size, 1);
 }
 END_TEST
 
-START_TEST(old_connections_retired_on_release)
+START_TEST(busy_connections_are_never_trimmed)
 {
-    struct pool_settings s = {0, 2, 1000, 4, 30, 3600000};
-    pool = pool_create(base, &s, &fake_connector, NULL, NULL);
-    pool_acquire(pool, on_acquire, &outcomes[0]);
-    finish_open(true);
-    run_for_ms(50);
-    struct fake_conn *c = outcomes[0].conn;
-    pool_release(pool, c);
-    ck_assert(c->closed);
-    struct pool_stats st;
-    pool_get_stats(pool, &st);
-    ck_assert_uint_eq(st.retired, 1);
-    ck_assert_int_eq(st.size, 0);
+    struct pool_settings s = settings(0, 2);
+    s.idle_timeout_ms = 10;
+    start(s);
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    complete(true);
+    sleep_ms(30);
+    pool_maintain(pool);
+    ck_assert(!((struct fake_conn *)t.conn)->closed);
+    ck_assert_int_eq(stats().in_use, 1);
+    pool_release(pool, t.conn);
 }
 END_TEST
 
-START_TEST(stats_json_members)
+/* ---- statistics ---- */
+
+START_TEST(stats_count_what_happened)
 {
-    make_pool(1, 2, 1000, 4);
-    finish_open(true);
+    struct pool_settings s = settings(1, 1);
+    s.max_waiting = 1;
+    start_ready(s);
+    struct ticket holder = {0}, w = {0}, rejected = {0};
+    pool_acquire(pool, on_acquired, &holder);
+    pool_acquire(pool, on_acquired, &w);
+    pool_acquire(pool, on_acquired, &rejected);
+    sleep_ms(20);
+    pool_release(pool, holder.conn); /* held about 20 ms; w waited about 20 ms */
+    sleep_ms(20);
+    pool_release(pool, w.conn);
+
+    struct pool_stats st = stats();
+    ck_assert_int_eq(st.size, 1);
+    ck_assert_int_eq(st.available, 1);
+    ck_assert_int_eq(st.in_use, 0);
+    ck_assert_int_eq(st.waiting, 0);
+    ck_assert_int_eq(st.min_size, 1);
+    ck_assert_int_eq(st.max_size, 1);
+    ck_assert_uint_eq(st.acquisitions, 2);
+    ck_assert_uint_eq(st.waits, 1);
+    ck_assert_uint_eq(st.rejected, 1);
+    ck_assert_uint_eq(st.timeouts, 0);
+    ck_assert_uint_eq(st.opened, 1);
+    ck_assert(st.usage_ms_avg >= 20.0 && st.usage_ms_avg < 1000.0);
+    ck_assert(st.wait_ms_avg >= 20.0 && st.wait_ms_avg < 1000.0);
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_ACQUIRES), 2);
+    ck_assert_uint_eq(metrics_get(metrics, METRIC_POOL_WAITS), 1);
+}
+END_TEST
+
+static json_int_t member_int(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    ck_assert_msg(json_is_integer(v), "member '%s' missing or not an integer", name);
+    return json_integer_value(v);
+}
+
+static double member_real(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    ck_assert_msg(json_is_real(v), "member '%s' missing or not a number", name);
+    return json_real_value(v);
+}
+
+START_TEST(stats_json_has_the_contract_members)
+{
+    struct pool_settings s = settings(2, 3);
+    s.max_waiting = 1;
+    s.acquire_timeout_ms = 30;
+    start_ready(s);
+    struct ticket a = {0}, b = {0}, c = {0}, d = {0}, d2 = {0}, e = {0};
+    pool_acquire(pool, on_acquired, &a);
+    pool_acquire(pool, on_acquired, &b);
+    pool_acquire(pool, on_acquired, &c);  /* waits; a third connection starts opening */
+    pool_acquire(pool, on_acquired, &d);  /* rejected: the queue holds one */
+    pool_acquire(pool, on_acquired, &d2); /* rejected too */
+    run_until(&c, 2000);                  /* c times out */
+    sleep_ms(10);
+    pool_release(pool, a.conn);
+    pool_acquire(pool, on_acquired, &e);
+
     json_t *j = pool_stats_json(pool);
-    const char *members[] = {"pool_size",    "pool_available", "requests_waiting", "usage_ms",
-                             "acquisitions", "waits",          "timeouts",         "rejected",
-                             "min_size",     "max_size"};
-    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++)
-        ck_assert_msg(json_is_number(json_object_get(j, members[i])), "%s", members[i]);
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "pool_size")), 1);
+    ck_assert_int_eq(member_int(j, "pool_size"), 2);
+    ck_assert_int_eq(member_int(j, "pool_available"), 0);
+    ck_assert_int_eq(member_int(j, "requests_waiting"), 0);
+    ck_assert_int_eq(member_int(j, "in_use"), 2);
+    ck_assert_int_eq(member_int(j, "opening"), 1);
+    ck_assert_int_eq(member_int(j, "min_size"), 2);
+    ck_assert_int_eq(member_int(j, "max_size"), 3);
+    ck_assert_int_eq(member_int(j, "acquisitions"), 3);
+    ck_assert_int_eq(member_int(j, "waits"), 1);
+    ck_assert_int_eq(member_int(j, "timeouts"), 1);
+    ck_assert_int_eq(member_int(j, "rejected"), 2);
+    ck_assert_int_eq(member_int(j, "unavailable"), 0);
+    ck_assert_int_eq(member_int(j, "connections_opened"), 2);
+    ck_assert_int_eq(member_int(j, "connection_failures"), 0);
+    ck_assert_int_eq(member_int(j, "connections_broken"), 0);
+    ck_assert_int_eq(member_int(j, "connections_retired"), 0);
+    double usage = member_real(j, "usage_ms");
+    ck_assert_msg(usage >= 30.0 && usage < 1000.0, "usage_ms %f", usage);
+    /* Milliseconds to three decimals. */
+    double thousandths = usage * 1000.0 - (double)(long long)(usage * 1000.0 + 0.5);
+    ck_assert_msg(thousandths > -1e-6 && thousandths < 1e-6, "usage_ms %.9f", usage);
+    /* c timed out: the mean wait covers only waits that ended with a connection. */
+    ck_assert(member_real(j, "wait_ms") == 0.0);
     json_decref(j);
+}
+END_TEST
+
+START_TEST(gauges_render_current_sizes)
+{
+    start_ready(settings(2, 2));
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t);
+    struct evbuffer *out = evbuffer_new();
+    pool_render_gauges(out, pool);
+    size_t len = evbuffer_get_length(out);
+    char *text = malloc(len + 1);
+    evbuffer_remove(out, text, len);
+    text[len] = '\0';
+    ck_assert(strstr(text, "# TYPE pool_size gauge\npool_size 2\n") != NULL);
+    ck_assert(strstr(text, "# TYPE pool_available gauge\npool_available 1\n") != NULL);
+    ck_assert(strstr(text, "# TYPE pool_waiting gauge\npool_waiting 0\n") != NULL);
+    free(text);
+    evbuffer_free(out);
+    pool_release(pool, t.conn);
+}
+END_TEST
+
+START_TEST(free_closes_every_connection)
+{
+    start(settings(3, 3));
+    complete(true);
+    complete(true); /* two idle (watched), one still opening */
+    struct ticket t = {0};
+    pool_acquire(pool, on_acquired, &t); /* and one of them lent */
+    pool_free(pool);
+    pool = NULL;
+    ck_assert_int_eq(fake.opens, 3);
+    ck_assert_int_eq(fake.closes, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert(fake.conns[i].closed && !fake.conns[i].watched);
+    ck_assert(fake.destroyed);
+    pool_free(NULL);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("pool");
+    Suite *suite = suite_create("pool");
     TCase *tc = tcase_create("pool");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, opens_min_size_and_lends_idle_at_once);
-    tcase_add_test(tc, grows_lazily_and_serves_waiters_in_order);
-    tcase_add_test(tc, queue_is_bounded);
-    tcase_add_test(tc, acquire_times_out);
-    tcase_add_test(tc, broken_connections_are_replaced);
-    tcase_add_test(tc, unreachable_database_fails_fast);
-    tcase_add_test(tc, idle_connections_trimmed_to_min);
-    tcase_add_test(tc, old_connections_retired_on_release);
-    tcase_add_test(tc, stats_json_members);
-    suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    tcase_add_test(tc, min_size_opened_at_create);
+    tcase_add_test(tc, zero_min_size_opens_nothing);
+    tcase_add_test(tc, idle_connection_lent_before_acquire_returns);
+    tcase_add_test(tc, most_recently_used_connection_is_lent_first);
+    tcase_add_test(tc, grows_lazily_up_to_max_size);
+    tcase_add_test(tc, waiters_are_served_in_fifo_order);
+    tcase_add_test(tc, full_queue_rejects_at_once);
+    tcase_add_test(tc, acquire_times_out_after_acquire_timeout);
+    tcase_add_test(tc, each_waiter_gets_its_own_deadline);
+    tcase_add_test(tc, served_waiter_does_not_time_out);
+    tcase_add_test(tc, broken_connection_is_closed_and_replaced);
+    tcase_add_test(tc, broken_connection_is_never_given_to_a_waiter);
+    tcase_add_test(tc, idle_connection_that_breaks_is_dropped);
+    tcase_add_test(tc, open_failure_fails_waiters_then_fails_fast);
+    tcase_add_test(tc, backoff_doubles_after_each_failure);
+    tcase_add_test(tc, open_failure_keeps_waiters_while_connections_live);
+    tcase_add_test(tc, successful_open_ends_the_backoff);
+    tcase_add_test(tc, max_lifetime_retires_on_release);
+    tcase_add_test(tc, waiter_gets_a_fresh_connection_not_a_retired_one);
+    tcase_add_test(tc, young_connection_is_kept_on_release);
+    tcase_add_test(tc, old_idle_connection_is_not_lent);
+    tcase_add_test(tc, idle_timeout_trims_down_to_min_size);
+    tcase_add_test(tc, busy_connections_are_never_trimmed);
+    tcase_add_test(tc, stats_count_what_happened);
+    tcase_add_test(tc, stats_json_has_the_contract_members);
+    tcase_add_test(tc, gauges_render_current_sizes);
+    tcase_add_test(tc, free_closes_every_connection);
+    suite_add_tcase(suite, tc);
+
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
