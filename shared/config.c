@@ -78,18 +78,67 @@ void config_release(const struct config_row *rows, size_t count)
     }
 }
 
+/* Appends text[0..len) to out, keeping it NUL-terminated and never overrunning it. */
+static void append(char *out, size_t outlen, size_t *used, const char *text, size_t len)
+{
+    if (*used + 1 >= outlen)
+        return;
+    if (len > outlen - 1 - *used)
+        len = outlen - 1 - *used;
+    memcpy(out + *used, text, len);
+    *used += len;
+    out[*used] = '\0';
+}
+
+/* Length of the `password=` setting's value at s (conninfo: up to a space; query: up to &). */
+static size_t password_value_length(const char *s)
+{
+    if (*s == '\'') { /* conninfo quoting: 'a b\'c' */
+        size_t i = 1;
+        while (s[i] != '\0' && s[i] != '\'')
+            i += s[i] == '\\' && s[i + 1] != '\0' ? 2 : 1;
+        return s[i] == '\'' ? i + 1 : i;
+    }
+    return strcspn(s, " \t\n&#");
+}
+
 void config_mask_url(const char *url, char *out, size_t outlen)
 {
-    /* scheme://user:password@host... -> scheme://user:****@host... */
-    const char *scheme_end = strstr(url, "://");
-    const char *userinfo = scheme_end ? scheme_end + 3 : url;
-    const char *at = strchr(userinfo, '@');
-    const char *colon = memchr(userinfo, ':', at ? (size_t)(at - userinfo) : 0);
-    if (at == NULL || colon == NULL) {
-        snprintf(out, outlen, "%s", url);
+    size_t used = 0;
+    if (outlen == 0)
         return;
+    out[0] = '\0';
+    const char *p = url;
+    /* scheme://user:password@host... -> scheme://user:****@host... (libpq: userinfo ends at
+     * the first @ before the first /) */
+    const char *scheme_end = strstr(url, "://");
+    if (scheme_end != NULL) {
+        const char *authority = scheme_end + 3;
+        size_t authority_len = strcspn(authority, "/");
+        const char *at = memchr(authority, '@', authority_len);
+        const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
+        if (colon != NULL) {
+            append(out, outlen, &used, url, (size_t)(colon + 1 - url));
+            append(out, outlen, &used, "****", 4);
+            p = at;
+        }
     }
-    snprintf(out, outlen, "%.*s****%s", (int)(colon + 1 - url), url, at);
+    /* password=... as a conninfo keyword or a URL query parameter. */
+    while (*p != '\0') {
+        bool word_start = p == url || strchr(" \t?&", p[-1]) != NULL;
+        if (word_start && strncmp(p, "password", 8) == 0) {
+            const char *eq = p + 8 + strspn(p + 8, " \t");
+            if (*eq == '=') {
+                const char *value = eq + 1 + strspn(eq + 1, " \t");
+                append(out, outlen, &used, p, (size_t)(value - p));
+                append(out, outlen, &used, "****", 4);
+                p = value + password_value_length(value);
+                continue;
+            }
+        }
+        append(out, outlen, &used, p, 1);
+        p++;
+    }
 }
 
 void config_print(const struct config_row *rows, size_t count, FILE *out)

@@ -194,6 +194,7 @@ void pool_open_done(struct pool_slot *slot, bool ok)
     if (ok) {
         pool->totals.opened++;
         pool->backoff_ms = 0;
+        pool->backoff_until_ms = 0;
         slot->opened_ms = monotonic_ms();
         hand_off(pool, slot);
         return;

@@ -186,7 +186,7 @@ static bool load_config(struct server *server, int argc, char **argv, bool *exit
         fprintf(stderr, "%s: configuration error: %s\n", server->spec->program, err);
         ok = false;
     } else {
-        enum log_level level;
+        enum log_level level = LOG_LEVEL_INFO;
         if (!log_level_parse(server->config.log_level, &level)) {
             fprintf(stderr,
                     "%s: configuration error: LOG_LEVEL=%s (use debug, info, warn, error)\n",

@@ -75,8 +75,13 @@ static char *escape_invalid_utf8(const char *body, size_t len, size_t *out_len)
     for (size_t i = 0; i < len;) {
         size_t n = utf8_sequence_length(p + i, len - i);
         if (n == 0) {
-            memcpy(copy + o, "\\u0000", 6);
-            o += 6;
+            /* After an odd run of backslashes the escape has begun: complete it as \u0000. */
+            size_t run = 0;
+            while (run < o && copy[o - 1 - run] == '\\')
+                run++;
+            const char *nul = run % 2 ? "u0000" : "\\u0000";
+            memcpy(copy + o, nul, strlen(nul));
+            o += strlen(nul);
             i += 1;
         } else {
             memcpy(copy + o, body + i, n);
@@ -116,7 +121,8 @@ json_t *validate_json_object(const char *body, size_t len, json_t *errors)
         parse_from = escaped = escape_invalid_utf8(body, len, &parse_len);
 
     json_error_t error;
-    json_t *doc = json_loadb(parse_from, parse_len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &error);
+    json_t *doc = json_loadb(parse_from, parse_len,
+                             JSON_ALLOW_NUL | JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &error);
     free(escaped);
     if (doc == NULL) {
         add_json_invalid(errors, error.position, error.text);
