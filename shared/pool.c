@@ -256,7 +256,9 @@ void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg)
         cb(NULL, POOL_QUEUE_FULL, arg);
         return;
     }
-    bool unreachable = live_connections(pool) == 0 && monotonic_ms() < pool->backoff_until_ms;
+    /* Nothing open, nothing opening, and the last attempt failed moments ago: fail fast. */
+    bool unreachable = live_connections(pool) == 0 && count_slots(pool, SLOT_OPENING) == 0 &&
+                       monotonic_ms() < pool->backoff_until_ms;
     if (unreachable) {
         pool->totals.unavailable++;
         metrics_inc(pool->metrics, METRIC_POOL_UNAVAILABLE);
