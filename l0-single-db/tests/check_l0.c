@@ -5,7 +5,6 @@
  */
 #include "contract_tests.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,19 +16,6 @@
 #define LIMITED_PORT 21101
 
 static struct tk_pg pg;
-
-struct batch {
-    struct tk_request reqs[20]; /* the requests */
-    struct tk_response res[20]; /* their answers */
-    char paths[20][32];         /* their paths */
-};
-
-static void *send_batch(void *arg)
-{
-    struct batch *b = arg;
-    tk_http_many(LIMITED_PORT, b->reqs, b->res, 20, 30000);
-    return NULL;
-}
 
 START_TEST(more_clients_than_connections_get_quick_503s)
 {
@@ -50,39 +36,28 @@ START_TEST(more_clients_than_connections_get_quick_503s)
     struct tk_server limited;
     ck_assert(tk_server_start(&limited, contract_target()->binary, LIMITED_PORT, env));
 
-    PGconn *lock = tk_pg_connect(&pg, "layers");
-    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-
-    static struct batch b;
-    for (int i = 0; i < 20; i++) {
-        snprintf(b.paths[i], sizeof b.paths[i], "/read/crowd:%d", i);
-        b.reqs[i] = (struct tk_request){"GET", b.paths[i], NULL, 0, NULL};
-    }
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, send_batch, &b), 0);
+    PGconn *lock = tk_pg_lock_records(&pg);
+    ck_assert(lock != NULL);
+    struct tk_batch *batch = tk_batch_start(LIMITED_PORT, "/read/crowd:", 20);
     /* Two requests hold the two connections (waiting on our lock); give the rest time to be
      * refused by PostgreSQL, then let the two finish. */
     usleep(1500000);
-    r = PQexec(lock, "COMMIT");
-    PQclear(r);
-    PQfinish(lock);
-    pthread_join(thread, NULL);
+    tk_pg_unlock(lock);
+    struct tk_response *res = tk_batch_wait(batch);
 
     int ok = 0, refused = 0;
     for (int i = 0; i < 20; i++) {
-        if (b.res[i].status == 200) {
+        if (res[i].status == 200) {
             ok++;
         } else {
-            ck_assert_msg(b.res[i].status == 503, "request %d: %ld", i, b.res[i].status);
-            ck_assert_str_eq(json_string_value(json_object_get(b.res[i].json, "detail")),
+            ck_assert_msg(res[i].status == 503, "request %d: %ld", i, res[i].status);
+            ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "detail")),
                              "Database unavailable");
-            ck_assert_msg(b.res[i].seconds < 1.5, "a refusal took %.2f s", b.res[i].seconds);
+            ck_assert_msg(res[i].seconds < 1.5, "a refusal took %.2f s", res[i].seconds);
             refused++;
         }
-        tk_response_free(&b.res[i]);
     }
+    tk_batch_free(batch);
     ck_assert_msg(refused >= 10, "only %d of 20 refused with a limit of 2 connections", refused);
     ck_assert_msg(ok >= 1, "none of the requests holding a connection succeeded");
     ck_assert(tk_wait_status(LIMITED_PORT, "/read/crowd:0", 200, 5000)); /* and it recovers */

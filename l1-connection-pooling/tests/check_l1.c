@@ -7,7 +7,6 @@
  */
 #include "contract_tests.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,46 +17,6 @@
 #define SERVER_PORT 22100
 
 static struct tk_pg pg;
-
-struct batch {
-    struct tk_request reqs[10]; /* the requests */
-    struct tk_response res[10]; /* their answers */
-    char paths[10][32];         /* their paths */
-    int n;                      /* how many */
-};
-
-static void *send_batch(void *arg)
-{
-    struct batch *b = arg;
-    tk_http_many(SERVER_PORT, b->reqs, b->res, b->n, 30000);
-    return NULL;
-}
-
-static void start_batch(struct batch *b, int n, pthread_t *thread)
-{
-    b->n = n;
-    for (int i = 0; i < n; i++) {
-        snprintf(b->paths[i], sizeof b->paths[i], "/read/pool:%d", i);
-        b->reqs[i] = (struct tk_request){"GET", b->paths[i], NULL, 0, NULL};
-    }
-    ck_assert_int_eq(pthread_create(thread, NULL, send_batch, b), 0);
-}
-
-static PGconn *lock_records(void)
-{
-    PGconn *conn = tk_pg_connect(&pg, "layers");
-    ck_assert(conn != NULL);
-    PGresult *r = PQexec(conn, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    return conn;
-}
-
-static void unlock_records(PGconn *conn)
-{
-    PQclear(PQexec(conn, "COMMIT"));
-    PQfinish(conn);
-}
 
 /* A member of GET /pool-stats. */
 static long long pool_stat(const char *name)
@@ -88,27 +47,26 @@ START_TEST(acquire_wait_is_bounded)
     struct tk_server server;
     ck_assert(contract_start_server(&server, env));
     tk_wait_status(SERVER_PORT, "/read/warm", 200, 5000);
-    PGconn *lock = lock_records();
-    static struct batch b;
-    pthread_t thread;
-    start_batch(&b, 6, &thread);
+    PGconn *lock = tk_pg_lock_records(&pg);
+    ck_assert(lock != NULL);
+    struct tk_batch *batch = tk_batch_start(SERVER_PORT, "/read/pool:", 6);
     wait_stat_at_least("timeouts", 4); /* two hold the connections, four give up */
-    unlock_records(lock);
-    pthread_join(thread, NULL);
+    tk_pg_unlock(lock);
+    struct tk_response *res = tk_batch_wait(batch);
     int ok = 0, timed_out = 0;
     for (int i = 0; i < 6; i++) {
-        if (b.res[i].status == 200) {
+        if (res[i].status == 200) {
             ok++;
         } else {
-            ck_assert_msg(b.res[i].status == 503, "request %d: %ld", i, b.res[i].status);
-            ck_assert_str_eq(json_string_value(json_object_get(b.res[i].json, "detail")),
+            ck_assert_msg(res[i].status == 503, "request %d: %ld", i, res[i].status);
+            ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "detail")),
                              "Database unavailable");
-            ck_assert_msg(b.res[i].seconds >= 0.45 && b.res[i].seconds < 3.0,
-                          "waited %.2f s for a 500 ms acquire timeout", b.res[i].seconds);
+            ck_assert_msg(res[i].seconds >= 0.45 && res[i].seconds < 3.0,
+                          "waited %.2f s for a 500 ms acquire timeout", res[i].seconds);
             timed_out++;
         }
-        tk_response_free(&b.res[i]);
     }
+    tk_batch_free(batch);
     ck_assert_int_eq(ok, 2);
     ck_assert_int_eq(timed_out, 4);
     ck_assert_int_le(pool_stat("pool_size"), 2);
@@ -124,27 +82,26 @@ START_TEST(wait_queue_is_bounded)
     struct tk_server server;
     ck_assert(contract_start_server(&server, env));
     tk_wait_status(SERVER_PORT, "/read/warm", 200, 5000);
-    PGconn *lock = lock_records();
-    static struct batch b;
-    pthread_t thread;
-    start_batch(&b, 6, &thread);
+    PGconn *lock = tk_pg_lock_records(&pg);
+    ck_assert(lock != NULL);
+    struct tk_batch *batch = tk_batch_start(SERVER_PORT, "/read/pool:", 6);
     wait_stat_at_least("rejected", 3); /* one runs, two wait, three are refused at once */
     ck_assert_int_eq(pool_stat("requests_waiting"), 2);
-    unlock_records(lock);
-    pthread_join(thread, NULL);
+    tk_pg_unlock(lock);
+    struct tk_response *res = tk_batch_wait(batch);
     int ok = 0, busy = 0;
     for (int i = 0; i < 6; i++) {
-        if (b.res[i].status == 200) {
+        if (res[i].status == 200) {
             ok++;
         } else {
-            ck_assert_msg(b.res[i].status == 503, "request %d: %ld", i, b.res[i].status);
-            ck_assert_str_eq(json_string_value(json_object_get(b.res[i].json, "detail")),
+            ck_assert_msg(res[i].status == 503, "request %d: %ld", i, res[i].status);
+            ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "detail")),
                              "Too many requests waiting for a database connection");
-            ck_assert_msg(b.res[i].seconds < 1.0, "a refusal took %.2f s", b.res[i].seconds);
+            ck_assert_msg(res[i].seconds < 1.0, "a refusal took %.2f s", res[i].seconds);
             busy++;
         }
-        tk_response_free(&b.res[i]);
     }
+    tk_batch_free(batch);
     ck_assert_int_eq(ok, 3);
     ck_assert_int_eq(busy, 3);
     tk_server_stop(&server, SIGTERM, 10000);

@@ -8,7 +8,6 @@
  */
 #include "contract_tests.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,22 +32,11 @@ static int port(void)
     return contract_target()->port;
 }
 
-/* Holds ACCESS EXCLUSIVE on records until released: queries on the table wait. */
 static PGconn *lock_records(void)
 {
-    PGconn *conn = tk_pg_connect(contract_target()->pg, "layers");
-    ck_assert(conn != NULL);
-    PGresult *res = PQexec(conn, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
+    PGconn *conn = tk_pg_lock_records(contract_target()->pg);
+    ck_assert_msg(conn != NULL, "could not lock records");
     return conn;
-}
-
-static void unlock_records(PGconn *conn)
-{
-    PGresult *res = PQexec(conn, "COMMIT");
-    PQclear(res);
-    PQfinish(conn);
 }
 
 /* Number of requests the server has not answered yet (its own /metrics gauge, minus itself). */
@@ -120,7 +108,7 @@ START_TEST(client_disconnects_mid_query)
     close(a);
     close(b);
     usleep(100000);
-    unlock_records(lock);
+    tk_pg_unlock(lock);
     /* The server answered into closed sockets without crashing, and serves on. */
     ck_assert(tk_wait_status(port(), "/read/gone", 200, 5000));
     ck_assert_int_eq(kill(server.pid, 0), 0);
@@ -160,29 +148,10 @@ START_TEST(database_stops_and_comes_back)
 }
 END_TEST
 
-struct batch {
-    struct tk_request reqs[8]; /* the requests */
-    struct tk_response res[8]; /* their answers */
-    char paths[8][32];         /* their paths */
-};
-
-static void *send_batch(void *arg)
-{
-    struct batch *b = arg;
-    tk_http_many(port(), b->reqs, b->res, 8, 30000);
-    return NULL;
-}
-
 START_TEST(graceful_shutdown_finishes_in_flight_requests)
 {
-    static struct batch b;
-    for (int i = 0; i < 8; i++) {
-        snprintf(b.paths[i], sizeof b.paths[i], "/read/shutdown:%d", i);
-        b.reqs[i] = (struct tk_request){"GET", b.paths[i], NULL, 0, NULL};
-    }
     PGconn *lock = lock_records();
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, send_batch, &b), 0);
+    struct tk_batch *batch = tk_batch_start(port(), "/read/shutdown:", 8);
     wait_in_flight(8);
 
     kill(server.pid, SIGTERM);
@@ -194,12 +163,11 @@ START_TEST(graceful_shutdown_finishes_in_flight_requests)
         ck_assert_msg(tk_now_ms() < deadline, "still accepting connections after SIGTERM");
         usleep(20000);
     }
-    unlock_records(lock);
-    pthread_join(thread, NULL);
-    for (int i = 0; i < 8; i++) {
-        ck_assert_msg(b.res[i].status == 200, "in-flight request %d: %ld", i, b.res[i].status);
-        tk_response_free(&b.res[i]);
-    }
+    tk_pg_unlock(lock);
+    struct tk_response *res = tk_batch_wait(batch);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(res[i].status == 200, "in-flight request %d: %ld", i, res[i].status);
+    tk_batch_free(batch);
     ck_assert_int_eq(tk_server_stop(&server, 0, 10000), 0); /* exit code 0 */
 }
 END_TEST

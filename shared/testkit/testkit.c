@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,28 @@ bool tk_pg_exec(const struct tk_pg *pg, const char *user, const char *sql)
     PQclear(res);
     PQfinish(conn);
     return ok;
+}
+
+PGconn *tk_pg_lock_records(const struct tk_pg *pg)
+{
+    PGconn *conn = tk_pg_connect(pg, "layers");
+    if (conn == NULL)
+        return NULL;
+    PGresult *res = PQexec(conn, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok) {
+        fprintf(stderr, "testkit: lock records: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+void tk_pg_unlock(PGconn *conn)
+{
+    PQclear(PQexec(conn, "COMMIT"));
+    PQfinish(conn);
 }
 
 /* ---- server processes ---- */
@@ -354,6 +377,55 @@ void tk_response_free(struct tk_response *res)
     free(res->body);
     json_decref(res->json);
     memset(res, 0, sizeof *res);
+}
+
+struct tk_batch {
+    int port;                /* where to send */
+    int n;                   /* how many requests */
+    struct tk_request *reqs; /* the requests */
+    struct tk_response *res; /* their answers */
+    char (*paths)[128];      /* their paths */
+    pthread_t thread;        /* sends them */
+};
+
+static void *send_batch(void *arg)
+{
+    struct tk_batch *b = arg;
+    tk_http_many(b->port, b->reqs, b->res, b->n, 30000);
+    return NULL;
+}
+
+struct tk_batch *tk_batch_start(int port, const char *path_prefix, int n)
+{
+    struct tk_batch *b = calloc(1, sizeof *b);
+    b->port = port;
+    b->n = n;
+    b->reqs = calloc((size_t)n, sizeof *b->reqs);
+    b->res = calloc((size_t)n, sizeof *b->res);
+    b->paths = calloc((size_t)n, sizeof *b->paths);
+    for (int i = 0; i < n; i++) {
+        snprintf(b->paths[i], sizeof b->paths[i], "%s%d", path_prefix, i);
+        b->reqs[i] = (struct tk_request){"GET", b->paths[i], NULL, 0, NULL};
+    }
+    if (pthread_create(&b->thread, NULL, send_batch, b) != 0)
+        abort();
+    return b;
+}
+
+struct tk_response *tk_batch_wait(struct tk_batch *b)
+{
+    pthread_join(b->thread, NULL);
+    return b->res;
+}
+
+void tk_batch_free(struct tk_batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        tk_response_free(&b->res[i]);
+    free(b->reqs);
+    free(b->res);
+    free(b->paths);
+    free(b);
 }
 
 int tk_raw_send(int port, const char *data, size_t len)

@@ -38,6 +38,14 @@ PGconn *tk_pg_connect(const struct tk_pg *pg, const char *user);
 /* Runs SQL on a new connection as `user`; true on success. */
 bool tk_pg_exec(const struct tk_pg *pg, const char *user, const char *sql);
 
+/*
+ * Holds ACCESS EXCLUSIVE on `records` in an open transaction, so every query on the table
+ * waits: the tests' way of making requests slow on purpose. NULL on failure.
+ */
+PGconn *tk_pg_lock_records(const struct tk_pg *pg);
+/* Commits (releasing the lock) and closes the connection. */
+void tk_pg_unlock(PGconn *conn);
+
 /* ---- server processes ---- */
 
 struct tk_server {
@@ -91,6 +99,16 @@ void tk_response_free(struct tk_response *res);
 /* n requests at once (each on its own connection), all within timeout_ms. */
 void tk_http_many(int port, const struct tk_request *reqs, struct tk_response *out, int n,
                   long timeout_ms);
+
+/*
+ * n GET requests to "<path_prefix><i>" sent at once from a background thread, so that the test
+ * can act (stop the server, release a lock) while they are in flight.
+ */
+struct tk_batch;
+struct tk_batch *tk_batch_start(int port, const char *path_prefix, int n);
+/* Waits for every answer (each has its 30 s deadline); the array belongs to the batch. */
+struct tk_response *tk_batch_wait(struct tk_batch *batch);
+void tk_batch_free(struct tk_batch *batch);
 
 /* Opens a TCP connection to 127.0.0.1:port and sends data; returns the socket or -1. */
 int tk_raw_send(int port, const char *data, size_t len);
