@@ -95,21 +95,9 @@ int main(void)
     /* 500 clients connecting at once on a loaded 2-core CI machine: allow slow connects. */
     static const char *const env[] = {"DB_CONNECT_TIMEOUT_MS=20000", NULL};
     struct contract_target target = {SERVER_BIN, "0-single-db", SERVER_PORT, &pg, env};
-    contract_set_target(&target);
-
-    Suite *suite = suite_create("l0-single-db");
-    suite_add_tcase(suite, contract_tcase());
-    suite_add_tcase(suite, resilience_tcase());
     TCase *own = tcase_create("connection-per-request");
     tcase_set_timeout(own, 60);
     tcase_add_test(own, every_request_opens_its_own_connection);
     tcase_add_test(own, more_clients_than_connections_get_quick_503s);
-    suite_add_tcase(suite, own);
-
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    tk_pg_destroy(&pg);
-    return failed == 0 ? 0 : 1;
+    return contract_run_suite(&target, own);
 }

@@ -149,22 +149,10 @@ int main(void)
     /* 500 clients queueing for 10 connections on a loaded 2-core CI machine: wait longer. */
     static const char *const env[] = {"DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
     struct contract_target target = {SERVER_BIN, "1-connection-pooling", SERVER_PORT, &pg, env};
-    contract_set_target(&target);
-
-    Suite *suite = suite_create("l1-connection-pooling");
-    suite_add_tcase(suite, contract_tcase());
-    suite_add_tcase(suite, resilience_tcase());
     TCase *own = tcase_create("pool");
     tcase_set_timeout(own, 60);
     tcase_add_test(own, acquire_wait_is_bounded);
     tcase_add_test(own, wait_queue_is_bounded);
     tcase_add_test(own, connections_are_reused_and_counted);
-    suite_add_tcase(suite, own);
-
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    tk_pg_destroy(&pg);
-    return failed == 0 ? 0 : 1;
+    return contract_run_suite(&target, own);
 }

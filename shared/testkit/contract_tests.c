@@ -410,3 +410,18 @@ TCase *contract_tcase(void)
     tcase_add_test(tc, health_and_metrics);
     return tc;
 }
+
+int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
+{
+    contract_set_target(t);
+    Suite *suite = suite_create(t->layer);
+    suite_add_tcase(suite, contract_tcase());
+    suite_add_tcase(suite, resilience_tcase());
+    suite_add_tcase(suite, layer_tests);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    tk_pg_destroy(t->pg);
+    return failed == 0 ? 0 : 1;
+}

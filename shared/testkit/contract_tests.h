@@ -32,4 +32,10 @@ bool contract_start_server(struct tk_server *server, const char *const *more);
 TCase *contract_tcase(void);
 TCase *resilience_tcase(void);
 
+/*
+ * A layer test program's whole main(): runs the contract, the resilience cases and the layer's
+ * own test case against `target`, then destroys its PostgreSQL. Returns the exit code.
+ */
+int contract_run_suite(const struct contract_target *target, TCase *layer_tests);
+
 #endif
