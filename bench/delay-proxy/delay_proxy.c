@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,10 +142,20 @@ static void on_drained(struct bufferevent *bev, void *arg)
     maybe_finish(arg);
 }
 
+/* No Nagle: a small chunk must leave when its delay is over, not when an ACK comes back. */
+static void set_nodelay(evutil_socket_t fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct link *link = arg;
-    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        set_nodelay(bufferevent_getfd(bev));
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         /* Stop reading both ways; deliver what is held (after its delay), then close. */
         link->closing = 1;
@@ -172,6 +183,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 {
     (void)listener, (void)sa, (void)len, (void)arg;
     struct link *link = calloc(1, sizeof *link);
+    set_nodelay(fd);
     struct bufferevent *client = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     struct bufferevent *server = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     init_direction(&link->up, link, client, server);
@@ -201,7 +213,12 @@ int main(int argc, char **argv)
     int listen_port = atoi(argv[1]), upstream_port = atoi(argv[2]);
     delay_us = (long)(atof(argv[3]) * 1000.0);
     signal(SIGPIPE, SIG_IGN);
-    base = event_base_new();
+    /* Precise timers: libevent's default clock on Linux is coarse (a few ms), far too coarse
+     * for delays of a few milliseconds. */
+    struct event_config *config = event_config_new();
+    event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
+    base = event_base_new_with_config(config);
+    event_config_free(config);
     upstream.sin_family = AF_INET;
     upstream.sin_port = htons((uint16_t)upstream_port);
     upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
