@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define DRAIN_POLL_MS  20
 #define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
@@ -229,11 +230,24 @@ static void free_server(struct server *server)
     release_config(server);
 }
 
+/* Every client and every database connection is a file descriptor: allow as many as the
+ * system lets this process have (the soft limit is often 1024). */
+static void raise_fd_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            LOG_WARN("could not raise the open-file limit");
+    }
+}
+
 int server_main(int argc, char **argv, const struct server_spec *spec, void *layer)
 {
     struct server server = {.spec = spec, .layer = layer};
     bool exit_now;
     signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the server */
+    raise_fd_limit();
     if (!load_config(&server, argc, argv, &exit_now)) {
         release_config(&server);
         return 1;
