@@ -39,9 +39,13 @@ START_TEST(more_clients_than_connections_get_quick_503s)
     PGconn *lock = tk_pg_lock_records(&pg);
     ck_assert(lock != NULL);
     struct tk_batch *batch = tk_batch_start(LIMITED_PORT, "/read/crowd:", 20);
-    /* Two requests hold the two connections (waiting on our lock); give the rest time to be
-     * refused by PostgreSQL, then let the two finish. */
-    usleep(1500000);
+    /* Two requests hold the two connections (waiting on our lock): wait until the other 18
+     * have been refused and answered, then let the two finish. */
+    const char *refusals =
+        "http_requests_total{method=\"GET\",route=\"/read/{key}\",status=\"503\"}";
+    long long deadline = tk_now_ms() + 15000;
+    while (tk_metric(LIMITED_PORT, refusals) < 18 && tk_now_ms() < deadline)
+        usleep(20000);
     tk_pg_unlock(lock);
     struct tk_response *res = tk_batch_wait(batch);
 

@@ -39,24 +39,9 @@ static PGconn *lock_records(void)
     return conn;
 }
 
-/* Number of requests the server has not answered yet (its own /metrics gauge, minus itself). */
-static long in_flight(void)
-{
-    struct tk_response res;
-    tk_get(port(), "/metrics", &res);
-    const char *line = res.body ? strstr(res.body, "\nhttp_requests_in_flight ") : NULL;
-    long n = line ? strtol(line + 25, NULL, 10) - 1 : -1;
-    tk_response_free(&res);
-    return n;
-}
-
 static void wait_in_flight(long n)
 {
-    long long deadline = tk_now_ms() + 10000;
-    while (in_flight() < n) {
-        ck_assert_msg(tk_now_ms() < deadline, "never saw %ld requests in flight", n);
-        usleep(20000);
-    }
+    ck_assert_msg(tk_wait_in_flight(port(), n, true, 10000), "never saw %ld requests in flight", n);
 }
 
 START_TEST(five_hundred_concurrent_clients)
@@ -112,7 +97,7 @@ START_TEST(client_disconnects_mid_query)
     /* The server answered into closed sockets without crashing, and serves on. */
     ck_assert(tk_wait_status(port(), "/read/gone", 200, 5000));
     ck_assert_int_eq(kill(server.pid, 0), 0);
-    ck_assert_int_eq(in_flight(), 0);
+    ck_assert_int_eq(tk_in_flight(port()), 0);
 }
 END_TEST
 

@@ -189,6 +189,46 @@ bool tk_wait_status(int port, const char *path, long status, long timeout_ms)
     return false;
 }
 
+double tk_metric(int port, const char *series)
+{
+    struct tk_response res;
+    tk_get(port, "/metrics", &res);
+    double value = 0;
+    size_t len = strlen(series);
+    for (const char *line = res.body; line != NULL && *line != '\0';) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ')
+            value = strtod(line + len + 1, NULL);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    tk_response_free(&res);
+    return value;
+}
+
+long tk_in_flight(int port)
+{
+    struct tk_response res;
+    tk_get(port, "/metrics", &res);
+    const char *line = res.body ? strstr(res.body, "\nhttp_requests_in_flight ") : NULL;
+    long n = line ? strtol(line + 25, NULL, 10) - 1 : -1; /* minus this /metrics request */
+    tk_response_free(&res);
+    return n;
+}
+
+bool tk_wait_in_flight(int port, long n, bool at_least, long timeout_ms)
+{
+    long long deadline = tk_now_ms() + timeout_ms;
+    for (;;) {
+        long now = tk_in_flight(port);
+        if (now >= 0 && (at_least ? now >= n : now <= n))
+            return true;
+        if (tk_now_ms() >= deadline)
+            return false;
+        sleep_ms(20);
+    }
+}
+
 bool tk_server_start(struct tk_server *server, const char *binary, int port, const char *const *env)
 {
     if (!tk_server_spawn(server, binary, port, env))

@@ -65,6 +65,13 @@ bool tk_server_spawn(struct tk_server *server, const char *binary, int port,
                      const char *const *env);
 /* Polls GET path until it answers `status` or timeout_ms passes. */
 bool tk_wait_status(int port, const char *path, long status, long timeout_ms);
+/* The value of one series in the server's /metrics (the whole line up to the value, e.g.
+ * `http_requests_total{method="GET",route="/read/{key}",status="503"}`), or 0 if absent. */
+double tk_metric(int port, const char *series);
+/* Requests the server on port has received and not answered (from its /metrics), or -1. */
+long tk_in_flight(int port);
+/* Polls until tk_in_flight is >= n (at_least) or <= n (!at_least), or timeout_ms passes. */
+bool tk_wait_in_flight(int port, long n, bool at_least, long timeout_ms);
 /* Sends sig and waits up to timeout_ms: returns the exit code, 128+signal, or -1 on timeout
  * (the process is then killed). */
 int tk_server_stop(struct tk_server *server, int sig, long timeout_ms);
