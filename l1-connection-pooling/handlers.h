@@ -6,6 +6,7 @@
 
 #include "pgconn.h"
 #include "pool.h"
+#include "pool_config.h"
 
 struct http_request;
 struct schema_task;
@@ -13,14 +14,7 @@ struct server;
 
 struct layer1 {
     struct server *server;      /* the core's server (loop, HTTP, metrics) */
-    char *database_url;         /* DATABASE_URL */
-    long connect_timeout_ms;    /* DB_CONNECT_TIMEOUT_MS */
-    long query_timeout_ms;      /* DB_QUERY_TIMEOUT_MS */
-    long min_size, max_size;    /* DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE */
-    long acquire_timeout_ms;    /* DB_POOL_ACQUIRE_TIMEOUT_MS */
-    long max_waiting;           /* DB_POOL_MAX_WAITING */
-    long max_lifetime_s;        /* DB_POOL_MAX_LIFETIME_S */
-    long idle_timeout_s;        /* DB_POOL_IDLE_TIMEOUT_S */
+    struct pool_config db;      /* DATABASE_URL, DB_* and DB_POOL_* settings */
     size_t max_value_bytes;     /* MAX_VALUE_BYTES */
     struct pool *pool;          /* the connections every request borrows */
     struct schema_task *schema; /* start-up table creation */

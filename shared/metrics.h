@@ -19,6 +19,8 @@ struct evbuffer;
 enum metric_module {
     METRIC_MODULE_PG = 1 << 0,   /* the PostgreSQL connection */
     METRIC_MODULE_POOL = 1 << 1, /* the connection pool */
+    METRIC_MODULE_REDIS = 1 << 2, /* the Redis client */
+    METRIC_MODULE_CACHE = 1 << 3, /* cache-aside */
 };
 
 /* X(ID, module, name, help) */
@@ -44,7 +46,16 @@ enum metric_module {
     X(POOL_BROKEN, METRIC_MODULE_POOL, "pool_connections_broken_total",                            \
       "Connections discarded because they broke")                                                  \
     X(POOL_RETIRED, METRIC_MODULE_POOL, "pool_connections_retired_total",                          \
-      "Connections closed for age or idleness")
+      "Connections closed for age or idleness")                                                    \
+    X(REDIS_COMMANDS, METRIC_MODULE_REDIS, "redis_commands_total", "Commands sent to Redis")       \
+    X(REDIS_FAILURES, METRIC_MODULE_REDIS, "redis_failures_total",                                 \
+      "Redis commands that failed (unavailable, timed out, disconnected)")                         \
+    X(CACHE_HITS, METRIC_MODULE_CACHE, "cache_hits_total", "Reads answered from the cache")        \
+    X(CACHE_MISSES, METRIC_MODULE_CACHE, "cache_misses_total", "Reads that went to the database")  \
+    X(CACHE_COALESCED, METRIC_MODULE_CACHE, "cache_coalesced_total",                               \
+      "Misses that joined a database read already in flight (single-flight)")                      \
+    X(CACHE_FILLS_SKIPPED, METRIC_MODULE_CACHE, "cache_fills_skipped_total",                       \
+      "Cache fills refused because a write happened meanwhile (stale-set race)")
 
 enum metric_counter {
 #define METRIC_ENUM(id, module, name, help) METRIC_##id,

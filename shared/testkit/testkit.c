@@ -147,6 +147,56 @@ void tk_pg_unlock(PGconn *conn)
     PQfinish(conn);
 }
 
+/* ---- Redis through scripts/stack.sh ---- */
+
+static bool redis_stack(const char *verb, const struct tk_redis *redis)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' %s '%s' %d", LAYERS_SOURCE_DIR, verb,
+             redis->dir, redis->port);
+    if (strcmp(verb, "redis-stop") == 0)
+        snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' redis-stop '%s'", LAYERS_SOURCE_DIR,
+                 redis->dir);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "testkit: '%s' failed (%d)\n", cmd, rc);
+    return rc == 0;
+}
+
+bool tk_redis_start(struct tk_redis *redis, int port)
+{
+    snprintf(redis->dir, sizeof redis->dir, "/tmp/layers-test-redis-%d-XXXXXX", port);
+    if (mkdtemp(redis->dir) == NULL) {
+        perror("testkit: mkdtemp");
+        return false;
+    }
+    redis->port = port;
+    snprintf(redis->url, sizeof redis->url, "redis://127.0.0.1:%d/0", port);
+    return redis_stack("redis-start", redis);
+}
+
+bool tk_redis_stop(struct tk_redis *redis)
+{
+    return redis_stack("redis-stop", redis);
+}
+
+bool tk_redis_restart(struct tk_redis *redis)
+{
+    return redis_stack("redis-start", redis);
+}
+
+void tk_redis_destroy(struct tk_redis *redis)
+{
+    if (redis->dir[0] == '\0')
+        return;
+    tk_redis_stop(redis);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", redis->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "testkit: could not remove %s\n", redis->dir);
+    redis->dir[0] = '\0';
+}
+
 /* ---- server processes ---- */
 
 bool tk_server_spawn(struct tk_server *server, const char *binary, int port, const char *const *env)

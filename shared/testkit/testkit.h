@@ -46,6 +46,19 @@ PGconn *tk_pg_lock_records(const struct tk_pg *pg);
 /* Commits (releasing the lock) and closes the connection. */
 void tk_pg_unlock(PGconn *conn);
 
+/* ---- Redis ---- */
+
+struct tk_redis {
+    char dir[256]; /* its directory (a fresh temp dir) */
+    int port;      /* 127.0.0.1 port */
+    char url[64];  /* redis://127.0.0.1:PORT/0 */
+};
+
+bool tk_redis_start(struct tk_redis *redis, int port);
+bool tk_redis_stop(struct tk_redis *redis);
+bool tk_redis_restart(struct tk_redis *redis);
+void tk_redis_destroy(struct tk_redis *redis);
+
 /* ---- server processes ---- */
 
 struct tk_server {

@@ -1,0 +1,259 @@
+/*
+ * Layer 2: read cache (Redis cache-aside). The read and write paths.
+ *
+ * Reads ask Redis first; only a miss reaches PostgreSQL, and the row it returns is put into
+ * Redis for the next reader. Writes go to PostgreSQL, then invalidate the cached copy.
+ *
+ *   POST /write     -> validate -> pool_query(UPSERT) -> invalidate the cached copy -> 200
+ *   GET /read/{key} -> validate -> Redis: hit -> 200 (from_cache: true)
+ *                                  miss -> single-flight -> pool_query(SELECT) -> fill -> 200
+ *
+ * What the naive version gets wrong is handled in the core: the stale-set race (versioned fills,
+ * cache_aside.h), the stampede (concurrent misses on one key share one query, single_flight.h),
+ * and Redis being down (reads go to PostgreSQL, /health says "degraded").
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "http.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "server.h"
+#include "single_flight.h"
+#include "validate.h"
+#include "xalloc.h"
+
+#include <event2/event.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One write in flight: the request and its validated body (owns the key and value strings). */
+struct write_flow {
+    struct http_request *req;  /* answered exactly once, in on_written */
+    struct write_request body; /* key and value, kept alive until the query is done */
+    struct layer2 *layer;      /* for the cache */
+};
+
+/* One read in flight. */
+struct read_flow {
+    struct http_request *req; /* answered exactly once */
+    char *key;                /* percent-decoded key */
+    size_t key_len;           /* its length in bytes */
+    char *token;              /* the cache version seen on the miss, or NULL (cache down) */
+    struct layer2 *layer;     /* for the cache and the pool */
+};
+
+static void on_written(PGresult *res, enum pg_status status, void *arg)
+{
+    struct write_flow *flow = arg;
+    (void)res;
+    if (status == PG_OK) {
+        /* Database first, then the cache: a reader can no longer fill the old row (the
+         * version moved), and this client's next read, sent on the same Redis connection
+         * after this command, sees the entry gone. */
+        cache_aside_invalidate(flow->layer->cache, flow->body.key, flow->body.key_len);
+        http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
+    } else {
+        records_reply_failure(flow->req, status);
+    }
+    write_request_cleanup(&flow->body);
+    free(flow);
+}
+
+void handle_write(struct http_request *req, void *arg)
+{
+    struct layer2 *layer = arg;
+    struct write_flow *flow = xcalloc(1, sizeof *flow);
+    json_t *errors = json_array();
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
+        free(flow);
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    flow->req = req;
+    flow->layer = layer;
+    const char *values[] = {flow->body.key, flow->body.value};
+    pool_query(layer->pool, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+}
+
+static void free_read_flow(struct read_flow *flow)
+{
+    free(flow->key);
+    free(flow->token);
+    free(flow);
+}
+
+static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache)
+{
+    json_object_set_new(reply, "from_cache", json_boolean(from_cache));
+    http_reply_json(flow->req, 200, reply);
+}
+
+/* ---- filling the cache (optionally delayed: a test hook for the stale-set race) ---- */
+
+struct delayed_fill {
+    struct layer2 *layer; /* whose cache */
+    char *key, *token;    /* what to fill, under which version */
+    size_t key_len;       /* key bytes */
+    char *data;           /* the row, as cached */
+    struct event *timer;  /* fires after CACHE_FILL_DELAY_MS */
+};
+
+static void fill_now(evutil_socket_t fd, short what, void *arg)
+{
+    struct delayed_fill *f = arg;
+    (void)fd, (void)what;
+    cache_aside_fill(f->layer->cache, f->key, f->key_len, f->token, f->data, strlen(f->data));
+    event_free(f->timer);
+    free(f->key);
+    free(f->token);
+    free(f->data);
+    free(f);
+}
+
+static void fill(struct read_flow *leader, const PGresult *res)
+{
+    struct layer2 *layer = leader->layer;
+    json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
+                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
+                            "updated_at", PQgetvalue(res, 0, 2));
+    struct delayed_fill *f = xcalloc(1, sizeof *f);
+    f->layer = layer;
+    f->key = xstrndup(leader->key, leader->key_len);
+    f->key_len = leader->key_len;
+    f->token = xstrdup(leader->token);
+    f->data = json_dumps(row, JSON_COMPACT);
+    json_decref(row);
+    f->timer = evtimer_new(server_base(layer->server), fill_now, f);
+    struct timeval delay = {layer->fill_delay_ms / 1000, (layer->fill_delay_ms % 1000) * 1000};
+    event_add(f->timer, &delay);
+}
+
+/* ---- the read path ---- */
+
+static void on_read(PGresult *res, enum pg_status status, void *arg)
+{
+    struct read_flow *leader = arg;
+    struct layer2 *layer = leader->layer;
+    size_t count;
+    void **waiters = single_flight_finish(layer->flights, leader->key, leader->key_len, &count);
+    for (size_t i = 0; i <= count; i++) {
+        struct read_flow *flow = i < count ? waiters[i] : leader;
+        if (status == PG_OK)
+            reply_read(flow, records_read_reply(res, flow->key, flow->key_len), false);
+        else
+            records_reply_failure(flow->req, status);
+        if (flow != leader)
+            free_read_flow(flow);
+    }
+    free(waiters);
+    if (status == PG_OK && PQntuples(res) == 1 && leader->token != NULL)
+        fill(leader, res);
+    free_read_flow(leader);
+}
+
+static void on_cache(enum cache_result result, const char *data, size_t len, const char *token,
+                     void *arg)
+{
+    struct read_flow *flow = arg;
+    struct layer2 *layer = flow->layer;
+    if (result == CACHE_HIT) {
+        json_t *row = json_loadb(data, len, 0, NULL);
+        if (row != NULL) {
+            json_t *reply =
+                json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1, "key", flow->key,
+                          flow->key_len, "value", json_object_get(row, "value"), "created_at",
+                          json_object_get(row, "created_at"), "updated_at",
+                          json_object_get(row, "updated_at"), "message");
+            json_decref(row);
+            reply_read(flow, reply, true);
+            free_read_flow(flow);
+            return;
+        }
+    }
+    flow->token = token ? xstrdup(token) : NULL;
+    if (!single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
+        metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
+        return; /* the leader's query will answer this request too */
+    }
+    const char *values[] = {flow->key};
+    pool_query(layer->pool, RECORDS_SQL_READ, 1, values, on_read, flow);
+}
+
+void handle_read(struct http_request *req, void *arg)
+{
+    struct layer2 *layer = arg;
+    struct route_param raw = http_request_param(req, 0);
+    json_t *errors = json_array();
+    size_t key_len;
+    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
+    if (key == NULL) {
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    struct read_flow *flow = xcalloc(1, sizeof *flow);
+    flow->req = req;
+    flow->key = key;
+    flow->key_len = key_len;
+    flow->layer = layer;
+    cache_aside_get(layer->cache, flow->key, flow->key_len, on_cache, flow);
+}
+
+/* ---- health and statistics ---- */
+
+static void on_health(PGresult *res, enum pg_status status, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer2 *layer = *(struct layer2 **)http_request_context(req);
+    (void)res;
+    bool db = status == PG_OK, cache = cache_aside_available(layer->cache);
+    const char *overall = !db ? "unhealthy" : cache ? "healthy" : "degraded";
+    http_reply_json(req, db ? 200 : 503,
+                    json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer", "2-read-cache",
+                              "database", db ? "healthy" : "unavailable", "cache",
+                              cache ? "healthy" : "unavailable"));
+}
+
+void handle_health(struct http_request *req, void *arg)
+{
+    struct layer2 *layer = arg;
+    *(struct layer2 **)http_request_context(req) = layer;
+    pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
+}
+
+static void on_counted(long long keys, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer2 *layer = *(struct layer2 **)http_request_context(req);
+    struct metrics *m = server_metrics(layer->server);
+    unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
+    unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
+    double rate =
+        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
+    if (keys < 0) { /* Redis went away meanwhile */
+        http_reply_json(req, 200,
+                        json_pack("{s:b, s:n, s:n, s:n, s:n}", "available", 0, "hits", "misses",
+                                  "keys", "hit_rate"));
+        return;
+    }
+    http_reply_json(req, 200,
+                    json_pack("{s:b, s:I, s:I, s:I, s:f, s:I, s:I, s:i}", "available", 1, "hits",
+                              (json_int_t)hits, "misses", (json_int_t)misses, "keys",
+                              (json_int_t)keys, "hit_rate", rate, "coalesced",
+                              (json_int_t)metrics_get(m, METRIC_CACHE_COALESCED), "fills_skipped",
+                              (json_int_t)metrics_get(m, METRIC_CACHE_FILLS_SKIPPED), "ttl_s",
+                              (int)layer->cache_ttl_s));
+}
+
+void handle_cache_stats(struct http_request *req, void *arg)
+{
+    struct layer2 *layer = arg;
+    *(struct layer2 **)http_request_context(req) = layer;
+    cache_aside_count(layer->cache, on_counted, req);
+}

@@ -1,0 +1,100 @@
+/*
+ * Layer 2: read cache (Redis cache-aside). Configuration, routes and start-up.
+ *
+ * What is new since layer 1: a Redis connection (REDIS_URL, REDIS_TIMEOUT_MS), the cache's
+ * TTL (CACHE_TTL), and GET /cache-stats.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "http.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "schema.h"
+#include "server.h"
+#include "single_flight.h"
+
+static struct layer2 layer;
+
+static const struct config_row layer_rows[] = {
+    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15420/layers"),
+    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16420/0", 0, 0, "Redis connection URL",
+     &layer.redis_url},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
+    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
+     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
+    {"CACHE_FILL_DELAY_MS", CONFIG_INT, "0", 0, 60000,
+     "test hook: delay between a database read and its cache fill", &layer.fill_delay_ms},
+};
+
+static void on_schema_ready(void *arg)
+{
+    server_ready(arg);
+}
+
+static bool start(struct server *server, void *arg)
+{
+    struct layer2 *l = arg;
+    l->server = server;
+    l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    if (!pool_config_check(&l->db))
+        return false;
+    struct pgconn_settings pg = pool_config_pg(&l->db, "l2-read-cache");
+    l->pool =
+        pool_config_create(&l->db, server_base(server), "l2-read-cache", server_metrics(server));
+    metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
+    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    if (l->redis == NULL)
+        return false;
+    struct cache_settings cs = {"l2", l->cache_ttl_s};
+    l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
+    l->flights = single_flight_create();
+
+    struct http_server *http = server_http(server);
+    http_route(http, HTTP_POST, "/write", handle_write, l);
+    http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
+    http_route(http, HTTP_GET, "/health", handle_health, l);
+    http_route(http, HTTP_GET, "/cache-stats", handle_cache_stats, l);
+
+    l->schema =
+        schema_ensure(server_base(server), &pg, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    return true;
+}
+
+static void maintain(void *arg)
+{
+    struct layer2 *l = arg;
+    pool_maintain(l->pool);
+    redis_maintain(l->redis);
+}
+
+static void stop(void *arg)
+{
+    struct layer2 *l = arg;
+    schema_task_free(l->schema);
+    cache_aside_free(l->cache);
+    redis_free(l->redis);
+    single_flight_free(l->flights);
+    pool_free(l->pool);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "l2-read-cache",
+        .layer = "2-read-cache",
+        .summary = "key/value API on PostgreSQL with a Redis cache-aside in front",
+        .default_port = 8002,
+        .rows = layer_rows,
+        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        .metric_modules =
+            METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
+        .start = start,
+        .maintain = maintain,
+        .stop = stop,
+    };
+    return server_main(argc, argv, &spec, &layer);
+}

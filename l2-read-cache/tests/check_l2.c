@@ -1,0 +1,214 @@
+/*
+ * Layer 2 black-box tests: the shared contract and resilience cases against l2-read-cache (with
+ * a real Redis), and cache-aside's own promises: hits after a miss, invalidation on write, TTL
+ * expiry, no stale row cached by the classic race, one database query for many concurrent
+ * misses on a key, and reads that keep working while Redis is down (and caching that resumes
+ * when it is back).
+ */
+#include "contract_tests.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PG_PORT     23000
+#define REDIS_PORT  23050
+#define SERVER_PORT 23100
+
+static struct tk_pg pg;
+static struct tk_redis redis;
+static struct tk_server server;
+
+static void start_with(const char *const *env)
+{
+    ck_assert_msg(contract_start_server(&server, env), "server did not start");
+}
+
+/* Each cache test starts from an empty Redis (the shared cases before it filled it). */
+static void empty_redis(void)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void stop_server(void)
+{
+    tk_server_stop(&server, SIGKILL, 5000);
+    tk_redis_restart(&redis); /* in case a test stopped it and then failed */
+}
+
+/* Reads key; checks the value and where it came from. */
+static void expect_read(const char *key, const char *value, bool from_cache)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/read/%s", key);
+    struct tk_response res;
+    tk_get(SERVER_PORT, path, &res);
+    ck_assert_msg(res.status == 200, "%s: %ld", path, res.status);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "value")), value);
+    ck_assert_msg(json_is_boolean(json_object_get(res.json, "from_cache")) &&
+                      json_boolean_value(json_object_get(res.json, "from_cache")) == from_cache,
+                  "%s: from_cache should be %d: %s", path, from_cache, res.body);
+    tk_response_free(&res);
+}
+
+static void write_value(const char *key, const char *value)
+{
+    char *body = tk_write_body(key, value);
+    struct tk_response res;
+    tk_post(SERVER_PORT, "/write", body, &res);
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+    free(body);
+}
+
+static long long cache_stat(const char *name)
+{
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/cache-stats", &res);
+    json_t *v = json_object_get(res.json, name);
+    long long n = json_is_number(v) ? (long long)json_number_value(v) : -1;
+    tk_response_free(&res);
+    return n;
+}
+
+START_TEST(hit_after_miss_and_invalidation_on_write)
+{
+    start_with(NULL);
+    write_value("cached:1", "one");
+    expect_read("cached:1", "one", false);
+    expect_read("cached:1", "one", true);
+    write_value("cached:1", "two"); /* invalidates */
+    expect_read("cached:1", "two", false);
+    expect_read("cached:1", "two", true);
+
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/cache-stats", &res);
+    ck_assert(json_is_true(json_object_get(res.json, "available")));
+    ck_assert_int_eq(json_integer_value(json_object_get(res.json, "hits")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(res.json, "misses")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(res.json, "keys")), 1);
+    ck_assert(json_real_value(json_object_get(res.json, "hit_rate")) == 50.0);
+    tk_response_free(&res);
+    tk_get(SERVER_PORT, "/read/never-there", &res); /* misses are not cached */
+    ck_assert(json_is_false(json_object_get(res.json, "success")));
+    tk_response_free(&res);
+    ck_assert_int_eq(cache_stat("keys"), 1);
+}
+END_TEST
+
+START_TEST(entries_expire_after_the_ttl)
+{
+    const char *env[] = {"CACHE_TTL=1", NULL};
+    start_with(env);
+    write_value("ttl:1", "v");
+    expect_read("ttl:1", "v", false);
+    expect_read("ttl:1", "v", true);
+    usleep(1300000);
+    expect_read("ttl:1", "v", false);
+}
+END_TEST
+
+START_TEST(a_stale_row_is_never_cached)
+{
+    /* The classic interleaving, forced: a reader misses and reads "old"; its cache fill is
+     * held back 600 ms; meanwhile a writer commits "new" and invalidates. The late fill must
+     * not store "old". */
+    const char *env[] = {"CACHE_FILL_DELAY_MS=600", NULL};
+    start_with(env);
+    write_value("race:1", "old");
+    expect_read("race:1", "old", false); /* miss: its fill of "old" is now pending */
+    write_value("race:1", "new");
+    usleep(900000); /* the pending fill has run (and was refused) */
+    ck_assert_int_ge(cache_stat("fills_skipped"), 1);
+    expect_read("race:1", "new", false); /* nothing stale was cached */
+    usleep(900000);
+    expect_read("race:1", "new", true); /* and this miss's own fill went through */
+}
+END_TEST
+
+START_TEST(concurrent_misses_share_one_query)
+{
+    start_with(NULL);
+    write_value("hot:1", "popular");
+    const char *queries = "pg_queries_total";
+    PGconn *lock = tk_pg_lock_records(&pg);
+    ck_assert(lock != NULL);
+    double before = tk_metric(SERVER_PORT, queries);
+    struct tk_batch *batch = tk_batch_start(SERVER_PORT, "/read/hot:1?", 20);
+    ck_assert(tk_wait_in_flight(SERVER_PORT, 20, true, 10000));
+    tk_pg_unlock(lock);
+    struct tk_response *res = tk_batch_wait(batch);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(res[i].status, 200);
+        ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "value")), "popular");
+    }
+    tk_batch_free(batch);
+    ck_assert_int_eq((long long)(tk_metric(SERVER_PORT, queries) - before), 1);
+    ck_assert_int_eq(cache_stat("coalesced"), 19);
+}
+END_TEST
+
+START_TEST(redis_down_reads_go_to_the_database)
+{
+    start_with(NULL);
+    write_value("outage:1", "v1");
+    expect_read("outage:1", "v1", false);
+    expect_read("outage:1", "v1", true);
+    ck_assert(tk_redis_stop(&redis));
+    expect_read("outage:1", "v1", false); /* from PostgreSQL, not an error */
+    write_value("outage:1", "v2");        /* writes keep working too */
+    expect_read("outage:1", "v2", false);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "cache")), "unavailable");
+    tk_response_free(&res);
+    tk_get(SERVER_PORT, "/cache-stats", &res);
+    ck_assert(json_is_false(json_object_get(res.json, "available")));
+    ck_assert(json_is_null(json_object_get(res.json, "hits")));
+    tk_response_free(&res);
+
+    ck_assert(tk_redis_restart(&redis));
+    ck_assert(tk_wait_status(SERVER_PORT, "/cache-stats", 200, 5000));
+    long long deadline = tk_now_ms() + 10000;
+    for (;;) { /* caching resumes without a restart */
+        tk_get(SERVER_PORT, "/read/outage:1", &res);
+        bool cached = json_is_true(json_object_get(res.json, "from_cache"));
+        ck_assert_str_eq(json_string_value(json_object_get(res.json, "value")), "v2");
+        tk_response_free(&res);
+        if (cached)
+            break;
+        ck_assert_msg(tk_now_ms() < deadline, "caching never resumed");
+        usleep(100000);
+    }
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
+    tk_response_free(&res);
+}
+END_TEST
+
+int main(void)
+{
+    if (!tk_pg_start(&pg, PG_PORT, NULL) || !tk_redis_start(&redis, REDIS_PORT))
+        return 1;
+    static char redis_url[96];
+    snprintf(redis_url, sizeof redis_url, "REDIS_URL=%s", redis.url);
+    static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
+    struct contract_target target = {SERVER_BIN, "2-read-cache", SERVER_PORT, &pg, env};
+    TCase *own = tcase_create("cache-aside");
+    tcase_add_checked_fixture(own, empty_redis, stop_server);
+    tcase_set_timeout(own, 60);
+    tcase_add_test(own, hit_after_miss_and_invalidation_on_write);
+    tcase_add_test(own, entries_expire_after_the_ttl);
+    tcase_add_test(own, a_stale_row_is_never_cached);
+    tcase_add_test(own, concurrent_misses_share_one_query);
+    tcase_add_test(own, redis_down_reads_go_to_the_database);
+    int rc = contract_run_suite(&target, own);
+    tk_redis_destroy(&redis);
+    return rc;
+}

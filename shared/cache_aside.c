@@ -1,0 +1,211 @@
+/*
+ * cache_aside: versioned cache-aside on Redis (see cache_aside.h).
+ */
+#include "cache_aside.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "redis.h"
+#include "xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCAN_BATCH     "1000"
+#define SCAN_MAX_STEPS 1000 /* a stats request never scans forever */
+
+/* KEYS: value, version. ARGV: token, data, ttl. Stores only if the version is unchanged. */
+static const char FILL_SCRIPT[] =
+    "local v = redis.call('GET', KEYS[2]) or '0' "
+    "if v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
+    "return 0";
+
+/* KEYS: value, version. ARGV: version ttl. */
+static const char INVALIDATE_SCRIPT[] = "redis.call('INCR', KEYS[2]) "
+                                        "redis.call('EXPIRE', KEYS[2], ARGV[1]) "
+                                        "redis.call('DEL', KEYS[1]) return 1";
+
+struct cache_aside {
+    struct redis *redis;     /* the connection */
+    struct metrics *metrics; /* cache_* counters */
+    char *prefix;            /* "l2" */
+    long ttl_s;              /* base TTL */
+};
+
+struct cache_aside *cache_aside_create(struct redis *redis, const struct cache_settings *settings,
+                                       struct metrics *metrics)
+{
+    struct cache_aside *c = xcalloc(1, sizeof *c);
+    c->redis = redis;
+    c->metrics = metrics;
+    c->prefix = xstrdup(settings->prefix);
+    c->ttl_s = settings->ttl_s;
+    return c;
+}
+
+void cache_aside_free(struct cache_aside *c)
+{
+    if (c == NULL)
+        return;
+    free(c->prefix);
+    free(c);
+}
+
+bool cache_aside_available(const struct cache_aside *c)
+{
+    return redis_available(c->redis);
+}
+
+/* "<prefix>:<kind>:<key>" into a new string. */
+static char *make_key(const struct cache_aside *c, const char *kind, const char *key, size_t len,
+                      size_t *out_len)
+{
+    size_t plen = strlen(c->prefix), klen = strlen(kind);
+    char *out = xmalloc(plen + klen + len + 3);
+    memcpy(out, c->prefix, plen);
+    out[plen] = ':';
+    memcpy(out + plen + 1, kind, klen);
+    out[plen + 1 + klen] = ':';
+    memcpy(out + plen + 2 + klen, key, len);
+    *out_len = plen + 2 + klen + len;
+    out[*out_len] = '\0';
+    return out;
+}
+
+/* ---- lookup ---- */
+
+struct lookup {
+    cache_get_cb cb; /* the caller's callback */
+    void *arg;       /* its argument */
+    struct cache_aside *cache;
+};
+
+static void on_mget(redisReply *reply, void *arg)
+{
+    struct lookup *l = arg;
+    struct cache_aside *c = l->cache;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        l->cb(CACHE_UNAVAILABLE, NULL, 0, NULL, l->arg);
+    } else if (reply->element[0]->type == REDIS_REPLY_STRING) {
+        metrics_inc(c->metrics, METRIC_CACHE_HITS);
+        l->cb(CACHE_HIT, reply->element[0]->str, reply->element[0]->len, NULL, l->arg);
+    } else {
+        metrics_inc(c->metrics, METRIC_CACHE_MISSES);
+        redisReply *ver = reply->element[1];
+        l->cb(CACHE_MISS, NULL, 0, ver->type == REDIS_REPLY_STRING ? ver->str : "0", l->arg);
+    }
+    free(l);
+}
+
+void cache_aside_get(struct cache_aside *c, const char *key, size_t key_len, cache_get_cb cb,
+                     void *arg)
+{
+    size_t vlen, verlen;
+    char *value_key = make_key(c, "v", key, key_len, &vlen);
+    char *version_key = make_key(c, "ver", key, key_len, &verlen);
+    struct lookup *l = xmalloc(sizeof *l);
+    *l = (struct lookup){cb, arg, c};
+    const char *argv[] = {"MGET", value_key, version_key};
+    const size_t lens[] = {4, vlen, verlen};
+    redis_command(c->redis, on_mget, l, 3, argv, lens);
+    free(value_key);
+    free(version_key);
+}
+
+/* ---- fill and invalidate (fire and forget) ---- */
+
+static void on_fill(redisReply *reply, void *arg)
+{
+    struct cache_aside *c = arg;
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        metrics_inc(c->metrics, METRIC_CACHE_FILLS_SKIPPED);
+}
+
+void cache_aside_fill(struct cache_aside *c, const char *key, size_t key_len, const char *token,
+                      const char *data, size_t len)
+{
+    size_t vlen, verlen;
+    char *value_key = make_key(c, "v", key, key_len, &vlen);
+    char *version_key = make_key(c, "ver", key, key_len, &verlen);
+    char ttl[32];
+    long jitter = c->ttl_s >= 10 ? random() % (c->ttl_s / 10 + 1) : 0;
+    snprintf(ttl, sizeof ttl, "%ld", c->ttl_s + jitter);
+    const char *argv[] = {"EVAL", FILL_SCRIPT, "2", value_key, version_key, token, data, ttl};
+    const size_t lens[] = {4,      sizeof FILL_SCRIPT - 1, 1,   vlen,
+                           verlen, strlen(token),          len, strlen(ttl)};
+    redis_command(c->redis, on_fill, c, 8, argv, lens);
+    free(value_key);
+    free(version_key);
+}
+
+static void on_invalidated(redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (reply == NULL)
+        LOG_WARN("cache: an invalidation failed (Redis unavailable); that entry may be stale "
+                 "until its TTL ends");
+}
+
+void cache_aside_invalidate(struct cache_aside *c, const char *key, size_t key_len)
+{
+    size_t vlen, verlen;
+    char *value_key = make_key(c, "v", key, key_len, &vlen);
+    char *version_key = make_key(c, "ver", key, key_len, &verlen);
+    char ttl[32];
+    snprintf(ttl, sizeof ttl, "%ld", c->ttl_s * 2 + 60); /* outlives any value it guards */
+    const char *argv[] = {"EVAL", INVALIDATE_SCRIPT, "2", value_key, version_key, ttl};
+    const size_t lens[] = {4, sizeof INVALIDATE_SCRIPT - 1, 1, vlen, verlen, strlen(ttl)};
+    redis_command(c->redis, on_invalidated, NULL, 6, argv, lens);
+    free(value_key);
+    free(version_key);
+}
+
+/* ---- counting this layer's keys ---- */
+
+struct count {
+    struct cache_aside *cache; /* whose keys */
+    cache_count_cb cb;         /* the caller */
+    void *arg;                 /* its argument */
+    long long keys;            /* counted so far */
+    int steps;                 /* SCAN calls so far */
+    char pattern[128];         /* "<prefix>:v:*" */
+};
+
+static void scan_step(struct count *n, const char *cursor);
+
+static void on_scan(redisReply *reply, void *arg)
+{
+    struct count *n = arg;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        ++n->steps > SCAN_MAX_STEPS) {
+        n->cb(-1, n->arg);
+        free(n);
+        return;
+    }
+    n->keys += (long long)reply->element[1]->elements;
+    const char *cursor = reply->element[0]->str;
+    if (strcmp(cursor, "0") == 0) {
+        n->cb(n->keys, n->arg);
+        free(n);
+        return;
+    }
+    scan_step(n, cursor);
+}
+
+static void scan_step(struct count *n, const char *cursor)
+{
+    const char *argv[] = {"SCAN", cursor, "MATCH", n->pattern, "COUNT", SCAN_BATCH};
+    const size_t lens[] = {4, strlen(cursor), 5, strlen(n->pattern), 5, strlen(SCAN_BATCH)};
+    redis_command(n->cache->redis, on_scan, n, 6, argv, lens);
+}
+
+void cache_aside_count(struct cache_aside *c, cache_count_cb cb, void *arg)
+{
+    struct count *n = xcalloc(1, sizeof *n);
+    n->cache = c;
+    n->cb = cb;
+    n->arg = arg;
+    snprintf(n->pattern, sizeof n->pattern, "%s:v:*", c->prefix);
+    scan_step(n, "0");
+}

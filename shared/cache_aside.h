@@ -1,0 +1,66 @@
+/*
+ * cache_aside: the read-through-on-miss cache pattern on Redis, without its classic race.
+ *
+ *   read:  GET from Redis -> hit: answer. miss: read the database, then fill Redis (with a TTL).
+ *   write: write the database, then invalidate the cached entry.
+ *
+ * The race every naive version has: a reader misses and reads the old row; a writer commits and
+ * deletes the cached entry; then the reader stores the old row, which is served for the whole
+ * TTL. Here every key has a version in Redis. A miss returns the version it saw (a token); an
+ * invalidation increments the version and deletes the entry in one atomic script; a fill stores
+ * the row only if the version still equals the token (another script). A fill that lost the race
+ * is skipped and counted (cache_fills_skipped_total).
+ *
+ * Keys are "<prefix>:v:<key>" (value) and "<prefix>:ver:<key>" (version), so statistics and
+ * clearing touch only this layer's keys. TTLs get up to 10% random jitter so that keys filled
+ * together do not expire together. Redis being down is not an error: lookups report
+ * CACHE_UNAVAILABLE, and callers read the database.
+ */
+#ifndef LAYERS_CACHE_ASIDE_H
+#define LAYERS_CACHE_ASIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cache_aside;
+struct metrics;
+struct redis;
+
+enum cache_result { CACHE_HIT, CACHE_MISS, CACHE_UNAVAILABLE };
+
+struct cache_settings {
+    const char *prefix; /* key namespace, e.g. "l2" */
+    long ttl_s;         /* CACHE_TTL */
+};
+
+/*
+ * Called exactly once per lookup (possibly before cache_aside_get returns, when Redis is
+ * unavailable). On CACHE_HIT, data is the cached text; on CACHE_MISS, token is the version to
+ * pass to cache_aside_fill. Both are valid only during the callback.
+ */
+typedef void (*cache_get_cb)(enum cache_result result, const char *data, size_t len,
+                             const char *token, void *arg);
+
+/* Called once with the number of this layer's cached values, or -1 when it could not count. */
+typedef void (*cache_count_cb)(long long keys, void *arg);
+
+struct cache_aside *cache_aside_create(struct redis *redis, const struct cache_settings *settings,
+                                       struct metrics *metrics);
+void cache_aside_free(struct cache_aside *cache);
+
+void cache_aside_get(struct cache_aside *cache, const char *key, size_t key_len, cache_get_cb cb,
+                     void *arg);
+
+/* Stores data for key if nothing was written since the lookup that returned token. */
+void cache_aside_fill(struct cache_aside *cache, const char *key, size_t key_len, const char *token,
+                      const char *data, size_t len);
+
+/* After a database write: bump the version and drop the entry. */
+void cache_aside_invalidate(struct cache_aside *cache, const char *key, size_t key_len);
+
+/* Counts this layer's cached values with SCAN (never KEYS), in bounded steps. */
+void cache_aside_count(struct cache_aside *cache, cache_count_cb cb, void *arg);
+
+bool cache_aside_available(const struct cache_aside *cache);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * pool_config: shared database and pool settings (see pool_config.h).
+ */
+#include "pool_config.h"
+
+#include "log.h"
+
+struct pgconn_settings pool_config_pg(const struct pool_config *c, const char *application)
+{
+    /* Pooled connections live long: each prepares its statements once (pgconn.h). */
+    return (struct pgconn_settings){c->database_url, application, c->connect_timeout_ms,
+                                    c->query_timeout_ms, true};
+}
+
+bool pool_config_check(const struct pool_config *c)
+{
+    if (c->min_size > c->max_size) {
+        LOG_ERROR("DB_POOL_MIN_SIZE (%ld) must not exceed DB_POOL_MAX_SIZE (%ld)", c->min_size,
+                  c->max_size);
+        return false;
+    }
+    return true;
+}
+
+struct pool *pool_config_create(const struct pool_config *c, struct event_base *base,
+                                const char *application, struct metrics *metrics)
+{
+    struct pgconn_settings pg = pool_config_pg(c, application);
+    struct pool_settings ps = {(int)c->min_size,         (int)c->max_size,
+                               c->acquire_timeout_ms,    (int)c->max_waiting,
+                               c->max_lifetime_s * 1000, c->idle_timeout_s * 1000};
+    return pool_create_pg(base, &ps, &pg, metrics);
+}
