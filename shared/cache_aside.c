@@ -165,6 +165,7 @@ void cache_aside_invalidate(struct cache_aside *c, const char *key, size_t key_l
 
 struct count {
     struct cache_aside *cache; /* whose keys */
+    bool delete;               /* clearing rather than counting */
     cache_count_cb cb;         /* the caller */
     void *arg;                 /* its argument */
     long long keys;            /* counted so far */
@@ -173,6 +174,11 @@ struct count {
 };
 
 static void scan_step(struct count *n, const char *cursor);
+
+static void on_unlinked(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg;
+}
 
 static void on_scan(redisReply *reply, void *arg)
 {
@@ -183,7 +189,22 @@ static void on_scan(redisReply *reply, void *arg)
         free(n);
         return;
     }
-    n->keys += (long long)reply->element[1]->elements;
+    redisReply *batch = reply->element[1];
+    if (n->delete &&batch->elements > 0) {
+        /* UNLINK this batch (fire and forget: it is ordered before the next SCAN). */
+        const char **argv = xmalloc((batch->elements + 1) * sizeof *argv);
+        size_t *lens = xmalloc((batch->elements + 1) * sizeof *lens);
+        argv[0] = "UNLINK";
+        lens[0] = 6;
+        for (size_t i = 0; i < batch->elements; i++) {
+            argv[i + 1] = batch->element[i]->str;
+            lens[i + 1] = batch->element[i]->len;
+        }
+        redis_command(n->cache->redis, on_unlinked, NULL, (int)batch->elements + 1, argv, lens);
+        free(argv);
+        free(lens);
+    }
+    n->keys += (long long)batch->elements;
     const char *cursor = reply->element[0]->str;
     if (strcmp(cursor, "0") == 0) {
         n->cb(n->keys, n->arg);
@@ -200,12 +221,24 @@ static void scan_step(struct count *n, const char *cursor)
     redis_command(n->cache->redis, on_scan, n, 6, argv, lens);
 }
 
-void cache_aside_count(struct cache_aside *c, cache_count_cb cb, void *arg)
+static void scan_all(struct cache_aside *c, const char *kinds, bool delete, cache_count_cb cb,
+                     void *arg)
 {
     struct count *n = xcalloc(1, sizeof *n);
     n->cache = c;
+    n->delete = delete;
     n->cb = cb;
     n->arg = arg;
-    snprintf(n->pattern, sizeof n->pattern, "%s:v:*", c->prefix);
+    snprintf(n->pattern, sizeof n->pattern, "%s:%s", c->prefix, kinds);
     scan_step(n, "0");
+}
+
+void cache_aside_count(struct cache_aside *c, cache_count_cb cb, void *arg)
+{
+    scan_all(c, "v:*", false, cb, arg);
+}
+
+void cache_aside_clear(struct cache_aside *c, cache_count_cb cb, void *arg)
+{
+    scan_all(c, "v:*", true, cb, arg); /* values; versions stay, they guard fills */
 }

@@ -61,6 +61,10 @@ void cache_aside_invalidate(struct cache_aside *cache, const char *key, size_t k
 /* Counts this layer's cached values with SCAN (never KEYS), in bounded steps. */
 void cache_aside_count(struct cache_aside *cache, cache_count_cb cb, void *arg);
 
+/* Deletes every key of this layer (SCAN + UNLINK in batches; never FLUSHDB). cb gets the number
+ * of values deleted, or -1 when Redis failed midway. */
+void cache_aside_clear(struct cache_aside *cache, cache_count_cb cb, void *arg);
+
 bool cache_aside_available(const struct cache_aside *cache);
 
 #endif

@@ -17,8 +17,8 @@
 struct evbuffer;
 
 enum metric_module {
-    METRIC_MODULE_PG = 1 << 0,   /* the PostgreSQL connection */
-    METRIC_MODULE_POOL = 1 << 1, /* the connection pool */
+    METRIC_MODULE_PG = 1 << 0,    /* the PostgreSQL connection */
+    METRIC_MODULE_POOL = 1 << 1,  /* the connection pool */
     METRIC_MODULE_REDIS = 1 << 2, /* the Redis client */
     METRIC_MODULE_CACHE = 1 << 3, /* cache-aside */
 };
@@ -55,7 +55,13 @@ enum metric_module {
     X(CACHE_COALESCED, METRIC_MODULE_CACHE, "cache_coalesced_total",                               \
       "Misses that joined a database read already in flight (single-flight)")                      \
     X(CACHE_FILLS_SKIPPED, METRIC_MODULE_CACHE, "cache_fills_skipped_total",                       \
-      "Cache fills refused because a write happened meanwhile (stale-set race)")
+      "Cache fills refused because a write happened meanwhile (stale-set race)")                   \
+    X(L1_HITS, METRIC_MODULE_CACHE, "l1_cache_hits_total",                                         \
+      "Reads answered from the in-process tier")                                                   \
+    X(L1_MISSES, METRIC_MODULE_CACHE, "l1_cache_misses_total",                                     \
+      "Reads the in-process tier could not answer")                                                \
+    X(L1_INVALIDATIONS, METRIC_MODULE_CACHE, "l1_invalidations_total",                             \
+      "Invalidation messages applied to the in-process tier")
 
 enum metric_counter {
 #define METRIC_ENUM(id, module, name, help) METRIC_##id,

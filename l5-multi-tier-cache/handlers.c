@@ -1,0 +1,357 @@
+/*
+ * Layer 5: multi-tier cache. The read and write paths.
+ *
+ *   GET /read/{key} -> L1 (this process)  hit -> 200 "cache_level":"L1"
+ *                   -> L2 (Redis)         hit -> promote into L1 -> 200 "L2"
+ *                   -> L3 (PostgreSQL, one query per key at a time) -> fill L2 and L1 -> "L3"
+ *   POST /write     -> PostgreSQL -> invalidate L2 -> drop from this L1 -> PUBLISH the key, so
+ *                      every other instance drops it from its L1 too -> 200
+ *
+ * An in-process tier is only safe with invalidations: several instances each hold their own L1,
+ * and a write through one must reach all. Writers publish on the Redis channel
+ * "l5:invalidations"; every instance subscribes (redis_subscriber.h). While the subscription is
+ * down, messages may be missed, so L1 is emptied and bypassed until it is back. A fill (into L1)
+ * that raced with an invalidation of its key is refused, like L2's versioned fills: the layer
+ * counts invalidations (an epoch) and remembers the latest keys; a read remembers the epoch it
+ * started at.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "clock.h"
+#include "http.h"
+#include "l1_cache.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "redis_subscriber.h"
+#include "server.h"
+#include "single_flight.h"
+#include "validate.h"
+#include "xalloc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INVALIDATION_CHANNEL "l5:invalidations"
+
+/* One write in flight. */
+struct write_flow {
+    struct http_request *req;  /* answered exactly once, in on_written */
+    struct write_request body; /* key and value, kept alive until the query is done */
+    struct layer5 *layer;      /* for the caches */
+};
+
+/* One read in flight. */
+struct read_flow {
+    struct http_request *req; /* answered exactly once */
+    char *key;                /* percent-decoded key */
+    size_t key_len;           /* its length in bytes */
+    char *token;              /* L2's version on a miss, or NULL (Redis down) */
+    uint64_t epoch;           /* invalidations seen when the read started */
+    struct layer5 *layer;     /* caches and pool */
+};
+
+/* ---- invalidations and the L1 fill guard ---- */
+
+static uint64_t key_hash(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    return h | 1; /* never 0, which marks "everything" */
+}
+
+void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len)
+{
+    if (key == NULL)
+        l1_cache_clear(layer->l1);
+    else
+        l1_cache_remove(layer->l1, key, key_len);
+    layer->recent[layer->epoch % RECENT_INVALIDATIONS] = key ? key_hash(key, key_len) : 0;
+    layer->epoch++;
+    metrics_inc(server_metrics(layer->server), METRIC_L1_INVALIDATIONS);
+}
+
+/* May a value read since `epoch` go into L1? Not if its key (or everything) was invalidated
+ * since, nor while invalidations cannot be heard. */
+static bool l1_fill_allowed(const struct layer5 *layer, const char *key, size_t key_len,
+                            uint64_t epoch)
+{
+    if (!redis_subscriber_active(layer->invalidations))
+        return false;
+    if (layer->epoch - epoch >= RECENT_INVALIDATIONS)
+        return false;
+    uint64_t h = key_hash(key, key_len);
+    for (uint64_t e = epoch; e < layer->epoch; e++) {
+        uint64_t seen = layer->recent[e % RECENT_INVALIDATIONS];
+        if (seen == h || seen == 0)
+            return false;
+    }
+    return true;
+}
+
+static void l1_fill(struct layer5 *layer, struct read_flow *flow, const char *row, size_t len)
+{
+    if (l1_fill_allowed(layer, flow->key, flow->key_len, flow->epoch))
+        l1_cache_put(layer->l1, flow->key, flow->key_len, row, len, monotonic_ms());
+}
+
+/* ---- writes ---- */
+
+static void on_published(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg;
+}
+
+static void publish_invalidation(struct layer5 *layer, const char *key, size_t key_len)
+{
+    const char *argv[] = {"PUBLISH", INVALIDATION_CHANNEL, key};
+    const size_t lens[] = {7, sizeof INVALIDATION_CHANNEL - 1, key_len};
+    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
+}
+
+static void on_written(PGresult *res, enum pg_status status, void *arg)
+{
+    struct write_flow *flow = arg;
+    struct layer5 *layer = flow->layer;
+    (void)res;
+    if (status == PG_OK) {
+        cache_aside_invalidate(layer->l2, flow->body.key, flow->body.key_len);
+        layer5_invalidate_l1(layer, flow->body.key, flow->body.key_len);
+        publish_invalidation(layer, flow->body.key, flow->body.key_len);
+        http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
+    } else {
+        records_reply_failure(flow->req, status);
+    }
+    write_request_cleanup(&flow->body);
+    free(flow);
+}
+
+void handle_write(struct http_request *req, void *arg)
+{
+    struct layer5 *layer = arg;
+    struct write_flow *flow = xcalloc(1, sizeof *flow);
+    json_t *errors = json_array();
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
+        free(flow);
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    flow->req = req;
+    flow->layer = layer;
+    const char *values[] = {flow->body.key, flow->body.value};
+    pool_query(layer->pool, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+}
+
+/* ---- reads ---- */
+
+static void free_read_flow(struct read_flow *flow)
+{
+    free(flow->key);
+    free(flow->token);
+    free(flow);
+}
+
+/* Answers from a cached row ({"value","created_at","updated_at"}); false if it is unreadable. */
+static bool reply_cached(struct read_flow *flow, const char *row, size_t len, const char *level)
+{
+    json_t *doc = json_loadb(row, len, 0, NULL);
+    if (doc == NULL)
+        return false;
+    json_t *reply = json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n, s:s}", "success", 1, "key",
+                              flow->key, flow->key_len, "value", json_object_get(doc, "value"),
+                              "created_at", json_object_get(doc, "created_at"), "updated_at",
+                              json_object_get(doc, "updated_at"), "message", "cache_level", level);
+    json_decref(doc);
+    http_reply_json(flow->req, 200, reply);
+    return true;
+}
+
+static char *row_text(const PGresult *res)
+{
+    json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
+                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
+                            "updated_at", PQgetvalue(res, 0, 2));
+    char *text = json_dumps(row, JSON_COMPACT);
+    json_decref(row);
+    return text;
+}
+
+static void on_read(PGresult *res, enum pg_status status, void *arg)
+{
+    struct read_flow *leader = arg;
+    struct layer5 *layer = leader->layer;
+    size_t count;
+    void **waiters = single_flight_finish(layer->flights, leader->key, leader->key_len, &count);
+    for (size_t i = 0; i <= count; i++) {
+        struct read_flow *flow = i < count ? waiters[i] : leader;
+        if (status == PG_OK) {
+            json_t *reply = records_read_reply(res, flow->key, flow->key_len);
+            json_object_set_new(reply, "cache_level", json_string("L3"));
+            http_reply_json(flow->req, 200, reply);
+        } else {
+            records_reply_failure(flow->req, status);
+        }
+        if (flow != leader)
+            free_read_flow(flow);
+    }
+    free(waiters);
+    if (status == PG_OK && PQntuples(res) == 1) {
+        char *row = row_text(res);
+        if (leader->token != NULL)
+            cache_aside_fill(layer->l2, leader->key, leader->key_len, leader->token, row,
+                             strlen(row));
+        l1_fill(layer, leader, row, strlen(row));
+        free(row);
+    }
+    free_read_flow(leader);
+}
+
+static void on_l2(enum cache_result result, const char *data, size_t len, const char *token,
+                  void *arg)
+{
+    struct read_flow *flow = arg;
+    struct layer5 *layer = flow->layer;
+    if (result == CACHE_HIT && reply_cached(flow, data, len, "L2")) {
+        l1_fill(layer, flow, data, len); /* promote */
+        free_read_flow(flow);
+        return;
+    }
+    flow->token = token ? xstrdup(token) : NULL;
+    if (!single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
+        metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
+        return; /* the leader's query answers this request too */
+    }
+    const char *values[] = {flow->key};
+    pool_query(layer->pool, RECORDS_SQL_READ, 1, values, on_read, flow);
+}
+
+void handle_read(struct http_request *req, void *arg)
+{
+    struct layer5 *layer = arg;
+    struct route_param raw = http_request_param(req, 0);
+    json_t *errors = json_array();
+    size_t key_len;
+    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
+    if (key == NULL) {
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    struct read_flow *flow = xcalloc(1, sizeof *flow);
+    flow->req = req;
+    flow->key = key;
+    flow->key_len = key_len;
+    flow->layer = layer;
+    flow->epoch = layer->epoch;
+    struct metrics *m = server_metrics(layer->server);
+    const char *row;
+    size_t len;
+    if (redis_subscriber_active(layer->invalidations) &&
+        l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len) &&
+        reply_cached(flow, row, len, "L1")) {
+        metrics_inc(m, METRIC_L1_HITS);
+        free_read_flow(flow);
+        return;
+    }
+    metrics_inc(m, METRIC_L1_MISSES);
+    cache_aside_get(layer->l2, flow->key, flow->key_len, on_l2, flow);
+}
+
+/* ---- health, statistics, clearing ---- */
+
+static void on_health(PGresult *res, enum pg_status status, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer5 *layer = *http_request_context(req);
+    (void)res;
+    bool db = status == PG_OK, cache = cache_aside_available(layer->l2),
+         subscribed = redis_subscriber_active(layer->invalidations);
+    const char *overall = !db ? "unhealthy" : cache && subscribed ? "healthy" : "degraded";
+    http_reply_json(req, db ? 200 : 503,
+                    json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
+                              "5-multi-tier-cache", "database", db ? "healthy" : "unavailable",
+                              "cache", cache ? "healthy" : "unavailable", "invalidations",
+                              subscribed ? "healthy" : "unavailable"));
+}
+
+void handle_health(struct http_request *req, void *arg)
+{
+    struct layer5 *layer = arg;
+    *http_request_context(req) = layer;
+    pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
+}
+
+static json_t *rate(unsigned long long part, unsigned long long whole)
+{
+    return json_real(whole ? round(10000.0 * (double)part / (double)whole) / 100.0 : 0.0);
+}
+
+static void on_counted(long long keys, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer5 *layer = *http_request_context(req);
+    struct metrics *m = server_metrics(layer->server);
+    unsigned long long l1_hits = metrics_get(m, METRIC_L1_HITS);
+    unsigned long long l1_misses = metrics_get(m, METRIC_L1_MISSES);
+    unsigned long long l2_hits = metrics_get(m, METRIC_CACHE_HITS);
+    unsigned long long l2_misses = metrics_get(m, METRIC_CACHE_MISSES);
+    unsigned long long reads = l1_hits + l1_misses;
+    struct l1_cache_stats l1;
+    l1_cache_get_stats(layer->l1, &l1);
+    struct pool_stats pool;
+    pool_get_stats(layer->pool, &pool);
+    json_t *stats = json_object();
+    json_object_set_new(stats, "l1_cache_available",
+                        json_boolean(redis_subscriber_active(layer->invalidations)));
+    json_object_set_new(stats, "l1_cache_size", json_integer((json_int_t)l1.entries));
+    json_object_set_new(stats, "l1_cache_max_size", json_integer((json_int_t)l1.max_entries));
+    json_object_set_new(stats, "l1_cache_bytes", json_integer((json_int_t)l1.bytes));
+    json_object_set_new(stats, "l1_cache_max_bytes", json_integer((json_int_t)l1.max_bytes));
+    json_object_set_new(stats, "l1_cache_evictions", json_integer((json_int_t)l1.evictions));
+    json_object_set_new(stats, "l1_cache_hits", json_integer((json_int_t)l1_hits));
+    json_object_set_new(stats, "l1_cache_misses", json_integer((json_int_t)l1_misses));
+    json_object_set_new(stats, "l1_hit_rate", rate(l1_hits, reads));
+    json_object_set_new(stats, "l2_cache_available", json_boolean(keys >= 0));
+    json_object_set_new(stats, "l2_cache_keys", keys >= 0 ? json_integer(keys) : json_null());
+    json_object_set_new(stats, "l2_cache_hits", json_integer((json_int_t)l2_hits));
+    json_object_set_new(stats, "l2_cache_misses", json_integer((json_int_t)l2_misses));
+    json_object_set_new(stats, "l2_hit_rate", rate(l2_hits, l2_hits + l2_misses));
+    json_object_set_new(stats, "db_pool_size", json_integer(pool.size));
+    json_object_set_new(stats, "total_hits", json_integer((json_int_t)(l1_hits + l2_hits)));
+    json_object_set_new(stats, "total_misses",
+                        json_integer((json_int_t)(reads - l1_hits - l2_hits)));
+    json_object_set_new(stats, "overall_hit_rate", rate(l1_hits + l2_hits, reads));
+    http_reply_json(req, 200, stats);
+}
+
+void handle_stats(struct http_request *req, void *arg)
+{
+    struct layer5 *layer = arg;
+    *http_request_context(req) = layer;
+    cache_aside_count(layer->l2, on_counted, req);
+}
+
+static void on_cleared(long long keys, void *arg)
+{
+    struct http_request *req = arg;
+    if (keys < 0) {
+        http_reply_error(req, 503, "Cache unavailable");
+        return;
+    }
+    http_reply_json(req, 200,
+                    json_pack("{s:b, s:s}", "success", 1, "message", "All caches cleared"));
+}
+
+void handle_clear_cache(struct http_request *req, void *arg)
+{
+    struct layer5 *layer = arg;
+    layer5_invalidate_l1(layer, NULL, 0);
+    publish_invalidation(layer, "", 0); /* an empty key: every instance clears its L1 */
+    cache_aside_clear(layer->l2, on_cleared, req);
+}

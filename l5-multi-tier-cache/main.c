@@ -1,0 +1,127 @@
+/*
+ * Layer 5: multi-tier cache. Configuration, routes and start-up.
+ *
+ * What is new since layer 2: the in-process tier's bounds and TTL (L1_CACHE_SIZE,
+ * L1_CACHE_MAX_BYTES, L1_CACHE_TTL), a subscription to the invalidation channel, GET /stats and
+ * POST /clear-cache.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "http.h"
+#include "l1_cache.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "redis_subscriber.h"
+#include "schema.h"
+#include "server.h"
+#include "single_flight.h"
+
+static struct layer5 layer;
+
+static const struct config_row layer_rows[] = {
+    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15450/layers"),
+    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16450/0", 0, 0, "Redis connection URL",
+     &layer.redis_url},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
+    {"L1_CACHE_SIZE", CONFIG_INT, "10000", 1, 10000000, "most entries in the in-process tier",
+     &layer.l1_size},
+    {"L1_CACHE_MAX_BYTES", CONFIG_INT, "67108864", 1024, 1L << 36,
+     "most bytes of keys and values in the in-process tier", &layer.l1_max_bytes},
+    {"L1_CACHE_TTL", CONFIG_INT, "30", 1, 86400, "seconds an in-process entry lives",
+     &layer.l1_ttl_s},
+    {"L2_CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
+     "seconds a Redis entry lives (plus up to 10% jitter)", &layer.l2_ttl_s},
+};
+
+static void on_schema_ready(void *arg)
+{
+    server_ready(arg);
+}
+
+/* Another instance (or this one) wrote a key: drop it here. An empty message means "all". */
+static void on_invalidation(const char *key, size_t len, void *arg)
+{
+    layer5_invalidate_l1(arg, len ? key : NULL, len);
+}
+
+/* Without the subscription, invalidations can be missed: start L1 afresh either way. */
+static void on_subscription(bool active, void *arg)
+{
+    layer5_invalidate_l1(arg, NULL, 0);
+    (void)active;
+}
+
+static bool start(struct server *server, void *arg)
+{
+    struct layer5 *l = arg;
+    l->server = server;
+    l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    if (!pool_config_check(&l->db))
+        return false;
+    struct pgconn_settings pg = pool_config_pg(&l->db, "l5-multi-tier-cache");
+    l->pool = pool_config_create(&l->db, server_base(server), "l5-multi-tier-cache",
+                                 server_metrics(server));
+    metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
+    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    l->invalidations =
+        redis_subscriber_create(server_base(server), l->redis_url, l->redis_timeout_ms,
+                                "l5:invalidations", on_invalidation, on_subscription, l);
+    if (l->redis == NULL || l->invalidations == NULL)
+        return false;
+    struct cache_settings cs = {"l5", l->l2_ttl_s};
+    l->l2 = cache_aside_create(l->redis, &cs, server_metrics(server));
+    l->l1 = l1_cache_create((size_t)l->l1_size, (size_t)l->l1_max_bytes, l->l1_ttl_s * 1000);
+    l->flights = single_flight_create();
+
+    struct http_server *http = server_http(server);
+    http_route(http, HTTP_POST, "/write", handle_write, l);
+    http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
+    http_route(http, HTTP_GET, "/health", handle_health, l);
+    http_route(http, HTTP_GET, "/stats", handle_stats, l);
+    http_route(http, HTTP_POST, "/clear-cache", handle_clear_cache, l);
+
+    l->schema =
+        schema_ensure(server_base(server), &pg, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    return true;
+}
+
+static void maintain(void *arg)
+{
+    struct layer5 *l = arg;
+    pool_maintain(l->pool);
+    redis_maintain(l->redis);
+}
+
+static void stop(void *arg)
+{
+    struct layer5 *l = arg;
+    schema_task_free(l->schema);
+    redis_subscriber_free(l->invalidations);
+    cache_aside_free(l->l2);
+    redis_free(l->redis);
+    l1_cache_free(l->l1);
+    single_flight_free(l->flights);
+    pool_free(l->pool);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "l5-multi-tier-cache",
+        .layer = "5-multi-tier-cache",
+        .summary = "key/value API with an in-process cache, Redis and PostgreSQL as three tiers",
+        .default_port = 8005,
+        .rows = layer_rows,
+        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        .metric_modules =
+            METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
+        .start = start,
+        .maintain = maintain,
+        .stop = stop,
+    };
+    return server_main(argc, argv, &spec, &layer);
+}

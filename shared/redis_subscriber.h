@@ -1,0 +1,31 @@
+/*
+ * redis_subscriber: one Redis pub/sub subscription that survives Redis restarts.
+ *
+ * A subscribed connection can do nothing but receive, so it is separate from the command
+ * client (redis.h). It reconnects with backoff and resubscribes, and tells its owner whenever it
+ * goes up or down: while it is down, messages may be missed, and a cache fed by invalidation
+ * messages must not trust itself (layer 5 empties and bypasses its in-process tier).
+ */
+#ifndef LAYERS_REDIS_SUBSCRIBER_H
+#define LAYERS_REDIS_SUBSCRIBER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct redis_subscriber;
+
+/* A message on the channel. */
+typedef void (*redis_message_cb)(const char *data, size_t len, void *arg);
+/* The subscription became active (true) or was lost (false). */
+typedef void (*redis_subscription_cb)(bool active, void *arg);
+
+struct redis_subscriber *redis_subscriber_create(struct event_base *base, const char *url,
+                                                 long connect_timeout_ms, const char *channel,
+                                                 redis_message_cb on_message,
+                                                 redis_subscription_cb on_state, void *arg);
+void redis_subscriber_free(struct redis_subscriber *sub);
+
+bool redis_subscriber_active(const struct redis_subscriber *sub);
+
+#endif
