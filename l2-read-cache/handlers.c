@@ -52,8 +52,10 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
     if (status == PG_OK) {
         /* Database first, then the cache: a reader can no longer fill the old row (the
          * version moved), and this client's next read, sent on the same Redis connection
-         * after this command, sees the entry gone. */
+         * after this command, sees the entry gone. Nor may that read join a query for the key
+         * that started before this commit (it could return the old row): forget that flight. */
         cache_aside_invalidate(flow->layer->cache, flow->body.key, flow->body.key_len);
+        single_flight_forget(flow->layer->flights, flow->body.key, flow->body.key_len);
         http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
     } else {
         records_reply_failure(flow->req, status);
@@ -141,7 +143,8 @@ static void on_read(PGresult *res, enum pg_status status, void *arg)
     struct read_flow *leader = arg;
     struct layer2 *layer = leader->layer;
     size_t count;
-    void **waiters = single_flight_finish(layer->flights, leader->key, leader->key_len, &count);
+    void **waiters =
+        single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
     for (size_t i = 0; i <= count; i++) {
         struct read_flow *flow = i < count ? waiters[i] : leader;
         if (status == PG_OK)

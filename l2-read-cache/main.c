@@ -49,7 +49,7 @@ static bool start(struct server *server, void *arg)
     l->redis = redis_create(server_base(server), &rs, server_metrics(server));
     if (l->redis == NULL)
         return false;
-    struct cache_settings cs = {"l2", l->cache_ttl_s};
+    struct cache_settings cs = {"l2", l->cache_ttl_s, NULL};
     l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
     l->flights = single_flight_create();
 
@@ -69,6 +69,7 @@ static void maintain(void *arg)
     struct layer2 *l = arg;
     pool_maintain(l->pool);
     redis_maintain(l->redis);
+    cache_aside_maintain(l->cache);
 }
 
 static void stop(void *arg)

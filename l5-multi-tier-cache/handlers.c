@@ -4,12 +4,14 @@
  *   GET /read/{key} -> L1 (this process)  hit -> 200 "cache_level":"L1"
  *                   -> L2 (Redis)         hit -> promote into L1 -> 200 "L2"
  *                   -> L3 (PostgreSQL, one query per key at a time) -> fill L2 and L1 -> "L3"
- *   POST /write     -> PostgreSQL -> invalidate L2 -> drop from this L1 -> PUBLISH the key, so
- *                      every other instance drops it from its L1 too -> 200
+ *   POST /write     -> PostgreSQL -> invalidate L2 and PUBLISH the key (one script), so every
+ *                      other instance drops it from its L1 too -> drop from this L1 -> 200
  *
  * An in-process tier is only safe with invalidations: several instances each hold their own L1,
  * and a write through one must reach all. Writers publish on the Redis channel
- * "l5:invalidations"; every instance subscribes (redis_subscriber.h). While the subscription is
+ * "l5:invalidations"; every instance subscribes (redis_subscriber.h). A write whose
+ * invalidation could not reach Redis is invalidated and published again as soon as Redis
+ * answers, and this instance bypasses L2 until then (cache_aside.h). While the subscription is
  * down, messages may be missed, so L1 is emptied and bypassed until it is back. A fill (into L1)
  * that raced with an invalidation of its key is refused, like L2's versioned fills: the layer
  * counts invalidations (an epoch) and remembers the latest keys; a read remembers the epoch it
@@ -34,8 +36,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define INVALIDATION_CHANNEL "l5:invalidations"
 
 /* One write in flight. */
 struct write_flow {
@@ -66,10 +66,14 @@ static uint64_t key_hash(const char *key, size_t len)
 
 void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len)
 {
-    if (key == NULL)
+    if (key == NULL) {
         l1_cache_clear(layer->l1);
-    else
+    } else {
         l1_cache_remove(layer->l1, key, key_len);
+        /* A database read of key already under way may predate the write: later reads must
+         * not join it (single_flight.h). */
+        single_flight_forget(layer->flights, key, key_len);
+    }
     layer->recent[layer->epoch % RECENT_INVALIDATIONS] = key ? key_hash(key, key_len) : 0;
     layer->epoch++;
     metrics_inc(server_metrics(layer->server), METRIC_L1_INVALIDATIONS);
@@ -95,27 +99,17 @@ static bool l1_fill_allowed(const struct layer5 *layer, const char *key, size_t 
 
 /* ---- writes ---- */
 
-static void on_published(redisReply *reply, void *arg)
-{
-    (void)reply, (void)arg;
-}
-
-static void publish_invalidation(struct layer5 *layer, const char *key, size_t key_len)
-{
-    const char *argv[] = {"PUBLISH", INVALIDATION_CHANNEL, key};
-    const size_t lens[] = {7, sizeof INVALIDATION_CHANNEL - 1, key_len};
-    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
-}
-
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
     struct layer5 *layer = flow->layer;
     (void)res;
     if (status == PG_OK) {
+        /* One script invalidates L2 and publishes the key to every instance (this one too);
+         * if it fails, cache_aside delivers it later (cache_aside.h). This instance's own L1
+         * is cleaned at once, before the reply. */
         cache_aside_invalidate(layer->l2, flow->body.key, flow->body.key_len);
         layer5_invalidate_l1(layer, flow->body.key, flow->body.key_len);
-        publish_invalidation(layer, flow->body.key, flow->body.key_len);
         http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
     } else {
         records_reply_failure(flow->req, status);
@@ -199,7 +193,8 @@ static void on_read(PGresult *res, enum pg_status status, void *arg)
     struct read_flow *leader = arg;
     struct layer5 *layer = leader->layer;
     size_t count;
-    void **waiters = single_flight_finish(layer->flights, leader->key, leader->key_len, &count);
+    void **waiters =
+        single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
     for (size_t i = 0; i <= count; i++) {
         struct read_flow *flow = i < count ? waiters[i] : leader;
         if (status == PG_OK) {
@@ -365,10 +360,18 @@ static void on_cleared(long long keys, void *arg)
                     json_pack("{s:b, s:s}", "success", 1, "message", "All caches cleared"));
 }
 
+static void on_published(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg;
+}
+
 void handle_clear_cache(struct http_request *req, void *arg)
 {
     struct layer5 *layer = arg;
     layer5_invalidate_l1(layer, NULL, 0);
-    publish_invalidation(layer, "", 0); /* an empty key: every instance clears its L1 */
+    /* An empty message: every instance clears its L1. */
+    const char *argv[] = {"PUBLISH", LAYER5_INVALIDATION_CHANNEL, ""};
+    const size_t lens[] = {7, sizeof LAYER5_INVALIDATION_CHANNEL - 1, 0};
+    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
     cache_aside_clear(layer->l2, on_cleared, req);
 }

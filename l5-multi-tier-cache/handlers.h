@@ -19,7 +19,8 @@ struct schema_task;
 struct server;
 struct single_flight;
 
-#define RECENT_INVALIDATIONS 1024 /* how far back a fill can check for a racing write */
+#define RECENT_INVALIDATIONS        1024 /* how far back a fill can check for a racing write */
+#define LAYER5_INVALIDATION_CHANNEL "l5:invalidations" /* keys written, "" = everything */
 
 struct layer5 {
     struct server *server;                  /* the core's server (loop, HTTP, metrics) */

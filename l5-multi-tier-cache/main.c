@@ -69,10 +69,10 @@ static bool start(struct server *server, void *arg)
     l->redis = redis_create(server_base(server), &rs, server_metrics(server));
     l->invalidations =
         redis_subscriber_create(server_base(server), l->redis_url, l->redis_timeout_ms,
-                                "l5:invalidations", on_invalidation, on_subscription, l);
+                                LAYER5_INVALIDATION_CHANNEL, on_invalidation, on_subscription, l);
     if (l->redis == NULL || l->invalidations == NULL)
         return false;
-    struct cache_settings cs = {"l5", l->l2_ttl_s};
+    struct cache_settings cs = {"l5", l->l2_ttl_s, LAYER5_INVALIDATION_CHANNEL};
     l->l2 = cache_aside_create(l->redis, &cs, server_metrics(server));
     l->l1 = l1_cache_create((size_t)l->l1_size, (size_t)l->l1_max_bytes, l->l1_ttl_s * 1000);
     l->flights = single_flight_create();
@@ -94,6 +94,7 @@ static void maintain(void *arg)
     struct layer5 *l = arg;
     pool_maintain(l->pool);
     redis_maintain(l->redis);
+    cache_aside_maintain(l->l2);
 }
 
 static void stop(void *arg)

@@ -21,16 +21,30 @@ static const char FILL_SCRIPT[] =
     "if v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
     "return 0";
 
-/* KEYS: value, version. ARGV: version ttl. */
-static const char INVALIDATE_SCRIPT[] = "redis.call('INCR', KEYS[2]) "
-                                        "redis.call('EXPIRE', KEYS[2], ARGV[1]) "
-                                        "redis.call('DEL', KEYS[1]) return 1";
+/* KEYS: value, version. ARGV: version ttl, channel ("" for none), key. */
+static const char INVALIDATE_SCRIPT[] =
+    "redis.call('INCR', KEYS[2]) "
+    "redis.call('EXPIRE', KEYS[2], ARGV[1]) "
+    "redis.call('DEL', KEYS[1]) "
+    "if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 1";
+
+/* A key whose invalidation has not been delivered. */
+struct owed_key {
+    char *key;  /* owned copy */
+    size_t len; /* its length */
+};
 
 struct cache_aside {
-    struct redis *redis;     /* the connection */
-    struct metrics *metrics; /* cache_* counters */
-    char *prefix;            /* "l2" */
-    long ttl_s;              /* base TTL */
+    struct redis *redis;      /* the connection */
+    struct metrics *metrics;  /* cache_* counters */
+    char *prefix;             /* "l2" */
+    char *channel;            /* invalidation channel, "" for none */
+    long ttl_s;               /* base TTL */
+    unsigned long generation; /* bumped when an invalidation is lost: older tokens are void */
+    struct owed_key owed[CACHE_OWED_MAX]; /* keys owed an invalidation */
+    size_t owed_count;                    /* entries used in owed */
+    bool owe_all;  /* more were lost than owed can hold: clear every key instead */
+    bool clearing; /* that clear is under way */
 };
 
 struct cache_aside *cache_aside_create(struct redis *redis, const struct cache_settings *settings,
@@ -40,22 +54,39 @@ struct cache_aside *cache_aside_create(struct redis *redis, const struct cache_s
     c->redis = redis;
     c->metrics = metrics;
     c->prefix = xstrdup(settings->prefix);
+    c->channel = xstrdup(settings->channel ? settings->channel : "");
     c->ttl_s = settings->ttl_s;
     return c;
+}
+
+static void forget_owed(struct cache_aside *c)
+{
+    for (size_t i = 0; i < c->owed_count; i++)
+        free(c->owed[i].key);
+    c->owed_count = 0;
 }
 
 void cache_aside_free(struct cache_aside *c)
 {
     if (c == NULL)
         return;
+    forget_owed(c);
     free(c->prefix);
+    free(c->channel);
     free(c);
+}
+
+static bool owes(const struct cache_aside *c)
+{
+    return c->owed_count > 0 || c->owe_all;
 }
 
 bool cache_aside_available(const struct cache_aside *c)
 {
-    return redis_available(c->redis);
+    return redis_available(c->redis) && !owes(c);
 }
+
+static void deliver_owed(struct cache_aside *c);
 
 /* "<prefix>:<kind>:<key>" into a new string. */
 static char *make_key(const struct cache_aside *c, const char *kind, const char *key, size_t len,
@@ -92,8 +123,12 @@ static void on_mget(redisReply *reply, void *arg)
         l->cb(CACHE_HIT, reply->element[0]->str, reply->element[0]->len, NULL, l->arg);
     } else {
         metrics_inc(c->metrics, METRIC_CACHE_MISSES);
+        /* The token: this process's generation, then the key's version in Redis. */
         redisReply *ver = reply->element[1];
-        l->cb(CACHE_MISS, NULL, 0, ver->type == REDIS_REPLY_STRING ? ver->str : "0", l->arg);
+        char token[96];
+        snprintf(token, sizeof token, "%lu:%.40s", c->generation,
+                 ver->type == REDIS_REPLY_STRING ? ver->str : "0");
+        l->cb(CACHE_MISS, NULL, 0, token, l->arg);
     }
     free(l);
 }
@@ -101,6 +136,11 @@ static void on_mget(redisReply *reply, void *arg)
 void cache_aside_get(struct cache_aside *c, const char *key, size_t key_len, cache_get_cb cb,
                      void *arg)
 {
+    if (owes(c)) { /* stale entries may be left: not to be trusted until they are gone */
+        deliver_owed(c);
+        cb(CACHE_UNAVAILABLE, NULL, 0, NULL, arg);
+        return;
+    }
     size_t vlen, verlen;
     char *value_key = make_key(c, "v", key, key_len, &vlen);
     char *version_key = make_key(c, "ver", key, key_len, &verlen);
@@ -125,6 +165,12 @@ static void on_fill(redisReply *reply, void *arg)
 void cache_aside_fill(struct cache_aside *c, const char *key, size_t key_len, const char *token,
                       const char *data, size_t len)
 {
+    char *version;
+    if (strtoul(token, &version, 10) != c->generation || *version != ':' || owes(c)) {
+        metrics_inc(c->metrics, METRIC_CACHE_FILLS_SKIPPED); /* looked up before a loss */
+        return;
+    }
+    token = version + 1;
     size_t vlen, verlen;
     char *value_key = make_key(c, "v", key, key_len, &vlen);
     char *version_key = make_key(c, "ver", key, key_len, &verlen);
@@ -139,12 +185,41 @@ void cache_aside_fill(struct cache_aside *c, const char *key, size_t key_len, co
     free(version_key);
 }
 
+/* Remembers that key's invalidation was lost (see cache_aside.h). */
+static void owe(struct cache_aside *c, const char *key, size_t len)
+{
+    c->generation++; /* fills from lookups made before now are void */
+    if (c->owe_all)
+        return;
+    for (size_t i = 0; i < c->owed_count; i++)
+        if (c->owed[i].len == len && memcmp(c->owed[i].key, key, len) == 0)
+            return;
+    if (c->owed_count == CACHE_OWED_MAX) {
+        LOG_WARN("cache: more than %d invalidations lost; all cached keys will be cleared",
+                 CACHE_OWED_MAX);
+        forget_owed(c);
+        c->owe_all = true;
+        return;
+    }
+    if (c->owed_count == 0 && !c->clearing)
+        LOG_WARN("cache: an invalidation failed (Redis unavailable); the cache is bypassed "
+                 "until it is delivered");
+    c->owed[c->owed_count++] = (struct owed_key){xstrndup(key, len), len};
+}
+
+/* One invalidation in flight: what to remember if it fails. */
+struct invalidation {
+    struct cache_aside *cache; /* whose */
+    size_t len;                /* key bytes */
+    char key[];                /* the key */
+};
+
 static void on_invalidated(redisReply *reply, void *arg)
 {
-    (void)arg;
-    if (reply == NULL)
-        LOG_WARN("cache: an invalidation failed (Redis unavailable); that entry may be stale "
-                 "until its TTL ends");
+    struct invalidation *inv = arg;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        owe(inv->cache, inv->key, inv->len);
+    free(inv);
 }
 
 void cache_aside_invalidate(struct cache_aside *c, const char *key, size_t key_len)
@@ -154,9 +229,15 @@ void cache_aside_invalidate(struct cache_aside *c, const char *key, size_t key_l
     char *version_key = make_key(c, "ver", key, key_len, &verlen);
     char ttl[32];
     snprintf(ttl, sizeof ttl, "%ld", c->ttl_s * 2 + 60); /* outlives any value it guards */
-    const char *argv[] = {"EVAL", INVALIDATE_SCRIPT, "2", value_key, version_key, ttl};
-    const size_t lens[] = {4, sizeof INVALIDATE_SCRIPT - 1, 1, vlen, verlen, strlen(ttl)};
-    redis_command(c->redis, on_invalidated, NULL, 6, argv, lens);
+    struct invalidation *inv = xmalloc(sizeof *inv + key_len);
+    inv->cache = c;
+    inv->len = key_len;
+    memcpy(inv->key, key, key_len);
+    const char *argv[] = {"EVAL", INVALIDATE_SCRIPT, "2", value_key, version_key,
+                          ttl,    c->channel,        key};
+    const size_t lens[] = {4,           sizeof INVALIDATE_SCRIPT - 1, 1,      vlen, verlen,
+                           strlen(ttl), strlen(c->channel),           key_len};
+    redis_command(c->redis, on_invalidated, inv, 8, argv, lens);
     free(value_key);
     free(version_key);
 }
@@ -241,4 +322,54 @@ void cache_aside_count(struct cache_aside *c, cache_count_cb cb, void *arg)
 void cache_aside_clear(struct cache_aside *c, cache_count_cb cb, void *arg)
 {
     scan_all(c, "v:*", true, cb, arg); /* values; versions stay, they guard fills */
+}
+
+/* ---- delivering lost invalidations ---- */
+
+static void on_published(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg;
+}
+
+static void on_owed_cleared(long long keys, void *arg)
+{
+    struct cache_aside *c = arg;
+    c->clearing = false;
+    if (keys < 0)
+        return; /* Redis failed again: the next delivery starts over */
+    c->owe_all = false;
+    LOG_INFO("cache: cleared %lld cached keys after lost invalidations", keys);
+    if (c->channel[0] != '\0') { /* an empty message: every key */
+        const char *argv[] = {"PUBLISH", c->channel, ""};
+        const size_t lens[] = {7, strlen(c->channel), 0};
+        redis_command(c->redis, on_published, NULL, 3, argv, lens);
+    }
+}
+
+static void deliver_owed(struct cache_aside *c)
+{
+    if (!redis_available(c->redis) || c->clearing)
+        return;
+    if (c->owe_all) {
+        c->clearing = true;
+        scan_all(c, "v:*", true, on_owed_cleared, c);
+        return;
+    }
+    /* Sent in order before any later lookup on the same connection; a failure owes it again. */
+    struct owed_key owed[CACHE_OWED_MAX];
+    size_t count = c->owed_count;
+    memcpy(owed, c->owed, count * sizeof *owed);
+    c->owed_count = 0;
+    if (count > 0)
+        LOG_INFO("cache: delivering %zu lost invalidations", count);
+    for (size_t i = 0; i < count; i++) {
+        cache_aside_invalidate(c, owed[i].key, owed[i].len);
+        free(owed[i].key);
+    }
+}
+
+void cache_aside_maintain(struct cache_aside *c)
+{
+    if (owes(c))
+        deliver_owed(c);
 }

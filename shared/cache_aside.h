@@ -15,6 +15,13 @@
  * clearing touch only this layer's keys. TTLs get up to 10% random jitter so that keys filled
  * together do not expire together. Redis being down is not an error: lookups report
  * CACHE_UNAVAILABLE, and callers read the database.
+ *
+ * An invalidation can fail (Redis down, or hung until the command deadline) after the database
+ * write has committed; the old row may still be in Redis. Such a key is owed an invalidation:
+ * the cache remembers it (up to CACHE_OWED_MAX keys; beyond that it owes a clear of all its
+ * keys) and, until it has delivered what it owes, does not trust itself: lookups report
+ * CACHE_UNAVAILABLE and fills from earlier lookups are dropped. It delivers as soon as Redis
+ * answers again (on the next lookup or cache_aside_maintain).
  */
 #ifndef LAYERS_CACHE_ASIDE_H
 #define LAYERS_CACHE_ASIDE_H
@@ -28,9 +35,14 @@ struct redis;
 
 enum cache_result { CACHE_HIT, CACHE_MISS, CACHE_UNAVAILABLE };
 
+#define CACHE_OWED_MAX 1024 /* keys remembered for a later invalidation */
+
 struct cache_settings {
-    const char *prefix; /* key namespace, e.g. "l2" */
-    long ttl_s;         /* CACHE_TTL */
+    const char *prefix;  /* key namespace, e.g. "l2" */
+    long ttl_s;          /* CACHE_TTL */
+    const char *channel; /* if not NULL, every invalidation also PUBLISHes the key here, in the
+                            same script (atomic with it, and replayed with it); a clear of all
+                            keys owed after an outage publishes an empty message */
 };
 
 /*
@@ -55,8 +67,11 @@ void cache_aside_get(struct cache_aside *cache, const char *key, size_t key_len,
 void cache_aside_fill(struct cache_aside *cache, const char *key, size_t key_len, const char *token,
                       const char *data, size_t len);
 
-/* After a database write: bump the version and drop the entry. */
+/* After a database write: bump the version and drop the entry (remembered if it fails). */
 void cache_aside_invalidate(struct cache_aside *cache, const char *key, size_t key_len);
+
+/* Delivers owed invalidations once Redis answers again; call it from the maintenance timer. */
+void cache_aside_maintain(struct cache_aside *cache);
 
 /* Counts this layer's cached values with SCAN (never KEYS), in bounded steps. */
 void cache_aside_count(struct cache_aside *cache, cache_count_cb cb, void *arg);
@@ -65,6 +80,7 @@ void cache_aside_count(struct cache_aside *cache, cache_count_cb cb, void *arg);
  * of values deleted, or -1 when Redis failed midway. */
 void cache_aside_clear(struct cache_aside *cache, cache_count_cb cb, void *arg);
 
+/* True when Redis is up and no invalidation is owed: the cache can be trusted. */
 bool cache_aside_available(const struct cache_aside *cache);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * single_flight: coalescing concurrent misses (see single_flight.h). A small chained hash
- * table from key to the list of waiting requests.
+ * table from key to the flights for it: at most one open flight per key (the one newcomers
+ * join), plus the forgotten ones whose leaders have not answered yet.
  */
 #include "single_flight.h"
 
@@ -16,6 +17,8 @@ struct flight {
     struct flight *next; /* bucket chain */
     char *key;           /* owned copy */
     size_t key_len;      /* its length */
+    void *leader;        /* the request running the query */
+    bool open;           /* newcomers may join (false once forgotten) */
     void **waiters;      /* joined requests */
     size_t count, cap;   /* fill and capacity of waiters */
 };
@@ -32,11 +35,16 @@ static size_t bucket_of(const char *key, size_t len)
     return (size_t)(h % BUCKETS);
 }
 
-static struct flight **find(struct single_flight *sf, const char *key, size_t len)
+/* The link to the flight for key that is open (leader NULL) or led by leader; or to the end. */
+static struct flight **find(struct single_flight *sf, const char *key, size_t len, void *leader)
 {
     struct flight **link = &sf->buckets[bucket_of(key, len)];
-    while (*link && ((*link)->key_len != len || memcmp((*link)->key, key, len) != 0))
-        link = &(*link)->next;
+    for (; *link != NULL; link = &(*link)->next) {
+        struct flight *f = *link;
+        if (f->key_len == len && memcmp(f->key, key, len) == 0 &&
+            (leader != NULL ? f->leader == leader : f->open))
+            break;
+    }
     return link;
 }
 
@@ -63,11 +71,13 @@ void single_flight_free(struct single_flight *sf)
 
 bool single_flight_join(struct single_flight *sf, const char *key, size_t key_len, void *waiter)
 {
-    struct flight **link = find(sf, key, key_len);
+    struct flight **link = find(sf, key, key_len, NULL);
     if (*link == NULL) {
         struct flight *f = xcalloc(1, sizeof *f);
         f->key = xstrndup(key, key_len);
         f->key_len = key_len;
+        f->leader = waiter;
+        f->open = true;
         *link = f;
         return true;
     }
@@ -80,10 +90,17 @@ bool single_flight_join(struct single_flight *sf, const char *key, size_t key_le
     return false;
 }
 
-void **single_flight_finish(struct single_flight *sf, const char *key, size_t key_len,
+void single_flight_forget(struct single_flight *sf, const char *key, size_t key_len)
+{
+    struct flight *f = *find(sf, key, key_len, NULL);
+    if (f != NULL)
+        f->open = false;
+}
+
+void **single_flight_finish(struct single_flight *sf, const char *key, size_t key_len, void *leader,
                             size_t *count)
 {
-    struct flight **link = find(sf, key, key_len);
+    struct flight **link = find(sf, key, key_len, leader);
     struct flight *f = *link;
     *count = 0;
     if (f == NULL)

@@ -2,8 +2,8 @@
  * Layer 2 black-box tests: the shared contract and resilience cases against l2-read-cache (with
  * a real Redis), and cache-aside's own promises: hits after a miss, invalidation on write, TTL
  * expiry, no stale row cached by the classic race, one database query for many concurrent
- * misses on a key, and reads that keep working while Redis is down (and caching that resumes
- * when it is back).
+ * misses on a key, reads that keep working while Redis is down (and caching that resumes
+ * when it is back), and an invalidation lost while Redis hung that is delivered afterwards.
  */
 #include "contract_tests.h"
 
@@ -192,6 +192,43 @@ START_TEST(redis_down_reads_go_to_the_database)
 }
 END_TEST
 
+/* Redis stops answering (the connection stays open) for ms milliseconds. */
+static void pause_redis(int ms)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d client pause %d all >/dev/null", REDIS_PORT, ms);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(a_lost_invalidation_is_delivered_later)
+{
+    /* Redis hangs while a write commits: the invalidation times out and the old row is still
+     * in Redis when it answers again. It must never be served: the server owes that
+     * invalidation, bypasses the cache until it has delivered it, then caches again. */
+    start_with(NULL);
+    write_value("lost:1", "v1");
+    expect_read("lost:1", "v1", false);
+    expect_read("lost:1", "v1", true);
+    pause_redis(1500);
+    write_value("lost:1", "v2");
+    usleep(1700000); /* Redis answers again, with "v1" still stored */
+    long long deadline = tk_now_ms() + 10000;
+    for (;;) {
+        struct tk_response res;
+        tk_get(SERVER_PORT, "/read/lost:1", &res);
+        ck_assert_msg(res.status == 200, "%ld", res.status);
+        ck_assert_msg(strcmp(json_string_value(json_object_get(res.json, "value")), "v2") == 0,
+                      "a stale row was served: %s", res.body);
+        bool cached = json_is_true(json_object_get(res.json, "from_cache"));
+        tk_response_free(&res);
+        if (cached)
+            break;
+        ck_assert_msg(tk_now_ms() < deadline, "caching never resumed");
+        usleep(50000);
+    }
+}
+END_TEST
+
 int main(void)
 {
     if (!tk_pg_start(&pg, PG_PORT, NULL) || !tk_redis_start(&redis, REDIS_PORT))
@@ -208,6 +245,7 @@ int main(void)
     tcase_add_test(own, a_stale_row_is_never_cached);
     tcase_add_test(own, concurrent_misses_share_one_query);
     tcase_add_test(own, redis_down_reads_go_to_the_database);
+    tcase_add_test(own, a_lost_invalidation_is_delivered_later);
     int rc = contract_run_suite(&target, own);
     tk_redis_destroy(&redis);
     return rc;

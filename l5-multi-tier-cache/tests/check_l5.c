@@ -164,6 +164,37 @@ START_TEST(a_write_reaches_the_other_instance_at_once)
 }
 END_TEST
 
+START_TEST(an_invalidation_lost_while_redis_hung_still_reaches_the_other_instance)
+{
+    /* Redis stops answering while a write through A commits: A's invalidation (and its
+     * broadcast) times out. A owes it and delivers it when Redis answers again, so B stops
+     * serving the old value from its L1 then, not only when its L1 entry expires. */
+    ck_assert(contract_start_server(&server, NULL));
+    start_second();
+    write_value(SERVER_PORT, "hung:1", "old");
+    expect_read(SECOND_PORT, "hung:1", "old", "L3");
+    expect_read(SECOND_PORT, "hung:1", "old", "L1");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d client pause 1500 all >/dev/null", REDIS_PORT);
+    ck_assert_int_eq(system(cmd), 0);
+    write_value(SERVER_PORT, "hung:1", "new");
+    expect_read(SERVER_PORT, "hung:1", "new", NULL); /* the writer itself is never stale */
+    /* The bound: Redis back (1.5 s), then A's next maintenance tick (1 s) and delivery. */
+    long long deadline = tk_now_ms() + 4500;
+    for (;;) {
+        struct tk_response res;
+        tk_get(SECOND_PORT, "/read/hung:1", &res);
+        bool fresh = strcmp(json_string_value(json_object_get(res.json, "value")), "new") == 0;
+        tk_response_free(&res);
+        if (fresh)
+            break;
+        ck_assert_msg(tk_now_ms() < deadline, "B still served the old value after 4.5 s");
+        usleep(50000);
+    }
+    expect_read(SECOND_PORT, "hung:1", "new", NULL);
+}
+END_TEST
+
 START_TEST(redis_down_bypasses_the_caches)
 {
     ck_assert(contract_start_server(&server, NULL));
@@ -243,6 +274,7 @@ int main(void)
     tcase_add_test(own, tiers_l3_then_l2_then_l1);
     tcase_add_test(own, l1_stays_within_its_bounds);
     tcase_add_test(own, a_write_reaches_the_other_instance_at_once);
+    tcase_add_test(own, an_invalidation_lost_while_redis_hung_still_reaches_the_other_instance);
     tcase_add_test(own, redis_down_bypasses_the_caches);
     tcase_add_test(own, clear_cache_clears_only_its_own_keys);
     int rc = contract_run_suite(&target, own);
