@@ -239,17 +239,19 @@ static void on_counted(long long keys, void *arg)
     unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
     double rate =
         hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
-    if (keys < 0) { /* Redis went away meanwhile */
+    if (keys == CACHE_COUNT_FAILED) { /* Redis is down, or went away meanwhile */
         http_reply_json(req, 200,
                         json_pack("{s:b, s:n, s:n, s:n, s:n}", "available", 0, "hits", "misses",
                                   "keys", "hit_rate"));
         return;
     }
+    /* keys is null when Redis holds too many keys (of all its users) to count them cheaply. */
     http_reply_json(req, 200,
-                    json_pack("{s:b, s:I, s:I, s:I, s:f, s:I, s:I, s:i}", "available", 1, "hits",
+                    json_pack("{s:b, s:I, s:I, s:o, s:f, s:I, s:I, s:i}", "available", 1, "hits",
                               (json_int_t)hits, "misses", (json_int_t)misses, "keys",
-                              (json_int_t)keys, "hit_rate", rate, "coalesced",
-                              (json_int_t)metrics_get(m, METRIC_CACHE_COALESCED), "fills_skipped",
+                              keys >= 0 ? json_integer(keys) : json_null(), "hit_rate", rate,
+                              "coalesced", (json_int_t)metrics_get(m, METRIC_CACHE_COALESCED),
+                              "fills_skipped",
                               (json_int_t)metrics_get(m, METRIC_CACHE_FILLS_SKIPPED), "ttl_s",
                               (int)layer->cache_ttl_s));
 }

@@ -329,7 +329,7 @@ static void on_counted(long long keys, void *arg)
     json_object_set_new(stats, "l1_cache_hits", json_integer((json_int_t)l1_hits));
     json_object_set_new(stats, "l1_cache_misses", json_integer((json_int_t)l1_misses));
     json_object_set_new(stats, "l1_hit_rate", rate(l1_hits, reads));
-    json_object_set_new(stats, "l2_cache_available", json_boolean(keys >= 0));
+    json_object_set_new(stats, "l2_cache_available", json_boolean(keys != CACHE_COUNT_FAILED));
     json_object_set_new(stats, "l2_cache_keys", keys >= 0 ? json_integer(keys) : json_null());
     json_object_set_new(stats, "l2_cache_hits", json_integer((json_int_t)l2_hits));
     json_object_set_new(stats, "l2_cache_misses", json_integer((json_int_t)l2_misses));

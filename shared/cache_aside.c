@@ -12,8 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCAN_BATCH     "1000"
-#define SCAN_MAX_STEPS 1000 /* a stats request never scans forever */
+#define SCAN_BATCH           "1000"
+#define SCAN_MAX_STEPS_COUNT 1000   /* a stats request never scans forever */
+#define SCAN_MAX_STEPS_CLEAR 100000 /* a clear goes further, but not forever either */
 
 /* KEYS: value, version. ARGV: token, data, ttl. Stores only if the version is unchanged. */
 static const char FILL_SCRIPT[] =
@@ -264,9 +265,8 @@ static void on_unlinked(redisReply *reply, void *arg)
 static void on_scan(redisReply *reply, void *arg)
 {
     struct count *n = arg;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        ++n->steps > SCAN_MAX_STEPS) {
-        n->cb(-1, n->arg);
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        n->cb(CACHE_COUNT_FAILED, n->arg);
         free(n);
         return;
     }
@@ -289,6 +289,11 @@ static void on_scan(redisReply *reply, void *arg)
     const char *cursor = reply->element[0]->str;
     if (strcmp(cursor, "0") == 0) {
         n->cb(n->keys, n->arg);
+        free(n);
+        return;
+    }
+    if (++n->steps >= (n->delete ? SCAN_MAX_STEPS_CLEAR : SCAN_MAX_STEPS_COUNT)) {
+        n->cb(CACHE_COUNT_TOO_MANY, n->arg);
         free(n);
         return;
     }

@@ -53,7 +53,10 @@ struct cache_settings {
 typedef void (*cache_get_cb)(enum cache_result result, const char *data, size_t len,
                              const char *token, void *arg);
 
-/* Called once with the number of this layer's cached values, or -1 when it could not count. */
+#define CACHE_COUNT_FAILED   (-1) /* Redis failed or went away midway */
+#define CACHE_COUNT_TOO_MANY (-2) /* Redis holds too many keys to count within the bound */
+
+/* Called once with the number of this layer's cached values, or one of CACHE_COUNT_*. */
 typedef void (*cache_count_cb)(long long keys, void *arg);
 
 struct cache_aside *cache_aside_create(struct redis *redis, const struct cache_settings *settings,
@@ -73,11 +76,13 @@ void cache_aside_invalidate(struct cache_aside *cache, const char *key, size_t k
 /* Delivers owed invalidations once Redis answers again; call it from the maintenance timer. */
 void cache_aside_maintain(struct cache_aside *cache);
 
-/* Counts this layer's cached values with SCAN (never KEYS), in bounded steps. */
+/* Counts this layer's cached values with SCAN (never KEYS): at most 1,000 steps of 1,000 keys,
+ * so a stats request costs Redis a bounded amount of work whatever else it holds. */
 void cache_aside_count(struct cache_aside *cache, cache_count_cb cb, void *arg);
 
-/* Deletes every key of this layer (SCAN + UNLINK in batches; never FLUSHDB). cb gets the number
- * of values deleted, or -1 when Redis failed midway. */
+/* Deletes every key of this layer (SCAN + UNLINK in batches of 1,000; never FLUSHDB), through
+ * keyspaces of up to 100 million keys. cb gets the number of values deleted, or a
+ * CACHE_COUNT_* failure. */
 void cache_aside_clear(struct cache_aside *cache, cache_count_cb cb, void *arg);
 
 /* True when Redis is up and no invalidation is owed: the cache can be trusted. */
