@@ -12,7 +12,8 @@
  * "l5:invalidations"; every instance subscribes (redis_subscriber.h). A write whose
  * invalidation could not reach Redis is invalidated and published again as soon as Redis
  * answers, and this instance bypasses L2 until then (cache_aside.h). While the subscription is
- * down, messages may be missed, so L1 is emptied and bypassed until it is back. A fill (into L1)
+ * down, or silent (this instance's own once-a-second heartbeat has not come back for 2.5 s),
+ * messages may be missed, so L1 is emptied and bypassed until they flow again. A fill (into L1)
  * that raced with an invalidation of its key is refused, like L2's versioned fills: the layer
  * counts invalidations (an epoch) and remembers the latest keys; a read remembers the epoch it
  * started at.
@@ -23,6 +24,7 @@
 #include "clock.h"
 #include "http.h"
 #include "l1_cache.h"
+#include "log.h"
 #include "metrics.h"
 #include "records.h"
 #include "redis.h"
@@ -34,8 +36,11 @@
 
 #include <event2/buffer.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 /* One write in flight. */
 struct write_flow {
@@ -79,12 +84,69 @@ void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len)
     metrics_inc(server_metrics(layer->server), METRIC_L1_INVALIDATIONS);
 }
 
+/*
+ * Can this instance hear invalidations? Its subscription must be up, and its own heartbeat (a
+ * message it publishes every second) must have come back recently: a Redis that hangs without
+ * closing the connections looks "subscribed" but delivers nothing. Heartbeats start with a NUL
+ * byte, which no key can contain, and carry a random id, so each instance knows its own.
+ */
+static bool l1_trusted(const struct layer5 *layer)
+{
+    return redis_subscriber_active(layer->invalidations) &&
+           monotonic_ms() - layer->heartbeat_seen_ms <= LAYER5_HEARTBEAT_TIMEOUT_MS;
+}
+
+void layer5_subscription(struct layer5 *layer, bool active)
+{
+    layer5_invalidate_l1(layer, NULL, 0); /* messages may have been missed: start afresh */
+    if (active)
+        layer->heartbeat_seen_ms = monotonic_ms(); /* the SUBSCRIBE reply just came back */
+}
+
+void layer5_receive(struct layer5 *layer, const char *data, size_t len)
+{
+    if (len > 0 && data[0] == '\0') { /* a heartbeat */
+        if (len != strlen(layer->heartbeat + 1) + 1 ||
+            memcmp(data + 1, layer->heartbeat + 1, len - 1))
+            return; /* another instance's */
+        long long now = monotonic_ms();
+        if (now - layer->heartbeat_seen_ms > LAYER5_HEARTBEAT_TIMEOUT_MS) {
+            /* The channel was silent: invalidations may have been missed. */
+            LOG_WARN("l5: invalidations flow again after %lld ms; in-process tier emptied",
+                     now - layer->heartbeat_seen_ms);
+            layer5_invalidate_l1(layer, NULL, 0);
+        }
+        layer->heartbeat_seen_ms = now;
+        return;
+    }
+    layer5_invalidate_l1(layer, len ? data : NULL, len);
+}
+
+static void on_published(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg;
+}
+
+void layer5_heartbeat(struct layer5 *layer)
+{
+    if (layer->heartbeat[1] == '\0') { /* "\0hb:<random id>", made once */
+        unsigned long long id = 0;
+        if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id)
+            id = (unsigned long long)monotonic_ms() ^ (unsigned long long)getpid() << 40;
+        snprintf(layer->heartbeat, sizeof layer->heartbeat, "%chb:%016llx", '\0', id);
+    }
+    const char *argv[] = {"PUBLISH", LAYER5_INVALIDATION_CHANNEL, layer->heartbeat};
+    const size_t lens[] = {7, sizeof LAYER5_INVALIDATION_CHANNEL - 1,
+                           strlen(layer->heartbeat + 1) + 1};
+    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
+}
+
 /* May a value read since `epoch` go into L1? Not if its key (or everything) was invalidated
  * since, nor while invalidations cannot be heard. */
 static bool l1_fill_allowed(const struct layer5 *layer, const char *key, size_t key_len,
                             uint64_t epoch)
 {
-    if (!redis_subscriber_active(layer->invalidations))
+    if (!l1_trusted(layer))
         return false;
     if (layer->epoch - epoch >= RECENT_INVALIDATIONS)
         return false;
@@ -261,8 +323,7 @@ void handle_read(struct http_request *req, void *arg)
     struct metrics *m = server_metrics(layer->server);
     const char *row;
     size_t len;
-    if (redis_subscriber_active(layer->invalidations) &&
-        l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len)) {
+    if (l1_trusted(layer) && l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len)) {
         metrics_inc(m, METRIC_L1_HITS);
         struct evbuffer *body = evbuffer_new();
         evbuffer_add(body, row, len);
@@ -283,7 +344,7 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct layer5 *layer = *http_request_context(req);
     (void)res;
     bool db = status == PG_OK, cache = cache_aside_available(layer->l2),
-         subscribed = redis_subscriber_active(layer->invalidations);
+         subscribed = l1_trusted(layer);
     const char *overall = !db ? "unhealthy" : cache && subscribed ? "healthy" : "degraded";
     http_reply_json(req, db ? 200 : 503,
                     json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
@@ -319,8 +380,7 @@ static void on_counted(long long keys, void *arg)
     struct pool_stats pool;
     pool_get_stats(layer->pool, &pool);
     json_t *stats = json_object();
-    json_object_set_new(stats, "l1_cache_available",
-                        json_boolean(redis_subscriber_active(layer->invalidations)));
+    json_object_set_new(stats, "l1_cache_available", json_boolean(l1_trusted(layer)));
     json_object_set_new(stats, "l1_cache_size", json_integer((json_int_t)l1.entries));
     json_object_set_new(stats, "l1_cache_max_size", json_integer((json_int_t)l1.max_entries));
     json_object_set_new(stats, "l1_cache_bytes", json_integer((json_int_t)l1.bytes));
@@ -358,11 +418,6 @@ static void on_cleared(long long keys, void *arg)
     }
     http_reply_json(req, 200,
                     json_pack("{s:b, s:s}", "success", 1, "message", "All caches cleared"));
-}
-
-static void on_published(redisReply *reply, void *arg)
-{
-    (void)reply, (void)arg;
 }
 
 void handle_clear_cache(struct http_request *req, void *arg)

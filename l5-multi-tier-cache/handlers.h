@@ -7,6 +7,7 @@
 #include "pool.h"
 #include "pool_config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,7 @@ struct single_flight;
 
 #define RECENT_INVALIDATIONS        1024 /* how far back a fill can check for a racing write */
 #define LAYER5_INVALIDATION_CHANNEL "l5:invalidations" /* keys written, "" = everything */
+#define LAYER5_HEARTBEAT_TIMEOUT_MS 2500 /* L1 is bypassed when our heartbeat is this late */
 
 struct layer5 {
     struct server *server;                  /* the core's server (loop, HTTP, metrics) */
@@ -39,6 +41,8 @@ struct layer5 {
     struct schema_task *schema;             /* start-up table creation */
     uint64_t epoch;                         /* invalidations applied so far */
     uint64_t recent[RECENT_INVALIDATIONS];  /* key hashes of the latest invalidations */
+    char heartbeat[24];                     /* this instance's heartbeat message (see below) */
+    long long heartbeat_seen_ms;            /* when it last came back through the channel */
 };
 
 void handle_write(struct http_request *req, void *arg);
@@ -49,5 +53,14 @@ void handle_clear_cache(struct http_request *req, void *arg);
 
 /* Applies an invalidation (a key, or every key when key is NULL) to the in-process tier. */
 void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len);
+
+/* A message on the invalidation channel: a key, "" (everything), or a heartbeat. */
+void layer5_receive(struct layer5 *layer, const char *data, size_t len);
+
+/* The subscription became active or was lost. */
+void layer5_subscription(struct layer5 *layer, bool active);
+
+/* Once a second: publishes this instance's heartbeat on the invalidation channel. */
+void layer5_heartbeat(struct layer5 *layer);
 
 #endif

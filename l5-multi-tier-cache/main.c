@@ -2,8 +2,8 @@
  * Layer 5: multi-tier cache. Configuration, routes and start-up.
  *
  * What is new since layer 2: the in-process tier's bounds and TTL (L1_CACHE_SIZE,
- * L1_CACHE_MAX_BYTES, L1_CACHE_TTL), a subscription to the invalidation channel, GET /stats and
- * POST /clear-cache.
+ * L1_CACHE_MAX_BYTES, L1_CACHE_TTL), a subscription to the invalidation channel (and a heartbeat
+ * on it, once a second from the maintenance timer), GET /stats and POST /clear-cache.
  */
 #include "handlers.h"
 
@@ -41,17 +41,15 @@ static void on_schema_ready(void *arg)
     server_ready(arg);
 }
 
-/* Another instance (or this one) wrote a key: drop it here. An empty message means "all". */
-static void on_invalidation(const char *key, size_t len, void *arg)
+/* A key written by any instance (this one too), "" for every key, or a heartbeat. */
+static void on_invalidation(const char *data, size_t len, void *arg)
 {
-    layer5_invalidate_l1(arg, len ? key : NULL, len);
+    layer5_receive(arg, data, len);
 }
 
-/* Without the subscription, invalidations can be missed: start L1 afresh either way. */
 static void on_subscription(bool active, void *arg)
 {
-    layer5_invalidate_l1(arg, NULL, 0);
-    (void)active;
+    layer5_subscription(arg, active);
 }
 
 static bool start(struct server *server, void *arg)
@@ -95,6 +93,7 @@ static void maintain(void *arg)
     pool_maintain(l->pool);
     redis_maintain(l->redis);
     cache_aside_maintain(l->l2);
+    layer5_heartbeat(l);
 }
 
 static void stop(void *arg)

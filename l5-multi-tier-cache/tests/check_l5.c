@@ -2,8 +2,8 @@
  * Layer 5 black-box tests: the shared contract and resilience cases against
  * l5-multi-tier-cache, and the tiers' own promises: L1 after L2 after L3, the in-process tier's
  * bounds, two instances that see each other's writes at once (also after one of them served the
- * old value from its L1), reads through a Redis outage, and /clear-cache touching only its own
- * keys.
+ * old value from its L1, and also when Redis hung meanwhile), reads through a Redis outage, and
+ * /clear-cache touching only its own keys.
  */
 #include "contract_tests.h"
 
@@ -195,6 +195,51 @@ START_TEST(an_invalidation_lost_while_redis_hung_still_reaches_the_other_instanc
 }
 END_TEST
 
+START_TEST(a_silent_channel_stops_the_other_instance_trusting_its_l1)
+{
+    /* Redis hangs for 6 s without closing any connection, and a write through A commits. B
+     * cannot hear the invalidation, and its subscription still looks fine; but its own heartbeat
+     * stops coming back, so within LAYER5_HEARTBEAT_TIMEOUT_MS (2.5 s) it stops serving L1 and
+     * reads PostgreSQL, long before Redis answers again (or B's L1 entry expires, in 30 s). */
+    ck_assert(contract_start_server(&server, NULL));
+    start_second();
+    write_value(SERVER_PORT, "silent:1", "old");
+    expect_read(SECOND_PORT, "silent:1", "old", "L3");
+    expect_read(SECOND_PORT, "silent:1", "old", "L1");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d client pause 6000 all >/dev/null", REDIS_PORT);
+    ck_assert_int_eq(system(cmd), 0);
+    long long paused = tk_now_ms();
+    write_value(SERVER_PORT, "silent:1", "new");
+    for (;;) {
+        struct tk_response res;
+        tk_get(SECOND_PORT, "/read/silent:1", &res);
+        bool fresh = strcmp(json_string_value(json_object_get(res.json, "value")), "new") == 0;
+        tk_response_free(&res);
+        if (fresh)
+            break;
+        ck_assert_msg(tk_now_ms() - paused < 4500, "B still served its L1 copy after 4.5 s");
+        usleep(50000);
+    }
+    struct tk_response res;
+    tk_get(SECOND_PORT, "/health", &res);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "invalidations")), "unavailable");
+    tk_response_free(&res);
+    long long deadline = tk_now_ms() + 15000;
+    for (;;) { /* Redis answers again: B trusts L1 again, and fills it with the new value */
+        tk_get(SECOND_PORT, "/read/silent:1", &res);
+        ck_assert_str_eq(json_string_value(json_object_get(res.json, "value")), "new");
+        bool l1 = strcmp(json_string_value(json_object_get(res.json, "cache_level")), "L1") == 0;
+        tk_response_free(&res);
+        if (l1)
+            break;
+        ck_assert_msg(tk_now_ms() < deadline, "L1 never came back");
+        usleep(100000);
+    }
+}
+END_TEST
+
 START_TEST(redis_down_bypasses_the_caches)
 {
     ck_assert(contract_start_server(&server, NULL));
@@ -275,6 +320,7 @@ int main(void)
     tcase_add_test(own, l1_stays_within_its_bounds);
     tcase_add_test(own, a_write_reaches_the_other_instance_at_once);
     tcase_add_test(own, an_invalidation_lost_while_redis_hung_still_reaches_the_other_instance);
+    tcase_add_test(own, a_silent_channel_stops_the_other_instance_trusting_its_l1);
     tcase_add_test(own, redis_down_bypasses_the_caches);
     tcase_add_test(own, clear_cache_clears_only_its_own_keys);
     int rc = contract_run_suite(&target, own);
