@@ -3,6 +3,7 @@
  */
 #include "cache_aside.h"
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
@@ -11,21 +12,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #define SCAN_BATCH           "1000"
 #define SCAN_MAX_STEPS_COUNT 1000   /* a stats request never scans forever */
 #define SCAN_MAX_STEPS_CLEAR 100000 /* a clear goes further, but not forever either */
 
-/* KEYS: value, version. ARGV: token, data, ttl. Stores only if the version is unchanged. */
-static const char FILL_SCRIPT[] =
-    "local v = redis.call('GET', KEYS[2]) or '0' "
-    "if v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
-    "return 0";
+/* KEYS: value, version. ARGV: tag, data, ttl. Stores only if the version is present and still
+ * the tag the lookup saw (a version that was evicted or expired meanwhile also refuses). */
+static const char FILL_SCRIPT[] = "if redis.call('GET', KEYS[2]) == ARGV[1] then "
+                                  "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
+                                  "return 0";
 
-/* KEYS: value, version. ARGV: version ttl, channel ("" for none), key. */
+/* KEYS: value, version. ARGV: version ttl, channel ("" for none), key, new tag. */
 static const char INVALIDATE_SCRIPT[] =
-    "redis.call('INCR', KEYS[2]) "
-    "redis.call('EXPIRE', KEYS[2], ARGV[1]) "
+    "redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[1]) "
     "redis.call('DEL', KEYS[1]) "
     "if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 1";
 
@@ -36,12 +38,14 @@ struct owed_key {
 };
 
 struct cache_aside {
-    struct redis *redis;      /* the connection */
-    struct metrics *metrics;  /* cache_* counters */
-    char *prefix;             /* "l2" */
-    char *channel;            /* invalidation channel, "" for none */
-    long ttl_s;               /* base TTL */
-    unsigned long generation; /* bumped when an invalidation is lost: older tokens are void */
+    struct redis *redis;          /* the connection */
+    struct metrics *metrics;      /* cache_* counters */
+    char *prefix;                 /* "l2" */
+    char *channel;                /* invalidation channel, "" for none */
+    long ttl_s;                   /* base TTL */
+    unsigned long long tag_seed;  /* random per process: tags never repeat across processes */
+    unsigned long long tag_count; /* tags made so far */
+    unsigned long generation;     /* bumped when an invalidation is lost: older tokens are void */
     struct owed_key owed[CACHE_OWED_MAX]; /* keys owed an invalidation */
     size_t owed_count;                    /* entries used in owed */
     bool owe_all;  /* more were lost than owed can hold: clear every key instead */
@@ -57,6 +61,8 @@ struct cache_aside *cache_aside_create(struct redis *redis, const struct cache_s
     c->prefix = xstrdup(settings->prefix);
     c->channel = xstrdup(settings->channel ? settings->channel : "");
     c->ttl_s = settings->ttl_s;
+    if (getrandom(&c->tag_seed, sizeof c->tag_seed, GRND_NONBLOCK) != sizeof c->tag_seed)
+        c->tag_seed = (unsigned long long)monotonic_ms() ^ (unsigned long long)getpid() << 40;
     return c;
 }
 
@@ -89,6 +95,23 @@ bool cache_aside_available(const struct cache_aside *c)
 
 static void deliver_owed(struct cache_aside *c);
 
+/*
+ * A version is a tag that never repeats (this process's random seed and a counter), not a
+ * counter in Redis: a counter restarts at 1 when its key is evicted (a Redis with maxmemory and
+ * an allkeys-* policy) or expires, and a reader holding "1" would then accept a fill of an old
+ * row after the next write.
+ */
+static void make_tag(struct cache_aside *c, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%016llx.%llx", c->tag_seed, ++c->tag_count);
+}
+
+/* How long a version lives: longer than any value it guards. */
+static void guard_ttl(const struct cache_aside *c, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%ld", c->ttl_s * 2 + 60);
+}
+
 /* "<prefix>:<kind>:<key>" into a new string. */
 static char *make_key(const struct cache_aside *c, const char *kind, const char *key, size_t len,
                       size_t *out_len)
@@ -108,10 +131,17 @@ static char *make_key(const struct cache_aside *c, const char *kind, const char 
 /* ---- lookup ---- */
 
 struct lookup {
-    cache_get_cb cb; /* the caller's callback */
-    void *arg;       /* its argument */
-    struct cache_aside *cache;
+    cache_get_cb cb;           /* the caller's callback */
+    void *arg;                 /* its argument */
+    struct cache_aside *cache; /* whose */
+    char *version_key;         /* "<prefix>:ver:<key>", for a lease */
+    size_t version_len;        /* its length */
 };
+
+static void on_lease(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg; /* if it was not set, the fill will simply be refused */
+}
 
 static void on_mget(redisReply *reply, void *arg)
 {
@@ -124,13 +154,26 @@ static void on_mget(redisReply *reply, void *arg)
         l->cb(CACHE_HIT, reply->element[0]->str, reply->element[0]->len, NULL, l->arg);
     } else {
         metrics_inc(c->metrics, METRIC_CACHE_MISSES);
-        /* The token: this process's generation, then the key's version in Redis. */
+        /* The token: this process's generation, then the key's version tag. A key without a
+         * version gets one now, a lease (SET NX), sent before the caller's database read and
+         * before its fill: a write that lands in between replaces it, and if another
+         * reader's lease or a write got there first, this lease fails and so will the fill. */
         redisReply *ver = reply->element[1];
-        char token[96];
-        snprintf(token, sizeof token, "%lu:%.40s", c->generation,
-                 ver->type == REDIS_REPLY_STRING ? ver->str : "0");
+        char tag[64], token[96];
+        if (ver->type == REDIS_REPLY_STRING) {
+            snprintf(tag, sizeof tag, "%.48s", ver->str);
+        } else {
+            char ttl[32];
+            make_tag(c, tag, sizeof tag);
+            guard_ttl(c, ttl, sizeof ttl);
+            const char *argv[] = {"SET", l->version_key, tag, "NX", "EX", ttl};
+            const size_t lens[] = {3, l->version_len, strlen(tag), 2, 2, strlen(ttl)};
+            redis_command(c->redis, on_lease, NULL, 6, argv, lens);
+        }
+        snprintf(token, sizeof token, "%lu:%s", c->generation, tag);
         l->cb(CACHE_MISS, NULL, 0, token, l->arg);
     }
+    free(l->version_key);
     free(l);
 }
 
@@ -146,12 +189,11 @@ void cache_aside_get(struct cache_aside *c, const char *key, size_t key_len, cac
     char *value_key = make_key(c, "v", key, key_len, &vlen);
     char *version_key = make_key(c, "ver", key, key_len, &verlen);
     struct lookup *l = xmalloc(sizeof *l);
-    *l = (struct lookup){cb, arg, c};
+    *l = (struct lookup){cb, arg, c, version_key, verlen};
     const char *argv[] = {"MGET", value_key, version_key};
     const size_t lens[] = {4, vlen, verlen};
     redis_command(c->redis, on_mget, l, 3, argv, lens);
     free(value_key);
-    free(version_key);
 }
 
 /* ---- fill and invalidate (fire and forget) ---- */
@@ -228,17 +270,18 @@ void cache_aside_invalidate(struct cache_aside *c, const char *key, size_t key_l
     size_t vlen, verlen;
     char *value_key = make_key(c, "v", key, key_len, &vlen);
     char *version_key = make_key(c, "ver", key, key_len, &verlen);
-    char ttl[32];
-    snprintf(ttl, sizeof ttl, "%ld", c->ttl_s * 2 + 60); /* outlives any value it guards */
+    char ttl[32], tag[64];
+    guard_ttl(c, ttl, sizeof ttl);
+    make_tag(c, tag, sizeof tag);
     struct invalidation *inv = xmalloc(sizeof *inv + key_len);
     inv->cache = c;
     inv->len = key_len;
     memcpy(inv->key, key, key_len);
     const char *argv[] = {"EVAL", INVALIDATE_SCRIPT, "2", value_key, version_key,
-                          ttl,    c->channel,        key};
-    const size_t lens[] = {4,           sizeof INVALIDATE_SCRIPT - 1, 1,      vlen, verlen,
-                           strlen(ttl), strlen(c->channel),           key_len};
-    redis_command(c->redis, on_invalidated, inv, 8, argv, lens);
+                          ttl,    c->channel,        key, tag};
+    const size_t lens[] = {4,           sizeof INVALIDATE_SCRIPT - 1, 1,       vlen,       verlen,
+                           strlen(ttl), strlen(c->channel),           key_len, strlen(tag)};
+    redis_command(c->redis, on_invalidated, inv, 9, argv, lens);
     free(value_key);
     free(version_key);
 }

@@ -6,10 +6,13 @@
  *
  * The race every naive version has: a reader misses and reads the old row; a writer commits and
  * deletes the cached entry; then the reader stores the old row, which is served for the whole
- * TTL. Here every key has a version in Redis. A miss returns the version it saw (a token); an
- * invalidation increments the version and deletes the entry in one atomic script; a fill stores
- * the row only if the version still equals the token (another script). A fill that lost the race
- * is skipped and counted (cache_fills_skipped_total).
+ * TTL. Here every key has a version in Redis: a tag that never repeats. A miss returns the
+ * version it saw (a token), or, when the key has none, plants a new one with SET NX (a lease)
+ * before the caller reads the database; an invalidation sets a new tag and deletes the entry in
+ * one atomic script; a fill stores the row only if the version is still the token (another
+ * script). A fill that lost the race is skipped and counted (cache_fills_skipped_total). Tags
+ * rather than counters, and leases rather than "no version = version 0", keep this safe when
+ * Redis evicts or expires a version: a missing version refuses fills instead of matching.
  *
  * Keys are "<prefix>:v:<key>" (value) and "<prefix>:ver:<key>" (version), so statistics and
  * clearing touch only this layer's keys. TTLs get up to 10% random jitter so that keys filled
