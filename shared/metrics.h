@@ -21,6 +21,7 @@ enum metric_module {
     METRIC_MODULE_POOL = 1 << 1,  /* the connection pool */
     METRIC_MODULE_REDIS = 1 << 2, /* the Redis client */
     METRIC_MODULE_CACHE = 1 << 3, /* cache-aside */
+    METRIC_MODULE_SHARD = 1 << 4, /* sharding */
 };
 
 /* X(ID, module, name, help) */
@@ -61,7 +62,11 @@ enum metric_module {
     X(L1_MISSES, METRIC_MODULE_CACHE, "l1_cache_misses_total",                                     \
       "Reads the in-process tier could not answer")                                                \
     X(L1_INVALIDATIONS, METRIC_MODULE_CACHE, "l1_invalidations_total",                             \
-      "Invalidation messages applied to the in-process tier")
+      "Invalidation messages applied to the in-process tier")                                      \
+    X(SHARD_PREVIOUS_READS, METRIC_MODULE_SHARD, "shard_previous_layout_reads_total",              \
+      "Reads answered from the previous layout while resharding (key not moved yet)")              \
+    X(SHARD_FANOUT_TIMEOUTS, METRIC_MODULE_SHARD, "shard_fanout_timeouts_total",                   \
+      "Shards that did not answer a cross-shard query within its deadline")
 
 enum metric_counter {
 #define METRIC_ENUM(id, module, name, help) METRIC_##id,

@@ -1,0 +1,339 @@
+/*
+ * Layer 4: database sharding. The read and write paths.
+ *
+ * The keys are split over N PostgreSQL databases; each request first works out which shard
+ * holds its key (shard_set_lookup: a pure function of the key) and then uses that shard's pool
+ * only, so a shard that is down fails its own keys and no others. Reads have layer 2's Redis
+ * cache-aside in front; cached entries remember their shard.
+ *
+ *   POST /write     -> validate -> shard = lookup(key) -> UPSERT on that shard
+ *                   -> invalidate the cached copy -> 200 (shard_id)
+ *   GET /read/{key} -> validate -> Redis: hit -> 200 (from_cache: true, shard_id)
+ *                                  miss -> single-flight -> SELECT on the key's shard -> fill
+ *
+ * While resharding (SHARD_PREVIOUS_URLS set), a key may not have been moved yet: a read that
+ * does not find it on its shard asks the shard of the previous layout, and if the key is not
+ * there either (the mover took it meanwhile), its own shard once more. Writes always go to the
+ * new shard. Only rows read from their new shard are cached.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "http.h"
+#include "metrics.h"
+#include "records.h"
+#include "server.h"
+#include "shard_map.h"
+#include "single_flight.h"
+#include "validate.h"
+#include "xalloc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One write in flight: the request and its validated body (owns the key and value strings). */
+struct write_flow {
+    struct http_request *req;  /* answered exactly once, in on_written */
+    struct write_request body; /* key and value, kept alive until the query is done */
+    struct layer4 *layer;      /* for the cache */
+    int shard;                 /* where the key lives */
+};
+
+/* Where a read looks for its key, in order. */
+enum read_state {
+    READ_SHARD,          /* the key's shard in the current layout */
+    READ_PREVIOUS_SHARD, /* resharding: its shard in the previous layout (not moved yet?) */
+    READ_SHARD_AGAIN,    /* resharding: moved while we looked; the mover copies, then deletes */
+};
+
+/* One read in flight. */
+struct read_flow {
+    struct http_request *req; /* answered exactly once */
+    char *key;                /* percent-decoded key */
+    size_t key_len;           /* its length in bytes */
+    char *token;              /* the cache version seen on the miss, or NULL (cache down) */
+    struct layer4 *layer;     /* for the cache and the shards */
+    int shard;                /* the key's shard */
+    int previous_shard;       /* its shard in the previous layout, or -1 (not resharding) */
+    enum read_state state;    /* where the leader is looking now */
+};
+
+static void on_written(PGresult *res, enum pg_status status, void *arg)
+{
+    struct write_flow *flow = arg;
+    (void)res;
+    if (status == PG_OK) {
+        /* Database first, then the cache (as in layer 2). */
+        cache_aside_invalidate(flow->layer->cache, flow->body.key, flow->body.key_len);
+        single_flight_forget(flow->layer->flights, flow->body.key, flow->body.key_len);
+        json_t *reply = records_write_reply(flow->body.key, flow->body.key_len);
+        char message[64];
+        snprintf(message, sizeof message, "Data written successfully to shard %d", flow->shard);
+        json_object_set_new(reply, "message", json_string(message));
+        json_object_set_new(reply, "shard_id", json_integer(flow->shard));
+        http_reply_json(flow->req, 200, reply);
+    } else {
+        records_reply_failure(flow->req, status);
+    }
+    write_request_cleanup(&flow->body);
+    free(flow);
+}
+
+void handle_write(struct http_request *req, void *arg)
+{
+    struct layer4 *layer = arg;
+    struct write_flow *flow = xcalloc(1, sizeof *flow);
+    json_t *errors = json_array();
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
+        free(flow);
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    flow->req = req;
+    flow->layer = layer;
+    flow->shard = shard_set_lookup(layer->shards, flow->body.key, flow->body.key_len);
+    const char *values[] = {flow->body.key, flow->body.value};
+    shard_set_query(layer->shards, SHARD_CURRENT, flow->shard, RECORDS_SQL_UPSERT, 2, values,
+                    on_written, flow);
+}
+
+static void free_read_flow(struct read_flow *flow)
+{
+    free(flow->key);
+    free(flow->token);
+    free(flow);
+}
+
+static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache, int shard)
+{
+    json_object_set_new(reply, "from_cache", json_boolean(from_cache));
+    json_object_set_new(reply, "shard_id", json_integer(shard));
+    http_reply_json(flow->req, 200, reply);
+}
+
+/* The row as cached: the reply's members and the shard it came from. */
+static void fill(struct read_flow *leader, const PGresult *res)
+{
+    json_t *row = json_pack("{s:s%, s:s, s:s, s:i}", "value", PQgetvalue(res, 0, 0),
+                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
+                            "updated_at", PQgetvalue(res, 0, 2), "shard_id", leader->shard);
+    char *data = json_dumps(row, JSON_COMPACT);
+    cache_aside_fill(leader->layer->cache, leader->key, leader->key_len, leader->token, data,
+                     strlen(data));
+    free(data);
+    json_decref(row);
+}
+
+/* ---- the read path ---- */
+
+static void on_read(PGresult *res, enum pg_status status, void *arg);
+
+static void query_read(struct read_flow *flow, enum shard_layout layout, int shard)
+{
+    const char *values[] = {flow->key};
+    shard_set_query(flow->layer->shards, layout, shard, RECORDS_SQL_READ, 1, values, on_read, flow);
+}
+
+/* The key was not where the leader looked: looks elsewhere and returns true, or false when
+ * there is nowhere left (the key does not exist). Every transition of a read is here. */
+static bool read_elsewhere(struct read_flow *flow)
+{
+    switch (flow->state) {
+    case READ_SHARD:
+        if (flow->previous_shard < 0)
+            return false;
+        flow->state = READ_PREVIOUS_SHARD;
+        query_read(flow, SHARD_PREVIOUS, flow->previous_shard);
+        return true;
+    case READ_PREVIOUS_SHARD:
+        flow->state = READ_SHARD_AGAIN;
+        query_read(flow, SHARD_CURRENT, flow->shard);
+        return true;
+    case READ_SHARD_AGAIN:
+        return false;
+    }
+    return false;
+}
+
+static void on_read(PGresult *res, enum pg_status status, void *arg)
+{
+    struct read_flow *leader = arg;
+    struct layer4 *layer = leader->layer;
+    bool found = status == PG_OK && PQntuples(res) == 1;
+    if (status == PG_OK && !found && read_elsewhere(leader))
+        return;
+    if (found && leader->state == READ_PREVIOUS_SHARD)
+        metrics_inc(server_metrics(layer->server), METRIC_SHARD_PREVIOUS_READS);
+    size_t count;
+    void **waiters =
+        single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
+    for (size_t i = 0; i <= count; i++) {
+        struct read_flow *flow = i < count ? waiters[i] : leader;
+        if (status == PG_OK)
+            reply_read(flow, records_read_reply(res, flow->key, flow->key_len), false,
+                       leader->shard);
+        else
+            records_reply_failure(flow->req, status);
+        if (flow != leader)
+            free_read_flow(flow);
+    }
+    free(waiters);
+    if (found && leader->state != READ_PREVIOUS_SHARD && leader->token != NULL)
+        fill(leader, res);
+    free_read_flow(leader);
+}
+
+static void on_cache(enum cache_result result, const char *data, size_t len, const char *token,
+                     void *arg)
+{
+    struct read_flow *flow = arg;
+    struct layer4 *layer = flow->layer;
+    if (result == CACHE_HIT) {
+        json_t *row = json_loadb(data, len, 0, NULL);
+        json_t *shard = json_object_get(row, "shard_id");
+        if (row != NULL && json_is_integer(shard)) {
+            json_t *reply =
+                json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1, "key", flow->key,
+                          flow->key_len, "value", json_object_get(row, "value"), "created_at",
+                          json_object_get(row, "created_at"), "updated_at",
+                          json_object_get(row, "updated_at"), "message");
+            reply_read(flow, reply, true, (int)json_integer_value(shard));
+            json_decref(row);
+            free_read_flow(flow);
+            return;
+        }
+        json_decref(row);
+    }
+    flow->token = token ? xstrdup(token) : NULL;
+    if (!single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
+        metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
+        return; /* the leader's query will answer this request too */
+    }
+    query_read(flow, SHARD_CURRENT, flow->shard);
+}
+
+void handle_read(struct http_request *req, void *arg)
+{
+    struct layer4 *layer = arg;
+    struct route_param raw = http_request_param(req, 0);
+    json_t *errors = json_array();
+    size_t key_len;
+    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
+    if (key == NULL) {
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    struct read_flow *flow = xcalloc(1, sizeof *flow);
+    flow->req = req;
+    flow->key = key;
+    flow->key_len = key_len;
+    flow->layer = layer;
+    flow->shard = shard_set_lookup(layer->shards, key, key_len);
+    flow->previous_shard = shard_set_previous_lookup(layer->shards, key, key_len);
+    flow->state = READ_SHARD;
+    cache_aside_get(layer->cache, flow->key, flow->key_len, on_cache, flow);
+}
+
+/* ---- health and statistics: every shard at once (a fan-out) ---- */
+
+static void on_health(const struct shard_answer *answers, int count, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer4 *layer = *(struct layer4 **)http_request_context(req);
+    int up = 0;
+    for (int i = 0; i < count; i++)
+        up += answers[i].status == PG_OK;
+    bool cache = cache_aside_available(layer->cache);
+    /* Some shards down: their keys fail, the others are served (degraded); none: unhealthy. */
+    const char *database = up == count ? "healthy" : up > 0 ? "degraded" : "unavailable";
+    const char *overall = up == 0 ? "unhealthy" : up == count && cache ? "healthy" : "degraded";
+    json_t *health = json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer", "4-db-sharding",
+                               "database", database, "cache", cache ? "healthy" : "unavailable");
+    for (int i = 0; i < count; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "shard_%d", i);
+        json_object_set_new(health, name,
+                            json_string(answers[i].status == PG_OK ? "healthy" : "unavailable"));
+    }
+    http_reply_json(req, up > 0 ? 200 : 503, health);
+}
+
+void handle_health(struct http_request *req, void *arg)
+{
+    struct layer4 *layer = arg;
+    *(struct layer4 **)http_request_context(req) = layer;
+    shard_set_fanout(layer->shards, "SELECT 1", layer->check_timeout_ms, on_health, req);
+}
+
+/* A stats request between its two steps: the cache count, then the shard fan-out. */
+struct stats_flow {
+    struct http_request *req; /* answered exactly once, in on_rows_counted */
+    struct layer4 *layer;     /* whose numbers */
+    long long cache_keys;     /* this layer's cached values, or CACHE_COUNT_* */
+};
+
+static void on_rows_counted(const struct shard_answer *answers, int count, void *arg)
+{
+    struct stats_flow *flow = arg;
+    struct layer4 *layer = flow->layer;
+    struct metrics *m = server_metrics(layer->server);
+    unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
+    unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
+    double rate =
+        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
+    bool cache = flow->cache_keys != CACHE_COUNT_FAILED;
+    json_t *stats = json_object();
+    json_object_set_new(stats, "cache_available", json_boolean(cache));
+    json_object_set_new(stats, "cache_hits", cache ? json_integer((json_int_t)hits) : json_null());
+    json_object_set_new(stats, "cache_misses",
+                        cache ? json_integer((json_int_t)misses) : json_null());
+    json_object_set_new(stats, "cache_keys",
+                        flow->cache_keys >= 0 ? json_integer(flow->cache_keys) : json_null());
+    json_object_set_new(stats, "cache_hit_rate", cache ? json_real(rate) : json_null());
+    json_object_set_new(stats, "num_shards", json_integer(count));
+    json_object_set_new(stats, "shard_strategy",
+                        json_string(shard_map_strategy(shard_set_map(layer->shards))));
+    json_object_set_new(stats, "shard_pool_sizes", shard_set_pool_sizes_json(layer->shards));
+    /* A shard that did not answer is null and listed, never a 0 that looks like "empty". */
+    json_t *rows = json_object(), *unreachable = json_array();
+    for (int i = 0; i < count; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "shard_%d", i);
+        if (answers[i].status == PG_OK && answers[i].value != NULL) {
+            json_object_set_new(rows, name, json_integer(atoll(answers[i].value)));
+        } else {
+            json_object_set_new(rows, name, json_null());
+            json_array_append_new(unreachable, json_string(name));
+        }
+    }
+    json_object_set_new(stats, "shard_distribution", rows);
+    json_object_set_new(stats, "shards_unreachable", unreachable);
+    const struct shard_map *previous = shard_set_previous_map(layer->shards);
+    json_object_set_new(stats, "resharding_from",
+                        previous ? json_string(shard_map_describe(previous)) : json_null());
+    http_reply_json(flow->req, 200, stats);
+    free(flow);
+}
+
+static void on_cache_counted(long long keys, void *arg)
+{
+    struct stats_flow *flow = arg;
+    flow->cache_keys = keys;
+    shard_set_fanout(flow->layer->shards, "SELECT count(*) FROM records",
+                     flow->layer->check_timeout_ms, on_rows_counted, flow);
+}
+
+void handle_stats(struct http_request *req, void *arg)
+{
+    struct layer4 *layer = arg;
+    struct stats_flow *flow = xcalloc(1, sizeof *flow);
+    flow->req = req;
+    flow->layer = layer;
+    cache_aside_count(layer->cache, on_cache_counted, flow);
+}

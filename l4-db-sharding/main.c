@@ -1,0 +1,143 @@
+/*
+ * Layer 4: database sharding. Configuration, routes and start-up.
+ *
+ * What is new since layer 2: the shards (SHARD_URLS, any number, and SHARD_STRATEGY), a pool
+ * per shard (with the same DB_POOL_* settings each), the previous layout while resharding
+ * (SHARD_PREVIOUS_*), a per-shard deadline for work on all shards (SHARD_CHECK_TIMEOUT_MS), and
+ * GET /stats. DATABASE_URL, from the shared pool rows, is not used: each shard has its URL.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "server.h"
+#include "shard_map.h"
+#include "single_flight.h"
+
+#include <stdio.h>
+
+static struct layer4 layer;
+
+static const struct config_row layer_rows[] = {
+    POOL_CONFIG_ROWS(&layer.db, "(unused: see SHARD_URLS)"),
+    {"SHARD_URLS", CONFIG_URL,
+     "postgresql://layers@127.0.0.1:15440/layers,postgresql://layers@127.0.0.1:15441/layers,"
+     "postgresql://layers@127.0.0.1:15442/layers",
+     0, 0, "comma-separated PostgreSQL URLs, one per shard, shard 0 first", &layer.sharding.urls},
+    {"SHARD_STRATEGY", CONFIG_STRING, "modulo", 0, 0,
+     "modulo (MD5 mod N), jump (jump consistent hash) or range", &layer.sharding.strategy},
+    {"SHARD_RANGES", CONFIG_STRING, "", 0, 0,
+     "range: the N-1 ascending boundaries, comma-separated (\"g,n\")", &layer.sharding.ranges},
+    {"SHARD_PREVIOUS_URLS", CONFIG_URL, "", 0, 0,
+     "while resharding: the previous layout's URLs (reads fall back to it)",
+     &layer.sharding.previous_urls},
+    {"SHARD_PREVIOUS_STRATEGY", CONFIG_STRING, "modulo", 0, 0,
+     "while resharding: the previous layout's strategy", &layer.sharding.previous_strategy},
+    {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0,
+     "while resharding: the previous layout's range boundaries", &layer.sharding.previous_ranges},
+    {"SHARD_CHECK_TIMEOUT_MS", CONFIG_INT, "1000", 10, 60000,
+     "deadline of each shard in /health and /stats (then marked unreachable)",
+     &layer.check_timeout_ms},
+    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16440/0", 0, 0, "Redis connection URL",
+     &layer.redis_url},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
+    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
+     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
+};
+
+static void on_schema_ready(void *arg)
+{
+    server_ready(arg);
+}
+
+/* 32 bits of FNV-1a: enough to tell layouts apart in a cache prefix. */
+static unsigned layout_fingerprint(const char *text)
+{
+    unsigned h = 2166136261u;
+    for (; *text; text++)
+        h = (h ^ (unsigned char)*text) * 16777619u;
+    return h;
+}
+
+static bool start(struct server *server, void *arg)
+{
+    struct layer4 *l = arg;
+    l->server = server;
+    l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    if (!pool_config_check(&l->db))
+        return false;
+    char err[512];
+    l->shards = shard_set_create(server_base(server), &l->sharding, &l->db, "l4-db-sharding",
+                                 server_metrics(server), err, sizeof err);
+    if (l->shards == NULL) {
+        LOG_ERROR("%s", err);
+        return false;
+    }
+    const struct shard_map *map = shard_set_map(l->shards);
+    LOG_INFO("%d shards, %s%s%s", shard_map_count(map), shard_map_describe(map),
+             shard_set_previous_map(l->shards) ? "; resharding from " : "",
+             shard_set_previous_map(l->shards)
+                 ? shard_map_describe(shard_set_previous_map(l->shards))
+                 : "");
+    metrics_add_gauges(server_metrics(server), shard_set_render_gauges, l->shards);
+    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    if (l->redis == NULL)
+        return false;
+    /* Cached entries name their shard, so each layout has its own: a server in another
+     * layout (before or after resharding) never reads this one's entries. */
+    snprintf(l->cache_prefix, sizeof l->cache_prefix, "l4:%08x",
+             layout_fingerprint(shard_map_describe(map)));
+    struct cache_settings cs = {l->cache_prefix, l->cache_ttl_s, NULL};
+    l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
+    l->flights = single_flight_create();
+
+    struct http_server *http = server_http(server);
+    http_route(http, HTTP_POST, "/write", handle_write, l);
+    http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
+    http_route(http, HTTP_GET, "/health", handle_health, l);
+    http_route(http, HTTP_GET, "/stats", handle_stats, l);
+
+    shard_set_ensure_schema(l->shards, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    return true;
+}
+
+static void maintain(void *arg)
+{
+    struct layer4 *l = arg;
+    shard_set_maintain(l->shards);
+    redis_maintain(l->redis);
+    cache_aside_maintain(l->cache);
+}
+
+static void stop(void *arg)
+{
+    struct layer4 *l = arg;
+    cache_aside_free(l->cache);
+    redis_free(l->redis);
+    single_flight_free(l->flights);
+    shard_set_free(l->shards);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "l4-db-sharding",
+        .layer = "4-db-sharding",
+        .summary = "key/value API on N PostgreSQL shards, with a Redis cache-aside in front",
+        .default_port = 8004,
+        .rows = layer_rows,
+        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        .metric_modules = METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS |
+                          METRIC_MODULE_CACHE | METRIC_MODULE_SHARD,
+        .start = start,
+        .maintain = maintain,
+        .stop = stop,
+    };
+    return server_main(argc, argv, &spec, &layer);
+}
