@@ -1,0 +1,246 @@
+/*
+ * l4-reshard: moves the keys whose shard changes from the previous layout to the current one,
+ * while the servers keep serving.
+ *
+ * Changing the number of shards (or the strategy) changes where keys belong. Servers never
+ * remap silently: they are told both layouts, and until the keys are moved they read a key from
+ * its new shard first and, if it is not there, from its old one, and write only to the new one
+ * (handlers.c). This tool does the moving, with the same settings as the servers:
+ *
+ *   1. restart every server with the new SHARD_URLS/SHARD_STRATEGY and the old layout in
+ *      SHARD_PREVIOUS_URLS/SHARD_PREVIOUS_STRATEGY (no server may still write the old way);
+ *   2. run l4-reshard with the same environment;
+ *   3. restart the servers without SHARD_PREVIOUS_*.
+ *
+ * For each database of the previous layout it walks the keys in order (in batches), and moves
+ * each key whose new shard is another database: in a transaction on the old shard it locks the
+ * row, copies it to the new shard unless the key is already there (then a server wrote it
+ * during the move, and that value is newer), and deletes it from the old shard. The copy
+ * commits before the delete, so a reader that misses on both shards finds the key on its new
+ * shard when it looks again. Running it twice is safe: a key copied but not deleted (a crash
+ * between the two) is deleted the second time.
+ *
+ * This is a command-line tool, not a server: it uses libpq's blocking calls.
+ */
+#include "config.h"
+#include "shard_map.h"
+#include "xalloc.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct reshard_config {
+    char *urls, *strategy, *ranges;                            /* the new layout */
+    char *previous_urls, *previous_strategy, *previous_ranges; /* the layout keys come from */
+    long batch;                                                /* RESHARD_BATCH */
+};
+
+static struct reshard_config cfg;
+
+static const struct config_row rows[] = {
+    {"SHARD_URLS", CONFIG_URL, NULL, 0, 0, "the new layout's URLs, shard 0 first", &cfg.urls},
+    {"SHARD_STRATEGY", CONFIG_STRING, "modulo", 0, 0, "the new layout's strategy", &cfg.strategy},
+    {"SHARD_RANGES", CONFIG_STRING, "", 0, 0, "the new layout's range boundaries", &cfg.ranges},
+    {"SHARD_PREVIOUS_URLS", CONFIG_URL, NULL, 0, 0, "the previous layout's URLs",
+     &cfg.previous_urls},
+    {"SHARD_PREVIOUS_STRATEGY", CONFIG_STRING, "modulo", 0, 0, "the previous layout's strategy",
+     &cfg.previous_strategy},
+    {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0, "the previous layout's range boundaries",
+     &cfg.previous_ranges},
+    {"RESHARD_BATCH", CONFIG_INT, "500", 1, 100000, "keys read per step, and moved per transaction",
+     &cfg.batch},
+};
+
+#define ROW_COUNT (sizeof rows / sizeof rows[0])
+
+/* One layout: its map and its URLs. */
+struct layout {
+    struct shard_map *map; /* key -> shard */
+    char *urls[SHARD_MAX]; /* shard -> URL */
+    int count;             /* N */
+};
+
+struct totals {
+    long long scanned;    /* keys looked at */
+    long long moved;      /* copied to their new shard and deleted from the old one */
+    long long superseded; /* already written on the new shard during the move: only deleted */
+};
+
+static bool layout_parse(struct layout *l, const char *urls, const char *strategy,
+                         const char *ranges, const char *what)
+{
+    char err[256];
+    l->count = shard_split_list(urls, l->urls, SHARD_MAX);
+    if (l->count < 0) {
+        fprintf(stderr, "l4-reshard: %s: expected comma-separated URLs\n", what);
+        return false;
+    }
+    l->map = shard_map_create(strategy, l->count, ranges, err, sizeof err);
+    if (l->map == NULL) {
+        fprintf(stderr, "l4-reshard: %s: %s\n", what, err);
+        return false;
+    }
+    return true;
+}
+
+static void layout_cleanup(struct layout *l)
+{
+    for (int i = 0; i < l->count; i++)
+        free(l->urls[i]);
+    shard_map_free(l->map);
+}
+
+static PGconn *connect_to(const char *url)
+{
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "l4-reshard: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+static bool command_ok(PGresult *res, PGconn *conn, const char *what)
+{
+    ExecStatusType st = PQresultStatus(res);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "l4-reshard: %s: %s", what, PQerrorMessage(conn));
+    PQclear(res);
+    return ok;
+}
+
+/* Moves one key from `from` to `to`, inside the transaction open on `from`. */
+static bool move_key(PGconn *from, PGconn *to, const char *key, struct totals *t)
+{
+    const char *k[] = {key};
+    PGresult *row = PQexecParams(from,
+                                 "SELECT value, created_at::text, updated_at::text FROM records "
+                                 "WHERE key = $1 FOR UPDATE",
+                                 1, NULL, k, NULL, NULL, 0);
+    if (PQresultStatus(row) != PGRES_TUPLES_OK)
+        return command_ok(row, from, "lock");
+    if (PQntuples(row) == 0) { /* gone meanwhile (another run of this tool) */
+        PQclear(row);
+        return true;
+    }
+    const char *values[] = {key, PQgetvalue(row, 0, 0), PQgetvalue(row, 0, 1),
+                            PQgetvalue(row, 0, 2)};
+    /* DO NOTHING: a row already on the new shard was written there during the move: newer. */
+    PGresult *ins = PQexecParams(to,
+                                 "INSERT INTO records (key, value, created_at, updated_at) "
+                                 "VALUES ($1, $2, $3::timestamptz, $4::timestamptz) "
+                                 "ON CONFLICT (key) DO NOTHING",
+                                 4, NULL, values, NULL, NULL, 0);
+    PQclear(row);
+    bool copied = PQresultStatus(ins) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(ins), "1") == 0;
+    if (!command_ok(ins, to, "copy"))
+        return false;
+    if (!command_ok(
+            PQexecParams(from, "DELETE FROM records WHERE key = $1", 1, NULL, k, NULL, NULL, 0),
+            from, "delete"))
+        return false;
+    if (copied)
+        t->moved++;
+    else
+        t->superseded++;
+    return true;
+}
+
+/* Walks one old database's keys and moves those that belong elsewhere now. */
+static bool drain(const char *old_url, const struct layout *now, PGconn **conns, struct totals *t)
+{
+    PGconn *from = connect_to(old_url);
+    if (from == NULL)
+        return false;
+    char *after = xstrdup("");
+    char limit[32];
+    snprintf(limit, sizeof limit, "%ld", cfg.batch);
+    bool ok = true;
+    for (;;) {
+        const char *params[] = {after, limit};
+        PGresult *keys =
+            PQexecParams(from, "SELECT key FROM records WHERE key > $1 ORDER BY key LIMIT $2::int",
+                         2, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(keys) != PGRES_TUPLES_OK) {
+            ok = command_ok(keys, from, "scan");
+            break;
+        }
+        int n = PQntuples(keys);
+        if (n == 0) {
+            PQclear(keys);
+            break;
+        }
+        ok = command_ok(PQexec(from, "BEGIN"), from, "begin");
+        for (int i = 0; ok && i < n; i++) {
+            const char *key = PQgetvalue(keys, i, 0);
+            int to = shard_map_lookup(now->map, key, (size_t)PQgetlength(keys, i, 0));
+            t->scanned++;
+            if (strcmp(now->urls[to], old_url) != 0)
+                ok = move_key(from, conns[to], key, t);
+        }
+        ok = command_ok(PQexec(from, ok ? "COMMIT" : "ROLLBACK"), from, "commit") && ok;
+        free(after);
+        after = xstrdup(PQgetvalue(keys, n - 1, 0));
+        PQclear(keys);
+        if (!ok)
+            break;
+    }
+    free(after);
+    PQfinish(from);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {
+        printf("l4-reshard: moves keys from SHARD_PREVIOUS_* to SHARD_* while servers run.\n\n");
+        config_usage(rows, ROW_COUNT, stdout);
+        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    char err[256];
+    if (!config_load(rows, ROW_COUNT, NULL, NULL, err, sizeof err)) {
+        fprintf(stderr, "l4-reshard: %s\n", err);
+        return 2;
+    }
+    int rc = 1;
+    struct layout now = {0}, before = {0};
+    PGconn *conns[SHARD_MAX] = {0};
+    struct totals t = {0, 0, 0};
+    if (!layout_parse(&now, cfg.urls, cfg.strategy, cfg.ranges, "SHARD_*") ||
+        !layout_parse(&before, cfg.previous_urls, cfg.previous_strategy, cfg.previous_ranges,
+                      "SHARD_PREVIOUS_*"))
+        goto done;
+    printf("moving keys from %s to %s\n", shard_map_describe(before.map),
+           shard_map_describe(now.map));
+    for (int i = 0; i < now.count; i++)
+        if ((conns[i] = connect_to(now.urls[i])) == NULL)
+            goto done;
+    for (int i = 0; i < before.count; i++) {
+        bool seen = false; /* a URL listed twice is drained once */
+        for (int j = 0; j < i; j++)
+            seen |= strcmp(before.urls[j], before.urls[i]) == 0;
+        if (seen)
+            continue;
+        struct totals shard = {0, 0, 0};
+        if (!drain(before.urls[i], &now, conns, &shard))
+            goto done;
+        printf("previous shard %d: %lld keys scanned, %lld moved, %lld already rewritten\n", i,
+               shard.scanned, shard.moved, shard.superseded);
+        t.scanned += shard.scanned, t.moved += shard.moved, t.superseded += shard.superseded;
+    }
+    printf("done: %lld keys scanned, %lld moved, %lld already rewritten on their new shard\n",
+           t.scanned, t.moved, t.superseded);
+    rc = 0;
+done:
+    for (int i = 0; i < SHARD_MAX; i++)
+        if (conns[i] != NULL)
+            PQfinish(conns[i]);
+    layout_cleanup(&now);
+    layout_cleanup(&before);
+    config_release(rows, ROW_COUNT);
+    return rc;
+}
