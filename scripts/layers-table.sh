@@ -23,6 +23,7 @@ layer_backends() {
     case $1 in
     0 | 1) echo "pg" ;;
     2 | 5) echo "pg redis" ;;
+    4) echo "pg pg pg redis" ;; # three shards
     *) echo "" ;;
     esac
 }
@@ -36,7 +37,17 @@ layer_env() {
     0 | 1 | 2 | 5) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
     esac
     case $n in
-    2 | 5) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    4) # shard i on PG_PORT + i; the server reads SHARD_URLS, SHARD_i_URL are for other tools
+        local i urls=""
+        for i in 0 1 2; do
+            echo "export SHARD_${i}_URL=postgresql://layers@127.0.0.1:$((pg + i))/layers"
+            urls+="${urls:+,}postgresql://layers@127.0.0.1:$((pg + i))/layers"
+        done
+        echo "export SHARD_URLS=$urls"
+        ;;
+    esac
+    case $n in
+    2 | 4 | 5) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"
