@@ -2,16 +2,28 @@
  * delay-proxy: a TCP proxy that delays every byte by a fixed one-way latency.
  *
  * Real databases are never on the same host as their clients, and this kernel has no netem, so
- * the benchmark puts this proxy between a server and its PostgreSQL (`--db-latency 5ms`) to
- * show what pooling and non-blocking I/O buy when a round trip costs milliseconds. Each chunk
- * read from one side is stamped with the time it may leave and held in a FIFO; a per-direction
- * timer forwards it when its time comes, so order is kept and the delay applies to each chunk
- * exactly once (a request/response round trip costs two delays). Buffers are bounded: a
- * direction holding more than MAX_HELD bytes stops reading until it drains.
+ * the benchmark puts this proxy between a server and its PostgreSQL (`--db-latency 5`) to show
+ * what pooling and non-blocking I/O buy when a round trip costs milliseconds; the multi-region
+ * layer uses it for its WAN links.
  *
- *   delay-proxy LISTEN_PORT UPSTREAM_PORT DELAY_MS     (both on 127.0.0.1)
+ * How: each chunk read from one side is stamped with the time it may leave (now + delay) and
+ * appended to that direction's FIFO; one timer per direction forwards the chunks whose time has
+ * come. Stamps only grow, so order is kept, and every byte is delayed exactly once: a
+ * request/response round trip costs two delays, like a real link. The proxy never blocks (one
+ * libevent loop, non-blocking sockets and connects) and every buffer is bounded: a direction
+ * holding MAX_HELD bytes (queued plus not yet written) stops reading its source until the
+ * destination has taken them, so a slow reader slows its writer, as TCP would.
+ *
+ * Closing follows TCP: when one side closes, what it sent is still delivered (after the delay)
+ * and then the other side sees end-of-file; the pair is freed when both directions are done,
+ * or at once on a socket error (which closes both sides).
+ *
+ *   delay-proxy LISTEN_PORT UPSTREAM_PORT DELAY_MS      (both on 127.0.0.1; DELAY_MS may be 0.5)
+ *
+ * SIGTERM or SIGINT stops it; it then prints what it forwarded.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -19,36 +31,50 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
-#define MAX_HELD (4 * 1024 * 1024)
+#include "xalloc.h"
+
+#define MAX_HELD (1024 * 1024) /* bytes one direction may hold before it stops reading */
+
+struct proxy {
+    struct event_base *base;     /* the one event loop */
+    struct sockaddr_in upstream; /* where every accepted connection is forwarded */
+    long long delay_us;          /* one-way delay added to every chunk */
+    long long links_open;        /* connection pairs alive now */
+    long long links_total;       /* connection pairs accepted since start */
+    long long upstream_failures; /* pairs closed because the upstream could not be reached */
+    long long bytes[2];          /* forwarded client->upstream, upstream->client */
+};
 
 struct chunk {
-    struct chunk *next;   /* FIFO order */
-    long long due_us;     /* monotonic time it may be forwarded */
-    struct evbuffer *data; /* the bytes */
+    struct chunk *next;    /* FIFO order */
+    long long due_us;      /* monotonic time at which it may be forwarded */
+    struct evbuffer *data; /* the bytes, as read */
 };
 
 struct direction {
-    struct bufferevent *from, *to; /* read side, write side */
-    struct chunk *head, *tail;     /* held chunks */
-    size_t held;                   /* bytes held */
-    struct event *timer;           /* fires when the head is due */
-    struct link *link;             /* the connection pair it belongs to */
+    struct bufferevent *from, *to; /* the side it reads, the side it writes */
+    struct chunk *head, *tail;     /* chunks waiting for their time */
+    size_t queued;                 /* bytes in those chunks */
+    struct event *timer;           /* fires when the head chunk is due */
+    bool eof;                      /* `from` has closed: nothing more will be queued */
+    bool done;                     /* everything delivered and `to` shut for writing */
+    struct link *link;             /* the pair it belongs to */
+    int index;                     /* 0 client->upstream, 1 upstream->client */
 };
 
 struct link {
-    struct direction up, down; /* client->server, server->client */
-    int closing;               /* one side closed: finish when both directions drained */
+    struct proxy *proxy;     /* owner and statistics */
+    struct direction dir[2]; /* client->upstream, upstream->client */
+    bool connected;          /* the upstream connect has completed */
 };
-
-static long delay_us;
-static struct event_base *base;
-static struct sockaddr_in upstream;
 
 static long long now_us(void)
 {
@@ -57,25 +83,33 @@ static long long now_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void free_link(struct link *link)
+static void link_free(struct link *link)
 {
-    struct direction *dirs[] = {&link->up, &link->down};
     for (int i = 0; i < 2; i++) {
-        struct chunk *c = dirs[i]->head;
-        while (c) {
+        struct direction *d = &link->dir[i];
+        struct chunk *c = d->head;
+        while (c != NULL) {
             struct chunk *next = c->next;
             evbuffer_free(c->data);
             free(c);
             c = next;
         }
-        event_free(dirs[i]->timer);
+        event_free(d->timer);
     }
-    bufferevent_free(link->up.from);
-    bufferevent_free(link->down.from);
+    /* Safe inside the bufferevents' own callbacks: libevent defers the free until they return. */
+    bufferevent_free(link->dir[0].from);
+    bufferevent_free(link->dir[1].from);
+    link->proxy->links_open--;
     free(link);
 }
 
-static void arm(struct direction *d)
+/* Bytes this direction holds: queued for their time, or forwarded but not yet written. */
+static size_t direction_held(const struct direction *d)
+{
+    return d->queued + evbuffer_get_length(bufferevent_get_output(d->to));
+}
+
+static void direction_arm(struct direction *d)
 {
     if (d->head == NULL)
         return;
@@ -88,58 +122,92 @@ static void arm(struct direction *d)
     event_add(d->timer, &tv);
 }
 
-static void maybe_finish(struct link *link)
+/* Reads again once the destination has taken enough (the bound on held bytes). */
+static void direction_resume(struct direction *d)
 {
-    if (link->closing && link->up.head == NULL && link->down.head == NULL &&
-        evbuffer_get_length(bufferevent_get_output(link->up.to)) == 0 &&
-        evbuffer_get_length(bufferevent_get_output(link->down.to)) == 0)
-        free_link(link);
+    if (!d->eof && direction_held(d) < MAX_HELD)
+        bufferevent_enable(d->from, EV_READ);
 }
 
+/*
+ * Called whenever a direction may have finished: once its source has closed and every byte is
+ * written, the destination gets end-of-file (shutdown for writing). Frees the pair when both
+ * directions are done; returns true if it did, and the caller must not touch the link again.
+ */
+static bool link_check_done(struct link *link)
+{
+    for (int i = 0; i < 2; i++) {
+        struct direction *d = &link->dir[i];
+        /* A socket still connecting cannot be shut down: wait for BEV_EVENT_CONNECTED. */
+        if (!d->done && d->eof && direction_held(d) == 0 && link->connected) {
+            shutdown(bufferevent_getfd(d->to), SHUT_WR);
+            d->done = true;
+        }
+    }
+    if (link->dir[0].done && link->dir[1].done) {
+        link_free(link);
+        return true;
+    }
+    return false;
+}
+
+/* Timer: forwards every chunk whose time has come, in order, then waits for the next one. */
 static void on_due(evutil_socket_t fd, short what, void *arg)
 {
     struct direction *d = arg;
-    (void)fd, (void)what;
     long long now = now_us();
-    while (d->head && d->head->due_us <= now) {
+    while (d->head != NULL && d->head->due_us <= now) {
         struct chunk *c = d->head;
         d->head = c->next;
         if (d->head == NULL)
             d->tail = NULL;
-        d->held -= evbuffer_get_length(c->data);
-        bufferevent_write_buffer(d->to, c->data);
+        size_t n = evbuffer_get_length(c->data);
+        d->queued -= n;
+        d->link->proxy->bytes[d->index] += (long long)n;
+        bufferevent_write_buffer(d->to, c->data); /* moves the bytes; written when writable */
         evbuffer_free(c->data);
         free(c);
     }
-    if (d->held < MAX_HELD && !d->link->closing)
-        bufferevent_enable(d->from, EV_READ);
-    arm(d);
+    direction_arm(d);
+    /* Not done here even if the queue is empty: the write callback sees the output drain. */
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct link *link = arg;
-    struct direction *d = bev == link->up.from ? &link->up : &link->down;
-    struct chunk *c = calloc(1, sizeof *c);
+    struct direction *d = bev == link->dir[0].from ? &link->dir[0] : &link->dir[1];
+    struct evbuffer *input = bufferevent_get_input(bev);
+    size_t n = evbuffer_get_length(input);
+    if (n == 0)
+        return;
+    struct chunk *c = xcalloc(1, sizeof *c);
     c->data = evbuffer_new();
-    c->due_us = now_us() + delay_us;
-    d->held += evbuffer_get_length(bufferevent_get_input(bev));
-    bufferevent_read_buffer(bev, c->data);
-    if (d->tail)
+    if (c->data == NULL) {
+        fprintf(stderr, "delay-proxy: out of memory\n");
+        abort();
+    }
+    c->due_us = now_us() + link->proxy->delay_us;
+    evbuffer_add_buffer(c->data, input);
+    d->queued += n;
+    if (d->tail != NULL)
         d->tail->next = c;
     else
         d->head = c;
     d->tail = c;
-    if (d->held >= MAX_HELD)
-        bufferevent_disable(bev, EV_READ); /* bounded: wait for the queue to drain */
+    if (direction_held(d) >= MAX_HELD)
+        bufferevent_disable(bev, EV_READ); /* bounded: wait until the destination takes it */
     if (!event_pending(d->timer, EV_TIMEOUT, NULL))
-        arm(d);
+        direction_arm(d);
 }
 
-static void on_drained(struct bufferevent *bev, void *arg)
+/* Write callback of `to`: its output buffer is empty. */
+static void on_written(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
-    maybe_finish(arg);
+    struct link *link = arg;
+    struct direction *d = bev == link->dir[0].to ? &link->dir[0] : &link->dir[1];
+    if (link_check_done(link))
+        return;
+    direction_resume(d);
 }
 
 /* No Nagle: a small chunk must leave when its delay is over, not when an ACK comes back. */
@@ -152,95 +220,171 @@ static void set_nodelay(evutil_socket_t fd)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct link *link = arg;
+    bool upstream_side = bev == link->dir[1].from;
     if (what & BEV_EVENT_CONNECTED) {
         set_nodelay(bufferevent_getfd(bev));
+        link->connected = true;
+        link_check_done(link); /* the client may already have closed */
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        /* Stop reading both ways; deliver what is held (after its delay), then close. */
-        link->closing = 1;
-        bufferevent_disable(link->up.from, EV_READ);
-        bufferevent_disable(link->down.from, EV_READ);
-        if (what & BEV_EVENT_ERROR) {
-            free_link(link);
-            return;
-        }
-        maybe_finish(link);
+    if (what & BEV_EVENT_ERROR) {
+        if (upstream_side && !link->connected)
+            link->proxy->upstream_failures++;
+        link_free(link); /* a reset or a refused connect: close both sides */
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        struct direction *d = upstream_side ? &link->dir[1] : &link->dir[0];
+        d->eof = true;
+        bufferevent_disable(bev, EV_READ);
+        link_check_done(link);
     }
 }
 
-static void init_direction(struct direction *d, struct link *link, struct bufferevent *from,
-                           struct bufferevent *to)
+static void direction_init(struct direction *d, struct link *link, int index,
+                           struct bufferevent *from, struct bufferevent *to)
 {
     d->from = from;
     d->to = to;
     d->link = link;
-    d->timer = evtimer_new(base, on_due, d);
+    d->index = index;
+    d->timer = evtimer_new(link->proxy->base, on_due, d);
+    if (d->timer == NULL) {
+        fprintf(stderr, "delay-proxy: out of memory\n");
+        abort();
+    }
 }
 
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
                       int len, void *arg)
 {
-    (void)listener, (void)sa, (void)len, (void)arg;
-    struct link *link = calloc(1, sizeof *link);
+    struct proxy *proxy = arg;
     set_nodelay(fd);
-    struct bufferevent *client = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    struct bufferevent *server = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    init_direction(&link->up, link, client, server);
-    init_direction(&link->down, link, server, client);
-    bufferevent_setcb(client, on_read, on_drained, on_event, link);
-    bufferevent_setcb(server, on_read, on_drained, on_event, link);
-    if (bufferevent_socket_connect(server, (struct sockaddr *)&upstream, sizeof upstream) != 0) {
-        free_link(link);
+    struct bufferevent *client = bufferevent_socket_new(proxy->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *server = bufferevent_socket_new(proxy->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (client == NULL || server == NULL) {
+        fprintf(stderr, "delay-proxy: cannot set up a connection pair\n");
+        if (client != NULL)
+            bufferevent_free(client);
+        else
+            evutil_closesocket(fd);
+        if (server != NULL)
+            bufferevent_free(server);
+        return;
+    }
+    struct link *link = xcalloc(1, sizeof *link);
+    link->proxy = proxy;
+    proxy->links_open++;
+    proxy->links_total++;
+    direction_init(&link->dir[0], link, 0, client, server);
+    direction_init(&link->dir[1], link, 1, server, client);
+    bufferevent_setcb(client, on_read, on_written, on_event, link);
+    bufferevent_setcb(server, on_read, on_written, on_event, link);
+    /* Non-blocking connect; a refusal arrives later as BEV_EVENT_ERROR. */
+    if (bufferevent_socket_connect(server, (struct sockaddr *)&proxy->upstream,
+                                   sizeof proxy->upstream) != 0) {
+        proxy->upstream_failures++;
+        link_free(link);
         return;
     }
     bufferevent_enable(client, EV_READ | EV_WRITE);
     bufferevent_enable(server, EV_READ | EV_WRITE);
 }
 
+/* Accept failed (out of descriptors, say): say so and keep serving the pairs that exist. */
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    fprintf(stderr, "delay-proxy: accept: %s\n", evutil_socket_error_to_string(err));
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    (void)sig, (void)what, (void)arg;
-    event_base_loopexit(base, NULL);
+    struct proxy *proxy = arg;
+    event_base_loopexit(proxy->base, NULL);
+}
+
+/* Many clients each hold two descriptors here: raise the soft limit as far as allowed. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static bool parse_port(const char *s, int *port)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > 65535)
+        return false;
+    *port = (int)v;
+    return true;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_PORT DELAY_MS\n", argv[0]);
+    int listen_port, upstream_port;
+    char *end = NULL;
+    double delay_ms = argc == 4 ? strtod(argv[3], &end) : -1;
+    if (argc != 4 || !parse_port(argv[1], &listen_port) || !parse_port(argv[2], &upstream_port) ||
+        end == argv[3] || *end != '\0' || !(delay_ms >= 0 && delay_ms <= 60000)) {
+        fprintf(stderr,
+                "usage: %s LISTEN_PORT UPSTREAM_PORT DELAY_MS\n"
+                "  forwards 127.0.0.1:LISTEN_PORT to 127.0.0.1:UPSTREAM_PORT, delaying each\n"
+                "  direction by DELAY_MS milliseconds (0 to 60000, fractions allowed)\n",
+                argv[0]);
         return 2;
     }
-    int listen_port = atoi(argv[1]), upstream_port = atoi(argv[2]);
-    delay_us = (long)(atof(argv[3]) * 1000.0);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    struct proxy proxy = {.delay_us = (long long)(delay_ms * 1000.0 + 0.5)};
+    proxy.upstream.sin_family = AF_INET;
+    proxy.upstream.sin_port = htons((uint16_t)upstream_port);
+    proxy.upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* Precise timers: libevent's default clock on Linux is coarse (a few ms), far too coarse
      * for delays of a few milliseconds. */
     struct event_config *config = event_config_new();
     event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
-    base = event_base_new_with_config(config);
+    proxy.base = event_base_new_with_config(config);
     event_config_free(config);
-    upstream.sin_family = AF_INET;
-    upstream.sin_port = htons((uint16_t)upstream_port);
-    upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)listen_port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct evconnlistener *listener =
-        evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE,
-                                512, (struct sockaddr *)&addr, sizeof addr);
-    if (listener == NULL) {
-        fprintf(stderr, "delay-proxy: cannot listen on 127.0.0.1:%d\n", listen_port);
+    if (proxy.base == NULL) {
+        fprintf(stderr, "delay-proxy: cannot create the event loop\n");
         return 1;
     }
-    struct event *term = evsignal_new(base, SIGTERM, on_signal, NULL);
-    struct event *intr = evsignal_new(base, SIGINT, on_signal, NULL);
+
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)listen_port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct evconnlistener *listener = evconnlistener_new_bind(
+        proxy.base, on_accept, &proxy, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
+        (struct sockaddr *)&addr, sizeof addr);
+    if (listener == NULL) {
+        fprintf(stderr, "delay-proxy: cannot listen on 127.0.0.1:%d: %s\n", listen_port,
+                strerror(errno));
+        event_base_free(proxy.base);
+        return 1;
+    }
+    evconnlistener_set_error_cb(listener, on_accept_error);
+    struct event *term = evsignal_new(proxy.base, SIGTERM, on_signal, &proxy);
+    struct event *intr = evsignal_new(proxy.base, SIGINT, on_signal, &proxy);
     event_add(term, NULL);
     event_add(intr, NULL);
-    fprintf(stderr, "delay-proxy: 127.0.0.1:%d -> 127.0.0.1:%d, +%.2f ms each way\n", listen_port,
-            upstream_port, (double)delay_us / 1000.0);
-    event_base_dispatch(base);
+    fprintf(stderr, "delay-proxy: 127.0.0.1:%d -> 127.0.0.1:%d, +%.3f ms each way\n", listen_port,
+            upstream_port, (double)proxy.delay_us / 1000.0);
+
+    event_base_dispatch(proxy.base);
+
+    fprintf(stderr,
+            "delay-proxy: stopped; %lld connections (%lld open, %lld upstream failures), "
+            "%lld bytes to upstream, %lld bytes back\n",
+            proxy.links_total, proxy.links_open, proxy.upstream_failures, proxy.bytes[0],
+            proxy.bytes[1]);
     evconnlistener_free(listener);
     event_free(term);
     event_free(intr);
-    event_base_free(base);
+    event_base_free(proxy.base); /* pairs still open are abandoned: the process ends here */
     return 0;
 }
