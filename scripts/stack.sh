@@ -9,6 +9,7 @@
 #   bash scripts/stack.sh pg-start DIR PORT [postgres options, e.g. -c max_connections=700]
 #   bash scripts/stack.sh pg-stop DIR
 #   bash scripts/stack.sh pg-status DIR
+#   bash scripts/stack.sh pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]
 #   bash scripts/stack.sh redis-start DIR PORT
 #   bash scripts/stack.sh redis-stop DIR
 #
@@ -17,6 +18,13 @@
 # owning a database `layers`: postgresql://layers@127.0.0.1:PORT/layers. initdb refuses to run
 # as root, so as root the server runs as the `postgres` user (DIR must be reachable by it).
 # Starting a running cluster and stopping a stopped one are no-ops. Every wait has a timeout.
+#
+# A hot standby (layer 3): a streaming replica of the primary in PRIMARY_DIR, cloned once with
+# pg_basebackup (-R writes standby.signal and primary_conninfo, -X stream copies the WAL made
+# meanwhile, -C -S creates the replication slot SLOT so the primary keeps the WAL the standby
+# has not received yet, --checkpoint=fast so it does not wait minutes for a spread checkpoint).
+# It connects as the role `replicator` (REPLICATION, created on the primary). Read-only; pg-stop
+# stops it like any cluster, and pg-start DIR PORT starts it again.
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -93,6 +101,57 @@ pg_status() {
     if pg_running "$1"; then echo running; else echo stopped; fi
 }
 
+# Adds the replication role and pg_hba entry to a running primary (idempotent).
+pg_allow_replication() {
+    local dir=$1 port=$2 hba="$1/pg_hba.conf"
+    as_pg_owner "$PG_BIN/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+SELECT 'CREATE ROLE replicator LOGIN REPLICATION' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator')\gexec
+SQL
+    if ! as_pg_owner grep -q '^host replication replicator 127.0.0.1/32' "$hba"; then
+        echo 'host replication replicator 127.0.0.1/32 trust' | as_pg_owner tee -a "$hba" >/dev/null
+        as_pg_owner "$PG_BIN/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+            -c 'SELECT pg_reload_conf()' >/dev/null
+    fi
+}
+
+pg_standby_start() {
+    local primary_dir=$1 primary_port=$2 dir=$3 port=$4 slot=$5
+    shift 5
+    if pg_running "$dir"; then
+        return 0
+    fi
+    if port_in_use "$port"; then
+        die "port $port is already in use by another program; cannot start PostgreSQL in $dir"
+    fi
+    pg_running "$primary_dir" || die "the primary in $primary_dir is not running"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        pg_allow_replication "$primary_dir" "$primary_port"
+        # A slot left by an earlier clone of this standby would make -C fail: drop it.
+        as_pg_owner "$PG_BIN/psql" -q -h 127.0.0.1 -p "$primary_port" -U postgres -d postgres \
+            -v ON_ERROR_STOP=1 -v slot="$slot" >/dev/null <<'SQL'
+SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = :'slot' AND NOT active;
+SQL
+        mkdir -p "$dir"
+        if [ "$(id -u)" = 0 ]; then
+            chown postgres: "$dir"
+        fi
+        chmod 700 "$dir"
+        as_pg_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U replicator \
+            -D "$dir" -R -X stream -S "$slot" -C --checkpoint=fast --no-sync >"$dir.basebackup.log" 2>&1 || {
+            cat "$dir.basebackup.log" >&2
+            die "pg_basebackup from port $primary_port into $dir failed"
+        }
+        rm -f "$dir.basebackup.log" "$dir/server.log" "$dir/postmaster.opts"
+    fi
+    local opts="-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' $*"
+    as_pg_owner "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w -t 60 start \
+        >/dev/null || {
+        tail -n 20 "$dir/server.log" >&2 || true
+        die "the standby did not start in $dir (log above)"
+    }
+}
+
 redis_start() {
     local dir=$1 port=$2
     command -v redis-server >/dev/null || die "redis-server is not installed (run ./layers deps)"
@@ -147,8 +206,12 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     pg-start) [ $# -ge 2 ] || die "usage: pg-start DIR PORT [postgres options]"; pg_start "$@" ;;
     pg-stop) [ $# -eq 1 ] || die "usage: pg-stop DIR"; pg_stop "$1" ;;
     pg-status) [ $# -eq 1 ] || die "usage: pg-status DIR"; pg_status "$1" ;;
+    pg-standby-start)
+        [ $# -ge 5 ] || die "usage: pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]"
+        pg_standby_start "$@"
+        ;;
     redis-start) [ $# -eq 2 ] || die "usage: redis-start DIR PORT"; redis_start "$1" "$2" ;;
     redis-stop) [ $# -eq 1 ] || die "usage: redis-stop DIR"; redis_stop "$1" ;;
-    *) die "usage: stack.sh pg-start|pg-stop|pg-status|redis-start|redis-stop ..." ;;
+    *) die "usage: stack.sh pg-start|pg-stop|pg-status|pg-standby-start|redis-start|redis-stop ..." ;;
     esac
 fi

@@ -17,11 +17,12 @@
 struct evbuffer;
 
 enum metric_module {
-    METRIC_MODULE_PG = 1 << 0,    /* the PostgreSQL connection */
-    METRIC_MODULE_POOL = 1 << 1,  /* the connection pool */
-    METRIC_MODULE_REDIS = 1 << 2, /* the Redis client */
-    METRIC_MODULE_CACHE = 1 << 3, /* cache-aside */
-    METRIC_MODULE_SHARD = 1 << 4, /* sharding */
+    METRIC_MODULE_PG = 1 << 0,      /* the PostgreSQL connection */
+    METRIC_MODULE_POOL = 1 << 1,    /* the connection pool */
+    METRIC_MODULE_REDIS = 1 << 2,   /* the Redis client */
+    METRIC_MODULE_CACHE = 1 << 3,   /* cache-aside */
+    METRIC_MODULE_SHARD = 1 << 4,   /* sharding */
+    METRIC_MODULE_REPLICA = 1 << 5, /* read replicas */
 };
 
 /* X(ID, module, name, help) */
@@ -66,7 +67,12 @@ enum metric_module {
     X(SHARD_PREVIOUS_READS, METRIC_MODULE_SHARD, "shard_previous_layout_reads_total",              \
       "Reads answered from the previous layout while resharding (key not moved yet)")              \
     X(SHARD_FANOUT_TIMEOUTS, METRIC_MODULE_SHARD, "shard_fanout_timeouts_total",                   \
-      "Shards that did not answer a cross-shard query within its deadline")
+      "Shards that did not answer a cross-shard query within its deadline")                        \
+    X(REPLICA_READS, METRIC_MODULE_REPLICA, "replica_reads_total", "Reads answered by a replica")  \
+    X(REPLICA_PRIMARY_READS, METRIC_MODULE_REPLICA, "replica_primary_reads_total",                 \
+      "Reads answered by the primary (no usable replica, or none had replayed the write to see)")  \
+    X(REPLICA_RETRIES, METRIC_MODULE_REPLICA, "replica_read_retries_total",                        \
+      "Reads sent to another copy after a replica failed them")
 
 enum metric_counter {
 #define METRIC_ENUM(id, module, name, help) METRIC_##id,

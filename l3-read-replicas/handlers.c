@@ -1,0 +1,313 @@
+/*
+ * Layer 3: read replicas. The read and write paths.
+ *
+ * Writes go to the primary, which streams its changes to the replicas; reads that miss the
+ * cache go to a replica (replica_router.h chooses which: a healthy one, not too far behind,
+ * with the fewest reads in flight), so read load leaves the primary.
+ *
+ *   POST /write     -> validate -> UPSERT on the primary, then its WAL position (the token)
+ *                   -> raise the key's floor, invalidate the cached copy -> 200 (lsn)
+ *   GET /read/{key} -> validate -> Redis: hit -> 200 (from_cache: true)
+ *                                  miss -> the key's floor -> single-flight -> SELECT on a
+ *                                          replica that has replayed the floor, else on the
+ *                                          primary -> fill -> 200 (from_replica)
+ *
+ * A replica is always a little behind, and that is where the naive version goes wrong:
+ * - the stale cache: a read right after a write finds the old row on a lagging replica and
+ *   caches it for the whole TTL. Here a miss reads its key's floor, the position of the key's
+ *   last write (cache_floor.h), and only a copy known to have replayed it may answer, so what is
+ *   answered and cached includes that write;
+ * - read-your-writes also without the cache (Redis down): a client that sends the write's
+ *   X-Consistency-Token is answered only by a copy known to have replayed that far;
+ * - a replica that is down or lagging is skipped, and a read that fails on one is retried on
+ *   another copy (the router), so it costs a retry, not a 500.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "cache_floor.h"
+#include "http.h"
+#include "metrics.h"
+#include "records.h"
+#include "server.h"
+#include "single_flight.h"
+#include "validate.h"
+#include "xalloc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN_HEADER "X-Consistency-Token"
+
+/* One write in flight: the request and its validated body (owns the key and value strings). */
+struct write_flow {
+    struct http_request *req;  /* answered exactly once, in on_written */
+    struct write_request body; /* key and value, kept alive until the query is done */
+    struct layer3 *layer;      /* for the cache */
+};
+
+/* One read in flight. */
+struct read_flow {
+    struct http_request *req; /* answered exactly once */
+    char *key;                /* percent-decoded key */
+    size_t key_len;           /* its length in bytes */
+    char *token;              /* the cache version seen on the miss, or NULL (cache down) */
+    uint64_t must;            /* X-Consistency-Token: a write this read must see, or 0 */
+    uint64_t floor;           /* the position of the key's last write (0: none known) */
+    struct layer3 *layer;     /* for the cache and the router */
+};
+
+static void on_written(enum pg_status status, bool committed, const char *lsn_text, void *arg)
+{
+    struct write_flow *flow = arg;
+    struct layer3 *layer = flow->layer;
+    if (committed) {
+        /* The floor first, then the invalidation, on the same Redis connection: a reader that
+         * misses after the invalidation reads a floor that includes this write (as in layer 2,
+         * the database is written before the cache is touched). */
+        uint64_t lsn = 0;
+        if (lsn_text != NULL && !lsn_parse(lsn_text, &lsn))
+            lsn = 0;
+        cache_floor_raise(layer->floors, flow->body.key, flow->body.key_len, lsn);
+        cache_aside_invalidate(layer->cache, flow->body.key, flow->body.key_len);
+        single_flight_forget(layer->flights, flow->body.key, flow->body.key_len);
+    }
+    if (status == PG_OK) {
+        json_t *reply = records_write_reply(flow->body.key, flow->body.key_len);
+        json_object_set_new(reply, "message", json_string("Data written successfully to primary"));
+        json_object_set_new(reply, "lsn", json_string(lsn_text));
+        http_request_set_header(flow->req, TOKEN_HEADER, lsn_text);
+        http_reply_json(flow->req, 200, reply);
+    } else {
+        records_reply_failure(flow->req, status);
+    }
+    write_request_cleanup(&flow->body);
+    free(flow);
+}
+
+void handle_write(struct http_request *req, void *arg)
+{
+    struct layer3 *layer = arg;
+    struct write_flow *flow = xcalloc(1, sizeof *flow);
+    json_t *errors = json_array();
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
+        free(flow);
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    flow->req = req;
+    flow->layer = layer;
+    const char *values[] = {flow->body.key, flow->body.value};
+    replica_router_write(layer->router, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+}
+
+static void free_read_flow(struct read_flow *flow)
+{
+    free(flow->key);
+    free(flow->token);
+    free(flow);
+}
+
+static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache, bool from_replica)
+{
+    json_object_set_new(reply, "from_cache", json_boolean(from_cache));
+    json_object_set_new(reply, "from_replica", json_boolean(from_replica));
+    http_reply_json(flow->req, 200, reply);
+}
+
+static void fill(struct read_flow *leader, const PGresult *res)
+{
+    json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
+                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
+                            "updated_at", PQgetvalue(res, 0, 2));
+    char *data = json_dumps(row, JSON_COMPACT);
+    cache_aside_fill(leader->layer->cache, leader->key, leader->key_len, leader->token, data,
+                     strlen(data));
+    free(data);
+    json_decref(row);
+}
+
+/* ---- the read path ---- */
+
+static void on_read(PGresult *res, enum pg_status status, const struct replica_source *source,
+                    void *arg)
+{
+    struct read_flow *leader = arg;
+    struct layer3 *layer = leader->layer;
+    size_t count = 0;
+    void **waiters = NULL;
+    if (leader->must == 0) /* reads with a token lead no flight (see read_database) */
+        waiters =
+            single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
+    for (size_t i = 0; i <= count; i++) {
+        struct read_flow *flow = i < count ? waiters[i] : leader;
+        if (status == PG_OK)
+            reply_read(flow, records_read_reply(res, flow->key, flow->key_len), false,
+                       source->replica >= 0);
+        else
+            records_reply_failure(flow->req, status);
+        if (flow != leader)
+            free_read_flow(flow);
+    }
+    free(waiters);
+    if (status == PG_OK && PQntuples(res) == 1 && leader->token != NULL)
+        fill(leader, res);
+    free_read_flow(leader);
+}
+
+static void read_database(struct read_flow *flow)
+{
+    struct layer3 *layer = flow->layer;
+    /* Readers of one key share a floor (a write starts a new flight), but a client's token may
+     * ask for more than the leader's query includes: such a read goes alone. */
+    if (flow->must == 0 && !single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
+        metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
+        return; /* the leader's query will answer this request too */
+    }
+    const char *values[] = {flow->key};
+    replica_router_read(layer->router, flow->must > flow->floor ? flow->must : flow->floor,
+                        RECORDS_SQL_READ, 1, values, on_read, flow);
+}
+
+static void on_floor(bool ok, uint64_t floor, void *arg)
+{
+    struct read_flow *flow = arg;
+    if (!ok) { /* Redis failed: as with the cache down, no floor and no fill */
+        free(flow->token);
+        flow->token = NULL;
+    }
+    flow->floor = ok ? floor : 0;
+    read_database(flow);
+}
+
+static void on_cache(enum cache_result result, const char *data, size_t len, const char *token,
+                     void *arg)
+{
+    struct read_flow *flow = arg;
+    struct layer3 *layer = flow->layer;
+    if (result == CACHE_HIT) {
+        json_t *row = json_loadb(data, len, 0, NULL);
+        if (row != NULL) {
+            json_t *reply =
+                json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1, "key", flow->key,
+                          flow->key_len, "value", json_object_get(row, "value"), "created_at",
+                          json_object_get(row, "created_at"), "updated_at",
+                          json_object_get(row, "updated_at"), "message");
+            json_decref(row);
+            reply_read(flow, reply, true, false);
+            free_read_flow(flow);
+            return;
+        }
+    }
+    if (token == NULL) { /* cache down: no floor to read (the token still counts) */
+        read_database(flow);
+        return;
+    }
+    flow->token = xstrdup(token);
+    cache_floor_get(layer->floors, flow->key, flow->key_len, on_floor, flow);
+}
+
+void handle_read(struct http_request *req, void *arg)
+{
+    struct layer3 *layer = arg;
+    struct route_param raw = http_request_param(req, 0);
+    json_t *errors = json_array();
+    size_t key_len;
+    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
+    uint64_t must = 0;
+    const char *token = http_request_header(req, TOKEN_HEADER);
+    if (token != NULL && !lsn_parse(token, &must))
+        validation_error_add(errors, "value_error", "header", "x-consistency-token",
+                             "Value error, expected a WAL position such as 0/16B3748");
+    if (key == NULL || json_array_size(errors) > 0) {
+        free(key);
+        http_reply_validation(req, errors);
+        return;
+    }
+    json_decref(errors);
+    struct read_flow *flow = xcalloc(1, sizeof *flow);
+    flow->req = req;
+    flow->key = key;
+    flow->key_len = key_len;
+    flow->must = must;
+    flow->layer = layer;
+    cache_aside_get(layer->cache, flow->key, flow->key_len, on_cache, flow);
+}
+
+/* ---- health and statistics ---- */
+
+static void on_health(PGresult *res, enum pg_status status, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer3 *layer = *(struct layer3 **)http_request_context(req);
+    (void)res;
+    bool primary = status == PG_OK, cache = cache_aside_available(layer->cache), replicas = true;
+    json_t *health = json_object();
+    for (int i = 0; i < replica_router_count(layer->router); i++) {
+        bool up = replica_router_healthy(layer->router, i);
+        replicas = replicas && up;
+        json_object_set_new(health, replica_router_name(layer->router, i),
+                            json_string(up ? "healthy" : "unavailable"));
+    }
+    /* Without the primary nothing can be written: unhealthy (replicas still serve reads).
+     * Without a replica or the cache, everything is served, with less headroom: degraded. */
+    const char *overall = !primary ? "unhealthy" : replicas && cache ? "healthy" : "degraded";
+    json_t *top =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer", "3-read-replicas",
+                  "database", primary ? "healthy" : "unavailable", "primary",
+                  primary ? "healthy" : "unavailable", "cache", cache ? "healthy" : "unavailable");
+    json_object_update(top, health);
+    json_decref(health);
+    http_reply_json(req, primary ? 200 : 503, top);
+}
+
+void handle_health(struct http_request *req, void *arg)
+{
+    struct layer3 *layer = arg;
+    *(struct layer3 **)http_request_context(req) = layer;
+    replica_router_primary_query(layer->router, "SELECT 1", on_health, req);
+}
+
+static void on_counted(long long keys, void *arg)
+{
+    struct http_request *req = arg;
+    struct layer3 *layer = *(struct layer3 **)http_request_context(req);
+    struct metrics *m = server_metrics(layer->server);
+    unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
+    unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
+    double rate =
+        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
+    bool cache = keys != CACHE_COUNT_FAILED;
+    json_t *stats = json_object();
+    json_object_set_new(stats, "cache_available", json_boolean(cache));
+    json_object_set_new(stats, "cache_hits", cache ? json_integer((json_int_t)hits) : json_null());
+    json_object_set_new(stats, "cache_misses",
+                        cache ? json_integer((json_int_t)misses) : json_null());
+    json_object_set_new(stats, "cache_keys", keys >= 0 ? json_integer(keys) : json_null());
+    json_object_set_new(stats, "cache_hit_rate", cache ? json_real(rate) : json_null());
+    json_object_set_new(stats, "primary_pool_size",
+                        json_integer(replica_router_primary_pool_size(layer->router)));
+    json_object_set_new(stats, "replica_pool_size",
+                        json_integer(replica_router_replica_pool_size(layer->router)));
+    json_object_set_new(stats, "replicas", replica_router_replicas_json(layer->router));
+    json_object_set_new(stats, "primary_reads",
+                        json_integer((json_int_t)replica_router_primary_reads(layer->router)));
+    json_object_set_new(stats, "replica_reads",
+                        json_integer((json_int_t)metrics_get(m, METRIC_REPLICA_READS)));
+    json_object_set_new(stats, "read_retries",
+                        json_integer((json_int_t)metrics_get(m, METRIC_REPLICA_RETRIES)));
+    json_object_set_new(stats, "max_replica_lag_ms", json_integer(layer->max_lag_ms));
+    json_object_set_new(stats, "balancing", json_string("least-outstanding"));
+    http_reply_json(req, 200, stats);
+}
+
+void handle_stats(struct http_request *req, void *arg)
+{
+    struct layer3 *layer = arg;
+    *(struct layer3 **)http_request_context(req) = layer;
+    cache_aside_count(layer->cache, on_counted, req);
+}

@@ -1,0 +1,121 @@
+/*
+ * Layer 3: read replicas. Configuration, routes and start-up.
+ *
+ * What is new since layer 2: the primary (PRIMARY_DATABASE_URL) and its streaming replicas
+ * (REPLICA_DATABASE_URLS, or one REPLICA_DATABASE_URL), a pool each with the same DB_POOL_*
+ * settings, the lag past which a replica is skipped (MAX_REPLICA_LAG_MS), the lag checks on the
+ * maintenance timer, and GET /stats. DATABASE_URL, from the shared pool rows, is not used.
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "cache_floor.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "server.h"
+#include "single_flight.h"
+
+static struct layer3 layer;
+
+static const struct config_row layer_rows[] = {
+    POOL_CONFIG_ROWS(&layer.db, "(unused: see PRIMARY_DATABASE_URL)"),
+    {"PRIMARY_DATABASE_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15430/layers", 0, 0,
+     "the primary: every write, and reads no replica can serve", &layer.primary_url},
+    {"REPLICA_DATABASE_URLS", CONFIG_URL,
+     "postgresql://layers@127.0.0.1:15431/layers,postgresql://layers@127.0.0.1:15432/layers", 0, 0,
+     "comma-separated replica URLs (streaming replicas of the primary)", &layer.replica_urls},
+    {"REPLICA_DATABASE_URL", CONFIG_URL, "", 0, 0,
+     "one replica, when REPLICA_DATABASE_URLS is set empty", &layer.replica_url},
+    {"MAX_REPLICA_LAG_MS", CONFIG_INT, "1000", 0, 3600000,
+     "replicas further behind the primary are skipped", &layer.max_lag_ms},
+    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16430/0", 0, 0, "Redis connection URL",
+     &layer.redis_url},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
+    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
+     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
+};
+
+static void on_schema_ready(void *arg)
+{
+    server_ready(arg);
+}
+
+static bool start(struct server *server, void *arg)
+{
+    struct layer3 *l = arg;
+    l->server = server;
+    l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    if (!pool_config_check(&l->db))
+        return false;
+    struct replica_settings rs = {l->primary_url,
+                                  l->replica_urls[0] != '\0' ? l->replica_urls : l->replica_url,
+                                  l->max_lag_ms};
+    char err[256];
+    l->router = replica_router_create(server_base(server), &rs, &l->db, "l3-read-replicas",
+                                      server_metrics(server), err, sizeof err);
+    if (l->router == NULL) {
+        LOG_ERROR("%s", err);
+        return false;
+    }
+    LOG_INFO("%d replicas, skipped beyond %ld ms of lag", replica_router_count(l->router),
+             l->max_lag_ms);
+    metrics_add_gauges(server_metrics(server), replica_router_render_gauges, l->router);
+    struct redis_settings redis = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    l->redis = redis_create(server_base(server), &redis, server_metrics(server));
+    if (l->redis == NULL)
+        return false;
+    struct cache_settings cs = {"l3", l->cache_ttl_s, NULL};
+    l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
+    l->floors = cache_floor_create(l->redis, "l3");
+    l->flights = single_flight_create();
+
+    struct http_server *http = server_http(server);
+    http_route(http, HTTP_POST, "/write", handle_write, l);
+    http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
+    http_route(http, HTTP_GET, "/health", handle_health, l);
+    http_route(http, HTTP_GET, "/stats", handle_stats, l);
+
+    replica_router_ensure_schema(l->router, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    return true;
+}
+
+static void maintain(void *arg)
+{
+    struct layer3 *l = arg;
+    replica_router_maintain(l->router);
+    redis_maintain(l->redis);
+    cache_aside_maintain(l->cache);
+}
+
+static void stop(void *arg)
+{
+    struct layer3 *l = arg;
+    cache_aside_free(l->cache);
+    cache_floor_free(l->floors);
+    redis_free(l->redis);
+    single_flight_free(l->flights);
+    replica_router_free(l->router);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "l3-read-replicas",
+        .layer = "3-read-replicas",
+        .summary = "key/value API on a PostgreSQL primary and its streaming replicas, with a "
+                   "Redis cache-aside in front",
+        .default_port = 8003,
+        .rows = layer_rows,
+        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        .metric_modules = METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS |
+                          METRIC_MODULE_CACHE | METRIC_MODULE_REPLICA,
+        .start = start,
+        .maintain = maintain,
+        .stop = stop,
+    };
+    return server_main(argc, argv, &spec, &layer);
+}
