@@ -1,0 +1,364 @@
+/*
+ * Layer 3 black-box tests: the shared contract against l3-read-replicas on a real primary with
+ * two streaming replicas (pg_basebackup, replication slots) and a Redis, and the replicas' own
+ * promises: a write becomes visible through a replica; a read with the write's token always
+ * sees it, even with replay paused everywhere; a stopped replica costs nothing but a retry and
+ * is used again when it comes back; a replica whose replay is paused past MAX_REPLICA_LAG_MS is
+ * skipped; and a lagging replica never puts an old row in the cache.
+ *
+ * The shared resilience case is not used: it stops "the" database and expects reads to fail,
+ * which is what replicas avoid; the outage tests here are its replicated counterparts.
+ */
+#include "contract_tests.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PG_PORT     28000 /* the primary; replicas on 28001 and 28002 */
+#define REDIS_PORT  28050
+#define SERVER_PORT 28100
+#define REPLICAS    2
+
+static struct tk_pg primary, replica[REPLICAS];
+static struct tk_redis redis;
+static struct tk_server server;
+static char primary_env[160], replicas_env[400], redis_env[96];
+
+/* A hot standby of the primary, in a fresh temp dir, through scripts/stack.sh. */
+static bool start_replica(struct tk_pg *pg, int port, const char *slot)
+{
+    snprintf(pg->dir, sizeof pg->dir, "/tmp/layers-test-pg-%d-XXXXXX", port);
+    if (mkdtemp(pg->dir) == NULL)
+        return false;
+    chmod(pg->dir, 0755);
+    pg->port = port;
+    snprintf(pg->url, sizeof pg->url, "postgresql://layers@127.0.0.1:%d/layers", port);
+    strncat(pg->dir, "/data", sizeof pg->dir - strlen(pg->dir) - 1);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "bash '%s/scripts/stack.sh' pg-standby-start '%s' %d '%s' %d %s -c fsync=off",
+             LAYERS_SOURCE_DIR, primary.dir, primary.port, pg->dir, port, slot);
+    return system(cmd) == 0;
+}
+
+static void replay(int i, bool on)
+{
+    ck_assert(tk_pg_exec(&replica[i], "postgres",
+                         on ? "SELECT pg_wal_replay_resume()" : "SELECT pg_wal_replay_pause()"));
+}
+
+static void clean(void)
+{
+    tk_pg_restart(&primary);
+    for (int i = 0; i < REPLICAS; i++) {
+        tk_pg_restart(&replica[i]);
+        tk_pg_exec(&replica[i], "postgres", "SELECT pg_wal_replay_resume()");
+    }
+    tk_pg_exec(&primary, "layers",
+               "DO $$ BEGIN TRUNCATE records; EXCEPTION WHEN undefined_table THEN NULL; END $$");
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void stop_server(void)
+{
+    tk_server_stop(&server, SIGKILL, 5000);
+}
+
+static void start(const char *const *more)
+{
+    const char *env[16] = {primary_env, replicas_env, redis_env,
+                           "DB_POOL_ACQUIRE_TIMEOUT_MS=20000"};
+    int k = 4;
+    for (int i = 0; more != NULL && more[i] != NULL && k < 15; i++)
+        env[k++] = more[i];
+    env[k] = NULL;
+    ck_assert_msg(tk_server_start(&server, SERVER_BIN, SERVER_PORT, env), "server did not start");
+}
+
+/* Writes key=value; returns the consistency token (static storage). */
+static const char *write_key(const char *key, const char *value)
+{
+    static char token[64];
+    char *body = tk_write_body(key, value);
+    struct tk_response res;
+    tk_post(SERVER_PORT, "/write", body, &res);
+    ck_assert_msg(res.status == 200, "write %s: %ld %s", key, res.status, res.body);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "message")),
+                     "Data written successfully to primary");
+    const char *lsn = json_string_value(json_object_get(res.json, "lsn"));
+    ck_assert_msg(lsn != NULL && strchr(lsn, '/') != NULL, "no lsn: %s", res.body);
+    snprintf(token, sizeof token, "%s", lsn);
+    tk_response_free(&res);
+    free(body);
+    return token;
+}
+
+/* Reads key (with a token if not NULL); returns its value or "" (static), and where from. */
+static const char *read_key(const char *key, const char *token, bool *from_replica,
+                            bool *from_cache)
+{
+    static char value[256];
+    char path[128], header[96];
+    snprintf(path, sizeof path, "/read/%s", key);
+    snprintf(header, sizeof header, "X-Consistency-Token: %s", token ? token : "");
+    struct tk_request req = {"GET", path, NULL, 0, token ? header : NULL};
+    struct tk_response res;
+    tk_http(SERVER_PORT, &req, &res);
+    ck_assert_msg(res.status == 200, "read %s: %ld %s", key, res.status, res.body);
+    ck_assert(json_is_boolean(json_object_get(res.json, "from_replica")));
+    ck_assert(json_is_boolean(json_object_get(res.json, "from_cache")));
+    if (from_replica)
+        *from_replica = json_is_true(json_object_get(res.json, "from_replica"));
+    if (from_cache)
+        *from_cache = json_is_true(json_object_get(res.json, "from_cache"));
+    const char *v = json_string_value(json_object_get(res.json, "value"));
+    snprintf(value, sizeof value, "%s", v ? v : "");
+    tk_response_free(&res);
+    return value;
+}
+
+/* One member of /stats; replica i (0-based) when i >= 0. */
+static json_t *stats_get(int i, const char *name)
+{
+    static json_t *last;
+    json_decref(last);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/stats", &res);
+    ck_assert_int_eq(res.status, 200);
+    last = json_incref(res.json);
+    tk_response_free(&res);
+    json_t *obj = last;
+    if (i >= 0) {
+        char rname[16];
+        snprintf(rname, sizeof rname, "replica_%d", i + 1);
+        obj = json_object_get(json_object_get(last, "replicas"), rname);
+        ck_assert_msg(obj != NULL, "no %s in /stats", rname);
+    }
+    return json_object_get(obj, name);
+}
+
+static long long replica_reads(int i)
+{
+    return (long long)json_integer_value(stats_get(i, "reads"));
+}
+
+/* Waits until replica i's member `name` is the boolean `want`. */
+static void wait_replica(int i, const char *name, bool want, long timeout_ms)
+{
+    long long deadline = tk_now_ms() + timeout_ms;
+    while (json_is_true(stats_get(i, name)) != want) {
+        ck_assert_msg(tk_now_ms() < deadline, "replica_%d never became %s=%d", i + 1, name, want);
+        usleep(50000);
+    }
+}
+
+START_TEST(stats_shape_and_writes_reach_the_replicas)
+{
+    start(NULL);
+    write_key("rep:1", "v1");
+    /* Once the replicas have replayed it (a second's check), misses are served by them. */
+    long long deadline = tk_now_ms() + 10000;
+    bool from_replica = false;
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d del l3:v:rep:1 >/dev/null", REDIS_PORT);
+    while (!from_replica) {
+        ck_assert(system(cmd) == 0);
+        ck_assert_str_eq(read_key("rep:1", NULL, &from_replica, NULL), "v1");
+        ck_assert_msg(tk_now_ms() < deadline, "never served by a replica");
+        usleep(100000);
+    }
+    bool from_cache;
+    ck_assert_str_eq(read_key("rep:1", NULL, &from_replica, &from_cache), "v1");
+    ck_assert(from_cache && !from_replica);
+    ck_assert(json_is_true(stats_get(-1, "cache_available")));
+    ck_assert(json_is_integer(stats_get(-1, "cache_hits")));
+    ck_assert(json_is_integer(stats_get(-1, "cache_misses")));
+    ck_assert(json_is_integer(stats_get(-1, "cache_keys")));
+    ck_assert(json_is_number(stats_get(-1, "cache_hit_rate")));
+    ck_assert_int_ge(json_integer_value(stats_get(-1, "primary_pool_size")), 1);
+    ck_assert_int_ge(json_integer_value(stats_get(-1, "replica_pool_size")), 2);
+    for (int i = 0; i < REPLICAS; i++) {
+        ck_assert(json_is_true(stats_get(i, "healthy")));
+        ck_assert(json_is_integer(stats_get(i, "lag_ms")));
+        ck_assert(json_is_integer(stats_get(i, "lag_bytes")));
+        ck_assert(json_is_integer(stats_get(i, "reads")));
+    }
+    ck_assert_int_ge(replica_reads(0) + replica_reads(1), 1);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "primary")), "healthy");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica_1")), "healthy");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica_2")), "healthy");
+    tk_response_free(&res);
+    ck_assert_int_ge(tk_metric(SERVER_PORT, "replica_reads_total"), 1);
+}
+END_TEST
+
+START_TEST(a_token_read_always_sees_its_write)
+{
+    /* Without Redis floors (a cache that is down), only the token protects the reader. */
+    const char *more[] = {"REDIS_URL=redis://127.0.0.1:1/0", NULL};
+    const char *env[16] = {primary_env, replicas_env, more[0], NULL};
+    ck_assert(tk_server_spawn(&server, SERVER_BIN, SERVER_PORT, env));
+    ck_assert(tk_wait_status(SERVER_PORT, "/read/warm", 200, 15000));
+    sleep(2); /* positions known */
+    char key[32], value[32];
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            for (int i = 0; i < REPLICAS; i++)
+                replay(i, false); /* now no replica can have any new write */
+        for (int n = 0; n < 30; n++) {
+            snprintf(key, sizeof key, "ryw:%d", n % 5);
+            snprintf(value, sizeof value, "r%d:%d", round, n);
+            const char *token = write_key(key, value);
+            bool from_replica;
+            ck_assert_str_eq(read_key(key, token, &from_replica, NULL), value);
+            if (round == 1)
+                ck_assert(!from_replica);
+        }
+    }
+    /* A malformed token is a 422. */
+    struct tk_request req = {"GET", "/read/ryw:0", NULL, 0, "X-Consistency-Token: banana"};
+    struct tk_response res;
+    tk_http(SERVER_PORT, &req, &res);
+    ck_assert_int_eq(res.status, 422);
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(a_stopped_replica_costs_a_retry_and_comes_back)
+{
+    start(NULL);
+    char key[32];
+    for (int n = 0; n < 20; n++) {
+        snprintf(key, sizeof key, "down:%d", n);
+        write_key(key, "v");
+    }
+    sleep(2);
+    ck_assert(tk_pg_stop(&replica[0]));
+    for (int n = 0; n < 20; n++) {
+        snprintf(key, sizeof key, "down:%d", n);
+        ck_assert_str_eq(read_key(key, NULL, NULL, NULL), "v");
+    }
+    wait_replica(0, "healthy", false, 5000);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica_1")), "unavailable");
+    tk_response_free(&res);
+
+    ck_assert(tk_pg_restart(&replica[0]));
+    wait_replica(0, "healthy", true, 15000);
+    long long before = replica_reads(0);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
+    ck_assert(system(cmd) == 0);
+    for (int n = 0; n < 20; n++) {
+        snprintf(key, sizeof key, "down:%d", n);
+        ck_assert_str_eq(read_key(key, NULL, NULL, NULL), "v");
+    }
+    ck_assert_msg(replica_reads(0) > before, "replica_1 is not used again");
+}
+END_TEST
+
+START_TEST(a_lagging_replica_is_skipped)
+{
+    const char *more[] = {"MAX_REPLICA_LAG_MS=300", NULL};
+    start(more);
+    write_key("lag:seed", "v");
+    sleep(2);
+    replay(0, false);
+    write_key("lag:moved", "v");
+    wait_replica(0, "used", false, 5000);
+    ck_assert_int_gt(json_integer_value(stats_get(0, "lag_bytes")), 0);
+    ck_assert_int_gt(json_integer_value(stats_get(0, "lag_ms")), 300);
+    long long before = replica_reads(0), other = replica_reads(1);
+    char key[32];
+    for (int n = 0; n < 20; n++) {
+        snprintf(key, sizeof key, "lag:absent:%d", n);
+        read_key(key, NULL, NULL, NULL);
+    }
+    ck_assert_int_eq(replica_reads(0), before);
+    ck_assert_int_ge(replica_reads(1), other + 20);
+    replay(0, true);
+    wait_replica(0, "used", true, 5000);
+}
+END_TEST
+
+START_TEST(a_lagging_replica_never_fills_the_cache)
+{
+    /* Lag is tolerated (a huge MAX_REPLICA_LAG_MS), so the lagging replicas stay in use. */
+    const char *more[] = {"MAX_REPLICA_LAG_MS=3600000", NULL};
+    start(more);
+    write_key("race", "old");
+    sleep(2);
+    bool from_cache;
+    ck_assert_str_eq(read_key("race", NULL, NULL, NULL), "old");
+    ck_assert_str_eq(read_key("race", NULL, NULL, &from_cache), "old");
+    ck_assert(from_cache);
+    for (int i = 0; i < REPLICAS; i++)
+        replay(i, false);
+    write_key("race", "new");
+    /* The naive version reads "old" from a replica here and caches it for the whole TTL. */
+    for (int n = 0; n < 10; n++) {
+        bool from_replica;
+        ck_assert_str_eq(read_key("race", NULL, &from_replica, NULL), "new");
+        ck_assert(!from_replica);
+    }
+    for (int i = 0; i < REPLICAS; i++)
+        replay(i, true);
+    ck_assert_str_eq(read_key("race", NULL, NULL, &from_cache), "new");
+    ck_assert(from_cache);
+}
+END_TEST
+
+int main(void)
+{
+    if (!tk_pg_start(&primary, PG_PORT, NULL))
+        return 1;
+    for (int i = 0; i < REPLICAS; i++) {
+        char slot[16];
+        snprintf(slot, sizeof slot, "replica_%d", i + 1);
+        if (!start_replica(&replica[i], PG_PORT + 1 + i, slot))
+            return 1;
+    }
+    if (!tk_redis_start(&redis, REDIS_PORT))
+        return 1;
+    snprintf(primary_env, sizeof primary_env, "PRIMARY_DATABASE_URL=%s", primary.url);
+    snprintf(replicas_env, sizeof replicas_env, "REPLICA_DATABASE_URLS=%s,%s", replica[0].url,
+             replica[1].url);
+    snprintf(redis_env, sizeof redis_env, "REDIS_URL=%s", redis.url);
+    static const char *env[] = {primary_env, replicas_env, redis_env,
+                                "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
+    struct contract_target target = {SERVER_BIN, "3-read-replicas", SERVER_PORT, &primary, env};
+    contract_set_target(&target);
+
+    Suite *suite = suite_create("3-read-replicas");
+    suite_add_tcase(suite, contract_tcase());
+    TCase *own = tcase_create("replicas");
+    tcase_add_checked_fixture(own, clean, stop_server);
+    tcase_set_timeout(own, 120);
+    tcase_add_test(own, stats_shape_and_writes_reach_the_replicas);
+    tcase_add_test(own, a_token_read_always_sees_its_write);
+    tcase_add_test(own, a_stopped_replica_costs_a_retry_and_comes_back);
+    tcase_add_test(own, a_lagging_replica_is_skipped);
+    tcase_add_test(own, a_lagging_replica_never_fills_the_cache);
+    suite_add_tcase(suite, own);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    for (int i = 0; i < REPLICAS; i++)
+        tk_pg_destroy(&replica[i]);
+    tk_pg_destroy(&primary);
+    tk_redis_destroy(&redis);
+    return failed == 0 ? 0 : 1;
+}
