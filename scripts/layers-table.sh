@@ -23,6 +23,7 @@ layer_backends() {
     case $1 in
     0 | 1) echo "pg" ;;
     2 | 5) echo "pg redis" ;;
+    3) echo "pg standby standby redis" ;; # a primary and two hot standbys of it
     4) echo "pg pg pg redis" ;; # three shards
     *) echo "" ;;
     esac
@@ -37,6 +38,13 @@ layer_env() {
     0 | 1 | 2 | 5) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
     esac
     case $n in
+    3) # the primary on PG_PORT, standby i on PG_PORT + i
+        echo "export PRIMARY_DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers"
+        echo "export REPLICA_DATABASE_URL=postgresql://layers@127.0.0.1:$((pg + 1))/layers"
+        echo "export REPLICA_DATABASE_URLS=postgresql://layers@127.0.0.1:$((pg + 1))/layers,postgresql://layers@127.0.0.1:$((pg + 2))/layers"
+        ;;
+    esac
+    case $n in
     4) # shard i on PG_PORT + i; the server reads SHARD_URLS, SHARD_i_URL are for other tools
         local i urls=""
         for i in 0 1 2; do
@@ -47,7 +55,7 @@ layer_env() {
         ;;
     esac
     case $n in
-    2 | 4 | 5) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    2 | 3 | 4 | 5) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"
