@@ -95,7 +95,7 @@ def report(directory):
                     {c for kind in ceilings.values() for c in kind})
     index = {(r["layer"], r["workload"], int(r["concurrency"])): r for r in rows}
     machine = describe(directory)
-    latency = next((line.split("db_latency=")[1] for line in machine.splitlines()
+    latency = next((line.split("db_latency=")[1].replace("ms", " ms") for line in machine.splitlines()
                     if "db_latency=" in line), "0ms")
     header = " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in levels)
     out = ["# Benchmark report", "", "```", machine, "```", "",
@@ -107,9 +107,21 @@ def report(directory):
            "PostgreSQL alone (above 100% means a cache serves more than the database could). "
            "A run with failed requests is marked **ERRORS** and is not comparable; a run that "
            "could not be made is marked **FAILED**.", ""]
-    if latency not in ("0ms", "0"):
+    if latency not in ("0 ms", "0"):
         out += [f"PostgreSQL was {latency} away in each direction (`--db-latency`): the servers "
                 "and pgbench reached it through `delay-proxy`.", ""]
+
+    problems = ordered(f"- {r['layer']}: {r['flag']}" for r in rows
+                       if r["flag"].startswith(("FAILED", "not served")))
+    problems += ordered(f"- {r['layer']}, {r['workload']} at {r['concurrency']} clients: "
+                        f"{failed(r):,} failed requests ({r['non2xx']} responses with status "
+                        f">= 400, {r['socket_errors']} socket errors; see logs/{r['layer']}.log)"
+                        for r in rows if r["flag"] == "ERRORS")
+    problems += [f"- ceiling {kind} at {c} clients: failed (see raw.log and logs/ceilings.log)"
+                 for kind, by_clients in ceilings.items() for c, row in by_clients.items()
+                 if int(row.get("errors") or 0)]
+    if problems:
+        out += ["## Problems in this run", ""] + problems + [""]
 
     if ceilings:
         out += ["## Ceilings", "", f"| what | {header} |", "|---|" + "---|" * len(levels)]
@@ -197,7 +209,8 @@ def report(directory):
                    f"{'–' if rss is None else f'{rss / 1024:.1f}'} |")
     out.append("")
 
-    charts = draw_charts(directory, rows, ceilings, layers, workloads, levels)
+    charts = draw_charts(directory, rows, ceilings, layers, workloads, levels,
+                         None if latency in ("0 ms", "0") else latency)
     out += ["## Charts", ""]
     if charts:
         out += ["Throughput on a logarithmic scale; the dashed lines are the ceilings. Points of "
@@ -212,9 +225,10 @@ def report(directory):
         f.write("\n".join(out))
 
 
-def draw_charts(directory, rows, ceilings, layers, workloads, levels):
+def draw_charts(directory, rows, ceilings, layers, workloads, levels, latency):
     if shutil.which("gnuplot") is None or len(levels) < 2:
         return []
+    where = f" (PostgreSQL {latency} away)" if latency else ""
     charts = []
     for metric, label, column in (("throughput", "requests per second", "rps"),
                                   ("p99", "p99 latency (ms)", "p99_us")):
@@ -224,13 +238,15 @@ def draw_charts(directory, rows, ceilings, layers, workloads, levels):
                 points = [(int(r["concurrency"]), number(r[column])) for r in rows
                           if r["layer"] == layer and r["workload"] == w and
                           number(r[column]) is not None and not status(r)]
-                series.append((layer, points, False))
+                series.append((layer, points, None))
             if metric == "throughput":
-                for kind, title in (("http-only", "ceiling: HTTP alone"),
-                                    ("postgresql", "ceiling: PostgreSQL alone")):
+                for kind, title, style in (
+                        ("http-only", "ceiling: HTTP alone", "dashtype 2 linecolor rgb 'gray30'"),
+                        ("postgresql", "ceiling: PostgreSQL alone",
+                         "dashtype 3 linecolor rgb 'gray50'")):
                     points = [(c, ceiling_rps(ceilings, kind, c)) for c in levels
                               if ceiling_rps(ceilings, kind, c)]
-                    series.append((title, points, True))
+                    series.append((title, points, style))
             series = [s for s in series if s[1]]
             if not series:
                 continue
@@ -241,17 +257,19 @@ def draw_charts(directory, rows, ceilings, layers, workloads, levels):
                         f.write(f"{c} {v / 1000 if column == 'p99_us' else v}\n")
                     f.write("\n\n")
             plots = ", ".join(
-                f"'{data}' index {i} with linespoints "
-                + ("dashtype 2 pointtype 0 linecolor rgb 'gray40' " if dashed else f"linestyle {i + 1} ")
+                f"'{data}' index {i} with "
+                + (f"lines {style} " if style else f"linespoints linestyle {i + 1} pointtype 7 ")
                 + f"title '{title}'"
-                for i, (title, _, dashed) in enumerate(series))
+                for i, (title, _, style) in enumerate(series))
             svg = f"{metric}-{w}.svg"
             script = "\n".join([
-                "set terminal svg size 760,440 dynamic font 'sans,11'",
+                "set terminal svg size 760,440 dynamic font 'sans,11' background rgb 'white'",
                 f"set output '{os.path.join(directory, svg)}'",
-                f"set title '{w}: {label} by number of clients'",
-                "set logscale x 2", "set logscale y", "set xtics (" +
-                ", ".join(f"'{c}' {c}" for c in levels) + ")",
+                f"set title '{w}: {label} by number of clients{where}'",
+                "set logscale x 2", "set logscale y",
+                f"set xrange [{levels[0] / 1.5}:{levels[-1] * 1.5}]",
+                "set xtics (" + ", ".join(f"'{c}' {c}" for c in levels) + ")",
+                "set pointsize 0.8",
                 "set xlabel 'concurrent clients'", f"set ylabel '{label}'",
                 "set key outside right top", "set grid",
                 f"plot {plots}", ""])

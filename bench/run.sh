@@ -488,12 +488,17 @@ bench_layer() { # N
 
 # With --db-latency, pgbench goes through the delay proxy like the servers do.
 bench_ceilings() {
-    local c rps avg p99 err socket failed out pg_port=$PG_BASE threads
+    local c rps avg p99 err socket failed out pg_port=$PG_BASE threads levels=0
+    for c in $CONCURRENCY; do levels=$((levels + 1)); done
     progress "ceilings: GET /ping (HTTP only), pgbench -S (PostgreSQL), redis-benchmark GET (Redis)"
     if ! start_stack 0 2>>"$WORK/why" || ! (redis_start "$WORK/redis0" "$REDIS_BASE") >/dev/null; then
         ERRORS=$((ERRORS + 1))
         progress "ceilings: FAILED: $(tail -n 1 "$WORK/why")"
+        for c in $CONCURRENCY; do
+            printf '%s,%s,,,,1\n' http-only "$c" postgresql "$c" redis "$c" >>"$OUT/ceilings.csv"
+        done
         stop_stack ceilings
+        plan_done $((levels * 3 * DURATION + 5))
         return 0
     fi
     [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
