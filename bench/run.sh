@@ -10,6 +10,8 @@
 #     --workloads LIST      default "read-hit read-zipf read-miss write mixed"
 #     --db-latency MS       put PostgreSQL MS milliseconds away (each way) behind delay-proxy
 #     --out DIR             results folder (default bench/results/<date>-<host>)
+#     --set NAME=VALUE      a server setting for this run (repeatable), e.g. to measure layer 3
+#                           with one replica: --set REPLICA_DATABASE_URLS=postgresql://layers@127.0.0.1:24001/layers
 #   ./layers bench --compare RESULTS_A RESULTS_B     B/A, workload by workload
 #   ./layers bench --list                            the layers the benchmark knows
 #
@@ -62,6 +64,7 @@ PROXY_BIN="$ROOT/build/bench/delay-proxy/delay-proxy"
 # Settings (empty until parse_args; --quick fills the ones not given)
 WORKLOADS="" CONCURRENCY="" DURATION="" WARMUP="" KEYS="" DB_LATENCY="" OUT="" QUICK=0
 SELECTED=()
+EXTRA_SETTINGS=() # --set NAME=VALUE, for every server of this run
 
 WORK=""         # this run's scratch directory (databases, logs), removed at exit
 PIDS=()         # processes this run started and has not stopped yet
@@ -115,6 +118,11 @@ parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
         --quick) QUICK=1 ;;
+        --set)
+            [ $# -ge 2 ] && [[ $2 =~ ^[A-Z_][A-Z0-9_]*= ]] || fail "--set needs NAME=VALUE (try --help)"
+            EXTRA_SETTINGS+=("$2")
+            shift
+            ;;
         --duration | --warmup | --concurrency | --keys | --workloads | --db-latency | --out)
             [ $# -ge 2 ] || fail "$1 needs a value (try --help)"
             case $1 in
@@ -325,6 +333,12 @@ start_stack() { # N
             if [ -n "$DB_LATENCY" ]; then start_proxy "$pg_i" || return 1; fi
             pg_i=$((pg_i + 1))
             ;;
+        standby) # a streaming replica of instance 0 (layer 3), on PG_BASE + its index
+            (pg_standby_start "$WORK/pg0" "$PG_BASE" "$WORK/pg$pg_i" $((PG_BASE + pg_i)) \
+                "standby_$pg_i" "${PG_OPTIONS[@]}") >/dev/null || return 1
+            if [ -n "$DB_LATENCY" ]; then start_proxy "$pg_i" || return 1; fi
+            pg_i=$((pg_i + 1))
+            ;;
         redis)
             (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i))) || return 1
             redis_i=$((redis_i + 1))
@@ -337,7 +351,7 @@ start_stack() { # N
     read -ra settings <<<"$(bench_field "$n" settings)"
     (
         eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT")"
-        exec env LOG_LEVEL=warn "${settings[@]}" "$(binary_of "$n")"
+        exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" "$(binary_of "$n")"
     ) 2>>"$WORK/server.log" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -573,6 +587,7 @@ describe_machine() {
         echo "wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}')"
         echo "servers: their defaults, LOG_LEVEL=warn"
         echo "settings: keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY db_latency=${DB_LATENCY:-0}ms"
+        [ ${#EXTRA_SETTINGS[@]} = 0 ] || echo "server settings: ${EXTRA_SETTINGS[*]}"
         echo "note: load generator, servers and databases share this machine"
     } >"$OUT/machine.txt"
 }
