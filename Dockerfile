@@ -1,8 +1,10 @@
 # One image recipe for every layer's server:
 #   docker build --build-arg LAYER=l1-connection-pooling -t layers/l1 .
-# Stage 1 builds the whole tree on Debian 12; stage 2 keeps only the chosen server and the
-# runtime libraries, and runs it as an unprivileged user.
+# Stage 1 builds the whole tree on Debian 12; stage 2 keeps only the chosen layer's programs
+# (its server, and tools such as l4-reshard) and the runtime libraries, and runs the server as
+# an unprivileged user.
 FROM debian:bookworm AS build
+ARG LAYER=l1-connection-pooling
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
       libevent-dev libpq-dev libhiredis-dev libmongoc-dev libbson-dev check libjansson-dev \
@@ -11,7 +13,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAYERS_WERROR=ON \
- && cmake --build /build -j"$(nproc)"
+ && cmake --build /build -j"$(nproc)" \
+ && mkdir /out \
+ && find "/build/${LAYER}" -maxdepth 1 -type f -perm -u+x -exec cp {} /out/ \; \
+ && mv "/out/${LAYER}" /out/server
 
 FROM debian:bookworm-slim
 ARG LAYER=l1-connection-pooling
@@ -20,7 +25,7 @@ RUN apt-get update \
       libhiredis0.14 libmongoc-1.0-0 libjansson4 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin layers
-COPY --from=build /build/${LAYER}/${LAYER} /usr/local/bin/server
+COPY --from=build /out/ /usr/local/bin/
 USER layers
 ENV HOST=0.0.0.0 PORT=8000
 EXPOSE 8000
