@@ -7,6 +7,7 @@
 #include "pool_config.h"
 #include "shard_set.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct cache_aside;
@@ -24,6 +25,8 @@ struct layer4 {
     long cache_ttl_s;               /* CACHE_TTL */
     long redis_timeout_ms;          /* REDIS_TIMEOUT_MS */
     size_t max_value_bytes;         /* MAX_VALUE_BYTES */
+    long long started_ms;           /* when the schema wait began (monotonic) */
+    bool listening;                 /* server_ready() was called */
     struct shard_set *shards;       /* the shards, a pool each, and the shard map */
     char cache_prefix[16];          /* "l4:<layout fingerprint>" */
     struct redis *redis;            /* the Redis connection */

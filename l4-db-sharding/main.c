@@ -9,6 +9,7 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,9 +51,26 @@ static const struct config_row layer_rows[] = {
      "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
 };
 
+/* Listening waits for every shard's table, but no longer than this: a shard that is down at
+ * start-up must not keep the other shards' keys offline. Its schema task keeps retrying once a
+ * second; until it succeeds, that shard's keys fail (503) and /health shows it. */
+#define SCHEMA_WAIT_MS 5000
+
 static void on_schema_ready(void *arg)
 {
-    server_ready(arg);
+    struct layer4 *l = arg;
+    l->listening = true;
+    server_ready(l->server);
+}
+
+static void listen_without_every_shard(struct layer4 *l)
+{
+    if (l->listening || monotonic_ms() - l->started_ms < SCHEMA_WAIT_MS)
+        return;
+    LOG_WARN("not every shard answered within %d ms: serving the others' keys meanwhile",
+             SCHEMA_WAIT_MS);
+    l->listening = true;
+    server_ready(l->server);
 }
 
 /* 32 bits of FNV-1a: enough to tell layouts apart in a cache prefix. */
@@ -103,13 +121,15 @@ static bool start(struct server *server, void *arg)
     http_route(http, HTTP_GET, "/health", handle_health, l);
     http_route(http, HTTP_GET, "/stats", handle_stats, l);
 
-    shard_set_ensure_schema(l->shards, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    l->started_ms = monotonic_ms();
+    shard_set_ensure_schema(l->shards, RECORDS_SQL_SCHEMA, on_schema_ready, l);
     return true;
 }
 
 static void maintain(void *arg)
 {
     struct layer4 *l = arg;
+    listen_without_every_shard(l);
     shard_set_maintain(l->shards);
     redis_maintain(l->redis);
     cache_aside_maintain(l->cache);

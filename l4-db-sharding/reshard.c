@@ -15,7 +15,8 @@
  * For each database of the previous layout it walks the keys in order (in batches), and moves
  * each key whose new shard is another database: in a transaction on the old shard it locks the
  * row, copies it to the new shard unless the key is already there (then a server wrote it
- * during the move, and that value is newer), and deletes it from the old shard. The copy
+ * during the move, and that value is newer: only its created_at is set back to the old row's),
+ * and deletes it from the old shard. The copy
  * commits before the delete, so a reader that misses on both shards finds the key on its new
  * shard when it looks again. Running it twice is safe: a key copied but not deleted (a crash
  * between the two) is deleted the second time.
@@ -92,17 +93,6 @@ static void layout_cleanup(struct layout *l)
     shard_map_free(l->map);
 }
 
-static PGconn *connect_to(const char *url)
-{
-    PGconn *conn = PQconnectdb(url);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        fprintf(stderr, "l4-reshard: cannot connect: %s", PQerrorMessage(conn));
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
 static bool command_ok(PGresult *res, PGconn *conn, const char *what)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -111,6 +101,28 @@ static bool command_ok(PGresult *res, PGconn *conn, const char *what)
         fprintf(stderr, "l4-reshard: %s: %s", what, PQerrorMessage(conn));
     PQclear(res);
     return ok;
+}
+
+static PGconn *connect_to(const char *url)
+{
+    /* The URL's own settings, plus a connect timeout unless it names one (later wins). */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *values[] = {"10", url, NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "l4-reshard: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    /* A row lock held for long (by a stuck writer, or by this tool itself when one database is
+     * named by two different URLs) fails the run instead of hanging it. Timestamps are copied
+     * as text, so both ends read and write them in one format. */
+    if (!command_ok(PQexec(conn, "SET lock_timeout = '10s'; SET DateStyle = ISO"), conn,
+                    "set lock_timeout and DateStyle")) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
 }
 
 /* Moves one key from `from` to `to`, inside the transaction open on `from`. */
@@ -129,14 +141,19 @@ static bool move_key(PGconn *from, PGconn *to, const char *key, struct totals *t
     }
     const char *values[] = {key, PQgetvalue(row, 0, 0), PQgetvalue(row, 0, 1),
                             PQgetvalue(row, 0, 2)};
-    /* DO NOTHING: a row already on the new shard was written there during the move: newer. */
+    /* A row already on the new shard was written there during the move: its value is newer,
+     * but the key was created before, on the old shard: keep the older created_at (the
+     * contract's upsert keeps it). RETURNING says whether the row was inserted (xmax = 0). */
     PGresult *ins = PQexecParams(to,
                                  "INSERT INTO records (key, value, created_at, updated_at) "
                                  "VALUES ($1, $2, $3::timestamptz, $4::timestamptz) "
-                                 "ON CONFLICT (key) DO NOTHING",
+                                 "ON CONFLICT (key) DO UPDATE SET created_at = excluded.created_at "
+                                 "WHERE records.created_at > excluded.created_at "
+                                 "RETURNING xmax = 0",
                                  4, NULL, values, NULL, NULL, 0);
     PQclear(row);
-    bool copied = PQresultStatus(ins) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(ins), "1") == 0;
+    bool copied = PQresultStatus(ins) == PGRES_TUPLES_OK && PQntuples(ins) == 1 &&
+                  strcmp(PQgetvalue(ins, 0, 0), "t") == 0;
     if (!command_ok(ins, to, "copy"))
         return false;
     if (!command_ok(

@@ -12,10 +12,13 @@
 #include <string.h>
 
 /* KEYS: the key's floor. ARGV: position (16 hex digits), TTL. Raises, never lowers (two servers'
- * writes to one key may reach Redis in the other order than their commits). */
+ * writes to one key may reach Redis in the other order than their commits), but every write
+ * restarts the TTL: a floor kept by a higher position must not expire before this write is a
+ * day old. */
 static const char RAISE_SCRIPT[] =
     "local k = redis.call('GET', KEYS[1]) "
-    "if not k or k < ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end "
+    "if not k or k < ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+    "else redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
     "return 1";
 
 struct cache_floor {
@@ -64,7 +67,7 @@ void cache_floor_raise(struct cache_floor *f, const char *key, size_t key_len, u
     char *kname = key_floor_name(f, key, key_len, &klen);
     char hex[17], ttl[16];
     snprintf(hex, sizeof hex, "%016" PRIX64, lsn ? lsn : UINT64_MAX);
-    snprintf(ttl, sizeof ttl, "%d", lsn ? CACHE_FLOOR_TTL_S : 60);
+    snprintf(ttl, sizeof ttl, "%d", CACHE_FLOOR_TTL_S);
     const char *argv[] = {"EVAL", RAISE_SCRIPT, "1", kname, hex, ttl};
     const size_t lens[] = {4, sizeof RAISE_SCRIPT - 1, 1, klen, 16, strlen(ttl)};
     redis_command(f->redis, on_raised, NULL, 6, argv, lens);

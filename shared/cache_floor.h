@@ -38,7 +38,9 @@ struct cache_floor *cache_floor_create(struct redis *redis, const char *prefix);
 void cache_floor_free(struct cache_floor *floor);
 
 /* After a committed write, before its cache invalidation. lsn 0: the commit's position is
- * unknown; the key's reads then go to the primary for a minute. */
+ * unknown; the key's misses then go to the primary for CACHE_FLOOR_TTL_S after its last write
+ * (an unknown position is the highest, and a floor is never lowered; the primary's answers
+ * are still cached). */
 void cache_floor_raise(struct cache_floor *floor, const char *key, size_t key_len, uint64_t lsn);
 
 /* After a cache miss: the position a read of key must include. */

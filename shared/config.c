@@ -102,6 +102,21 @@ static size_t password_value_length(const char *s)
     return strcspn(s, " \t\n&#");
 }
 
+/* If p starts a URL's "://", the length of its "://user:" when a password follows, else 0. */
+static size_t userinfo_prefix_length(const char *p)
+{
+    if (strncmp(p, "://", 3) != 0)
+        return 0;
+    /* libpq: the userinfo ends at the first @ before the first / */
+    const char *authority = p + 3;
+    size_t authority_len = strcspn(authority, "/");
+    const char *at = memchr(authority, '@', authority_len);
+    const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
+    return colon ? (size_t)(colon + 1 - p) : 0;
+}
+
+/* Masks every password: one URL, a comma-separated list of them (REPLICA_DATABASE_URLS,
+ * SHARD_URLS), or conninfo keywords. */
 void config_mask_url(const char *url, char *out, size_t outlen)
 {
     size_t used = 0;
@@ -109,22 +124,16 @@ void config_mask_url(const char *url, char *out, size_t outlen)
         return;
     out[0] = '\0';
     const char *p = url;
-    /* scheme://user:password@host... -> scheme://user:****@host... (libpq: userinfo ends at
-     * the first @ before the first /) */
-    const char *scheme_end = strstr(url, "://");
-    if (scheme_end != NULL) {
-        const char *authority = scheme_end + 3;
-        size_t authority_len = strcspn(authority, "/");
-        const char *at = memchr(authority, '@', authority_len);
-        const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
-        if (colon != NULL) {
-            append(out, outlen, &used, url, (size_t)(colon + 1 - url));
-            append(out, outlen, &used, "****", 4);
-            p = at;
-        }
-    }
-    /* password=... as a conninfo keyword or a URL query parameter. */
     while (*p != '\0') {
+        /* scheme://user:password@host... -> scheme://user:****@host... */
+        size_t prefix = userinfo_prefix_length(p);
+        if (prefix > 0) {
+            append(out, outlen, &used, p, prefix);
+            append(out, outlen, &used, "****", 4);
+            p = strchr(p + prefix, '@');
+            continue;
+        }
+        /* password=... as a conninfo keyword or a URL query parameter. */
         bool word_start = p == url || strchr(" \t?&", p[-1]) != NULL;
         if (word_start && strncmp(p, "password", 8) == 0) {
             const char *eq = p + 8 + strspn(p + 8, " \t");

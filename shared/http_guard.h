@@ -8,8 +8,9 @@
  * header, and the server's dispatcher answers 413 {"detail":"Request body too large"} at once.
  * The body is dropped as it arrives, never stored, and the connection stays usable: closing it
  * while the client is still sending would make the kernel reset the connection, and the client
- * would never read the 413. Everything else (including pipelined requests) passes through. Chunked bodies cannot be judged from the
- * header; libevent's own limit still stops them (with its own HTML 413).
+ * would never read the 413. Everything else (including pipelined requests) passes through. Chunked
+ * bodies cannot be judged from the header; libevent's own limit still stops them (with its own HTML
+ * 413).
  */
 #ifndef LAYERS_HTTP_GUARD_H
 #define LAYERS_HTTP_GUARD_H

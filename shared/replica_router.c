@@ -52,7 +52,7 @@ struct replica_router {
     int count;                            /* entries used */
     long max_lag_ms;                      /* MAX_REPLICA_LAG_MS */
     uint64_t primary_lsn;             /* the primary's position at the last check (0: unknown) */
-    bool primary_healthy;             /* the last check reached it */
+    bool primary_fresh;               /* primary_lsn was read in this round of checks */
     int checks_pending;               /* queries of the check under way (0: none) */
     unsigned next;                    /* rotation for ties */
     unsigned long long primary_reads; /* reads the primary answered */
@@ -118,7 +118,6 @@ struct replica_router *replica_router_create(struct event_base *base,
     router->base = base;
     router->metrics = metrics;
     router->max_lag_ms = settings->max_lag_ms;
-    router->primary_healthy = true;
     router->db = *db;
     router->primary_url = xstrdup(settings->primary_url);
     router->db.database_url = router->primary_url;
@@ -355,6 +354,10 @@ static void on_replica_checked(PGresult *res, enum pg_status status, void *arg)
     struct replica *r = arg;
     struct replica_router *router = r->router;
     uint64_t replayed;
+    if (status == PG_BUSY) { /* its pool is saturated with reads: busy, not down; no news */
+        check_done(router);
+        return;
+    }
     if (status != PG_OK || PQntuples(res) != 1 || !lsn_parse(PQgetvalue(res, 0, 0), &replayed)) {
         r->failures += status != PG_OK;
         mark_down(r);
@@ -367,6 +370,12 @@ static void on_replica_checked(PGresult *res, enum pg_status status, void *arg)
     r->view.healthy = true;
     r->view.replayed = replayed;
     long long age_ms = atoll(PQgetvalue(res, 0, 1));
+    if (!router->primary_fresh) {
+        /* The primary's position is from an earlier round (its check failed): comparing
+         * with it could show a lagging replica as current. The lag stays as last measured. */
+        check_done(router);
+        return;
+    }
     if (router->primary_lsn == 0 || replayed >= router->primary_lsn) {
         r->lag_bytes = router->primary_lsn == 0 ? -1 : 0;
         r->view.lag_ms = 0;
@@ -383,9 +392,11 @@ static void on_primary_checked(PGresult *res, enum pg_status status, void *arg)
 {
     struct replica_router *router = arg;
     uint64_t lsn;
-    router->primary_healthy = status == PG_OK;
-    /* Unreachable: nothing new can be written either, so the last position still holds. */
-    if (status == PG_OK && PQntuples(res) == 1 && lsn_parse(PQgetvalue(res, 0, 0), &lsn))
+    /* Unreachable or busy: the replicas are still checked (health, replay position), but
+     * their lag is not recomputed against an old position. */
+    router->primary_fresh =
+        status == PG_OK && PQntuples(res) == 1 && lsn_parse(PQgetvalue(res, 0, 0), &lsn);
+    if (router->primary_fresh)
         router->primary_lsn = lsn;
     router->checks_pending = router->count;
     for (int i = 0; i < router->count; i++)

@@ -30,18 +30,18 @@ struct shard_db {
 };
 
 struct shard_set {
-    struct event_base *base;    /* the server's loop */
-    struct metrics *metrics;    /* counters */
-    struct shard_map *map;      /* current layout */
-    struct shard_map *previous; /* previous layout while resharding, else NULL */
-    int *home;                  /* current shard -> database index */
-    int *home_previous;         /* previous shard -> database index */
-    struct shard_db *dbs;       /* every distinct database */
-    int db_count;               /* entries in dbs */
-    int schema_pending;         /* databases still creating their schema */
-    void (*schema_done)(void *);
-    void *schema_arg;
-    struct fanout *fanouts; /* fan-outs whose queries are still running */
+    struct event_base *base;     /* the server's loop */
+    struct metrics *metrics;     /* counters */
+    struct shard_map *map;       /* current layout */
+    struct shard_map *previous;  /* previous layout while resharding, else NULL */
+    int *home;                   /* current shard -> database index */
+    int *home_previous;          /* previous shard -> database index */
+    struct shard_db *dbs;        /* every distinct database */
+    int db_count;                /* entries in dbs */
+    int schema_pending;          /* databases still creating their schema */
+    void (*schema_done)(void *); /* called when every database has its schema */
+    void *schema_arg;            /* and its argument */
+    struct fanout *fanouts;      /* fan-outs whose queries are still running */
 };
 
 /* Finds or adds the database with this URL. */

@@ -2,8 +2,9 @@
  * Layer 4 black-box tests: the shared contract against l4-db-sharding on three real PostgreSQL
  * shards and a Redis, and sharding's own promises: each key lands on the shard its strategy
  * names (checked in each shard's database), a stopped shard fails only its own keys (503) and
- * shows in /health and /stats, and resharding with writes running loses nothing: afterwards
- * every key reads its latest value and lives exactly once, on its new shard.
+ * shows in /health and /stats (also one that is down when the server starts), and resharding
+ * with writes running loses nothing: afterwards every key reads its latest value, keeps its
+ * created_at and lives exactly once, on its new shard.
  *
  * The shared resilience case is not used: it stops "the" database and expects every key to
  * fail and /health to say unhealthy, which is what sharding avoids; the outage test here is its
@@ -244,6 +245,31 @@ START_TEST(a_stopped_shard_fails_only_its_keys)
 }
 END_TEST
 
+START_TEST(a_shard_down_at_start_up_fails_only_its_keys)
+{
+    ck_assert(tk_pg_stop(&pg[2]));
+    start_layout(SHARDS, "modulo", NULL); /* listens without shard 2 after a short wait */
+    struct shard_map *map = map_of("modulo", SHARDS, "");
+    char key[32];
+    long shard;
+    for (int i = 0; i < 12; i++) {
+        snprintf(key, sizeof key, "boot:%d", i);
+        bool down = shard_map_lookup(map, key, strlen(key)) == 2;
+        ck_assert_int_eq(write_key(key, "v", &shard), down ? 503 : 200);
+    }
+    ck_assert(tk_pg_restart(&pg[2]));
+    long long deadline = tk_now_ms() + 15000;
+    for (int i = 0; i < 12; i++) {
+        snprintf(key, sizeof key, "boot:%d", i);
+        while (write_key(key, "v", &shard) != 200) {
+            ck_assert_msg(tk_now_ms() < deadline, "shard 2 never came back");
+            usleep(100000);
+        }
+    }
+    shard_map_free(map);
+}
+END_TEST
+
 /* ---- resharding: modulo over 2 shards -> jump over 3, with writes running ---- */
 
 #define RESHARD_KEYS 2000
@@ -317,6 +343,14 @@ START_TEST(resharding_under_concurrent_writes_loses_nothing)
     for (int first = 0; first < RESHARD_KEYS; first += ROUND_SIZE)
         write_round(first, ROUND_SIZE, 0, latest);
     tk_server_stop(&server, SIGTERM, 10000);
+    char created_by[64]; /* every key exists by now: later writes must keep its created_at */
+    PGconn *first_shard = tk_pg_connect(&pg[0], "layers");
+    ck_assert(first_shard != NULL);
+    PGresult *now = PQexec(first_shard, "SELECT now()::text");
+    ck_assert_int_eq(PQresultStatus(now), PGRES_TUPLES_OK);
+    snprintf(created_by, sizeof created_by, "%s", PQgetvalue(now, 0, 0));
+    PQclear(now);
+    PQfinish(first_shard);
 
     /* Every server runs both layouts, then the keys move while writes and reads go on. */
     char previous[600];
@@ -350,12 +384,17 @@ START_TEST(resharding_under_concurrent_writes_loses_nothing)
     for (int s = 0; s < SHARDS; s++) {
         PGconn *conn = tk_pg_connect(&pg[s], "layers");
         ck_assert(conn != NULL);
-        PGresult *res = PQexec(conn, "SELECT key FROM records WHERE key LIKE 'rs:%'");
+        const char *params[] = {created_by};
+        PGresult *res = PQexecParams(conn,
+                                     "SELECT key, created_at <= $1::timestamptz FROM records "
+                                     "WHERE key LIKE 'rs:%'",
+                                     1, NULL, params, NULL, NULL, 0);
         ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
         for (int r = 0; r < PQntuples(res); r++) {
             const char *key = PQgetvalue(res, r, 0);
             ck_assert_msg(shard_map_lookup(map, key, strlen(key)) == s, "%s left on shard %d", key,
                           s);
+            ck_assert_msg(strcmp(PQgetvalue(res, r, 1), "t") == 0, "%s lost its created_at", key);
             copies[atoi(key + 3)]++;
         }
         PQclear(res);
@@ -396,6 +435,7 @@ int main(void)
     tcase_add_test(own, keys_land_on_their_shard_jump);
     tcase_add_test(own, keys_land_on_their_shard_range);
     tcase_add_test(own, a_stopped_shard_fails_only_its_keys);
+    tcase_add_test(own, a_shard_down_at_start_up_fails_only_its_keys);
     tcase_add_test(own, resharding_under_concurrent_writes_loses_nothing);
     suite_add_tcase(suite, own);
     SRunner *runner = srunner_create(suite);

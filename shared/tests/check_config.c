@@ -217,6 +217,17 @@ START_TEST(mask_url_with_password)
 }
 END_TEST
 
+/* REPLICA_DATABASE_URLS, SHARD_URLS: every URL of a list, with or without a path. */
+START_TEST(mask_every_url_of_a_list)
+{
+    ck_assert_str_eq(masked("postgresql://a:s1@h1/db,postgresql://b:s2@h2/db"),
+                     "postgresql://a:****@h1/db,postgresql://b:****@h2/db");
+    ck_assert_str_eq(masked("postgresql://a:s1@h1,postgresql://b:s2@h2,postgresql://h3/db"),
+                     "postgresql://a:****@h1,postgresql://b:****@h2,postgresql://h3/db");
+    ck_assert_str_eq(masked("postgresql://a:p,w@h1,h2/db"), "postgresql://a:****@h1,h2/db");
+}
+END_TEST
+
 START_TEST(mask_url_without_password)
 {
     ck_assert_str_eq(masked("postgresql://user@host/db"), "postgresql://user@host/db");
@@ -321,6 +332,7 @@ int main(void)
     TCase *masking = tcase_create("masking");
     tcase_add_checked_fixture(masking, NULL, teardown);
     tcase_add_test(masking, mask_url_with_password);
+    tcase_add_test(masking, mask_every_url_of_a_list);
     tcase_add_test(masking, mask_url_without_password);
     tcase_add_test(masking, mask_conninfo_without_password);
     tcase_add_test(masking, mask_conninfo_password);

@@ -91,9 +91,15 @@ END_TEST
 
 START_TEST(jump_hash_known_values)
 {
-    /* Values of the paper's reference implementation. */
+    /* Values of the paper's reference implementation (as other ports test it: go-jump,
+     * ClickHouse's jumpConsistentHash, the Rust crates). */
     ck_assert_int_eq(shard_jump_hash(0, 1), 0);
     ck_assert_int_eq(shard_jump_hash(1, 1), 0);
+    ck_assert_int_eq(shard_jump_hash(1, 60), 55);
+    ck_assert_int_eq(shard_jump_hash(2, 60), 46);
+    ck_assert_int_eq(shard_jump_hash(42, 57), 43);
+    ck_assert_int_eq(shard_jump_hash(256, 1024), 520);
+    ck_assert_int_eq(shard_jump_hash(0xDEAD10CCULL, 666), 361);
     for (uint64_t k = 0; k < 1000; k++) {
         int b = shard_jump_hash(k, 10);
         ck_assert(b >= 0 && b < 10);
