@@ -119,7 +119,9 @@ parse_args() {
         case $1 in
         --quick) QUICK=1 ;;
         --set)
-            [ $# -ge 2 ] && [[ $2 =~ ^[A-Z_][A-Z0-9_]*= ]] || fail "--set needs NAME=VALUE (try --help)"
+            if [ $# -lt 2 ] || ! [[ $2 =~ ^[A-Z_][A-Z0-9_]*= ]]; then
+                fail "--set needs NAME=VALUE (try --help)"
+            fi
             EXTRA_SETTINGS+=("$2")
             shift
             ;;
