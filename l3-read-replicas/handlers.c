@@ -190,15 +190,8 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
     struct read_flow *flow = arg;
     struct layer3 *layer = flow->layer;
     if (result == CACHE_HIT) {
-        /* An entry that is not a row this layer wrote (json_pack fails on a missing member)
-         * counts as a miss. */
         json_t *row = json_loadb(data, len, 0, NULL);
-        json_t *reply = row == NULL ? NULL
-                                    : json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1,
-                                                "key", flow->key, flow->key_len, "value",
-                                                json_object_get(row, "value"), "created_at",
-                                                json_object_get(row, "created_at"), "updated_at",
-                                                json_object_get(row, "updated_at"), "message");
+        json_t *reply = records_cached_reply(row, flow->key, flow->key_len);
         json_decref(row);
         if (reply != NULL) {
             reply_read(flow, reply, true, false);

@@ -196,14 +196,8 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
     if (result == CACHE_HIT) {
         json_t *row = json_loadb(data, len, 0, NULL);
         json_t *shard = json_object_get(row, "shard_id");
-        /* An entry missing a member (not written by fill) is a miss: json_pack fails on it. */
         json_t *reply =
-            !json_is_integer(shard)
-                ? NULL
-                : json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1, "key", flow->key,
-                            flow->key_len, "value", json_object_get(row, "value"), "created_at",
-                            json_object_get(row, "created_at"), "updated_at",
-                            json_object_get(row, "updated_at"), "message");
+            json_is_integer(shard) ? records_cached_reply(row, flow->key, flow->key_len) : NULL;
         if (reply != NULL) {
             reply_read(flow, reply, true, (int)json_integer_value(shard));
             json_decref(row);

@@ -213,13 +213,10 @@ static json_t *cached_reply(const struct read_flow *flow, const char *row, size_
                             const char *level)
 {
     json_t *doc = json_loadb(row, len, 0, NULL);
-    if (doc == NULL)
-        return NULL;
-    json_t *reply = json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n, s:s}", "success", 1, "key",
-                              flow->key, flow->key_len, "value", json_object_get(doc, "value"),
-                              "created_at", json_object_get(doc, "created_at"), "updated_at",
-                              json_object_get(doc, "updated_at"), "message", "cache_level", level);
+    json_t *reply = records_cached_reply(doc, flow->key, flow->key_len);
     json_decref(doc);
+    if (reply != NULL)
+        json_object_set_new(reply, "cache_level", json_string(level));
     return reply;
 }
 

@@ -41,6 +41,17 @@ json_t *records_read_reply(const PGresult *res, const char *key, size_t key_len)
                      PQgetvalue(res, 0, 1), "updated_at", PQgetvalue(res, 0, 2), "message");
 }
 
+json_t *records_cached_reply(const json_t *row, const char *key, size_t key_len)
+{
+    if (row == NULL)
+        return NULL;
+    /* json_pack fails (NULL) when an O argument is NULL: a missing member. */
+    return json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1, "key", key, key_len, "value",
+                     json_object_get(row, "value"), "created_at",
+                     json_object_get(row, "created_at"), "updated_at",
+                     json_object_get(row, "updated_at"), "message");
+}
+
 void records_reply_failure(struct http_request *req, enum pg_status status)
 {
     switch (status) {

@@ -32,6 +32,12 @@ json_t *records_write_reply(const char *key, size_t key_len);
 json_t *records_read_reply(const PGresult *res, const char *key, size_t key_len);
 
 /*
+ * The found reply for a row a cache holds ({"value","created_at","updated_at"}, parsed), or
+ * NULL if row is NULL or lacks a member: an entry this code did not write counts as a miss.
+ */
+json_t *records_cached_reply(const json_t *row, const char *key, size_t key_len);
+
+/*
  * Answers a failed database call: 503 "Database unavailable", 503 "Too many requests waiting
  * for a database connection" (PG_BUSY), or 500 "Internal error". Frees req.
  */
