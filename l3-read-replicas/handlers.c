@@ -5,7 +5,8 @@
  * cache go to a replica (replica_router.h chooses which: a healthy one, not too far behind,
  * with the fewest reads in flight), so read load leaves the primary.
  *
- *   POST /write     -> validate -> UPSERT on the primary, then its WAL position (the token)
+ *   POST /write     -> validate -> UPSERT on the primary, then its WAL position (the token),
+ *                                  in one round trip
  *                   -> raise the key's floor, invalidate the cached copy -> 200 (lsn)
  *   GET /read/{key} -> validate -> Redis: hit -> 200 (from_cache: true)
  *                                  miss -> the key's floor -> single-flight -> SELECT on a

@@ -4,6 +4,13 @@
  * States: CONNECTING -> IDLE <-> BUSY, and any of them -> BROKEN. All transitions happen in
  * set_state(); the socket event is re-armed for what libpq asks next (read or write), because
  * libpq may even change sockets while connecting (several hosts in one URL).
+ *
+ * A pair (pgconn_query_then) is BUSY like one query, in libpq's pipeline mode: both statements
+ * and a sync after each leave together, and the answer is read as it arrives, in this order:
+ * the first statement's result, NULL, PGRES_PIPELINE_SYNC, the second's result, NULL,
+ * PGRES_PIPELINE_SYNC. Each sync ends an implicit transaction, so the first statement commits
+ * before the second runs (with one sync they would share a transaction). The pair ends at its
+ * last sync, and the connection leaves pipeline mode before it is idle again.
  */
 #include "pgconn.h"
 
@@ -43,6 +50,8 @@ struct pgconn {
     const char *query_sql;              /* the current query (caller's, valid until callback) */
     int query_nparams;                  /* its parameter count */
     const char *const *query_values;    /* its parameters (caller's, valid until callback) */
+    int syncs_due;                      /* a pair's pipeline syncs not read yet (0: one query) */
+    bool awaiting_sync;                 /* a pair's statement has ended (NULL): its sync is next */
     pgconn_broken_cb broken_cb;         /* idle watcher, or NULL */
     void *broken_arg;                   /* its argument */
 };
@@ -93,6 +102,13 @@ static void finish_connect(struct pgconn *conn, bool ok)
     cb(conn, ok, conn->cb_arg);
 }
 
+/* After a pair, leaves pipeline mode; libpq refuses only while results are still due. */
+static bool leave_pipeline(struct pgconn *conn)
+{
+    conn->syncs_due = 0;
+    return PQpipelineStatus(conn->pg) == PQ_PIPELINE_OFF || PQexitPipelineMode(conn->pg) == 1;
+}
+
 static void finish_query(struct pgconn *conn, enum pg_status status)
 {
     pgconn_result_cb cb = conn->result_cb;
@@ -101,7 +117,8 @@ static void finish_query(struct pgconn *conn, enum pg_status status)
     conn->result = NULL;
     if (status != PG_OK)
         metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
-    bool broken = status == PG_UNAVAILABLE || PQstatus(conn->pg) != CONNECTION_OK;
+    bool broken =
+        status == PG_UNAVAILABLE || !leave_pipeline(conn) || PQstatus(conn->pg) != CONNECTION_OK;
     set_state(conn, broken ? PGCONN_BROKEN : PGCONN_IDLE);
     cb(status == PG_UNAVAILABLE ? NULL : res, status, conn->cb_arg);
     PQclear(res);
@@ -211,6 +228,54 @@ static bool flush_and_wait(struct pgconn *conn)
     return true;
 }
 
+/* Keeps the first error, else the last result (a multi-statement script, or a pair). */
+static void keep_result(struct pgconn *conn, PGresult *res)
+{
+    if (conn->result != NULL && classify_result(conn->result) != PG_OK) {
+        PQclear(res);
+    } else {
+        PQclear(conn->result);
+        conn->result = res;
+    }
+}
+
+/*
+ * libpq has the whole answer: finishes the query, or, after a PREPARE, sends the query itself.
+ * Returns true when the query finished (the callback ran, so conn may be gone).
+ */
+static bool answer_complete(struct pgconn *conn)
+{
+    enum pg_status status = conn->result ? classify_result(conn->result) : PG_ERROR;
+    if (conn->preparing && status == PG_OK) {
+        if (continue_after_prepare(conn))
+            return false; /* now wait for the query's own result */
+        log_failure(conn, "cannot send query");
+        finish_query(conn, PG_UNAVAILABLE);
+        return true;
+    }
+    if (status != PG_OK && conn->result)
+        LOG_WARN("postgres: query failed: %s",
+                 PQresultErrorField(conn->result, PG_DIAG_MESSAGE_PRIMARY));
+    finish_query(conn, status);
+    return true;
+}
+
+/* Takes one step of a pair's answer (see the top of this file); returns true at its end. */
+static bool pipeline_step(struct pgconn *conn, PGresult *res)
+{
+    if (res == NULL) { /* one statement's results are complete; its sync is next */
+        conn->awaiting_sync = true;
+        return false;
+    }
+    conn->awaiting_sync = false;
+    if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+        PQclear(res);
+        return --conn->syncs_due == 0;
+    }
+    keep_result(conn, res); /* a statement's result (or PIPELINE_ABORTED, after an error) */
+    return false;
+}
+
 /*
  * Reads what arrived; finishes the query once libpq has the whole answer. Returns true when
  * the query finished (the callback ran, so conn may be gone), false when more must arrive.
@@ -224,28 +289,21 @@ static bool read_results(struct pgconn *conn)
     }
     while (!PQisBusy(conn->pg)) {
         PGresult *res = PQgetResult(conn->pg);
-        if (res == NULL) {
-            enum pg_status status = conn->result ? classify_result(conn->result) : PG_ERROR;
-            if (conn->preparing && status == PG_OK) {
-                if (continue_after_prepare(conn))
-                    return false; /* now wait for the query's own result */
-                log_failure(conn, "cannot send query");
+        if (conn->syncs_due > 0) { /* a pair */
+            /* A NULL where a sync is due: libpq has nothing more to give (the connection
+             * failed), and would keep answering NULL. */
+            if (res == NULL && (conn->awaiting_sync || PQstatus(conn->pg) == CONNECTION_BAD)) {
+                log_failure(conn, "connection lost during a query");
                 finish_query(conn, PG_UNAVAILABLE);
                 return true;
             }
-            if (status != PG_OK && conn->result)
-                LOG_WARN("postgres: query failed: %s",
-                         PQresultErrorField(conn->result, PG_DIAG_MESSAGE_PRIMARY));
-            finish_query(conn, status);
-            return true;
+            if (pipeline_step(conn, res))
+                return answer_complete(conn);
+            continue;
         }
-        /* Keep the first error, else the last result (a multi-statement script). */
-        if (conn->result != NULL && classify_result(conn->result) != PG_OK) {
-            PQclear(res);
-        } else {
-            PQclear(conn->result);
-            conn->result = res;
-        }
+        if (res == NULL)
+            return answer_complete(conn);
+        keep_result(conn, res);
     }
     if (PQstatus(conn->pg) == CONNECTION_BAD) {
         log_failure(conn, "connection lost during a query");
@@ -286,8 +344,9 @@ static bool should_prepare(const struct pgconn *conn)
            prepared_index(conn, conn->query_sql) < 0 && conn->prepared_count < MAX_PREPARED;
 }
 
-void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
-                  pgconn_result_cb cb, void *arg)
+/* An idle connection becomes busy with a query (or a pair), under the query deadline. */
+static void begin_query(struct pgconn *conn, const char *sql, int nparams,
+                        const char *const *values, pgconn_result_cb cb, void *arg)
 {
     conn->result_cb = cb;
     conn->cb_arg = arg;
@@ -295,10 +354,27 @@ void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char 
     conn->query_sql = sql;
     conn->query_nparams = nparams;
     conn->query_values = values;
+    conn->preparing = false;
+    conn->syncs_due = 0;
+    conn->awaiting_sync = false;
     pgconn_unwatch(conn);
-    metrics_inc(conn->metrics, METRIC_PG_QUERIES);
     conn->state = PGCONN_BUSY;
     arm_timer(conn, conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
+}
+
+/* Nothing could be sent: the connection is broken, and the timer reports it from the loop. */
+static void send_failed(struct pgconn *conn)
+{
+    log_failure(conn, "cannot send query");
+    conn->state = PGCONN_BROKEN;
+    arm_timer(conn, 0);
+}
+
+void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
+                  pgconn_result_cb cb, void *arg)
+{
+    begin_query(conn, sql, nparams, values, cb, arg);
+    metrics_inc(conn->metrics, METRIC_PG_QUERIES);
     int sent;
     conn->preparing = should_prepare(conn);
     if (conn->preparing) {
@@ -308,11 +384,26 @@ void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char 
     } else {
         sent = send_query(conn);
     }
-    if (!sent || !flush_and_wait(conn)) {
-        log_failure(conn, "cannot send query");
-        conn->state = PGCONN_BROKEN; /* the timer reports it from the loop */
-        arm_timer(conn, 0);
-    }
+    if (!sent || !flush_and_wait(conn))
+        send_failed(conn);
+}
+
+void pgconn_query_then(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
+                       const char *then_sql, pgconn_result_cb cb, void *arg)
+{
+    begin_query(conn, sql, nparams, values, cb, arg);
+    metrics_add(conn->metrics, METRIC_PG_QUERIES, 2);
+    conn->syncs_due = 2;
+    /* Both with their text: preparing first would cost the round trip the pair saves. libpq 15's
+     * PQpipelineSync also flushes (there is no PQsendPipelineSync before 17), so the two halves
+     * may leave in two packets, but together: the answers are awaited once. */
+    bool sent = PQenterPipelineMode(conn->pg) == 1 &&
+                PQsendQueryParams(conn->pg, sql, nparams, NULL, values, NULL, NULL, 0) == 1 &&
+                PQpipelineSync(conn->pg) == 1 &&
+                PQsendQueryParams(conn->pg, then_sql, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+                PQpipelineSync(conn->pg) == 1;
+    if (!sent || !flush_and_wait(conn))
+        send_failed(conn);
 }
 
 /* The PREPARE finished well: remember it and send the query itself. */

@@ -3,8 +3,9 @@
  *
  * libpq can do everything asynchronously (PQconnectStart/PQconnectPoll, PQsendQueryParams,
  * PQconsumeInput), so the event loop never waits for the database: while one query travels,
- * the loop serves other requests. This module wraps that dance in two calls, pgconn_connect
- * and pgconn_query, each finishing with exactly one callback.
+ * the loop serves other requests. This module wraps that dance in three calls, pgconn_connect,
+ * pgconn_query and pgconn_query_then (two statements in one round trip, through libpq's
+ * pipeline mode), each finishing with exactly one callback.
  *
  * Timeouts: connecting has a deadline (DB_CONNECT_TIMEOUT_MS). A query has two: the server
  * cancels it itself after statement_timeout (set on the session at connect time, so no
@@ -48,9 +49,9 @@ struct pgconn_settings {
 typedef void (*pgconn_connect_cb)(struct pgconn *conn, bool ok, void *arg);
 
 /*
- * Called exactly once per pgconn_query, from the event loop. `res` is NULL unless status is
- * PG_OK or PG_ERROR, and is freed after the callback returns. After the callback the connection
- * is idle again (or broken: check pgconn_is_broken before reusing it).
+ * Called exactly once per pgconn_query or pgconn_query_then, from the event loop. `res` is NULL
+ * unless status is PG_OK or PG_ERROR, and is freed after the callback returns. After the
+ * callback the connection is idle again (or broken: check pgconn_is_broken before reusing it).
  */
 typedef void (*pgconn_result_cb)(PGresult *res, enum pg_status status, void *arg);
 
@@ -75,6 +76,18 @@ void pgconn_connect(struct pgconn *conn, pgconn_connect_cb cb, void *arg);
  */
 void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
                   pgconn_result_cb cb, void *arg);
+
+/*
+ * Runs `sql` (parameters as for pgconn_query, one statement) and then `then_sql` (one statement,
+ * no parameters) in one network round trip: both are sent at once in libpq's pipeline mode, each
+ * followed by a sync, so each runs in its own transaction and `sql` has committed before
+ * `then_sql` starts. `then_sql` runs even when `sql` failed. The callback comes once, for the
+ * pair: status is the first failure, and on PG_OK `res` is the result of `then_sql`. The
+ * connection must be idle; `sql`, `values` and `then_sql` must stay valid until the callback.
+ * settings.prepare does not apply: both are sent with their text.
+ */
+void pgconn_query_then(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
+                       const char *then_sql, pgconn_result_cb cb, void *arg);
 
 /* Starts or stops watching an idle connection for the server closing it. */
 void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg);

@@ -264,7 +264,7 @@ void replica_router_read(struct replica_router *router, uint64_t must, const cha
     route(q);
 }
 
-/* ---- writes: the statement, then the position, on one connection ---- */
+/* ---- writes: the statement, then the position, in one round trip ---- */
 
 struct routed_write {
     struct replica_router *router;         /* whose primary */
@@ -285,28 +285,22 @@ static void finish_write(struct routed_write *w, enum pg_status status, bool com
     free(w);
 }
 
-static void on_position(PGresult *res, enum pg_status status, void *arg)
+/* res: the position (status as for the pair: the statement's failure comes first). */
+static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct routed_write *w = arg;
     if (status == PG_OK && PQntuples(res) == 1) {
         finish_write(w, PG_OK, true, PQgetvalue(res, 0, 0));
-        return;
+    } else if (status == PG_OK) {
+        LOG_WARN("a write committed but its WAL position could not be read");
+        finish_write(w, PG_UNAVAILABLE, true, NULL);
+    } else {
+        /* Refused (PG_ERROR): the statement was, so nothing committed (the position query
+         * fails only where the statement fails first, as on a standby). Unavailable: the
+         * connection failed or timed out somewhere in the pair, so the statement may have
+         * committed, and the key is treated as changed. */
+        finish_write(w, status, status == PG_UNAVAILABLE, NULL);
     }
-    LOG_WARN("a write committed but its WAL position could not be read");
-    finish_write(w, PG_UNAVAILABLE, true, NULL);
-}
-
-static void on_statement(PGresult *res, enum pg_status status, void *arg)
-{
-    struct routed_write *w = arg;
-    (void)res;
-    if (status != PG_OK) {
-        finish_write(w, status, false, NULL);
-        return;
-    }
-    /* With synchronous_commit on (the default), the commit record is written and flushed once
-     * the statement has returned: the write position now is at or past it. */
-    pgconn_query(w->conn, SQL_PRIMARY_POSITION, 0, NULL, on_position, w);
 }
 
 static void on_write_acquired(void *conn, enum pool_error err, void *arg)
@@ -317,7 +311,12 @@ static void on_write_acquired(void *conn, enum pool_error err, void *arg)
         return;
     }
     w->conn = conn;
-    pgconn_query(w->conn, w->sql, w->nparams, w->nparams ? w->values : NULL, on_statement, w);
+    /* The position is read in a transaction of its own, after the statement's has committed
+     * (with synchronous_commit on, the default, the commit record is written by then), so it
+     * is at or past the commit. Read inside the statement's transaction, it would come before
+     * the commit record, and a replica replayed that far might not show the write yet. */
+    pgconn_query_then(w->conn, w->sql, w->nparams, w->nparams ? w->values : NULL,
+                      SQL_PRIMARY_POSITION, on_written, w);
 }
 
 void replica_router_write(struct replica_router *router, const char *sql, int nparams,

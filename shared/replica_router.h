@@ -82,8 +82,9 @@ typedef void (*replica_read_cb)(PGresult *res, enum pg_status status,
                                 const struct replica_source *source, void *arg);
 
 /* Called exactly once per write. On PG_OK, lsn is the commit's WAL position (valid during the
- * call); a write that committed but whose position could not be read is PG_UNAVAILABLE with
- * committed set: the caller must treat the key as changed. */
+ * call). On a failure, committed says the write may have committed (its connection failed or
+ * timed out after sending it, or its position could not be read; lsn is NULL): the caller must
+ * treat the key as changed. */
 typedef void (*replica_write_cb)(enum pg_status status, bool committed, const char *lsn, void *arg);
 
 /* Creates the primary's pool and one per replica (each with the settings in db). NULL with a
@@ -100,8 +101,9 @@ void replica_router_free(struct replica_router *router);
 void replica_router_read(struct replica_router *router, uint64_t must, const char *sql, int nparams,
                          const char *const *values, replica_read_cb cb, void *arg);
 
-/* Runs `sql` on the primary, then reads the WAL position on the same connection (a second
- * round trip: inside the statement, the commit record is not written yet). */
+/* Runs `sql` on the primary, then reads the WAL position in a transaction of its own (inside
+ * the statement's, the commit record is not written yet), both in one round trip
+ * (pgconn_query_then). */
 void replica_router_write(struct replica_router *router, const char *sql, int nparams,
                           const char *const *values, replica_write_cb cb, void *arg);
 

@@ -2,7 +2,9 @@
  * Layer 3 black-box tests: the shared contract against l3-read-replicas on a real primary with
  * two streaming replicas (pg_basebackup, replication slots) and a Redis, and the replicas' own
  * promises: a write becomes visible through a replica; a read with the write's token always
- * sees it, even with replay paused everywhere; a stopped replica costs nothing but a retry and
+ * sees it, even with replay paused everywhere; the token is at or past the write's commit
+ * record; a write whose statement fails is reported failed (500 refused, 503 timed out or
+ * primary down) and writes work again after it; a stopped replica costs nothing but a retry and
  * is used again when it comes back; a replica whose replay is paused past MAX_REPLICA_LAG_MS is
  * skipped; and a lagging replica never puts an old row in the cache.
  *
@@ -79,6 +81,33 @@ static void start(const char *const *more)
         env[k++] = more[i];
     env[k] = NULL;
     ck_assert_msg(tk_server_start(&server, SERVER_BIN, SERVER_PORT, env), "server did not start");
+}
+
+/* Writes key=value; returns the HTTP status. */
+static long post_write(const char *key, const char *value)
+{
+    char *body = tk_write_body(key, value);
+    struct tk_response res;
+    tk_post(SERVER_PORT, "/write", body, &res);
+    long status = res.status;
+    tk_response_free(&res);
+    free(body);
+    return status;
+}
+
+/* The one value a query returns on the primary, run as the superuser (static storage). */
+static const char *primary_value(const char *sql)
+{
+    static char value[128];
+    PGconn *conn = tk_pg_connect(&primary, "postgres");
+    ck_assert(conn != NULL);
+    PGresult *res = PQexec(conn, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+                  PQerrorMessage(conn));
+    snprintf(value, sizeof value, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+    return value;
 }
 
 /* Writes key=value; returns the consistency token (static storage). */
@@ -233,6 +262,107 @@ START_TEST(a_token_read_always_sees_its_write)
 }
 END_TEST
 
+/* Whether the commit record of the transaction that last wrote key ends at or before `lsn`
+ * (so that a copy replayed to lsn shows the write), looking at WAL records since `since`. */
+static bool commit_within(const char *key, const char *since, const char *lsn)
+{
+    char sql[640];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_get_wal_records_info('%s', pg_current_wal_flush_lsn())"
+             " WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT'"
+             " AND xid = (SELECT xmin FROM records WHERE key = '%s') AND end_lsn <= '%s'",
+             since, key, lsn);
+    return strcmp(primary_value(sql), "1") == 0;
+}
+
+START_TEST(a_token_is_at_or_after_its_commit)
+{
+    /* The write and its position travel in one pipeline, each in its own transaction: the
+     * position is read after the commit. pg_walinspect shows where each commit record ends. */
+    start(NULL);
+    ck_assert(tk_pg_exec(&primary, "postgres", "CREATE EXTENSION IF NOT EXISTS pg_walinspect"));
+    char key[32], since[64], sql[160];
+    for (int n = 0; n < 10; n++) {
+        snprintf(since, sizeof since, "%s", primary_value("SELECT pg_current_wal_lsn()"));
+        snprintf(key, sizeof key, "commit:%d", n % 3);
+        const char *token = write_key(key, "v");
+        ck_assert_msg(commit_within(key, since, token), "%s: token %s before its commit", key,
+                      token);
+        snprintf(sql, sizeof sql, "SELECT pg_current_wal_lsn() >= '%s'", token);
+        ck_assert_str_eq(primary_value(sql), "t");
+    }
+    /* The check can tell: a position read inside the write's own transaction predates it. */
+    snprintf(since, sizeof since, "%s", primary_value("SELECT pg_current_wal_lsn()"));
+    PGconn *conn = tk_pg_connect(&primary, "layers");
+    ck_assert(conn != NULL);
+    PGresult *res = PQexec(conn, "INSERT INTO records (key, value) VALUES ('commit:inside', 'v');"
+                                 " SELECT pg_current_wal_lsn()");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    char inside[64];
+    snprintf(inside, sizeof inside, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+    ck_assert(!commit_within("commit:inside", since, inside));
+}
+END_TEST
+
+START_TEST(a_refused_write_is_a_500_and_its_connection_is_reused)
+{
+    /* One connection per node, so the write after a refused one reuses the primary's: the pair
+     * must have left pipeline mode cleanly (a broken connection would be replaced, a connect
+     * counted). The position query still ran after the refusal, in its own transaction. */
+    const char *more[] = {"DB_POOL_MIN_SIZE=1", "DB_POOL_MAX_SIZE=1", NULL};
+    start(more);
+    write_key("accepted", "v");
+    sleep(2); /* every pool has its connection (the lag check has used them) */
+    ck_assert(
+        tk_pg_exec(&primary, "postgres",
+                   "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+                   " AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;"
+                   " CREATE OR REPLACE TRIGGER refuse BEFORE INSERT OR UPDATE ON records"
+                   " FOR EACH ROW WHEN (NEW.key LIKE 'refused:%') EXECUTE FUNCTION refuse()"));
+    double errors = tk_metric(SERVER_PORT, "pg_query_errors_total");
+    double connects = tk_metric(SERVER_PORT, "pg_connects_total");
+    char key[32];
+    for (int n = 0; n < 5; n++) {
+        snprintf(key, sizeof key, "refused:%d", n);
+        ck_assert_int_eq(post_write(key, "v"), 500);
+        snprintf(key, sizeof key, "accepted:%d", n);
+        write_key(key, "v");
+        ck_assert_str_eq(read_key(key, NULL, NULL, NULL), "v");
+    }
+    ck_assert(tk_metric(SERVER_PORT, "pg_query_errors_total") >= errors + 5);
+    ck_assert(tk_metric(SERVER_PORT, "pg_connects_total") == connects);
+    ck_assert(tk_pg_exec(&primary, "postgres", "DROP TRIGGER refuse ON records"));
+}
+END_TEST
+
+START_TEST(a_failed_write_is_a_503_and_writes_come_back)
+{
+    const char *more[] = {"DB_QUERY_TIMEOUT_MS=300", NULL};
+    start(more);
+    write_key("failed:1", "v1");
+    /* The statement waits for a lock until statement_timeout cancels it; its position query
+     * runs, but the write is reported failed. */
+    PGconn *lock = tk_pg_lock_records(&primary);
+    ck_assert(lock != NULL);
+    ck_assert_int_eq(post_write("failed:1", "v2"), 503);
+    tk_pg_unlock(lock);
+    ck_assert_str_eq(read_key("failed:1", NULL, NULL, NULL), "v1");
+    write_key("failed:2", "v");
+    /* The primary down: a 503, and writes work again when it is back, with no restart. */
+    ck_assert(tk_pg_stop(&primary));
+    ck_assert_int_eq(post_write("failed:3", "v"), 503);
+    ck_assert(tk_pg_restart(&primary));
+    long long deadline = tk_now_ms() + 15000;
+    while (post_write("failed:3", "v") != 200) {
+        ck_assert_msg(tk_now_ms() < deadline, "writes never came back");
+        usleep(100000);
+    }
+    write_key("failed:4", "v");
+}
+END_TEST
+
 START_TEST(a_stopped_replica_costs_a_retry_and_comes_back)
 {
     start(NULL);
@@ -350,6 +480,9 @@ int main(void)
     tcase_set_timeout(own, 120);
     tcase_add_test(own, stats_shape_and_writes_reach_the_replicas);
     tcase_add_test(own, a_token_read_always_sees_its_write);
+    tcase_add_test(own, a_token_is_at_or_after_its_commit);
+    tcase_add_test(own, a_refused_write_is_a_500_and_its_connection_is_reused);
+    tcase_add_test(own, a_failed_write_is_a_503_and_writes_come_back);
     tcase_add_test(own, a_stopped_replica_costs_a_retry_and_comes_back);
     tcase_add_test(own, a_lagging_replica_is_skipped);
     tcase_add_test(own, a_lagging_replica_never_fills_the_cache);
