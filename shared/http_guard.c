@@ -1,45 +1,93 @@
 /*
- * http_guard: refuses oversized bodies before reading them (see http_guard.h).
+ * http_guard: refuses oversized bodies before storing them (see http_guard.h).
  *
- * Per connection the filter is in one of four states: reading a HEADER block, passing a BODY
- * of known length, DISCARDing the body of a refused request as it arrives, or PASSing
- * everything (chunked bodies, or a header block too big to judge).
+ * Per connection the filter is a small state machine that follows HTTP/1.1 message framing just
+ * far enough to find where each request ends; each state is a position in the byte stream:
+ *
+ *   HEADER -> BODY -> HEADER                                   a body of Content-Length bytes
+ *   HEADER -> CHUNK_SIZE -> BODY -> CHUNK_END -> CHUNK_SIZE     a chunked body, chunk by chunk,
+ *                        -> TRAILER -> HEADER                  up to its zero-size last chunk
+ *   any -> PASS                                                framing it cannot follow
+ *
+ * Alongside, `refused` says whether the current body's bytes are dropped, and `pending` holds a
+ * chunked request, exactly as received, until its last chunk or its refusal (http_guard.h says
+ * why; pending_limit bounds it).
+ *
+ * The framing is parsed as evhttp parses it (lines end in CRLF or a bare LF; Transfer-Encoding
+ * must be exactly "chunked"), so both agree where a request ends. Malformed framing switches to
+ * PASS, withheld bytes first: evhttp then refuses it itself and closes the connection, which is
+ * all a broken client is owed. (libevent 2.1 answers bad chunk framing, and chunk extensions,
+ * which it does not accept, with its HTML 413 rather than a 400.)
  */
 #include "http_guard.h"
 
 #include "xalloc.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define GUARD_MAX_HEADER_BYTES (20 * 1024) /* above evhttp's own header limit */
+/* Above evhttp's own header limit; also bounds one line of chunk framing. */
+#define GUARD_MAX_HEADER_BYTES (20 * 1024)
 
-enum guard_state { GUARD_HEADER, GUARD_BODY, GUARD_DISCARD, GUARD_PASS };
+enum guard_state {
+    GUARD_HEADER,     /* at the start of a request: its header block */
+    GUARD_BODY,       /* inside a Content-Length body or one chunk's data: body_left bytes */
+    GUARD_CHUNK_SIZE, /* at a chunk-size line: hex size, optional ";extensions" */
+    GUARD_CHUNK_END,  /* at the line break that closes a chunk's data */
+    GUARD_TRAILER,    /* after the last chunk: trailer lines, then an empty line */
+    GUARD_PASS,       /* framing it cannot follow: everything passes, for evhttp to judge */
+};
 
 struct http_guard {
-    size_t max_body;                /* MAX_BODY_BYTES */
-    enum guard_state state;         /* see above */
-    size_t body_left;               /* bytes of the current body still to pass (GUARD_BODY) */
-    struct bufferevent *underlying; /* the socket; outlives the filter until its output drains */
+    size_t max_body;          /* MAX_BODY_BYTES */
+    enum guard_state state;   /* see above */
+    bool chunked;             /* the current body is chunked: BODY is one chunk's data */
+    bool refused;             /* the current body is over the limit: its bytes are dropped */
+    size_t body_left;         /* bytes of the current body or chunk still to come (GUARD_BODY) */
+    size_t body_seen;         /* data bytes of the current chunked body so far */
+    struct evbuffer *pending; /* the chunked request withheld so far, exactly as received */
+    size_t head_len;          /* the length of its header block, at the start of pending */
 };
+
+/* Back to the start of a request, as on a new connection. */
+static void guard_reset(struct http_guard *guard)
+{
+    guard->state = GUARD_HEADER;
+    guard->chunked = false;
+    guard->refused = false;
+    guard->body_left = 0;
+    guard->body_seen = 0;
+    evbuffer_drain(guard->pending, evbuffer_get_length(guard->pending));
+    guard->head_len = 0;
+}
 
 struct http_guard *http_guard_create(size_t max_body_bytes)
 {
     struct http_guard *guard = xcalloc(1, sizeof *guard);
     guard->max_body = max_body_bytes;
+    guard->pending = evbuffer_new();
+    guard_reset(guard);
     return guard;
 }
 
 void http_guard_free(struct http_guard *guard)
 {
+    if (guard == NULL)
+        return;
+    evbuffer_free(guard->pending);
     free(guard);
 }
+
+/* ---- the header block ---- */
 
 /* Length of the header block at the start of src (through the blank line), or 0. */
 static size_t header_block_length(struct evbuffer *src)
@@ -54,28 +102,64 @@ static size_t header_block_length(struct evbuffer *src)
     return best;
 }
 
-/* Finds "Name: value" in a header block (case-insensitive name); returns the value or NULL. */
-static const char *header_value(const char *block, const char *name, size_t *line_start,
-                                size_t *line_end)
+/* Whether a header line is the named field (case-insensitive name). */
+static bool line_is_field(const char *line, const char *name)
 {
     size_t name_len = strlen(name);
+    return strncasecmp(line, name, name_len) == 0 && line[name_len] == ':';
+}
+
+/* Finds "Name: value" in a NUL-terminated header block; returns the value or NULL. */
+static const char *header_value(const char *block, const char *name)
+{
     const char *line = strchr(block, '\n'); /* skip the request line */
     while (line != NULL && line[1] != '\0') {
         line++;
-        const char *end = strchr(line, '\n');
-        if (end == NULL)
-            return NULL;
-        if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
-            *line_start = (size_t)(line - block);
-            *line_end = (size_t)(end - block) + 1;
-            const char *value = line + name_len + 1;
+        if (line_is_field(line, name)) {
+            const char *value = line + strlen(name) + 1;
             while (*value == ' ' || *value == '\t')
                 value++;
             return value;
         }
-        line = end;
+        line = strchr(line, '\n');
     }
     return NULL;
+}
+
+/* Whether a header value is exactly `word` (any case, trailing blanks allowed), as evhttp asks. */
+static bool value_is(const char *value, const char *word)
+{
+    size_t len = strlen(word);
+    if (strncasecmp(value, word, len) != 0)
+        return false;
+    value += len;
+    while (*value == ' ' || *value == '\t' || *value == '\r')
+        value++;
+    return *value == '\n';
+}
+
+/*
+ * Passes on a refused request's header block (NUL-terminated, len bytes) without its body: every
+ * Content-Length and Transfer-Encoding line goes, and `Content-Length: 0` plus the marker for
+ * the dispatcher take the place of the first.
+ */
+static void add_refused_header(struct evbuffer *dst, const char *block, size_t len)
+{
+    bool marked = false;
+    const char *line = block;
+    while (line < block + len) {
+        const char *end = memchr(line, '\n', (size_t)(block + len - line));
+        end = end != NULL ? end + 1 : block + len; /* (the block ends with a line break) */
+        if (line != block &&
+            (line_is_field(line, "Content-Length") || line_is_field(line, "Transfer-Encoding"))) {
+            if (!marked)
+                evbuffer_add_printf(dst, "Content-Length: 0\r\n" HTTP_GUARD_MARKER ": 1\r\n");
+            marked = true;
+        } else {
+            evbuffer_add(dst, line, (size_t)(end - line));
+        }
+        line = end;
+    }
 }
 
 /* Handles one complete header block of len bytes at the start of src. */
@@ -85,21 +169,22 @@ static void take_header(struct http_guard *guard, struct evbuffer *src, struct e
     char *block = xmalloc(len + 1);
     evbuffer_remove(src, block, len);
     block[len] = '\0';
-    size_t start, end;
-    const char *chunked = header_value(block, "Transfer-Encoding", &start, &end);
-    const char *length = header_value(block, "Content-Length", &start, &end);
+    const char *encoding = header_value(block, "Transfer-Encoding");
+    const char *length = header_value(block, "Content-Length");
     unsigned long long body = length ? strtoull(length, NULL, 10) : 0;
 
-    if (chunked != NULL) {
-        guard->state = GUARD_PASS; /* libevent's own max_body_size applies */
-        evbuffer_add(dst, block, len);
+    guard_reset(guard);
+    if (encoding != NULL && value_is(encoding, "chunked")) {
+        /* No length up front (a Content-Length is ignored): withheld, judged chunk by chunk. */
+        evbuffer_add(guard->pending, block, len);
+        guard->head_len = len;
+        guard->chunked = true;
+        guard->state = GUARD_CHUNK_SIZE;
     } else if (length != NULL && body > guard->max_body) {
-        /* Same request line and headers, but no body, and a marker for the dispatcher. */
-        evbuffer_add(dst, block, start);
-        evbuffer_add_printf(dst, "Content-Length: 0\r\n" HTTP_GUARD_MARKER ": 1\r\n");
-        evbuffer_add(dst, block + end, len - end);
+        add_refused_header(dst, block, len);
         guard->body_left = (size_t)body;
-        guard->state = GUARD_DISCARD;
+        guard->refused = true;
+        guard->state = GUARD_BODY;
     } else {
         evbuffer_add(dst, block, len);
         guard->body_left = (size_t)body;
@@ -108,47 +193,158 @@ static void take_header(struct http_guard *guard, struct evbuffer *src, struct e
     free(block);
 }
 
+/* ---- a chunked request, withheld ---- */
+
+/*
+ * The most a withheld chunked request may take: its header block, its data (at most the limit),
+ * and as much again plus a long line for framing (chunk lines, extensions, trailers).
+ */
+static size_t pending_limit(const struct http_guard *guard)
+{
+    return guard->head_len + 2 * guard->max_body + GUARD_MAX_HEADER_BYTES;
+}
+
+/* Refuses the withheld chunked request: evhttp gets its header block, marked and bodiless. */
+static void refuse_chunked(struct http_guard *guard, struct evbuffer *dst)
+{
+    char *block = xmalloc(guard->head_len + 1);
+    evbuffer_remove(guard->pending, block, guard->head_len);
+    block[guard->head_len] = '\0';
+    add_refused_header(dst, block, guard->head_len);
+    free(block);
+    evbuffer_drain(guard->pending, evbuffer_get_length(guard->pending));
+    guard->refused = true;
+}
+
+/*
+ * Takes the first n bytes of src as the current request's: passed on, withheld with the rest of
+ * a chunked request, or dropped when the request is refused.
+ */
+static void forward(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst, size_t n)
+{
+    if (guard->refused) {
+        evbuffer_drain(src, n);
+    } else if (guard->chunked) {
+        evbuffer_remove_buffer(src, guard->pending, n);
+        if (evbuffer_get_length(guard->pending) > pending_limit(guard))
+            refuse_chunked(guard, dst); /* framing far beyond any honest client's */
+    } else {
+        evbuffer_remove_buffer(src, dst, n);
+    }
+}
+
+/*
+ * Parses a chunk-size line (without its line break): hex digits, then optionally blanks and
+ * ";extensions", which are skipped. false when it is not one.
+ */
+static bool parse_chunk_size(const char *text, size_t len, size_t *size)
+{
+    size_t i = 0, value = 0;
+    for (; i < len && isxdigit((unsigned char)text[i]); i++) {
+        if (value > SIZE_MAX / 16)
+            return false; /* too long to be a size */
+        int c = tolower((unsigned char)text[i]);
+        value = value * 16 + (size_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
+    }
+    if (i == 0)
+        return false;
+    while (i < len && (text[i] == ' ' || text[i] == '\t'))
+        i++;
+    if (i < len && text[i] != ';')
+        return false;
+    *size = value;
+    return true;
+}
+
+/*
+ * Handles one complete framing line of len bytes (text_len without its line break) at the start
+ * of src, in state CHUNK_SIZE, CHUNK_END or TRAILER.
+ */
+static void take_framing_line(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst,
+                              size_t text_len, size_t len)
+{
+    const char *text = (const char *)evbuffer_pullup(src, (ev_ssize_t)len);
+    size_t size;
+    switch (guard->state) {
+    case GUARD_CHUNK_SIZE:
+        if (!parse_chunk_size(text, text_len, &size)) {
+            guard->state = GUARD_PASS;
+            return;
+        }
+        if (!guard->refused && size > guard->max_body - guard->body_seen)
+            refuse_chunked(guard, dst); /* this chunk would take the body over the limit */
+        forward(guard, src, dst, len);
+        if (!guard->refused)
+            guard->body_seen += size;
+        guard->body_left = size;
+        guard->state = size > 0 ? GUARD_BODY : GUARD_TRAILER;
+        return;
+    case GUARD_CHUNK_END:
+        if (text_len != 0) {
+            guard->state = GUARD_PASS; /* the data was longer than its size said */
+            return;
+        }
+        forward(guard, src, dst, len);
+        guard->state = GUARD_CHUNK_SIZE;
+        return;
+    case GUARD_TRAILER:
+        forward(guard, src, dst, len);
+        if (text_len == 0) { /* the request is complete: within the limit, it goes on whole */
+            evbuffer_add_buffer(dst, guard->pending);
+            guard->state = GUARD_HEADER;
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---- the filter ---- */
+
+/* Takes what the current state can take from src; false when it must wait for more input. */
+static bool take_some(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst)
+{
+    size_t available = evbuffer_get_length(src);
+    switch (guard->state) {
+    case GUARD_PASS:
+        evbuffer_add_buffer(dst, guard->pending); /* a withheld request first, unchanged */
+        evbuffer_add_buffer(dst, src);
+        return true;
+    case GUARD_BODY: {
+        size_t n = available < guard->body_left ? available : guard->body_left;
+        forward(guard, src, dst, n);
+        guard->body_left -= n;
+        if (guard->body_left == 0)
+            guard->state = guard->chunked ? GUARD_CHUNK_END : GUARD_HEADER;
+        return true;
+    }
+    case GUARD_HEADER: {
+        size_t len = header_block_length(src);
+        if (len > 0)
+            take_header(guard, src, dst, len);
+        else if (available > GUARD_MAX_HEADER_BYTES)
+            guard->state = GUARD_PASS; /* evhttp will refuse it */
+        return len > 0 || guard->state == GUARD_PASS;
+    }
+    case GUARD_CHUNK_SIZE:
+    case GUARD_CHUNK_END:
+    case GUARD_TRAILER: {
+        size_t eol_len = 0;
+        struct evbuffer_ptr eol = evbuffer_search_eol(src, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+        if (eol.pos >= 0 && (size_t)eol.pos <= GUARD_MAX_HEADER_BYTES)
+            take_framing_line(guard, src, dst, (size_t)eol.pos, (size_t)eol.pos + eol_len);
+        else if (available > GUARD_MAX_HEADER_BYTES)
+            guard->state = GUARD_PASS; /* no sane framing line is this long */
+        return eol.pos >= 0 || guard->state == GUARD_PASS;
+    }
+    }
+    return false;
+}
+
 void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst)
 {
-    for (;;) {
-        size_t available = evbuffer_get_length(src);
-        if (available == 0)
-            return;
-        switch (guard->state) {
-        case GUARD_PASS:
-            evbuffer_add_buffer(dst, src);
-            return;
-        case GUARD_DISCARD: {
-            /* The refused body streams past, never stored; then the next request. */
-            size_t n = available < guard->body_left ? available : guard->body_left;
-            evbuffer_drain(src, n);
-            guard->body_left -= n;
-            if (guard->body_left == 0)
-                guard->state = GUARD_HEADER;
-            break;
-        }
-        case GUARD_BODY: {
-            size_t n = available < guard->body_left ? available : guard->body_left;
-            evbuffer_remove_buffer(src, dst, n);
-            guard->body_left -= n;
-            if (guard->body_left == 0)
-                guard->state = GUARD_HEADER;
-            break;
-        }
-        case GUARD_HEADER: {
-            size_t len = header_block_length(src);
-            if (len == 0) {
-                if (available > GUARD_MAX_HEADER_BYTES)
-                    guard->state = GUARD_PASS; /* evhttp will refuse it */
-                else
-                    return; /* wait for the rest of the header */
-                break;
-            }
-            take_header(guard, src, dst, len);
-            break;
-        }
-        }
-    }
+    while (evbuffer_get_length(src) > 0 && take_some(guard, src, dst))
+        continue;
 }
 
 /* ---- attaching the filter to evhttp's connections ----
@@ -161,7 +357,9 @@ void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct ev
  * The per-connection state lives in a table indexed by file descriptor: libevent gives an
  * evbuffer callback one pointer (the bufferevent here) and no hook when a connection is freed, so
  * state cannot be allocated per connection. A row is reset when a new bufferevent shows up on its
- * descriptor; the table is the one file-level variable of the core (one HTTP server a process).
+ * descriptor; as each connection arrives, rows of connections known to be gone (their bufferevent's
+ * address reused, or a withheld request on a descriptor now closed) let their buffers go. The
+ * table is the one file-level variable of the core (one HTTP server a process).
  */
 
 struct guard_row {
@@ -177,6 +375,16 @@ static struct {
     size_t count;             /* allocated rows */
     struct evbuffer *scratch; /* temporary holder for bytes already passed */
 } guards;
+
+/* Empties a row whose connection is gone. */
+static void forget_row(struct guard_row *row)
+{
+    row->bev = NULL;
+    if (row->guard == NULL)
+        return;
+    guard_reset(row->guard);
+    evbuffer_drain(row->held, evbuffer_get_length(row->held));
+}
 
 static struct guard_row *row_for(struct bufferevent *bev)
 {
@@ -195,10 +403,8 @@ static struct guard_row *row_for(struct bufferevent *bev)
         row->held = evbuffer_new();
     }
     if (row->bev != bev) { /* a new connection on this descriptor: start afresh */
+        forget_row(row);
         row->bev = bev;
-        row->guard->state = GUARD_HEADER;
-        row->guard->body_left = 0;
-        evbuffer_drain(row->held, evbuffer_get_length(row->held));
     }
     return row;
 }
@@ -226,10 +432,12 @@ struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg)
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
-    /* A row still naming this address describes a freed connection: forget it. */
-    for (size_t i = 0; i < guards.count; i++)
-        if (guards.rows[i].bev == bev)
-            guards.rows[i].bev = NULL;
+    for (size_t i = 0; i < guards.count; i++) { /* rows of connections known to be gone */
+        struct guard_row *row = &guards.rows[i];
+        bool withholding = row->guard != NULL && evbuffer_get_length(row->guard->pending) > 0;
+        if (row->bev == bev || (withholding && fcntl((int)i, F_GETFD) == -1))
+            forget_row(row);
+    }
     evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
     return bev;
 }

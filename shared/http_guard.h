@@ -1,16 +1,28 @@
 /*
- * http_guard: refuses oversized request bodies before they are read, with the contract's JSON.
+ * http_guard: refuses oversized request bodies before they are stored, with the contract's JSON.
  *
  * libevent 2.1 enforces evhttp_set_max_body_size itself, but answers with an HTML page and
  * offers no hook between reading the headers and reading the body. So each connection's input
- * passes through this small filter, which looks at each request's header block: when
- * Content-Length exceeds the limit, it rewrites the header to `Content-Length: 0` plus a marker
- * header, and the server's dispatcher answers 413 {"detail":"Request body too large"} at once.
- * The body is dropped as it arrives, never stored, and the connection stays usable: closing it
- * while the client is still sending would make the kernel reset the connection, and the client
- * would never read the 413. Everything else (including pipelined requests) passes through. Chunked
- * bodies cannot be judged from the header; libevent's own limit still stops them (with its own HTML
- * 413).
+ * passes through this small filter, which follows each request's framing just far enough to know
+ * where its body ends, and rewrites a request whose body is over the limit into one that carries
+ * a marker header instead, which the server's dispatcher answers with 413
+ * {"detail":"Request body too large"}:
+ *
+ * - Content-Length over the limit: the header becomes `Content-Length: 0` plus the marker, at once.
+ * - Transfer-Encoding: chunked carries no length up front, so the filter withholds the request
+ *   while it reads the chunk framing and counts the data bytes. When the last chunk arrives within
+ *   the limit, the request goes on to evhttp unchanged; when a chunk would take the body over it,
+ *   evhttp gets the headers alone, the Transfer-Encoding replaced as above. (The marker cannot
+ *   follow the body instead: libevent 2.1 throws trailer fields away.) What is withheld is at
+ *   most the limit plus some framing, and evhttp would keep a whole body before the handler runs
+ *   anyway; the cost is time: a chunked request with `Expect: 100-continue` gets no early
+ *   100 Continue, and its client sends the body after its own wait (curl: 1 s).
+ *
+ * The rest of a refused body is dropped as it arrives, never stored, and the connection stays
+ * usable: closing it while the client is still sending would make the kernel reset the
+ * connection, and the client would never read the 413. Everything else (bodies within the limit,
+ * pipelined requests) passes through unchanged. Framing the filter cannot follow (a malformed
+ * chunk line, an over-long header block) is passed on for libevent to refuse.
  */
 #ifndef LAYERS_HTTP_GUARD_H
 #define LAYERS_HTTP_GUARD_H
@@ -29,8 +41,9 @@ struct http_guard *http_guard_create(size_t max_body_bytes);
 void http_guard_free(struct http_guard *guard);
 
 /*
- * Moves what can be passed on from src to dst, rewriting or dropping as described above.
- * Pure buffer work (unit-testable without sockets).
+ * Moves what can be passed on from src to dst, rewriting or dropping as described above. Takes
+ * the input in any split: an incomplete header block or framing line stays in src until the rest
+ * arrives (bounded), body bytes never stay. Pure buffer work (unit-testable without sockets).
  */
 void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst);
 

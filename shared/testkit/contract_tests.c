@@ -301,6 +301,38 @@ START_TEST(not_found_method_not_allowed_too_large)
 }
 END_TEST
 
+START_TEST(chunked_uploads)
+{
+    /* Transfer-Encoding: chunked carries no length up front; within the limit it is a write like
+     * any other, in whatever chunks the client sends it. */
+    char *body = tk_write_body("chunked:1", "sent in chunks");
+    struct tk_response res;
+    tk_post_chunked(target.port, "/write", body, strlen(body), 7, &res);
+    ck_assert_msg(res.status == 200, "chunked write: status %ld, body %s", res.status, res.body);
+    tk_response_free(&res);
+    free(body);
+    read_finds("/read/chunked:1", "chunked:1", "sent in chunks");
+
+    body = tk_write_body("chunked:tiny", "one byte a chunk");
+    tk_post_chunked(target.port, "/write", body, strlen(body), 1, &res);
+    ck_assert_msg(res.status == 200, "1-byte chunks: status %ld, body %s", res.status, res.body);
+    tk_response_free(&res);
+    free(body);
+    read_finds("/read/chunked:tiny", "chunked:tiny", "one byte a chunk");
+
+    /* Over MAX_BODY_BYTES (1 MiB) only as the chunks add up: still the contract's JSON 413. */
+    size_t big = 1024 * 1024 + 1;
+    body = malloc(big);
+    memset(body, ' ', big);
+    tk_post_chunked(target.port, "/write", body, big, 16 * 1024, &res);
+    ck_assert_int_eq(res.status, 413);
+    ck_assert_str_eq(res.content_type, "application/json");
+    ck_assert_str_eq(member_string(res.json, "detail"), "Request body too large");
+    tk_response_free(&res);
+    free(body);
+}
+END_TEST
+
 START_TEST(keys_in_paths)
 {
     write_ok("a/b", "slash");
@@ -404,6 +436,7 @@ TCase *contract_tcase(void)
     tcase_add_test(tc, validation_errors);
     tcase_add_test(tc, value_length_limit);
     tcase_add_test(tc, not_found_method_not_allowed_too_large);
+    tcase_add_test(tc, chunked_uploads);
     tcase_add_test(tc, keys_in_paths);
     tcase_add_test(tc, large_value_round_trip);
     tcase_add_test(tc, upsert_keeps_created_moves_updated);

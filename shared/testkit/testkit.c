@@ -462,6 +462,45 @@ void tk_http_many(int port, const struct tk_request *reqs, struct tk_response *o
     free(headers);
 }
 
+/* The body of a chunked upload, handed to libcurl's read callback a chunk at a time. */
+struct upload {
+    const char *next;   /* bytes not sent yet */
+    size_t left;        /* how many */
+    size_t chunk_bytes; /* at most this many a call: libcurl sends each call's bytes as a chunk */
+};
+
+static size_t on_upload(char *buffer, size_t size, size_t n, void *arg)
+{
+    struct upload *up = arg;
+    size_t take = size * n;
+    if (take > up->chunk_bytes)
+        take = up->chunk_bytes;
+    if (take > up->left)
+        take = up->left;
+    memcpy(buffer, up->next, take);
+    up->next += take;
+    up->left -= take;
+    return take; /* 0 once everything is sent: libcurl then sends the last chunk */
+}
+
+void tk_post_chunked(int port, const char *path, const char *body, size_t len, size_t chunk_bytes,
+                     struct tk_response *out)
+{
+    /* A POST with a read callback and no size is chunked once the header asks for it. */
+    struct tk_request req = {"POST", path, NULL, 0, "Transfer-Encoding: chunked"};
+    struct upload up = {body, len, chunk_bytes > 0 ? chunk_bytes : 1};
+    struct collected c = {out, NULL, 0, 0};
+    struct curl_slist *headers;
+    memset(out, 0, sizeof *out);
+    CURL *h = make_handle(port, &req, &c, &headers);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_upload);
+    curl_easy_setopt(h, CURLOPT_READDATA, &up);
+    finish_response(h, curl_easy_perform(h), &c);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(headers);
+}
+
 void tk_response_free(struct tk_response *res)
 {
     free(res->body);

@@ -116,6 +116,13 @@ void tk_get(int port, const char *path, struct tk_response *out);
 void tk_post(int port, const char *path, const char *body, struct tk_response *out);
 void tk_response_free(struct tk_response *res);
 
+/*
+ * POST with `Transfer-Encoding: chunked`: body (len bytes) goes out in chunks of at most
+ * chunk_bytes each, on a new connection, with a 20 s deadline.
+ */
+void tk_post_chunked(int port, const char *path, const char *body, size_t len, size_t chunk_bytes,
+                     struct tk_response *out);
+
 /* n requests at once (each on its own connection), all within timeout_ms. */
 void tk_http_many(int port, const struct tk_request *reqs, struct tk_response *out, int n,
                   long timeout_ms);

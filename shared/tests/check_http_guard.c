@@ -1,18 +1,23 @@
 /*
  * Unit tests for http_guard_filter (http_guard.c): the per-connection filter that refuses
- * oversized bodies from their Content-Length, before a byte of them is stored.
+ * oversized bodies, from their Content-Length or by counting their chunks, before the rest of
+ * them is stored.
  *
  * The filter sits between the socket and evhttp and sees the bytes in whatever pieces TCP
- * delivers, so the tests feed it by hand, in pieces: small requests and pipelined ones pass
- * byte for byte, a header split anywhere is held until it is complete, an oversized request
- * comes out as the same request with `Content-Length: 0` and the marker header while its body
- * is dropped however it arrives, the next request on the connection passes again, and chunked
- * bodies and over-long header blocks are left to libevent. Pure buffer work: no sockets.
+ * delivers, so the tests feed it by hand, in pieces (byte by byte, and split at every offset):
+ * small requests and pipelined ones pass byte for byte, a header split anywhere is held until it
+ * is complete, an oversized request comes out as the same request with `Content-Length: 0` and
+ * the marker header while its body is dropped however it arrives, a chunked request is withheld
+ * until its last chunk and then passes unchanged, or, at the chunk that would take it over the
+ * limit, comes out as its headers with the marker and no body while the rest is dropped, the next
+ * request on the connection passes again, and malformed chunk framing and over-long header blocks
+ * are left to libevent. Pure buffer work: no sockets.
  */
 #include "http_guard.h"
 
 #include <check.h>
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +71,33 @@ static void feed_bytewise(const char *text)
         one[0] = text[i];
         feed(one);
     }
+}
+
+/*
+ * Feeds input to a fresh filter whole, byte by byte, and in two pieces split at every offset,
+ * and expects the same output every time: nothing may depend on where TCP splits the stream.
+ */
+static void expect_in_any_split(const char *input, const char *expected)
+{
+    size_t len = strlen(input);
+    char *piece = malloc(len + 1);
+    for (size_t at = 0; at <= len + 1; at++) {
+        teardown();
+        setup();
+        if (at == len + 1) {
+            feed_bytewise(input);
+        } else {
+            memcpy(piece, input, at);
+            piece[at] = '\0';
+            feed(piece);
+            feed(input + at);
+        }
+        char *text = output();
+        ck_assert_msg(strcmp(text, expected) == 0, "split at %zu: got \"%s\"", at, text);
+        ck_assert_uint_eq(evbuffer_get_length(in), 0); /* nothing held back at the end */
+        free(text);
+    }
+    free(piece);
 }
 
 /* ---- what passes ---- */
@@ -183,25 +215,161 @@ START_TEST(bare_lf_headers_are_judged_too)
 }
 END_TEST
 
-/* ---- what is left to libevent ---- */
+/* ---- chunked bodies ---- */
 
-START_TEST(chunked_bodies_pass)
+#define CHUNKED_POST "POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+#define PING         "GET /ping HTTP/1.1\r\n\r\n"
+/* What the filter passes on for CHUNKED_POST once its body is over the limit. */
+#define REFUSED_POST "POST /write HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_MARKER ": 1\r\n\r\n"
+
+START_TEST(chunked_body_within_the_limit_passes_unchanged)
 {
-    const char req[] = "POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n";
-    feed(req);
-    expect_output(req);
-    /* Its chunks cannot be judged by this filter: from now on everything passes. */
-    feed("0123456789abcdef0123456789abcdef\r\n0\r\n\r\n");
-    expect_output("0123456789abcdef0123456789abcdef\r\n0\r\n\r\n");
+    /* 4 + 6 data bytes: exactly the limit. */
+    const char req[] = CHUNKED_POST "4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n" PING;
+    expect_in_any_split(req, req);
+}
+END_TEST
+
+START_TEST(chunked_request_is_withheld_until_its_last_chunk)
+{
+    feed(CHUNKED_POST "4\r\nabcd\r\n");
+    ck_assert_uint_eq(evbuffer_get_length(out), 0); /* its size is not known yet */
+    ck_assert_uint_eq(evbuffer_get_length(in), 0);
+    feed("1\r\ne\r\n0\r\n");
+    ck_assert_uint_eq(evbuffer_get_length(out), 0); /* trailers may follow */
+    feed("\r\n" PING);
+    expect_output(CHUNKED_POST "4\r\nabcd\r\n1\r\ne\r\n0\r\n\r\n" PING);
+}
+END_TEST
+
+START_TEST(chunk_extensions_trailers_and_bare_lf_are_followed)
+{
+    /* The filter finds the end of this request, so the oversized one after it is judged. */
+    const char req[] = "POST /write HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n"
+                       "3;name=\"v\"\r\nabc\n"
+                       "07 ;last\r\n0123456\r\n"
+                       "0\r\nExpires: never\r\nX-Check: 1\n\r\n";
+    const char next[] = "POST /write HTTP/1.1\r\nContent-Length: 11\r\n\r\n0123456789A";
+    char input[512], expected[512];
+    snprintf(input, sizeof input, "%s%s", req, next);
+    snprintf(expected, sizeof expected,
+             "%sPOST /write HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_MARKER ": 1\r\n\r\n",
+             req);
+    expect_in_any_split(input, expected);
+}
+END_TEST
+
+START_TEST(oversized_chunked_request_is_refused_at_the_chunk_over_the_limit)
+{
+    /* 6 data bytes are withheld; the next chunk (5) would make 11: the request goes on without
+     * a body, marked, and the rest of it (more chunks, the last chunk, a trailer) is dropped. */
+    expect_in_any_split(CHUNKED_POST "6\r\nabcdef\r\n5\r\nghijk\r\n3\r\nlmn\r\n"
+                                     "0\r\nX-Trailer: 1\r\n\r\n" PING,
+                        REFUSED_POST PING);
+}
+END_TEST
+
+START_TEST(one_large_chunk_is_refused_at_its_size_line)
+{
+    feed(CHUNKED_POST "40\r\n");
+    expect_output(REFUSED_POST); /* at once, before any of its data */
+    for (int i = 0; i < 8; i++) {
+        feed("01234567"); /* the 0x40 bytes of data are dropped as they arrive */
+        ck_assert_uint_eq(evbuffer_get_length(out), 0);
+        ck_assert_uint_eq(evbuffer_get_length(in), 0);
+    }
+    feed("\r\n0\r\n\r\n");
+    ck_assert_uint_eq(evbuffer_get_length(out), 0);
+    feed(PING); /* the connection goes on */
+    expect_output(PING);
+}
+END_TEST
+
+START_TEST(refused_chunks_with_extensions_and_bare_lf_are_dropped)
+{
+    expect_in_any_split(CHUNKED_POST "B;x=y\nabcdefghijk\n0;z\nX-T: 1\n\n" PING, REFUSED_POST PING);
 }
 END_TEST
 
 START_TEST(chunked_wins_over_a_large_content_length)
 {
     const char req[] =
-        "POST /write HTTP/1.1\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n\r\n";
-    feed(req);
-    expect_output(req);
+        "POST /write HTTP/1.1\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\nok\r\n0\r\n\r\n";
+    expect_in_any_split(req, req);
+}
+END_TEST
+
+START_TEST(other_transfer_encodings_are_judged_by_content_length)
+{
+    /* evhttp reads a body as chunked only when Transfer-Encoding is exactly "chunked". */
+    feed("POST /write HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 11\r\n\r\n");
+    expect_output(REFUSED_POST);
+}
+END_TEST
+
+START_TEST(refused_chunked_request_keeps_one_content_length)
+{
+    /* evhttp ignored the Content-Length beside "chunked"; refused, the request has only ours. */
+    expect_in_any_split("POST /write HTTP/1.1\r\nContent-Length: 3\r\nHost: x\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n20\r\n",
+                        "POST /write HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_MARKER
+                        ": 1\r\nHost: x\r\n\r\n");
+}
+END_TEST
+
+START_TEST(framing_beyond_its_allowance_is_refused_too)
+{
+    /* One data byte a chunk, each with a 5000-byte extension: within the limit in data, but
+     * withholding it would take memory without bound. */
+    char *ext = malloc(5001);
+    memset(ext, 'x', 5000);
+    ext[5000] = '\0';
+    feed(CHUNKED_POST);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_uint_eq(evbuffer_get_length(out), 0);
+        feed("1;");
+        feed(ext);
+        feed("\r\na\r\n");
+    }
+    expect_output(REFUSED_POST);
+    feed("0\r\n\r\n" PING);
+    expect_output(PING);
+    free(ext);
+}
+END_TEST
+
+/* ---- what is left to libevent ---- */
+
+START_TEST(malformed_chunk_framing_passes_for_evhttp_to_refuse)
+{
+    /* Not a size; a size too large for any number; data longer than its size; a size whose
+     * digits run into other text. From there on everything passes unchanged. */
+    const char *bad[] = {
+        CHUNKED_POST "zz\r\nabc\r\n0\r\n\r\n",
+        CHUNKED_POST "10000000000000000\r\n0123456789abcdef0123\r\n",
+        CHUNKED_POST "3\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n",
+        CHUNKED_POST "3x\r\nabc\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_in_any_split(bad[i], bad[i]);
+}
+END_TEST
+
+START_TEST(over_long_chunk_line_passes_for_evhttp_to_refuse)
+{
+    size_t len = 21 * 1024;
+    char *junk = malloc(len + 1);
+    size_t head = strlen(CHUNKED_POST "1;");
+    memcpy(junk, CHUNKED_POST "1;", head);
+    memset(junk + head, 'e', len - head);
+    junk[len] = '\0';
+    feed(junk);
+    char *text = output();
+    ck_assert_uint_eq(strlen(text), len);
+    ck_assert(memcmp(text, junk, len) == 0);
+    free(text);
+    free(junk);
 }
 END_TEST
 
@@ -236,8 +404,18 @@ int main(void)
     tcase_add_test(tc, next_request_in_the_same_read_as_the_dropped_tail_passes);
     tcase_add_test(tc, oversized_request_fed_byte_by_byte_is_refused);
     tcase_add_test(tc, bare_lf_headers_are_judged_too);
-    tcase_add_test(tc, chunked_bodies_pass);
+    tcase_add_test(tc, chunked_body_within_the_limit_passes_unchanged);
+    tcase_add_test(tc, chunked_request_is_withheld_until_its_last_chunk);
+    tcase_add_test(tc, chunk_extensions_trailers_and_bare_lf_are_followed);
+    tcase_add_test(tc, oversized_chunked_request_is_refused_at_the_chunk_over_the_limit);
+    tcase_add_test(tc, one_large_chunk_is_refused_at_its_size_line);
+    tcase_add_test(tc, refused_chunks_with_extensions_and_bare_lf_are_dropped);
     tcase_add_test(tc, chunked_wins_over_a_large_content_length);
+    tcase_add_test(tc, other_transfer_encodings_are_judged_by_content_length);
+    tcase_add_test(tc, refused_chunked_request_keeps_one_content_length);
+    tcase_add_test(tc, framing_beyond_its_allowance_is_refused_too);
+    tcase_add_test(tc, malformed_chunk_framing_passes_for_evhttp_to_refuse);
+    tcase_add_test(tc, over_long_chunk_line_passes_for_evhttp_to_refuse);
     tcase_add_test(tc, over_long_header_block_passes_for_evhttp_to_refuse);
     suite_add_tcase(suite, tc);
 
