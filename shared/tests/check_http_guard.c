@@ -356,13 +356,13 @@ START_TEST(malformed_chunk_framing_passes_for_evhttp_to_refuse)
 }
 END_TEST
 
-START_TEST(over_long_chunk_line_passes_for_evhttp_to_refuse)
+/* 21 KiB of input starting with `prefix`, padded with `fill`, reaches evhttp unchanged. */
+static void expect_long_input_passed(const char *prefix, char fill)
 {
-    size_t len = 21 * 1024;
+    size_t len = 21 * 1024, head = strlen(prefix);
     char *junk = malloc(len + 1);
-    size_t head = strlen(CHUNKED_POST "1;");
-    memcpy(junk, CHUNKED_POST "1;", head);
-    memset(junk + head, 'e', len - head);
+    memcpy(junk, prefix, head);
+    memset(junk + head, fill, len - head);
     junk[len] = '\0';
     feed(junk);
     char *text = output();
@@ -371,21 +371,16 @@ START_TEST(over_long_chunk_line_passes_for_evhttp_to_refuse)
     free(text);
     free(junk);
 }
+
+START_TEST(over_long_chunk_line_passes_for_evhttp_to_refuse)
+{
+    expect_long_input_passed(CHUNKED_POST "1;", 'e');
+}
 END_TEST
 
 START_TEST(over_long_header_block_passes_for_evhttp_to_refuse)
 {
-    size_t len = 21 * 1024;
-    char *junk = malloc(len + 1);
-    memcpy(junk, "GET / HTTP/1.1\r\nX: ", 19);
-    memset(junk + 19, 'a', len - 19);
-    junk[len] = '\0';
-    feed(junk);
-    char *text = output();
-    ck_assert_uint_eq(strlen(text), len);
-    ck_assert(memcmp(text, junk, len) == 0);
-    free(text);
-    free(junk);
+    expect_long_input_passed("GET / HTTP/1.1\r\nX: ", 'a');
 }
 END_TEST
 
