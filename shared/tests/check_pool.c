@@ -394,25 +394,27 @@ END_TEST
 START_TEST(each_waiter_gets_its_own_deadline)
 {
     struct pool_settings s = settings(1, 1);
-    s.acquire_timeout_ms = 200;
+    s.acquire_timeout_ms = 300;
     start_ready(s);
     struct ticket holder = {0}, first = {0}, second = {0};
     pool_acquire(pool, on_acquired, &holder);
 
+    /* 250 ms apart: a stall of the test process shorter than that cannot make both deadlines
+     * pass at once. */
     long long first_queued = monotonic_ms();
     pool_acquire(pool, on_acquired, &first);
-    run_for(100);
+    run_for(250);
     long long second_queued = monotonic_ms();
     pool_acquire(pool, on_acquired, &second);
 
     run_until(&first, 2000);
     ck_assert_int_eq(first.err, POOL_TIMEOUT);
-    ck_assert_int_ge(first.at_ms - first_queued, 200);
+    ck_assert_int_ge(first.at_ms - first_queued, 300);
     ck_assert_int_eq(second.calls, 0); /* its deadline is later */
 
     run_until(&second, 2000);
     ck_assert_int_eq(second.err, POOL_TIMEOUT);
-    ck_assert_int_ge(second.at_ms - second_queued, 200);
+    ck_assert_int_ge(second.at_ms - second_queued, 300);
     ck_assert_uint_eq(stats().timeouts, 2);
 }
 END_TEST
@@ -420,7 +422,7 @@ END_TEST
 START_TEST(served_waiter_does_not_time_out)
 {
     struct pool_settings s = settings(1, 1);
-    s.acquire_timeout_ms = 60;
+    s.acquire_timeout_ms = 400; /* far beyond the 20 ms below, even on a loaded machine */
     start_ready(s);
     struct ticket holder = {0}, w = {0};
     pool_acquire(pool, on_acquired, &holder);
@@ -428,7 +430,7 @@ START_TEST(served_waiter_does_not_time_out)
     run_for(20);
     pool_release(pool, holder.conn);
     ck_assert_int_eq(w.err, POOL_OK);
-    run_for(120); /* past the deadline it had while waiting */
+    run_for(500); /* past the deadline it had while waiting */
     ck_assert_int_eq(w.calls, 1);
     ck_assert_uint_eq(stats().timeouts, 0);
     pool_release(pool, w.conn);
