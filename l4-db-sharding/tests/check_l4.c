@@ -94,6 +94,21 @@ static long write_key(const char *key, const char *value, long *shard_id)
     return status;
 }
 
+/* After a shard comes back: writes of PREFIX:0 .. PREFIX:count-1 all succeed within 15 s. */
+static void writes_come_back(const char *prefix, int count, const char *value)
+{
+    long long deadline = tk_now_ms() + 15000;
+    char key[32];
+    long shard;
+    for (int i = 0; i < count; i++) {
+        snprintf(key, sizeof key, "%s:%d", prefix, i);
+        while (write_key(key, value, &shard) != 200) {
+            ck_assert_msg(tk_now_ms() < deadline, "writes to %s never came back", key);
+            usleep(100000);
+        }
+    }
+}
+
 /* Rows with this key in shard i's database (0 or 1). */
 static int rows_on(int i, const char *key)
 {
@@ -230,14 +245,7 @@ START_TEST(a_stopped_shard_fails_only_its_keys)
 
     ck_assert(tk_pg_restart(&pg[1]));
     ck_assert_msg(tk_wait_status(SERVER_PORT, "/health", 200, 15000), "no recovery");
-    long long deadline = tk_now_ms() + 15000;
-    for (int i = 0; i < 30; i++) {
-        snprintf(key, sizeof key, "outage:%d", i);
-        while (write_key(key, "after", &shard) != 200) {
-            ck_assert_msg(tk_now_ms() < deadline, "shard 1 never came back");
-            usleep(100000);
-        }
-    }
+    writes_come_back("outage", 30, "after");
     tk_get(SERVER_PORT, "/health", &res);
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
     tk_response_free(&res);
@@ -258,14 +266,7 @@ START_TEST(a_shard_down_at_start_up_fails_only_its_keys)
         ck_assert_int_eq(write_key(key, "v", &shard), down ? 503 : 200);
     }
     ck_assert(tk_pg_restart(&pg[2]));
-    long long deadline = tk_now_ms() + 15000;
-    for (int i = 0; i < 12; i++) {
-        snprintf(key, sizeof key, "boot:%d", i);
-        while (write_key(key, "v", &shard) != 200) {
-            ck_assert_msg(tk_now_ms() < deadline, "shard 2 never came back");
-            usleep(100000);
-        }
-    }
+    writes_come_back("boot", 12, "v");
     shard_map_free(map);
 }
 END_TEST
