@@ -48,7 +48,7 @@ static void on_connected(struct pgconn *conn, bool ok, void *arg)
     pgconn_query(conn, q->sql, q->nparams, q->nparams ? q->values : NULL, on_result, q);
 }
 
-void query_on_new_connection(struct layer0 *layer, const char *sql, int nparams,
+void query_on_new_connection(struct layer *layer, const char *sql, int nparams,
                              const char *const *values, pgconn_result_cb cb, void *arg)
 {
     if (nparams > MAX_PARAMS)

@@ -46,7 +46,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 
 void handle_write(struct http_request *req, void *arg)
 {
-    struct layer0 *layer = arg;
+    struct layer *layer = arg;
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     json_t *errors = json_array();
     size_t len;
@@ -75,7 +75,7 @@ static void on_read(PGresult *res, enum pg_status status, void *arg)
 
 void handle_read(struct http_request *req, void *arg)
 {
-    struct layer0 *layer = arg;
+    struct layer *layer = arg;
     struct route_param raw = http_request_param(req, 0);
     json_t *errors = json_array();
     size_t key_len;
@@ -105,6 +105,6 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 
 void handle_health(struct http_request *req, void *arg)
 {
-    struct layer0 *layer = arg;
+    struct layer *layer = arg;
     query_on_new_connection(layer, "SELECT 1", 0, NULL, on_health, req);
 }

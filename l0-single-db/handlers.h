@@ -12,7 +12,7 @@ struct http_request;
 struct schema_task;
 struct server;
 
-struct layer0 {
+struct layer {
     struct server *server;      /* the core's server (loop, HTTP, metrics) */
     char *database_url;         /* DATABASE_URL */
     long connect_timeout_ms;    /* DB_CONNECT_TIMEOUT_MS */

@@ -13,7 +13,7 @@
 #include "schema.h"
 #include "server.h"
 
-static struct layer0 layer;
+static struct layer layer;
 
 static const struct config_row layer_rows[] = {
     {"DATABASE_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15400/layers", 0, 0,
@@ -31,7 +31,7 @@ static void on_schema_ready(void *arg)
 
 static bool start(struct server *server, void *arg)
 {
-    struct layer0 *l = arg;
+    struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     /* One query per connection: preparing statements would only add a round trip. */
@@ -50,7 +50,7 @@ static bool start(struct server *server, void *arg)
 
 static void stop(void *arg)
 {
-    struct layer0 *l = arg;
+    struct layer *l = arg;
     schema_task_free(l->schema);
 }
 

@@ -45,7 +45,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 
 void handle_write(struct http_request *req, void *arg)
 {
-    struct layer1 *layer = arg;
+    struct layer *layer = arg;
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     json_t *errors = json_array();
     size_t len;
@@ -74,7 +74,7 @@ static void on_read(PGresult *res, enum pg_status status, void *arg)
 
 void handle_read(struct http_request *req, void *arg)
 {
-    struct layer1 *layer = arg;
+    struct layer *layer = arg;
     struct route_param raw = http_request_param(req, 0);
     json_t *errors = json_array();
     size_t key_len;
@@ -104,12 +104,12 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 
 void handle_health(struct http_request *req, void *arg)
 {
-    struct layer1 *layer = arg;
+    struct layer *layer = arg;
     pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
 }
 
 void handle_pool_stats(struct http_request *req, void *arg)
 {
-    struct layer1 *layer = arg;
+    struct layer *layer = arg;
     http_reply_json(req, 200, pool_stats_json(layer->pool));
 }

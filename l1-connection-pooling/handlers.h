@@ -12,7 +12,7 @@ struct http_request;
 struct schema_task;
 struct server;
 
-struct layer1 {
+struct layer {
     struct server *server;      /* the core's server (loop, HTTP, metrics) */
     struct pool_config db;      /* DATABASE_URL, DB_* and DB_POOL_* settings */
     size_t max_value_bytes;     /* MAX_VALUE_BYTES */

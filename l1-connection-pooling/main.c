@@ -13,7 +13,7 @@
 #include "schema.h"
 #include "server.h"
 
-static struct layer1 layer;
+static struct layer layer;
 
 static const struct config_row layer_rows[] = {
     POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15410/layers"),
@@ -26,7 +26,7 @@ static void on_schema_ready(void *arg)
 
 static bool start(struct server *server, void *arg)
 {
-    struct layer1 *l = arg;
+    struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
@@ -49,13 +49,13 @@ static bool start(struct server *server, void *arg)
 
 static void maintain(void *arg)
 {
-    struct layer1 *l = arg;
+    struct layer *l = arg;
     pool_maintain(l->pool);
 }
 
 static void stop(void *arg)
 {
-    struct layer1 *l = arg;
+    struct layer *l = arg;
     schema_task_free(l->schema);
     pool_free(l->pool);
 }

@@ -33,7 +33,7 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer2 *layer;      /* for the cache */
+    struct layer *layer;      /* for the cache */
 };
 
 /* One read in flight. */
@@ -42,7 +42,7 @@ struct read_flow {
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
     char *token;              /* the cache version seen on the miss, or NULL (cache down) */
-    struct layer2 *layer;     /* for the cache and the pool */
+    struct layer *layer;     /* for the cache and the pool */
 };
 
 static void on_written(PGresult *res, enum pg_status status, void *arg)
@@ -66,7 +66,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 
 void handle_write(struct http_request *req, void *arg)
 {
-    struct layer2 *layer = arg;
+    struct layer *layer = arg;
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     json_t *errors = json_array();
     size_t len;
@@ -99,7 +99,7 @@ static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache)
 /* ---- filling the cache (optionally delayed: a test hook for the stale-set race) ---- */
 
 struct delayed_fill {
-    struct layer2 *layer; /* whose cache */
+    struct layer *layer; /* whose cache */
     char *key, *token;    /* what to fill, under which version */
     size_t key_len;       /* key bytes */
     char *data;           /* the row, as cached */
@@ -120,7 +120,7 @@ static void fill_now(evutil_socket_t fd, short what, void *arg)
 
 static void fill(struct read_flow *leader, const PGresult *res)
 {
-    struct layer2 *layer = leader->layer;
+    struct layer *layer = leader->layer;
     json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
                             (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
                             "updated_at", PQgetvalue(res, 0, 2));
@@ -141,7 +141,7 @@ static void fill(struct read_flow *leader, const PGresult *res)
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer2 *layer = leader->layer;
+    struct layer *layer = leader->layer;
     size_t count;
     void **waiters =
         single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
@@ -164,7 +164,7 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
                      void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer2 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     if (result == CACHE_HIT) {
         json_t *row = json_loadb(data, len, 0, NULL);
         json_t *reply = records_cached_reply(row, flow->key, flow->key_len);
@@ -186,7 +186,7 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
 
 void handle_read(struct http_request *req, void *arg)
 {
-    struct layer2 *layer = arg;
+    struct layer *layer = arg;
     struct route_param raw = http_request_param(req, 0);
     json_t *errors = json_array();
     size_t key_len;
@@ -209,7 +209,7 @@ void handle_read(struct http_request *req, void *arg)
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
-    struct layer2 *layer = *(struct layer2 **)http_request_context(req);
+    struct layer *layer = *(struct layer **)http_request_context(req);
     (void)res;
     bool db = status == PG_OK, cache = cache_aside_available(layer->cache);
     const char *overall = !db ? "unhealthy" : cache ? "healthy" : "degraded";
@@ -221,15 +221,15 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 
 void handle_health(struct http_request *req, void *arg)
 {
-    struct layer2 *layer = arg;
-    *(struct layer2 **)http_request_context(req) = layer;
+    struct layer *layer = arg;
+    *(struct layer **)http_request_context(req) = layer;
     pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
 }
 
 static void on_counted(long long keys, void *arg)
 {
     struct http_request *req = arg;
-    struct layer2 *layer = *(struct layer2 **)http_request_context(req);
+    struct layer *layer = *(struct layer **)http_request_context(req);
     struct metrics *m = server_metrics(layer->server);
     unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
     unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
@@ -254,7 +254,7 @@ static void on_counted(long long keys, void *arg)
 
 void handle_cache_stats(struct http_request *req, void *arg)
 {
-    struct layer2 *layer = arg;
-    *(struct layer2 **)http_request_context(req) = layer;
+    struct layer *layer = arg;
+    *(struct layer **)http_request_context(req) = layer;
     cache_aside_count(layer->cache, on_counted, req);
 }

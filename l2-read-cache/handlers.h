@@ -16,7 +16,7 @@ struct schema_task;
 struct server;
 struct single_flight;
 
-struct layer2 {
+struct layer {
     struct server *server;         /* the core's server (loop, HTTP, metrics) */
     struct pool_config db;         /* DATABASE_URL, DB_* and DB_POOL_* settings */
     char *redis_url;               /* REDIS_URL */

@@ -15,7 +15,7 @@
 #include "server.h"
 #include "single_flight.h"
 
-static struct layer2 layer;
+static struct layer layer;
 
 static const struct config_row layer_rows[] = {
     POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15420/layers"),
@@ -36,7 +36,7 @@ static void on_schema_ready(void *arg)
 
 static bool start(struct server *server, void *arg)
 {
-    struct layer2 *l = arg;
+    struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
@@ -66,7 +66,7 @@ static bool start(struct server *server, void *arg)
 
 static void maintain(void *arg)
 {
-    struct layer2 *l = arg;
+    struct layer *l = arg;
     pool_maintain(l->pool);
     redis_maintain(l->redis);
     cache_aside_maintain(l->cache);
@@ -74,7 +74,7 @@ static void maintain(void *arg)
 
 static void stop(void *arg)
 {
-    struct layer2 *l = arg;
+    struct layer *l = arg;
     schema_task_free(l->schema);
     cache_aside_free(l->cache);
     redis_free(l->redis);

@@ -45,7 +45,7 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer3 *layer;      /* for the cache */
+    struct layer *layer;      /* for the cache */
 };
 
 /* One read in flight. */
@@ -56,13 +56,13 @@ struct read_flow {
     char *token;              /* the cache version seen on the miss, or NULL (cache down) */
     uint64_t must;            /* X-Consistency-Token: a write this read must see, or 0 */
     uint64_t floor;           /* the position of the key's last write (0: none known) */
-    struct layer3 *layer;     /* for the cache and the router */
+    struct layer *layer;     /* for the cache and the router */
 };
 
 static void on_written(enum pg_status status, bool committed, const char *lsn_text, void *arg)
 {
     struct write_flow *flow = arg;
-    struct layer3 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     if (committed) {
         /* The floor first, then the invalidation, on the same Redis connection: a reader that
          * misses after the invalidation reads a floor that includes this write (as in layer 2,
@@ -89,7 +89,7 @@ static void on_written(enum pg_status status, bool committed, const char *lsn_te
 
 void handle_write(struct http_request *req, void *arg)
 {
-    struct layer3 *layer = arg;
+    struct layer *layer = arg;
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     json_t *errors = json_array();
     size_t len;
@@ -138,7 +138,7 @@ static void on_read(PGresult *res, enum pg_status status, const struct replica_s
                     void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer3 *layer = leader->layer;
+    struct layer *layer = leader->layer;
     size_t count = 0;
     void **waiters = NULL;
     if (leader->must == 0) /* reads with a token lead no flight (see read_database) */
@@ -162,7 +162,7 @@ static void on_read(PGresult *res, enum pg_status status, const struct replica_s
 
 static void read_database(struct read_flow *flow)
 {
-    struct layer3 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     /* Readers of one key share a floor (a write starts a new flight), but a client's token may
      * ask for more than the leader's query includes: such a read goes alone. */
     if (flow->must == 0 && !single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
@@ -189,7 +189,7 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
                      void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer3 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     if (result == CACHE_HIT) {
         json_t *row = json_loadb(data, len, 0, NULL);
         json_t *reply = records_cached_reply(row, flow->key, flow->key_len);
@@ -210,7 +210,7 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
 
 void handle_read(struct http_request *req, void *arg)
 {
-    struct layer3 *layer = arg;
+    struct layer *layer = arg;
     struct route_param raw = http_request_param(req, 0);
     json_t *errors = json_array();
     size_t key_len;
@@ -240,7 +240,7 @@ void handle_read(struct http_request *req, void *arg)
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
-    struct layer3 *layer = *(struct layer3 **)http_request_context(req);
+    struct layer *layer = *(struct layer **)http_request_context(req);
     (void)res;
     bool primary = status == PG_OK, cache = cache_aside_available(layer->cache), replicas = true;
     json_t *health = json_object();
@@ -264,15 +264,15 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 
 void handle_health(struct http_request *req, void *arg)
 {
-    struct layer3 *layer = arg;
-    *(struct layer3 **)http_request_context(req) = layer;
+    struct layer *layer = arg;
+    *(struct layer **)http_request_context(req) = layer;
     replica_router_primary_query(layer->router, "SELECT 1", on_health, req);
 }
 
 static void on_counted(long long keys, void *arg)
 {
     struct http_request *req = arg;
-    struct layer3 *layer = *(struct layer3 **)http_request_context(req);
+    struct layer *layer = *(struct layer **)http_request_context(req);
     struct metrics *m = server_metrics(layer->server);
     unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
     unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
@@ -304,7 +304,7 @@ static void on_counted(long long keys, void *arg)
 
 void handle_stats(struct http_request *req, void *arg)
 {
-    struct layer3 *layer = arg;
-    *(struct layer3 **)http_request_context(req) = layer;
+    struct layer *layer = arg;
+    *(struct layer **)http_request_context(req) = layer;
     cache_aside_count(layer->cache, on_counted, req);
 }

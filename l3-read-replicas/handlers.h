@@ -16,7 +16,7 @@ struct redis;
 struct server;
 struct single_flight;
 
-struct layer3 {
+struct layer {
     struct server *server;         /* the core's server (loop, HTTP, metrics) */
     struct pool_config db;         /* DB_* and DB_POOL_* settings, for every node's pool */
     char *primary_url;             /* PRIMARY_DATABASE_URL */

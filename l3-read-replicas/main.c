@@ -18,7 +18,7 @@
 #include "server.h"
 #include "single_flight.h"
 
-static struct layer3 layer;
+static struct layer layer;
 
 static const struct config_row layer_rows[] = {
     POOL_CONFIG_ROWS(&layer.db, "(unused: see PRIMARY_DATABASE_URL)"),
@@ -46,7 +46,7 @@ static void on_schema_ready(void *arg)
 
 static bool start(struct server *server, void *arg)
 {
-    struct layer3 *l = arg;
+    struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
@@ -85,7 +85,7 @@ static bool start(struct server *server, void *arg)
 
 static void maintain(void *arg)
 {
-    struct layer3 *l = arg;
+    struct layer *l = arg;
     replica_router_maintain(l->router);
     redis_maintain(l->redis);
     cache_aside_maintain(l->cache);
@@ -93,7 +93,7 @@ static void maintain(void *arg)
 
 static void stop(void *arg)
 {
-    struct layer3 *l = arg;
+    struct layer *l = arg;
     cache_aside_free(l->cache);
     cache_floor_free(l->floors);
     redis_free(l->redis);

@@ -37,7 +37,7 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer4 *layer;      /* for the cache */
+    struct layer *layer;      /* for the cache */
     int shard;                 /* where the key lives */
 };
 
@@ -54,7 +54,7 @@ struct read_flow {
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
     char *token;              /* the cache version seen on the miss, or NULL (cache down) */
-    struct layer4 *layer;     /* for the cache and the shards */
+    struct layer *layer;     /* for the cache and the shards */
     int shard;                /* the key's shard */
     int previous_shard;       /* its shard in the previous layout, or -1 (not resharding) */
     enum read_state state;    /* where the leader is looking now */
@@ -83,7 +83,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 
 void handle_write(struct http_request *req, void *arg)
 {
-    struct layer4 *layer = arg;
+    struct layer *layer = arg;
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     json_t *errors = json_array();
     size_t len;
@@ -163,7 +163,7 @@ static bool read_elsewhere(struct read_flow *flow)
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer4 *layer = leader->layer;
+    struct layer *layer = leader->layer;
     bool found = status == PG_OK && PQntuples(res) == 1;
     if (status == PG_OK && !found && read_elsewhere(leader))
         return;
@@ -192,7 +192,7 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
                      void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer4 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     if (result == CACHE_HIT) {
         json_t *row = json_loadb(data, len, 0, NULL);
         json_t *shard = json_object_get(row, "shard_id");
@@ -216,7 +216,7 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
 
 void handle_read(struct http_request *req, void *arg)
 {
-    struct layer4 *layer = arg;
+    struct layer *layer = arg;
     struct route_param raw = http_request_param(req, 0);
     json_t *errors = json_array();
     size_t key_len;
@@ -242,7 +242,7 @@ void handle_read(struct http_request *req, void *arg)
 static void on_health(const struct shard_answer *answers, int count, void *arg)
 {
     struct http_request *req = arg;
-    struct layer4 *layer = *(struct layer4 **)http_request_context(req);
+    struct layer *layer = *(struct layer **)http_request_context(req);
     int up = 0;
     for (int i = 0; i < count; i++)
         up += answers[i].status == PG_OK;
@@ -264,22 +264,22 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
 
 void handle_health(struct http_request *req, void *arg)
 {
-    struct layer4 *layer = arg;
-    *(struct layer4 **)http_request_context(req) = layer;
+    struct layer *layer = arg;
+    *(struct layer **)http_request_context(req) = layer;
     shard_set_fanout(layer->shards, "SELECT 1", layer->check_timeout_ms, on_health, req);
 }
 
 /* A stats request between its two steps: the cache count, then the shard fan-out. */
 struct stats_flow {
     struct http_request *req; /* answered exactly once, in on_rows_counted */
-    struct layer4 *layer;     /* whose numbers */
+    struct layer *layer;     /* whose numbers */
     long long cache_keys;     /* this layer's cached values, or CACHE_COUNT_* */
 };
 
 static void on_rows_counted(const struct shard_answer *answers, int count, void *arg)
 {
     struct stats_flow *flow = arg;
-    struct layer4 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     struct metrics *m = server_metrics(layer->server);
     unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
     unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
@@ -329,7 +329,7 @@ static void on_cache_counted(long long keys, void *arg)
 
 void handle_stats(struct http_request *req, void *arg)
 {
-    struct layer4 *layer = arg;
+    struct layer *layer = arg;
     struct stats_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->layer = layer;

@@ -16,7 +16,7 @@ struct redis;
 struct server;
 struct single_flight;
 
-struct layer4 {
+struct layer {
     struct server *server;          /* the core's server (loop, HTTP, metrics) */
     struct pool_config db;          /* DB_* and DB_POOL_* settings, for each shard's pool */
     struct shard_settings sharding; /* SHARD_URLS, SHARD_STRATEGY, ... (strings owned) */

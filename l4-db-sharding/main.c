@@ -21,7 +21,7 @@
 
 #include <stdio.h>
 
-static struct layer4 layer;
+static struct layer layer;
 
 static const struct config_row layer_rows[] = {
     POOL_CONFIG_ROWS(&layer.db, "(unused: see SHARD_URLS)"),
@@ -58,12 +58,12 @@ static const struct config_row layer_rows[] = {
 
 static void on_schema_ready(void *arg)
 {
-    struct layer4 *l = arg;
+    struct layer *l = arg;
     l->listening = true;
     server_ready(l->server);
 }
 
-static void listen_without_every_shard(struct layer4 *l)
+static void listen_without_every_shard(struct layer *l)
 {
     if (l->listening || monotonic_ms() - l->started_ms < SCHEMA_WAIT_MS)
         return;
@@ -84,7 +84,7 @@ static unsigned layout_fingerprint(const char *text)
 
 static bool start(struct server *server, void *arg)
 {
-    struct layer4 *l = arg;
+    struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
@@ -128,7 +128,7 @@ static bool start(struct server *server, void *arg)
 
 static void maintain(void *arg)
 {
-    struct layer4 *l = arg;
+    struct layer *l = arg;
     listen_without_every_shard(l);
     shard_set_maintain(l->shards);
     redis_maintain(l->redis);
@@ -137,7 +137,7 @@ static void maintain(void *arg)
 
 static void stop(void *arg)
 {
-    struct layer4 *l = arg;
+    struct layer *l = arg;
     cache_aside_free(l->cache);
     redis_free(l->redis);
     single_flight_free(l->flights);

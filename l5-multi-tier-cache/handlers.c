@@ -46,7 +46,7 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer5 *layer;      /* for the caches */
+    struct layer *layer;      /* for the caches */
 };
 
 /* One read in flight. */
@@ -56,7 +56,7 @@ struct read_flow {
     size_t key_len;           /* its length in bytes */
     char *token;              /* L2's version on a miss, or NULL (Redis down) */
     uint64_t epoch;           /* invalidations seen when the read started */
-    struct layer5 *layer;     /* caches and pool */
+    struct layer *layer;     /* caches and pool */
 };
 
 /* ---- invalidations and the L1 fill guard ---- */
@@ -69,7 +69,7 @@ static uint64_t key_hash(const char *key, size_t len)
     return h | 1; /* never 0, which marks "everything" */
 }
 
-void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len)
+void layer5_invalidate_l1(struct layer *layer, const char *key, size_t key_len)
 {
     if (key == NULL) {
         l1_cache_clear(layer->l1);
@@ -90,20 +90,20 @@ void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len)
  * closing the connections looks "subscribed" but delivers nothing. Heartbeats start with a NUL
  * byte, which no key can contain, and carry a random id, so each instance knows its own.
  */
-static bool l1_trusted(const struct layer5 *layer)
+static bool l1_trusted(const struct layer *layer)
 {
     return redis_subscriber_active(layer->invalidations) &&
            monotonic_ms() - layer->heartbeat_seen_ms <= LAYER5_HEARTBEAT_TIMEOUT_MS;
 }
 
-void layer5_subscription(struct layer5 *layer, bool active)
+void layer5_subscription(struct layer *layer, bool active)
 {
     layer5_invalidate_l1(layer, NULL, 0); /* messages may have been missed: start afresh */
     if (active)
         layer->heartbeat_seen_ms = monotonic_ms(); /* the SUBSCRIBE reply just came back */
 }
 
-void layer5_receive(struct layer5 *layer, const char *data, size_t len)
+void layer5_receive(struct layer *layer, const char *data, size_t len)
 {
     if (len > 0 && data[0] == '\0') { /* a heartbeat */
         if (len != strlen(layer->heartbeat + 1) + 1 ||
@@ -127,7 +127,7 @@ static void on_published(redisReply *reply, void *arg)
     (void)reply, (void)arg;
 }
 
-void layer5_heartbeat(struct layer5 *layer)
+void layer5_heartbeat(struct layer *layer)
 {
     if (layer->heartbeat[1] == '\0') { /* "\0hb:<random id>", made once */
         unsigned long long id = 0;
@@ -143,7 +143,7 @@ void layer5_heartbeat(struct layer5 *layer)
 
 /* May a value read since `epoch` go into L1? Not if its key (or everything) was invalidated
  * since, nor while invalidations cannot be heard. */
-static bool l1_fill_allowed(const struct layer5 *layer, const char *key, size_t key_len,
+static bool l1_fill_allowed(const struct layer *layer, const char *key, size_t key_len,
                             uint64_t epoch)
 {
     if (!l1_trusted(layer))
@@ -164,7 +164,7 @@ static bool l1_fill_allowed(const struct layer5 *layer, const char *key, size_t 
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
-    struct layer5 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     (void)res;
     if (status == PG_OK) {
         /* One script invalidates L2 and publishes the key to every instance (this one too);
@@ -182,7 +182,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 
 void handle_write(struct http_request *req, void *arg)
 {
-    struct layer5 *layer = arg;
+    struct layer *layer = arg;
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     json_t *errors = json_array();
     size_t len;
@@ -224,7 +224,7 @@ static json_t *cached_reply(const struct read_flow *flow, const char *row, size_
  * L1 holds the whole body of an L1 hit's reply, so that a hit is a lookup and a copy: no JSON
  * parsing or printing on the hottest path.
  */
-static void l1_fill(struct layer5 *layer, struct read_flow *flow, const char *row, size_t len)
+static void l1_fill(struct layer *layer, struct read_flow *flow, const char *row, size_t len)
 {
     if (!l1_fill_allowed(layer, flow->key, flow->key_len, flow->epoch))
         return;
@@ -250,7 +250,7 @@ static char *row_text(const PGresult *res)
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer5 *layer = leader->layer;
+    struct layer *layer = leader->layer;
     size_t count;
     void **waiters =
         single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
@@ -282,7 +282,7 @@ static void on_l2(enum cache_result result, const char *data, size_t len, const 
                   void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer5 *layer = flow->layer;
+    struct layer *layer = flow->layer;
     json_t *reply = result == CACHE_HIT ? cached_reply(flow, data, len, "L2") : NULL;
     if (reply != NULL) {
         http_reply_json(flow->req, 200, reply);
@@ -301,7 +301,7 @@ static void on_l2(enum cache_result result, const char *data, size_t len, const 
 
 void handle_read(struct http_request *req, void *arg)
 {
-    struct layer5 *layer = arg;
+    struct layer *layer = arg;
     struct route_param raw = http_request_param(req, 0);
     json_t *errors = json_array();
     size_t key_len;
@@ -338,7 +338,7 @@ void handle_read(struct http_request *req, void *arg)
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
-    struct layer5 *layer = *http_request_context(req);
+    struct layer *layer = *http_request_context(req);
     (void)res;
     bool db = status == PG_OK, cache = cache_aside_available(layer->l2),
          subscribed = l1_trusted(layer);
@@ -352,7 +352,7 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 
 void handle_health(struct http_request *req, void *arg)
 {
-    struct layer5 *layer = arg;
+    struct layer *layer = arg;
     *http_request_context(req) = layer;
     pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
 }
@@ -365,7 +365,7 @@ static json_t *rate(unsigned long long part, unsigned long long whole)
 static void on_counted(long long keys, void *arg)
 {
     struct http_request *req = arg;
-    struct layer5 *layer = *http_request_context(req);
+    struct layer *layer = *http_request_context(req);
     struct metrics *m = server_metrics(layer->server);
     unsigned long long l1_hits = metrics_get(m, METRIC_L1_HITS);
     unsigned long long l1_misses = metrics_get(m, METRIC_L1_MISSES);
@@ -401,7 +401,7 @@ static void on_counted(long long keys, void *arg)
 
 void handle_stats(struct http_request *req, void *arg)
 {
-    struct layer5 *layer = arg;
+    struct layer *layer = arg;
     *http_request_context(req) = layer;
     cache_aside_count(layer->l2, on_counted, req);
 }
@@ -419,7 +419,7 @@ static void on_cleared(long long keys, void *arg)
 
 void handle_clear_cache(struct http_request *req, void *arg)
 {
-    struct layer5 *layer = arg;
+    struct layer *layer = arg;
     layer5_invalidate_l1(layer, NULL, 0);
     /* An empty message: every instance clears its L1. */
     const char *argv[] = {"PUBLISH", LAYER5_INVALIDATION_CHANNEL, ""};

@@ -24,7 +24,7 @@ struct single_flight;
 #define LAYER5_INVALIDATION_CHANNEL "l5:invalidations" /* keys written, "" = everything */
 #define LAYER5_HEARTBEAT_TIMEOUT_MS 2500 /* L1 is bypassed when our heartbeat is this late */
 
-struct layer5 {
+struct layer {
     struct server *server;                  /* the core's server (loop, HTTP, metrics) */
     struct pool_config db;                  /* DATABASE_URL, DB_* and DB_POOL_* settings */
     char *redis_url;                        /* REDIS_URL */
@@ -52,15 +52,15 @@ void handle_stats(struct http_request *req, void *arg);
 void handle_clear_cache(struct http_request *req, void *arg);
 
 /* Applies an invalidation (a key, or every key when key is NULL) to the in-process tier. */
-void layer5_invalidate_l1(struct layer5 *layer, const char *key, size_t key_len);
+void layer5_invalidate_l1(struct layer *layer, const char *key, size_t key_len);
 
 /* A message on the invalidation channel: a key, "" (everything), or a heartbeat. */
-void layer5_receive(struct layer5 *layer, const char *data, size_t len);
+void layer5_receive(struct layer *layer, const char *data, size_t len);
 
 /* The subscription became active or was lost. */
-void layer5_subscription(struct layer5 *layer, bool active);
+void layer5_subscription(struct layer *layer, bool active);
 
 /* Once a second: publishes this instance's heartbeat on the invalidation channel. */
-void layer5_heartbeat(struct layer5 *layer);
+void layer5_heartbeat(struct layer *layer);
 
 #endif

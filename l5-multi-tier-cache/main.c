@@ -18,7 +18,7 @@
 #include "server.h"
 #include "single_flight.h"
 
-static struct layer5 layer;
+static struct layer layer;
 
 static const struct config_row layer_rows[] = {
     POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15450/layers"),
@@ -54,7 +54,7 @@ static void on_subscription(bool active, void *arg)
 
 static bool start(struct server *server, void *arg)
 {
-    struct layer5 *l = arg;
+    struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
@@ -89,7 +89,7 @@ static bool start(struct server *server, void *arg)
 
 static void maintain(void *arg)
 {
-    struct layer5 *l = arg;
+    struct layer *l = arg;
     pool_maintain(l->pool);
     redis_maintain(l->redis);
     cache_aside_maintain(l->l2);
@@ -98,7 +98,7 @@ static void maintain(void *arg)
 
 static void stop(void *arg)
 {
-    struct layer5 *l = arg;
+    struct layer *l = arg;
     schema_task_free(l->schema);
     redis_subscriber_free(l->invalidations);
     cache_aside_free(l->l2);

@@ -7,6 +7,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolve.h"
 #include "xalloc.h"
 
 #include <event2/buffer.h>
@@ -27,6 +28,7 @@ struct server {
     struct event_base *base;        /* the one event loop */
     struct http_server *http;       /* HTTP server */
     struct metrics *metrics;        /* counters and histograms */
+    struct resolver *resolver;      /* host names to addresses, off the loop */
     struct event *sigterm, *sigint; /* shutdown signals */
     struct event *maintenance;      /* once a second */
     struct event *drain;            /* polls in-flight requests during shutdown */
@@ -225,6 +227,7 @@ static void free_server(struct server *server)
     if (server->drain)
         event_free(server->drain);
     metrics_free(server->metrics);
+    resolver_free(server->resolver);
     if (server->base)
         event_base_free(server->base);
     release_config(server);
@@ -259,6 +262,7 @@ int server_main(int argc, char **argv, const struct server_spec *spec, void *lay
 
     server.base = event_base_new();
     server.metrics = metrics_create(spec->metric_modules);
+    server.resolver = resolver_create(server.base);
     struct http_settings http = {server.config.host, (int)server.config.port,
                                  (size_t)server.config.max_body_bytes,
                                  (int)server.config.http_timeout_s};
@@ -292,6 +296,11 @@ int server_main(int argc, char **argv, const struct server_spec *spec, void *lay
 struct event_base *server_base(struct server *server)
 {
     return server->base;
+}
+
+struct resolver *server_resolver(struct server *server)
+{
+    return server->resolver;
 }
 
 struct http_server *server_http(struct server *server)

@@ -24,6 +24,7 @@
 struct event_base;
 struct http_server;
 struct metrics;
+struct resolver;
 struct server;
 
 /* The settings every server has. */
@@ -62,6 +63,8 @@ void server_ready(struct server *server);
 struct event_base *server_base(struct server *server);
 struct http_server *server_http(struct server *server);
 struct metrics *server_metrics(struct server *server);
+/* Asynchronous host name lookups on the server's loop (resolve.h). */
+struct resolver *server_resolver(struct server *server);
 const struct server_config *server_config(const struct server *server);
 const struct server_spec *server_spec(const struct server *server);
 
