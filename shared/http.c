@@ -12,6 +12,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,11 +311,48 @@ void http_route(struct http_server *server, enum http_method method, const char 
     router_add(server->router, method, path_template, target);
 }
 
+/* evhttp listens with a backlog of 128: a burst of new clients (500 at once in the tests, any
+ * load test) overflows it, and the kernel drops their SYNs, which they retry only after 1, 3,
+ * 7... seconds. The listener is opened here with the system's larger limit instead. */
+#define LISTEN_BACKLOG SOMAXCONN
+
+static bool numeric_address(const char *host, int port, struct sockaddr_storage *out, int *outlen)
+{
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (evutil_inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *outlen = (int)sizeof *v4;
+        return true;
+    }
+    if (evutil_inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *outlen = (int)sizeof *v6;
+        return true;
+    }
+    return false;
+}
+
 bool http_server_listen(struct http_server *server, char *err, size_t errlen)
 {
-    server->listener = evhttp_bind_socket_with_handle(server->evhttp, server->settings.host,
-                                                      (ev_uint16_t)server->settings.port);
+    struct sockaddr_storage address;
+    int address_len;
+    if (!numeric_address(server->settings.host, server->settings.port, &address, &address_len)) {
+        snprintf(err, errlen, "HOST must be a numeric address (e.g. 127.0.0.1 or 0.0.0.0), not %s",
+                 server->settings.host);
+        return false;
+    }
+    struct evconnlistener *socket = evconnlistener_new_bind(
+        server->base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        LISTEN_BACKLOG, (struct sockaddr *)&address, address_len);
+    if (socket != NULL)
+        server->listener = evhttp_bind_listener(server->evhttp, socket);
     if (server->listener == NULL) {
+        if (socket != NULL)
+            evconnlistener_free(socket);
         snprintf(err, errlen, "cannot listen on %s:%d (is the port already in use?)",
                  server->settings.host, server->settings.port);
         return false;
