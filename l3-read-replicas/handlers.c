@@ -238,11 +238,10 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     /* Without the primary nothing can be written: unhealthy (replicas still serve reads).
      * Without a replica or the cache, everything is served, with less headroom: degraded. */
     const char *overall = !primary ? "unhealthy" : replicas && cache ? "healthy" : "degraded";
-    json_t *top =
-        json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                  server_spec(layer->server)->layer,
-                  "database", primary ? "healthy" : "unavailable", "primary",
-                  primary ? "healthy" : "unavailable", "cache", cache ? "healthy" : "unavailable");
+    json_t *top = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer", server_spec(layer->server)->layer,
+        "database", primary ? "healthy" : "unavailable", "primary",
+        primary ? "healthy" : "unavailable", "cache", cache ? "healthy" : "unavailable");
     json_object_update(top, health);
     json_decref(health);
     http_reply_json(req, primary ? 200 : 503, top);
@@ -251,7 +250,7 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-        replica_router_primary_query(layer->router, "SELECT 1", on_health, req);
+    replica_router_primary_query(layer->router, "SELECT 1", on_health, req);
 }
 
 /* ---- statistics ---- */
@@ -281,5 +280,5 @@ static void on_counted(long long keys, void *arg)
 void handle_stats(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-        cache_aside_count(layer->cache, on_counted, req);
+    cache_aside_count(layer->cache, on_counted, req);
 }

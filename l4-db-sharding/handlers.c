@@ -235,8 +235,8 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
      * "database" keeps the contract's two values: healthy only when every shard is. */
     const char *overall = up == 0 ? "unhealthy" : up == count && cache ? "healthy" : "degraded";
     json_t *health = json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                               server_spec(layer->server)->layer,
-                               "database", up == count ? "healthy" : "unavailable", "cache",
+                               server_spec(layer->server)->layer, "database",
+                               up == count ? "healthy" : "unavailable", "cache",
                                cache ? "healthy" : "unavailable");
     for (int i = 0; i < count; i++) {
         char name[32];
@@ -250,7 +250,7 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-        shard_set_fanout(layer->shards, "SELECT 1", layer->check_timeout_ms, on_health, req);
+    shard_set_fanout(layer->shards, "SELECT 1", layer->check_timeout_ms, on_health, req);
 }
 
 /* A stats request between its two steps: the cache count, then the shard fan-out. */

@@ -264,7 +264,7 @@ static void on_l2(enum cache_result result, const char *data, size_t len, const 
     struct layer *layer = http_request_arg(flow->req);
     struct record *rec =
         result == CACHE_HIT ? record_from_cache(flow->key, flow->key_len, data, len) : NULL;
-    if (rec != NULL) { /* a malformed entry is a miss */
+    if (rec != NULL) {             /* a malformed entry is a miss */
         l1_fill(layer, flow, rec); /* promote */
         reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), "L2");
         free_read_flow(flow);
@@ -320,8 +320,9 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     const char *overall = !db ? "unhealthy" : cache && subscribed ? "healthy" : "degraded";
     http_reply_json(req, db ? 200 : 503,
                     json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                              server_spec(layer->server)->layer, "database", db ? "healthy" : "unavailable",
-                              "cache", cache ? "healthy" : "unavailable", "invalidations",
+                              server_spec(layer->server)->layer, "database",
+                              db ? "healthy" : "unavailable", "cache",
+                              cache ? "healthy" : "unavailable", "invalidations",
                               subscribed ? "healthy" : "unavailable"));
 }
 

@@ -98,8 +98,8 @@ json_t *record_extra(const struct record *rec, const char *name)
 
 char *record_to_cache(const struct record *rec, size_t *len)
 {
-    json_t *entry = json_pack("{s:s%, s:s, s:s}", "value", rec->value, rec->value_len,
-                              "created_at", rec->created_at, "updated_at", rec->updated_at);
+    json_t *entry = json_pack("{s:s%, s:s, s:s}", "value", rec->value, rec->value_len, "created_at",
+                              rec->created_at, "updated_at", rec->updated_at);
     if (rec->extras != NULL)
         json_object_update(entry, rec->extras);
     char *text = json_dumps(entry, JSON_COMPACT);
@@ -110,7 +110,7 @@ char *record_to_cache(const struct record *rec, size_t *len)
 
 struct record *record_from_cache(const char *key, size_t key_len, const char *data, size_t len)
 {
-    json_t *entry = json_loadb(data, len, 0, NULL);
+    json_t *entry = json_loadb(data, len, JSON_ALLOW_NUL, NULL); /* as it was written */
     json_t *value = json_object_get(entry, "value");
     json_t *created = json_object_get(entry, "created_at");
     json_t *updated = json_object_get(entry, "updated_at");

@@ -56,7 +56,8 @@ struct record *record_from_cache(const char *key, size_t key_len, const char *da
  */
 json_t *record_read_reply(const struct record *rec, const char *key, size_t key_len);
 
-/* The contract's POST /write reply: {"success":true,"key":K,"message":"Data written successfully"}. */
+/* The contract's POST /write reply: {"success":true,"key":K,"message":"Data written successfully"}.
+ */
 json_t *record_write_reply(const char *key, size_t key_len);
 
 #endif

@@ -4,9 +4,10 @@
  * Each check appends entries like {"type":"missing","loc":["body","key"],"msg":"Field required"}
  * to an errors array; the handler replies 422 {"detail": errors} when the array is not empty, so
  * one reply lists every problem at once, as FastAPI does. Handlers call validate_write_body and
- * validate_key_param, which send that 422 themselves, so each handler opens in two lines. Lengths are counted in bytes, and text
- * must be valid UTF-8 without NUL characters (`string_unicode`): PostgreSQL's text type cannot
- * hold NUL, and invalid UTF-8 would be refused by the database later instead of here.
+ * validate_key_param, which send that 422 themselves, so each handler opens in two lines. Lengths
+ * are counted in bytes, and text must be valid UTF-8 without NUL characters (`string_unicode`):
+ * PostgreSQL's text type cannot hold NUL, and invalid UTF-8 would be refused by the database later
+ * instead of here.
  */
 #ifndef LAYERS_VALIDATE_H
 #define LAYERS_VALIDATE_H
