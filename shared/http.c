@@ -56,7 +56,6 @@ struct http_request {
     int metrics_route;            /* label index for the latency histogram */
     struct timespec started;      /* monotonic arrival time */
     char id[REQUEST_ID_MAX + 1];  /* X-Request-ID */
-    void *context;                /* the handler's slot (http_request_context) */
 };
 
 /* ---- request ids ---- */
@@ -182,9 +181,10 @@ const char *http_request_header(const struct http_request *req, const char *name
     return evhttp_find_header(evhttp_request_get_input_headers(req->evreq), name);
 }
 
-void **http_request_context(struct http_request *req)
+void *http_request_arg(const struct http_request *req)
 {
-    return &req->context;
+    const struct route_target *target = req->match.data;
+    return target->arg;
 }
 
 void http_request_set_header(struct http_request *req, const char *name, const char *value)
