@@ -17,8 +17,8 @@
 #     --no-ceilings         skip the ceilings (the harness's own test)
 #     --no-build            measure build/ as it is (the harness's own test; implies a dirty mark)
 #     --build-dir DIR       the build to measure (default build/)
-#     --wrong-expectation   test hook: expect 101-byte values where 100 were written, so that
-#                           every read fails its check (bench/test_bench.sh proves the run fails)
+#     --wrong-expectation   test hook: the cells expect 101-byte values where 100 were written,
+#                           so every read fails its check (bench/test_bench.sh: the run fails)
 #   ./layers bench --compare RESULTS_A RESULTS_B     B against A, cell by cell, with the spread
 #   ./layers bench --list                            the layers the benchmark knows
 #
@@ -299,7 +299,6 @@ run_loadgen() { # LABEL LAYER_N ARGS...
     header=$(bench_field "$n" header)
     args=(--port "$API_PORT" --keys "$KEYS" --value-bytes "$VALUE_BYTES" "$@")
     [ -z "$header" ] || args+=(--header "$header")
-    [ "$WRONG" = 0 ] || args+=(--expect-value-bytes $((VALUE_BYTES + 1)))
     out=$(LOADGEN "${args[@]}" 2>&1) || true
     printf '==== round %s, %s: loadgen %s\n%s\n\n' "$ROUND" "$label" "${args[*]}" "$out" >>"$OUT/raw.log"
     echo "$out" | awk '/^RESULT / { sub(/^RESULT /, ""); print; found = 1 } END { exit !found }'
@@ -491,7 +490,7 @@ preload() { # N
         result=$(run_loadgen "$name $step" "$n" --workload "$step" --connections 32 \
             --verify-count "$count") || { echo "$step: no result from loadgen (raw.log)" >&2; return 1; }
         parse_result "$result"
-        bad=$((RES[bad_status] + RES[bad_body] + ${RES[socket]}))
+        bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
         (IFS=,; echo "$name,$ROUND,$step,${RES[requests]},$bad,${RES[elapsed]}") \
             >>"$OUT/checks.csv"
         if [ "$bad" != 0 ]; then
@@ -551,13 +550,14 @@ measure_layer() { # N
                 bcpu0=$(backend_cpu)
                 stat0=$(cpu_stat)
                 if ! result=$(run_loadgen "$name $w $mode" "$n" --workload "$w" --connections "$c" \
-                    --rate "$r" --warmup "$WARMUP" --duration "$DURATION"); then
+                    --rate "$r" --warmup "$WARMUP" --duration "$DURATION" \
+                    --expect-value-bytes $((VALUE_BYTES + WRONG))); then
                     csv_empty_row "$name" "$w" "$c" "$r" "FAILED: no result from loadgen (raw.log)"
                     record_failed "$n" "loadgen gave no result for $w, $mode (raw.log)" "$w" "$c" "$r"
                     return 1
                 fi
                 parse_result "$result"
-                bad=$((RES[bad_status] + RES[bad_body] + ${RES[socket]}))
+                bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
                 warm=${RES[warmup_errors]}
                 flag=""
                 if [ "$bad" != 0 ] || [ "$warm" != 0 ]; then
@@ -706,7 +706,7 @@ bench_ceilings() {
             --warmup "$WARMUP" --duration "$DURATION"); then
             parse_result "$out"
             csv_ceiling http-only "$c" "${RES[rps]}" "${RES[mean]}" "${RES[p99]}" \
-                $((RES[bad_status] + RES[socket] + ${RES[warmup_errors]})) "$stat0"
+                $((RES[bad_status] + RES[socket] + RES[warmup_errors])) "$stat0"
         else
             csv_ceiling http-only "$c" "" "" "" 1 "$stat0"
         fi
