@@ -46,6 +46,7 @@ struct http_server {
     bool draining;                           /* shutting down: close connections after reply */
     uint64_t id_state;                       /* request id generator state */
     int unmatched_route;                     /* metrics label for 404s, 405s and 413s */
+    struct http_guard_hook *guard;           /* refuses oversized bodies on every connection */
 };
 
 struct http_request {
@@ -282,8 +283,8 @@ struct http_server *http_server_create(struct event_base *base,
                                                    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                                    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(server->evhttp, dispatch, server);
-    http_guard_init(settings->max_body_bytes);
-    evhttp_set_bevcb(server->evhttp, http_guard_bufferevent, NULL);
+    server->guard = http_guard_hook_create(settings->max_body_bytes);
+    evhttp_set_bevcb(server->evhttp, http_guard_bufferevent, server->guard);
     return server;
 }
 
@@ -291,8 +292,8 @@ void http_server_free(struct http_server *server)
 {
     if (server == NULL)
         return;
-    evhttp_free(server->evhttp); /* closes the remaining (idle) connections */
-    http_guard_cleanup();
+    evhttp_free(server->evhttp); /* closes the remaining (idle) connections, and their guards */
+    http_guard_hook_free(server->guard);
     router_free(server->router);
     free((char *)server->settings.host);
     free(server);
