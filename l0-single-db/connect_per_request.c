@@ -17,21 +17,15 @@
 
 #include <stdlib.h>
 
-#define MAX_PARAMS 4
-
 struct oneshot {
-    struct pgconn *conn;            /* opened for this query only */
-    const char *sql;                /* caller's, valid until the callback */
-    int nparams;                    /* number of parameters */
-    const char *values[MAX_PARAMS]; /* caller's strings */
-    pgconn_result_cb cb;            /* caller's callback */
-    void *arg;                      /* its argument */
+    struct pgconn *conn;   /* opened for this query only */
+    struct pg_call caller; /* the caller's call, as it came */
 };
 
 static void on_result(PGresult *res, enum pg_status status, void *arg)
 {
     struct oneshot *q = arg;
-    q->cb(res, status, q->arg);
+    q->caller.cb(res, status, q->caller.arg);
     pgconn_free(q->conn); /* the whole point of layer 0: close after every query */
     free(q);
 }
@@ -40,26 +34,18 @@ static void on_connected(struct pgconn *conn, bool ok, void *arg)
 {
     struct oneshot *q = arg;
     if (!ok) {
-        q->cb(NULL, PG_UNAVAILABLE, q->arg);
+        q->caller.cb(NULL, PG_UNAVAILABLE, q->caller.arg);
         pgconn_free(conn);
         free(q);
         return;
     }
-    pgconn_query(conn, q->sql, q->nparams, q->nparams ? q->values : NULL, on_result, q);
+    pgconn_query(conn, &(struct pg_call){q->caller.statement, on_result, q});
 }
 
-void query_on_new_connection(struct layer *layer, const char *sql, int nparams,
-                             const char *const *values, pgconn_result_cb cb, void *arg)
+void query_on_new_connection(struct layer *layer, const struct pg_call *call)
 {
-    if (nparams > MAX_PARAMS)
-        abort(); /* a programming error */
     struct oneshot *q = xcalloc(1, sizeof *q);
-    q->sql = sql;
-    q->nparams = nparams;
-    for (int i = 0; i < nparams; i++)
-        q->values[i] = values[i];
-    q->cb = cb;
-    q->arg = arg;
+    q->caller = *call;
     q->conn = pgconn_create(server_base(layer->server), &layer->pg, server_metrics(layer->server));
     pgconn_connect(q->conn, on_connected, q);
 }

@@ -9,10 +9,9 @@
 struct layer;
 
 /*
- * Opens a connection, runs one query, closes the connection. `cb` is called exactly once, from
- * the event loop; `sql` and `values` must stay valid until then (they are not copied).
+ * Opens a connection, runs one query, closes the connection. The call's callback is called
+ * exactly once, from the event loop; the call is copied, its strings must stay valid until then.
  */
-void query_on_new_connection(struct layer *layer, const char *sql, int nparams,
-                             const char *const *values, pgconn_result_cb cb, void *arg);
+void query_on_new_connection(struct layer *layer, const struct pg_call *call);
 
 #endif

@@ -57,8 +57,9 @@ void handle_write(struct http_request *req, void *arg)
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->body = body;
-    const char *values[] = {flow->body.key, flow->body.value};
-    query_on_new_connection(layer, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+    struct pg_call upsert = {
+        {RECORDS_SQL_UPSERT, 2, {flow->body.key, flow->body.value}}, on_written, flow};
+    query_on_new_connection(layer, &upsert);
 }
 
 /* ---- reads ---- */
@@ -92,8 +93,8 @@ void handle_read(struct http_request *req, void *arg)
     flow->req = req;
     flow->key = key;
     flow->key_len = key_len;
-    const char *values[] = {flow->key};
-    query_on_new_connection(layer, RECORDS_SQL_READ, 1, values, on_read, flow);
+    struct pg_call read = {{RECORDS_SQL_READ, 1, {flow->key}}, on_read, flow};
+    query_on_new_connection(layer, &read);
 }
 
 /* ---- health ---- */
@@ -113,5 +114,6 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    query_on_new_connection(layer, "SELECT 1", 0, NULL, on_health, req);
+    query_on_new_connection(
+        layer, &(struct pg_call){.statement = {.sql = "SELECT 1"}, .cb = on_health, .arg = req});
 }

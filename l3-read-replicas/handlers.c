@@ -96,8 +96,8 @@ void handle_write(struct http_request *req, void *arg)
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->body = body;
-    const char *values[] = {flow->body.key, flow->body.value};
-    replica_router_write(layer->router, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+    struct pg_statement upsert = {RECORDS_SQL_UPSERT, 2, {flow->body.key, flow->body.value}};
+    replica_router_write(layer->router, &upsert, on_written, flow);
 }
 
 /* ---- reads ---- */
@@ -157,9 +157,9 @@ static void read_database(struct read_flow *flow)
         metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
         return; /* the leader's query will answer this request too */
     }
-    const char *values[] = {flow->key};
-    replica_router_read(layer->router, flow->must > flow->floor ? flow->must : flow->floor,
-                        RECORDS_SQL_READ, 1, values, on_read, flow);
+    struct pg_statement read = {RECORDS_SQL_READ, 1, {flow->key}};
+    replica_router_read(layer->router, flow->must > flow->floor ? flow->must : flow->floor, &read,
+                        on_read, flow);
 }
 
 static void on_floor(bool ok, uint64_t floor, void *arg)
@@ -250,7 +250,9 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    replica_router_primary_query(layer->router, "SELECT 1", on_health, req);
+    replica_router_primary_query(
+        layer->router,
+        &(struct pg_call){.statement = {.sql = "SELECT 1"}, .cb = on_health, .arg = req});
 }
 
 /* ---- statistics ---- */

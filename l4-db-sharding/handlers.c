@@ -92,9 +92,9 @@ void handle_write(struct http_request *req, void *arg)
     flow->req = req;
     flow->body = body;
     flow->shard = shard_set_lookup(layer->shards, flow->body.key, flow->body.key_len);
-    const char *values[] = {flow->body.key, flow->body.value};
-    shard_set_query(layer->shards, SHARD_CURRENT, flow->shard, RECORDS_SQL_UPSERT, 2, values,
-                    on_written, flow);
+    struct pg_call upsert = {
+        {RECORDS_SQL_UPSERT, 2, {flow->body.key, flow->body.value}}, on_written, flow};
+    shard_set_query(layer->shards, SHARD_CURRENT, flow->shard, &upsert);
 }
 
 /* ---- reads ---- */
@@ -127,9 +127,9 @@ static void on_read(PGresult *res, enum pg_status status, void *arg);
 
 static void query_read(struct read_flow *flow, enum shard_layout layout, int shard)
 {
-    const char *values[] = {flow->key};
     struct layer *layer = http_request_arg(flow->req);
-    shard_set_query(layer->shards, layout, shard, RECORDS_SQL_READ, 1, values, on_read, flow);
+    struct pg_call read = {{RECORDS_SQL_READ, 1, {flow->key}}, on_read, flow};
+    shard_set_query(layer->shards, layout, shard, &read);
 }
 
 /* The key was not where the leader looked: looks elsewhere and returns true, or false when

@@ -1,22 +1,30 @@
 /*
  * pgconn: one non-blocking PostgreSQL connection (see pgconn.h).
  *
- * States: CONNECTING -> IDLE <-> BUSY, and any of them -> BROKEN. All transitions happen in
- * set_state(); the socket event is re-armed for what libpq asks next (read or write), because
- * libpq may even change sockets while connecting (several hosts in one URL).
+ * States, and every transition in set_state() (which also arms and disarms the socket event
+ * and the deadline, so no other place does):
  *
- * A pair (pgconn_query_then) is BUSY like one query, in libpq's pipeline mode: both statements
- * and a sync after each leave together, and the answer is read as it arrives, in this order:
- * the first statement's result, NULL, PGRES_PIPELINE_SYNC, the second's result, NULL,
- * PGRES_PIPELINE_SYNC. Each sync ends an implicit transaction, so the first statement commits
- * before the second runs (with one sync they would share a transaction). The pair ends at its
+ *   NEW -> RESOLVING -> CONNECTING -> IDLE -> PREPARING -> QUERYING -> IDLE
+ *          (a resolver     |           |  \-> QUERYING -> IDLE
+ *           and a host     |           \---> PIPELINE -> IDLE          and any -> BROKEN
+ *           name)          \-- NEW -> CONNECTING (no lookup)
+ *
+ * PREPARING: a statement's PREPARE is out; the query follows it on the same connection.
+ * PIPELINE: a batch is out in libpq's pipeline mode, and its answer is read as it arrives:
+ * each statement's result, then NULL; a PGRES_PIPELINE_SYNC after each sync (after every
+ * statement for PG_BATCH_EACH, after the last one for PG_BATCH_TRANSACTION); after a failure
+ * inside a transaction, PGRES_PIPELINE_ABORTED for each statement skipped. The batch ends at its
  * last sync, and the connection leaves pipeline mode before it is idle again.
+ *
+ * The socket event is re-armed for what libpq asks next (read or write), because libpq may even
+ * change sockets while connecting (several hosts in one URL).
  */
 #include "pgconn.h"
 
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolve.h"
 #include "xalloc.h"
 
 #include <event2/event.h>
@@ -27,47 +35,48 @@
 
 #define CLIENT_DEADLINE_GRACE_MS 1000
 #define MAX_PREPARED             8 /* statements a connection prepares; more run unprepared */
+#define HOST_MAX                 256
 
-enum pgconn_state { PGCONN_NEW, PGCONN_CONNECTING, PGCONN_IDLE, PGCONN_BUSY, PGCONN_BROKEN };
+enum pgconn_state {
+    PGCONN_NEW,        /* created, not connecting yet */
+    PGCONN_RESOLVING,  /* looking the URL's host name up (resolver) */
+    PGCONN_CONNECTING, /* libpq's PQconnectPoll dance */
+    PGCONN_IDLE,       /* connected, nothing in flight (maybe watched) */
+    PGCONN_PREPARING,  /* a query's PREPARE is in flight; the query follows */
+    PGCONN_QUERYING,   /* one query is in flight */
+    PGCONN_PIPELINE,   /* a batch is in flight, in pipeline mode */
+    PGCONN_BROKEN,     /* failed; never reused */
+};
 
 struct pgconn {
-    struct event_base *base;            /* the loop it lives on */
-    struct metrics *metrics;            /* pg_* counters */
-    struct pgconn_settings settings;    /* copy; strings owned */
-    PGconn *pg;                         /* libpq's connection */
-    enum pgconn_state state;            /* see set_state() */
-    struct event io;                    /* socket readiness, re-assigned as libpq asks */
-    bool io_armed;                      /* io has been assigned and may be pending */
-    struct event timer;                 /* connect or query deadline; also defers failures */
-    long long connected_at_ms;          /* monotonic, for the pool's max lifetime */
-    pgconn_connect_cb connect_cb;       /* pending connect callback */
-    pgconn_result_cb result_cb;         /* pending query callback */
-    void *cb_arg;                       /* argument of the pending callback */
-    PGresult *result;                   /* result being collected (first error wins) */
-    const char *prepared[MAX_PREPARED]; /* SQL texts prepared here, by name "s<index>" */
-    int prepared_count;                 /* used entries of prepared */
-    bool preparing;                     /* the pending result is a PREPARE; the query follows */
-    const char *query_sql;              /* the current query (caller's, valid until callback) */
-    int query_nparams;                  /* its parameter count */
-    const char *const *query_values;    /* its parameters (caller's, valid until callback) */
-    int syncs_due;                      /* a pair's pipeline syncs not read yet (0: one query) */
-    bool awaiting_sync;                 /* a pair's statement has ended (NULL): its sync is next */
-    pgconn_broken_cb broken_cb;         /* idle watcher, or NULL */
-    void *broken_arg;                   /* its argument */
+    struct event_base *base;               /* the loop it lives on */
+    struct metrics *metrics;               /* pg_* counters */
+    struct pgconn_settings settings;       /* copy; strings owned */
+    PGconn *pg;                            /* libpq's connection */
+    enum pgconn_state state;               /* see set_state() */
+    struct event io;                       /* socket readiness, re-assigned as libpq asks */
+    bool io_armed;                         /* io has been assigned and may be pending */
+    struct event timer;                    /* connect or query deadline; also defers failures */
+    struct resolve_request *lookup;        /* the host name lookup under way, or NULL */
+    long long connected_at_ms;             /* monotonic, for the pool's max lifetime */
+    pgconn_connect_cb connect_cb;          /* pending connect callback */
+    void *connect_arg;                     /* its argument */
+    struct pg_call call;                   /* the pending query (call.cb NULL: none) */
+    PGresult *result;                      /* the query's result being collected (first error
+                                              wins) */
+    struct pg_batch batch;                 /* the pending batch (batch.cb NULL: none) */
+    struct pg_reply replies[PG_BATCH_MAX]; /* its replies so far */
+    int reading;                           /* the batch statement whose result comes next */
+    int syncs_due;                         /* the batch's syncs not read yet */
+    bool after_null;                       /* the last thing read was a statement's end (NULL):
+                                              another NULL means libpq has nothing more */
+    const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>" */
+    int prepared_count;                    /* used entries of prepared */
+    pgconn_broken_cb broken_cb;            /* idle watcher, or NULL */
+    void *broken_arg;                      /* its argument */
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
-static bool continue_after_prepare(struct pgconn *conn);
-
-static void set_state(struct pgconn *conn, enum pgconn_state next)
-{
-    conn->state = next;
-    if (next == PGCONN_BROKEN || next == PGCONN_IDLE) {
-        if (conn->io_armed)
-            event_del(&conn->io);
-        event_del(&conn->timer);
-    }
-}
 
 /* Arms the socket event for reading, writing or both, on libpq's current socket. */
 static void wait_for(struct pgconn *conn, short what)
@@ -79,49 +88,80 @@ static void wait_for(struct pgconn *conn, short what)
     event_add(&conn->io, NULL);
 }
 
+static void stop_io(struct pgconn *conn)
+{
+    if (conn->io_armed)
+        event_del(&conn->io);
+}
+
 static void arm_timer(struct pgconn *conn, long ms)
 {
     struct timeval tv = ms_to_timeval(ms);
     event_add(&conn->timer, &tv);
 }
 
-/* ---- finishing a connect or a query: exactly one callback ---- */
-
-static void finish_connect(struct pgconn *conn, bool ok)
+static bool is_busy(enum pgconn_state state)
 {
-    pgconn_connect_cb cb = conn->connect_cb;
-    conn->connect_cb = NULL;
-    if (ok) {
-        metrics_inc(conn->metrics, METRIC_PG_CONNECTS);
-        conn->connected_at_ms = monotonic_ms();
-        set_state(conn, PGCONN_IDLE);
-    } else {
-        metrics_inc(conn->metrics, METRIC_PG_CONNECT_FAILURES);
-        set_state(conn, PGCONN_BROKEN);
+    return state == PGCONN_PREPARING || state == PGCONN_QUERYING || state == PGCONN_PIPELINE;
+}
+
+/*
+ * The one place the state changes. Entering a state sets up what it waits under: a connect
+ * starts the connect deadline (covering the lookup too), a query or batch taken from IDLE stops
+ * the idle watch and starts the query deadline, and IDLE or BROKEN stop every event and lookup.
+ */
+static void set_state(struct pgconn *conn, enum pgconn_state next)
+{
+    enum pgconn_state was = conn->state;
+    conn->state = next;
+    switch (next) {
+    case PGCONN_RESOLVING:
+        arm_timer(conn, conn->settings.connect_timeout_ms);
+        break;
+    case PGCONN_CONNECTING:
+        if (was == PGCONN_NEW) /* after a lookup, the deadline already runs */
+            arm_timer(conn, conn->settings.connect_timeout_ms);
+        break;
+    case PGCONN_PREPARING:
+    case PGCONN_QUERYING:
+    case PGCONN_PIPELINE:
+        if (!is_busy(was)) { /* from IDLE (PREPARING -> QUERYING keeps the deadline) */
+            conn->broken_cb = NULL;
+            stop_io(conn);
+            arm_timer(conn, conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
+        }
+        break;
+    case PGCONN_IDLE:
+    case PGCONN_BROKEN:
+        stop_io(conn);
+        event_del(&conn->timer);
+        resolve_cancel(conn->lookup);
+        conn->lookup = NULL;
+        break;
+    case PGCONN_NEW:
+        break;
     }
-    cb(conn, ok, conn->cb_arg);
 }
 
-/* After a pair, leaves pipeline mode; libpq refuses only while results are still due. */
-static bool leave_pipeline(struct pgconn *conn)
+/* Something failed where its callback must not run yet (inside the caller's call): the
+ * connection is broken, and the timer reports it from the loop. */
+static void fail_later(struct pgconn *conn)
 {
-    conn->syncs_due = 0;
-    return PQpipelineStatus(conn->pg) == PQ_PIPELINE_OFF || PQexitPipelineMode(conn->pg) == 1;
+    set_state(conn, PGCONN_BROKEN);
+    arm_timer(conn, 0);
 }
 
-static void finish_query(struct pgconn *conn, enum pg_status status)
+static void log_failure(struct pgconn *conn, const char *what)
 {
-    pgconn_result_cb cb = conn->result_cb;
-    PGresult *res = conn->result;
-    conn->result_cb = NULL;
-    conn->result = NULL;
-    if (status != PG_OK)
-        metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
-    bool broken =
-        status == PG_UNAVAILABLE || !leave_pipeline(conn) || PQstatus(conn->pg) != CONNECTION_OK;
-    set_state(conn, broken ? PGCONN_BROKEN : PGCONN_IDLE);
-    cb(status == PG_UNAVAILABLE ? NULL : res, status, conn->cb_arg);
-    PQclear(res);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' '; /* libpq's messages span lines; a log entry must not */
+    size_t len = strlen(msg);
+    while (len > 0 && msg[len - 1] == ' ')
+        msg[--len] = '\0';
+    LOG_WARN("postgres: %s: %s", what, msg);
 }
 
 enum pg_status pg_classify_sqlstate(const char *sqlstate)
@@ -148,20 +188,22 @@ static enum pg_status classify_result(const PGresult *res)
     }
 }
 
-static void log_failure(struct pgconn *conn, const char *what)
-{
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' '; /* libpq's messages span lines; a log entry must not */
-    size_t len = strlen(msg);
-    while (len > 0 && msg[len - 1] == ' ')
-        msg[--len] = '\0';
-    LOG_WARN("postgres: %s: %s", what, msg);
-}
-
 /* ---- connecting ---- */
+
+static void finish_connect(struct pgconn *conn, bool ok)
+{
+    pgconn_connect_cb cb = conn->connect_cb;
+    conn->connect_cb = NULL;
+    if (ok) {
+        metrics_inc(conn->metrics, METRIC_PG_CONNECTS);
+        conn->connected_at_ms = monotonic_ms();
+        set_state(conn, PGCONN_IDLE);
+    } else {
+        metrics_inc(conn->metrics, METRIC_PG_CONNECT_FAILURES);
+        set_state(conn, PGCONN_BROKEN);
+    }
+    cb(conn, ok, conn->connect_arg);
+}
 
 /* Server notices ("relation already exists, skipping") go to the debug log, not stderr. */
 static void on_notice(void *arg, const char *message)
@@ -195,25 +237,155 @@ static void poll_connect(struct pgconn *conn)
     }
 }
 
-void pgconn_connect(struct pgconn *conn, pgconn_connect_cb cb, void *arg)
+/*
+ * The host name to resolve before connecting, or false when there is none to look up: no host
+ * (a Unix socket), a socket directory, several hosts (libpq's own fail-over), a hostaddr given
+ * already, or a numeric address. Both URL and key=value forms (PQconninfoParse reads both).
+ */
+bool pgconn_host_to_resolve(const char *url, char *host, size_t len)
+{
+    PQconninfoOption *options = PQconninfoParse(url, NULL);
+    if (options == NULL)
+        return false; /* malformed: let libpq report it */
+    const char *name = NULL;
+    bool has_hostaddr = false;
+    for (PQconninfoOption *o = options; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0 && o->val != NULL && o->val[0] != '\0')
+            name = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0 && o->val != NULL && o->val[0] != '\0')
+            has_hostaddr = true;
+    }
+    bool found = name != NULL && !has_hostaddr && name[0] != '/' && strchr(name, ',') == NULL &&
+                 strlen(name) < len && !resolve_is_numeric(name);
+    if (found)
+        snprintf(host, len, "%s", name);
+    PQconninfoFree(options);
+    return found;
+}
+
+/* Starts libpq's connect; hostaddr (a numeric address, or NULL) overrides the URL's. */
+static void start_connect(struct pgconn *conn, const char *hostaddr)
 {
     char options[64];
     snprintf(options, sizeof options, "-c statement_timeout=%ld", conn->settings.query_timeout_ms);
-    const char *keywords[] = {"dbname", "application_name", "options", NULL};
-    const char *values[] = {conn->settings.url, conn->settings.application, options, NULL};
-
-    conn->connect_cb = cb;
-    conn->cb_arg = arg;
-    conn->state = PGCONN_CONNECTING;
+    /* The URL is expanded first (expand_dbname); later keywords override what it says, so the
+     * host name stays known to libpq while the address is the one already resolved. */
+    const char *keywords[] = {"dbname", "application_name", "options", "hostaddr", NULL};
+    const char *values[] = {conn->settings.url, conn->settings.application, options, hostaddr,
+                            NULL};
+    if (hostaddr == NULL)
+        keywords[3] = NULL;
+    set_state(conn, PGCONN_CONNECTING);
     conn->pg = PQconnectStartParams(keywords, values, 1);
-    arm_timer(conn, conn->settings.connect_timeout_ms);
     if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
-        /* Report from the loop, never from inside this call: a zero-length deadline. */
+        /* Report from the loop, never from inside pgconn_connect: a zero-length deadline. */
         arm_timer(conn, 0);
         return;
     }
     PQsetNoticeProcessor(conn->pg, on_notice, conn);
     wait_for(conn, EV_WRITE); /* libpq: behave as if PQconnectPoll said POLLING_WRITING */
+}
+
+static void on_resolved(const char *address, void *arg)
+{
+    struct pgconn *conn = arg;
+    conn->lookup = NULL;
+    if (address == NULL) {
+        LOG_WARN("postgres: connection failed: the database host could not be resolved");
+        finish_connect(conn, false);
+        return;
+    }
+    start_connect(conn, address);
+}
+
+void pgconn_connect(struct pgconn *conn, pgconn_connect_cb cb, void *arg)
+{
+    conn->connect_cb = cb;
+    conn->connect_arg = arg;
+    char host[HOST_MAX];
+    if (conn->settings.resolver != NULL &&
+        pgconn_host_to_resolve(conn->settings.url, host, sizeof host)) {
+        set_state(conn, PGCONN_RESOLVING);
+        conn->lookup = resolver_lookup(conn->settings.resolver, host, on_resolved, conn);
+        return;
+    }
+    start_connect(conn, NULL);
+}
+
+/* ---- finishing a query or a batch: exactly one callback ---- */
+
+static void finish_query(struct pgconn *conn, enum pg_status status)
+{
+    struct pg_call call = conn->call;
+    PGresult *res = conn->result;
+    conn->call.cb = NULL;
+    conn->result = NULL;
+    if (status != PG_OK)
+        metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
+    bool broken = status == PG_UNAVAILABLE || PQstatus(conn->pg) != CONNECTION_OK;
+    set_state(conn, broken ? PGCONN_BROKEN : PGCONN_IDLE);
+    call.cb(status == PG_UNAVAILABLE ? NULL : res, status, call.arg);
+    PQclear(res);
+}
+
+/* After a batch, leaves pipeline mode; libpq refuses only while results are still due. */
+static bool leave_pipeline(struct pgconn *conn)
+{
+    return PQpipelineStatus(conn->pg) == PQ_PIPELINE_OFF || PQexitPipelineMode(conn->pg) == 1;
+}
+
+/*
+ * Ends a batch. lost: the connection failed or timed out, so the statements whose answer has
+ * not arrived are unavailable (they may have run).
+ */
+static void finish_batch(struct pgconn *conn, bool lost)
+{
+    struct pg_batch batch = conn->batch;
+    struct pg_reply replies[PG_BATCH_MAX];
+    memcpy(replies, conn->replies, sizeof replies);
+    conn->batch.cb = NULL;
+    enum pg_status status = PG_OK;
+    for (int i = 0; i < batch.count; i++) {
+        struct pg_reply *r = &replies[i];
+        if (r->res == NULL || PQresultStatus(r->res) == PGRES_PIPELINE_ABORTED)
+            r->status = lost || r->res == NULL ? PG_UNAVAILABLE : PG_ERROR;
+        else
+            r->status = classify_result(r->res);
+        if (status == PG_OK && r->status != PG_OK) {
+            status = r->status;
+            if (r->res != NULL && r->status == PG_ERROR)
+                LOG_WARN("postgres: batch statement %d failed: %s", i + 1,
+                         PQresultErrorField(r->res, PG_DIAG_MESSAGE_PRIMARY));
+        }
+    }
+    if (batch.mode == PG_BATCH_TRANSACTION && status != PG_OK)
+        for (int i = 0; i < batch.count; i++)
+            replies[i].status = status; /* none took effect */
+    if (status != PG_OK)
+        metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
+    bool broken = lost || status == PG_UNAVAILABLE || !leave_pipeline(conn) ||
+                  PQstatus(conn->pg) != CONNECTION_OK;
+    set_state(conn, broken ? PGCONN_BROKEN : PGCONN_IDLE);
+    batch.cb(replies, batch.count, status, batch.arg);
+    for (int i = 0; i < batch.count; i++)
+        PQclear(replies[i].res);
+}
+
+/* The connection failed (or timed out) with a query or a batch in flight. */
+static void finish_lost(struct pgconn *conn)
+{
+    if (conn->batch.cb != NULL)
+        finish_batch(conn, true);
+    else if (conn->call.cb != NULL)
+        finish_query(conn, PG_UNAVAILABLE);
+}
+
+void pg_batch_fail(const struct pg_batch *batch, enum pg_status status)
+{
+    struct pg_reply replies[PG_BATCH_MAX];
+    for (int i = 0; i < batch->count; i++)
+        replies[i] = (struct pg_reply){status, NULL, false};
+    batch->cb(replies, batch->count, status, batch->arg);
 }
 
 /* ---- querying ---- */
@@ -228,26 +400,116 @@ static bool flush_and_wait(struct pgconn *conn)
     return true;
 }
 
-/* Keeps the first error, else the last result (a multi-statement script, or a pair). */
-static void keep_result(struct pgconn *conn, PGresult *res)
+static int prepared_index(const struct pgconn *conn, const char *sql)
 {
-    if (conn->result != NULL && classify_result(conn->result) != PG_OK) {
+    for (int i = 0; i < conn->prepared_count; i++)
+        if (conn->prepared[i] == sql) /* SQL texts are static constants: compare addresses */
+            return i;
+    return -1;
+}
+
+/* Sends one statement: by name if prepared here, else with its text (simple protocol, which
+ * allows several statements, when it has no parameters and may). */
+static int send_statement(struct pgconn *conn, const struct pg_statement *s, bool simple_ok)
+{
+    int index = prepared_index(conn, s->sql);
+    if (index >= 0) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", index);
+        return PQsendQueryPrepared(conn->pg, name, s->nparams, s->values, NULL, NULL, 0);
+    }
+    if (s->nparams == 0 && simple_ok)
+        return PQsendQuery(conn->pg, s->sql);
+    return PQsendQueryParams(conn->pg, s->sql, s->nparams, NULL, s->values, NULL, NULL, 0);
+}
+
+/* Whether to PREPARE the query first (one extra round trip, once per connection and statement). */
+static bool should_prepare(const struct pgconn *conn, const struct pg_statement *s)
+{
+    return conn->settings.prepare && s->nparams > 0 && prepared_index(conn, s->sql) < 0 &&
+           conn->prepared_count < MAX_PREPARED;
+}
+
+void pgconn_query(struct pgconn *conn, const struct pg_call *call)
+{
+    if (call->statement.nparams < 0 || call->statement.nparams > PG_MAX_PARAMS)
+        abort(); /* a programming error */
+    conn->call = *call;
+    conn->result = NULL;
+    metrics_inc(conn->metrics, METRIC_PG_QUERIES);
+    const struct pg_statement *s = &conn->call.statement;
+    int sent;
+    if (should_prepare(conn, s)) {
+        set_state(conn, PGCONN_PREPARING);
+        char name[16];
+        snprintf(name, sizeof name, "s%d", conn->prepared_count);
+        sent = PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL);
+    } else {
+        set_state(conn, PGCONN_QUERYING);
+        sent = send_statement(conn, s, true);
+    }
+    if (!sent || !flush_and_wait(conn)) {
+        log_failure(conn, "cannot send query");
+        fail_later(conn);
+    }
+}
+
+void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
+{
+    if (batch->count < 1 || batch->count > PG_BATCH_MAX)
+        abort(); /* a programming error */
+    conn->batch = *batch;
+    memset(conn->replies, 0, sizeof conn->replies);
+    conn->reading = 0;
+    conn->after_null = false;
+    conn->syncs_due = batch->mode == PG_BATCH_EACH ? batch->count : 1;
+    metrics_add(conn->metrics, METRIC_PG_QUERIES, (unsigned long long)batch->count);
+    set_state(conn, PGCONN_PIPELINE);
+    /* libpq 15's PQpipelineSync also flushes (there is no PQsendPipelineSync before 17), so the
+     * statements may leave in several packets, but together: the answers are awaited once. */
+    bool sent = PQenterPipelineMode(conn->pg) == 1;
+    for (int i = 0; sent && i < batch->count; i++) {
+        const struct pg_statement *s = &conn->batch.statements[i];
+        if (s->nparams < 0 || s->nparams > PG_MAX_PARAMS)
+            abort(); /* a programming error */
+        conn->replies[i].sent = true;
+        sent = send_statement(conn, s, false) == 1 &&
+               (batch->mode != PG_BATCH_EACH || PQpipelineSync(conn->pg) == 1);
+    }
+    if (sent && batch->mode == PG_BATCH_TRANSACTION)
+        sent = PQpipelineSync(conn->pg) == 1;
+    if (!sent || !flush_and_wait(conn)) {
+        log_failure(conn, "cannot send batch");
+        fail_later(conn);
+    }
+}
+
+/* ---- reading answers ---- */
+
+/* Keeps the first error, else the last result (a multi-statement script). */
+static void keep_result(PGresult **kept, PGresult *res)
+{
+    if (*kept != NULL && classify_result(*kept) != PG_OK) {
         PQclear(res);
     } else {
-        PQclear(conn->result);
-        conn->result = res;
+        PQclear(*kept);
+        *kept = res;
     }
 }
 
 /*
- * libpq has the whole answer: finishes the query, or, after a PREPARE, sends the query itself.
+ * libpq has a query's whole answer: finishes it, or, after a PREPARE, sends the query itself.
  * Returns true when the query finished (the callback ran, so conn may be gone).
  */
-static bool answer_complete(struct pgconn *conn)
+static bool query_answered(struct pgconn *conn)
 {
     enum pg_status status = conn->result ? classify_result(conn->result) : PG_ERROR;
-    if (conn->preparing && status == PG_OK) {
-        if (continue_after_prepare(conn))
+    if (conn->state == PGCONN_PREPARING && status == PG_OK) {
+        conn->prepared[conn->prepared_count++] = conn->call.statement.sql;
+        PQclear(conn->result);
+        conn->result = NULL;
+        set_state(conn, PGCONN_QUERYING);
+        if (send_statement(conn, &conn->call.statement, true) && flush_and_wait(conn))
             return false; /* now wait for the query's own result */
         log_failure(conn, "cannot send query");
         finish_query(conn, PG_UNAVAILABLE);
@@ -260,160 +522,63 @@ static bool answer_complete(struct pgconn *conn)
     return true;
 }
 
-/* Takes one step of a pair's answer (see the top of this file); returns true at its end. */
-static bool pipeline_step(struct pgconn *conn, PGresult *res)
+/* Takes one step of a batch's answer (see the top of this file); returns true at its end. */
+static bool batch_step(struct pgconn *conn, PGresult *res)
 {
-    if (res == NULL) { /* one statement's results are complete; its sync is next */
-        conn->awaiting_sync = true;
+    if (res == NULL) { /* one statement's results are complete */
+        conn->after_null = true;
+        conn->reading++;
         return false;
     }
-    conn->awaiting_sync = false;
+    conn->after_null = false;
     if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
         PQclear(res);
         return --conn->syncs_due == 0;
     }
-    keep_result(conn, res); /* a statement's result (or PIPELINE_ABORTED, after an error) */
+    if (conn->reading < conn->batch.count)
+        keep_result(&conn->replies[conn->reading].res, res);
+    else
+        PQclear(res); /* cannot happen: more results than statements */
     return false;
 }
 
 /*
- * Reads what arrived; finishes the query once libpq has the whole answer. Returns true when
- * the query finished (the callback ran, so conn may be gone), false when more must arrive.
+ * Reads what arrived; finishes the query or batch once libpq has the whole answer. Returns true
+ * when it finished (the callback ran, so conn may be gone), false when more must arrive.
  */
-static bool read_results(struct pgconn *conn)
+static bool read_answer(struct pgconn *conn)
 {
     if (!PQconsumeInput(conn->pg)) {
         log_failure(conn, "connection lost during a query");
-        finish_query(conn, PG_UNAVAILABLE);
+        finish_lost(conn);
         return true;
     }
     while (!PQisBusy(conn->pg)) {
         PGresult *res = PQgetResult(conn->pg);
-        if (conn->syncs_due > 0) { /* a pair */
-            /* A NULL where a sync is due: libpq has nothing more to give (the connection
-             * failed), and would keep answering NULL. */
-            if (res == NULL && (conn->awaiting_sync || PQstatus(conn->pg) == CONNECTION_BAD)) {
-                log_failure(conn, "connection lost during a query");
-                finish_query(conn, PG_UNAVAILABLE);
+        if (conn->state == PGCONN_PIPELINE) {
+            /* Two NULLs in a row: libpq has nothing more to give (the connection failed),
+             * and would keep answering NULL. */
+            if (res == NULL && (conn->after_null || PQstatus(conn->pg) == CONNECTION_BAD)) {
+                log_failure(conn, "connection lost during a batch");
+                finish_lost(conn);
                 return true;
             }
-            if (pipeline_step(conn, res))
-                return answer_complete(conn);
+            if (batch_step(conn, res)) {
+                finish_batch(conn, false);
+                return true;
+            }
             continue;
         }
         if (res == NULL)
-            return answer_complete(conn);
-        keep_result(conn, res);
+            return query_answered(conn);
+        keep_result(&conn->result, res);
     }
     if (PQstatus(conn->pg) == CONNECTION_BAD) {
         log_failure(conn, "connection lost during a query");
-        finish_query(conn, PG_UNAVAILABLE);
+        finish_lost(conn);
         return true;
     }
     return false;
-}
-
-static int prepared_index(const struct pgconn *conn, const char *sql)
-{
-    for (int i = 0; i < conn->prepared_count; i++)
-        if (conn->prepared[i] == sql) /* SQL texts are static constants: compare addresses */
-            return i;
-    return -1;
-}
-
-/* Sends the query itself: prepared if it can be, else with its text. */
-static int send_query(struct pgconn *conn)
-{
-    const char *sql = conn->query_sql;
-    int nparams = conn->query_nparams;
-    int index = prepared_index(conn, sql);
-    if (index >= 0) {
-        char name[16];
-        snprintf(name, sizeof name, "s%d", index);
-        return PQsendQueryPrepared(conn->pg, name, nparams, conn->query_values, NULL, NULL, 0);
-    }
-    if (nparams == 0 && conn->query_values == NULL)
-        return PQsendQuery(conn->pg, sql); /* simple protocol: may hold several statements */
-    return PQsendQueryParams(conn->pg, sql, nparams, NULL, conn->query_values, NULL, NULL, 0);
-}
-
-/* Whether to PREPARE sql first (one extra round trip, once per connection and statement). */
-static bool should_prepare(const struct pgconn *conn)
-{
-    return conn->settings.prepare && conn->query_nparams > 0 &&
-           prepared_index(conn, conn->query_sql) < 0 && conn->prepared_count < MAX_PREPARED;
-}
-
-/* An idle connection becomes busy with a query (or a pair), under the query deadline. */
-static void begin_query(struct pgconn *conn, const char *sql, int nparams,
-                        const char *const *values, pgconn_result_cb cb, void *arg)
-{
-    conn->result_cb = cb;
-    conn->cb_arg = arg;
-    conn->result = NULL;
-    conn->query_sql = sql;
-    conn->query_nparams = nparams;
-    conn->query_values = values;
-    conn->preparing = false;
-    conn->syncs_due = 0;
-    conn->awaiting_sync = false;
-    pgconn_unwatch(conn);
-    conn->state = PGCONN_BUSY;
-    arm_timer(conn, conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
-}
-
-/* Nothing could be sent: the connection is broken, and the timer reports it from the loop. */
-static void send_failed(struct pgconn *conn)
-{
-    log_failure(conn, "cannot send query");
-    conn->state = PGCONN_BROKEN;
-    arm_timer(conn, 0);
-}
-
-void pgconn_query(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
-                  pgconn_result_cb cb, void *arg)
-{
-    begin_query(conn, sql, nparams, values, cb, arg);
-    metrics_inc(conn->metrics, METRIC_PG_QUERIES);
-    int sent;
-    conn->preparing = should_prepare(conn);
-    if (conn->preparing) {
-        char name[16];
-        snprintf(name, sizeof name, "s%d", conn->prepared_count);
-        sent = PQsendPrepare(conn->pg, name, sql, nparams, NULL);
-    } else {
-        sent = send_query(conn);
-    }
-    if (!sent || !flush_and_wait(conn))
-        send_failed(conn);
-}
-
-void pgconn_query_then(struct pgconn *conn, const char *sql, int nparams, const char *const *values,
-                       const char *then_sql, pgconn_result_cb cb, void *arg)
-{
-    begin_query(conn, sql, nparams, values, cb, arg);
-    metrics_add(conn->metrics, METRIC_PG_QUERIES, 2);
-    conn->syncs_due = 2;
-    /* Both with their text: preparing first would cost the round trip the pair saves. libpq 15's
-     * PQpipelineSync also flushes (there is no PQsendPipelineSync before 17), so the two halves
-     * may leave in two packets, but together: the answers are awaited once. */
-    bool sent = PQenterPipelineMode(conn->pg) == 1 &&
-                PQsendQueryParams(conn->pg, sql, nparams, NULL, values, NULL, NULL, 0) == 1 &&
-                PQpipelineSync(conn->pg) == 1 &&
-                PQsendQueryParams(conn->pg, then_sql, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
-                PQpipelineSync(conn->pg) == 1;
-    if (!sent || !flush_and_wait(conn))
-        send_failed(conn);
-}
-
-/* The PREPARE finished well: remember it and send the query itself. */
-static bool continue_after_prepare(struct pgconn *conn)
-{
-    conn->preparing = false;
-    conn->prepared[conn->prepared_count++] = conn->query_sql;
-    PQclear(conn->result);
-    conn->result = NULL;
-    return send_query(conn) && flush_and_wait(conn);
 }
 
 /* ---- events ---- */
@@ -426,17 +591,19 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     case PGCONN_CONNECTING:
         poll_connect(conn);
         return;
-    case PGCONN_BUSY:
+    case PGCONN_PREPARING:
+    case PGCONN_QUERYING:
+    case PGCONN_PIPELINE:
         if ((what & EV_WRITE) && !flush_and_wait(conn)) {
             log_failure(conn, "cannot send query");
-            finish_query(conn, PG_UNAVAILABLE);
+            finish_lost(conn);
             return;
         }
-        if ((what & EV_READ) && read_results(conn))
+        if ((what & EV_READ) && read_answer(conn))
             return; /* finished: conn may have been freed by the callback */
         if (!(what & EV_WRITE) && !flush_and_wait(conn)) { /* wait for the rest */
             log_failure(conn, "cannot send query");
-            finish_query(conn, PG_UNAVAILABLE);
+            finish_lost(conn);
         }
         return;
     case PGCONN_IDLE:
@@ -444,13 +611,14 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
         if (!PQconsumeInput(conn->pg) || PQstatus(conn->pg) == CONNECTION_BAD) {
             log_failure(conn, "idle connection closed by the server");
             pgconn_broken_cb cb = conn->broken_cb;
-            set_state(conn, PGCONN_BROKEN);
             conn->broken_cb = NULL;
+            set_state(conn, PGCONN_BROKEN);
             if (cb)
                 cb(conn, conn->broken_arg);
         }
         return;
     case PGCONN_NEW:
+    case PGCONN_RESOLVING:
     case PGCONN_BROKEN:
         return;
     }
@@ -461,18 +629,21 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct pgconn *conn = arg;
     (void)fd, (void)what;
     if (conn->connect_cb != NULL) {
-        if (conn->pg != NULL && PQstatus(conn->pg) != CONNECTION_BAD)
+        if (conn->state == PGCONN_RESOLVING)
+            LOG_WARN("postgres: connect timed out after %ld ms (resolving the host name)",
+                     conn->settings.connect_timeout_ms);
+        else if (conn->pg != NULL && PQstatus(conn->pg) != CONNECTION_BAD)
             LOG_WARN("postgres: connect timed out after %ld ms", conn->settings.connect_timeout_ms);
         else
             log_failure(conn, "connection failed");
         finish_connect(conn, false);
-    } else if (conn->result_cb != NULL) {
+    } else if (conn->call.cb != NULL || conn->batch.cb != NULL) {
         if (conn->state != PGCONN_BROKEN) {
             metrics_inc(conn->metrics, METRIC_PG_QUERY_TIMEOUTS);
             LOG_WARN("postgres: no answer within %ld ms; dropping the connection",
                      conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
         }
-        finish_query(conn, PG_UNAVAILABLE);
+        finish_lost(conn);
     }
 }
 
@@ -496,10 +667,12 @@ void pgconn_free(struct pgconn *conn)
 {
     if (conn == NULL)
         return;
-    if (conn->io_armed)
-        event_del(&conn->io);
+    stop_io(conn);
     event_del(&conn->timer);
+    resolve_cancel(conn->lookup);
     PQclear(conn->result);
+    for (int i = 0; i < PG_BATCH_MAX; i++)
+        PQclear(conn->replies[i].res);
     if (conn->pg != NULL)
         PQfinish(conn->pg);
     free((char *)conn->settings.url);
@@ -518,8 +691,7 @@ void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg)
 void pgconn_unwatch(struct pgconn *conn)
 {
     conn->broken_cb = NULL;
-    if (conn->io_armed)
-        event_del(&conn->io);
+    stop_io(conn);
 }
 
 bool pgconn_is_broken(const struct pgconn *conn)

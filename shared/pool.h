@@ -16,7 +16,7 @@
  *
  * The pool manages opaque connection handles through a connector (open, close, is_broken,
  * watch), so that its state machine is unit-tested without sockets; pool_create_pg() plugs in
- * pgconn. pool_query() is what handlers use: acquire, run one query, release.
+ * pgconn. pool_query() and pool_batch() are what handlers use: acquire, run, release.
  */
 #ifndef LAYERS_POOL_H
 #define LAYERS_POOL_H
@@ -117,11 +117,18 @@ json_t *pool_stats_json(const struct pool *pool);
 void pool_render_gauges(struct evbuffer *out, void *pool);
 
 /*
- * Acquire, run one query, release. `cb` is called exactly once, possibly before pool_query
- * returns (PG_BUSY or PG_UNAVAILABLE without waiting). `sql` and `values` must stay valid
- * until then. Only for pools made by pool_create_pg().
+ * Acquire, run one query, release. The call's callback is called exactly once, possibly before
+ * pool_query returns (PG_BUSY or PG_UNAVAILABLE without waiting). The call is copied; its
+ * strings must stay valid until the callback (struct pg_statement). Only for pools made by
+ * pool_create_pg().
  */
-void pool_query(struct pool *pool, const char *sql, int nparams, const char *const *values,
-                pgconn_result_cb cb, void *arg);
+void pool_query(struct pool *pool, const struct pg_call *call);
+
+/*
+ * Acquire, run a batch (pgconn_batch: N statements in one round trip, as one transaction or
+ * each on its own), release. The callback as for pool_query; when no connection could be had,
+ * every reply is unsent.
+ */
+void pool_batch(struct pool *pool, const struct pg_batch *batch);
 
 #endif

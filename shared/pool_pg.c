@@ -1,9 +1,10 @@
 /*
- * pool_pg: the pool's PostgreSQL connector, and pool_query() (see pool.h).
+ * pool_pg: the pool's PostgreSQL connector, and pool_query() and pool_batch() (see pool.h).
  *
  * The connector turns the pool's open/close/is_broken/watch into pgconn calls. pool_query()
- * is the whole borrow in one call: acquire, send the query, hand the result to the caller,
- * release. Handlers of layer 1 and later use it the way layer 0 uses a fresh connection.
+ * and pool_batch() are the whole borrow in one call: acquire, send the caller's query (or
+ * batch) as it came, hand the result to the caller, release. Handlers of layer 1 and later use it
+ * the way layer 0 uses a fresh connection.
  */
 #include "pool.h"
 
@@ -11,8 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-#define POOL_QUERY_MAX_PARAMS 8
 
 struct pg_connector {
     struct event_base *base;         /* loop for the connections */
@@ -89,50 +88,68 @@ struct pool *pool_create_pg(struct event_base *base, const struct pool_settings 
     return pool_create(base, settings, &pg_connector_ops, c, metrics);
 }
 
-/* ---- pool_query: one borrow ---- */
+/* ---- pool_query and pool_batch: one borrow ---- */
 
-struct pooled_query {
-    struct pool *pool;                         /* where the connection comes from */
-    struct pgconn *conn;                       /* the borrowed connection */
-    const char *sql;                           /* caller's; valid until the callback */
-    int nparams;                               /* number of parameters */
-    const char *values[POOL_QUERY_MAX_PARAMS]; /* caller's strings */
-    pgconn_result_cb cb;                       /* the caller's callback */
-    void *arg;                                 /* its argument */
+/* One borrow: the caller's call or batch, carried as it came (exactly one has a callback). */
+struct pooled {
+    struct pool *pool;     /* where the connection comes from */
+    struct pgconn *conn;   /* the borrowed connection */
+    struct pg_call call;   /* the caller's query, or call.cb NULL */
+    struct pg_batch batch; /* the caller's batch, or batch.cb NULL */
 };
 
 static void on_query_result(PGresult *res, enum pg_status status, void *arg)
 {
-    struct pooled_query *q = arg;
-    q->cb(res, status, q->arg);
-    pool_release(q->pool, q->conn);
-    free(q);
+    struct pooled *p = arg;
+    p->call.cb(res, status, p->call.arg);
+    pool_release(p->pool, p->conn);
+    free(p);
+}
+
+static void on_batch_result(const struct pg_reply *replies, int count, enum pg_status status,
+                            void *arg)
+{
+    struct pooled *p = arg;
+    p->batch.cb(replies, count, status, p->batch.arg);
+    pool_release(p->pool, p->conn);
+    free(p);
 }
 
 static void on_acquired(void *conn, enum pool_error err, void *arg)
 {
-    struct pooled_query *q = arg;
+    struct pooled *p = arg;
     if (err != POOL_OK) {
-        q->cb(NULL, err == POOL_QUEUE_FULL ? PG_BUSY : PG_UNAVAILABLE, q->arg);
-        free(q);
+        enum pg_status status = err == POOL_QUEUE_FULL ? PG_BUSY : PG_UNAVAILABLE;
+        if (p->call.cb != NULL)
+            p->call.cb(NULL, status, p->call.arg);
+        else
+            pg_batch_fail(&p->batch, status);
+        free(p);
         return;
     }
-    q->conn = conn;
-    pgconn_query(q->conn, q->sql, q->nparams, q->nparams ? q->values : NULL, on_query_result, q);
+    p->conn = conn;
+    if (p->call.cb != NULL) {
+        pgconn_query(p->conn, &(struct pg_call){p->call.statement, on_query_result, p});
+    } else {
+        struct pg_batch batch = p->batch;
+        batch.cb = on_batch_result;
+        batch.arg = p;
+        pgconn_batch(p->conn, &batch);
+    }
 }
 
-void pool_query(struct pool *pool, const char *sql, int nparams, const char *const *values,
-                pgconn_result_cb cb, void *arg)
+void pool_query(struct pool *pool, const struct pg_call *call)
 {
-    if (nparams > POOL_QUERY_MAX_PARAMS)
-        abort(); /* a programming error */
-    struct pooled_query *q = xcalloc(1, sizeof *q);
-    q->pool = pool;
-    q->sql = sql;
-    q->nparams = nparams;
-    for (int i = 0; i < nparams; i++)
-        q->values[i] = values[i];
-    q->cb = cb;
-    q->arg = arg;
-    pool_acquire(pool, on_acquired, q);
+    struct pooled *p = xcalloc(1, sizeof *p);
+    p->pool = pool;
+    p->call = *call;
+    pool_acquire(pool, on_acquired, p);
+}
+
+void pool_batch(struct pool *pool, const struct pg_batch *batch)
+{
+    struct pooled *p = xcalloc(1, sizeof *p);
+    p->pool = pool;
+    p->batch = *batch;
+    pool_acquire(pool, on_acquired, p);
 }

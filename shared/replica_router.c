@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUTED_MAX_PARAMS 4
+#define CHECK_APPLICATION "replica_router check"
 
 /* The primary's position; asked first, so that a replica can only look less behind. */
 static const char SQL_PRIMARY_POSITION[] = "SELECT pg_current_wal_lsn()::text";
@@ -29,6 +29,22 @@ static const char SQL_REPLICA_POSITION[] =
     " ELSE pg_current_wal_lsn() END::text,"
     " COALESCE((extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, -1)";
 
+struct replica;
+
+/*
+ * A lag check's own connection to one node. The checks never borrow from the read pools: a
+ * pool saturated with slow reads would delay them (or refuse them), and the router would then
+ * route by positions that are no longer measured.
+ */
+struct checker {
+    struct replica_router *router;   /* whose check */
+    struct replica *replica;         /* the replica checked, or NULL for the primary */
+    struct pgconn_settings settings; /* where (strings owned by the router) */
+    struct pgconn *conn;             /* open between checks; NULL until needed or once broken */
+    const char *sql;                 /* the check's query */
+    void (*done)(PGresult *res, enum pg_status status, struct checker *c); /* its handler */
+};
+
 struct replica {
     char *url;                     /* connection URL */
     char name[24];                 /* "replica_1" */
@@ -36,6 +52,8 @@ struct replica {
     struct replica_view view;      /* health, lag, position, reads in flight */
     long long lag_bytes;           /* behind the primary's last known position, or -1 unknown */
     bool checked;                  /* a check has answered at least once */
+    unsigned long long checks;     /* checks that read its position */
+    struct checker check;          /* its lag check's connection */
     unsigned long long reads;      /* reads it answered */
     unsigned long long failures;   /* reads or checks that failed on it */
     struct replica_router *router; /* back-pointer, for check callbacks */
@@ -46,6 +64,7 @@ struct replica_router {
     struct metrics *metrics;              /* replica_* counters */
     char *primary_url;                    /* PRIMARY_DATABASE_URL */
     struct pool *primary;                 /* its connections */
+    struct checker primary_check;         /* the primary's lag check connection */
     struct pool_config db;                /* pool settings (for the schema connection) */
     struct schema_task *schema;           /* start-up table creation */
     struct replica replicas[REPLICA_MAX]; /* the replicas, in configuration order */
@@ -109,6 +128,25 @@ int replica_choose(const struct replica_view *replicas, int count, long max_lag_
 
 /* ---- creation ---- */
 
+static void on_primary_checked(PGresult *res, enum pg_status status, struct checker *c);
+static void on_replica_checked(PGresult *res, enum pg_status status, struct checker *c);
+static void on_check_result(PGresult *res, enum pg_status status, void *arg);
+static void on_check_connected(struct pgconn *conn, bool ok, void *arg);
+
+static void checker_init(struct checker *c, struct replica_router *router, struct replica *r,
+                         const struct pool_config *db, const char *url)
+{
+    struct pool_config node = *db;
+    node.database_url = (char *)url;
+    *c = (struct checker){router,
+                          r,
+                          pool_config_pg(&node, CHECK_APPLICATION),
+                          NULL,
+                          r ? SQL_REPLICA_POSITION : SQL_PRIMARY_POSITION,
+                          r ? on_replica_checked : on_primary_checked};
+    c->settings.prepare = false;
+}
+
 struct replica_router *replica_router_create(struct event_base *base,
                                              const struct replica_settings *settings,
                                              const struct pool_config *db, const char *application,
@@ -122,6 +160,7 @@ struct replica_router *replica_router_create(struct event_base *base,
     router->primary_url = xstrdup(settings->primary_url);
     router->db.database_url = router->primary_url;
     router->primary = pool_config_create(&router->db, base, application, metrics);
+    checker_init(&router->primary_check, router, NULL, db, router->primary_url);
 
     const char *p = settings->replica_urls;
     while (p != NULL && *p != '\0') {
@@ -146,6 +185,7 @@ struct replica_router *replica_router_create(struct event_base *base,
         struct pool_config c = *db;
         c.database_url = r->url;
         r->pool = pool_config_create(&c, base, application, metrics);
+        checker_init(&r->check, router, r, db, r->url);
         router->count++;
         p = comma ? comma + 1 : NULL;
     }
@@ -162,7 +202,9 @@ void replica_router_free(struct replica_router *router)
     if (router == NULL)
         return;
     schema_task_free(router->schema);
+    pgconn_free(router->primary_check.conn);
     for (int i = 0; i < router->count; i++) {
+        pgconn_free(router->replicas[i].check.conn);
         pool_free(router->replicas[i].pool);
         free(router->replicas[i].url);
     }
@@ -174,26 +216,30 @@ void replica_router_free(struct replica_router *router)
 /* ---- reads ---- */
 
 struct routed_read {
-    struct replica_router *router;         /* whose copies */
-    int replica;                           /* where it runs now, -1: the primary */
-    unsigned tried;                        /* replicas that failed it (a bit each) */
-    uint64_t must;                         /* see replica_router_read */
-    uint64_t replayed;                     /* the chosen copy's known position */
-    const char *sql;                       /* caller's */
-    int nparams;                           /* parameters */
-    const char *values[ROUTED_MAX_PARAMS]; /* caller's strings */
-    replica_read_cb cb;                    /* the caller's callback */
-    void *arg;                             /* and its argument */
+    struct replica_router *router; /* whose copies */
+    int replica;                   /* where it runs now, -1: the primary */
+    unsigned tried;                /* replicas that failed it (a bit each) */
+    uint64_t must;                 /* see replica_router_read */
+    uint64_t replayed;             /* the chosen copy's known position */
+    struct pg_statement statement; /* the caller's, as it came */
+    replica_read_cb cb;            /* the caller's callback */
+    void *arg;                     /* and its argument */
 };
 
 static void on_routed(PGresult *res, enum pg_status status, void *arg);
+
+/* Not trusted with token reads until a check reads its position again. */
+static void forget_position(struct replica *r)
+{
+    r->view.replayed = 0;
+}
 
 static void mark_down(struct replica *r)
 {
     if (r->view.healthy)
         LOG_WARN("%s is unavailable: reads go elsewhere until it answers a check", r->name);
     r->view.healthy = false;
-    r->view.replayed = 0; /* known again after its next check */
+    forget_position(r);
 }
 
 /* Sends the read to the best copy now. Every step of a read is here. */
@@ -206,16 +252,17 @@ static void route(struct routed_read *q)
     int i =
         replica_choose(views, router->count, router->max_lag_ms, q->must, q->tried, router->next);
     q->replica = i;
+    struct pg_call call = {q->statement, on_routed, q};
     if (i < 0) {
         q->replayed = UINT64_MAX;
-        pool_query(router->primary, q->sql, q->nparams, q->values, on_routed, q);
+        pool_query(router->primary, &call);
         return;
     }
     router->next = (unsigned)i + 1;
     struct replica *r = &router->replicas[i];
     q->replayed = r->view.replayed;
     r->view.outstanding++;
-    pool_query(r->pool, q->sql, q->nparams, q->values, on_routed, q);
+    pool_query(r->pool, &call);
 }
 
 static void on_routed(PGresult *res, enum pg_status status, void *arg)
@@ -247,18 +294,13 @@ static void on_routed(PGresult *res, enum pg_status status, void *arg)
     free(q);
 }
 
-void replica_router_read(struct replica_router *router, uint64_t must, const char *sql, int nparams,
-                         const char *const *values, replica_read_cb cb, void *arg)
+void replica_router_read(struct replica_router *router, uint64_t must,
+                         const struct pg_statement *statement, replica_read_cb cb, void *arg)
 {
-    if (nparams > ROUTED_MAX_PARAMS)
-        abort(); /* a programming error */
     struct routed_read *q = xcalloc(1, sizeof *q);
     q->router = router;
     q->must = must;
-    q->sql = sql;
-    q->nparams = nparams;
-    for (int i = 0; i < nparams; i++)
-        q->values[i] = values[i];
+    q->statement = *statement;
     q->cb = cb;
     q->arg = arg;
     route(q);
@@ -267,96 +309,116 @@ void replica_router_read(struct replica_router *router, uint64_t must, const cha
 /* ---- writes: the statement, then the position, in one round trip ---- */
 
 struct routed_write {
-    struct replica_router *router;         /* whose primary */
-    struct pgconn *conn;                   /* the borrowed connection */
-    const char *sql;                       /* caller's */
-    int nparams;                           /* parameters */
-    const char *values[ROUTED_MAX_PARAMS]; /* caller's strings */
-    replica_write_cb cb;                   /* the caller's callback */
-    void *arg;                             /* and its argument */
+    struct replica_router *router; /* whose primary */
+    replica_write_cb cb;           /* the caller's callback */
+    void *arg;                     /* and its argument */
 };
 
-static void finish_write(struct routed_write *w, enum pg_status status, bool committed,
-                         const char *lsn)
+/* replies: the statement's, then the position's (a batch, each on its own). */
+static void on_written(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
 {
-    if (w->conn != NULL)
-        pool_release(w->router->primary, w->conn);
-    w->cb(status, committed, lsn, w->arg);
+    struct routed_write *w = arg;
+    const struct pg_reply *write = &replies[0], *position = &replies[1];
+    (void)count, (void)status;
+    if (write->status == PG_OK && position->status == PG_OK && PQntuples(position->res) == 1) {
+        w->cb(PG_OK, true, PQgetvalue(position->res, 0, 0), w->arg);
+    } else if (write->status == PG_OK) {
+        LOG_WARN("a write committed but its WAL position could not be read");
+        w->cb(PG_UNAVAILABLE, true, NULL, w->arg);
+    } else {
+        /* Refused (PG_ERROR): nothing committed. Unavailable after it was sent: the
+         * connection failed or timed out, so the statement may have committed, and the key
+         * is treated as changed. Never sent (no connection): nothing committed. */
+        w->cb(write->status, write->status == PG_UNAVAILABLE && write->sent, NULL, w->arg);
+    }
     free(w);
 }
 
-/* res: the position (status as for the pair: the statement's failure comes first). */
-static void on_written(PGresult *res, enum pg_status status, void *arg)
+void replica_router_write(struct replica_router *router, const struct pg_statement *statement,
+                          replica_write_cb cb, void *arg)
 {
-    struct routed_write *w = arg;
-    if (status == PG_OK && PQntuples(res) == 1) {
-        finish_write(w, PG_OK, true, PQgetvalue(res, 0, 0));
-    } else if (status == PG_OK) {
-        LOG_WARN("a write committed but its WAL position could not be read");
-        finish_write(w, PG_UNAVAILABLE, true, NULL);
-    } else {
-        /* Refused (PG_ERROR): the statement was, so nothing committed (the position query
-         * fails only where the statement fails first, as on a standby). Unavailable: the
-         * connection failed or timed out somewhere in the pair, so the statement may have
-         * committed, and the key is treated as changed. */
-        finish_write(w, status, status == PG_UNAVAILABLE, NULL);
-    }
+    struct routed_write *w = xmalloc(sizeof *w);
+    *w = (struct routed_write){router, cb, arg};
+    /* Each on its own: the position is read in a transaction of its own, after the
+     * statement's has committed (with synchronous_commit on, the default, the commit record is
+     * written by then), so it is at or past the commit. Read inside the statement's
+     * transaction, it would come before the commit record, and a replica replayed that far
+     * might not show the write yet. */
+    struct pg_batch batch = {.mode = PG_BATCH_EACH,
+                             .count = 2,
+                             .statements = {*statement, {.sql = SQL_PRIMARY_POSITION}},
+                             .cb = on_written,
+                             .arg = w};
+    pool_batch(router->primary, &batch);
 }
 
-static void on_write_acquired(void *conn, enum pool_error err, void *arg)
+void replica_router_primary_query(struct replica_router *router, const struct pg_call *call)
 {
-    struct routed_write *w = arg;
-    if (err != POOL_OK) {
-        finish_write(w, err == POOL_QUEUE_FULL ? PG_BUSY : PG_UNAVAILABLE, false, NULL);
-        return;
-    }
-    w->conn = conn;
-    /* The position is read in a transaction of its own, after the statement's has committed
-     * (with synchronous_commit on, the default, the commit record is written by then), so it
-     * is at or past the commit. Read inside the statement's transaction, it would come before
-     * the commit record, and a replica replayed that far might not show the write yet. */
-    pgconn_query_then(w->conn, w->sql, w->nparams, w->nparams ? w->values : NULL,
-                      SQL_PRIMARY_POSITION, on_written, w);
-}
-
-void replica_router_write(struct replica_router *router, const char *sql, int nparams,
-                          const char *const *values, replica_write_cb cb, void *arg)
-{
-    if (nparams > ROUTED_MAX_PARAMS)
-        abort(); /* a programming error */
-    struct routed_write *w = xcalloc(1, sizeof *w);
-    w->router = router;
-    w->sql = sql;
-    w->nparams = nparams;
-    for (int i = 0; i < nparams; i++)
-        w->values[i] = values[i];
-    w->cb = cb;
-    w->arg = arg;
-    pool_acquire(router->primary, on_write_acquired, w);
-}
-
-void replica_router_primary_query(struct replica_router *router, const char *sql,
-                                  pgconn_result_cb cb, void *arg)
-{
-    pool_query(router->primary, sql, 0, NULL, cb, arg);
+    pool_query(router->primary, call);
 }
 
 /* ---- the check: the primary's position, then every replica's ---- */
+
+/* Runs a check's query on its node's own connection, opening it first when needed. */
+static void check_run(struct checker *c)
+{
+    struct pg_call call = {.statement = {.sql = c->sql}, .cb = on_check_result, .arg = c};
+    if (c->conn != NULL && !pgconn_is_broken(c->conn)) {
+        pgconn_query(c->conn, &call);
+        return;
+    }
+    pgconn_free(c->conn);
+    c->conn = pgconn_create(c->router->base, &c->settings, c->router->metrics);
+    pgconn_connect(c->conn, on_check_connected, c);
+}
+
+static void on_check_connected(struct pgconn *conn, bool ok, void *arg)
+{
+    struct checker *c = arg;
+    (void)conn;
+    if (!ok) {
+        on_check_result(NULL, PG_UNAVAILABLE, c);
+        return;
+    }
+    check_run(c);
+}
+
+/* A replica's check connection closed while idle: the server stopped or restarted. Its
+ * position is no longer vouched for (a restarted standby replays again from a restart
+ * point), so token reads avoid it until the next check has read it again. */
+static void on_check_conn_broken(struct pgconn *conn, void *arg)
+{
+    struct checker *c = arg;
+    (void)conn;
+    struct replica *r = c->replica;
+    LOG_WARN("%s closed its check connection: token reads go elsewhere until its position is "
+             "read again",
+             r->name);
+    forget_position(r);
+}
+
+static void on_check_result(PGresult *res, enum pg_status status, void *arg)
+{
+    struct checker *c = arg;
+    c->done(res, status, c);
+    if (c->conn != NULL && pgconn_is_broken(c->conn)) {
+        pgconn_free(c->conn); /* opened again by the next check */
+        c->conn = NULL;
+    } else if (c->conn != NULL && c->replica != NULL) {
+        pgconn_watch_idle(c->conn, on_check_conn_broken, c);
+    }
+}
 
 static void check_done(struct replica_router *router)
 {
     router->checks_pending--;
 }
 
-static void on_replica_checked(PGresult *res, enum pg_status status, void *arg)
+static void on_replica_checked(PGresult *res, enum pg_status status, struct checker *c)
 {
-    struct replica *r = arg;
+    struct replica *r = c->replica;
     struct replica_router *router = r->router;
     uint64_t replayed;
-    if (status == PG_BUSY) { /* its pool is saturated with reads: busy, not down; no news */
-        check_done(router);
-        return;
-    }
     if (status != PG_OK || PQntuples(res) != 1 || !lsn_parse(PQgetvalue(res, 0, 0), &replayed)) {
         r->failures += status != PG_OK;
         mark_down(r);
@@ -368,6 +430,7 @@ static void on_replica_checked(PGresult *res, enum pg_status status, void *arg)
     r->checked = true;
     r->view.healthy = true;
     r->view.replayed = replayed;
+    r->checks++;
     long long age_ms = atoll(PQgetvalue(res, 0, 1));
     if (!router->primary_fresh) {
         /* The primary's position is from an earlier round (its check failed): comparing
@@ -387,20 +450,19 @@ static void on_replica_checked(PGresult *res, enum pg_status status, void *arg)
     check_done(router);
 }
 
-static void on_primary_checked(PGresult *res, enum pg_status status, void *arg)
+static void on_primary_checked(PGresult *res, enum pg_status status, struct checker *c)
 {
-    struct replica_router *router = arg;
+    struct replica_router *router = c->router;
     uint64_t lsn;
-    /* Unreachable or busy: the replicas are still checked (health, replay position), but
-     * their lag is not recomputed against an old position. */
+    /* Unreachable: the replicas are still checked (health, replay position), but their lag is
+     * not recomputed against an old position. */
     router->primary_fresh =
         status == PG_OK && PQntuples(res) == 1 && lsn_parse(PQgetvalue(res, 0, 0), &lsn);
     if (router->primary_fresh)
         router->primary_lsn = lsn;
     router->checks_pending = router->count;
     for (int i = 0; i < router->count; i++)
-        pool_query(router->replicas[i].pool, SQL_REPLICA_POSITION, 0, NULL, on_replica_checked,
-                   &router->replicas[i]);
+        check_run(&router->replicas[i].check);
 }
 
 void replica_router_maintain(struct replica_router *router)
@@ -411,7 +473,7 @@ void replica_router_maintain(struct replica_router *router)
     if (router->checks_pending > 0)
         return; /* the last check is still under way (a slow node) */
     router->checks_pending = 1;
-    pool_query(router->primary, SQL_PRIMARY_POSITION, 0, NULL, on_primary_checked, router);
+    check_run(&router->primary_check);
 }
 
 void replica_router_ensure_schema(struct replica_router *router, const char *sql,
@@ -449,13 +511,13 @@ json_t *replica_router_replicas_json(const struct replica_router *router)
         struct pool_stats s;
         pool_get_stats(r->pool, &s);
         json_t *one = json_pack(
-            "{s:b, s:b, s:o, s:o, s:o, s:I, s:I, s:i, s:i}", "healthy", r->view.healthy, "used",
-            usable(&r->view, router->max_lag_ms, 0), "lag_ms",
+            "{s:b, s:b, s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:I}", "healthy", r->view.healthy,
+            "used", usable(&r->view, router->max_lag_ms, 0), "lag_ms",
             known && r->view.lag_ms != LONG_MAX ? json_integer(r->view.lag_ms) : json_null(),
             "lag_bytes", known && r->lag_bytes >= 0 ? json_integer(r->lag_bytes) : json_null(),
             "replayed_lsn", known ? json_string(lsn) : json_null(), "reads", (json_int_t)r->reads,
             "failures", (json_int_t)r->failures, "in_flight", r->view.outstanding, "pool_size",
-            s.size);
+            s.size, "checks", (json_int_t)r->checks);
         json_object_set_new(all, r->name, one);
     }
     return all;

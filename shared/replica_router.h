@@ -17,6 +17,9 @@
  *   is sent only to a replica known to have replayed at least that far (known from a check
  *   made before the read was sent: replay positions only move forward), else to the primary.
  *
+ * - a replica whose check connection closes (it stopped or restarted) is not trusted with token
+ *   reads until a check has read its position again.
+ *
  * Positions are known once a second, so for about a second after a write, reads that must see
  * it go to the primary; the others may read a replica that is up to max_lag_ms (plus the check
  * interval) behind.
@@ -96,22 +99,22 @@ struct replica_router *replica_router_create(struct event_base *base,
 /* Closes every connection (call when nothing is in flight). NULL is a no-op. */
 void replica_router_free(struct replica_router *router);
 
-/* Runs `sql` (parameters as for pool_query, at most 4) on a replica or the primary. must: an LSN
- * the answer must include (0: none). `sql` and `values` must stay valid until the callback. */
-void replica_router_read(struct replica_router *router, uint64_t must, const char *sql, int nparams,
-                         const char *const *values, replica_read_cb cb, void *arg);
+/* Runs the statement (copied; its strings must stay valid until the callback) on a replica or
+ * the primary. must: an LSN the answer must include (0: none). */
+void replica_router_read(struct replica_router *router, uint64_t must,
+                         const struct pg_statement *statement, replica_read_cb cb, void *arg);
 
-/* Runs `sql` on the primary, then reads the WAL position in a transaction of its own (inside
- * the statement's, the commit record is not written yet), both in one round trip
- * (pgconn_query_then). */
-void replica_router_write(struct replica_router *router, const char *sql, int nparams,
-                          const char *const *values, replica_write_cb cb, void *arg);
+/* Runs the statement on the primary, then reads the WAL position in a transaction of its own
+ * (inside the statement's, the commit record is not written yet), both in one round trip (a
+ * pool_batch, each on its own). */
+void replica_router_write(struct replica_router *router, const struct pg_statement *statement,
+                          replica_write_cb cb, void *arg);
 
-/* Runs `sql` (no parameters) on the primary, e.g. a health check. */
-void replica_router_primary_query(struct replica_router *router, const char *sql,
-                                  pgconn_result_cb cb, void *arg);
+/* Runs a call on the primary, e.g. a health check. */
+void replica_router_primary_query(struct replica_router *router, const struct pg_call *call);
 
-/* Checks positions and health (once per call at most one check is under way); pool upkeep.
+/* Checks positions and health (once per call at most one check is under way), each node on a
+ * connection of its own (never one of the read pools, which may be saturated); pool upkeep.
  * Call it from the maintenance timer. */
 void replica_router_maintain(struct replica_router *router);
 

@@ -58,7 +58,8 @@ static void on_connected(struct pgconn *conn, bool ok, void *arg)
         retry_later(task);
         return;
     }
-    pgconn_query(conn, task->sql, 0, NULL, on_schema_result, task);
+    pgconn_query(conn, &(struct pg_call){
+                           .statement = {.sql = task->sql}, .cb = on_schema_result, .arg = task});
 }
 
 static void attempt(struct schema_task *task)

@@ -173,9 +173,8 @@ int shard_set_previous_lookup(const struct shard_set *set, const char *key, size
 /* ---- queries, counted per database ---- */
 
 struct shard_call {
-    struct shard_db *db; /* where it runs */
-    pgconn_result_cb cb; /* the caller's callback */
-    void *arg;           /* and its argument */
+    struct shard_db *db;   /* where it runs */
+    struct pg_call caller; /* the caller's call, as it came */
 };
 
 static void on_call_done(PGresult *res, enum pg_status status, void *arg)
@@ -184,7 +183,7 @@ static void on_call_done(PGresult *res, enum pg_status status, void *arg)
     free(arg);
     if (status != PG_OK)
         call.db->failures++;
-    call.cb(res, status, call.arg);
+    call.caller.cb(res, status, call.caller.arg);
 }
 
 static struct shard_db *db_of(struct shard_set *set, enum shard_layout layout, int shard)
@@ -192,13 +191,13 @@ static struct shard_db *db_of(struct shard_set *set, enum shard_layout layout, i
     return &set->dbs[layout == SHARD_CURRENT ? set->home[shard] : set->home_previous[shard]];
 }
 
-void shard_set_query(struct shard_set *set, enum shard_layout layout, int shard, const char *sql,
-                     int nparams, const char *const *values, pgconn_result_cb cb, void *arg)
+void shard_set_query(struct shard_set *set, enum shard_layout layout, int shard,
+                     const struct pg_call *call)
 {
-    struct shard_call *call = xmalloc(sizeof *call);
-    *call = (struct shard_call){db_of(set, layout, shard), cb, arg};
-    call->db->queries++;
-    pool_query(call->db->pool, sql, nparams, values, on_call_done, call);
+    struct shard_call *sc = xmalloc(sizeof *sc);
+    *sc = (struct shard_call){db_of(set, layout, shard), *call};
+    sc->db->queries++;
+    pool_query(sc->db->pool, &(struct pg_call){call->statement, on_call_done, sc});
 }
 
 /* ---- schema on every database ---- */
@@ -219,7 +218,10 @@ void shard_set_ensure_schema(struct shard_set *set, const char *sql, void (*done
     set->schema_arg = arg;
     set->schema_pending = set->db_count + 1; /* +1 until every task is started */
     for (int i = 0; i < set->db_count; i++) {
-        struct pgconn_settings pg = {set->dbs[i].url, "shard_set schema", 2000, 10000, false};
+        struct pgconn_settings pg = {.url = set->dbs[i].url,
+                                     .application = "shard_set schema",
+                                     .connect_timeout_ms = 2000,
+                                     .query_timeout_ms = 10000};
         set->dbs[i].schema = schema_ensure(set->base, &pg, sql, on_db_schema, &set->dbs[i]);
     }
     if (--set->schema_pending == 0)
@@ -347,7 +349,9 @@ void shard_set_fanout(struct shard_set *set, const char *sql, long timeout_ms, s
         /* Until its answer comes, a shard counts as timed out. */
         f->answers[i] = (struct shard_answer){PG_UNAVAILABLE, true, NULL};
         f->parts[i] = (struct fanout_part){f, i};
-        shard_set_query(set, SHARD_CURRENT, i, sql, 0, NULL, on_fanout_part, &f->parts[i]);
+        shard_set_query(set, SHARD_CURRENT, i,
+                        &(struct pg_call){
+                            .statement = {.sql = sql}, .cb = on_fanout_part, .arg = &f->parts[i]});
     }
     fanout_part_done(f);
 }

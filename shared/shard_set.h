@@ -69,8 +69,8 @@ int shard_set_lookup(const struct shard_set *set, const char *key, size_t len);
 int shard_set_previous_lookup(const struct shard_set *set, const char *key, size_t len);
 
 /* Runs one query on shard `shard` of `layout` through its pool (pool_query's contract). */
-void shard_set_query(struct shard_set *set, enum shard_layout layout, int shard, const char *sql,
-                     int nparams, const char *const *values, pgconn_result_cb cb, void *arg);
+void shard_set_query(struct shard_set *set, enum shard_layout layout, int shard,
+                     const struct pg_call *call);
 
 /* Creates the schema on every database (retrying each until it answers); calls done once, when
  * all have it. */
