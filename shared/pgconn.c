@@ -343,6 +343,7 @@ static void finish_batch(struct pgconn *conn, bool lost)
     struct pg_batch batch = conn->batch;
     struct pg_reply replies[PG_BATCH_MAX];
     memcpy(replies, conn->replies, sizeof replies);
+    memset(conn->replies, 0, sizeof conn->replies); /* the results are ours now */
     conn->batch.cb = NULL;
     enum pg_status status = PG_OK;
     for (int i = 0; i < batch.count; i++) {

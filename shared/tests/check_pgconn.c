@@ -1,0 +1,337 @@
+/*
+ * pgconn against a real PostgreSQL (started by the test): batches in both modes, prepared
+ * statements through the one call description, host names resolved without blocking, and the
+ * host parsing that decides when to resolve (pure, no socket).
+ */
+#include "pgconn.h"
+#include "pool.h"
+#include "resolve.h"
+#include "testkit.h"
+
+#include <check.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_PORT     24900
+#define DEADLINE_MS 15000
+
+static struct tk_pg pg;
+static struct event_base *base;
+
+/* ---- driving the loop until a callback says so ---- */
+
+static bool finished;
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    event_base_loopbreak(base);
+}
+
+/* Runs the loop until `finished` (set by a callback) or the deadline; true when finished. */
+static bool run_until_finished(void)
+{
+    struct event *deadline = evtimer_new(base, on_deadline, NULL);
+    struct timeval tv = {DEADLINE_MS / 1000, 0};
+    evtimer_add(deadline, &tv);
+    while (!finished && event_base_loop(base, EVLOOP_ONCE) == 0 && !event_base_got_break(base))
+        ;
+    event_free(deadline);
+    bool was = finished;
+    finished = false;
+    return was;
+}
+
+static struct pgconn_settings settings(const char *url, bool prepare, struct resolver *resolver)
+{
+    return (struct pgconn_settings){url, "check_pgconn", 3000, 5000, prepare, resolver};
+}
+
+static struct pool *new_pool(void)
+{
+    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000};
+    struct pgconn_settings s = settings(pg.url, true, NULL);
+    return pool_create_pg(base, &ps, &s, NULL);
+}
+
+static void setup(void)
+{
+    base = event_base_new();
+    ck_assert(tk_pg_exec(&pg, "layers",
+                         "DROP TABLE IF EXISTS batch_t;"
+                         "CREATE TABLE batch_t (k text PRIMARY KEY)"));
+}
+
+static void teardown(void)
+{
+    event_base_free(base);
+}
+
+static long count_rows(const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM batch_t WHERE %s", where);
+    PGconn *conn = tk_pg_connect(&pg, "layers");
+    ck_assert_ptr_nonnull(conn);
+    PGresult *res = PQexec(conn, sql);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    long n = atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+    return n;
+}
+
+/* ---- batches ---- */
+
+struct batch_seen {
+    int count;                          /* replies */
+    enum pg_status status;              /* the batch's */
+    enum pg_status each[PG_BATCH_MAX];  /* every reply's */
+    bool sent[PG_BATCH_MAX];            /* every reply's */
+    char first_value[PG_BATCH_MAX][32]; /* first column of the first row, "" if none */
+};
+
+static void on_batch(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
+{
+    struct batch_seen *seen = arg;
+    seen->count = count;
+    seen->status = status;
+    for (int i = 0; i < count; i++) {
+        seen->each[i] = replies[i].status;
+        seen->sent[i] = replies[i].sent;
+        seen->first_value[i][0] = '\0';
+        if (replies[i].res != NULL && PQntuples(replies[i].res) > 0)
+            snprintf(seen->first_value[i], sizeof seen->first_value[i], "%s",
+                     PQgetvalue(replies[i].res, 0, 0));
+    }
+    finished = true;
+}
+
+static const char SQL_INSERT[] = "INSERT INTO batch_t VALUES ($1) RETURNING k";
+static const char SQL_FAIL[] = "SELECT 1 / (length($1) - length($1))"; /* division by zero */
+
+static void run_batch(enum pg_batch_mode mode, const char *a, const char *b, const char *c,
+                      bool fail_middle, struct batch_seen *seen)
+{
+    struct pool *pool = new_pool();
+    struct pg_batch batch = {.mode = mode,
+                             .count = 3,
+                             .statements = {{SQL_INSERT, 1, {a}},
+                                            {fail_middle ? SQL_FAIL : SQL_INSERT, 1, {b}},
+                                            {SQL_INSERT, 1, {c}}},
+                             .cb = on_batch,
+                             .arg = seen};
+    pool_batch(pool, &batch);
+    ck_assert(run_until_finished());
+    pool_free(pool);
+}
+
+START_TEST(transaction_batch_runs_every_statement)
+{
+    struct batch_seen seen;
+    run_batch(PG_BATCH_TRANSACTION, "t1", "t2", "t3", false, &seen);
+    ck_assert_int_eq(seen.status, PG_OK);
+    ck_assert_int_eq(seen.count, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(seen.each[i], PG_OK);
+    ck_assert_str_eq(seen.first_value[0], "t1"); /* every RETURNING comes back */
+    ck_assert_str_eq(seen.first_value[2], "t3");
+    ck_assert_int_eq(count_rows("k LIKE 't%'"), 3);
+}
+END_TEST
+
+START_TEST(failing_statement_rolls_back_the_transaction)
+{
+    struct batch_seen seen;
+    run_batch(PG_BATCH_TRANSACTION, "r1", "r2", "r3", true, &seen);
+    ck_assert_int_eq(seen.status, PG_ERROR);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(seen.each[i], PG_ERROR); /* none took effect */
+        ck_assert(seen.sent[i]);
+    }
+    ck_assert_int_eq(count_rows("k LIKE 'r%'"), 0); /* the first insert rolled back too */
+}
+END_TEST
+
+START_TEST(each_on_its_own_fails_only_the_failing_statement)
+{
+    struct batch_seen seen;
+    run_batch(PG_BATCH_EACH, "e1", "e2", "e3", true, &seen);
+    ck_assert_int_eq(seen.status, PG_ERROR);
+    ck_assert_int_eq(seen.each[0], PG_OK);
+    ck_assert_int_eq(seen.each[1], PG_ERROR);
+    ck_assert_int_eq(seen.each[2], PG_OK); /* runs after the failure */
+    ck_assert_str_eq(seen.first_value[2], "e3");
+    ck_assert_int_eq(count_rows("k LIKE 'e%'"), 2);
+}
+END_TEST
+
+START_TEST(connection_is_reused_after_a_failed_batch)
+{
+    struct pool *pool = new_pool();
+    struct batch_seen seen;
+    for (int round = 0; round < 2; round++) {
+        char key[16];
+        snprintf(key, sizeof key, "u%d", round);
+        struct pg_batch batch = {.mode = PG_BATCH_TRANSACTION,
+                                 .count = 2,
+                                 .statements = {{SQL_INSERT, 1, {key}}, {SQL_FAIL, 1, {key}}},
+                                 .cb = on_batch,
+                                 .arg = &seen};
+        pool_batch(pool, &batch);
+        ck_assert(run_until_finished());
+        ck_assert_int_eq(seen.status, PG_ERROR);
+    }
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.broken, 0); /* a refused batch leaves the connection usable */
+    ck_assert_uint_eq(stats.opened, 1);
+    pool_free(pool);
+}
+END_TEST
+
+/* ---- one query, prepared ---- */
+
+struct query_seen {
+    enum pg_status status; /* the query's */
+    char value[32];        /* first column of the first row */
+};
+
+static void on_query(PGresult *res, enum pg_status status, void *arg)
+{
+    struct query_seen *seen = arg;
+    seen->status = status;
+    seen->value[0] = '\0';
+    if (res != NULL && PQntuples(res) > 0)
+        snprintf(seen->value, sizeof seen->value, "%s", PQgetvalue(res, 0, 0));
+    finished = true;
+}
+
+static const char SQL_ECHO[] = "SELECT $1::text || '!'";
+
+START_TEST(prepared_statement_runs_by_name_on_reuse)
+{
+    struct pool *pool = new_pool();
+    for (int i = 0; i < 3; i++) {
+        struct query_seen seen;
+        char arg[8];
+        snprintf(arg, sizeof arg, "x%d", i);
+        pool_query(pool, &(struct pg_call){{SQL_ECHO, 1, {arg}}, on_query, &seen});
+        ck_assert(run_until_finished());
+        ck_assert_int_eq(seen.status, PG_OK);
+        char want[16];
+        snprintf(want, sizeof want, "x%d!", i);
+        ck_assert_str_eq(seen.value, want);
+    }
+    /* The statement was prepared once, on the connection that ran all three. */
+    struct query_seen seen;
+    pool_query(pool, &(struct pg_call){.statement = {.sql = "SELECT count(*) FROM "
+                                                            "pg_prepared_statements"},
+                                       .cb = on_query,
+                                       .arg = &seen});
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(seen.status, PG_OK);
+    ck_assert_str_eq(seen.value, "1");
+    pool_free(pool);
+}
+END_TEST
+
+/* ---- host names ---- */
+
+struct connect_seen {
+    bool ok; /* the connect's outcome */
+};
+
+static void on_connect(struct pgconn *conn, bool ok, void *arg)
+{
+    (void)conn;
+    ((struct connect_seen *)arg)->ok = ok;
+    finished = true;
+}
+
+START_TEST(localhost_url_connects_through_the_resolver)
+{
+    struct resolver *resolver = resolver_create(base);
+    char url[128];
+    snprintf(url, sizeof url, "postgresql://layers@localhost:%d/layers", PG_PORT);
+    struct pgconn_settings s = settings(url, false, resolver);
+    struct pgconn *conn = pgconn_create(base, &s, NULL);
+    struct connect_seen seen = {false};
+    pgconn_connect(conn, on_connect, &seen);
+    ck_assert(run_until_finished());
+    ck_assert(seen.ok);
+    struct query_seen q;
+    pgconn_query(conn, &(struct pg_call){.statement = {.sql = "SELECT host(inet_server_addr())"},
+                                         .cb = on_query,
+                                         .arg = &q});
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(q.status, PG_OK);
+    ck_assert(strcmp(q.value, "127.0.0.1") == 0 || strcmp(q.value, "::1") == 0);
+    pgconn_free(conn);
+    resolver_free(resolver);
+}
+END_TEST
+
+START_TEST(unknown_host_fails_the_connect)
+{
+    struct resolver *resolver = resolver_create(base);
+    struct pgconn_settings s =
+        settings("postgresql://layers@no-such-host.invalid:1/layers", false, resolver);
+    struct pgconn *conn = pgconn_create(base, &s, NULL);
+    struct connect_seen seen = {true};
+    pgconn_connect(conn, on_connect, &seen);
+    ck_assert(run_until_finished()); /* within the connect deadline */
+    ck_assert(!seen.ok);
+    ck_assert(pgconn_is_broken(conn));
+    pgconn_free(conn);
+    resolver_free(resolver);
+}
+END_TEST
+
+START_TEST(host_to_resolve_reads_urls_and_conninfo)
+{
+    char host[64];
+    ck_assert(pgconn_host_to_resolve("postgresql://u@l6-db:5432/db", host, sizeof host));
+    ck_assert_str_eq(host, "l6-db");
+    ck_assert(pgconn_host_to_resolve("host=db.example port=5432 dbname=x", host, sizeof host));
+    ck_assert_str_eq(host, "db.example");
+    ck_assert(!pgconn_host_to_resolve("postgresql://u@127.0.0.1:5432/db", host, sizeof host));
+    ck_assert(!pgconn_host_to_resolve("postgresql://u@[::1]:5432/db", host, sizeof host));
+    ck_assert(!pgconn_host_to_resolve("host=/var/run/postgresql dbname=x", host, sizeof host));
+    ck_assert(!pgconn_host_to_resolve("host=a,b dbname=x", host, sizeof host));
+    ck_assert(!pgconn_host_to_resolve("host=db hostaddr=10.0.0.1", host, sizeof host));
+    ck_assert(!pgconn_host_to_resolve("dbname=x", host, sizeof host));
+    ck_assert(!pgconn_host_to_resolve("postgresql://[broken", host, sizeof host));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("pgconn");
+    TCase *pure = tcase_create("pure");
+    tcase_add_test(pure, host_to_resolve_reads_urls_and_conninfo);
+    suite_add_tcase(suite, pure);
+    TCase *live = tcase_create("live");
+    tcase_set_timeout(live, 60);
+    tcase_add_checked_fixture(live, setup, teardown);
+    tcase_add_test(live, transaction_batch_runs_every_statement);
+    tcase_add_test(live, failing_statement_rolls_back_the_transaction);
+    tcase_add_test(live, each_on_its_own_fails_only_the_failing_statement);
+    tcase_add_test(live, connection_is_reused_after_a_failed_batch);
+    tcase_add_test(live, prepared_statement_runs_by_name_on_reuse);
+    tcase_add_test(live, localhost_url_connects_through_the_resolver);
+    tcase_add_test(live, unknown_host_fails_the_connect);
+    suite_add_tcase(suite, live);
+    if (!tk_pg_start(&pg, PG_PORT, NULL)) {
+        fprintf(stderr, "cannot start PostgreSQL\n");
+        return 1;
+    }
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    tk_pg_destroy(&pg);
+    return failed == 0 ? 0 : 1;
+}
