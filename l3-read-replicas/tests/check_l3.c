@@ -6,7 +6,8 @@
  * record; a write whose statement fails is reported failed (500 refused, 503 timed out or
  * primary down) and writes work again after it; a stopped replica costs nothing but a retry and
  * is used again when it comes back; a replica whose replay is paused past MAX_REPLICA_LAG_MS is
- * skipped; and a lagging replica never puts an old row in the cache.
+ * skipped; a lagging replica never puts an old row in the cache; and the lag checks keep
+ * measuring while the replicas' pools are saturated with reads that cannot finish.
  *
  * The shared resilience case is not used: it stops "the" database and expects reads to fail,
  * which is what replicas avoid; the outage tests here are its replicated counterparts.
@@ -452,6 +453,54 @@ START_TEST(a_lagging_replica_never_fills_the_cache)
 }
 END_TEST
 
+/* A PostgreSQL LSN as a number (0 when absent or malformed). */
+static unsigned long long lsn_value(const char *text)
+{
+    unsigned hi, lo;
+    if (text == NULL || sscanf(text, "%X/%X", &hi, &lo) != 2)
+        return 0;
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+START_TEST(lag_checks_run_while_the_replica_pools_are_saturated)
+{
+    /* Small pools and queues, and reads that cannot finish: the lock below is replayed on the
+     * standbys, so every read of `records` there waits. */
+    const char *more[] = {"DB_POOL_MAX_SIZE=2", "DB_POOL_MIN_SIZE=1", "DB_POOL_MAX_WAITING=2",
+                          "DB_QUERY_TIMEOUT_MS=20000", NULL};
+    start(more);
+    write_key("sat:seed", "v");
+    sleep(2);
+    PGconn *lock = tk_pg_lock_records(&primary);
+    ck_assert(lock != NULL);
+    sleep(1); /* the lock reaches the standbys */
+    struct tk_batch *reads = tk_batch_start(SERVER_PORT, "/read/sat:absent:", 16);
+    ck_assert(tk_wait_in_flight(SERVER_PORT, 8, true, 5000));
+    /* The primary moves on (WAL that does not touch `records`); the standbys replay it. */
+    ck_assert(tk_pg_exec(&primary, "layers",
+                         "CREATE TABLE IF NOT EXISTS sat_wal (x int); INSERT INTO sat_wal "
+                         "VALUES (1)"));
+    unsigned long long target = lsn_value(primary_value("SELECT pg_current_wal_lsn()::text"));
+    ck_assert(target > 0);
+    /* The checks read each replica's new position on their own connections: read through a
+     * saturated pool they would be refused (queue full) or wait behind the stuck reads. */
+    long long deadline = tk_now_ms() + 5000;
+    for (int i = 0; i < REPLICAS; i++)
+        while (lsn_value(json_string_value(stats_get(i, "replayed_lsn"))) < target) {
+            ck_assert_msg(tk_now_ms() < deadline, "replica_%d's position is not checked", i + 1);
+            usleep(50000);
+        }
+    for (int i = 0; i < REPLICAS; i++)
+        ck_assert(json_is_true(stats_get(i, "healthy")));
+    tk_pg_unlock(lock);
+    struct tk_response *answers = tk_batch_wait(reads);
+    for (int n = 0; n < 16; n++)
+        ck_assert_msg(answers[n].status == 200 || answers[n].status == 503, "read %d: %ld", n,
+                      answers[n].status);
+    tk_batch_free(reads);
+}
+END_TEST
+
 int main(void)
 {
     if (!tk_pg_start(&primary, PG_PORT, NULL))
@@ -487,6 +536,7 @@ int main(void)
     tcase_add_test(own, a_stopped_replica_costs_a_retry_and_comes_back);
     tcase_add_test(own, a_lagging_replica_is_skipped);
     tcase_add_test(own, a_lagging_replica_never_fills_the_cache);
+    tcase_add_test(own, lag_checks_run_while_the_replica_pools_are_saturated);
     suite_add_tcase(suite, own);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
