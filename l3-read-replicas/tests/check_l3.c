@@ -473,13 +473,13 @@ START_TEST(lag_checks_run_while_the_replica_pools_are_saturated)
     sleep(2);
     PGconn *lock = tk_pg_lock_records(&primary);
     ck_assert(lock != NULL);
-    sleep(1); /* the lock reaches the standbys */
+    /* A commit elsewhere flushes the WAL, the lock's record with it; the standbys replay it. */
+    ck_assert(tk_pg_exec(&primary, "layers", "CREATE TABLE IF NOT EXISTS sat_wal (x int)"));
+    sleep(1);
     struct tk_batch *reads = tk_batch_start(SERVER_PORT, "/read/sat:absent:", 16);
     ck_assert(tk_wait_in_flight(SERVER_PORT, 8, true, 5000));
     /* The primary moves on (WAL that does not touch `records`); the standbys replay it. */
-    ck_assert(tk_pg_exec(&primary, "layers",
-                         "CREATE TABLE IF NOT EXISTS sat_wal (x int); INSERT INTO sat_wal "
-                         "VALUES (1)"));
+    ck_assert(tk_pg_exec(&primary, "layers", "INSERT INTO sat_wal VALUES (1)"));
     unsigned long long target = lsn_value(primary_value("SELECT pg_current_wal_lsn()::text"));
     ck_assert(target > 0);
     /* The checks read each replica's new position on their own connections: read through a
