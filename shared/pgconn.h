@@ -168,7 +168,8 @@ long long pgconn_connected_at_ms(const struct pgconn *conn);
  * conninfo string; false when there is none (a Unix socket, several hosts, a hostaddr, a numeric
  * address, a malformed string). Exposed for unit tests.
  */
-bool pgconn_host_to_resolve(const char *url, char *host, size_t len);
+bool pgconn_host_to_resolve(const char *url, char *host, size_t len)
+    __attribute__((warn_unused_result));
 
 /* The SQLSTATE-aware classification used for query results (exposed for unit tests). */
 enum pg_status pg_classify_sqlstate(const char *sqlstate);
