@@ -363,7 +363,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 }
 
 static CURL *make_handle(int port, const struct tk_request *req, struct collected *c,
-                         struct curl_slist **headers)
+                         struct curl_slist **headers, long timeout_ms)
 {
     char url[2048];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, req->path);
@@ -374,7 +374,7 @@ static CURL *make_handle(int port, const struct tk_request *req, struct collecte
     curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
@@ -397,6 +397,12 @@ static void finish_response(CURL *h, CURLcode rc, struct collected *c)
     if (rc == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
     curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &res->seconds);
+    if (rc != CURLE_OK && c->body == NULL) { /* say why there is no answer, for the message */
+        char why[128];
+        int len = snprintf(why, sizeof why, "(no response: curl: %s)", curl_easy_strerror(rc));
+        c->body = strdup(why);
+        c->len = (size_t)len;
+    }
     res->body = c->body ? c->body : calloc(1, 1);
     res->body_len = c->len;
     res->json = json_loadb(res->body, res->body_len, JSON_ALLOW_NUL, NULL);
@@ -430,7 +436,9 @@ void tk_http_many(int port, const struct tk_request *reqs, struct tk_response *o
     for (int i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         cs[i].res = &out[i];
-        handles[i] = make_handle(port, &reqs[i], &cs[i], &headers[i]);
+        /* Each request may take the whole batch's time: in a burst on a loaded machine the
+         * last answers come late (the client itself gets a small share of the CPU). */
+        handles[i] = make_handle(port, &reqs[i], &cs[i], &headers[i], timeout_ms);
         curl_easy_setopt(handles[i], CURLOPT_PRIVATE, &cs[i]);
         curl_multi_add_handle(multi, handles[i]);
     }
@@ -492,7 +500,7 @@ void tk_post_chunked(int port, const char *path, const char *body, size_t len, s
     struct collected c = {out, NULL, 0, 0};
     struct curl_slist *headers;
     memset(out, 0, sizeof *out);
-    CURL *h = make_handle(port, &req, &c, &headers);
+    CURL *h = make_handle(port, &req, &c, &headers, 20000L);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_READFUNCTION, on_upload);
     curl_easy_setopt(h, CURLOPT_READDATA, &up);
