@@ -31,10 +31,10 @@ static long size;
 static long offset;
 
 static const struct config_row rows[] = {
-    {"DATABASE_URL", CONFIG_URL, NULL, 0, 0, "where the database is", &url},
-    {"LABEL", CONFIG_STRING, "plain", 0, 0, "a name", &label},
-    {"POOL_SIZE", CONFIG_INT, "10", 1, 100, "connections", &size},
-    {"OFFSET", CONFIG_INT, "0", -5, 5, "a signed setting", &offset},
+    {"DATABASE_URL", CONFIG_URL, NULL, 0, 0, "where the database is", &url, NULL},
+    {"LABEL", CONFIG_STRING, "plain", 0, 0, "a name", &label, NULL},
+    {"POOL_SIZE", CONFIG_INT, "10", 1, 100, "connections", &size, NULL},
+    {"OFFSET", CONFIG_INT, "0", -5, 5, "a signed setting", &offset, NULL},
 };
 #define ROW_COUNT (sizeof rows / sizeof rows[0])
 
@@ -181,8 +181,8 @@ START_TEST(null_lookup_reads_the_environment)
     static char *value;
     static long number;
     const struct config_row env_rows[] = {
-        {"LAYERS_CHECK_CONFIG_TEXT", CONFIG_STRING, NULL, 0, 0, "text", &value},
-        {"LAYERS_CHECK_CONFIG_NUMBER", CONFIG_INT, "1", 0, 9, "number", &number},
+        {"LAYERS_CHECK_CONFIG_TEXT", CONFIG_STRING, NULL, 0, 0, "text", &value, NULL},
+        {"LAYERS_CHECK_CONFIG_NUMBER", CONFIG_INT, "1", 0, 9, "number", &number, NULL},
     };
     ck_assert_int_eq(setenv("LAYERS_CHECK_CONFIG_TEXT", "from-env", 1), 0);
     ck_assert_int_eq(setenv("LAYERS_CHECK_CONFIG_NUMBER", "7", 1), 0);
