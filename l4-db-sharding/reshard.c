@@ -178,8 +178,8 @@ static bool move_key(PGconn *from, PGconn *to, const char *key, struct totals *t
 }
 
 /* Walks one old database's keys and moves those that belong elsewhere now. */
-static bool drain(struct reshard *r, const char *old_url, const struct layout *now,
-                  PGconn **conns, struct totals *t)
+static bool drain(struct reshard *r, const char *old_url, const struct layout *now, PGconn **conns,
+                  struct totals *t)
 {
     PGconn *from = connect_to(old_url);
     if (from == NULL)
@@ -236,8 +236,7 @@ static void *move_keys(void *arg)
     PGconn *conns[SHARD_MAX] = {0};
     struct totals t = {0, 0, 0};
     if (!layout_parse(&now, cfg->urls, cfg->strategy, cfg->ranges, "SHARD_*") ||
-        !layout_parse(&before, cfg->previous_urls, cfg->previous_strategy,
-                      cfg->previous_ranges,
+        !layout_parse(&before, cfg->previous_urls, cfg->previous_strategy, cfg->previous_ranges,
                       "SHARD_PREVIOUS_*"))
         goto done;
     printf("moving keys from %s to %s\n", shard_map_describe(before.map),

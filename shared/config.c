@@ -242,8 +242,8 @@ bool config_sets_load(const struct config_set *sets, size_t count, config_lookup
     for (size_t s = 0; s < count; s++) {
         for (size_t i = 0; i < sets[s].count; i++) {
             if (listed_twice(sets, s, i)) {
-                snprintf(err, errlen, "%s is listed twice (again in \"%s\")",
-                         sets[s].rows[i].name, sets[s].title);
+                snprintf(err, errlen, "%s is listed twice (again in \"%s\")", sets[s].rows[i].name,
+                         sets[s].title);
                 return false;
             }
         }

@@ -27,12 +27,12 @@ enum config_type {
 };
 
 struct config_row {
-    const char *name;          /* environment variable, e.g. "DB_POOL_MAX_SIZE" */
-    enum config_type type;     /* how the text is parsed and printed */
-    const char *default_value; /* used when the variable is unset; NULL = required */
-    long min, max;             /* bounds, for CONFIG_INT only */
-    const char *help;          /* one line for --help */
-    void *target;              /* where the parsed value is stored */
+    const char *name;           /* environment variable, e.g. "DB_POOL_MAX_SIZE" */
+    enum config_type type;      /* how the text is parsed and printed */
+    const char *default_value;  /* used when the variable is unset; NULL = required */
+    long min, max;              /* bounds, for CONFIG_INT only */
+    const char *help;           /* one line for --help */
+    void *target;               /* where the parsed value is stored */
     const char *const *choices; /* CONFIG_ENUM only: the allowed values, NULL-terminated */
 };
 
@@ -44,13 +44,18 @@ struct config_set {
 };
 
 /* A set made of a static array of rows: CONFIG_SET("layer 2", layer_rows). */
-#define CONFIG_SET(title, rows) {(title), (rows), sizeof(rows) / sizeof((rows)[0])}
+#define CONFIG_SET(title, rows)                                                                    \
+    {                                                                                              \
+        (title), (rows), sizeof(rows) / sizeof((rows)[0])                                          \
+    }
 
 /* A set from rows written in place (a module's row macros): CONFIG_ROWS_SET("Redis", ROWS...). At
  * file scope the compound literal is static, so a static table of sets may hold it. */
-#define CONFIG_ROWS_SET(title, ...)                                                               \
-    {(title), (const struct config_row[]){__VA_ARGS__},                                           \
-     sizeof((const struct config_row[]){__VA_ARGS__}) / sizeof(struct config_row)}
+#define CONFIG_ROWS_SET(title, ...)                                                                \
+    {                                                                                              \
+        (title), (const struct config_row[]){__VA_ARGS__},                                         \
+            sizeof((const struct config_row[]){__VA_ARGS__}) / sizeof(struct config_row)           \
+    }
 
 /* A program's spec lists its sets from a static array: `CONFIG_SETS(layer_sets),`. */
 #define CONFIG_SETS(array) .sets = (array), .set_count = sizeof(array) / sizeof((array)[0])

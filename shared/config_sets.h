@@ -24,54 +24,54 @@
 #define SHARD_STRATEGY_CHOICES ((const char *const[]){"modulo", "jump", "range", NULL})
 
 /* One Redis server: its URL (`char **`) and the deadline of connecting and of each command. */
-#define REDIS_CONFIG_SET(url_target, timeout_target, default_url)                                 \
-    CONFIG_ROWS_SET("Redis",                                                                      \
+#define REDIS_CONFIG_SET(url_target, timeout_target, default_url)                                  \
+    CONFIG_ROWS_SET("Redis",                                                                       \
                     {"REDIS_URL", CONFIG_URL, (default_url), 0, 0, "Redis connection URL",         \
-                     (url_target), NULL},                                                         \
-                    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,                            \
-                     "deadline for connecting to Redis and for each command", (timeout_target),   \
+                     (url_target), NULL},                                                          \
+                    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,                             \
+                     "deadline for connecting to Redis and for each command", (timeout_target),    \
                      NULL})
 
 /* Cache-aside's TTL (`long *`, seconds). */
 #define CACHE_CONFIG_SET(ttl_target)                                                               \
-    CONFIG_ROWS_SET("cache-aside",                                                                \
-                    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,                               \
+    CONFIG_ROWS_SET("cache-aside",                                                                 \
+                    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,                                \
                      "seconds a cached row lives (plus up to 10% jitter)", (ttl_target), NULL})
 
 /* The replica router: a primary, its streaming replicas (a list, or one), the lag bound. */
-#define REPLICA_CONFIG_SET(primary_target, replicas_target, replica_target, lag_target,           \
-                           default_primary, default_replicas)                                     \
+#define REPLICA_CONFIG_SET(primary_target, replicas_target, replica_target, lag_target,            \
+                           default_primary, default_replicas)                                      \
     CONFIG_ROWS_SET(                                                                               \
-        "replicas",                                                                               \
-        {"PRIMARY_DATABASE_URL", CONFIG_URL, (default_primary), 0, 0,                             \
-         "the primary: every write, and reads no replica can serve", (primary_target), NULL},     \
-        {"REPLICA_DATABASE_URLS", CONFIG_URL, (default_replicas), 0, 0,                           \
-         "comma-separated replica URLs (streaming replicas of the primary)", (replicas_target),   \
-         NULL},                                                                                   \
-        {"REPLICA_DATABASE_URL", CONFIG_URL, "", 0, 0,                                            \
-         "one replica, when REPLICA_DATABASE_URLS is set empty", (replica_target), NULL},         \
-        {"MAX_REPLICA_LAG_MS", CONFIG_INT, "1000", 0, 3600000,                                    \
+        "replicas",                                                                                \
+        {"PRIMARY_DATABASE_URL", CONFIG_URL, (default_primary), 0, 0,                              \
+         "the primary: every write, and reads no replica can serve", (primary_target), NULL},      \
+        {"REPLICA_DATABASE_URLS", CONFIG_URL, (default_replicas), 0, 0,                            \
+         "comma-separated replica URLs (streaming replicas of the primary)", (replicas_target),    \
+         NULL},                                                                                    \
+        {"REPLICA_DATABASE_URL", CONFIG_URL, "", 0, 0,                                             \
+         "one replica, when REPLICA_DATABASE_URLS is set empty", (replica_target), NULL},          \
+        {"MAX_REPLICA_LAG_MS", CONFIG_INT, "1000", 0, 3600000,                                     \
          "replicas further behind the primary are skipped", (lag_target), NULL})
 
 /* The shard layouts, into a struct shard_settings *s (shard_set.h): the current one and, while
  * resharding, the previous one. A default of NULL makes the setting required (l4-reshard). */
-#define SHARD_CONFIG_SET(s, default_urls, default_previous_urls)                                  \
+#define SHARD_CONFIG_SET(s, default_urls, default_previous_urls)                                   \
     CONFIG_ROWS_SET(                                                                               \
-        "shards",                                                                                 \
-        {"SHARD_URLS", CONFIG_URL, (default_urls), 0, 0,                                          \
-         "comma-separated PostgreSQL URLs, one per shard, shard 0 first", &(s)->urls, NULL},      \
-        {"SHARD_STRATEGY", CONFIG_ENUM, "modulo", 0, 0,                                           \
-         "modulo (MD5 mod N), jump (jump consistent hash) or range", &(s)->strategy,              \
-         SHARD_STRATEGY_CHOICES},                                                                 \
-        {"SHARD_RANGES", CONFIG_STRING, "", 0, 0,                                                 \
-         "range: the N-1 ascending boundaries, comma-separated (\"g,n\")", &(s)->ranges, NULL},   \
-        {"SHARD_PREVIOUS_URLS", CONFIG_URL, (default_previous_urls), 0, 0,                        \
-         "while resharding: the previous layout's URLs (reads fall back to it)",                  \
-         &(s)->previous_urls, NULL},                                                              \
-        {"SHARD_PREVIOUS_STRATEGY", CONFIG_ENUM, "modulo", 0, 0,                                  \
-         "while resharding: the previous layout's strategy", &(s)->previous_strategy,             \
-         SHARD_STRATEGY_CHOICES},                                                                 \
-        {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0,                                        \
+        "shards",                                                                                  \
+        {"SHARD_URLS", CONFIG_URL, (default_urls), 0, 0,                                           \
+         "comma-separated PostgreSQL URLs, one per shard, shard 0 first", &(s)->urls, NULL},       \
+        {"SHARD_STRATEGY", CONFIG_ENUM, "modulo", 0, 0,                                            \
+         "modulo (MD5 mod N), jump (jump consistent hash) or range", &(s)->strategy,               \
+         SHARD_STRATEGY_CHOICES},                                                                  \
+        {"SHARD_RANGES", CONFIG_STRING, "", 0, 0,                                                  \
+         "range: the N-1 ascending boundaries, comma-separated (\"g,n\")", &(s)->ranges, NULL},    \
+        {"SHARD_PREVIOUS_URLS", CONFIG_URL, (default_previous_urls), 0, 0,                         \
+         "while resharding: the previous layout's URLs (reads fall back to it)",                   \
+         &(s)->previous_urls, NULL},                                                               \
+        {"SHARD_PREVIOUS_STRATEGY", CONFIG_ENUM, "modulo", 0, 0,                                   \
+         "while resharding: the previous layout's strategy", &(s)->previous_strategy,              \
+         SHARD_STRATEGY_CHOICES},                                                                  \
+        {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0,                                         \
          "while resharding: the previous layout's range boundaries", &(s)->previous_ranges, NULL})
 
 #endif

@@ -24,35 +24,54 @@ struct pool_config {
 };
 
 /* DATABASE_URL, into a `char **`; default_url is the local stack's. */
-#define DATABASE_URL_ROW(target, default_url)                                                     \
-    {"DATABASE_URL", CONFIG_URL, (default_url), 0, 0, "PostgreSQL connection URL", (target), NULL}
+#define DATABASE_URL_ROW(target, default_url)                                                      \
+    {                                                                                              \
+        "DATABASE_URL", CONFIG_URL, (default_url), 0, 0, "PostgreSQL connection URL", (target),    \
+            NULL                                                                                   \
+    }
 
 /* The deadlines of one PostgreSQL connection, into two `long *`. */
-#define PG_TIMEOUT_ROWS(connect_target, query_target)                                             \
-    {"DB_CONNECT_TIMEOUT_MS", CONFIG_INT, "2000", 100, 60000,                                     \
-     "deadline for opening a connection", (connect_target), NULL},                                \
-    {                                                                                             \
-        "DB_QUERY_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,                                   \
-            "statement_timeout; the client gives up 1 s later", (query_target), NULL              \
+#define PG_TIMEOUT_ROWS(connect_target, query_target)                                              \
+    {"DB_CONNECT_TIMEOUT_MS", CONFIG_INT, "2000", 100, 60000, "deadline for opening a connection", \
+     (connect_target),        NULL},                                                               \
+    {                                                                                              \
+        "DB_QUERY_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,                                    \
+            "statement_timeout; the client gives up 1 s later", (query_target), NULL               \
     }
 
 /* The pool's own rows, for a struct pool_config *c. */
 #define POOL_SIZE_ROWS(c)                                                                          \
-    {"DB_POOL_MIN_SIZE", CONFIG_INT, "2", 0, 1000, "connections kept open when idle",             \
-     &(c)->min_size, NULL},                                                                        \
+    {"DB_POOL_MIN_SIZE", CONFIG_INT, "2", 0, 1000, "connections kept open when idle",              \
+     &(c)->min_size,     NULL},                                                                    \
         {"DB_POOL_MAX_SIZE", CONFIG_INT, "10", 1, 1000, "most connections the pool opens",         \
-         &(c)->max_size, NULL},                                                                    \
-        {"DB_POOL_ACQUIRE_TIMEOUT_MS", CONFIG_INT, "2000", 1, 600000,                              \
-         "longest wait for a free connection (then 503)", &(c)->acquire_timeout_ms, NULL},         \
-        {"DB_POOL_MAX_WAITING", CONFIG_INT, "1000", 1, 1000000,                                    \
-         "requests allowed to wait for a connection (more get 503 at once)", &(c)->max_waiting,    \
+         &(c)->max_size,     NULL},                                                                \
+        {"DB_POOL_ACQUIRE_TIMEOUT_MS",                                                             \
+         CONFIG_INT,                                                                               \
+         "2000",                                                                                   \
+         1,                                                                                        \
+         600000,                                                                                   \
+         "longest wait for a free connection (then 503)",                                          \
+         &(c)->acquire_timeout_ms,                                                                 \
          NULL},                                                                                    \
-        {"DB_POOL_MAX_LIFETIME_S", CONFIG_INT, "1800", 1, 86400,                                   \
-         "connections older than this are replaced", &(c)->max_lifetime_s, NULL},                  \
+        {"DB_POOL_MAX_WAITING",                                                                    \
+         CONFIG_INT,                                                                               \
+         "1000",                                                                                   \
+         1,                                                                                        \
+         1000000,                                                                                  \
+         "requests allowed to wait for a connection (more get 503 at once)",                       \
+         &(c)->max_waiting,                                                                        \
+         NULL},                                                                                    \
+        {"DB_POOL_MAX_LIFETIME_S",                                                                 \
+         CONFIG_INT,                                                                               \
+         "1800",                                                                                   \
+         1,                                                                                        \
+         86400,                                                                                    \
+         "connections older than this are replaced",                                               \
+         &(c)->max_lifetime_s,                                                                     \
+         NULL},                                                                                    \
     {                                                                                              \
         "DB_POOL_IDLE_TIMEOUT_S", CONFIG_INT, "300", 1, 86400,                                     \
-            "idle connections above the minimum are closed after this", &(c)->idle_timeout_s,      \
-            NULL                                                                                   \
+            "idle connections above the minimum are closed after this", &(c)->idle_timeout_s, NULL \
     }
 
 /* Every row of one pooled database, for a struct pool_config *c. */
@@ -65,12 +84,12 @@ struct pool_config {
     CONFIG_ROWS_SET("PostgreSQL pool", POOL_CONFIG_ROWS(c, default_url))
 /* ... a pool per database named by other settings (replicas, shards), the same rows each ... */
 #define POOL_EACH_CONFIG_SET(c)                                                                    \
-    CONFIG_ROWS_SET("PostgreSQL pools (the same settings for each)",                              \
+    CONFIG_ROWS_SET("PostgreSQL pools (the same settings for each)",                               \
                     PG_TIMEOUT_ROWS(&(c)->connect_timeout_ms, &(c)->query_timeout_ms),             \
                     POOL_SIZE_ROWS(c))
 /* ... or one connection at a time, no pool (layer 0). */
-#define PG_CONFIG_SET(url_target, connect_target, query_target, default_url)                      \
-    CONFIG_ROWS_SET("PostgreSQL", DATABASE_URL_ROW(url_target, default_url),                      \
+#define PG_CONFIG_SET(url_target, connect_target, query_target, default_url)                       \
+    CONFIG_ROWS_SET("PostgreSQL", DATABASE_URL_ROW(url_target, default_url),                       \
                     PG_TIMEOUT_ROWS(connect_target, query_target))
 
 /* The pgconn settings for these values (pooled: statements are prepared). */

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DRAIN_POLL_MS    20
-#define DRAIN_FLUSH_MS   200 /* after the last reply, time for it to leave the socket buffer */
-#define HTTP_ROW_COUNT   5
+#define DRAIN_POLL_MS  20
+#define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
+#define HTTP_ROW_COUNT 5
 
 struct server {
     const struct server_spec *spec;         /* the layer's description */
@@ -39,10 +39,10 @@ struct server {
 static struct config_set *build_sets(struct server *server, size_t *count)
 {
     struct server_config *c = &server->config;
-    snprintf(server->port_default, sizeof server->port_default, "%ld",
-             server->spec->default_port);
+    snprintf(server->port_default, sizeof server->port_default, "%ld", server->spec->default_port);
     const struct config_row rows[HTTP_ROW_COUNT] = {
-        {"PORT", CONFIG_INT, server->port_default, 1, 65535, "TCP port to listen on", &c->port, NULL},
+        {"PORT", CONFIG_INT, server->port_default, 1, 65535, "TCP port to listen on", &c->port,
+         NULL},
         {"HOST", CONFIG_STRING, "127.0.0.1", 0, 0, "address to listen on (0.0.0.0 in containers)",
          &c->host, NULL},
         {"MAX_BODY_BYTES", CONFIG_INT, "1048576", 1024, 64L << 20,

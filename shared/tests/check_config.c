@@ -397,8 +397,7 @@ START_TEST(a_variable_listed_by_two_sets_is_refused)
     const char *env[] = {NULL};
     char err[256] = "";
     ck_assert(!config_sets_load(twice, 3, lookup, env, err, sizeof err));
-    ck_assert_msg(strstr(err, "POOL_URL") != NULL && strstr(err, "pool again") != NULL, "%s",
-                  err);
+    ck_assert_msg(strstr(err, "POOL_URL") != NULL && strstr(err, "pool again") != NULL, "%s", err);
     config_sets_release(twice, 3);
 }
 END_TEST
