@@ -105,6 +105,15 @@ static char next_report(int fd, int timeout_ms)
     return c;
 }
 
+/* The next report that is not a maintenance tick (they go on while the child stops). */
+static char next_after_ticks(int fd)
+{
+    char c;
+    while ((c = next_report(fd, 3000)) == 't')
+        ;
+    return c;
+}
+
 /* Waits up to timeout_ms for the child; its wait status, or -1. */
 static int wait_exit(pid_t pid, int timeout_ms)
 {
@@ -127,10 +136,7 @@ START_TEST(starts_ticks_and_stops_on_sigterm_with_exit_0)
     ck_assert_int_eq(next_report(fd, 3000), 't'); /* the maintenance timer: once a second */
     ck_assert_int_eq(next_report(fd, 3000), 't');
     kill(pid, SIGTERM);
-    char c;
-    while ((c = next_report(fd, 3000)) == 't')
-        ;
-    ck_assert_int_eq(c, 'd');
+    ck_assert_int_eq(next_after_ticks(fd), 'd');
     ck_assert_int_eq(next_report(fd, 3000), 'x');
     int status = wait_exit(pid, 5000);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
@@ -146,13 +152,8 @@ START_TEST(a_drain_that_never_ends_is_stopped_after_the_timeout)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     kill(pid, SIGTERM);
-    char c;
-    while ((c = next_report(fd, 3000)) == 't')
-        ;
-    ck_assert_int_eq(c, 'd');
-    while ((c = next_report(fd, 3000)) == 't')
-        ;
-    ck_assert_int_eq(c, 'x');
+    ck_assert_int_eq(next_after_ticks(fd), 'd');
+    ck_assert_int_eq(next_after_ticks(fd), 'x');
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     ck_assert_msg(ms >= 250 && ms < 3000, "stopped after %ld ms (SHUTDOWN_TIMEOUT_MS=300)", ms);
