@@ -216,10 +216,8 @@ static bool drain(struct reshard *r, const char *old_url, const struct layout *n
         PQclear(keys);
         if (!ok)
             break;
-        if (atomic_load(&r->stop)) {
-            printf("stopped by a signal after a batch; run again to move the rest\n");
+        if (atomic_load(&r->stop)) /* a stop signal: this batch is committed, end here */
             break;
-        }
     }
     free(after);
     PQfinish(from);
@@ -250,16 +248,17 @@ static void *move_keys(void *arg)
             seen |= strcmp(before.urls[j], before.urls[i]) == 0;
         if (seen)
             continue;
-        struct totals shard = {0, 0, 0};
         if (atomic_load(&r->stop))
             break;
+        struct totals shard = {0, 0, 0};
         if (!drain(r, before.urls[i], &now, conns, &shard))
             goto done;
         printf("previous shard %d: %lld keys scanned, %lld moved, %lld already rewritten\n", i,
                shard.scanned, shard.moved, shard.superseded);
         t.scanned += shard.scanned, t.moved += shard.moved, t.superseded += shard.superseded;
     }
-    printf("done: %lld keys scanned, %lld moved, %lld already rewritten on their new shard\n",
+    printf("%s: %lld keys scanned, %lld moved, %lld already rewritten on their new shard\n",
+           atomic_load(&r->stop) ? "stopped by a signal (run again to move the rest)" : "done",
            t.scanned, t.moved, t.superseded);
     rc = 0;
 done:
