@@ -3,16 +3,18 @@
 
     report.py report RESULTS_DIR          report.md and charts (bench/run.sh calls it at the end)
     report.py summary RESULTS_DIR         a short table on stdout
-    report.py compare RESULTS_A RESULTS_B B/A, workload by workload
+    report.py compare RESULTS_A RESULTS_B B against A, cell by cell, with the spread
 
-Every number printed comes from results.csv and ceilings.csv in the same folder; nothing is
-averaged across runs, and a run with failed requests is shown as such, never as a number alone.
-Standard library only (Debian's /usr/bin/python3); charts are drawn by gnuplot when installed.
+Every number printed comes from the CSV files in the same folder. A cell (layer, workload,
+clients or rate) was measured once per round; it is reported as the median of its clean rounds
+with their minimum and maximum (the spread). A round with a failed request, check or warm-up is
+never averaged in: the cell says how many rounds failed. Standard library only (Debian's
+/usr/bin/python3); charts are drawn by gnuplot when installed.
 """
 import csv
-import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -25,27 +27,22 @@ WORKLOADS = {
     "mixed": "90% reads, 10% writes, both Zipf-distributed.",
 }
 CEILINGS = {
-    "http-only": "HTTP layer alone (GET /ping), req/s",
-    "postgresql": "PostgreSQL alone (pgbench -S), transactions/s",
-    "redis": "Redis alone (redis-benchmark GET), req/s",
+    "http-only": "HTTP layer alone (GET /ping on layer 0's server, bench/loadgen), req/s",
+    "pg-select": "PostgreSQL primary-key select (pgbench -S -M prepared), transactions/s",
+    "pg-pipelined": "PostgreSQL, ten selects per pipeline (pgbench -M prepared), queries/s",
+    "pg-write": "PostgreSQL upsert of a 100-byte value into records (pgbench -M prepared), "
+                "transactions/s",
+    "pg-connect": "PostgreSQL, a new connection per select (pgbench -C -S), transactions/s",
+    "redis": "Redis GET of 100-byte values (redis-benchmark), req/s",
 }
 
 
-def load(directory):
-    """The rows of results.csv, and ceilings.csv as {kind: {clients: row}}."""
-    with open(os.path.join(directory, "results.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
-    ceilings = {}
-    path = os.path.join(directory, "ceilings.csv")
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                ceilings.setdefault(row["kind"], {})[int(row["concurrency"])] = row
-    return rows, ceilings
-
-
-def ordered(values):
-    return list(dict.fromkeys(values))
+def read_csv(directory, name):
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def number(text):
@@ -55,31 +52,76 @@ def number(text):
         return None
 
 
-def ms(us):
-    value = number(us)
-    return "–" if value is None else f"{value / 1000:.2f}"
+def ordered(values):
+    return list(dict.fromkeys(values))
 
 
-def failed(row):
-    return int(row.get("non2xx") or 0) + int(row.get("socket_errors") or 0)
+def level(row):
+    """The column a row belongs to: (rate, clients); rate 0 is the closed loop."""
+    return (int(number(row.get("rate")) or 0), int(row["concurrency"]))
 
 
-def status(row):
-    """'' for a clean run, else what the reader must know instead of (or with) the number."""
-    flag = row.get("flag", "")
-    if flag.startswith("not served"):
-        return flag
-    if flag.startswith("FAILED"):
-        return "**FAILED**"
-    if flag == "ERRORS" or failed(row):
-        return f"**ERRORS: {failed(row):,} failed**"
-    return ""
+def level_name(lv):
+    rate, clients = lv
+    if rate:
+        return f"{rate:,} req/s ({clients} conn)"
+    return f"{clients} client{'s' if clients > 1 else ''}"
 
 
-def ceiling_rps(ceilings, kind, clients):
-    row = ceilings.get(kind, {}).get(clients)
-    value = number(row["rps"]) if row else None
-    return value if value else None
+def clean(row):
+    return number(row.get("rps")) is not None and not row.get("flag")
+
+
+class Cell:
+    """The rounds of one (layer, workload, level): medians and spread of the clean ones."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.good = [r for r in rows if clean(r)]
+        self.failed = [r for r in rows if not clean(r)]
+
+    def stat(self, column):
+        values = [number(r[column]) for r in self.good if number(r.get(column)) is not None]
+        if not values:
+            return None
+        return statistics.median(values), min(values), max(values)
+
+    def flag(self):
+        if not self.failed:
+            return ""
+        kinds = ordered(r["flag"].split(":")[0] or "ERRORS" for r in self.failed)
+        if kinds == ["not served"]:
+            return self.failed[0]["flag"]
+        return f"**{'/'.join(kinds)} in {len(self.failed)} of {len(self.rows)} rounds**"
+
+
+def spread(stat, scale=1.0, digits=0):
+    median, low, high = (v / scale for v in stat)
+    fmt = f"{{:,.{digits}f}}"
+    text = fmt.format(median)
+    if high > low:
+        text += f" ({fmt.format(low)}–{fmt.format(high)})"
+    return text
+
+
+def load(directory):
+    rows = read_csv(directory, "results.csv")
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["layer"], r["workload"], level(r)), []).append(r)
+    ceilings = {}
+    for r in read_csv(directory, "ceilings.csv"):
+        ceilings.setdefault((r["kind"], int(r["concurrency"])), []).append(r)
+    return rows, {k: Cell(v) for k, v in cells.items()}, ceilings
+
+
+def ceiling_stat(ceilings, kind, clients):
+    rows = [r for r in ceilings.get((kind, clients), [])
+            if number(r["rps"]) and not int(r.get("errors") or 0)]
+    values = [number(r["rps"]) for r in rows]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
 
 
 def describe(directory):
@@ -88,191 +130,202 @@ def describe(directory):
 
 
 def report(directory):
-    rows, ceilings = load(directory)
+    rows, cells, ceilings = load(directory)
+    bounds = {(r["layer"], r["workload"]): r["ceiling"] for r in read_csv(directory, "bounds.csv")}
+    checks = read_csv(directory, "checks.csv")
     layers = ordered(r["layer"] for r in rows)
-    workloads = ordered(r["workload"] for r in rows)
-    levels = sorted({int(r["concurrency"]) for r in rows} |
-                    {c for kind in ceilings.values() for c in kind})
-    index = {(r["layer"], r["workload"], int(r["concurrency"])): r for r in rows}
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
+    levels = sorted({level(r) for r in rows})
+    clients = sorted({c for _, c in levels} | {c for _, c in ceilings})
+    rounds = len({r["round"] for r in rows} | {r["round"] for v in ceilings.values() for r in v})
     machine = describe(directory)
-    latency = next((line.split("db_latency=")[1].replace("ms", " ms") for line in machine.splitlines()
-                    if "db_latency=" in line), "0ms")
-    header = " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in levels)
+    header = " | ".join(level_name(lv) for lv in levels)
     out = ["# Benchmark report", "", "```", machine, "```", "",
-           "Every figure below comes from `results.csv` and `ceilings.csv` in this folder (raw tool "
-           "output in `raw.log`). Requests per second are higher-better; latencies are in "
-           "milliseconds, lower-better. Percentages compare a layer with the ceilings measured "
-           "in the same run at the same number of clients: **http** is the share of the HTTP "
-           "layer alone (what any layer could reach on this machine), **pg** the share of "
-           "PostgreSQL alone (above 100% means a cache serves more than the database could). "
-           "A run with failed requests is marked **ERRORS** and is not comparable; a run that "
-           "could not be made is marked **FAILED**.", ""]
-    if latency not in ("0 ms", "0"):
-        out += [f"PostgreSQL was {latency} away in each direction (`--db-latency`): the servers "
-                "and pgbench reached it through `delay-proxy`.", ""]
+           f"Every figure below comes from the CSV files in this folder (raw tool output in "
+           f"`raw.log`). Each cell was measured once in each of {rounds} round(s), the rounds "
+           "interleaved across layers and ceilings; a figure is the **median of the clean "
+           "rounds (minimum–maximum)**. Latencies are those of the measured requests, no "
+           "synthetic ones (bench/loadgen), in milliseconds. Every reply was checked (status "
+           "and body); a round with any failed request, check or warm-up request is not "
+           "averaged in, and the cell says in how many rounds that happened. The **bound** "
+           "column is the share of the ceiling that bounds the layer on that workload "
+           "(`bounds.csv`), median over median.", ""]
 
-    problems = ordered(f"- {r['layer']}: {r['flag']}" for r in rows
-                       if r["flag"].startswith(("FAILED", "not served")))
-    problems += ordered(f"- {r['layer']}, {r['workload']} at {r['concurrency']} clients: "
-                        f"{failed(r):,} failed requests ({r['non2xx']} responses with status "
-                        f">= 400, {r['socket_errors']} socket errors; see logs/{r['layer']}.log)"
-                        for r in rows if r["flag"] == "ERRORS")
-    problems += [f"- ceiling {kind} at {c} clients: failed (see raw.log and logs/ceilings.log)"
-                 for kind, by_clients in ceilings.items() for c, row in by_clients.items()
-                 if int(row.get("errors") or 0)]
+    problems = []
+    for key, cell in cells.items():
+        for r in cell.failed:
+            if r["flag"].startswith("not served"):
+                continue
+            problems.append(f"- {key[0]}, {key[1]}, {level_name(key[2])}, round {r['round']}: "
+                            f"{r['flag'] or 'no result'} (bad status {r.get('bad_status') or 0}, "
+                            f"bad body {r.get('bad_body') or 0}, socket {r.get('socket_errors') or 0}, "
+                            f"warm-up {r.get('warmup_errors') or 0}, unfinished "
+                            f"{r.get('unfinished') or 0}; raw.log, logs/{key[0]}.log)")
+    problems += [f"- {r['layer']}, round {r['round']}: {r['step']}: {r['failed']} of "
+                 f"{r['requests'] or '?'} requests failed their check" for r in checks
+                 if int(r.get("failed") or 0)]
+    problems += [f"- ceiling {kind} at {c} clients, round {r['round']}: failed (raw.log)"
+                 for (kind, c), rs in ceilings.items() for r in rs if int(r.get("errors") or 0)]
     if problems:
-        out += ["## Problems in this run", ""] + problems + [""]
+        out += ["## Problems in this run", ""] + ordered(problems) + [""]
+
+    if checks:
+        out += ["## The data set", "",
+                "Written through each layer's API, then read back and checked (every key on "
+                "layers with a cache, which leaves the cache warm; an evenly spaced sample on the "
+                "others):", "", "| layer | round | step | requests | failed | seconds |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['layer']} | {r['round']} | {r['step']} | {r['requests']} | {r['failed']} | "
+                f"{r['seconds']} |" for r in checks]
+        out.append("")
 
     if ceilings:
-        out += ["## Ceilings", "", f"| what | {header} |", "|---|" + "---|" * len(levels)]
+        ch = " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in clients)
+        out += ["## Ceilings", "", f"| what | {ch} |", "|---|" + "---|" * len(clients)]
         for kind, label in CEILINGS.items():
-            if kind not in ceilings:
+            if not any(k == kind for k, _ in ceilings):
                 continue
-            cells = []
-            for c in levels:
-                row = ceilings[kind].get(c)
-                if row is None:
-                    cells.append("–")
-                    continue
-                rps = number(row["rps"])
-                detail = []
-                if number(row.get("p99_us")) is not None:
-                    detail.append(f"p99 {ms(row['p99_us'])}")
-                elif number(row.get("avg_us")) is not None:
-                    detail.append(f"avg {ms(row['avg_us'])}")
-                text = f"{rps:,.0f}" if rps else "–"
-                if detail:
-                    text += f" · {detail[0]} ms"
-                if int(row.get("errors") or 0):
-                    text += " **ERRORS**"
-                cells.append(text)
-            out.append(f"| {label} | " + " | ".join(cells) + " |")
+            cellsx = []
+            for c in clients:
+                s = ceiling_stat(ceilings, kind, c)
+                cellsx.append(spread(s) if s else "–")
+            out.append(f"| {label} | " + " | ".join(cellsx) + " |")
         out.append("")
 
     for w in workloads:
-        out += [f"## {w}", "", WORKLOADS.get(w, ""), "",
-                f"Throughput, req/s (share of the http / pg ceilings):", "",
+        out += [f"## {w}", "", WORKLOADS[w], "",
+                "Throughput, req/s: median (min–max) · share of the bounding ceiling:", "",
+                f"| layer | bound | {header} |", "|---|---|" + "---|" * len(levels)]
+        for layer in layers:
+            kind = bounds.get((layer, w), "")
+            row = []
+            for lv in levels:
+                cell = cells.get((layer, w, lv))
+                if cell is None:
+                    row.append("–")
+                    continue
+                s = cell.stat("rps")
+                text = spread(s) if s else ""
+                ceiling = ceiling_stat(ceilings, kind, lv[1]) if kind and not lv[0] else None
+                if s and ceiling:
+                    text += f" · {100 * s[0] / ceiling[0]:.0f}%"
+                row.append(" ".join(filter(None, [text, cell.flag()])) or "–")
+            out.append(f"| {layer} | {kind or '–'} | " + " | ".join(row) + " |")
+        out += ["", "Latency, ms: p50 / **p99** (min–max) / p99.9:", "",
                 f"| layer | {header} |", "|---|" + "---|" * len(levels)]
         for layer in layers:
-            cells = []
-            for c in levels:
-                r = index.get((layer, w, c))
-                if r is None:
-                    cells.append("–")
+            row = []
+            for lv in levels:
+                cell = cells.get((layer, w, lv))
+                if cell is None:
+                    row.append("–")
                     continue
-                rps = number(r["rps"])
-                if rps is None:
-                    cells.append(status(r) or "–")
-                    continue
-                shares = []
-                for kind, short in (("http-only", "http"), ("postgresql", "pg")):
-                    ceiling = ceiling_rps(ceilings, kind, c)
-                    if ceiling:
-                        shares.append(f"{100 * rps / ceiling:.0f}% {short}")
-                text = f"{rps:,.0f}" + (f" ({', '.join(shares)})" if shares else "")
-                cells.append(" ".join(filter(None, [text, status(r)])))
-            out.append(f"| {layer} | " + " | ".join(cells) + " |")
-        out += ["", "Latency, ms: p50 / p90 / **p99** / max:", "",
-                f"| layer | {header} |", "|---|" + "---|" * len(levels)]
-        for layer in layers:
-            cells = []
-            for c in levels:
-                r = index.get((layer, w, c))
-                if r is None or number(r["rps"]) is None:
-                    cells.append("–" if r is None else status(r) or "–")
-                    continue
-                text = (f"{ms(r['p50_us'])} / {ms(r['p90_us'])} / **{ms(r['p99_us'])}** / "
-                        f"{ms(r['max_us'])}")
-                cells.append(" ".join(filter(None, [text, status(r)])))
-            out.append(f"| {layer} | " + " | ".join(cells) + " |")
+                p50, p99, p999 = cell.stat("p50_us"), cell.stat("p99_us"), cell.stat("p999_us")
+                text = ""
+                if p99:
+                    text = (f"{p50[0] / 1000:.2f} / **{spread(p99, 1000, 2)}** / "
+                            f"{p999[0] / 1000:.2f}")
+                row.append(" ".join(filter(None, [text, cell.flag()])) or "–")
+            out.append(f"| {layer} | " + " | ".join(row) + " |")
         out.append("")
 
-    out += ["## Resources", "",
-            "CPU time during each measured run, per request: the server's, and the databases' "
-            "(every PostgreSQL process, including the backends that ended, and Redis). Peak RSS "
-            "is the server's resident memory at its highest during the run.", "",
-            "| layer | workload | clients | requests | failed | server CPU µs/req | "
-            "databases CPU µs/req | server peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        requests = int(number(r.get("requests")) or 0)
-        if not requests:
+    out += ["## Resources and machine", "",
+            "Per cell, medians over the clean rounds: CPU time per request of the layer's own "
+            "programs and of its databases (every PostgreSQL process, including backends that "
+            "ended, and Redis), the server's peak RSS; and the machine during the cell: the "
+            "highest 1-minute load average and CPU steal of any round.", "",
+            "| layer | workload | clients | requests | server CPU µs/req | databases CPU µs/req | "
+            "peak RSS MiB | load1 max | steal % max |", "|---|---|---|---|---|---|---|---|---|"]
+    for (layer, w, lv), cell in cells.items():
+        if not cell.good:
             continue
 
-        def per_request(column):
-            value = number(r.get(column))
-            return "–" if value is None else f"{value * 1e6 / requests:.0f}"
+        def med(column, per_request=False):
+            vals = []
+            for r in cell.good:
+                v, n = number(r.get(column)), number(r.get("requests"))
+                if v is not None and (not per_request or n):
+                    vals.append(v * 1e6 / n if per_request else v)
+            return statistics.median(vals) if vals else None
 
-        rss = number(r.get("server_peak_rss_kb"))
-        out.append(f"| {r['layer']} | {r['workload']} | {r['concurrency']} | {requests:,} | "
-                   f"{failed(r):,} | {per_request('server_cpu_s')} | "
-                   f"{per_request('backend_cpu_s')} | "
-                   f"{'–' if rss is None else f'{rss / 1024:.1f}'} |")
+        def top(column):
+            vals = [number(r.get(column)) for r in cell.rows if number(r.get(column)) is not None]
+            return max(vals) if vals else None
+
+        def show(v, fmt):
+            return "–" if v is None else format(v, fmt)
+
+        rss = med("server_peak_rss_kb")
+        out.append(f"| {layer} | {w} | {level_name(lv)} | {show(med('requests'), ',.0f')} | "
+                   f"{show(med('server_cpu_s', True), '.0f')} | "
+                   f"{show(med('backend_cpu_s', True), '.0f')} | "
+                   f"{show(rss / 1024 if rss else None, '.1f')} | {show(top('load1'), '.2f')} | "
+                   f"{show(top('steal_pct'), '.1f')} |")
     out.append("")
 
-    charts = draw_charts(directory, rows, ceilings, layers, workloads, levels,
-                         None if latency in ("0 ms", "0") else latency)
+    charts = draw_charts(directory, cells, ceilings, layers, workloads, levels)
     out += ["## Charts", ""]
     if charts:
-        out += ["Throughput on a logarithmic scale; the dashed lines are the ceilings. Points of "
-                "runs with failed requests are left out.", ""]
-        out += [f"![{c}]({c})" for c in charts]
-    elif len(levels) < 2:
-        out += ["(Charts need at least two concurrency levels.)"]
+        out += ["Medians with error bars from the minimum to the maximum round; logarithmic "
+                "scales; dashed lines are the ceilings. Rounds with failed requests are left out.",
+                ""] + [f"![{c}]({c})" for c in charts]
     else:
-        out += ["(gnuplot is not installed: no charts.)"]
+        out += ["(Charts need gnuplot and at least two client counts in the closed loop.)"]
     out.append("")
     with open(os.path.join(directory, "report.md"), "w") as f:
         f.write("\n".join(out))
 
 
-def draw_charts(directory, rows, ceilings, layers, workloads, levels, latency):
-    if shutil.which("gnuplot") is None or len(levels) < 2:
+def draw_charts(directory, cells, ceilings, layers, workloads, levels):
+    closed = [lv for lv in levels if lv[0] == 0]
+    if shutil.which("gnuplot") is None or len(closed) < 2:
         return []
-    where = f" (PostgreSQL {latency} away)" if latency else ""
+    xs = [c for _, c in closed]
     charts = []
     for metric, label, column in (("throughput", "requests per second", "rps"),
                                   ("p99", "p99 latency (ms)", "p99_us")):
         for w in workloads:
-            series = []  # (title, points, dashed)
+            series = []  # (title, [(x, median, low, high)], ceiling?)
             for layer in layers:
-                points = [(int(r["concurrency"]), number(r[column])) for r in rows
-                          if r["layer"] == layer and r["workload"] == w and
-                          number(r[column]) is not None and not status(r)]
-                series.append((layer, points, None))
+                points = []
+                for lv in closed:
+                    cell = cells.get((layer, w, lv))
+                    s = cell.stat(column) if cell else None
+                    if s:
+                        scale = 1000 if column == "p99_us" else 1
+                        points.append((lv[1],) + tuple(v / scale for v in s))
+                series.append((layer, points, False))
             if metric == "throughput":
-                for kind, title, style in (
-                        ("http-only", "ceiling: HTTP alone", "dashtype 2 linecolor rgb 'gray30'"),
-                        ("postgresql", "ceiling: PostgreSQL alone",
-                         "dashtype 3 linecolor rgb 'gray50'")):
-                    points = [(c, ceiling_rps(ceilings, kind, c)) for c in levels
-                              if ceiling_rps(ceilings, kind, c)]
-                    series.append((title, points, style))
+                for kind in ("http-only", "pg-select", "redis"):
+                    points = [(c,) + ceiling_stat(ceilings, kind, c) for c in xs
+                              if ceiling_stat(ceilings, kind, c)]
+                    series.append((f"ceiling: {kind}", points, True))
             series = [s for s in series if s[1]]
             if not series:
                 continue
             data = os.path.join(directory, f".{metric}-{w}.dat")
             with open(data, "w") as f:
                 for _, points, _ in series:
-                    for c, v in sorted(points):
-                        f.write(f"{c} {v / 1000 if column == 'p99_us' else v}\n")
+                    for p in points:
+                        f.write(" ".join(f"{v}" for v in p) + "\n")
                     f.write("\n\n")
             plots = ", ".join(
-                f"'{data}' index {i} with "
-                + (f"lines {style} " if style else f"linespoints linestyle {i + 1} pointtype 7 ")
-                + f"title '{title}'"
-                for i, (title, _, style) in enumerate(series))
+                f"'{data}' index {i} using 1:2 with lines dashtype {2 + i % 3} "
+                f"linecolor rgb 'gray{30 + 15 * (i % 3)}' title '{title}'" if dashed else
+                f"'{data}' index {i} using 1:2:3:4 with yerrorlines linestyle {i + 1} "
+                f"pointtype 7 title '{title}'"
+                for i, (title, _, dashed) in enumerate(series))
             svg = f"{metric}-{w}.svg"
             script = "\n".join([
                 "set terminal svg size 760,440 dynamic font 'sans,11' background rgb 'white'",
                 f"set output '{os.path.join(directory, svg)}'",
-                f"set title '{w}: {label} by number of clients{where}'",
+                f"set title '{w}: {label} by number of clients (median, min-max)'",
                 "set logscale x 2", "set logscale y",
-                f"set xrange [{levels[0] / 1.5}:{levels[-1] * 1.5}]",
-                "set xtics (" + ", ".join(f"'{c}' {c}" for c in levels) + ")",
-                "set pointsize 0.8",
+                f"set xrange [{xs[0] / 1.5}:{xs[-1] * 1.5}]",
+                "set xtics (" + ", ".join(f"'{c}' {c}" for c in xs) + ")",
+                "set pointsize 0.8", "set bars 0.5",
                 "set xlabel 'concurrent clients'", f"set ylabel '{label}'",
-                "set key outside right top", "set grid",
-                f"plot {plots}", ""])
+                "set key outside right top", "set grid", f"plot {plots}", ""])
             subprocess.run(["gnuplot"], input=script.encode(), check=True)
             os.remove(data)
             charts.append(svg)
@@ -280,63 +333,59 @@ def draw_charts(directory, rows, ceilings, layers, workloads, levels, latency):
 
 
 def summary(directory):
-    """A compact table for the terminal and CI logs: req/s per layer and workload."""
-    rows, _ = load(directory)
+    """A compact table for the terminal and CI logs: median req/s per layer and workload."""
+    rows, cells, _ = load(directory)
     workloads = ordered(r["workload"] for r in rows)
-    for c in sorted({int(r["concurrency"]) for r in rows}):
-        print(f"\nreq/s at {c} client{'s' if c > 1 else ''} (! = failed requests, see report.md)")
+    for lv in sorted({level(r) for r in rows}):
+        print(f"\nreq/s at {level_name(lv)}, median of clean rounds (! = a failed round, see "
+              "report.md)")
         print(f"{'layer':24}" + "".join(f"{w:>12}" for w in workloads))
         for layer in ordered(r["layer"] for r in rows):
-            cells = []
+            line = []
             for w in workloads:
-                r = next((x for x in rows if x["layer"] == layer and x["workload"] == w and
-                          int(x["concurrency"]) == c), None)
-                if r is None:
-                    cells.append("–")
-                elif number(r["rps"]) is None:
-                    cells.append("FAILED" if r["flag"].startswith("FAILED") else "n/a")
-                else:
-                    cells.append(f"{number(r['rps']):,.0f}" + ("!" if status(r) else ""))
-            print(f"{layer:24}" + "".join(f"{cell:>12}" for cell in cells))
+                cell = cells.get((layer, w, lv))
+                s = cell.stat("rps") if cell else None
+                text = f"{s[0]:,.0f}" if s else ("FAILED" if cell and cell.failed else "–")
+                line.append(text + ("!" if cell and cell.failed and s else ""))
+            print(f"{layer:24}" + "".join(f"{c:>12}" for c in line))
+
+
+def verdict(a, b, higher_is_better):
+    """Whether B differs from A by more than the spread: their min-max ranges do not overlap."""
+    if a is None or b is None:
+        return "not measured in both"
+    (ma, la, ha), (mb, lb, hb) = a, b
+    if la == ha or lb == hb:
+        return "one round: no spread known"
+    if lb > ha:
+        return "B better, beyond the spread" if higher_is_better else "B worse, beyond the spread"
+    if hb < la:
+        return "B worse, beyond the spread" if higher_is_better else "B better, beyond the spread"
+    return "within the spread"
 
 
 def compare(a, b):
-    rows_a, _ = load(a)
-    rows_b, _ = load(b)
-    index_b = {(r["layer"], r["workload"], r["concurrency"]): r for r in rows_b}
+    _, cells_a, _ = load(a)
+    _, cells_b, _ = load(b)
     for name, directory in (("A", a), ("B", b)):
-        lines = describe(directory).splitlines()
         print(f"{name}: {directory}")
-        for line in lines:
-            if line.startswith(("date:", "command:", "settings:")):
+        for line in describe(directory).splitlines():
+            if line.startswith(("date:", "command:", "commit:", "settings:")):
                 print(f"   {line}")
-    print("ratio = B / A; throughput above 1 and p99 below 1 mean B is better. "
-          "! marks runs with failed requests.")
-    for w in ordered(r["workload"] for r in rows_a):
-        print(f"\n{w}")
-        print(f"  {'layer':24} {'clients':>7} {'req/s A':>10} {'req/s B':>10} {'ratio':>6}"
-              f" {'p99 ms A':>9} {'p99 ms B':>9} {'ratio':>6}")
-        logs = []
-        for r in rows_a:
-            if r["workload"] != w:
-                continue
-            other = index_b.get((r["layer"], r["workload"], r["concurrency"]))
-            if other is None:
-                continue
-            ra, rb = number(r["rps"]), number(other["rps"])
-            pa, pb = number(r["p99_us"]), number(other["p99_us"])
-            if ra is None or rb is None:
-                print(f"  {r['layer']:24} {r['concurrency']:>7}  (not measured in both)")
-                continue
-            mark = "!" if status(r) or status(other) else " "
-            ratio = rb / ra if ra else math.inf
-            p_ratio = pb / pa if pa else math.inf
-            if mark == " " and ra and rb:
-                logs.append(math.log(rb / ra))
-            print(f"{mark} {r['layer']:24} {r['concurrency']:>7} {ra:>10,.0f} {rb:>10,.0f} "
-                  f"{ratio:>6.2f} {ms(pa):>9} {ms(pb):>9} {p_ratio:>6.2f}")
-        if logs:
-            print(f"  geometric mean of the throughput ratios: {math.exp(sum(logs) / len(logs)):.2f}")
+    print("Medians (min-max over each run's clean rounds). A difference counts only when the "
+          "two min-max ranges do not overlap; ! marks a cell with a failed round.")
+    for key in cells_a:
+        if key not in cells_b:
+            continue
+        ca, cb = cells_a[key], cells_b[key]
+        ra, rb = ca.stat("rps"), cb.stat("rps")
+        pa, pb = ca.stat("p99_us"), cb.stat("p99_us")
+        mark = "!" if ca.failed or cb.failed else " "
+        ratio = f"{rb[0] / ra[0]:.2f}" if ra and rb and ra[0] else "–"
+        print(f"{mark} {key[0]:22} {key[1]:10} {level_name(key[2]):>18}  req/s "
+              f"{spread(ra) if ra else '–'} -> {spread(rb) if rb else '–'} (x{ratio}): "
+              f"{verdict(ra, rb, True)}; p99 ms {spread(pa, 1000, 2) if pa else '–'} -> "
+              f"{spread(pb, 1000, 2) if pb else '–'}: {verdict(pa, pb, False)}")
 
 
 if __name__ == "__main__":

@@ -2,26 +2,33 @@
 # bench/run.sh: the benchmark harness behind `./layers bench` (methodology: bench/README.md).
 #
 #   ./layers bench [LAYER...] [options]      every built layer when none is named
-#     --quick               smoke test: 16 clients, 1 s runs, no warm-up, 1,000 keys (CI runs it)
-#     --duration S          measured seconds per run (default 3)
-#     --warmup S            unmeasured seconds before each run (default 1; 0: none)
-#     --concurrency LIST    concurrent clients, e.g. "1 16 64 256" (the default)
+#     --quick               CI smoke test: 16 clients, 1 round, 1 s cells, 1,000 keys
+#     --repeat R            rounds (default 3): every cell R times, interleaved across layers
+#     --duration S          measured seconds per cell (default 2)
+#     --warmup S            checked, unmeasured seconds before each cell (default 0.5; 0: none)
+#     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (the default)
+#     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
 #     --keys N              keys written before the runs (default 10000, 100-byte values)
 #     --workloads LIST      default "read-hit read-zipf read-miss write mixed"
 #     --db-latency MS       put PostgreSQL MS milliseconds away (each way) behind delay-proxy
 #     --out DIR             results folder (default bench/results/<date>-<host>)
-#     --set NAME=VALUE      a server setting for this run (repeatable), e.g. to measure layer 3
-#                           with one replica: --set REPLICA_DATABASE_URLS=postgresql://layers@127.0.0.1:24001/layers
-#   ./layers bench --compare RESULTS_A RESULTS_B     B/A, workload by workload
+#     --set NAME=VALUE      a server setting for this run (repeatable)
+#     --allow-dirty         measure a work tree with uncommitted changes (the report says so)
+#     --no-ceilings         skip the ceilings (the harness's own test)
+#     --no-build            measure build/ as it is (the harness's own test; implies a dirty mark)
+#     --build-dir DIR       the build to measure (default build/)
+#     --wrong-expectation   test hook: the cells expect 101-byte values where 100 were written,
+#                           so every read fails its check (bench/test_bench.sh: the run fails)
+#   ./layers bench --compare RESULTS_A RESULTS_B     B against A, cell by cell, with the spread
 #   ./layers bench --list                            the layers the benchmark knows
 #
-# For each layer: start its databases (fresh, on ports 24000+ and 24100+), start the server
-# (24200), write the data set through the API, run each workload at each concurrency (a
-# warm-up, then a measured run with wrk), stop everything it started. Ceilings measured in the
-# same run: the HTTP layer alone (GET /ping), PostgreSQL alone (pgbench -S), Redis alone
-# (redis-benchmark GET). Writes results.csv, ceilings.csv, machine.txt, report.md and SVG charts.
-# Exits non-zero if any request failed (status >= 400 or a socket error) or a layer could not
-# be measured; such runs are flagged in the report, never averaged in.
+# Round by round (R rounds), in an order that rotates each round: the ceilings, then for each
+# layer: start fresh databases and the layer's programs, write the data set through the API and
+# read it back (checked), run every cell (workload x clients) with bench/loadgen, stop
+# everything. Writes results.csv (one row per cell and round), ceilings.csv, checks.csv,
+# bounds.csv, machine.txt, report.md and SVG charts. Exits non-zero if any request failed its
+# check (in a cell, its warm-up, the preload or its verification) or a layer could not be
+# measured; such cells are flagged in the report, never averaged in.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,45 +41,55 @@ source "$ROOT/scripts/layers-table.sh"
 
 # One line per layer. Names, databases and settings come from scripts/layers-table.sh; this
 # table adds only what the benchmark needs. A layer is measured once its binary is built, so a
-# new layer joins by filling in its line (often: by leaving it empty). Columns, split on '|':
+# new layer joins by filling in its line (its extra programs: start_programs below). Columns,
+# split on '|':
 #   layer | settings for the benchmark, beyond the layer's defaults (NAME=value ...)
 #         | one extra request header ("Name: value")
 #         | workloads it cannot serve, as "workload: why; workload: why"
+#         | the ceiling that bounds it: "KIND" for every workload, or "WORKLOAD=KIND ..." with
+#           "*=KIND" for the rest (kinds: the ceilings below)
 BENCH_LAYERS=(
-    "l0  |                |                   |"
-    "l1  |                |                   |"
-    "l2  |                |                   |"
-    "l3  |                |                   |"
-    "l4  |                |                   |"
-    "l5  |                |                   |"
-    "l6  |                |                   |"
-    "l7  |                |                   |"
-    "l8  |                |                   |"
-    "l9  |                |                   |"
-    "l10 | API_KEY=bench  | X-API-Key: bench  |"
+    "l0  |               |                  | | pg-connect"
+    "l1  |               |                  | | *=pg-select write=pg-write mixed=pg-select"
+    "l2  |               |                  | | *=redis read-miss=pg-select write=pg-write"
+    "l3  |               |                  | | *=redis read-miss=pg-select write=pg-write"
+    "l4  |               |                  | | *=redis read-miss=pg-select write=pg-write"
+    "l5  |               |                  | | *=http-only read-miss=pg-select write=pg-write"
+    "l6  |               |                  | | *=redis"
+    "l7  |               |                  | | *=pg-select"
+    "l8  |               |                  | | *=redis"
+    "l9  |               |                  | | *=redis"
+    "l10 | API_KEY=bench | X-API-Key: bench | | *=http-only"
 )
 
 ALL_WORKLOADS="read-hit read-zipf read-miss write mixed"
+# The order cells run in, each round: reads first, so that the read cells of a layer with a
+# cache start warm and no write of this run has invalidated anything yet.
+RUN_ORDER="read-hit read-zipf read-miss mixed write"
 
 PG_BASE=24000    # PostgreSQL instance i of the layer under test listens on 24000 + i
 REDIS_BASE=24100 # Redis instance i on 24100 + i
 API_PORT=24200   # the server under test
 PROXY_BASE=24300 # --db-latency: delay-proxy i on 24300 + i, in front of PostgreSQL i
 PG_OPTIONS=(-c max_connections=400) # layer 0 opens one connection per concurrent request
-PROXY_BIN="$ROOT/build/bench/delay-proxy/delay-proxy"
+VALUE_BYTES=100
+VERIFY_SAMPLE=500 # keys read back after the preload by a layer without a cache (all with one)
 
 # Settings (empty until parse_args; --quick fills the ones not given)
-WORKLOADS="" CONCURRENCY="" DURATION="" WARMUP="" KEYS="" DB_LATENCY="" OUT="" QUICK=0
+WORKLOADS="" CONCURRENCY="" RATES="" DURATION="" WARMUP="" KEYS="" DB_LATENCY="" OUT="" QUICK=0
+REPEAT="" ALLOW_DIRTY=0 CEILINGS=1 BUILD=1 WRONG=0
+BUILD_DIR="$ROOT/build"
 SELECTED=()
 EXTRA_SETTINGS=() # --set NAME=VALUE, for every server of this run
 
-WORK=""         # this run's scratch directory (databases, logs), removed at exit
-PIDS=()         # processes this run started and has not stopped yet
-SERVER_PID=""   # the server under test
-ERRORS=0        # failed requests and failed runs, over the whole run
+WORK=""          # this run's scratch directory (databases, logs), removed at exit
+PIDS=()          # processes this run started and has not stopped yet
+PROGRAM_PIDS=()  # of those, the layer's own programs (their CPU is the "server" CPU)
+ERRORS=0         # failed requests and failed runs, over the whole run
+ROUND=0          # the round under way
 START_S=$SECONDS
-PLAN_LEFT=0     # estimated seconds of work left, for the progress lines
-PLAN_DONE=0     # estimated seconds of work done
+PLAN_LEFT=0      # estimated seconds of work left, for the progress lines
+PLAN_DONE=0      # estimated seconds of work done
 
 fail() {
     echo "bench: $*" >&2
@@ -86,7 +103,7 @@ stop_pids() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
-    SERVER_PID=""
+    PROGRAM_PIDS=()
 }
 
 stop_databases() {
@@ -112,12 +129,16 @@ trap 'exit 143' TERM
 
 # ---- options ----
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 
 parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
         --quick) QUICK=1 ;;
+        --allow-dirty) ALLOW_DIRTY=1 ;;
+        --no-ceilings) CEILINGS=0 ;;
+        --no-build) BUILD=0 ;;
+        --wrong-expectation) WRONG=1 ;;
         --set)
             if [ $# -lt 2 ] || ! [[ $2 =~ ^[A-Z_][A-Z0-9_]*= ]]; then
                 fail "--set needs NAME=VALUE (try --help)"
@@ -125,16 +146,20 @@ parse_args() {
             EXTRA_SETTINGS+=("$2")
             shift
             ;;
-        --duration | --warmup | --concurrency | --keys | --workloads | --db-latency | --out)
+        --duration | --warmup | --concurrency | --rate | --keys | --workloads | --db-latency | \
+            --out | --repeat | --build-dir)
             [ $# -ge 2 ] || fail "$1 needs a value (try --help)"
             case $1 in
             --duration) DURATION=$2 ;;
             --warmup) WARMUP=$2 ;;
             --concurrency) CONCURRENCY=$2 ;;
+            --rate) RATES=$2 ;;
             --keys) KEYS=$2 ;;
             --workloads) WORKLOADS=$2 ;;
             --db-latency) DB_LATENCY=${2%ms} ;;
             --out) OUT=$2 ;;
+            --repeat) REPEAT=$2 ;;
+            --build-dir) BUILD_DIR=$(cd "$2" && pwd) ;;
             esac
             shift
             ;;
@@ -150,20 +175,26 @@ parse_args() {
         shift
     done
     if [ "$QUICK" = 1 ]; then
-        : "${CONCURRENCY:=16}" "${DURATION:=1}" "${WARMUP:=0}" "${KEYS:=1000}"
+        : "${CONCURRENCY:=16}" "${DURATION:=1}" "${WARMUP:=0.3}" "${KEYS:=1000}" "${REPEAT:=1}"
     fi
-    : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=1 16 64 256}" "${DURATION:=3}"
-    : "${WARMUP:=1}" "${KEYS:=10000}"
-    local w c
-    [[ $DURATION =~ ^[1-9][0-9]*$ ]] || fail "--duration: whole seconds, at least 1"
-    [[ $WARMUP =~ ^[0-9]+$ ]] || fail "--warmup: whole seconds"
+    : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=1 16 64 256}" "${DURATION:=2}"
+    : "${WARMUP:=0.5}" "${KEYS:=10000}" "${REPEAT:=3}" "${RATES:=0}"
+    local w c r
+    if ! [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || [ "$DURATION" = 0 ]; then
+        fail "--duration: seconds, more than 0"
+    fi
+    [[ $WARMUP =~ ^[0-9]+(\.[0-9]+)?$ ]] || fail "--warmup: seconds"
     [[ $KEYS =~ ^[1-9][0-9]*$ ]] || fail "--keys: a positive number"
+    [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || fail "--repeat: a positive number"
     [ -z "$DB_LATENCY" ] || [[ $DB_LATENCY =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
         fail "--db-latency: milliseconds, e.g. 5 or 0.5"
     for c in $CONCURRENCY; do
         if ! [[ $c =~ ^[1-9][0-9]*$ ]] || [ "$c" -gt 1000 ]; then
             fail "--concurrency: 1 to 1000 clients, got '$c'"
         fi
+    done
+    for r in $RATES; do
+        [[ $r =~ ^[0-9]+$ ]] || fail "--rate: requests per second, got '$r'"
     done
     for w in $WORKLOADS; do
         [[ " $ALL_WORKLOADS " == *" $w "* ]] || fail "unknown workload '$w' ($ALL_WORKLOADS)"
@@ -178,16 +209,17 @@ trim() {
     echo "${s%"${s##*[![:space:]]}"}"
 }
 
-# Prints one column of a layer's BENCH_LAYERS line: bench_field N settings|header|unsupported
+# Prints one column of a layer's BENCH_LAYERS line: bench_field N settings|header|unsupported|bound
 bench_field() {
-    local line name settings header unsupported
+    local line name settings header unsupported bound
     for line in "${BENCH_LAYERS[@]}"; do
-        IFS='|' read -r name settings header unsupported <<<"$line"
+        IFS='|' read -r name settings header unsupported bound <<<"$line"
         [ "$(trim "$name")" = "l$1" ] || continue
         case $2 in
         settings) trim "$settings" ;;
         header) trim "$header" ;;
         unsupported) trim "$unsupported" ;;
+        bound) trim "$bound" ;;
         esac
         return 0
     done
@@ -206,7 +238,23 @@ unsupported_reason() {
     done
 }
 
-binary_of() { echo "$ROOT/build/${LAYER_NAMES[$1]}/${LAYER_NAMES[$1]}"; }
+# The ceiling that bounds layer N on workload W.
+bound_of() {
+    local spec entry kind=""
+    spec=$(bench_field "$1" bound)
+    for entry in $spec; do
+        case $entry in
+        "$2="*) echo "${entry#*=}"; return 0 ;;
+        "*="*) kind=${entry#*=} ;;
+        *=*) ;;
+        *) kind=$entry ;;
+        esac
+    done
+    echo "$kind"
+}
+
+binary_of() { echo "$BUILD_DIR/${LAYER_NAMES[$1]}/${LAYER_NAMES[$1]}"; }
+LOADGEN() { "$BUILD_DIR/bench/loadgen/loadgen" "$@"; }
 
 list_layers() {
     local line name n state
@@ -221,44 +269,48 @@ list_layers() {
 
 # ---- progress ----
 
-plan() { PLAN_LEFT=$((PLAN_LEFT + $1)); }
+plan() { PLAN_LEFT=$(awk -v a="$PLAN_LEFT" -v b="$1" 'BEGIN { printf "%d", a + b }'); }
 
 # Marks S estimated seconds as done.
 plan_done() {
-    PLAN_LEFT=$((PLAN_LEFT - $1))
-    PLAN_DONE=$((PLAN_DONE + $1))
+    PLAN_LEFT=$(awk -v a="$PLAN_LEFT" -v b="$1" 'BEGIN { printf "%d", a - b }')
+    PLAN_DONE=$(awk -v a="$PLAN_DONE" -v b="$1" 'BEGIN { printf "%d", a + b }')
 }
 
-# "[bench 07:09:11, ~4m05s left] MESSAGE": time left is the estimate scaled by how the
-# estimate has fared so far (start-up, preload and tool overheads are only guessed).
+# "[bench 07:09:11, round 2/3, ~4m05s left] MESSAGE": time left is the estimate scaled by how
+# the estimate has fared so far.
 progress() {
     local elapsed=$((SECONDS - START_S)) left=$PLAN_LEFT
     if [ "$PLAN_DONE" -gt 0 ] && [ "$elapsed" -gt "$PLAN_DONE" ]; then
         left=$((PLAN_LEFT * elapsed / PLAN_DONE))
     fi
     [ "$left" -ge 0 ] || left=0
-    printf '[bench %s, ~%dm%02ds left] %s\n' "$(date +%H:%M:%S)" $((left / 60)) $((left % 60)) \
-        "$*" >&2
+    printf '[bench %s, round %s/%s, ~%dm%02ds left] %s\n' "$(date +%H:%M:%S)" "$ROUND" "$REPEAT" \
+        $((left / 60)) $((left % 60)) "$*" >&2
 }
 
 # ---- measurements ----
 
-# Runs wrk; prints "rps p50 p90 p99 max non2xx socket requests" (latencies in microseconds)
-# and appends wrk's own output to raw.log. Returns non-zero if wrk produced no result.
-run_wrk() { # WORKLOAD CLIENTS SECONDS HEADER LABEL
-    local threads=2 out
-    [ "$2" -ge 2 ] || threads=1
-    out=$(WORKLOAD=$1 KEYS=$KEYS HEADER=$4 wrk -t"$threads" -c"$2" -d"${3}s" --timeout 10s \
-        -s "$ROOT/bench/lua/workload.lua" "http://127.0.0.1:$API_PORT" 2>&1) || true
-    if [ -n "$5" ]; then
-        printf '==== %s: wrk -t%s -c%s -d%ss (WORKLOAD=%s KEYS=%s)\n%s\n\n' "$5" "$threads" "$2" \
-            "$3" "$1" "$KEYS" "$out" >>"$OUT/raw.log"
-    fi
-    echo "$out" | awk '/^RESULT / {
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        print v["rps"], v["p50"], v["p90"], v["p99"], v["max"], v["non2xx"], v["socket"], v["requests"]
-        found = 1
-    } END { exit !found }'
+# Runs loadgen; prints its RESULT line's values as "name=value ..." and appends its output to
+# raw.log under LABEL. Returns non-zero if loadgen produced no result at all.
+run_loadgen() { # LABEL LAYER_N ARGS...
+    local label=$1 n=$2 header out args
+    shift 2
+    header=$(bench_field "$n" header)
+    args=(--port "$API_PORT" --keys "$KEYS" --value-bytes "$VALUE_BYTES" "$@")
+    [ -z "$header" ] || args+=(--header "$header")
+    out=$(LOADGEN "${args[@]}" 2>&1) || true
+    printf '==== round %s, %s: loadgen %s\n%s\n\n' "$ROUND" "$label" "${args[*]}" "$out" >>"$OUT/raw.log"
+    echo "$out" | awk '/^RESULT / { sub(/^RESULT /, ""); print; found = 1 } END { exit !found }'
+}
+
+declare -A RES # the last loadgen RESULT, by name (parse_result)
+
+# Fills RES from a "name=value ..." line.
+parse_result() { # LINE
+    local kv
+    RES=()
+    for kv in $1; do RES[${kv%%=*}]=${kv#*=}; done
 }
 
 # CPU seconds (user + system) of processes, from /proc/PID/stat; with --children, also the
@@ -275,7 +327,11 @@ cpu_ticks() {
             END { print t + 0 }'
 }
 
-server_cpu() { awk -v t="$(cpu_ticks "$SERVER_PID")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'; }
+# The CPU of the layer's own programs (the server and any worker, relay, projector).
+server_cpu() {
+    awk -v t="$(cpu_ticks "${PROGRAM_PIDS[@]}")" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f", t / hz }'
+}
 
 # The databases' CPU: every PostgreSQL (postmaster, its backends, those that ended) and Redis.
 # Approximate: a backend ending between two reads can be missed (layer 0 ends one per request).
@@ -294,12 +350,24 @@ backend_cpu() {
     awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
 
+# The machine's CPU counters: "busy steal total" ticks since boot, from /proc/stat.
+cpu_stat() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, $9, t }' /proc/stat; }
+
+# "load1 steal% busy%" between a cpu_stat taken before (BEFORE) and now.
+machine_during() { # BEFORE
+    local now
+    now=$(cpu_stat)
+    awk -v a="$1" -v b="$now" -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); t = y[3] - x[3]; if (t <= 0) t = 1
+        printf "%s %.1f %.0f", l, 100 * (y[2] - x[2]) / t, 100 * (y[1] - x[1]) / t }'
+}
+
 # Peak resident memory of the server since the last reset_peak_rss (since start if the kernel
 # refuses the reset).
-reset_peak_rss() { echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true; }
-peak_rss_kb() { awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || echo ""; }
+reset_peak_rss() { echo 5 >"/proc/${PROGRAM_PIDS[0]}/clear_refs" 2>/dev/null || true; }
+peak_rss_kb() { awk '/^VmHWM/ {print $2}' "/proc/${PROGRAM_PIDS[0]}/status" 2>/dev/null || echo ""; }
 
-# ---- the stack of one layer: databases, delay proxies, server ----
+# ---- the stack of one layer: databases, delay proxies, programs ----
 
 # Starts PostgreSQL instance I on PG_BASE + I, as a copy of a template cluster (initdb once).
 start_pg() { # I
@@ -314,7 +382,8 @@ start_pg() { # I
 start_proxy() { # I: delay-proxy on PROXY_BASE + I in front of PostgreSQL I
     local port=$((PROXY_BASE + $1)) _
     ! port_in_use "$port" || { echo "port $port is in use" >&2; return 1; }
-    "$PROXY_BIN" "$port" $((PG_BASE + $1)) "$DB_LATENCY" 2>>"$WORK/proxy$1.log" &
+    "$BUILD_DIR/bench/delay-proxy/delay-proxy" "$port" $((PG_BASE + $1)) "$DB_LATENCY" \
+        2>>"$WORK/proxy$1.log" &
     PIDS+=($!)
     for _ in $(seq 1 100); do
         port_in_use "$port" && return 0
@@ -324,10 +393,38 @@ start_proxy() { # I: delay-proxy on PROXY_BASE + I in front of PostgreSQL I
     return 1
 }
 
-# Starts what layer N needs, then the server; returns non-zero (with a reason on stderr) if
-# anything does not come up. SERVER_PID is set once the server answers /health.
+# Starts one program of layer N (build/<layer>/PROGRAM) with the layer's settings for this
+# stack, the benchmark's settings and --set's, its log in WORK/PROGRAM.log.
+start_program() { # N PROGRAM
+    local n=$1 program=$2 pg_port=$PG_BASE settings=()
+    [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
+    read -ra settings <<<"$(bench_field "$n" settings)"
+    [ -x "$BUILD_DIR/${LAYER_NAMES[$n]}/$program" ] || { echo "$program is not built" >&2; return 1; }
+    (
+        eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT")"
+        exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" \
+            "$BUILD_DIR/${LAYER_NAMES[$n]}/$program"
+    ) 2>>"$WORK/$program.log" &
+    PIDS+=($!)
+    PROGRAM_PIDS+=($!)
+}
+
+# THE place where a layer's processes start: its server, then whatever else it runs. A layer
+# with more programs adds one line each (they get the same settings as the server):
+#     6) start_program 6 l6-worker ;;
+#     7) start_program 7 l7-relay && start_program 7 l7-projector ;;
+# Returns non-zero if one does not start; the server is waited for (GET /health) by start_stack.
+start_programs() { # N
+    start_program "$1" "${LAYER_NAMES[$1]}" || return 1 # the server, on API_PORT: always first
+    case $1 in
+    *) ;;
+    esac
+}
+
+# Starts what layer N needs, then its programs; returns non-zero (with a reason on stderr) if
+# anything does not come up. Returns once the server answers /health.
 start_stack() { # N
-    local n=$1 kind pg_i=0 redis_i=0 pg_port=$PG_BASE _
+    local n=$1 kind pg_i=0 redis_i=0 _ pid
     for kind in $(layer_backends "$n"); do
         case $kind in
         pg)
@@ -347,62 +444,60 @@ start_stack() { # N
             ;;
         esac
     done
-    [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
     ! port_in_use "$API_PORT" || { echo "port $API_PORT is in use" >&2; return 1; }
-    local settings=()
-    read -ra settings <<<"$(bench_field "$n" settings)"
-    (
-        eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT")"
-        exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" "$(binary_of "$n")"
-    ) 2>>"$WORK/server.log" &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
+    start_programs "$n" || return 1
     for _ in $(seq 1 300); do
         curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$API_PORT/health" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
+        for pid in "${PROGRAM_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || break 2; done
         sleep 0.05
     done
-    tail -n 15 "$WORK/server.log" >&2
+    tail -n 15 "$WORK"/*.log >&2 2>/dev/null || true
     echo "${LAYER_NAMES[$n]} did not become healthy" >&2
     return 1
 }
 
-# Stops the server, the proxies and the databases; keeps the logs in OUT/logs/LABEL.log.
+# True while every program of the layer is alive.
+programs_alive() {
+    local pid
+    for pid in "${PROGRAM_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+}
+
+# Stops the programs, the proxies and the databases; appends the logs to OUT/logs/LABEL.log.
 stop_stack() { # LABEL
     stop_pids
     stop_databases
     local log="$OUT/logs/$1.log" f
     mkdir -p "$OUT/logs"
     {
-        [ ! -s "$WORK/server.log" ] || { echo "== server (last 1000 lines)"; tail -n 1000 "$WORK/server.log"; }
-        for f in "$WORK"/proxy[0-9]*.log; do
-            [ -f "$f" ] && { echo "== $(basename "$f" .log)"; cat "$f"; }
+        for f in "$WORK"/*.log; do
+            [ -s "$f" ] || continue
+            echo "== round $ROUND: $(basename "$f" .log) (last 300 lines)"
+            tail -n 300 "$f"
         done
-    } >"$log"
+    } >>"$log"
     [ -s "$log" ] || rm -f "$log"
-    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/server.log "$WORK"/proxy[0-9]*.log
+    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/*.log
 }
 
-# Writes bench:1 .. bench:KEYS (100-byte values) through the API, 32 requests in flight, then
-# reads three of them back. Returns non-zero (with a reason) if any write failed.
+# Writes bench:1 .. bench:KEYS through the API (32 connections, every reply checked), then
+# reads keys back and checks each value: every key on a layer with a cache (which also leaves
+# the cache warm: the state every read cell starts from), an evenly spaced sample of
+# VERIFY_SAMPLE on the others. One row per step in checks.csv. Returns non-zero if any failed.
 preload() { # N
-    local value cfg="$WORK/preload.curl" i failures header k body extra=()
-    header=$(bench_field "$1" header)
-    [ -z "$header" ] || extra=(-H "$header")
-    value=$(printf 'v%.0s' $(seq 1 100))
-    for i in $(seq 1 "$KEYS"); do
-        [ "$i" = 1 ] || echo "next"
-        printf 'url = "http://127.0.0.1:%d/write"\n' "$API_PORT"
-        printf 'data = "{\\"key\\":\\"bench:%d\\",\\"value\\":\\"%s\\"}"\n' "$i" "$value"
-        printf 'header = "Content-Type: application/json"\n'
-        [ -z "$header" ] || printf 'header = "%s"\n' "$header"
-        printf 'output = /dev/null\nwrite-out = "%%{http_code}\\n"\n'
-    done >"$cfg"
-    failures=$(curl -s --max-time 30 -Z --parallel-max 32 -K "$cfg" 2>/dev/null | grep -cv '^200$' || true)
-    [ "$failures" = 0 ] || { echo "preload: $failures of $KEYS writes failed" >&2; return 1; }
-    for k in 1 $((KEYS / 2 + 1)) "$KEYS"; do
-        body=$(curl -fs --max-time 5 "${extra[@]}" "http://127.0.0.1:$API_PORT/read/bench:$k") || true
-        [[ $body == *'"success":true'* ]] || { echo "preload: bench:$k does not read back" >&2; return 1; }
+    local n=$1 name=${LAYER_NAMES[$1]} step result count=$VERIFY_SAMPLE bad
+    [[ " $(layer_backends "$n") " != *" redis "* ]] || count=0
+    for step in preload verify; do
+        result=$(run_loadgen "$name $step" "$n" --workload "$step" --connections 32 \
+            --verify-count "$count") || { echo "$step: no result from loadgen (raw.log)" >&2; return 1; }
+        parse_result "$result"
+        bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
+        (IFS=,; echo "$name,$ROUND,$step,${RES[requests]},$bad,${RES[elapsed]}") \
+            >>"$OUT/checks.csv"
+        if [ "$bad" != 0 ]; then
+            ERRORS=$((ERRORS + bad))
+            echo "$step: $bad of ${RES[requests]} requests failed their check (raw.log)" >&2
+            return 1
+        fi
     done
 }
 
@@ -410,89 +505,120 @@ preload() { # N
 
 csv_row() { (IFS=,; echo "$*") >>"$OUT/results.csv"; }
 
-# Records the runs of layer N as FAILED: all of them, or those after workload AFTER_W at
-# AFTER_C clients (the runs before have their rows). Counts as one error.
-record_failed() { # N REASON [AFTER_W AFTER_C]
-    local name=${LAYER_NAMES[$1]} w c todo=1
+RESULT_COLUMNS="layer,workload,concurrency,rate,round,rps,mean_us,p50_us,p90_us,p99_us,p999_us,max_us,requests,bad_status,bad_body,socket_errors,unfinished,warmup_requests,warmup_errors,server_cpu_s,backend_cpu_s,server_peak_rss_kb,load1,steal_pct,busy_pct,flag"
+
+# A row with no measurement: LAYER WORKLOAD CLIENTS RATE FLAG
+csv_empty_row() { csv_row "$1" "$2" "$3" "$4" "$ROUND" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "$5"; }
+
+# Records the cells of layer N as FAILED: all of them, or those after workload AFTER_W at
+# AFTER_C clients and AFTER_R req/s (the cells before have their rows). Counts as one error.
+record_failed() { # N REASON [AFTER_W AFTER_C AFTER_R]
+    local name=${LAYER_NAMES[$1]} w c r todo=1
     [ $# -lt 3 ] || todo=0
-    for w in $WORKLOADS; do
+    for w in $RUN_ORDER; do
+        [[ " $WORKLOADS " == *" $w "* ]] || continue
         for c in $CONCURRENCY; do
-            [ "$todo" = 0 ] || csv_row "$name" "$w" "$c" "" "" "" "" "" "" "" "" "" "" "" "FAILED: ${2//,/;}"
-            [ "$w $c" != "${3:-} ${4:-}" ] || todo=1
+            for r in $RATES; do
+                [ "$todo" = 0 ] || csv_empty_row "$name" "$w" "$c" "$r" "FAILED: ${2//,/;}"
+                [ "$w $c $r" != "${3:-} ${4:-} ${5:-}" ] || todo=1
+            done
         done
     done
     ERRORS=$((ERRORS + 1))
     progress "$name: FAILED: $2"
 }
 
-# Runs every workload at every concurrency against the running server of layer N, one row
-# each in results.csv. Returns non-zero after recording a failure that ends the layer's runs.
+# Runs every cell (workload x clients x rate) against the running layer N, one row each in
+# results.csv. Returns non-zero after recording a failure that ends the layer's round.
 measure_layer() { # N
-    local n=$1 name=${LAYER_NAMES[$1]} header w c why result cpu0 bcpu0 flag
-    local rps p50 p90 p99 max non2xx socket requests
-    header=$(bench_field "$n" header)
-    for w in $WORKLOADS; do
+    local n=$1 name=${LAYER_NAMES[$1]} w c r why result cpu0 bcpu0 stat0 flag bad warm
+    local mode
+    for w in $RUN_ORDER; do
+        [[ " $WORKLOADS " == *" $w "* ]] || continue
         why=$(unsupported_reason "$n" "$w")
         for c in $CONCURRENCY; do
-            if [ -n "$why" ]; then
-                csv_row "$name" "$w" "$c" "" "" "" "" "" "" "" "" "" "" "" "not served: ${why//,/;}"
-                continue
-            fi
-            progress "$name: $w at $c clients (${WARMUP}s warm-up + ${DURATION}s)"
-            [ "$WARMUP" = 0 ] || run_wrk "$w" "$c" "$WARMUP" "$header" "" >/dev/null || true
-            reset_peak_rss
-            cpu0=$(server_cpu)
-            bcpu0=$(backend_cpu)
-            if ! result=$(run_wrk "$w" "$c" "$DURATION" "$header" "$name $w $c"); then
-                csv_row "$name" "$w" "$c" "" "" "" "" "" "" "" "" "" "" "" "FAILED: no result from wrk (raw.log)"
-                record_failed "$n" "wrk gave no result for $w at $c clients (raw.log)" "$w" "$c"
-                return 1
-            fi
-            read -r rps p50 p90 p99 max non2xx socket requests <<<"$result"
-            flag=""
-            if [ "$non2xx" != 0 ] || [ "$socket" != 0 ]; then
-                flag="ERRORS"
-                ERRORS=$((ERRORS + non2xx + socket))
-            fi
-            csv_row "$name" "$w" "$c" "$rps" "$p50" "$p90" "$p99" "$max" "$non2xx" "$socket" \
-                "$requests" "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-                "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-                "$(peak_rss_kb)" "$flag"
-            plan_done $((WARMUP + DURATION))
-            if [ -n "$flag" ]; then
-                progress "$name: $w at $c clients: ERRORS: $non2xx responses >= 400, $socket socket errors"
-            else
-                progress "$name: $w at $c clients: $(awk -v r="$rps" -v p="$p99" \
-                    'BEGIN {printf "%.0f req/s, p99 %.2f ms", r, p / 1000}')"
-            fi
-            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-                record_failed "$n" "the server exited during $w at $c clients (logs/$name.log)" "$w" "$c"
-                return 1
-            fi
+            for r in $RATES; do
+                if [ -n "$why" ]; then
+                    csv_empty_row "$name" "$w" "$c" "$r" "not served: ${why//,/;}"
+                    continue
+                fi
+                mode="$c clients"
+                [ "$r" = 0 ] || mode="$r req/s on $c connections"
+                progress "$name: $w, $mode (${WARMUP}s warm-up + ${DURATION}s)"
+                reset_peak_rss
+                cpu0=$(server_cpu)
+                bcpu0=$(backend_cpu)
+                stat0=$(cpu_stat)
+                if ! result=$(run_loadgen "$name $w $mode" "$n" --workload "$w" --connections "$c" \
+                    --rate "$r" --warmup "$WARMUP" --duration "$DURATION" \
+                    --expect-value-bytes $((VALUE_BYTES + WRONG))); then
+                    csv_empty_row "$name" "$w" "$c" "$r" "FAILED: no result from loadgen (raw.log)"
+                    record_failed "$n" "loadgen gave no result for $w, $mode (raw.log)" "$w" "$c" "$r"
+                    return 1
+                fi
+                parse_result "$result"
+                bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
+                warm=${RES[warmup_errors]}
+                flag=""
+                if [ "$bad" != 0 ] || [ "$warm" != 0 ]; then
+                    flag="ERRORS"
+                    ERRORS=$((ERRORS + bad + warm))
+                elif [ "${RES[unfinished]}" != 0 ]; then
+                    flag="UNFINISHED" # open loop past saturation, or answers slower than --timeout
+                    [ "$r" != 0 ] || ERRORS=$((ERRORS + 1))
+                fi
+                # shellcheck disable=SC2046 # three words
+                csv_row "$name" "$w" "$c" "$r" "$ROUND" "${RES[rps]}" \
+                    "${RES[mean]}" "${RES[p50]}" "${RES[p90]}" \
+                    "${RES[p99]}" "${RES[p999]}" "${RES[max]}" \
+                    "${RES[requests]}" "${RES[bad_status]}" \
+                    "${RES[bad_body]}" "${RES[socket]}" \
+                    "${RES[unfinished]}" "${RES[warmup_requests]}" "$warm" \
+                    "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
+                    "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
+                    "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
+                plan_done "$(awk -v a="$WARMUP" -v b="$DURATION" 'BEGIN { print a + b }')"
+                if [ -n "$flag" ]; then
+                    progress "$name: $w, $mode: $flag: ${RES[bad_status]} bad statuses, ${RES[bad_body]} bad bodies, ${RES[socket]} socket errors, $warm in the warm-up, ${RES[unfinished]} unfinished"
+                else
+                    progress "$name: $w, $mode: $(awk -v r="${RES[rps]}" -v p="${RES[p99]}" \
+                        'BEGIN {printf "%.0f req/s, p99 %.2f ms", r, p / 1000}')"
+                fi
+                if ! programs_alive; then
+                    record_failed "$n" "a program exited during $w, $mode (logs/$name.log)" "$w" "$c" "$r"
+                    return 1
+                fi
+            done
         done
     done
 }
 
-# Estimated seconds of one layer: start-up and preload, then the runs.
-layer_plan() {
-    local runs=0 w c
-    for w in $WORKLOADS; do for c in $CONCURRENCY; do runs=$((runs + 1)); done; done
-    echo $((5 + KEYS / 2000 + runs * (WARMUP + DURATION)))
+# The number of cells of one layer in one round.
+cells() {
+    local w c r k=0
+    for w in $WORKLOADS; do for c in $CONCURRENCY; do for r in $RATES; do k=$((k + 1)); done; done; done
+    echo "$k"
 }
 
-# Starts layer N's stack, loads the data set, measures, stops; a failure is recorded and the
-# run goes on with the next layer.
+# Estimated seconds of one layer in one round: start-up and preload, then the cells.
+layer_plan() {
+    awk -v k="$(cells)" -v w="$WARMUP" -v d="$DURATION" -v keys="$KEYS" \
+        'BEGIN { printf "%d", 5 + keys / 1000 + k * (w + d) }'
+}
+
+# Starts layer N's stack, loads and verifies the data set, measures, stops; a failure is
+# recorded and the run goes on with the next layer.
 bench_layer() { # N
     local n=$1 name=${LAYER_NAMES[$1]} done_before=$PLAN_DONE
-    progress "$name: starting its databases ($(layer_backends "$n")) and the server"
+    progress "$name: starting its databases ($(layer_backends "$n")) and programs"
     if ! start_stack "$n" 2>>"$WORK/why"; then
         record_failed "$n" "$(tail -n 1 "$WORK/why")"
     else
-        progress "$name: writing $KEYS keys through the API"
+        progress "$name: writing $KEYS keys through the API and reading them back"
         if ! preload "$n" 2>>"$WORK/why"; then
             record_failed "$n" "$(tail -n 1 "$WORK/why")"
         else
-            plan_done $((5 + KEYS / 2000))
+            plan_done $((5 + KEYS / 1000))
             measure_layer "$n" || true
         fi
     fi
@@ -500,90 +626,153 @@ bench_layer() { # N
     plan_done $(($(layer_plan) - (PLAN_DONE - done_before)))
 }
 
-# ---- ceilings: the HTTP layer alone, PostgreSQL alone, Redis alone ----
+# ---- ceilings: what this machine allows without a layer in between ----
 
-# With --db-latency, pgbench goes through the delay proxy like the servers do.
-bench_ceilings() {
-    local c rps avg p99 err socket failed out pg_port=$PG_BASE threads levels=0 pg_time
-    for c in $CONCURRENCY; do levels=$((levels + 1)); done
-    progress "ceilings: GET /ping (HTTP only), pgbench -S (PostgreSQL), redis-benchmark GET (Redis)"
-    if ! start_stack 0 2>>"$WORK/why" || ! (redis_start "$WORK/redis0" "$REDIS_BASE") >/dev/null; then
-        ERRORS=$((ERRORS + 1))
-        progress "ceilings: FAILED: $(tail -n 1 "$WORK/why")"
-        for c in $CONCURRENCY; do
-            printf '%s,%s,,,,1\n' http-only "$c" postgresql "$c" redis "$c" >>"$OUT/ceilings.csv"
-        done
-        stop_stack ceilings
-        plan_done $((levels * 3 * DURATION + 5))
-        return 0
-    fi
-    [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
-    as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_BASE" -U layers -i -s 1 -q layers \
-        >>"$OUT/raw.log" 2>&1 || progress "ceilings: pgbench -i failed (raw.log)"
-    redis-benchmark -p "$REDIS_BASE" -t set -n $((KEYS * 3)) -r "$KEYS" -d 100 -q >/dev/null 2>&1 || true
-    for c in $CONCURRENCY; do
-        progress "ceilings at $c clients"
-        # HTTP only: GET /ping on layer 0's server (the route is the shared core's).
-        if out=$(run_wrk ping "$c" "$DURATION" "" "ceiling http-only $c"); then
-            read -r rps _ _ p99 _ err socket _ <<<"$out"
-            err=$((err + socket))
-            csv_ceiling http-only "$c" "$rps" "" "$p99" "$err"
-        else
-            csv_ceiling http-only "$c" "" "" "" 1
-        fi
-        # PostgreSQL only: primary-key selects on pgbench's 100,000-row table.
-        threads=2
-        [ "$c" -ge 2 ] || threads=1
-        err=0
-        # pgbench opens its connections one at a time per thread, inside -T, and reports tps
-        # without that time; through the delay proxy each costs several round trips, so -T
-        # grows by about that much (256 clients 5 ms away: about 4 s), or nothing is measured.
-        pg_time=$(awk -v d="$DURATION" -v c="$c" -v t="$threads" -v l="${DB_LATENCY:-0}" \
-            'BEGIN { x = c / t * l * 6 / 1000; printf "%d", d + (x > 0 ? int(x) + 1 : 0) }')
-        out=$(as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$pg_port" -U layers -S -n -c "$c" \
-            -j "$threads" -T "$pg_time" layers 2>&1) || err=1
-        printf '==== ceiling postgresql %s: pgbench -S -c %s -j %s -T %s\n%s\n\n' "$c" "$c" \
-            "$threads" "$pg_time" "$out" >>"$OUT/raw.log"
-        rps=$(echo "$out" | awk '/^tps/ {print $3}')
-        avg=$(echo "$out" | awk '/^latency average/ {printf "%.0f", $4 * 1000}')
-        failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5}')
-        [ -n "$rps" ] || err=1
-        csv_ceiling postgresql "$c" "$rps" "$avg" "" $((err + ${failed:-0}))
-        # Redis only: GET of 100-byte values over KEYS keys.
-        err=0
-        out=$(redis-benchmark -p "$REDIS_BASE" -t get -c "$c" -n $((20000 * DURATION)) -r "$KEYS" \
-            -q --csv 2>&1) || err=1
-        printf '==== ceiling redis %s: redis-benchmark -t get -c %s -n %s\n%s\n\n' "$c" "$c" \
-            $((20000 * DURATION)) "$out" >>"$OUT/raw.log"
-        rps=$(echo "$out" | awk -F'"' '$2 == "GET" {print $4}')
-        avg=$(echo "$out" | awk -F'"' '$2 == "GET" {printf "%.0f", $6 * 1000}')
-        p99=$(echo "$out" | awk -F'"' '$2 == "GET" {printf "%.0f", $14 * 1000}')
-        [ -n "$rps" ] || err=1
-        csv_ceiling redis "$c" "$rps" "$avg" "$p99" "$err"
-        plan_done $((3 * DURATION))
-    done
-    stop_stack ceilings
-    plan_done 5
-}
+CEILING_COLUMNS="kind,concurrency,round,rps,avg_us,p99_us,errors,load1,steal_pct,busy_pct"
 
-csv_ceiling() { # KIND CLIENTS RPS AVG_US P99_US ERRORS
-    (IFS=,; echo "$*") >>"$OUT/ceilings.csv"
+csv_ceiling() { # KIND CLIENTS RPS AVG_US P99_US ERRORS STAT0
+    # shellcheck disable=SC2046 # three words
+    (IFS=,; echo "$1,$2,$ROUND,$3,$4,$5,$6,$(machine_during "$7" | tr ' ' ',')") >>"$OUT/ceilings.csv"
     if [ "$6" != 0 ]; then
         ERRORS=$((ERRORS + $6))
         progress "ceiling $1 at $2 clients: ERRORS ($6; raw.log)"
     fi
 }
 
-# ---- the run ----
+# Runs pgbench with ARGS at C clients for the cell's duration; records KIND with rps =
+# transactions/s x PER (statements per transaction).
+pgbench_ceiling() { # KIND C PER ARGS...
+    local kind=$1 c=$2 per=$3 threads=2 out err=0 pg_port=$PG_BASE stat0 pg_time tps avg failed
+    shift 3
+    [ "$c" -ge 2 ] || threads=1
+    [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
+    # pgbench's -T is whole seconds and includes opening its connections, one at a time per
+    # thread; through the delay proxy each costs several round trips, so -T grows by that much.
+    pg_time=$(awk -v d="$DURATION" -v c="$c" -v t="$threads" -v l="${DB_LATENCY:-0}" \
+        'BEGIN { x = c / t * l * 6 / 1000; d = (d == int(d)) ? d : int(d) + 1;
+                 printf "%d", d + (x > 0 ? int(x) + 1 : 0) }')
+    stat0=$(cpu_stat)
+    out=$(as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$pg_port" -U layers -n -c "$c" \
+        -j "$threads" -T "$pg_time" "$@" layers 2>&1) || err=1
+    printf '==== round %s, ceiling %s %s: pgbench -c %s -j %s -T %s %s\n%s\n\n' "$ROUND" "$kind" \
+        "$c" "$c" "$threads" "$pg_time" "$*" "$out" >>"$OUT/raw.log"
+    tps=$(echo "$out" | awk '/^tps/ {print $3; exit}')
+    avg=$(echo "$out" | awk '/^latency average/ {printf "%.0f", $4 * 1000}')
+    failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5}')
+    [ -n "$tps" ] || err=1
+    csv_ceiling "$kind" "$c" "$(awk -v t="${tps:-}" -v p="$per" 'BEGIN { if (t != "") printf "%.1f", t * p }')" \
+        "$avg" "" $((err + ${failed:-0})) "$stat0"
+}
+
+# pgbench scripts, readable by PostgreSQL's owner: ten primary-key selects in one pipeline (a
+# round trip carries ten queries), and the servers' own upsert of a 100-byte value.
+write_pgbench_scripts() {
+    local i
+    {
+        for i in $(seq 1 10); do printf '\\set aid%d random(1, 100000 * :scale)\n' "$i"; done
+        printf '\\startpipeline\n'
+        for i in $(seq 1 10); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = :aid$i;"; done
+        printf '\\endpipeline\n'
+    } >"$WORK/pipeline.sql"
+    cat >"$WORK/upsert.sql" <<SQL
+\\set k random(1, $KEYS)
+INSERT INTO records (key, value) VALUES ('bench:' || :k, repeat('v', $VALUE_BYTES)) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now();
+SQL
+    chmod 644 "$WORK/pipeline.sql" "$WORK/upsert.sql"
+}
+
+# The ceilings of one round, at each client count: layer 0's server for GET /ping and its
+# database for pgbench (layer 0 creates the records table the upsert needs), one Redis.
+bench_ceilings() {
+    local c out stat0 rps
+    progress "ceilings: http-only, pg-select, pg-pipelined, pg-write, pg-connect, redis"
+    if ! start_stack 0 2>>"$WORK/why" || ! (redis_start "$WORK/redis0" "$REDIS_BASE") >/dev/null; then
+        ERRORS=$((ERRORS + 1))
+        progress "ceilings: FAILED: $(tail -n 1 "$WORK/why")"
+        stop_stack ceilings
+        plan_done "$(ceilings_plan)"
+        return 0
+    fi
+    write_pgbench_scripts
+    as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_BASE" -U layers -i -s 1 -q layers \
+        >>"$OUT/raw.log" 2>&1 || progress "ceilings: pgbench -i failed (raw.log)"
+    redis-benchmark -p "$REDIS_BASE" -t set -n $((KEYS * 3)) -r "$KEYS" -d "$VALUE_BYTES" -q \
+        >/dev/null 2>&1 || true
+    for c in $CONCURRENCY; do
+        progress "ceilings at $c clients"
+        # HTTP only: GET /ping on layer 0's server (a route of the shared core: no backend).
+        stat0=$(cpu_stat)
+        if out=$(run_loadgen "ceiling http-only $c" 0 --workload ping --connections "$c" \
+            --warmup "$WARMUP" --duration "$DURATION"); then
+            parse_result "$out"
+            csv_ceiling http-only "$c" "${RES[rps]}" "${RES[mean]}" "${RES[p99]}" \
+                $((RES[bad_status] + RES[socket] + RES[warmup_errors])) "$stat0"
+        else
+            csv_ceiling http-only "$c" "" "" "" 1 "$stat0"
+        fi
+        pgbench_ceiling pg-select "$c" 1 -S -M prepared
+        pgbench_ceiling pg-pipelined "$c" 10 -M prepared -f "$WORK/pipeline.sql"
+        pgbench_ceiling pg-write "$c" 1 -M prepared -f "$WORK/upsert.sql"
+        pgbench_ceiling pg-connect "$c" 1 -S -C
+        # Redis only: GET of 100-byte values over KEYS keys.
+        stat0=$(cpu_stat)
+        out=$(redis-benchmark -p "$REDIS_BASE" -t get -c "$c" -n $((20000 * ${DURATION%.*} + 10000)) \
+            -r "$KEYS" -q --csv 2>&1) || true
+        printf '==== round %s, ceiling redis %s: redis-benchmark -t get -c %s\n%s\n\n' "$ROUND" "$c" \
+            "$c" "$out" >>"$OUT/raw.log"
+        rps=$(echo "$out" | awk -F'"' '$2 == "GET" {print $4}')
+        csv_ceiling redis "$c" "$rps" "$(echo "$out" | awk -F'"' '$2 == "GET" {printf "%.0f", $6 * 1000}')" \
+            "$(echo "$out" | awk -F'"' '$2 == "GET" {printf "%.0f", $14 * 1000}')" \
+            "$([ -n "$rps" ] && echo 0 || echo 1)" "$stat0"
+        plan_done "$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", 6 * d + w }')"
+    done
+    stop_stack ceilings
+    plan_done 5
+}
+
+ceilings_plan() {
+    local c k=0
+    for c in $CONCURRENCY; do k=$((k + 1)); done
+    awk -v k="$k" -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", 5 + k * (6 * d + w) }'
+}
+
+# ---- provenance: what was measured ----
+
+COMMIT="" DIRTY=""
+
+# Refuses a work tree with changes (bench/results aside) unless --allow-dirty, then builds the
+# binaries from it, so that the commit recorded is the source of what is measured.
+provenance() {
+    COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+    DIRTY=$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null || true)
+    if [ -n "$DIRTY" ] && [ "$ALLOW_DIRTY" = 0 ]; then
+        echo "$DIRTY" | head -n 10 >&2
+        fail "the work tree has uncommitted changes (above): commit them, or measure them with --allow-dirty"
+    fi
+    if [ "$BUILD" = 1 ]; then
+        progress "building $BUILD_DIR from the work tree (commit ${COMMIT:0:12})"
+        if ! cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$WORK/build.log" ||
+            ! cmake --build "$BUILD_DIR" -j"$(nproc)" >>"$WORK/build.log" 2>&1; then
+            tail -n 20 "$WORK/build.log" >&2
+            fail "the build failed"
+        fi
+    fi
+}
 
 describe_machine() {
-    local commit dirty=""
-    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    git -C "$ROOT" diff --quiet HEAD -- . ':!bench/results' 2>/dev/null || dirty=" (with local changes)"
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: ./layers bench $*"
-        echo "commit: $commit$dirty"
+        if [ -n "$DIRTY" ]; then
+            echo "commit: $COMMIT with uncommitted changes (--allow-dirty): $(echo "$DIRTY" | wc -l) files"
+        else
+            echo "commit: $COMMIT (clean work tree)"
+        fi
+        if [ "$BUILD" = 1 ]; then
+            echo "build: $BUILD_DIR, built by the harness from that work tree before measuring"
+        else
+            echo "build: $BUILD_DIR as found (--no-build): it may not match the commit"
+        fi
         echo "host: $(hostname)"
         echo "cpu: $(nproc) x $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
         echo "memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -591,28 +780,40 @@ describe_machine() {
         echo "kernel: $(uname -r)"
         echo "postgresql: $("$PG_BIN/postgres" --version | awk '{print $3}') (${PG_OPTIONS[*]}, other settings default)"
         echo "redis: $(redis-server --version | awk '{print $3}' | cut -d= -f2)"
-        echo "wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}')"
+        echo "load generator: bench/loadgen (measured latencies, every reply checked)"
         echo "servers: their defaults, LOG_LEVEL=warn"
-        echo "settings: keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY db_latency=${DB_LATENCY:-0}ms"
+        echo "settings: repeat=$REPEAT keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY rate=$RATES db_latency=${DB_LATENCY:-0}ms"
+        echo "cache state: every key read once after the preload (layers with Redis); cells then in the order $RUN_ORDER, clients ascending, each after its own warm-up"
         [ ${#EXTRA_SETTINGS[@]} = 0 ] || echo "server settings: ${EXTRA_SETTINGS[*]}"
+        [ "$WRONG" = 0 ] || echo "TEST HOOK: --wrong-expectation (every read is expected to fail its check)"
         echo "note: load generator, servers and databases share this machine"
     } >"$OUT/machine.txt"
 }
 
 check_tools() {
     local tool
-    for tool in wrk curl redis-server redis-benchmark /usr/bin/python3 "$PG_BIN/pgbench"; do
+    for tool in curl git cmake redis-server redis-benchmark /usr/bin/python3 "$PG_BIN/pgbench"; do
         command -v "$tool" >/dev/null || fail "$tool is not installed (./layers deps)"
     done
     command -v gnuplot >/dev/null || echo "bench: gnuplot is not installed: no charts" >&2
+}
+
+check_built() {
+    [ -x "$BUILD_DIR/bench/loadgen/loadgen" ] || fail "bench/loadgen is not built (./layers build)"
     [ -x "$(binary_of 0)" ] || fail "layer 0 is not built (./layers build); it also serves the HTTP ceiling"
-    [ -z "$DB_LATENCY" ] || [ -x "$PROXY_BIN" ] || fail "the delay proxy is not built (./layers build)"
+    [ -z "$DB_LATENCY" ] || [ -x "$BUILD_DIR/bench/delay-proxy/delay-proxy" ] ||
+        fail "the delay proxy is not built (./layers build)"
 }
 
 main() {
     parse_args "$@"
     check_tools
-    local layers=() l n
+    WORK=$(mktemp -d /tmp/layers-bench-XXXXXX)
+    chmod 755 "$WORK" # PostgreSQL runs as user postgres when we are root
+    : >"$WORK/why"
+    provenance
+    check_built
+    local layers=() l n w
     if [ ${#SELECTED[@]} -eq 0 ]; then
         for n in "${!LAYER_NAMES[@]}"; do
             [ -x "$(binary_of "$n")" ] && layers+=("$n")
@@ -631,29 +832,40 @@ main() {
     [ ! -e "$OUT/results.csv" ] || fail "$OUT already holds results; choose another --out"
     mkdir -p "$OUT"
     OUT=$(cd "$OUT" && pwd)
-    WORK=$(mktemp -d /tmp/layers-bench-XXXXXX)
-    chmod 755 "$WORK" # PostgreSQL runs as user postgres when we are root
-    : >"$WORK/why"
     : >"$OUT/raw.log"
-    echo "layer,workload,concurrency,rps,p50_us,p90_us,p99_us,max_us,non2xx,socket_errors,requests,server_cpu_s,backend_cpu_s,server_peak_rss_kb,flag" >"$OUT/results.csv"
-    echo "kind,concurrency,rps,avg_us,p99_us,errors" >"$OUT/ceilings.csv"
+    echo "$RESULT_COLUMNS" >"$OUT/results.csv"
+    echo "$CEILING_COLUMNS" >"$OUT/ceilings.csv"
+    echo "layer,round,step,requests,failed,seconds" >"$OUT/checks.csv"
+    echo "layer,workload,ceiling" >"$OUT/bounds.csv"
+    for n in "${layers[@]}"; do
+        for w in $WORKLOADS; do echo "${LAYER_NAMES[$n]},$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"; done
+    done
     describe_machine "$@"
 
-    local levels=0 c
-    for c in $CONCURRENCY; do levels=$((levels + 1)); done
-    plan $((levels * 3 * DURATION + 5))
-    for n in "${layers[@]}"; do plan "$(layer_plan)"; done
-    progress "layers: $(for n in "${layers[@]}"; do printf '%s ' "${LAYER_NAMES[$n]}"; done)-> ${OUT#"$ROOT"/}"
-
-    bench_ceilings
-    for n in "${layers[@]}"; do bench_layer "$n"; done
+    # One round: the ceilings and every layer, in an order rotated by one each round, so that
+    # no layer is always measured first (fresh machine) or last (after the others' load).
+    local items=() round i k
+    [ "$CEILINGS" = 0 ] || items+=(ceilings)
+    items+=("${layers[@]}")
+    for round in $(seq 1 "$REPEAT"); do
+        [ "$CEILINGS" = 0 ] || plan "$(ceilings_plan)"
+        for n in "${layers[@]}"; do plan "$(layer_plan)"; done
+    done
+    progress "layers: $(for n in "${layers[@]}"; do printf '%s ' "${LAYER_NAMES[$n]}"; done)x $REPEAT rounds -> ${OUT#"$ROOT"/}"
+    for round in $(seq 1 "$REPEAT"); do
+        ROUND=$round
+        for ((k = 0; k < ${#items[@]}; k++)); do
+            i=${items[$(((k + round - 1) % ${#items[@]}))]}
+            if [ "$i" = ceilings ]; then bench_ceilings; else bench_layer "$i"; fi
+        done
+    done
 
     echo "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ) ($((SECONDS - START_S)) s)" >>"$OUT/machine.txt"
     /usr/bin/python3 "$ROOT/bench/report.py" report "$OUT"
     /usr/bin/python3 "$ROOT/bench/report.py" summary "$OUT"
     progress "results in ${OUT#"$ROOT"/}/: report.md, results.csv, ceilings.csv, charts, raw.log"
     if [ "$ERRORS" != 0 ]; then
-        progress "FAILED: $ERRORS failed requests or runs (flagged in report.md)"
+        progress "FAILED: $ERRORS failed requests, checks or runs (flagged in report.md)"
         exit 1
     fi
 }

@@ -13,7 +13,9 @@
 #include "connect_per_request.h"
 
 #include "http.h"
+#include "record.h"
 #include "records.h"
+#include "server.h"
 #include "validate.h"
 #include "xalloc.h"
 
@@ -27,17 +29,19 @@ struct write_flow {
 
 /* One read in flight. */
 struct read_flow {
-    struct http_request *req; /* answered exactly once, in on_read */
+    struct http_request *req; /* answered exactly once */
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
 };
+
+/* ---- writes ---- */
 
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
     (void)res;
     if (status == PG_OK)
-        http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
+        http_reply_json(flow->req, 200, record_write_reply(flow->body.key, flow->body.key_len));
     else
         records_reply_failure(flow->req, status);
     write_request_cleanup(&flow->body);
@@ -47,44 +51,43 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 void handle_write(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
+    struct write_request body;
+    if (!validate_write_body(req, layer->max_value_bytes, &body))
+        return; /* answered 422 */
     struct write_flow *flow = xcalloc(1, sizeof *flow);
-    json_t *errors = json_array();
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
-        free(flow);
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
     flow->req = req;
+    flow->body = body;
     const char *values[] = {flow->body.key, flow->body.value};
     query_on_new_connection(layer, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
+}
+
+/* ---- reads ---- */
+
+static void free_read_flow(struct read_flow *flow)
+{
+    free(flow->key);
+    free(flow);
 }
 
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *flow = arg;
+    struct record *rec = status == PG_OK ? records_row(res, flow->key, flow->key_len) : NULL;
     if (status == PG_OK)
-        http_reply_json(flow->req, 200, records_read_reply(res, flow->key, flow->key_len));
+        http_reply_json(flow->req, 200, record_read_reply(rec, flow->key, flow->key_len));
     else
         records_reply_failure(flow->req, status);
-    free(flow->key);
-    free(flow);
+    free_read_flow(flow);
+    record_free(rec);
 }
 
 void handle_read(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    struct route_param raw = http_request_param(req, 0);
-    json_t *errors = json_array();
     size_t key_len;
-    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
-    if (key == NULL) {
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
+    char *key = validate_key_param(req, &key_len);
+    if (key == NULL)
+        return; /* answered 422 */
     struct read_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->key = key;
@@ -93,14 +96,18 @@ void handle_read(struct http_request *req, void *arg)
     query_on_new_connection(layer, RECORDS_SQL_READ, 1, values, on_read, flow);
 }
 
+/* ---- health ---- */
+
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
+    struct layer *layer = http_request_arg(req);
     (void)res;
-    bool up = status == PG_OK;
-    http_reply_json(req, up ? 200 : 503,
-                    json_pack("{s:s, s:s, s:s}", "status", up ? "healthy" : "unhealthy", "layer",
-                              "0-single-db", "database", up ? "healthy" : "unavailable"));
+    bool db = status == PG_OK;
+    http_reply_json(req, db ? 200 : 503,
+                    json_pack("{s:s, s:s, s:s}", "status", db ? "healthy" : "unhealthy", "layer",
+                              server_spec(layer->server)->layer, "database",
+                              db ? "healthy" : "unavailable"));
 }
 
 void handle_health(struct http_request *req, void *arg)

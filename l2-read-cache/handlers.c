@@ -17,6 +17,7 @@
 #include "cache_aside.h"
 #include "http.h"
 #include "metrics.h"
+#include "record.h"
 #include "records.h"
 #include "redis.h"
 #include "server.h"
@@ -25,7 +26,6 @@
 #include "xalloc.h"
 
 #include <event2/event.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +33,6 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer *layer;      /* for the cache */
 };
 
 /* One read in flight. */
@@ -42,21 +41,23 @@ struct read_flow {
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
     char *token;              /* the cache version seen on the miss, or NULL (cache down) */
-    struct layer *layer;     /* for the cache and the pool */
 };
+
+/* ---- writes ---- */
 
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
+    struct layer *layer = http_request_arg(flow->req);
     (void)res;
     if (status == PG_OK) {
         /* Database first, then the cache: a reader can no longer fill the old row (the
          * version moved), and this client's next read, sent on the same Redis connection
          * after this command, sees the entry gone. Nor may that read join a query for the key
          * that started before this commit (it could return the old row): forget that flight. */
-        cache_aside_invalidate(flow->layer->cache, flow->body.key, flow->body.key_len);
-        single_flight_forget(flow->layer->flights, flow->body.key, flow->body.key_len);
-        http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
+        cache_aside_invalidate(layer->cache, flow->body.key, flow->body.key_len);
+        single_flight_forget(layer->flights, flow->body.key, flow->body.key_len);
+        http_reply_json(flow->req, 200, record_write_reply(flow->body.key, flow->body.key_len));
     } else {
         records_reply_failure(flow->req, status);
     }
@@ -67,21 +68,17 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 void handle_write(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
+    struct write_request body;
+    if (!validate_write_body(req, layer->max_value_bytes, &body))
+        return; /* answered 422 */
     struct write_flow *flow = xcalloc(1, sizeof *flow);
-    json_t *errors = json_array();
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
-        free(flow);
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
     flow->req = req;
-    flow->layer = layer;
+    flow->body = body;
     const char *values[] = {flow->body.key, flow->body.value};
     pool_query(layer->pool, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
 }
+
+/* ---- reads ---- */
 
 static void free_read_flow(struct read_flow *flow)
 {
@@ -96,21 +93,21 @@ static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache)
     http_reply_json(flow->req, 200, reply);
 }
 
-/* ---- filling the cache (optionally delayed: a test hook for the stale-set race) ---- */
-
+/* Filling the cache, optionally delayed: a test hook for the stale-set race. */
 struct delayed_fill {
     struct layer *layer; /* whose cache */
-    char *key, *token;    /* what to fill, under which version */
-    size_t key_len;       /* key bytes */
-    char *data;           /* the row, as cached */
-    struct event *timer;  /* fires after CACHE_FILL_DELAY_MS */
+    char *key, *token;   /* what to fill, under which version */
+    size_t key_len;      /* key bytes */
+    char *data;          /* the record, as cached */
+    size_t len;          /* its bytes */
+    struct event *timer; /* fires after CACHE_FILL_DELAY_MS */
 };
 
 static void fill_now(evutil_socket_t fd, short what, void *arg)
 {
     struct delayed_fill *f = arg;
     (void)fd, (void)what;
-    cache_aside_fill(f->layer->cache, f->key, f->key_len, f->token, f->data, strlen(f->data));
+    cache_aside_fill(f->layer->cache, f->key, f->key_len, f->token, f->data, f->len);
     event_free(f->timer);
     free(f->key);
     free(f->token);
@@ -118,62 +115,53 @@ static void fill_now(evutil_socket_t fd, short what, void *arg)
     free(f);
 }
 
-static void fill(struct read_flow *leader, const PGresult *res)
+static void fill(struct layer *layer, struct read_flow *leader, const struct record *rec)
 {
-    struct layer *layer = leader->layer;
-    json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
-                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
-                            "updated_at", PQgetvalue(res, 0, 2));
     struct delayed_fill *f = xcalloc(1, sizeof *f);
     f->layer = layer;
     f->key = xstrndup(leader->key, leader->key_len);
     f->key_len = leader->key_len;
     f->token = xstrdup(leader->token);
-    f->data = json_dumps(row, JSON_COMPACT);
-    json_decref(row);
+    f->data = record_to_cache(rec, &f->len);
     f->timer = evtimer_new(server_base(layer->server), fill_now, f);
     struct timeval delay = {layer->fill_delay_ms / 1000, (layer->fill_delay_ms % 1000) * 1000};
     event_add(f->timer, &delay);
 }
 
-/* ---- the read path ---- */
-
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer *layer = leader->layer;
+    struct layer *layer = http_request_arg(leader->req);
+    struct record *rec = status == PG_OK ? records_row(res, leader->key, leader->key_len) : NULL;
+    if (rec != NULL && leader->token != NULL)
+        fill(layer, leader, rec);
     size_t count;
-    void **waiters =
+    void **flows =
         single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
-    for (size_t i = 0; i <= count; i++) {
-        struct read_flow *flow = i < count ? waiters[i] : leader;
+    for (size_t i = 0; i < count; i++) {
+        struct read_flow *flow = flows[i];
         if (status == PG_OK)
-            reply_read(flow, records_read_reply(res, flow->key, flow->key_len), false);
+            reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), false);
         else
             records_reply_failure(flow->req, status);
-        if (flow != leader)
-            free_read_flow(flow);
+        free_read_flow(flow);
     }
-    free(waiters);
-    if (status == PG_OK && PQntuples(res) == 1 && leader->token != NULL)
-        fill(leader, res);
-    free_read_flow(leader);
+    free(flows);
+    record_free(rec);
 }
 
 static void on_cache(enum cache_result result, const char *data, size_t len, const char *token,
                      void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer *layer = flow->layer;
-    if (result == CACHE_HIT) {
-        json_t *row = json_loadb(data, len, 0, NULL);
-        json_t *reply = records_cached_reply(row, flow->key, flow->key_len);
-        json_decref(row);
-        if (reply != NULL) {
-            reply_read(flow, reply, true);
-            free_read_flow(flow);
-            return;
-        }
+    struct layer *layer = http_request_arg(flow->req);
+    struct record *rec =
+        result == CACHE_HIT ? record_from_cache(flow->key, flow->key_len, data, len) : NULL;
+    if (rec != NULL) { /* a malformed entry is a miss */
+        reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), true);
+        free_read_flow(flow);
+        record_free(rec);
+        return;
     }
     flow->token = token ? xstrdup(token) : NULL;
     if (!single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
@@ -187,74 +175,59 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
 void handle_read(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    struct route_param raw = http_request_param(req, 0);
-    json_t *errors = json_array();
     size_t key_len;
-    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
-    if (key == NULL) {
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
+    char *key = validate_key_param(req, &key_len);
+    if (key == NULL)
+        return; /* answered 422 */
     struct read_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->key = key;
     flow->key_len = key_len;
-    flow->layer = layer;
     cache_aside_get(layer->cache, flow->key, flow->key_len, on_cache, flow);
 }
 
-/* ---- health and statistics ---- */
+/* ---- health ---- */
 
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *(struct layer **)http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     (void)res;
     bool db = status == PG_OK, cache = cache_aside_available(layer->cache);
     const char *overall = !db ? "unhealthy" : cache ? "healthy" : "degraded";
     http_reply_json(req, db ? 200 : 503,
-                    json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer", "2-read-cache",
-                              "database", db ? "healthy" : "unavailable", "cache",
+                    json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer",
+                              server_spec(layer->server)->layer, "database",
+                              db ? "healthy" : "unavailable", "cache",
                               cache ? "healthy" : "unavailable"));
 }
 
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *(struct layer **)http_request_context(req) = layer;
     pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
 }
+
+/* ---- statistics ---- */
 
 static void on_counted(long long keys, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *(struct layer **)http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     struct metrics *m = server_metrics(layer->server);
-    unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
-    unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
-    double rate =
-        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
-    if (keys == CACHE_COUNT_FAILED) { /* Redis is down, or went away meanwhile */
-        http_reply_json(req, 200,
-                        json_pack("{s:b, s:n, s:n, s:n, s:n}", "available", 0, "hits", "misses",
-                                  "keys", "hit_rate"));
-        return;
+    json_t *stats = cache_aside_stats_json(layer->cache, keys, "");
+    if (keys != CACHE_COUNT_FAILED) { /* keys is null when Redis holds too many to count */
+        json_object_set_new(stats, "coalesced",
+                            json_integer((json_int_t)metrics_get(m, METRIC_CACHE_COALESCED)));
+        json_object_set_new(stats, "fills_skipped",
+                            json_integer((json_int_t)metrics_get(m, METRIC_CACHE_FILLS_SKIPPED)));
+        json_object_set_new(stats, "ttl_s", json_integer(layer->cache_ttl_s));
     }
-    /* keys is null when Redis holds too many keys (of all its users) to count them cheaply. */
-    http_reply_json(req, 200,
-                    json_pack("{s:b, s:I, s:I, s:o, s:f, s:I, s:I, s:i}", "available", 1, "hits",
-                              (json_int_t)hits, "misses", (json_int_t)misses, "keys",
-                              keys >= 0 ? json_integer(keys) : json_null(), "hit_rate", rate,
-                              "coalesced", (json_int_t)metrics_get(m, METRIC_CACHE_COALESCED),
-                              "fills_skipped",
-                              (json_int_t)metrics_get(m, METRIC_CACHE_FILLS_SKIPPED), "ttl_s",
-                              (int)layer->cache_ttl_s));
+    http_reply_json(req, 200, stats);
 }
 
 void handle_cache_stats(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *(struct layer **)http_request_context(req) = layer;
     cache_aside_count(layer->cache, on_counted, req);
 }

@@ -29,13 +29,13 @@
 #include "cache_floor.h"
 #include "http.h"
 #include "metrics.h"
+#include "record.h"
 #include "records.h"
 #include "server.h"
 #include "single_flight.h"
 #include "validate.h"
 #include "xalloc.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +45,6 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer *layer;      /* for the cache */
 };
 
 /* One read in flight. */
@@ -56,13 +55,14 @@ struct read_flow {
     char *token;              /* the cache version seen on the miss, or NULL (cache down) */
     uint64_t must;            /* X-Consistency-Token: a write this read must see, or 0 */
     uint64_t floor;           /* the position of the key's last write (0: none known) */
-    struct layer *layer;     /* for the cache and the router */
 };
+
+/* ---- writes ---- */
 
 static void on_written(enum pg_status status, bool committed, const char *lsn_text, void *arg)
 {
     struct write_flow *flow = arg;
-    struct layer *layer = flow->layer;
+    struct layer *layer = http_request_arg(flow->req);
     if (committed) {
         /* The floor first, then the invalidation, on the same Redis connection: a reader that
          * misses after the invalidation reads a floor that includes this write (as in layer 2,
@@ -75,7 +75,7 @@ static void on_written(enum pg_status status, bool committed, const char *lsn_te
         single_flight_forget(layer->flights, flow->body.key, flow->body.key_len);
     }
     if (status == PG_OK) {
-        json_t *reply = records_write_reply(flow->body.key, flow->body.key_len);
+        json_t *reply = record_write_reply(flow->body.key, flow->body.key_len);
         json_object_set_new(reply, "message", json_string("Data written successfully to primary"));
         json_object_set_new(reply, "lsn", json_string(lsn_text));
         http_request_set_header(flow->req, TOKEN_HEADER, lsn_text);
@@ -90,21 +90,17 @@ static void on_written(enum pg_status status, bool committed, const char *lsn_te
 void handle_write(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
+    struct write_request body;
+    if (!validate_write_body(req, layer->max_value_bytes, &body))
+        return; /* answered 422 */
     struct write_flow *flow = xcalloc(1, sizeof *flow);
-    json_t *errors = json_array();
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
-        free(flow);
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
     flow->req = req;
-    flow->layer = layer;
+    flow->body = body;
     const char *values[] = {flow->body.key, flow->body.value};
     replica_router_write(layer->router, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
 }
+
+/* ---- reads ---- */
 
 static void free_read_flow(struct read_flow *flow)
 {
@@ -120,49 +116,41 @@ static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache, b
     http_reply_json(flow->req, 200, reply);
 }
 
-static void fill(struct read_flow *leader, const PGresult *res)
+static void fill(struct layer *layer, struct read_flow *leader, const struct record *rec)
 {
-    json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
-                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
-                            "updated_at", PQgetvalue(res, 0, 2));
-    char *data = json_dumps(row, JSON_COMPACT);
-    cache_aside_fill(leader->layer->cache, leader->key, leader->key_len, leader->token, data,
-                     strlen(data));
+    size_t len;
+    char *data = record_to_cache(rec, &len);
+    cache_aside_fill(layer->cache, leader->key, leader->key_len, leader->token, data, len);
     free(data);
-    json_decref(row);
 }
-
-/* ---- the read path ---- */
 
 static void on_read(PGresult *res, enum pg_status status, const struct replica_source *source,
                     void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer *layer = leader->layer;
-    size_t count = 0;
-    void **waiters = NULL;
-    if (leader->must == 0) /* reads with a token lead no flight (see read_database) */
-        waiters =
-            single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
-    for (size_t i = 0; i <= count; i++) {
-        struct read_flow *flow = i < count ? waiters[i] : leader;
+    struct layer *layer = http_request_arg(leader->req);
+    struct record *rec = status == PG_OK ? records_row(res, leader->key, leader->key_len) : NULL;
+    if (rec != NULL && leader->token != NULL)
+        fill(layer, leader, rec);
+    size_t count; /* a read with a token leads no flight: it is answered alone (read_database) */
+    void **flows =
+        single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
+    for (size_t i = 0; i < count; i++) {
+        struct read_flow *flow = flows[i];
         if (status == PG_OK)
-            reply_read(flow, records_read_reply(res, flow->key, flow->key_len), false,
+            reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), false,
                        source->replica >= 0);
         else
             records_reply_failure(flow->req, status);
-        if (flow != leader)
-            free_read_flow(flow);
+        free_read_flow(flow);
     }
-    free(waiters);
-    if (status == PG_OK && PQntuples(res) == 1 && leader->token != NULL)
-        fill(leader, res);
-    free_read_flow(leader);
+    free(flows);
+    record_free(rec);
 }
 
 static void read_database(struct read_flow *flow)
 {
-    struct layer *layer = flow->layer;
+    struct layer *layer = http_request_arg(flow->req);
     /* Readers of one key share a floor (a write starts a new flight), but a client's token may
      * ask for more than the leader's query includes: such a read goes alone. */
     if (flow->must == 0 && !single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
@@ -189,16 +177,14 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
                      void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer *layer = flow->layer;
-    if (result == CACHE_HIT) {
-        json_t *row = json_loadb(data, len, 0, NULL);
-        json_t *reply = records_cached_reply(row, flow->key, flow->key_len);
-        json_decref(row);
-        if (reply != NULL) {
-            reply_read(flow, reply, true, false);
-            free_read_flow(flow);
-            return;
-        }
+    struct layer *layer = http_request_arg(flow->req);
+    struct record *rec =
+        result == CACHE_HIT ? record_from_cache(flow->key, flow->key_len, data, len) : NULL;
+    if (rec != NULL) { /* a malformed entry is a miss */
+        reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), true, false);
+        free_read_flow(flow);
+        record_free(rec);
+        return;
     }
     if (token == NULL) { /* cache down: no floor to read (the token still counts) */
         read_database(flow);
@@ -231,16 +217,15 @@ void handle_read(struct http_request *req, void *arg)
     flow->key = key;
     flow->key_len = key_len;
     flow->must = must;
-    flow->layer = layer;
     cache_aside_get(layer->cache, flow->key, flow->key_len, on_cache, flow);
 }
 
-/* ---- health and statistics ---- */
+/* ---- health ---- */
 
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *(struct layer **)http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     (void)res;
     bool primary = status == PG_OK, cache = cache_aside_available(layer->cache), replicas = true;
     json_t *health = json_object();
@@ -253,10 +238,10 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     /* Without the primary nothing can be written: unhealthy (replicas still serve reads).
      * Without a replica or the cache, everything is served, with less headroom: degraded. */
     const char *overall = !primary ? "unhealthy" : replicas && cache ? "healthy" : "degraded";
-    json_t *top =
-        json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer", "3-read-replicas",
-                  "database", primary ? "healthy" : "unavailable", "primary",
-                  primary ? "healthy" : "unavailable", "cache", cache ? "healthy" : "unavailable");
+    json_t *top = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer", server_spec(layer->server)->layer,
+        "database", primary ? "healthy" : "unavailable", "primary",
+        primary ? "healthy" : "unavailable", "cache", cache ? "healthy" : "unavailable");
     json_object_update(top, health);
     json_decref(health);
     http_reply_json(req, primary ? 200 : 503, top);
@@ -265,27 +250,17 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *(struct layer **)http_request_context(req) = layer;
     replica_router_primary_query(layer->router, "SELECT 1", on_health, req);
 }
+
+/* ---- statistics ---- */
 
 static void on_counted(long long keys, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *(struct layer **)http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     struct metrics *m = server_metrics(layer->server);
-    unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
-    unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
-    double rate =
-        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
-    bool cache = keys != CACHE_COUNT_FAILED;
-    json_t *stats = json_object();
-    json_object_set_new(stats, "cache_available", json_boolean(cache));
-    json_object_set_new(stats, "cache_hits", cache ? json_integer((json_int_t)hits) : json_null());
-    json_object_set_new(stats, "cache_misses",
-                        cache ? json_integer((json_int_t)misses) : json_null());
-    json_object_set_new(stats, "cache_keys", keys >= 0 ? json_integer(keys) : json_null());
-    json_object_set_new(stats, "cache_hit_rate", cache ? json_real(rate) : json_null());
+    json_t *stats = cache_aside_stats_json(layer->cache, keys, "cache_");
     json_object_set_new(stats, "primary_pool_size",
                         json_integer(replica_router_primary_pool_size(layer->router)));
     json_object_set_new(stats, "replica_pool_size",
@@ -305,6 +280,5 @@ static void on_counted(long long keys, void *arg)
 void handle_stats(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *(struct layer **)http_request_context(req) = layer;
     cache_aside_count(layer->cache, on_counted, req);
 }

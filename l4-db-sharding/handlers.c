@@ -21,6 +21,7 @@
 #include "cache_aside.h"
 #include "http.h"
 #include "metrics.h"
+#include "record.h"
 #include "records.h"
 #include "server.h"
 #include "shard_map.h"
@@ -28,7 +29,6 @@
 #include "validate.h"
 #include "xalloc.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,6 @@
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer *layer;      /* for the cache */
     int shard;                 /* where the key lives */
 };
 
@@ -54,21 +53,23 @@ struct read_flow {
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
     char *token;              /* the cache version seen on the miss, or NULL (cache down) */
-    struct layer *layer;     /* for the cache and the shards */
     int shard;                /* the key's shard */
     int previous_shard;       /* its shard in the previous layout, or -1 (not resharding) */
     enum read_state state;    /* where the leader is looking now */
 };
 
+/* ---- writes ---- */
+
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
+    struct layer *layer = http_request_arg(flow->req);
     (void)res;
     if (status == PG_OK) {
         /* Database first, then the cache (as in layer 2). */
-        cache_aside_invalidate(flow->layer->cache, flow->body.key, flow->body.key_len);
-        single_flight_forget(flow->layer->flights, flow->body.key, flow->body.key_len);
-        json_t *reply = records_write_reply(flow->body.key, flow->body.key_len);
+        cache_aside_invalidate(layer->cache, flow->body.key, flow->body.key_len);
+        single_flight_forget(layer->flights, flow->body.key, flow->body.key_len);
+        json_t *reply = record_write_reply(flow->body.key, flow->body.key_len);
         char message[64];
         snprintf(message, sizeof message, "Data written successfully to shard %d", flow->shard);
         json_object_set_new(reply, "message", json_string(message));
@@ -84,23 +85,19 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 void handle_write(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
+    struct write_request body;
+    if (!validate_write_body(req, layer->max_value_bytes, &body))
+        return; /* answered 422 */
     struct write_flow *flow = xcalloc(1, sizeof *flow);
-    json_t *errors = json_array();
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
-        free(flow);
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
     flow->req = req;
-    flow->layer = layer;
+    flow->body = body;
     flow->shard = shard_set_lookup(layer->shards, flow->body.key, flow->body.key_len);
     const char *values[] = {flow->body.key, flow->body.value};
     shard_set_query(layer->shards, SHARD_CURRENT, flow->shard, RECORDS_SQL_UPSERT, 2, values,
                     on_written, flow);
 }
+
+/* ---- reads ---- */
 
 static void free_read_flow(struct read_flow *flow)
 {
@@ -116,27 +113,23 @@ static void reply_read(struct read_flow *flow, json_t *reply, bool from_cache, i
     http_reply_json(flow->req, 200, reply);
 }
 
-/* The row as cached: the reply's members and the shard it came from. */
-static void fill(struct read_flow *leader, const PGresult *res)
+/* The record as cached: its members and the shard it came from. */
+static void fill(struct layer *layer, struct read_flow *leader, struct record *rec)
 {
-    json_t *row = json_pack("{s:s%, s:s, s:s, s:i}", "value", PQgetvalue(res, 0, 0),
-                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
-                            "updated_at", PQgetvalue(res, 0, 2), "shard_id", leader->shard);
-    char *data = json_dumps(row, JSON_COMPACT);
-    cache_aside_fill(leader->layer->cache, leader->key, leader->key_len, leader->token, data,
-                     strlen(data));
+    record_set_extra(rec, "shard_id", json_integer(leader->shard));
+    size_t len;
+    char *data = record_to_cache(rec, &len);
+    cache_aside_fill(layer->cache, leader->key, leader->key_len, leader->token, data, len);
     free(data);
-    json_decref(row);
 }
-
-/* ---- the read path ---- */
 
 static void on_read(PGresult *res, enum pg_status status, void *arg);
 
 static void query_read(struct read_flow *flow, enum shard_layout layout, int shard)
 {
     const char *values[] = {flow->key};
-    shard_set_query(flow->layer->shards, layout, shard, RECORDS_SQL_READ, 1, values, on_read, flow);
+    struct layer *layer = http_request_arg(flow->req);
+    shard_set_query(layer->shards, layout, shard, RECORDS_SQL_READ, 1, values, on_read, flow);
 }
 
 /* The key was not where the leader looked: looks elsewhere and returns true, or false when
@@ -163,49 +156,46 @@ static bool read_elsewhere(struct read_flow *flow)
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer *layer = leader->layer;
-    bool found = status == PG_OK && PQntuples(res) == 1;
-    if (status == PG_OK && !found && read_elsewhere(leader))
+    struct layer *layer = http_request_arg(leader->req);
+    struct record *rec = status == PG_OK ? records_row(res, leader->key, leader->key_len) : NULL;
+    if (status == PG_OK && rec == NULL && read_elsewhere(leader))
         return;
-    if (found && leader->state == READ_PREVIOUS_SHARD)
+    if (rec != NULL && leader->state == READ_PREVIOUS_SHARD)
         metrics_inc(server_metrics(layer->server), METRIC_SHARD_PREVIOUS_READS);
+    if (rec != NULL && leader->state != READ_PREVIOUS_SHARD && leader->token != NULL)
+        fill(layer, leader, rec);
     size_t count;
-    void **waiters =
+    void **flows =
         single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
-    for (size_t i = 0; i <= count; i++) {
-        struct read_flow *flow = i < count ? waiters[i] : leader;
+    int shard = leader->shard;
+    for (size_t i = 0; i < count; i++) {
+        struct read_flow *flow = flows[i];
         if (status == PG_OK)
-            reply_read(flow, records_read_reply(res, flow->key, flow->key_len), false,
-                       leader->shard);
+            reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), false, shard);
         else
             records_reply_failure(flow->req, status);
-        if (flow != leader)
-            free_read_flow(flow);
+        free_read_flow(flow);
     }
-    free(waiters);
-    if (found && leader->state != READ_PREVIOUS_SHARD && leader->token != NULL)
-        fill(leader, res);
-    free_read_flow(leader);
+    free(flows);
+    record_free(rec);
 }
 
 static void on_cache(enum cache_result result, const char *data, size_t len, const char *token,
                      void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer *layer = flow->layer;
-    if (result == CACHE_HIT) {
-        json_t *row = json_loadb(data, len, 0, NULL);
-        json_t *shard = json_object_get(row, "shard_id");
-        json_t *reply =
-            json_is_integer(shard) ? records_cached_reply(row, flow->key, flow->key_len) : NULL;
-        if (reply != NULL) {
-            reply_read(flow, reply, true, (int)json_integer_value(shard));
-            json_decref(row);
-            free_read_flow(flow);
-            return;
-        }
-        json_decref(row);
+    struct layer *layer = http_request_arg(flow->req);
+    struct record *rec =
+        result == CACHE_HIT ? record_from_cache(flow->key, flow->key_len, data, len) : NULL;
+    json_t *shard = rec ? record_extra(rec, "shard_id") : NULL;
+    if (json_is_integer(shard)) { /* a malformed entry, or one without its shard, is a miss */
+        reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), true,
+                   (int)json_integer_value(shard));
+        free_read_flow(flow);
+        record_free(rec);
+        return;
     }
+    record_free(rec);
     flow->token = token ? xstrdup(token) : NULL;
     if (!single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
         metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
@@ -217,20 +207,14 @@ static void on_cache(enum cache_result result, const char *data, size_t len, con
 void handle_read(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    struct route_param raw = http_request_param(req, 0);
-    json_t *errors = json_array();
     size_t key_len;
-    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
-    if (key == NULL) {
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
+    char *key = validate_key_param(req, &key_len);
+    if (key == NULL)
+        return; /* answered 422 */
     struct read_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->key = key;
     flow->key_len = key_len;
-    flow->layer = layer;
     flow->shard = shard_set_lookup(layer->shards, key, key_len);
     flow->previous_shard = shard_set_previous_lookup(layer->shards, key, key_len);
     flow->state = READ_SHARD;
@@ -242,7 +226,7 @@ void handle_read(struct http_request *req, void *arg)
 static void on_health(const struct shard_answer *answers, int count, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *(struct layer **)http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     int up = 0;
     for (int i = 0; i < count; i++)
         up += answers[i].status == PG_OK;
@@ -250,8 +234,9 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
     /* Some shards down: their keys fail, the others are served (degraded); none: unhealthy.
      * "database" keeps the contract's two values: healthy only when every shard is. */
     const char *overall = up == 0 ? "unhealthy" : up == count && cache ? "healthy" : "degraded";
-    json_t *health = json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer", "4-db-sharding",
-                               "database", up == count ? "healthy" : "unavailable", "cache",
+    json_t *health = json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer",
+                               server_spec(layer->server)->layer, "database",
+                               up == count ? "healthy" : "unavailable", "cache",
                                cache ? "healthy" : "unavailable");
     for (int i = 0; i < count; i++) {
         char name[32];
@@ -265,35 +250,20 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *(struct layer **)http_request_context(req) = layer;
     shard_set_fanout(layer->shards, "SELECT 1", layer->check_timeout_ms, on_health, req);
 }
 
 /* A stats request between its two steps: the cache count, then the shard fan-out. */
 struct stats_flow {
     struct http_request *req; /* answered exactly once, in on_rows_counted */
-    struct layer *layer;     /* whose numbers */
     long long cache_keys;     /* this layer's cached values, or CACHE_COUNT_* */
 };
 
 static void on_rows_counted(const struct shard_answer *answers, int count, void *arg)
 {
     struct stats_flow *flow = arg;
-    struct layer *layer = flow->layer;
-    struct metrics *m = server_metrics(layer->server);
-    unsigned long long hits = metrics_get(m, METRIC_CACHE_HITS);
-    unsigned long long misses = metrics_get(m, METRIC_CACHE_MISSES);
-    double rate =
-        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
-    bool cache = flow->cache_keys != CACHE_COUNT_FAILED;
-    json_t *stats = json_object();
-    json_object_set_new(stats, "cache_available", json_boolean(cache));
-    json_object_set_new(stats, "cache_hits", cache ? json_integer((json_int_t)hits) : json_null());
-    json_object_set_new(stats, "cache_misses",
-                        cache ? json_integer((json_int_t)misses) : json_null());
-    json_object_set_new(stats, "cache_keys",
-                        flow->cache_keys >= 0 ? json_integer(flow->cache_keys) : json_null());
-    json_object_set_new(stats, "cache_hit_rate", cache ? json_real(rate) : json_null());
+    struct layer *layer = http_request_arg(flow->req);
+    json_t *stats = cache_aside_stats_json(layer->cache, flow->cache_keys, "cache_");
     json_object_set_new(stats, "num_shards", json_integer(count));
     json_object_set_new(stats, "shard_strategy",
                         json_string(shard_map_strategy(shard_set_map(layer->shards))));
@@ -323,8 +293,9 @@ static void on_cache_counted(long long keys, void *arg)
 {
     struct stats_flow *flow = arg;
     flow->cache_keys = keys;
-    shard_set_fanout(flow->layer->shards, "SELECT count(*) FROM records",
-                     flow->layer->check_timeout_ms, on_rows_counted, flow);
+    struct layer *layer = http_request_arg(flow->req);
+    shard_set_fanout(layer->shards, "SELECT count(*) FROM records", layer->check_timeout_ms,
+                     on_rows_counted, flow);
 }
 
 void handle_stats(struct http_request *req, void *arg)
@@ -332,6 +303,5 @@ void handle_stats(struct http_request *req, void *arg)
     struct layer *layer = arg;
     struct stats_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
-    flow->layer = layer;
     cache_aside_count(layer->cache, on_cache_counted, flow);
 }

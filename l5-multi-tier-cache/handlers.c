@@ -26,6 +26,7 @@
 #include "l1_cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 #include "records.h"
 #include "redis.h"
 #include "redis_subscriber.h"
@@ -42,11 +43,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-/* One write in flight. */
+/* One write in flight: the request and its validated body (owns the key and value strings). */
 struct write_flow {
     struct http_request *req;  /* answered exactly once, in on_written */
     struct write_request body; /* key and value, kept alive until the query is done */
-    struct layer *layer;      /* for the caches */
 };
 
 /* One read in flight. */
@@ -56,7 +56,6 @@ struct read_flow {
     size_t key_len;           /* its length in bytes */
     char *token;              /* L2's version on a miss, or NULL (Redis down) */
     uint64_t epoch;           /* invalidations seen when the read started */
-    struct layer *layer;     /* caches and pool */
 };
 
 /* ---- invalidations and the L1 fill guard ---- */
@@ -164,7 +163,7 @@ static bool l1_fill_allowed(const struct layer *layer, const char *key, size_t k
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
-    struct layer *layer = flow->layer;
+    struct layer *layer = http_request_arg(flow->req);
     (void)res;
     if (status == PG_OK) {
         /* One script invalidates L2 and publishes the key to every instance (this one too);
@@ -172,7 +171,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
          * is cleaned at once, before the reply. */
         cache_aside_invalidate(layer->l2, flow->body.key, flow->body.key_len);
         layer5_invalidate_l1(layer, flow->body.key, flow->body.key_len);
-        http_reply_json(flow->req, 200, records_write_reply(flow->body.key, flow->body.key_len));
+        http_reply_json(flow->req, 200, record_write_reply(flow->body.key, flow->body.key_len));
     } else {
         records_reply_failure(flow->req, status);
     }
@@ -183,18 +182,12 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
 void handle_write(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
+    struct write_request body;
+    if (!validate_write_body(req, layer->max_value_bytes, &body))
+        return; /* answered 422 */
     struct write_flow *flow = xcalloc(1, sizeof *flow);
-    json_t *errors = json_array();
-    size_t len;
-    const char *body = http_request_body(req, &len);
-    if (!validate_write_request(body, len, layer->max_value_bytes, &flow->body, errors)) {
-        free(flow);
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
     flow->req = req;
-    flow->layer = layer;
+    flow->body = body;
     const char *values[] = {flow->body.key, flow->body.value};
     pool_query(layer->pool, RECORDS_SQL_UPSERT, 2, values, on_written, flow);
 }
@@ -208,92 +201,80 @@ static void free_read_flow(struct read_flow *flow)
     free(flow);
 }
 
-/* The reply for a cached row ({"value","created_at","updated_at"}), or NULL if unreadable. */
-static json_t *cached_reply(const struct read_flow *flow, const char *row, size_t len,
-                            const char *level)
+static void reply_read(struct read_flow *flow, json_t *reply, const char *level)
 {
-    json_t *doc = json_loadb(row, len, 0, NULL);
-    json_t *reply = records_cached_reply(doc, flow->key, flow->key_len);
-    json_decref(doc);
-    if (reply != NULL)
-        json_object_set_new(reply, "cache_level", json_string(level));
-    return reply;
+    json_object_set_new(reply, "cache_level", json_string(level));
+    http_reply_json(flow->req, 200, reply);
 }
 
 /*
  * L1 holds the whole body of an L1 hit's reply, so that a hit is a lookup and a copy: no JSON
  * parsing or printing on the hottest path.
  */
-static void l1_fill(struct layer *layer, struct read_flow *flow, const char *row, size_t len)
+static void l1_fill(struct layer *layer, struct read_flow *flow, const struct record *rec)
 {
     if (!l1_fill_allowed(layer, flow->key, flow->key_len, flow->epoch))
         return;
-    json_t *reply = cached_reply(flow, row, len, "L1");
-    if (reply == NULL)
-        return;
+    json_t *reply = record_read_reply(rec, flow->key, flow->key_len);
+    json_object_set_new(reply, "cache_level", json_string("L1"));
     char *body = json_dumps(reply, JSON_COMPACT);
     json_decref(reply);
     l1_cache_put(layer->l1, flow->key, flow->key_len, body, strlen(body), monotonic_ms());
     free(body);
 }
 
-static char *row_text(const PGresult *res)
+/* Both tiers: L2 under the version seen on the miss, L1 if no invalidation raced. */
+static void fill(struct layer *layer, struct read_flow *leader, const struct record *rec)
 {
-    json_t *row = json_pack("{s:s%, s:s, s:s}", "value", PQgetvalue(res, 0, 0),
-                            (size_t)PQgetlength(res, 0, 0), "created_at", PQgetvalue(res, 0, 1),
-                            "updated_at", PQgetvalue(res, 0, 2));
-    char *text = json_dumps(row, JSON_COMPACT);
-    json_decref(row);
-    return text;
+    if (leader->token != NULL) {
+        size_t len;
+        char *data = record_to_cache(rec, &len);
+        cache_aside_fill(layer->l2, leader->key, leader->key_len, leader->token, data, len);
+        free(data);
+    }
+    l1_fill(layer, leader, rec);
 }
 
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *leader = arg;
-    struct layer *layer = leader->layer;
+    struct layer *layer = http_request_arg(leader->req);
+    struct record *rec = status == PG_OK ? records_row(res, leader->key, leader->key_len) : NULL;
+    if (rec != NULL)
+        fill(layer, leader, rec);
     size_t count;
-    void **waiters =
+    void **flows =
         single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
-    for (size_t i = 0; i <= count; i++) {
-        struct read_flow *flow = i < count ? waiters[i] : leader;
-        if (status == PG_OK) {
-            json_t *reply = records_read_reply(res, flow->key, flow->key_len);
-            json_object_set_new(reply, "cache_level", json_string("L3"));
-            http_reply_json(flow->req, 200, reply);
-        } else {
+    for (size_t i = 0; i < count; i++) {
+        struct read_flow *flow = flows[i];
+        if (status == PG_OK)
+            reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), "L3");
+        else
             records_reply_failure(flow->req, status);
-        }
-        if (flow != leader)
-            free_read_flow(flow);
+        free_read_flow(flow);
     }
-    free(waiters);
-    if (status == PG_OK && PQntuples(res) == 1) {
-        char *row = row_text(res);
-        if (leader->token != NULL)
-            cache_aside_fill(layer->l2, leader->key, leader->key_len, leader->token, row,
-                             strlen(row));
-        l1_fill(layer, leader, row, strlen(row));
-        free(row);
-    }
-    free_read_flow(leader);
+    free(flows);
+    record_free(rec);
 }
 
 static void on_l2(enum cache_result result, const char *data, size_t len, const char *token,
                   void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer *layer = flow->layer;
-    json_t *reply = result == CACHE_HIT ? cached_reply(flow, data, len, "L2") : NULL;
-    if (reply != NULL) {
-        http_reply_json(flow->req, 200, reply);
-        l1_fill(layer, flow, data, len); /* promote */
+    struct layer *layer = http_request_arg(flow->req);
+    struct record *rec =
+        result == CACHE_HIT ? record_from_cache(flow->key, flow->key_len, data, len) : NULL;
+    if (rec != NULL) {             /* a malformed entry is a miss */
+        l1_fill(layer, flow, rec); /* promote */
+        reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), "L2");
         free_read_flow(flow);
+        record_free(rec);
         return;
     }
     flow->token = token ? xstrdup(token) : NULL;
     if (!single_flight_join(layer->flights, flow->key, flow->key_len, flow)) {
         metrics_inc(server_metrics(layer->server), METRIC_CACHE_COALESCED);
-        return; /* the leader's query answers this request too */
+        return; /* the leader's query will answer this request too */
     }
     const char *values[] = {flow->key};
     pool_query(layer->pool, RECORDS_SQL_READ, 1, values, on_read, flow);
@@ -302,20 +283,14 @@ static void on_l2(enum cache_result result, const char *data, size_t len, const 
 void handle_read(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    struct route_param raw = http_request_param(req, 0);
-    json_t *errors = json_array();
     size_t key_len;
-    char *key = validate_path_key(raw.raw, raw.len, &key_len, errors);
-    if (key == NULL) {
-        http_reply_validation(req, errors);
-        return;
-    }
-    json_decref(errors);
+    char *key = validate_key_param(req, &key_len);
+    if (key == NULL)
+        return; /* answered 422 */
     struct read_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->key = key;
     flow->key_len = key_len;
-    flow->layer = layer;
     flow->epoch = layer->epoch;
     struct metrics *m = server_metrics(layer->server);
     const char *row;
@@ -333,29 +308,31 @@ void handle_read(struct http_request *req, void *arg)
     cache_aside_get(layer->l2, flow->key, flow->key_len, on_l2, flow);
 }
 
-/* ---- health, statistics, clearing ---- */
+/* ---- health ---- */
 
 static void on_health(PGresult *res, enum pg_status status, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     (void)res;
     bool db = status == PG_OK, cache = cache_aside_available(layer->l2),
          subscribed = l1_trusted(layer);
     const char *overall = !db ? "unhealthy" : cache && subscribed ? "healthy" : "degraded";
     http_reply_json(req, db ? 200 : 503,
                     json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                              "5-multi-tier-cache", "database", db ? "healthy" : "unavailable",
-                              "cache", cache ? "healthy" : "unavailable", "invalidations",
+                              server_spec(layer->server)->layer, "database",
+                              db ? "healthy" : "unavailable", "cache",
+                              cache ? "healthy" : "unavailable", "invalidations",
                               subscribed ? "healthy" : "unavailable"));
 }
 
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *http_request_context(req) = layer;
     pool_query(layer->pool, "SELECT 1", 0, NULL, on_health, req);
 }
+
+/* ---- statistics and clearing ---- */
 
 static json_t *rate(unsigned long long part, unsigned long long whole)
 {
@@ -365,7 +342,7 @@ static json_t *rate(unsigned long long part, unsigned long long whole)
 static void on_counted(long long keys, void *arg)
 {
     struct http_request *req = arg;
-    struct layer *layer = *http_request_context(req);
+    struct layer *layer = http_request_arg(req);
     struct metrics *m = server_metrics(layer->server);
     unsigned long long l1_hits = metrics_get(m, METRIC_L1_HITS);
     unsigned long long l1_misses = metrics_get(m, METRIC_L1_MISSES);
@@ -402,7 +379,6 @@ static void on_counted(long long keys, void *arg)
 void handle_stats(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    *http_request_context(req) = layer;
     cache_aside_count(layer->l2, on_counted, req);
 }
 

@@ -29,6 +29,24 @@ layer_backends() {
     esac
 }
 
+# The names of a layer's backends, in the order of layer_backends (./layers stop l4 shard1).
+layer_backend_names() {
+    case $1 in
+    3) echo "primary replica1 replica2 redis" ;;
+    4) echo "shard0 shard1 shard2 redis" ;;
+    *)
+        local kind names=()
+        for kind in $(layer_backends "$1"); do
+            case $kind in
+            pg) names+=(db) ;;
+            redis) names+=(redis) ;;
+            esac
+        done
+        echo "${names[*]}"
+        ;;
+    esac
+}
+
 # Prints the layer's settings as export lines, given where its backends listen:
 #   layer_env N PG_PORT REDIS_PORT API_PORT
 # (instance i of a kind listens on its base port + i).

@@ -9,6 +9,7 @@
 #include "redis.h"
 #include "xalloc.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,4 +421,27 @@ void cache_aside_maintain(struct cache_aside *c)
 {
     if (owes(c))
         deliver_owed(c);
+}
+
+static void set_stat(json_t *stats, const char *prefix, const char *name, json_t *value)
+{
+    char member[64];
+    snprintf(member, sizeof member, "%s%s", prefix, name);
+    json_object_set_new(stats, member, value);
+}
+
+json_t *cache_aside_stats_json(const struct cache_aside *cache, long long keys, const char *prefix)
+{
+    unsigned long long hits = metrics_get(cache->metrics, METRIC_CACHE_HITS);
+    unsigned long long misses = metrics_get(cache->metrics, METRIC_CACHE_MISSES);
+    double rate =
+        hits + misses ? round(10000.0 * (double)hits / (double)(hits + misses)) / 100.0 : 0.0;
+    bool up = keys != CACHE_COUNT_FAILED;
+    json_t *stats = json_object();
+    set_stat(stats, prefix, "available", json_boolean(up));
+    set_stat(stats, prefix, "hits", up ? json_integer((json_int_t)hits) : json_null());
+    set_stat(stats, prefix, "misses", up ? json_integer((json_int_t)misses) : json_null());
+    set_stat(stats, prefix, "keys", keys >= 0 ? json_integer(keys) : json_null());
+    set_stat(stats, prefix, "hit_rate", up ? json_real(rate) : json_null());
+    return stats;
 }

@@ -29,6 +29,7 @@
 #ifndef LAYERS_CACHE_ASIDE_H
 #define LAYERS_CACHE_ASIDE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -90,5 +91,13 @@ void cache_aside_clear(struct cache_aside *cache, cache_count_cb cb, void *arg);
 
 /* True when Redis is up and no invalidation is owed: the cache can be trusted. */
 bool cache_aside_available(const struct cache_aside *cache);
+
+/*
+ * The contract's cache statistics, each member name starting with `prefix` ("" in layer 2,
+ * "cache_" in layers 3 and 4): available, hits, misses (this layer's own lookups), keys (the
+ * count cache_aside_count gave, null when too many to count) and hit_rate (percent, 2 decimals).
+ * When the count failed (Redis down): available false and every number null.
+ */
+json_t *cache_aside_stats_json(const struct cache_aside *cache, long long keys, const char *prefix);
 
 #endif

@@ -12,6 +12,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +46,7 @@ struct http_server {
     bool draining;                           /* shutting down: close connections after reply */
     uint64_t id_state;                       /* request id generator state */
     int unmatched_route;                     /* metrics label for 404s, 405s and 413s */
+    struct http_guard_hook *guard;           /* refuses oversized bodies on every connection */
 };
 
 struct http_request {
@@ -52,7 +57,6 @@ struct http_request {
     int metrics_route;            /* label index for the latency histogram */
     struct timespec started;      /* monotonic arrival time */
     char id[REQUEST_ID_MAX + 1];  /* X-Request-ID */
-    void *context;                /* the handler's slot (http_request_context) */
 };
 
 /* ---- request ids ---- */
@@ -178,9 +182,10 @@ const char *http_request_header(const struct http_request *req, const char *name
     return evhttp_find_header(evhttp_request_get_input_headers(req->evreq), name);
 }
 
-void **http_request_context(struct http_request *req)
+void *http_request_arg(const struct http_request *req)
 {
-    return &req->context;
+    const struct route_target *target = req->match.data;
+    return target->arg;
 }
 
 void http_request_set_header(struct http_request *req, const char *name, const char *value)
@@ -278,8 +283,8 @@ struct http_server *http_server_create(struct event_base *base,
                                                    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                                    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(server->evhttp, dispatch, server);
-    http_guard_init(settings->max_body_bytes);
-    evhttp_set_bevcb(server->evhttp, http_guard_bufferevent, NULL);
+    server->guard = http_guard_hook_create(settings->max_body_bytes);
+    evhttp_set_bevcb(server->evhttp, http_guard_bufferevent, server->guard);
     return server;
 }
 
@@ -287,8 +292,8 @@ void http_server_free(struct http_server *server)
 {
     if (server == NULL)
         return;
-    evhttp_free(server->evhttp); /* closes the remaining (idle) connections */
-    http_guard_cleanup();
+    evhttp_free(server->evhttp); /* closes the remaining (idle) connections, and their guards */
+    http_guard_hook_free(server->guard);
     router_free(server->router);
     free((char *)server->settings.host);
     free(server);
@@ -307,11 +312,48 @@ void http_route(struct http_server *server, enum http_method method, const char 
     router_add(server->router, method, path_template, target);
 }
 
+/* evhttp listens with a backlog of 128: a burst of new clients (500 at once in the tests, any
+ * load test) overflows it, and the kernel drops their SYNs, which they retry only after 1, 3,
+ * 7... seconds. The listener is opened here with the system's larger limit instead. */
+#define LISTEN_BACKLOG SOMAXCONN
+
+static bool numeric_address(const char *host, int port, struct sockaddr_storage *out, int *outlen)
+{
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (evutil_inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *outlen = (int)sizeof *v4;
+        return true;
+    }
+    if (evutil_inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *outlen = (int)sizeof *v6;
+        return true;
+    }
+    return false;
+}
+
 bool http_server_listen(struct http_server *server, char *err, size_t errlen)
 {
-    server->listener = evhttp_bind_socket_with_handle(server->evhttp, server->settings.host,
-                                                      (ev_uint16_t)server->settings.port);
+    struct sockaddr_storage address;
+    int address_len;
+    if (!numeric_address(server->settings.host, server->settings.port, &address, &address_len)) {
+        snprintf(err, errlen, "HOST must be a numeric address (e.g. 127.0.0.1 or 0.0.0.0), not %s",
+                 server->settings.host);
+        return false;
+    }
+    struct evconnlistener *socket = evconnlistener_new_bind(
+        server->base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        LISTEN_BACKLOG, (struct sockaddr *)&address, address_len);
+    if (socket != NULL)
+        server->listener = evhttp_bind_listener(server->evhttp, socket);
     if (server->listener == NULL) {
+        if (socket != NULL)
+            evconnlistener_free(socket);
         snprintf(err, errlen, "cannot listen on %s:%d (is the port already in use?)",
                  server->settings.host, server->settings.port);
         return false;

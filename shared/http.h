@@ -69,9 +69,9 @@ const char *http_request_body(struct http_request *req, size_t *len);
 /* An input header, or NULL. */
 const char *http_request_header(const struct http_request *req, const char *name);
 
-/* A pointer-sized slot the handler may use until the reply (e.g. its layer, for callbacks
- * that are given only the request). */
-void **http_request_context(struct http_request *req);
+/* The `arg` its route was added with (a layer's context): the one way to reach the layer from
+ * a request, also in callbacks that are given only the request. */
+void *http_request_arg(const struct http_request *req);
 
 /* Adds a response header (before the reply). */
 void http_request_set_header(struct http_request *req, const char *name, const char *value);

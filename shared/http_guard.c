@@ -27,7 +27,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <fcntl.h>
+#include <event2/http.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -354,110 +354,108 @@ void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct ev
  * without us) and hook its input buffer: every time the socket appends bytes, the callback takes
  * the new bytes out, passes them through http_guard_filter and puts back what may be read.
  *
- * The per-connection state lives in a table indexed by file descriptor: libevent gives an
- * evbuffer callback one pointer (the bufferevent here) and no hook when a connection is freed, so
- * state cannot be allocated per connection. A row is reset when a new bufferevent shows up on its
- * descriptor; as each connection arrives, rows of connections known to be gone (their bufferevent's
- * address reused, or a withheld request on a descriptor now closed) let their buffers go. The
- * table is the one file-level variable of the core (one HTTP server a process).
+ * The filter state lives with the connection: allocated with its bufferevent, freed by the
+ * connection's close callback (evhttp_connection_set_closecb, which evhttp calls once when it
+ * closes or frees a server-side connection). The connection does not exist yet inside the
+ * bevcb callback (evhttp creates it right after, with our bufferevent), so the close callback is
+ * set from an event activated there: it runs later in the same pass of the event loop, after
+ * evhttp has made the connection and before the loop looks at the socket again, so no byte, and
+ * no close, can come first. evhttp hands its connection to the bufferevent's callbacks as their
+ * argument, which is how we find it (bufferevent_getcb).
  */
 
-struct guard_row {
-    struct bufferevent *bev;  /* the connection this row currently describes */
-    struct http_guard *guard; /* its filter state (allocated once per row, reused) */
-    struct evbuffer *held;    /* new bytes taken out of the input, waiting to be filtered */
-    bool busy;                /* inside our own buffer surgery: ignore the callbacks it causes */
+struct http_guard_hook {
+    size_t max_body;          /* MAX_BODY_BYTES */
+    struct evbuffer *scratch; /* temporary holder for bytes already passed (one loop thread) */
 };
 
-static struct {
-    size_t max_body;          /* MAX_BODY_BYTES */
-    struct guard_row *rows;   /* indexed by file descriptor */
-    size_t count;             /* allocated rows */
-    struct evbuffer *scratch; /* temporary holder for bytes already passed */
-} guards;
+struct guard_conn {
+    struct http_guard_hook *hook;  /* the server's limit and scratch buffer */
+    struct bufferevent *bev;       /* the connection's bufferevent (evhttp owns it) */
+    struct http_guard *guard;      /* its filter state */
+    struct evbuffer *held;         /* new bytes taken out of the input, waiting to be filtered */
+    struct evbuffer_cb_entry *cb;  /* our hook on the input buffer */
+    struct event *bind;            /* one-shot: sets the close callback once evhttp is ready */
+    bool busy;                     /* inside our own buffer surgery: ignore the callbacks it causes */
+};
 
-/* Empties a row whose connection is gone. */
-static void forget_row(struct guard_row *row)
+static void conn_free(struct guard_conn *conn)
 {
-    row->bev = NULL;
-    if (row->guard == NULL)
-        return;
-    guard_reset(row->guard);
-    evbuffer_drain(row->held, evbuffer_get_length(row->held));
+    evbuffer_remove_cb_entry(bufferevent_get_input(conn->bev), conn->cb);
+    if (conn->bind != NULL)
+        event_free(conn->bind);
+    http_guard_free(conn->guard);
+    evbuffer_free(conn->held);
+    free(conn);
 }
 
-static struct guard_row *row_for(struct bufferevent *bev)
+/* evhttp closes or frees the connection: its filter goes with it. */
+static void on_close(struct evhttp_connection *evcon, void *arg)
 {
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    if (fd < 0)
-        return NULL;
-    if ((size_t)fd >= guards.count) {
-        size_t count = (size_t)fd * 2 + 16;
-        guards.rows = xrealloc(guards.rows, count * sizeof *guards.rows);
-        memset(guards.rows + guards.count, 0, (count - guards.count) * sizeof *guards.rows);
-        guards.count = count;
+    (void)evcon;
+    conn_free(arg);
+}
+
+static void on_bind(evutil_socket_t fd, short what, void *arg)
+{
+    struct guard_conn *conn = arg;
+    (void)fd, (void)what;
+    event_free(conn->bind);
+    conn->bind = NULL;
+    void *evcon = NULL;
+    bufferevent_getcb(conn->bev, NULL, NULL, NULL, &evcon);
+    if (evcon == NULL) { /* evhttp did not take the bufferevent (out of memory): nothing to hook */
+        conn_free(conn);
+        return;
     }
-    struct guard_row *row = &guards.rows[fd];
-    if (row->guard == NULL) {
-        row->guard = http_guard_create(guards.max_body);
-        row->held = evbuffer_new();
-    }
-    if (row->bev != bev) { /* a new connection on this descriptor: start afresh */
-        forget_row(row);
-        row->bev = bev;
-    }
-    return row;
+    evhttp_connection_set_closecb(evcon, on_close, conn);
 }
 
 static void on_input(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
-    if (info->n_added == 0)
-        return; /* evhttp consumed bytes: nothing new to look at */
-    struct guard_row *row = row_for(arg);
-    if (row == NULL || row->busy)
-        return;
-    row->busy = true;
+    struct guard_conn *conn = arg;
+    if (info->n_added == 0 || conn->busy)
+        return; /* evhttp consumed bytes, or our own moves: nothing new to look at */
+    conn->busy = true;
     /* The input holds [bytes already passed][the n_added new ones]: take the new ones out. */
+    struct evbuffer *scratch = conn->hook->scratch;
     size_t passed = evbuffer_get_length(input) - info->n_added;
-    evbuffer_remove_buffer(input, guards.scratch, passed);
-    evbuffer_add_buffer(row->held, input);
-    evbuffer_add_buffer(input, guards.scratch);
-    http_guard_filter(row->guard, row->held, input);
-    row->busy = false;
+    evbuffer_remove_buffer(input, scratch, passed);
+    evbuffer_add_buffer(conn->held, input);
+    evbuffer_add_buffer(input, scratch);
+    http_guard_filter(conn->guard, conn->held, input);
+    conn->busy = false;
 }
 
 struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg)
 {
-    (void)arg;
+    struct http_guard_hook *hook = arg;
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
-    for (size_t i = 0; i < guards.count; i++) { /* rows of connections known to be gone */
-        struct guard_row *row = &guards.rows[i];
-        bool withholding = row->guard != NULL && evbuffer_get_length(row->guard->pending) > 0;
-        if (row->bev == bev || (withholding && fcntl((int)i, F_GETFD) == -1))
-            forget_row(row);
-    }
-    evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
+    struct guard_conn *conn = xcalloc(1, sizeof *conn);
+    conn->hook = hook;
+    conn->bev = bev;
+    conn->guard = http_guard_create(hook->max_body);
+    conn->held = evbuffer_new();
+    conn->cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, conn);
+    conn->bind = event_new(base, -1, 0, on_bind, conn);
+    event_active(conn->bind, EV_TIMEOUT, 0);
     return bev;
 }
 
-void http_guard_init(size_t max_body_bytes)
+struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes)
 {
-    guards.max_body = max_body_bytes;
-    if (guards.scratch == NULL)
-        guards.scratch = evbuffer_new();
+    struct http_guard_hook *hook = xcalloc(1, sizeof *hook);
+    hook->max_body = max_body_bytes;
+    hook->scratch = evbuffer_new();
+    return hook;
 }
 
-void http_guard_cleanup(void)
+void http_guard_hook_free(struct http_guard_hook *hook)
 {
-    for (size_t i = 0; i < guards.count; i++) {
-        http_guard_free(guards.rows[i].guard);
-        if (guards.rows[i].held)
-            evbuffer_free(guards.rows[i].held);
-    }
-    free(guards.rows);
-    if (guards.scratch)
-        evbuffer_free(guards.scratch);
-    memset(&guards, 0, sizeof guards);
+    if (hook == NULL)
+        return;
+    evbuffer_free(hook->scratch);
+    free(hook);
 }

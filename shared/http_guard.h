@@ -47,11 +47,18 @@ void http_guard_free(struct http_guard *guard);
  */
 void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst);
 
-/* Sets the limit for http_guard_bufferevent; http_guard_cleanup frees the connection table. */
-void http_guard_init(size_t max_body_bytes);
-void http_guard_cleanup(void);
+/*
+ * One per HTTP server: the limit its connections' filters apply. Free it after evhttp_free
+ * (which closes the connections, and with them their filters). NULL is a no-op for free.
+ */
+struct http_guard_hook;
+struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes);
+void http_guard_hook_free(struct http_guard_hook *hook);
 
-/* An evhttp_set_bevcb callback: a socket bufferevent whose input passes through the filter. */
-struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg);
+/*
+ * An evhttp_set_bevcb callback (arg: the http_guard_hook): a socket bufferevent whose input
+ * passes through a filter of its own, freed when evhttp closes the connection.
+ */
+struct bufferevent *http_guard_bufferevent(struct event_base *base, void *hook);
 
 #endif

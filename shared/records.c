@@ -1,5 +1,5 @@
 /*
- * records: the shared table, its SQL and reply shapes (see records.h).
+ * records: the shared table, its SQL, and its rows as records (see records.h).
  */
 #include "records.h"
 
@@ -25,31 +25,12 @@ const char RECORDS_SQL_UPSERT[] =
 const char RECORDS_SQL_READ[] = "SELECT value, " TIMESTAMP_UTC("created_at") ", " TIMESTAMP_UTC(
     "updated_at") " FROM records WHERE key = $1";
 
-json_t *records_write_reply(const char *key, size_t key_len)
+struct record *records_row(const PGresult *res, const char *key, size_t key_len)
 {
-    return json_pack("{s:b, s:s%, s:s}", "success", 1, "key", key, key_len, "message",
-                     "Data written successfully");
-}
-
-json_t *records_read_reply(const PGresult *res, const char *key, size_t key_len)
-{
-    if (PQntuples(res) == 0)
-        return json_pack("{s:b, s:s%, s:n, s:n, s:n, s:s}", "success", 0, "key", key, key_len,
-                         "value", "created_at", "updated_at", "message", "Key not found");
-    return json_pack("{s:b, s:s%, s:s%, s:s, s:s, s:n}", "success", 1, "key", key, key_len, "value",
-                     PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), "created_at",
-                     PQgetvalue(res, 0, 1), "updated_at", PQgetvalue(res, 0, 2), "message");
-}
-
-json_t *records_cached_reply(const json_t *row, const char *key, size_t key_len)
-{
-    if (row == NULL)
+    if (PQntuples(res) != 1 || PQnfields(res) != 3)
         return NULL;
-    /* json_pack fails (NULL) when an O argument is NULL: a missing member. */
-    return json_pack("{s:b, s:s%, s:O, s:O, s:O, s:n}", "success", 1, "key", key, key_len, "value",
-                     json_object_get(row, "value"), "created_at",
-                     json_object_get(row, "created_at"), "updated_at",
-                     json_object_get(row, "updated_at"), "message");
+    return record_create(key, key_len, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0),
+                         PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
 }
 
 void records_reply_failure(struct http_request *req, enum pg_status status)

@@ -1,15 +1,16 @@
 /*
- * records: the key/value table every layer stores, its SQL, and the JSON shapes of the
- * contract's /write and /read replies.
+ * records: the key/value table every layer stores in PostgreSQL, its SQL, and the step from
+ * a row of it to a `struct record` (record.h), whose conversions and replies know nothing of
+ * libpq: layers that get their rows elsewhere (a stream entry, a read model, a document) build
+ * the same record and answer with the same replies.
  *
- * All layers keep the same `records` table and answer with the same members, so these live
- * here once; a layer adds its extras (`from_cache`, `shard_id`...) to the object it gets back.
  * Timestamps are formatted by PostgreSQL itself as RFC 3339 UTC with microseconds.
  */
 #ifndef LAYERS_RECORDS_H
 #define LAYERS_RECORDS_H
 
 #include "pgconn.h"
+#include "record.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -25,17 +26,8 @@ extern const char RECORDS_SQL_UPSERT[];
 /* $1 key -> value, created_at, updated_at (formatted), or no row. */
 extern const char RECORDS_SQL_READ[];
 
-/* {"success":true,"key":K,"message":"Data written successfully"} */
-json_t *records_write_reply(const char *key, size_t key_len);
-
-/* The found or not-found reply for a RECORDS_SQL_READ result. */
-json_t *records_read_reply(const PGresult *res, const char *key, size_t key_len);
-
-/*
- * The found reply for a row a cache holds ({"value","created_at","updated_at"}, parsed), or
- * NULL if row is NULL or lacks a member: an entry this code did not write counts as a miss.
- */
-json_t *records_cached_reply(const json_t *row, const char *key, size_t key_len);
+/* The record in a RECORDS_SQL_READ result (caller frees), or NULL when there is no row. */
+struct record *records_row(const PGresult *res, const char *key, size_t key_len);
 
 /*
  * Answers a failed database call: 503 "Database unavailable", 503 "Too many requests waiting

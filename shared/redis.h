@@ -1,16 +1,20 @@
 /*
  * redis: a Redis client on the server's own event loop (hiredis async + its libevent adapter).
  *
- * hiredis 0.14 (Debian 12) neither times out nor reconnects, so this module adds both:
- * - connecting has a deadline; a lost or failed connection is retried with backoff
- *   (100 ms doubling to 2 s) from redis_maintain(), called by the server's maintenance timer
- *   and by its own 50 ms tick;
+ * The connection, its connect deadline, reconnects with backoff and host name lookups are a
+ * redis_link (redis_link.h); this module adds what a command client needs on top:
  * - every command has a deadline. Replies come back in order, so the commands in flight form a
  *   FIFO whose head is always the oldest: when the head is overdue, the connection is dropped
  *   and every pending command fails at once (its callback gets NULL), instead of waiting on a
  *   server that stopped answering;
  * - at most REDIS_MAX_PENDING commands are in flight; more fail at once.
  * A cache is optional: callers treat a NULL reply as "cache unavailable" and carry on without it.
+ *
+ * Blocking commands (XREADGROUP ... BLOCK n, BLPOP) wait on the server for up to n ms by design,
+ * so on the shared command connection they would either hit the command deadline (and drop
+ * the connection with everything in flight) or hold every command queued behind them. They get
+ * a connection of their own: one created with options.blocking, where redis_command_blocking
+ * sends one command at a time with a deadline of its block time plus command_timeout_ms.
  */
 #ifndef LAYERS_REDIS_H
 #define LAYERS_REDIS_H
@@ -22,6 +26,7 @@
 struct event_base;
 struct metrics;
 struct redis;
+struct resolver;
 
 #define REDIS_MAX_PENDING 10000
 
@@ -31,6 +36,12 @@ struct redis_settings {
     long command_timeout_ms; /* deadline for each command's reply */
 };
 
+/* What redis_create_with adds; a NULL options pointer means all zero. */
+struct redis_options {
+    struct resolver *resolver; /* resolves a host name without blocking; NULL: hiredis does */
+    bool blocking;             /* a connection for redis_command_blocking (see above) */
+};
+
 /*
  * Called exactly once per command, from the event loop or (when Redis is unavailable) before
  * redis_command returns. `reply` is NULL when the command failed (no connection, timeout,
@@ -38,14 +49,31 @@ struct redis_settings {
  */
 typedef void (*redis_reply_cb)(redisReply *reply, void *arg);
 
+/* NULL (logged) when the URL is malformed. redis_create is redis_create_with(..., NULL, ...). */
 struct redis *redis_create(struct event_base *base, const struct redis_settings *settings,
                            struct metrics *metrics);
+struct redis *redis_create_with(struct event_base *base, const struct redis_settings *settings,
+                                const struct redis_options *options, struct metrics *metrics);
 /* Closes the connection; pending callbacks are called with NULL. NULL is a no-op. */
 void redis_free(struct redis *redis);
 
-/* Sends one command (binary-safe arguments). */
+/*
+ * Sends one command (binary-safe arguments). On a blocking connection it fails at once (NULL)
+ * while a blocking command is in flight: it would wait behind it.
+ */
 void redis_command(struct redis *redis, redis_reply_cb cb, void *arg, int argc, const char **argv,
                    const size_t *argvlen);
+
+/*
+ * Sends one blocking command whose server-side wait is at most block_ms (the BLOCK or timeout
+ * argument the caller put in argv); its reply is due within block_ms + command_timeout_ms.
+ * Returns false, without calling cb, when the command was refused: the connection was not
+ * created with options.blocking, is not connected, or has a command in flight. The caller tries
+ * again later (its own timer, or the reply callback of the previous command).
+ */
+bool redis_command_blocking(struct redis *redis, long block_ms, redis_reply_cb cb, void *arg,
+                            int argc, const char **argv, const size_t *argvlen)
+    __attribute__((warn_unused_result));
 
 /* True while connected. */
 bool redis_available(const struct redis *redis);
@@ -53,7 +81,7 @@ bool redis_available(const struct redis *redis);
 /* Reconnects when due and enforces deadlines; safe to call often. */
 void redis_maintain(struct redis *redis);
 
-/* Parses redis://host:port[/db]; false when malformed. */
+/* Parses redis://host:port[/db]; false when malformed (redis_link_parse_url). */
 bool redis_parse_url(const char *url, char *host, size_t hostlen, int *port)
     __attribute__((warn_unused_result));
 

@@ -102,13 +102,18 @@ void **single_flight_finish(struct single_flight *sf, const char *key, size_t ke
 {
     struct flight **link = find(sf, key, key_len, leader);
     struct flight *f = *link;
-    *count = 0;
-    if (f == NULL)
-        return NULL;
+    if (f == NULL) { /* the leader went alone (it never joined, or its flight is over) */
+        void **alone = xmalloc(sizeof *alone);
+        alone[0] = leader;
+        *count = 1;
+        return alone;
+    }
     *link = f->next;
-    void **waiters = f->waiters;
-    *count = f->count;
+    void **flows = xrealloc(f->waiters, (f->count + 1) * sizeof *flows);
+    memmove(flows + 1, flows, f->count * sizeof *flows);
+    flows[0] = leader;
+    *count = f->count + 1;
     free(f->key);
     free(f);
-    return waiters;
+    return flows;
 }

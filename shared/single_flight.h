@@ -36,8 +36,12 @@ bool single_flight_join(struct single_flight *sf, const char *key, size_t key_le
  */
 void single_flight_forget(struct single_flight *sf, const char *key, size_t key_len);
 
-/* Ends the flight that `leader` leads for key: returns its waiters (not the leader), in arrival
- * order, and how many. The caller frees the returned array. */
+/*
+ * Ends the flight that `leader` leads for key and returns every request it answers, the leader
+ * first, then its waiters in arrival order, and how many (at least 1): the caller answers them
+ * all in one loop. A leader that leads no flight (it never joined, or its flight already ended)
+ * gets itself back alone. The caller frees the returned array.
+ */
 void **single_flight_finish(struct single_flight *sf, const char *key, size_t key_len, void *leader,
                             size_t *count);
 

@@ -3,6 +3,7 @@
  */
 #include "validate.h"
 
+#include "http.h"
 #include "router.h"
 #include "xalloc.h"
 
@@ -226,5 +227,32 @@ char *validate_path_key(const char *raw, size_t raw_len, size_t *key_len, json_t
         return NULL;
     }
     *key_len = len;
+    return key;
+}
+
+bool validate_write_body(struct http_request *req, size_t max_value_bytes,
+                         struct write_request *out)
+{
+    json_t *errors = json_array();
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!validate_write_request(body, len, max_value_bytes, out, errors)) {
+        http_reply_validation(req, errors);
+        return false;
+    }
+    json_decref(errors);
+    return true;
+}
+
+char *validate_key_param(struct http_request *req, size_t *key_len)
+{
+    struct route_param raw = http_request_param(req, 0);
+    json_t *errors = json_array();
+    char *key = validate_path_key(raw.raw, raw.len, key_len, errors);
+    if (key == NULL) {
+        http_reply_validation(req, errors);
+        return NULL;
+    }
+    json_decref(errors);
     return key;
 }

@@ -3,9 +3,11 @@
  *
  * Each check appends entries like {"type":"missing","loc":["body","key"],"msg":"Field required"}
  * to an errors array; the handler replies 422 {"detail": errors} when the array is not empty, so
- * one reply lists every problem at once, as FastAPI does. Lengths are counted in bytes, and text
- * must be valid UTF-8 without NUL characters (`string_unicode`): PostgreSQL's text type cannot
- * hold NUL, and invalid UTF-8 would be refused by the database later instead of here.
+ * one reply lists every problem at once, as FastAPI does. Handlers call validate_write_body and
+ * validate_key_param, which send that 422 themselves, so each handler opens in two lines. Lengths
+ * are counted in bytes, and text must be valid UTF-8 without NUL characters (`string_unicode`):
+ * PostgreSQL's text type cannot hold NUL, and invalid UTF-8 would be refused by the database later
+ * instead of here.
  */
 #ifndef LAYERS_VALIDATE_H
 #define LAYERS_VALIDATE_H
@@ -58,5 +60,19 @@ void write_request_cleanup(struct write_request *req);
  * frees) and its length; on failure NULL with an error (loc ["path","key"]) appended.
  */
 char *validate_path_key(const char *raw, size_t raw_len, size_t *key_len, json_t *errors);
+
+/* ---- for handlers: check a request and answer its 422 ---- */
+
+struct http_request;
+
+/* Validates req's POST /write body. Returns true, or false after replying 422 (req is then
+ * answered and freed: return at once). */
+bool validate_write_body(struct http_request *req, size_t max_value_bytes,
+                         struct write_request *out) __attribute__((warn_unused_result));
+
+/* Decodes and checks req's `{key}` segment (the route's first). Returns the key (caller frees)
+ * and its length, or NULL after replying 422 (req is then answered and freed: return at once). */
+char *validate_key_param(struct http_request *req, size_t *key_len)
+    __attribute__((warn_unused_result));
 
 #endif

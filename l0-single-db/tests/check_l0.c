@@ -98,7 +98,7 @@ int main(void)
         return 1;
     /* 500 clients connecting at once on a loaded 2-core CI machine: allow slow connects. */
     static const char *const env[] = {"DB_CONNECT_TIMEOUT_MS=20000", NULL};
-    struct contract_target target = {SERVER_BIN, "0-single-db", SERVER_PORT, &pg, env};
+    struct contract_target target = {SERVER_BIN, "0-single-db", SERVER_PORT, &pg, env, true};
     TCase *own = tcase_create("connection-per-request");
     tcase_set_timeout(own, 60);
     tcase_add_test(own, every_request_opens_its_own_connection);

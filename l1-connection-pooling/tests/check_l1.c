@@ -148,7 +148,8 @@ int main(void)
         return 1;
     /* 500 clients queueing for 10 connections on a loaded 2-core CI machine: wait longer. */
     static const char *const env[] = {"DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
-    struct contract_target target = {SERVER_BIN, "1-connection-pooling", SERVER_PORT, &pg, env};
+    struct contract_target target = {SERVER_BIN, "1-connection-pooling", SERVER_PORT, &pg, env,
+                                     false};
     TCase *own = tcase_create("pool");
     tcase_set_timeout(own, 60);
     tcase_add_test(own, acquire_wait_is_bounded);

@@ -267,7 +267,7 @@ int main(void)
     static char redis_url[96];
     snprintf(redis_url, sizeof redis_url, "REDIS_URL=%s", redis.url);
     static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
-    struct contract_target target = {SERVER_BIN, "2-read-cache", SERVER_PORT, &pg, env};
+    struct contract_target target = {SERVER_BIN, "2-read-cache", SERVER_PORT, &pg, env, false};
     TCase *own = tcase_create("cache-aside");
     tcase_add_checked_fixture(own, empty_redis, stop_server);
     tcase_set_timeout(own, 60);

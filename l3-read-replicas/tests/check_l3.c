@@ -470,7 +470,8 @@ int main(void)
     snprintf(redis_env, sizeof redis_env, "REDIS_URL=%s", redis.url);
     static const char *env[] = {primary_env, replicas_env, redis_env,
                                 "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
-    struct contract_target target = {SERVER_BIN, "3-read-replicas", SERVER_PORT, &primary, env};
+    struct contract_target target = {SERVER_BIN, "3-read-replicas", SERVER_PORT, &primary, env,
+                                     false};
     contract_set_target(&target);
 
     Suite *suite = suite_create("3-read-replicas");

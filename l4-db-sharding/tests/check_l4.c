@@ -424,7 +424,7 @@ int main(void)
     snprintf(shard_env, sizeof shard_env, "SHARD_URLS=%s", urls[SHARDS]);
     static const char *env[] = {shard_env, redis_env, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
     /* The contract's target: its DATABASE_URL (shard 0) is ignored, SHARD_URLS counts. */
-    struct contract_target target = {SERVER_BIN, "4-db-sharding", SERVER_PORT, &pg[0], env};
+    struct contract_target target = {SERVER_BIN, "4-db-sharding", SERVER_PORT, &pg[0], env, false};
     contract_set_target(&target);
 
     Suite *suite = suite_create("4-db-sharding");

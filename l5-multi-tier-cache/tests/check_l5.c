@@ -319,7 +319,8 @@ int main(void)
         return 1;
     snprintf(redis_url, sizeof redis_url, "REDIS_URL=%s", redis.url);
     static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
-    struct contract_target target = {SERVER_BIN, "5-multi-tier-cache", SERVER_PORT, &pg, env};
+    struct contract_target target = {SERVER_BIN, "5-multi-tier-cache", SERVER_PORT, &pg, env,
+                                     false};
     TCase *own = tcase_create("tiers");
     tcase_add_checked_fixture(own, empty_redis, stop_servers);
     tcase_set_timeout(own, 60);

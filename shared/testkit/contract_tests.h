@@ -21,6 +21,8 @@ struct contract_target {
     int port;               /* where the server listens during tests */
     struct tk_pg *pg;       /* its PostgreSQL (stopped and restarted by some tests) */
     const char *const *env; /* extra "NAME=value" settings, NULL-terminated, or NULL */
+    bool sheds_load;        /* may answer a burst with the contract's 503 (layer 0: a new
+                               connection per request runs into PostgreSQL's limits) */
 };
 
 void contract_set_target(const struct contract_target *target);

@@ -29,13 +29,15 @@ START_TEST(first_leads_others_join_in_order)
     ck_assert(!join(sf, "k", &c));
     size_t n;
     void **w = finish(sf, "k", &a, &n);
-    ck_assert_uint_eq(n, 2);
-    ck_assert_ptr_eq(w[0], &b);
-    ck_assert_ptr_eq(w[1], &c);
+    ck_assert_uint_eq(n, 3); /* the leader first, then its waiters */
+    ck_assert_ptr_eq(w[0], &a);
+    ck_assert_ptr_eq(w[1], &b);
+    ck_assert_ptr_eq(w[2], &c);
     free(w);
     ck_assert(join(sf, "k", &b)); /* the flight is over: a new one starts */
     w = finish(sf, "k", &b, &n);
-    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_ptr_eq(w[0], &b);
     free(w);
     single_flight_free(sf);
 }
@@ -57,7 +59,9 @@ START_TEST(keys_are_independent)
         ck_assert(!join(sf, key, &w[1002]));
         size_t n;
         void **out = finish(sf, key, &w[i], &n);
-        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_ptr_eq(out[0], &w[i]);
+        ck_assert_ptr_eq(out[1], &w[1002]);
         free(out);
     }
     single_flight_free(sf); /* frees the flights still open */
@@ -77,16 +81,38 @@ START_TEST(a_forgotten_flight_takes_no_newcomers)
 
     size_t n;
     void **w = finish(sf, "k", &late_leader, &n); /* answers may come in any order */
-    ck_assert_uint_eq(n, 1);
-    ck_assert_ptr_eq(w[0], &late);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_ptr_eq(w[0], &late_leader);
+    ck_assert_ptr_eq(w[1], &late);
     free(w);
     w = finish(sf, "k", &old_leader, &n);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_ptr_eq(w[0], &early);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_ptr_eq(w[0], &old_leader);
+    ck_assert_ptr_eq(w[1], &early);
     free(w);
-    w = finish(sf, "k", &old_leader, &n); /* already ended */
-    ck_assert_ptr_null(w);
-    ck_assert_uint_eq(n, 0);
+    w = finish(sf, "k", &old_leader, &n); /* already ended: the leader alone */
+    ck_assert_uint_eq(n, 1);
+    ck_assert_ptr_eq(w[0], &old_leader);
+    free(w);
+    single_flight_free(sf);
+}
+END_TEST
+
+START_TEST(a_leader_without_a_flight_answers_alone)
+{
+    struct single_flight *sf = single_flight_create();
+    int leader, alone, waiter;
+    ck_assert(join(sf, "k", &leader));
+    ck_assert(!join(sf, "k", &waiter));
+    size_t n;
+    void **w = finish(sf, "k", &alone, &n); /* never joined: leaves the open flight alone */
+    ck_assert_uint_eq(n, 1);
+    ck_assert_ptr_eq(w[0], &alone);
+    free(w);
+    w = finish(sf, "k", &leader, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_ptr_eq(w[1], &waiter);
+    free(w);
     single_flight_free(sf);
 }
 END_TEST
@@ -98,6 +124,7 @@ int main(void)
     tcase_add_test(tc, first_leads_others_join_in_order);
     tcase_add_test(tc, keys_are_independent);
     tcase_add_test(tc, a_forgotten_flight_takes_no_newcomers);
+    tcase_add_test(tc, a_leader_without_a_flight_answers_alone);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
