@@ -9,19 +9,16 @@
 
 #include "http.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "schema.h"
 #include "server.h"
 
 static struct layer layer;
 
-static const struct config_row layer_rows[] = {
-    {"DATABASE_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15400/layers", 0, 0,
-     "PostgreSQL connection URL", &layer.database_url},
-    {"DB_CONNECT_TIMEOUT_MS", CONFIG_INT, "2000", 100, 60000, "deadline for opening a connection",
-     &layer.connect_timeout_ms},
-    {"DB_QUERY_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
-     "statement_timeout; the client gives up 1 s later", &layer.query_timeout_ms},
+static const struct config_set layer_sets[] = {
+    PG_CONFIG_SET(&layer.database_url, &layer.connect_timeout_ms, &layer.query_timeout_ms,
+                  "postgresql://layers@127.0.0.1:15400/layers"),
 };
 
 static void on_schema_ready(void *arg)
@@ -61,8 +58,7 @@ int main(int argc, char **argv)
         .layer = "0-single-db",
         .summary = "key/value API on PostgreSQL, one new connection per request",
         .default_port = 8000,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules = METRIC_MODULE_PG,
         .start = start,
         .maintain = NULL,

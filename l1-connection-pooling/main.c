@@ -9,14 +9,15 @@
 
 #include "http.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "schema.h"
 #include "server.h"
 
 static struct layer layer;
 
-static const struct config_row layer_rows[] = {
-    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15410/layers"),
+static const struct config_set layer_sets[] = {
+    POOL_CONFIG_SET(&layer.db, "postgresql://layers@127.0.0.1:15410/layers"),
 };
 
 static void on_schema_ready(void *arg)
@@ -67,8 +68,7 @@ int main(int argc, char **argv)
         .layer = "1-connection-pooling",
         .summary = "key/value API on PostgreSQL through a connection pool",
         .default_port = 8001,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules = METRIC_MODULE_PG | METRIC_MODULE_POOL,
         .start = start,
         .maintain = maintain,

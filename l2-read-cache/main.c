@@ -7,8 +7,10 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "config_sets.h"
 #include "http.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "redis.h"
 #include "schema.h"
@@ -18,15 +20,15 @@
 static struct layer layer;
 
 static const struct config_row layer_rows[] = {
-    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15420/layers"),
-    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16420/0", 0, 0, "Redis connection URL",
-     &layer.redis_url},
-    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
-     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
-    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
-     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
     {"CACHE_FILL_DELAY_MS", CONFIG_INT, "0", 0, 60000,
-     "test hook: delay between a database read and its cache fill", &layer.fill_delay_ms},
+     "test hook: delay between a database read and its cache fill", &layer.fill_delay_ms, NULL},
+};
+
+static const struct config_set layer_sets[] = {
+    POOL_CONFIG_SET(&layer.db, "postgresql://layers@127.0.0.1:15420/layers"),
+    REDIS_CONFIG_SET(&layer.redis_url, &layer.redis_timeout_ms, "redis://127.0.0.1:16420/0"),
+    CACHE_CONFIG_SET(&layer.cache_ttl_s),
+    CONFIG_SET("layer 2", layer_rows),
 };
 
 static void on_schema_ready(void *arg)
@@ -89,8 +91,7 @@ int main(int argc, char **argv)
         .layer = "2-read-cache",
         .summary = "key/value API on PostgreSQL with a Redis cache-aside in front",
         .default_port = 8002,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules =
             METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
         .start = start,

@@ -4,15 +4,18 @@
  * What is new since layer 2: the primary (PRIMARY_DATABASE_URL) and its streaming replicas
  * (REPLICA_DATABASE_URLS, or one REPLICA_DATABASE_URL), a pool each with the same DB_POOL_*
  * settings, the lag past which a replica is skipped (MAX_REPLICA_LAG_MS), the lag checks on the
- * maintenance timer, and GET /stats. DATABASE_URL, from the shared pool rows, is not used.
+ * maintenance timer, and GET /stats. Its pools take their URLs from these settings: the pool
+ * set it lists has no DATABASE_URL.
  */
 #include "handlers.h"
 
 #include "cache_aside.h"
 #include "cache_floor.h"
+#include "config_sets.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "redis.h"
 #include "server.h"
@@ -20,23 +23,14 @@
 
 static struct layer layer;
 
-static const struct config_row layer_rows[] = {
-    POOL_CONFIG_ROWS(&layer.db, "(unused: see PRIMARY_DATABASE_URL)"),
-    {"PRIMARY_DATABASE_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15430/layers", 0, 0,
-     "the primary: every write, and reads no replica can serve", &layer.primary_url},
-    {"REPLICA_DATABASE_URLS", CONFIG_URL,
-     "postgresql://layers@127.0.0.1:15431/layers,postgresql://layers@127.0.0.1:15432/layers", 0, 0,
-     "comma-separated replica URLs (streaming replicas of the primary)", &layer.replica_urls},
-    {"REPLICA_DATABASE_URL", CONFIG_URL, "", 0, 0,
-     "one replica, when REPLICA_DATABASE_URLS is set empty", &layer.replica_url},
-    {"MAX_REPLICA_LAG_MS", CONFIG_INT, "1000", 0, 3600000,
-     "replicas further behind the primary are skipped", &layer.max_lag_ms},
-    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16430/0", 0, 0, "Redis connection URL",
-     &layer.redis_url},
-    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
-     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
-    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
-     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
+static const struct config_set layer_sets[] = {
+    POOL_EACH_CONFIG_SET(&layer.db),
+    REPLICA_CONFIG_SET(&layer.primary_url, &layer.replica_urls, &layer.replica_url,
+                       &layer.max_lag_ms, "postgresql://layers@127.0.0.1:15430/layers",
+                       "postgresql://layers@127.0.0.1:15431/layers,"
+                       "postgresql://layers@127.0.0.1:15432/layers"),
+    REDIS_CONFIG_SET(&layer.redis_url, &layer.redis_timeout_ms, "redis://127.0.0.1:16430/0"),
+    CACHE_CONFIG_SET(&layer.cache_ttl_s),
 };
 
 static void on_schema_ready(void *arg)
@@ -109,8 +103,7 @@ int main(int argc, char **argv)
         .summary = "key/value API on a PostgreSQL primary and its streaming replicas, with a "
                    "Redis cache-aside in front",
         .default_port = 8003,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules = METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS |
                           METRIC_MODULE_CACHE | METRIC_MODULE_REPLICA,
         .start = start,

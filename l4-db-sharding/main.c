@@ -4,15 +4,17 @@
  * What is new since layer 2: the shards (SHARD_URLS, any number, and SHARD_STRATEGY), a pool
  * per shard (with the same DB_POOL_* settings each), the previous layout while resharding
  * (SHARD_PREVIOUS_*), a per-shard deadline for work on all shards (SHARD_CHECK_TIMEOUT_MS), and
- * GET /stats. DATABASE_URL, from the shared pool rows, is not used: each shard has its URL.
+ * GET /stats. Each shard has its URL: the pool set it lists has no DATABASE_URL.
  */
 #include "handlers.h"
 
 #include "cache_aside.h"
 #include "clock.h"
+#include "config_sets.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "redis.h"
 #include "server.h"
@@ -24,31 +26,21 @@
 static struct layer layer;
 
 static const struct config_row layer_rows[] = {
-    POOL_CONFIG_ROWS(&layer.db, "(unused: see SHARD_URLS)"),
-    {"SHARD_URLS", CONFIG_URL,
-     "postgresql://layers@127.0.0.1:15440/layers,postgresql://layers@127.0.0.1:15441/layers,"
-     "postgresql://layers@127.0.0.1:15442/layers",
-     0, 0, "comma-separated PostgreSQL URLs, one per shard, shard 0 first", &layer.sharding.urls},
-    {"SHARD_STRATEGY", CONFIG_STRING, "modulo", 0, 0,
-     "modulo (MD5 mod N), jump (jump consistent hash) or range", &layer.sharding.strategy},
-    {"SHARD_RANGES", CONFIG_STRING, "", 0, 0,
-     "range: the N-1 ascending boundaries, comma-separated (\"g,n\")", &layer.sharding.ranges},
-    {"SHARD_PREVIOUS_URLS", CONFIG_URL, "", 0, 0,
-     "while resharding: the previous layout's URLs (reads fall back to it)",
-     &layer.sharding.previous_urls},
-    {"SHARD_PREVIOUS_STRATEGY", CONFIG_STRING, "modulo", 0, 0,
-     "while resharding: the previous layout's strategy", &layer.sharding.previous_strategy},
-    {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0,
-     "while resharding: the previous layout's range boundaries", &layer.sharding.previous_ranges},
     {"SHARD_CHECK_TIMEOUT_MS", CONFIG_INT, "1000", 10, 60000,
      "deadline of each shard in /health and /stats (then marked unreachable)",
-     &layer.check_timeout_ms},
-    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16440/0", 0, 0, "Redis connection URL",
-     &layer.redis_url},
-    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
-     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
-    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
-     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
+     &layer.check_timeout_ms, NULL},
+};
+
+static const struct config_set layer_sets[] = {
+    POOL_EACH_CONFIG_SET(&layer.db),
+    SHARD_CONFIG_SET(&layer.sharding,
+                     "postgresql://layers@127.0.0.1:15440/layers,"
+                     "postgresql://layers@127.0.0.1:15441/layers,"
+                     "postgresql://layers@127.0.0.1:15442/layers",
+                     ""),
+    REDIS_CONFIG_SET(&layer.redis_url, &layer.redis_timeout_ms, "redis://127.0.0.1:16440/0"),
+    CACHE_CONFIG_SET(&layer.cache_ttl_s),
+    CONFIG_SET("layer 4", layer_rows),
 };
 
 /* Listening waits for every shard's table, but no longer than this: a shard that is down at
@@ -151,8 +143,7 @@ int main(int argc, char **argv)
         .layer = "4-db-sharding",
         .summary = "key/value API on N PostgreSQL shards, with a Redis cache-aside in front",
         .default_port = 8004,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules = METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS |
                           METRIC_MODULE_CACHE | METRIC_MODULE_SHARD,
         .start = start,

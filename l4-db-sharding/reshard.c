@@ -21,40 +21,50 @@
  * shard when it looks again. Running it twice is safe: a key copied but not deleted (a crash
  * between the two) is deleted the second time.
  *
- * This is a command-line tool, not a server: it uses libpq's blocking calls.
+ * This is a tool, not a server: it lives like every program of the layers (process.h: --help,
+ * settings, logging, signals) but serves no HTTP. The moves use libpq's blocking calls, so they
+ * run on one worker thread (the mover) and the event loop only waits for it: SIGTERM asks the
+ * mover to stop after the batch in progress (its transaction commits), and the tool exits 0;
+ * running it again carries on where it stopped.
  */
 #include "config.h"
+#include "config_sets.h"
+#include "log.h"
+#include "process.h"
 #include "shard_map.h"
+#include "shard_set.h"
 #include "xalloc.h"
 
+#include <event2/event.h>
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct reshard_config {
-    char *urls, *strategy, *ranges;                            /* the new layout */
-    char *previous_urls, *previous_strategy, *previous_ranges; /* the layout keys come from */
-    long batch;                                                /* RESHARD_BATCH */
+struct reshard {
+    struct shard_settings layouts; /* SHARD_* (the new layout), SHARD_PREVIOUS_* (the old) */
+    long batch;                    /* RESHARD_BATCH */
+    struct process *process;       /* the loop the mover reports to */
+    struct event *finished;        /* activated by the mover when it is done */
+    pthread_t mover;               /* the thread doing the moves */
+    bool mover_started;            /* mover must be joined */
+    atomic_bool stop;              /* a stop signal: end after the current batch */
+    int status;                    /* the mover's exit code */
 };
 
-static struct reshard_config cfg;
+static struct reshard reshard;
 
-static const struct config_row rows[] = {
-    {"SHARD_URLS", CONFIG_URL, NULL, 0, 0, "the new layout's URLs, shard 0 first", &cfg.urls},
-    {"SHARD_STRATEGY", CONFIG_STRING, "modulo", 0, 0, "the new layout's strategy", &cfg.strategy},
-    {"SHARD_RANGES", CONFIG_STRING, "", 0, 0, "the new layout's range boundaries", &cfg.ranges},
-    {"SHARD_PREVIOUS_URLS", CONFIG_URL, NULL, 0, 0, "the previous layout's URLs",
-     &cfg.previous_urls},
-    {"SHARD_PREVIOUS_STRATEGY", CONFIG_STRING, "modulo", 0, 0, "the previous layout's strategy",
-     &cfg.previous_strategy},
-    {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0, "the previous layout's range boundaries",
-     &cfg.previous_ranges},
+static const struct config_row reshard_rows[] = {
     {"RESHARD_BATCH", CONFIG_INT, "500", 1, 100000, "keys read per step, and moved per transaction",
-     &cfg.batch},
+     &reshard.batch, NULL},
 };
 
-#define ROW_COUNT (sizeof rows / sizeof rows[0])
+static const struct config_set reshard_sets[] = {
+    SHARD_CONFIG_SET(&reshard.layouts, NULL, NULL),
+    CONFIG_SET("l4-reshard", reshard_rows),
+};
 
 /* One layout: its map and its URLs. */
 struct layout {
@@ -168,14 +178,15 @@ static bool move_key(PGconn *from, PGconn *to, const char *key, struct totals *t
 }
 
 /* Walks one old database's keys and moves those that belong elsewhere now. */
-static bool drain(const char *old_url, const struct layout *now, PGconn **conns, struct totals *t)
+static bool drain(struct reshard *r, const char *old_url, const struct layout *now, PGconn **conns,
+                  struct totals *t)
 {
     PGconn *from = connect_to(old_url);
     if (from == NULL)
         return false;
     char *after = xstrdup("");
     char limit[32];
-    snprintf(limit, sizeof limit, "%ld", cfg.batch);
+    snprintf(limit, sizeof limit, "%ld", r->batch);
     bool ok = true;
     for (;;) {
         const char *params[] = {after, limit};
@@ -205,30 +216,25 @@ static bool drain(const char *old_url, const struct layout *now, PGconn **conns,
         PQclear(keys);
         if (!ok)
             break;
+        if (atomic_load(&r->stop)) /* a stop signal: this batch is committed, end here */
+            break;
     }
     free(after);
     PQfinish(from);
     return ok;
 }
 
-int main(int argc, char **argv)
+/* The mover: every move, on its own thread (blocking libpq); reports to the loop when done. */
+static void *move_keys(void *arg)
 {
-    if (argc > 1) {
-        printf("l4-reshard: moves keys from SHARD_PREVIOUS_* to SHARD_* while servers run.\n\n");
-        config_usage(rows, ROW_COUNT, stdout);
-        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
-    }
-    char err[256];
-    if (!config_load(rows, ROW_COUNT, NULL, NULL, err, sizeof err)) {
-        fprintf(stderr, "l4-reshard: %s\n", err);
-        return 2;
-    }
+    struct reshard *r = arg;
+    const struct shard_settings *cfg = &r->layouts;
     int rc = 1;
     struct layout now = {0}, before = {0};
     PGconn *conns[SHARD_MAX] = {0};
     struct totals t = {0, 0, 0};
-    if (!layout_parse(&now, cfg.urls, cfg.strategy, cfg.ranges, "SHARD_*") ||
-        !layout_parse(&before, cfg.previous_urls, cfg.previous_strategy, cfg.previous_ranges,
+    if (!layout_parse(&now, cfg->urls, cfg->strategy, cfg->ranges, "SHARD_*") ||
+        !layout_parse(&before, cfg->previous_urls, cfg->previous_strategy, cfg->previous_ranges,
                       "SHARD_PREVIOUS_*"))
         goto done;
     printf("moving keys from %s to %s\n", shard_map_describe(before.map),
@@ -242,14 +248,17 @@ int main(int argc, char **argv)
             seen |= strcmp(before.urls[j], before.urls[i]) == 0;
         if (seen)
             continue;
+        if (atomic_load(&r->stop))
+            break;
         struct totals shard = {0, 0, 0};
-        if (!drain(before.urls[i], &now, conns, &shard))
+        if (!drain(r, before.urls[i], &now, conns, &shard))
             goto done;
         printf("previous shard %d: %lld keys scanned, %lld moved, %lld already rewritten\n", i,
                shard.scanned, shard.moved, shard.superseded);
         t.scanned += shard.scanned, t.moved += shard.moved, t.superseded += shard.superseded;
     }
-    printf("done: %lld keys scanned, %lld moved, %lld already rewritten on their new shard\n",
+    printf("%s: %lld keys scanned, %lld moved, %lld already rewritten on their new shard\n",
+           atomic_load(&r->stop) ? "stopped by a signal (run again to move the rest)" : "done",
            t.scanned, t.moved, t.superseded);
     rc = 0;
 done:
@@ -258,6 +267,59 @@ done:
             PQfinish(conns[i]);
     layout_cleanup(&now);
     layout_cleanup(&before);
-    config_release(rows, ROW_COUNT);
-    return rc;
+    fflush(stdout);
+    r->status = rc;
+    event_active(r->finished, 0, 0); /* safe from this thread: process.c enabled evthread */
+    return NULL;
+}
+
+static void on_finished(evutil_socket_t fd, short what, void *arg)
+{
+    struct reshard *r = arg;
+    (void)fd, (void)what;
+    process_exit(r->process, r->status);
+}
+
+static bool start(struct process *process, void *arg)
+{
+    struct reshard *r = arg;
+    r->process = process;
+    r->finished = event_new(process_base(process), -1, 0, on_finished, r);
+    if (pthread_create(&r->mover, NULL, move_keys, r) != 0) {
+        LOG_ERROR("cannot start the mover thread");
+        return false;
+    }
+    r->mover_started = true;
+    return true;
+}
+
+static void finish_batch(void *arg)
+{
+    struct reshard *r = arg;
+    LOG_INFO("finishing the batch in progress, then stopping");
+    atomic_store(&r->stop, true);
+}
+
+static void stop(void *arg)
+{
+    struct reshard *r = arg;
+    atomic_store(&r->stop, true);
+    if (r->mover_started)
+        pthread_join(r->mover, NULL); /* after SHUTDOWN_TIMEOUT_MS: still ends at a batch */
+    if (r->finished)
+        event_free(r->finished);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct process_spec spec = {
+        .program = "l4-reshard",
+        .summary = "moves keys from SHARD_PREVIOUS_* to SHARD_* while servers run",
+        CONFIG_SETS(reshard_sets),
+        .start = start,
+        .maintain = NULL,
+        .drain = finish_batch,
+        .stop = stop,
+    };
+    return process_main(argc, argv, &spec, &reshard);
 }

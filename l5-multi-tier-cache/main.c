@@ -8,9 +8,11 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "config_sets.h"
 #include "http.h"
 #include "l1_cache.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "redis.h"
 #include "redis_subscriber.h"
@@ -21,19 +23,20 @@
 static struct layer layer;
 
 static const struct config_row layer_rows[] = {
-    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15450/layers"),
-    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16450/0", 0, 0, "Redis connection URL",
-     &layer.redis_url},
-    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
-     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
     {"L1_CACHE_SIZE", CONFIG_INT, "10000", 1, 10000000, "most entries in the in-process tier",
-     &layer.l1_size},
+     &layer.l1_size, NULL},
     {"L1_CACHE_MAX_BYTES", CONFIG_INT, "67108864", 1024, 1L << 36,
-     "most bytes of keys and values in the in-process tier", &layer.l1_max_bytes},
+     "most bytes of keys and values in the in-process tier", &layer.l1_max_bytes, NULL},
     {"L1_CACHE_TTL", CONFIG_INT, "30", 1, 86400, "seconds an in-process entry lives",
-     &layer.l1_ttl_s},
+     &layer.l1_ttl_s, NULL},
     {"L2_CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
-     "seconds a Redis entry lives (plus up to 10% jitter)", &layer.l2_ttl_s},
+     "seconds a Redis entry lives (plus up to 10% jitter)", &layer.l2_ttl_s, NULL},
+};
+
+static const struct config_set layer_sets[] = {
+    POOL_CONFIG_SET(&layer.db, "postgresql://layers@127.0.0.1:15450/layers"),
+    REDIS_CONFIG_SET(&layer.redis_url, &layer.redis_timeout_ms, "redis://127.0.0.1:16450/0"),
+    CONFIG_SET("layer 5", layer_rows),
 };
 
 static void on_schema_ready(void *arg)
@@ -115,8 +118,7 @@ int main(int argc, char **argv)
         .layer = "5-multi-tier-cache",
         .summary = "key/value API with an in-process cache, Redis and PostgreSQL as three tiers",
         .default_port = 8005,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules =
             METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
         .start = start,

@@ -26,6 +26,18 @@ static bool parse_long(const char *text, long *out)
     return true;
 }
 
+/* Appends the allowed values of an enumerated row to out ("modulo, jump, range"). */
+static void append_choices(const struct config_row *row, char *out, size_t outlen,
+                           const char *separator)
+{
+    for (size_t i = 0; row->choices != NULL && row->choices[i] != NULL; i++) {
+        size_t used = strlen(out);
+        if (used + 1 >= outlen)
+            return;
+        snprintf(out + used, outlen - used, "%s%s", i > 0 ? separator : "", row->choices[i]);
+    }
+}
+
 static bool load_row(const struct config_row *row, const char *text, char *err, size_t errlen)
 {
     switch (row->type) {
@@ -33,6 +45,16 @@ static bool load_row(const struct config_row *row, const char *text, char *err, 
     case CONFIG_URL:
         *(char **)row->target = xstrdup(text);
         return true;
+    case CONFIG_ENUM:
+        for (size_t i = 0; row->choices != NULL && row->choices[i] != NULL; i++) {
+            if (strcmp(text, row->choices[i]) == 0) {
+                *(char **)row->target = xstrdup(text);
+                return true;
+            }
+        }
+        snprintf(err, errlen, "%s=\"%s\" is invalid: expected one of ", row->name, text);
+        append_choices(row, err, errlen, ", ");
+        return false;
     case CONFIG_INT: {
         long value;
         if (!parse_long(text, &value) || value < row->min || value > row->max) {
@@ -70,7 +92,7 @@ bool config_load(const struct config_row *rows, size_t count, config_lookup_fn l
 void config_release(const struct config_row *rows, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        if (rows[i].type == CONFIG_STRING || rows[i].type == CONFIG_URL) {
+        if (rows[i].type != CONFIG_INT) {
             char **target = rows[i].target;
             free(*target);
             *target = NULL;
@@ -157,6 +179,7 @@ void config_print(const struct config_row *rows, size_t count, FILE *out)
         char masked[1024];
         switch (row->type) {
         case CONFIG_STRING:
+        case CONFIG_ENUM:
             fprintf(out, "  %s=%s\n", row->name, *(char **)row->target);
             break;
         case CONFIG_URL:
@@ -170,17 +193,84 @@ void config_print(const struct config_row *rows, size_t count, FILE *out)
     }
 }
 
-void config_usage(const struct config_row *rows, size_t count, FILE *out)
+static void usage_rows(const struct config_row *rows, size_t count, FILE *out)
 {
-    fprintf(out, "Settings (environment variables):\n");
     for (size_t i = 0; i < count; i++) {
         const struct config_row *row = &rows[i];
         fprintf(out, "  %-28s %s\n", row->name, row->help);
-        if (row->type == CONFIG_INT)
+        if (row->type == CONFIG_INT) {
             fprintf(out, "  %-28s default %s, range %ld..%ld\n", "", row->default_value, row->min,
                     row->max);
-        else
+        } else if (row->type == CONFIG_ENUM) {
+            char choices[256] = "";
+            append_choices(row, choices, sizeof choices, " | ");
+            fprintf(out, "  %-28s default %s, one of: %s\n", "", row->default_value, choices);
+        } else
             fprintf(out, "  %-28s default %s\n", "",
                     row->default_value ? row->default_value : "(required)");
+    }
+}
+
+void config_usage(const struct config_row *rows, size_t count, FILE *out)
+{
+    fprintf(out, "Settings (environment variables):\n");
+    usage_rows(rows, count, out);
+}
+
+static bool has_name(const struct config_row *rows, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(rows[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* A variable listed twice (by two sets, or twice in one) would be read twice, maybe with two
+ * different meanings: a program that composes its sets that way is refused at start-up. */
+static bool listed_twice(const struct config_set *sets, size_t s, size_t i)
+{
+    const char *name = sets[s].rows[i].name;
+    for (size_t t = 0; t < s; t++)
+        if (has_name(sets[t].rows, sets[t].count, name))
+            return true;
+    return has_name(sets[s].rows, i, name);
+}
+
+bool config_sets_load(const struct config_set *sets, size_t count, config_lookup_fn lookup,
+                      void *arg, char *err, size_t errlen)
+{
+    for (size_t s = 0; s < count; s++) {
+        for (size_t i = 0; i < sets[s].count; i++) {
+            if (listed_twice(sets, s, i)) {
+                snprintf(err, errlen, "%s is listed twice (again in \"%s\")", sets[s].rows[i].name,
+                         sets[s].title);
+                return false;
+            }
+        }
+    }
+    for (size_t s = 0; s < count; s++)
+        if (!config_load(sets[s].rows, sets[s].count, lookup, arg, err, errlen))
+            return false;
+    return true;
+}
+
+void config_sets_release(const struct config_set *sets, size_t count)
+{
+    for (size_t s = 0; s < count; s++)
+        config_release(sets[s].rows, sets[s].count);
+}
+
+void config_sets_print(const struct config_set *sets, size_t count, FILE *out)
+{
+    for (size_t s = 0; s < count; s++)
+        config_print(sets[s].rows, sets[s].count, out);
+}
+
+void config_sets_usage(const struct config_set *sets, size_t count, FILE *out)
+{
+    fprintf(out, "Settings (environment variables):\n");
+    for (size_t s = 0; s < count; s++) {
+        fprintf(out, "\n %s:\n", sets[s].title);
+        usage_rows(sets[s].rows, sets[s].count, out);
     }
 }

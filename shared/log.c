@@ -12,12 +12,12 @@
 
 enum log_level log_threshold = LOG_LEVEL_INFO;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 bool log_level_parse(const char *name, enum log_level *out)
 {
-    for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
-        if (strcmp(name, level_names[i]) == 0) {
+    for (size_t i = 0; log_level_names[i] != NULL; i++) {
+        if (strcmp(name, log_level_names[i]) == 0) {
             *out = (enum log_level)i;
             return true;
         }
@@ -35,7 +35,7 @@ void log_write(enum log_level level, const char *request_id, const char *fmt, ..
 
     int len = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ",
                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                       tm.tm_sec, (long)(now.tv_usec / 1000), level_names[level]);
+                       tm.tm_sec, (long)(now.tv_usec / 1000), log_level_names[level]);
     if (request_id != NULL)
         len += snprintf(line + len, sizeof line - (size_t)len, "[%s] ", request_id);
 

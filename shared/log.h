@@ -15,6 +15,9 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERRO
 
 extern enum log_level log_threshold; /* lines below this level are skipped */
 
+/* "debug", "info", "warn", "error", NULL: the values of LOG_LEVEL (a CONFIG_ENUM row). */
+extern const char *const log_level_names[];
+
 /* Parses "debug", "info", "warn" or "error"; false for anything else. */
 bool log_level_parse(const char *name, enum log_level *out) __attribute__((warn_unused_result));
 

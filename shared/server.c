@@ -1,5 +1,5 @@
 /*
- * server: start-up, built-in routes, maintenance and graceful shutdown (see server.h).
+ * server: the HTTP part of a layer server, on the process life cycle (see server.h).
  */
 #include "server.h"
 
@@ -7,71 +7,58 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "resolve.h"
+#include "process.h"
 #include "xalloc.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #define DRAIN_POLL_MS  20
 #define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
+#define HTTP_ROW_COUNT 5
 
 struct server {
-    const struct server_spec *spec; /* the layer's description */
-    void *layer;                    /* the layer's context */
-    struct server_config config;    /* common settings */
-    struct event_base *base;        /* the one event loop */
-    struct http_server *http;       /* HTTP server */
-    struct metrics *metrics;        /* counters and histograms */
-    struct resolver *resolver;      /* host names to addresses, off the loop */
-    struct event *sigterm, *sigint; /* shutdown signals */
-    struct event *maintenance;      /* once a second */
-    struct event *drain;            /* polls in-flight requests during shutdown */
-    long long drain_deadline_ms;    /* give up waiting at this time */
-    long long drained_at_ms;        /* when the last in-flight request was answered, or 0 */
-    bool listening;                 /* server_ready() was called */
-    bool failed;                    /* could not listen: exit 1 */
-    bool stopping;                  /* a shutdown signal arrived */
+    const struct server_spec *spec;         /* the layer's description */
+    void *layer;                            /* the layer's context */
+    struct process *process;                /* loop, signals, settings (process.h) */
+    struct server_config config;            /* the HTTP set's values */
+    struct config_row rows[HTTP_ROW_COUNT]; /* the HTTP set, pointing into config */
+    char port_default[16];                  /* the layer's default PORT, as text */
+    struct http_server *http;               /* HTTP server */
+    struct metrics *metrics;                /* counters and histograms */
+    struct event *drain;                    /* polls in-flight requests during shutdown */
+    long long drain_deadline_ms;            /* give up waiting at this time */
+    long long drained_at_ms;                /* when the last in-flight request was answered */
+    bool listening;                         /* server_ready() was called */
 };
 
-static struct config_row common_rows(struct server_config *c, const struct server_spec *spec, int i,
-                                     char *port_default)
+/* The HTTP set (first, so PORT heads --help), then the layer's sets. */
+static struct config_set *build_sets(struct server *server, size_t *count)
 {
-    snprintf(port_default, 16, "%ld", spec->default_port);
-    const struct config_row rows[] = {
-        {"PORT", CONFIG_INT, port_default, 1, 65535, "TCP port to listen on", &c->port},
+    struct server_config *c = &server->config;
+    snprintf(server->port_default, sizeof server->port_default, "%ld", server->spec->default_port);
+    const struct config_row rows[HTTP_ROW_COUNT] = {
+        {"PORT", CONFIG_INT, server->port_default, 1, 65535, "TCP port to listen on", &c->port,
+         NULL},
         {"HOST", CONFIG_STRING, "127.0.0.1", 0, 0, "address to listen on (0.0.0.0 in containers)",
-         &c->host},
-        {"LOG_LEVEL", CONFIG_STRING, "info", 0, 0, "debug, info, warn or error", &c->log_level},
+         &c->host, NULL},
         {"MAX_BODY_BYTES", CONFIG_INT, "1048576", 1024, 64L << 20,
-         "larger request bodies get 413 unread", &c->max_body_bytes},
+         "larger request bodies get 413 unread", &c->max_body_bytes, NULL},
         {"MAX_VALUE_BYTES", CONFIG_INT, "524288", 0, 32L << 20,
-         "longest value accepted by POST /write", &c->max_value_bytes},
+         "longest value accepted by POST /write", &c->max_value_bytes, NULL},
         {"HTTP_TIMEOUT_S", CONFIG_INT, "30", 1, 3600,
-         "a client connection idle or stalled this long is closed", &c->http_timeout_s},
-        {"SHUTDOWN_TIMEOUT_MS", CONFIG_INT, "10000", 0, 600000,
-         "how long SIGTERM waits for in-flight requests", &c->shutdown_timeout_ms},
+         "a client connection idle or stalled this long is closed", &c->http_timeout_s, NULL},
     };
-    return rows[i];
-}
-
-#define COMMON_ROW_COUNT 7
-
-/* The common rows followed by the layer's, in one table. */
-static struct config_row *all_rows(struct server *server, size_t *count, char *port_default)
-{
-    const struct server_spec *spec = server->spec;
-    *count = COMMON_ROW_COUNT + spec->row_count;
-    struct config_row *rows = xcalloc(*count, sizeof *rows);
-    for (int i = 0; i < COMMON_ROW_COUNT; i++)
-        rows[i] = common_rows(&server->config, spec, i, port_default);
-    memcpy(rows + COMMON_ROW_COUNT, spec->rows, spec->row_count * sizeof *rows);
-    return rows;
+    memcpy(server->rows, rows, sizeof rows);
+    *count = 1 + server->spec->set_count;
+    struct config_set *sets = xcalloc(*count, sizeof *sets);
+    sets[0] = (struct config_set)CONFIG_SET("HTTP", server->rows);
+    if (server->spec->set_count > 0)
+        memcpy(sets + 1, server->spec->sets, server->spec->set_count * sizeof *sets);
+    return sets;
 }
 
 /* ---- built-in routes ---- */
@@ -100,17 +87,17 @@ static void handle_ping(struct http_request *req, void *arg)
     http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* ---- shutdown ---- */
+/* ---- shutdown: draining in-flight requests ---- */
 
 static void finish_shutdown(struct server *server)
 {
     size_t left = http_server_in_flight(server->http);
     if (left > 0)
         LOG_WARN("shutdown: %zu requests still in flight after %ld ms; closing anyway", left,
-                 server->config.shutdown_timeout_ms);
+                 process_config(server->process)->shutdown_timeout_ms);
     else
         LOG_INFO("shutdown: all requests answered");
-    event_base_loopexit(server->base, NULL);
+    process_exit(server->process, 0);
 }
 
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -129,40 +116,62 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     event_add(server->drain, &tv);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void server_drain(void *arg)
 {
     struct server *server = arg;
-    (void)what;
-    if (server->stopping)
-        return;
-    server->stopping = true;
-    LOG_INFO("shutdown: signal %d; no new connections, finishing %zu in-flight requests", (int)sig,
+    LOG_INFO("shutdown: no new connections, finishing %zu in-flight requests",
              http_server_in_flight(server->http));
     http_server_stop_accepting(server->http);
-    server->drain_deadline_ms = monotonic_ms() + server->config.shutdown_timeout_ms;
+    server->drain_deadline_ms =
+        monotonic_ms() + process_config(server->process)->shutdown_timeout_ms;
     on_drain(-1, 0, server);
 }
 
-static void on_maintenance(evutil_socket_t fd, short what, void *arg)
+/* ---- the process callbacks ---- */
+
+static bool server_start(struct process *process, void *arg)
 {
     struct server *server = arg;
-    (void)fd, (void)what;
+    server->process = process;
+    struct event_base *base = process_base(process);
+    server->metrics = metrics_create(server->spec->metric_modules);
+    struct http_settings http = {server->config.host, (int)server->config.port,
+                                 (size_t)server->config.max_body_bytes,
+                                 (int)server->config.http_timeout_s};
+    server->http = http_server_create(base, &http, server->metrics);
+    http_route(server->http, HTTP_GET, "/metrics", handle_metrics, server);
+    http_route(server->http, HTTP_GET, "/ping", handle_ping, server);
+    metrics_add_gauges(server->metrics, render_in_flight, server);
+    server->drain = evtimer_new(base, on_drain, server);
+    LOG_INFO("%s (%s) starting", server->spec->program, server->spec->layer);
+    return server->spec->start(server, server->layer);
+}
+
+static void server_maintain(void *arg)
+{
+    struct server *server = arg;
     if (server->spec->maintain != NULL)
         server->spec->maintain(server->layer);
 }
 
-/* ---- start-up ---- */
+static void server_stop(void *arg)
+{
+    struct server *server = arg;
+    server->spec->stop(server->layer);
+    http_server_free(server->http);
+    if (server->drain)
+        event_free(server->drain);
+    metrics_free(server->metrics);
+}
 
 void server_ready(struct server *server)
 {
     char err[256];
-    if (server->stopping || server->listening)
+    if (process_stopping(server->process) || server->listening)
         return;
     if (!http_server_listen(server->http, err, sizeof err)) {
         LOG_ERROR("%s", err);
-        server->stopping = true;
-        server->failed = true;
-        event_base_loopexit(server->base, NULL);
+        process_exit(server->process, 1);
         return;
     }
     server->listening = true;
@@ -170,137 +179,39 @@ void server_ready(struct server *server)
              server->config.port);
 }
 
-static bool load_config(struct server *server, int argc, char **argv, bool *exit_now)
-{
-    char port_default[16], err[512];
-    size_t count;
-    struct config_row *rows = all_rows(server, &count, port_default);
-    bool ok = true;
-    *exit_now = false;
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("%s: %s\n\nUsage: %s [--help]\n\n", server->spec->program, server->spec->summary,
-               server->spec->program);
-        config_usage(rows, count, stdout);
-        *exit_now = true;
-    } else if (argc > 1) {
-        fprintf(stderr, "%s: unknown argument '%s' (try --help)\n", server->spec->program, argv[1]);
-        ok = false;
-    } else if (!config_load(rows, count, NULL, NULL, err, sizeof err)) {
-        fprintf(stderr, "%s: configuration error: %s\n", server->spec->program, err);
-        ok = false;
-    } else {
-        enum log_level level = LOG_LEVEL_INFO;
-        if (!log_level_parse(server->config.log_level, &level)) {
-            fprintf(stderr,
-                    "%s: configuration error: LOG_LEVEL=%s (use debug, info, warn, error)\n",
-                    server->spec->program, server->config.log_level);
-            ok = false;
-        }
-        log_threshold = level;
-        if (ok) {
-            fprintf(stderr, "%s (%s) configuration:\n", server->spec->program, server->spec->layer);
-            config_print(rows, count, stderr);
-        }
-    }
-    free(rows);
-    return ok;
-}
-
-static void release_config(struct server *server)
-{
-    char port_default[16];
-    size_t count;
-    struct config_row *rows = all_rows(server, &count, port_default);
-    config_release(rows, count);
-    free(rows);
-}
-
-static void free_server(struct server *server)
-{
-    http_server_free(server->http);
-    if (server->sigterm)
-        event_free(server->sigterm);
-    if (server->sigint)
-        event_free(server->sigint);
-    if (server->maintenance)
-        event_free(server->maintenance);
-    if (server->drain)
-        event_free(server->drain);
-    metrics_free(server->metrics);
-    resolver_free(server->resolver);
-    if (server->base)
-        event_base_free(server->base);
-    release_config(server);
-}
-
-/* Every client and every database connection is a file descriptor: allow as many as the
- * system lets this process have (the soft limit is often 1024). */
-static void raise_fd_limit(void)
-{
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
-            LOG_WARN("could not raise the open-file limit");
-    }
-}
-
 int server_main(int argc, char **argv, const struct server_spec *spec, void *layer)
 {
     struct server server = {.spec = spec, .layer = layer};
-    bool exit_now;
-    signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the server */
-    raise_fd_limit();
-    if (!load_config(&server, argc, argv, &exit_now)) {
-        release_config(&server);
-        return 1;
-    }
-    if (exit_now) {
-        release_config(&server);
-        return 0;
-    }
-
-    server.base = event_base_new();
-    server.metrics = metrics_create(spec->metric_modules);
-    server.resolver = resolver_create(server.base);
-    struct http_settings http = {server.config.host, (int)server.config.port,
-                                 (size_t)server.config.max_body_bytes,
-                                 (int)server.config.http_timeout_s};
-    server.http = http_server_create(server.base, &http, server.metrics);
-    http_route(server.http, HTTP_GET, "/metrics", handle_metrics, &server);
-    http_route(server.http, HTTP_GET, "/ping", handle_ping, &server);
-    metrics_add_gauges(server.metrics, render_in_flight, &server);
-
-    server.sigterm = evsignal_new(server.base, SIGTERM, on_signal, &server);
-    server.sigint = evsignal_new(server.base, SIGINT, on_signal, &server);
-    server.maintenance = event_new(server.base, -1, EV_PERSIST, on_maintenance, &server);
-    server.drain = evtimer_new(server.base, on_drain, &server);
-    struct timeval second = {1, 0};
-    event_add(server.sigterm, NULL);
-    event_add(server.sigint, NULL);
-    event_add(server.maintenance, &second);
-
-    int status = 0;
-    if (!spec->start(&server, layer)) {
-        status = 1;
-    } else {
-        event_base_dispatch(server.base);
-        status = server.failed ? 1 : 0;
-    }
-    spec->stop(layer);
-    free_server(&server);
-    LOG_INFO("%s stopped", spec->program);
+    size_t set_count;
+    struct config_set *sets = build_sets(&server, &set_count);
+    const struct process_spec process = {
+        .program = spec->program,
+        .summary = spec->summary,
+        .sets = sets,
+        .set_count = set_count,
+        .start = server_start,
+        .maintain = server_maintain,
+        .drain = server_drain,
+        .stop = server_stop,
+    };
+    int status = process_main(argc, argv, &process, &server);
+    free(sets);
     return status;
 }
 
 struct event_base *server_base(struct server *server)
 {
-    return server->base;
+    return process_base(server->process);
 }
 
 struct resolver *server_resolver(struct server *server)
 {
-    return server->resolver;
+    return process_resolver(server->process);
+}
+
+struct process *server_process(struct server *server)
+{
+    return server->process;
 }
 
 struct http_server *server_http(struct server *server)

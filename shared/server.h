@@ -1,11 +1,12 @@
 /*
- * server: the life of one layer server, from `main` to exit.
+ * server: a layer's HTTP server, on top of the process life cycle (process.h).
  *
- * Every layer's main() fills a `struct server_spec` (its name, its configuration rows, and
- * three callbacks) and calls server_main(). This module does the rest, the same way for all:
- * `--help`, configuration (the common rows below plus the layer's), the event loop, the
- * built-in routes (`/metrics`, and `/ping`, which touches no backend and so measures the HTTP
- * layer alone), one maintenance timer a second, and graceful shutdown:
+ * Every layer's main() fills a `struct server_spec` (its name, the settings sets it uses, and
+ * three callbacks) and calls server_main(). process.c runs the program (`--help`, settings,
+ * logging, signals, the event loop, the maintenance timer); this module adds what only an HTTP
+ * server has, the same way for all layers: the HTTP settings (the HTTP set below), the listener,
+ * the built-in routes (`/metrics`, and `/ping`, which touches no backend and so measures the
+ * HTTP layer alone), metrics, and the draining of requests on a stop signal:
  *
  *   SIGTERM/SIGINT -> stop accepting -> wait for in-flight requests (SHUTDOWN_TIMEOUT_MS)
  *                  -> layer stop() closes its connections -> exit 0.
@@ -24,18 +25,17 @@
 struct event_base;
 struct http_server;
 struct metrics;
+struct process;
 struct resolver;
 struct server;
 
-/* The settings every server has. */
+/* The settings every HTTP server has (the HTTP set). */
 struct server_config {
-    char *host;               /* HOST */
-    long port;                /* PORT */
-    char *log_level;          /* LOG_LEVEL */
-    long max_body_bytes;      /* MAX_BODY_BYTES */
-    long max_value_bytes;     /* MAX_VALUE_BYTES */
-    long http_timeout_s;      /* HTTP_TIMEOUT_S */
-    long shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT_MS */
+    char *host;           /* HOST */
+    long port;            /* PORT */
+    long max_body_bytes;  /* MAX_BODY_BYTES */
+    long max_value_bytes; /* MAX_VALUE_BYTES */
+    long http_timeout_s;  /* HTTP_TIMEOUT_S */
 };
 
 struct server_spec {
@@ -43,8 +43,8 @@ struct server_spec {
     const char *layer;             /* "1-connection-pooling", as /health reports it */
     const char *summary;           /* one line for --help */
     long default_port;             /* 8000 + N */
-    const struct config_row *rows; /* the layer's own settings */
-    size_t row_count;              /* entries in rows */
+    const struct config_set *sets; /* the settings sets the layer uses (pool, Redis, its own) */
+    size_t set_count;              /* entries in sets */
     unsigned metric_modules;       /* METRIC_MODULE_* the layer uses */
     /* Creates pools and routes; calls server_ready() (now or later). false = exit 1. */
     bool (*start)(struct server *server, void *layer);
@@ -65,6 +65,8 @@ struct http_server *server_http(struct server *server);
 struct metrics *server_metrics(struct server *server);
 /* Asynchronous host name lookups on the server's loop (resolve.h). */
 struct resolver *server_resolver(struct server *server);
+/* The process underneath (its settings, its stop state). */
+struct process *server_process(struct server *server);
 const struct server_config *server_config(const struct server *server);
 const struct server_spec *server_spec(const struct server *server);
 

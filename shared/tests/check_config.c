@@ -31,10 +31,10 @@ static long size;
 static long offset;
 
 static const struct config_row rows[] = {
-    {"DATABASE_URL", CONFIG_URL, NULL, 0, 0, "where the database is", &url},
-    {"LABEL", CONFIG_STRING, "plain", 0, 0, "a name", &label},
-    {"POOL_SIZE", CONFIG_INT, "10", 1, 100, "connections", &size},
-    {"OFFSET", CONFIG_INT, "0", -5, 5, "a signed setting", &offset},
+    {"DATABASE_URL", CONFIG_URL, NULL, 0, 0, "where the database is", &url, NULL},
+    {"LABEL", CONFIG_STRING, "plain", 0, 0, "a name", &label, NULL},
+    {"POOL_SIZE", CONFIG_INT, "10", 1, 100, "connections", &size, NULL},
+    {"OFFSET", CONFIG_INT, "0", -5, 5, "a signed setting", &offset, NULL},
 };
 #define ROW_COUNT (sizeof rows / sizeof rows[0])
 
@@ -181,8 +181,8 @@ START_TEST(null_lookup_reads_the_environment)
     static char *value;
     static long number;
     const struct config_row env_rows[] = {
-        {"LAYERS_CHECK_CONFIG_TEXT", CONFIG_STRING, NULL, 0, 0, "text", &value},
-        {"LAYERS_CHECK_CONFIG_NUMBER", CONFIG_INT, "1", 0, 9, "number", &number},
+        {"LAYERS_CHECK_CONFIG_TEXT", CONFIG_STRING, NULL, 0, 0, "text", &value, NULL},
+        {"LAYERS_CHECK_CONFIG_NUMBER", CONFIG_INT, "1", 0, 9, "number", &number, NULL},
     };
     ck_assert_int_eq(setenv("LAYERS_CHECK_CONFIG_TEXT", "from-env", 1), 0);
     ck_assert_int_eq(setenv("LAYERS_CHECK_CONFIG_NUMBER", "7", 1), 0);
@@ -311,6 +311,124 @@ START_TEST(print_masks_and_usage_lists_defaults)
 }
 END_TEST
 
+/* ---- enumerated settings and sets ---- */
+
+static char *strategy;
+static long batch;
+static char *pool_url;
+
+static const char *const strategies[] = {"modulo", "jump", "range", NULL};
+
+static const struct config_row enum_rows[] = {
+    {"STRATEGY", CONFIG_ENUM, "modulo", 0, 0, "how keys map", &strategy, strategies},
+};
+static const struct config_row batch_rows[] = {
+    {"BATCH", CONFIG_INT, "5", 1, 10, "keys per step", &batch, NULL},
+};
+static const struct config_row pool_rows[] = {
+    {"POOL_URL", CONFIG_URL, "postgresql://h/db", 0, 0, "the database", &pool_url, NULL},
+};
+static const struct config_set sets[] = {
+    CONFIG_SET("strategy", enum_rows),
+    CONFIG_SET("batch", batch_rows),
+    CONFIG_SET("pool", pool_rows),
+};
+#define SET_COUNT (sizeof sets / sizeof sets[0])
+
+static void sets_teardown(void)
+{
+    config_sets_release(sets, SET_COUNT);
+}
+
+START_TEST(enum_takes_an_allowed_value)
+{
+    const char *env[] = {"STRATEGY=jump", NULL};
+    char err[256] = "";
+    ck_assert_msg(config_sets_load(sets, SET_COUNT, lookup, env, err, sizeof err), "%s", err);
+    ck_assert_str_eq(strategy, "jump");
+    ck_assert_int_eq(batch, 5);
+    ck_assert_str_eq(pool_url, "postgresql://h/db");
+}
+END_TEST
+
+START_TEST(enum_default_applies)
+{
+    const char *env[] = {NULL};
+    char err[256] = "";
+    ck_assert_msg(config_sets_load(sets, SET_COUNT, lookup, env, err, sizeof err), "%s", err);
+    ck_assert_str_eq(strategy, "modulo");
+}
+END_TEST
+
+START_TEST(enum_refuses_other_values_naming_the_allowed_ones)
+{
+    /* Case matters and prefixes do not count: only the listed spellings. */
+    const char *bad[] = {"ring", "Jump", "jum", "jumpy", "", NULL};
+    for (int i = 0; bad[i] != NULL; i++) {
+        char assignment[64];
+        snprintf(assignment, sizeof assignment, "STRATEGY=%s", bad[i]);
+        const char *env[] = {assignment, NULL};
+        char err[256] = "";
+        ck_assert_msg(!config_sets_load(sets, SET_COUNT, lookup, env, err, sizeof err),
+                      "accepted STRATEGY=%s", bad[i]);
+        ck_assert_msg(strstr(err, "STRATEGY") != NULL, "variable not named: %s", err);
+        ck_assert_msg(strstr(err, "modulo, jump, range") != NULL, "values not listed: %s", err);
+        config_sets_release(sets, SET_COUNT);
+    }
+}
+END_TEST
+
+START_TEST(sets_stop_at_the_first_bad_value_in_any_set)
+{
+    const char *env[] = {"BATCH=11", NULL};
+    char err[256] = "";
+    ck_assert(!config_sets_load(sets, SET_COUNT, lookup, env, err, sizeof err));
+    ck_assert_msg(strstr(err, "BATCH") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(a_variable_listed_by_two_sets_is_refused)
+{
+    const struct config_set twice[] = {
+        CONFIG_SET("pool", pool_rows),
+        CONFIG_SET("batch", batch_rows),
+        CONFIG_SET("pool again", pool_rows),
+    };
+    const char *env[] = {NULL};
+    char err[256] = "";
+    ck_assert(!config_sets_load(twice, 3, lookup, env, err, sizeof err));
+    ck_assert_msg(strstr(err, "POOL_URL") != NULL && strstr(err, "pool again") != NULL, "%s", err);
+    config_sets_release(twice, 3);
+}
+END_TEST
+
+START_TEST(usage_lists_only_the_sets_given_with_enum_values)
+{
+    char out[4096] = "";
+    FILE *f = fmemopen(out, sizeof out - 1, "w");
+    config_sets_usage(sets, 2, f); /* without the pool set */
+    fclose(f);
+    ck_assert_msg(strstr(out, "STRATEGY") != NULL && strstr(out, "BATCH") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "modulo | jump | range") != NULL, "values not listed: %s", out);
+    ck_assert_msg(strstr(out, " strategy:") != NULL && strstr(out, " batch:") != NULL,
+                  "set headings missing: %s", out);
+    ck_assert_msg(strstr(out, "POOL_URL") == NULL, "a set not listed was printed: %s", out);
+}
+END_TEST
+
+START_TEST(print_shows_enum_values)
+{
+    const char *env[] = {"STRATEGY=range", NULL};
+    char err[256] = "", out[1024] = "";
+    ck_assert(config_sets_load(sets, SET_COUNT, lookup, env, err, sizeof err));
+    FILE *f = fmemopen(out, sizeof out - 1, "w");
+    config_sets_print(sets, SET_COUNT, f);
+    fclose(f);
+    ck_assert_msg(strstr(out, "STRATEGY=range") != NULL && strstr(out, "BATCH=5") != NULL, "%s",
+                  out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("config");
@@ -341,6 +459,17 @@ int main(void)
     tcase_add_test(masking, mask_never_overflows);
     tcase_add_test(masking, print_masks_and_usage_lists_defaults);
     suite_add_tcase(suite, masking);
+
+    TCase *composing = tcase_create("sets");
+    tcase_add_checked_fixture(composing, NULL, sets_teardown);
+    tcase_add_test(composing, enum_takes_an_allowed_value);
+    tcase_add_test(composing, enum_default_applies);
+    tcase_add_test(composing, enum_refuses_other_values_naming_the_allowed_ones);
+    tcase_add_test(composing, sets_stop_at_the_first_bad_value_in_any_set);
+    tcase_add_test(composing, a_variable_listed_by_two_sets_is_refused);
+    tcase_add_test(composing, usage_lists_only_the_sets_given_with_enum_values);
+    tcase_add_test(composing, print_shows_enum_values);
+    suite_add_tcase(suite, composing);
 
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
