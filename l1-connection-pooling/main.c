@@ -32,6 +32,7 @@ static bool start(struct server *server, void *arg)
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
         return false;
+    l->db.resolver = server_resolver(server); /* host names off the event loop */
     struct pgconn_settings pg = pool_config_pg(&l->db, "l1-connection-pooling");
     l->pool = pool_config_create(&l->db, server_base(server), "l1-connection-pooling",
                                  server_metrics(server));

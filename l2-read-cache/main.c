@@ -43,11 +43,15 @@ static bool start(struct server *server, void *arg)
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
         return false;
+    l->db.resolver = server_resolver(server); /* host names off the event loop */
     struct pgconn_settings pg = pool_config_pg(&l->db, "l2-read-cache");
     l->pool =
         pool_config_create(&l->db, server_base(server), "l2-read-cache", server_metrics(server));
     metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
-    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    struct redis_settings rs = {.url = l->redis_url,
+                                .connect_timeout_ms = l->redis_timeout_ms,
+                                .command_timeout_ms = l->redis_timeout_ms,
+                                .resolver = server_resolver(server)};
     l->redis = redis_create(server_base(server), &rs, server_metrics(server));
     if (l->redis == NULL)
         return false;

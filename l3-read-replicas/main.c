@@ -45,6 +45,7 @@ static bool start(struct server *server, void *arg)
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
         return false;
+    l->db.resolver = server_resolver(server); /* host names off the event loop */
     struct replica_settings rs = {l->primary_url,
                                   l->replica_urls[0] != '\0' ? l->replica_urls : l->replica_url,
                                   l->max_lag_ms};
@@ -58,7 +59,10 @@ static bool start(struct server *server, void *arg)
     LOG_INFO("%d replicas, skipped beyond %ld ms of lag", replica_router_count(l->router),
              l->max_lag_ms);
     metrics_add_gauges(server_metrics(server), replica_router_render_gauges, l->router);
-    struct redis_settings redis = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    struct redis_settings redis = {.url = l->redis_url,
+                                   .connect_timeout_ms = l->redis_timeout_ms,
+                                   .command_timeout_ms = l->redis_timeout_ms,
+                                   .resolver = server_resolver(server)};
     l->redis = redis_create(server_base(server), &redis, server_metrics(server));
     if (l->redis == NULL)
         return false;

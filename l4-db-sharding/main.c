@@ -81,6 +81,7 @@ static bool start(struct server *server, void *arg)
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
         return false;
+    l->db.resolver = server_resolver(server); /* host names off the event loop */
     char err[512];
     l->shards = shard_set_create(server_base(server), &l->sharding, &l->db, "l4-db-sharding",
                                  server_metrics(server), err, sizeof err);
@@ -95,7 +96,10 @@ static bool start(struct server *server, void *arg)
                  ? shard_map_describe(shard_set_previous_map(l->shards))
                  : "");
     metrics_add_gauges(server_metrics(server), shard_set_render_gauges, l->shards);
-    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    struct redis_settings rs = {.url = l->redis_url,
+                                .connect_timeout_ms = l->redis_timeout_ms,
+                                .command_timeout_ms = l->redis_timeout_ms,
+                                .resolver = server_resolver(server)};
     l->redis = redis_create(server_base(server), &rs, server_metrics(server));
     if (l->redis == NULL)
         return false;

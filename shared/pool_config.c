@@ -9,7 +9,7 @@ struct pgconn_settings pool_config_pg(const struct pool_config *c, const char *a
 {
     /* Pooled connections live long: each prepares its statements once (pgconn.h). */
     return (struct pgconn_settings){c->database_url, application, c->connect_timeout_ms,
-                                    c->query_timeout_ms, true, NULL};
+                                    c->query_timeout_ms, true, c->resolver};
 }
 
 bool pool_config_check(const struct pool_config *c)

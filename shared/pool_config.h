@@ -13,14 +13,15 @@
 #include "pool.h"
 
 struct pool_config {
-    char *database_url;      /* DATABASE_URL (NULL in POOL_EACH_CONFIG_SET) */
-    long connect_timeout_ms; /* DB_CONNECT_TIMEOUT_MS */
-    long query_timeout_ms;   /* DB_QUERY_TIMEOUT_MS */
-    long min_size, max_size; /* DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE */
-    long acquire_timeout_ms; /* DB_POOL_ACQUIRE_TIMEOUT_MS */
-    long max_waiting;        /* DB_POOL_MAX_WAITING */
-    long max_lifetime_s;     /* DB_POOL_MAX_LIFETIME_S */
-    long idle_timeout_s;     /* DB_POOL_IDLE_TIMEOUT_S */
+    char *database_url;        /* DATABASE_URL (NULL in POOL_EACH_CONFIG_SET) */
+    long connect_timeout_ms;   /* DB_CONNECT_TIMEOUT_MS */
+    long query_timeout_ms;     /* DB_QUERY_TIMEOUT_MS */
+    long min_size, max_size;   /* DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE */
+    long acquire_timeout_ms;   /* DB_POOL_ACQUIRE_TIMEOUT_MS */
+    long max_waiting;          /* DB_POOL_MAX_WAITING */
+    long max_lifetime_s;       /* DB_POOL_MAX_LIFETIME_S */
+    long idle_timeout_s;       /* DB_POOL_IDLE_TIMEOUT_S */
+    struct resolver *resolver; /* not a setting: the program's (process_resolver), or NULL */
 };
 
 /* DATABASE_URL, into a `char **`; default_url is the local stack's. */

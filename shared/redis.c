@@ -26,7 +26,7 @@ struct redis {
     struct redis_link *link; /* the connection, kept up */
     struct metrics *metrics; /* redis_* counters */
     long command_timeout_ms; /* settings */
-    bool blocking;           /* options.blocking: a connection for redis_command_blocking */
+    bool blocking;           /* settings.blocking: a connection for redis_command_blocking */
     bool blocking_in_flight; /* a blocking command is the one in flight */
     struct pending *fifo;    /* commands in flight, oldest first (ring) */
     int head, count;         /* ring position and fill */
@@ -89,8 +89,8 @@ void redis_command(struct redis *r, redis_reply_cb cb, void *arg, int argc, cons
     }
 }
 
-bool redis_command_blocking(struct redis *r, long block_ms, redis_reply_cb cb, void *arg,
-                            int argc, const char **argv, const size_t *argvlen)
+bool redis_command_blocking(struct redis *r, long block_ms, redis_reply_cb cb, void *arg, int argc,
+                            const char **argv, const size_t *argvlen)
 {
     if (!r->blocking || r->count > 0 || block_ms < 0)
         return false;
@@ -111,19 +111,16 @@ bool redis_parse_url(const char *url, char *host, size_t hostlen, int *port)
     return redis_link_parse_url(url, host, hostlen, port);
 }
 
-struct redis *redis_create_with(struct event_base *base, const struct redis_settings *settings,
-                                const struct redis_options *options, struct metrics *metrics)
+struct redis *redis_create(struct event_base *base, const struct redis_settings *settings,
+                           struct metrics *metrics)
 {
-    static const struct redis_options none = {0};
-    if (options == NULL)
-        options = &none;
     struct redis *r = xcalloc(1, sizeof *r);
     r->metrics = metrics;
     r->command_timeout_ms = settings->command_timeout_ms;
-    r->blocking = options->blocking;
+    r->blocking = settings->blocking;
     r->fifo = xcalloc(REDIS_MAX_PENDING, sizeof *r->fifo);
     const struct redis_link_callbacks callbacks = {.tick = on_tick};
-    r->link = redis_link_create(base, options->resolver, settings->url,
+    r->link = redis_link_create(base, settings->resolver, settings->url,
                                 settings->connect_timeout_ms, &callbacks, r);
     if (r->link == NULL) {
         free(r->fifo);
@@ -131,12 +128,6 @@ struct redis *redis_create_with(struct event_base *base, const struct redis_sett
         return NULL;
     }
     return r;
-}
-
-struct redis *redis_create(struct event_base *base, const struct redis_settings *settings,
-                           struct metrics *metrics)
-{
-    return redis_create_with(base, settings, NULL, metrics);
 }
 
 void redis_free(struct redis *r)

@@ -13,7 +13,7 @@
  * Blocking commands (XREADGROUP ... BLOCK n, BLPOP) wait on the server for up to n ms by design,
  * so on the shared command connection they would either hit the command deadline (and drop
  * the connection with everything in flight) or hold every command queued behind them. They get
- * a connection of their own: one created with options.blocking, where redis_command_blocking
+ * a connection of their own: one created with settings.blocking, where redis_command_blocking
  * sends one command at a time with a deadline of its block time plus command_timeout_ms.
  */
 #ifndef LAYERS_REDIS_H
@@ -31,13 +31,9 @@ struct resolver;
 #define REDIS_MAX_PENDING 10000
 
 struct redis_settings {
-    const char *url;         /* redis://host:port[/db] (database 0 only) */
-    long connect_timeout_ms; /* deadline for connecting */
-    long command_timeout_ms; /* deadline for each command's reply */
-};
-
-/* What redis_create_with adds; a NULL options pointer means all zero. */
-struct redis_options {
+    const char *url;           /* redis://host:port[/db] (database 0 only) */
+    long connect_timeout_ms;   /* deadline for connecting */
+    long command_timeout_ms;   /* deadline for each command's reply */
     struct resolver *resolver; /* resolves a host name without blocking; NULL: hiredis does */
     bool blocking;             /* a connection for redis_command_blocking (see above) */
 };
@@ -49,11 +45,9 @@ struct redis_options {
  */
 typedef void (*redis_reply_cb)(redisReply *reply, void *arg);
 
-/* NULL (logged) when the URL is malformed. redis_create is redis_create_with(..., NULL, ...). */
+/* NULL (logged) when the URL is malformed. */
 struct redis *redis_create(struct event_base *base, const struct redis_settings *settings,
                            struct metrics *metrics);
-struct redis *redis_create_with(struct event_base *base, const struct redis_settings *settings,
-                                const struct redis_options *options, struct metrics *metrics);
 /* Closes the connection; pending callbacks are called with NULL. NULL is a no-op. */
 void redis_free(struct redis *redis);
 
@@ -68,7 +62,7 @@ void redis_command(struct redis *redis, redis_reply_cb cb, void *arg, int argc, 
  * Sends one blocking command whose server-side wait is at most block_ms (the BLOCK or timeout
  * argument the caller put in argv); its reply is due within block_ms + command_timeout_ms.
  * Returns false, without calling cb, when the command was refused: the connection was not
- * created with options.blocking, is not connected, or has a command in flight. The caller tries
+ * created with settings.blocking, is not connected, or has a command in flight. The caller tries
  * again later (its own timer, or the reply callback of the previous command).
  */
 bool redis_command_blocking(struct redis *redis, long block_ms, redis_reply_cb cb, void *arg,

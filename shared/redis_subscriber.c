@@ -77,11 +77,10 @@ static void on_tick(void *arg)
         redis_link_drop(s->link, "subscribe timed out");
 }
 
-struct redis_subscriber *redis_subscriber_create_with(struct event_base *base,
-                                                      struct resolver *resolver, const char *url,
-                                                      long connect_timeout_ms, const char *channel,
-                                                      redis_message_cb on_message,
-                                                      redis_subscription_cb on_state, void *arg)
+struct redis_subscriber *redis_subscriber_create(struct event_base *base, struct resolver *resolver,
+                                                 const char *url, long connect_timeout_ms,
+                                                 const char *channel, redis_message_cb on_message,
+                                                 redis_subscription_cb on_state, void *arg)
 {
     struct redis_subscriber *s = xcalloc(1, sizeof *s);
     s->channel = xstrdup(channel);
@@ -97,15 +96,6 @@ struct redis_subscriber *redis_subscriber_create_with(struct event_base *base,
         return NULL;
     }
     return s;
-}
-
-struct redis_subscriber *redis_subscriber_create(struct event_base *base, const char *url,
-                                                 long connect_timeout_ms, const char *channel,
-                                                 redis_message_cb on_message,
-                                                 redis_subscription_cb on_state, void *arg)
-{
-    return redis_subscriber_create_with(base, NULL, url, connect_timeout_ms, channel, on_message,
-                                        on_state, arg);
 }
 
 void redis_subscriber_free(struct redis_subscriber *s)

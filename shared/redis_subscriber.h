@@ -28,16 +28,11 @@ typedef void (*redis_message_cb)(const char *data, size_t len, void *arg);
 typedef void (*redis_subscription_cb)(bool active, void *arg);
 
 /* NULL when the URL is malformed. Hosts are resolved by hiredis (blocking getaddrinfo). */
-struct redis_subscriber *redis_subscriber_create(struct event_base *base, const char *url,
-                                                 long connect_timeout_ms, const char *channel,
-                                                 redis_message_cb on_message,
+/* Host names in url are resolved by resolver (resolve.h) on every (re)connect; NULL: by hiredis. */
+struct redis_subscriber *redis_subscriber_create(struct event_base *base, struct resolver *resolver,
+                                                 const char *url, long connect_timeout_ms,
+                                                 const char *channel, redis_message_cb on_message,
                                                  redis_subscription_cb on_state, void *arg);
-/* The same, with host names resolved by resolver (resolve.h) on every (re)connect; NULL: as above. */
-struct redis_subscriber *redis_subscriber_create_with(struct event_base *base,
-                                                      struct resolver *resolver, const char *url,
-                                                      long connect_timeout_ms, const char *channel,
-                                                      redis_message_cb on_message,
-                                                      redis_subscription_cb on_state, void *arg);
 /* NULL is a no-op. */
 void redis_subscriber_free(struct redis_subscriber *sub);
 

@@ -27,11 +27,11 @@ static struct tk_redis server;
 static struct event_base *base;
 
 struct outcome {
-    bool answered;           /* the callback ran */
-    bool failed;             /* with a NULL reply */
-    int type;                /* the reply's type */
-    char text[256];          /* a string reply, or the first entry's field of an XREADGROUP */
-    long long answered_ms;   /* when */
+    bool answered;         /* the callback ran */
+    bool failed;           /* with a NULL reply */
+    int type;              /* the reply's type */
+    char text[256];        /* a string reply, or the first entry's field of an XREADGROUP */
+    long long answered_ms; /* when */
 };
 
 static void on_reply(redisReply *reply, void *arg)
@@ -84,9 +84,8 @@ static void command(struct redis *r, struct outcome *o, int argc, const char **a
 
 static struct redis *connect_redis(bool blocking, struct resolver *resolver, const char *url)
 {
-    struct redis_settings settings = {url, COMMAND_TIMEOUT, COMMAND_TIMEOUT};
-    struct redis_options options = {resolver, blocking};
-    struct redis *r = redis_create_with(base, &settings, &options, NULL);
+    struct redis_settings settings = {url, COMMAND_TIMEOUT, COMMAND_TIMEOUT, resolver, blocking};
+    struct redis *r = redis_create(base, &settings, NULL);
     ck_assert_ptr_nonnull(r);
     ck_assert_msg(wait_available(r, 5000), "never connected to %s", url);
     return r;
@@ -103,8 +102,8 @@ static void make_group(struct redis *r)
     ck_assert_msg(!o.failed && o.type == REDIS_REPLY_STATUS, "XGROUP CREATE: %s", o.text);
 }
 
-static const char *xreadgroup[] = {"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "BLOCK",
-                                   "1500", "STREAMS", "s", ">"};
+static const char *xreadgroup[] = {"XREADGROUP", "GROUP", "g",       "c", "COUNT", "1",
+                                   "BLOCK",      "1500",  "STREAMS", "s", ">"};
 
 static struct redis *adder; /* for the timer below */
 static struct outcome added;
@@ -139,7 +138,7 @@ static void blocking_read_gets_the_late_entry(struct redis *blocking, struct red
     ck_assert_msg(!read.failed, "the blocking read failed after %lld ms", read.answered_ms - sent);
     ck_assert_str_eq(read.text, "field=late");
     ck_assert_int_ge(read.answered_ms - sent, 900); /* it waited well past the 200 ms timeout */
-    ck_assert(run_until(&added.answered, 1000)); /* its reply may come after the read's */
+    ck_assert(run_until(&added.answered, 1000));    /* its reply may come after the read's */
     ck_assert(!added.failed);
     ck_assert(redis_available(blocking));
 }
@@ -187,9 +186,8 @@ START_TEST(every_kind_of_link_survives_a_restart)
     struct redis *commands = connect_redis(false, NULL, server.url);
     struct redis *blocking = connect_redis(true, NULL, server.url);
     subscription_changes = 0;
-    struct redis_subscriber *sub = redis_subscriber_create(base, server.url, COMMAND_TIMEOUT,
-                                                           "chan", on_message, on_subscription,
-                                                           NULL);
+    struct redis_subscriber *sub = redis_subscriber_create(
+        base, NULL, server.url, COMMAND_TIMEOUT, "chan", on_message, on_subscription, NULL);
     ck_assert_ptr_nonnull(sub);
     long long deadline = tk_now_ms() + 5000;
     while (!redis_subscriber_active(sub) && tk_now_ms() < deadline)
