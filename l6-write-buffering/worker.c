@@ -533,7 +533,7 @@ static void finish_batch(struct worker *w)
             n_pairs += e->key != NULL;
         }
     }
-    size_t argc = 9 + 2 * n_pairs + 3 * n_dead + w->n_entries, n = 0;
+    size_t argc = 10 + 2 * n_pairs + 3 * n_dead + w->n_entries, n = 0;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);
     char pairs[24], dead[24];
