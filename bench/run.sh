@@ -342,7 +342,8 @@ start_stack() { # N
             pg_i=$((pg_i + 1))
             ;;
         redis)
-            (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i))) || return 1
+            (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i)) "$(layer_redis_mode "$n")") ||
+                return 1
             redis_i=$((redis_i + 1))
             ;;
         esac
@@ -357,6 +358,15 @@ start_stack() { # N
     ) 2>>"$WORK/server.log" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
+    local helper # the layer's workers (layer 6), with the server's settings
+    for helper in $(layer_helpers "$n"); do
+        (
+            eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT")"
+            exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" \
+                "$ROOT/build/${LAYER_NAMES[$n]}/$helper"
+        ) 2>>"$WORK/helpers.log" &
+        PIDS+=($!)
+    done
     for _ in $(seq 1 300); do
         curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$API_PORT/health" && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -375,12 +385,13 @@ stop_stack() { # LABEL
     mkdir -p "$OUT/logs"
     {
         [ ! -s "$WORK/server.log" ] || { echo "== server (last 1000 lines)"; tail -n 1000 "$WORK/server.log"; }
+        [ ! -s "$WORK/helpers.log" ] || { echo "== workers (last 1000 lines)"; tail -n 1000 "$WORK/helpers.log"; }
         for f in "$WORK"/proxy[0-9]*.log; do
             [ -f "$f" ] && { echo "== $(basename "$f" .log)"; cat "$f"; }
         done
     } >"$log"
     [ -s "$log" ] || rm -f "$log"
-    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/server.log "$WORK"/proxy[0-9]*.log
+    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/server.log "$WORK"/helpers.log "$WORK"/proxy[0-9]*.log
 }
 
 # Writes bench:1 .. bench:KEYS (100-byte values) through the API, 32 requests in flight, then
