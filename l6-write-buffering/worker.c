@@ -172,8 +172,15 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Runs resume after the current backoff (100 ms doubling to 2 s). */
+static void leave(struct worker *w);
+
 static void retry_later(struct worker *w, void (*resume)(struct worker *))
 {
+    if (w->stopping && now_ms() > w->stop_deadline_ms) { /* e.g. Redis gone for good */
+        LOG_WARN("shutdown deadline: leaving %zu entries to be claimed", w->n_entries);
+        leave(w);
+        return;
+    }
     w->backoff_ms = w->backoff_ms ? (w->backoff_ms * 2 > 2000 ? 2000 : w->backoff_ms * 2) : 100;
     w->resume = resume;
     struct timeval tv = {w->backoff_ms / 1000, (w->backoff_ms % 1000) * 1000};
