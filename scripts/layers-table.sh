@@ -22,7 +22,7 @@ layer_number_of() {
 layer_backends() {
     case $1 in
     0 | 1) echo "pg" ;;
-    2 | 5) echo "pg redis" ;;
+    2 | 5 | 6) echo "pg redis" ;; # layer 6's Redis holds the write queue: see layer_redis_mode
     3) echo "pg standby standby redis" ;; # a primary and two hot standbys of it
     4) echo "pg pg pg redis" ;; # three shards
     *) echo "" ;;
@@ -47,13 +47,30 @@ layer_backend_names() {
     esac
 }
 
+# How a layer's Redis runs (scripts/stack.sh): "queue" (AOF, nothing but cache keys evicted)
+# where Redis holds acknowledged writes, else "cache".
+layer_redis_mode() {
+    case $1 in
+    6) echo "queue" ;;
+    *) echo "cache" ;;
+    esac
+}
+
+# The programs a layer runs beside its server, started with the same settings (its workers).
+layer_helpers() {
+    case $1 in
+    6) echo "l6-worker" ;;
+    *) echo "" ;;
+    esac
+}
+
 # Prints the layer's settings as export lines, given where its backends listen:
 #   layer_env N PG_PORT REDIS_PORT API_PORT
 # (instance i of a kind listens on its base port + i).
 layer_env() {
     local n=$1 pg=$2 redis=$3 api=$4
     case $n in
-    0 | 1 | 2 | 5) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
+    0 | 1 | 2 | 5 | 6) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
     esac
     case $n in
     3) # the primary on PG_PORT, standby i on PG_PORT + i
@@ -73,7 +90,7 @@ layer_env() {
         ;;
     esac
     case $n in
-    2 | 3 | 4 | 5) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    2 | 3 | 4 | 5 | 6) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"

@@ -1,0 +1,116 @@
+/*
+ * Layer 6: write buffering (Redis Streams + workers). The API's configuration, routes and
+ * start-up. The worker is its own program (worker.c, l6-worker).
+ *
+ * What is new since layer 2: the queue's limits (QUEUE_MAX_LENGTH, QUEUE_MAX_AGE_MS), a
+ * `version` column on the table, and GET /stats. Redis now holds writes until a worker commits
+ * them, so it must run with AOF (scripts/stack.sh's queue mode; README.md).
+ */
+#include "handlers.h"
+
+#include "cache_aside.h"
+#include "http.h"
+#include "metrics.h"
+#include "records.h"
+#include "redis.h"
+#include "schema.h"
+#include "server.h"
+#include "single_flight.h"
+#include "write_queue.h"
+
+static struct layer layer;
+
+static const struct config_row layer_rows[] = {
+    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15460/layers"),
+    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16460/0", 0, 0,
+     "Redis connection URL (the queue, pending values and the cache; AOF on)", &layer.redis_url},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
+    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
+     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
+    {"QUEUE_MAX_LENGTH", CONFIG_INT, "100000", 1, 100000000,
+     "writes queued and not yet committed before POST /write answers 503", &layer.queue_max_length},
+    {"QUEUE_MAX_AGE_MS", CONFIG_INT, "30000", 100, 86400000,
+     "age of the oldest uncommitted write before POST /write answers 503",
+     &layer.queue_max_age_ms},
+};
+
+static void on_version_ready(void *arg)
+{
+    server_ready(arg);
+}
+
+static void on_schema_ready(void *arg)
+{
+    struct server *server = arg;
+    struct pgconn_settings pg = pool_config_pg(&layer.db, "l6-write-buffering");
+    schema_task_free(layer.schema);
+    layer.schema = schema_ensure(server_base(server), &pg, WQ_SQL_SCHEMA, on_version_ready, server);
+}
+
+static bool start(struct server *server, void *arg)
+{
+    struct layer *l = arg;
+    l->server = server;
+    l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    if (!pool_config_check(&l->db))
+        return false;
+    struct pgconn_settings pg = pool_config_pg(&l->db, "l6-write-buffering");
+    l->pool = pool_config_create(&l->db, server_base(server), "l6-write-buffering",
+                                 server_metrics(server));
+    metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
+    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    if (l->redis == NULL)
+        return false;
+    struct cache_settings cs = {"l6", l->cache_ttl_s, NULL};
+    l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
+    l->flights = single_flight_create();
+
+    struct http_server *http = server_http(server);
+    http_route(http, HTTP_POST, "/write", handle_write, l);
+    http_route(http, HTTP_GET, "/read/{key}", handle_read, l);
+    http_route(http, HTTP_GET, "/health", handle_health, l);
+    http_route(http, HTTP_GET, "/stats", handle_stats, l);
+
+    l->schema =
+        schema_ensure(server_base(server), &pg, RECORDS_SQL_SCHEMA, on_schema_ready, server);
+    return true;
+}
+
+static void maintain(void *arg)
+{
+    struct layer *l = arg;
+    pool_maintain(l->pool);
+    redis_maintain(l->redis);
+    cache_aside_maintain(l->cache);
+}
+
+static void stop(void *arg)
+{
+    struct layer *l = arg;
+    schema_task_free(l->schema);
+    cache_aside_free(l->cache);
+    redis_free(l->redis);
+    single_flight_free(l->flights);
+    pool_free(l->pool);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "l6-write-buffering",
+        .layer = "6-write-buffering",
+        .summary = "key/value API whose writes are queued in a Redis Stream and drained into "
+                   "PostgreSQL by l6-worker",
+        .default_port = 8006,
+        .rows = layer_rows,
+        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        .metric_modules =
+            METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
+        .start = start,
+        .maintain = maintain,
+        .stop = stop,
+    };
+    return server_main(argc, argv, &spec, &layer);
+}

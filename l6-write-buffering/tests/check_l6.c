@@ -1,0 +1,505 @@
+/*
+ * Layer 6 black-box tests: the shared contract and resilience cases (in layer 6's version where
+ * its contract row differs: writes are queued, and accepted while PostgreSQL is down), then the
+ * promises of a write buffer, with a real PostgreSQL, a real Redis with AOF, the API and real
+ * worker processes: read-your-writes before any worker runs, last write wins, concurrent
+ * writers, workers killed with SIGKILL mid-load, Redis and PostgreSQL restarts, poison entries,
+ * backpressure, and statistics counted across processes.
+ */
+#include "contract_tests.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PG_PORT     26000
+#define REDIS_PORT  26050
+#define SERVER_PORT 26100
+#define WORKER_PORT 26110 /* workers get PORT = 26110 + i (they do not listen) */
+#define MAX_WORKERS 3
+
+static struct tk_pg pg;
+static struct tk_redis redis;
+static struct tk_server server;
+static struct tk_server workers[MAX_WORKERS];
+static char redis_url[96], database_url[160];
+
+/* ---- fixtures and helpers ---- */
+
+static void start_api(const char *const *env)
+{
+    ck_assert_msg(contract_start_server(&server, env), "API did not start");
+}
+
+static void start_worker(int i, const char *const *more)
+{
+    const char *env[16] = {database_url, redis_url, "WORKER_CLAIM_IDLE_MS=1000",
+                           "WORKER_MAX_RETRIES=1"};
+    int n = 4;
+    for (int j = 0; more != NULL && more[j] != NULL && n < 15; j++)
+        env[n++] = more[j];
+    env[n] = NULL;
+    ck_assert(tk_server_spawn(&workers[i], WORKER_BIN, WORKER_PORT + i, env));
+}
+
+static void redis_cli(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d %s >/dev/null", REDIS_PORT, args);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+}
+
+static void setup(void)
+{
+    redis_cli("flushall");
+    ck_assert(tk_pg_exec(&pg, "layers",
+                         "DO $$ BEGIN IF to_regclass('records') IS NOT NULL THEN "
+                         "TRUNCATE records; END IF; END $$"));
+}
+
+static void teardown(void)
+{
+    tk_server_stop(&server, SIGKILL, 5000);
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (workers[i].pid != 0)
+            tk_server_stop(&workers[i], SIGKILL, 5000);
+    tk_redis_restart(&redis); /* in case a test stopped them and then failed */
+    tk_pg_restart(&pg);
+}
+
+static long write_status(const char *key, const char *value)
+{
+    char *body = tk_write_body(key, value);
+    struct tk_response res;
+    tk_post(SERVER_PORT, "/write", body, &res);
+    long status = res.status;
+    if (status == 200) {
+        ck_assert(json_is_true(json_object_get(res.json, "queued")));
+        ck_assert_str_eq(json_string_value(json_object_get(res.json, "message")),
+                         "Write queued successfully");
+    }
+    tk_response_free(&res);
+    free(body);
+    return status;
+}
+
+static void write_value(const char *key, const char *value)
+{
+    long status = write_status(key, value);
+    ck_assert_msg(status == 200, "write %s: %ld", key, status);
+}
+
+/* Reads key; checks the value and whether it was still queued. */
+static void expect_read(const char *key, const char *value, bool pending)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/read/%s", key);
+    struct tk_response res;
+    tk_get(SERVER_PORT, path, &res);
+    ck_assert_msg(res.status == 200, "%s: %ld %s", path, res.status, res.body);
+    ck_assert_msg(json_is_string(json_object_get(res.json, "value")) &&
+                      strcmp(json_string_value(json_object_get(res.json, "value")), value) == 0,
+                  "%s: expected %s: %s", path, value, res.body);
+    ck_assert_msg(json_is_boolean(json_object_get(res.json, "pending")) &&
+                      json_boolean_value(json_object_get(res.json, "pending")) == pending,
+                  "%s: pending should be %d: %s", path, pending, res.body);
+    ck_assert(json_is_boolean(json_object_get(res.json, "from_cache")));
+    tk_response_free(&res);
+}
+
+/* The value PostgreSQL holds for key (a heap copy), or NULL. */
+static char *db_value(const char *key)
+{
+    PGconn *conn = tk_pg_connect(&pg, "layers");
+    ck_assert(conn != NULL);
+    const char *params[] = {key};
+    PGresult *r =
+        PQexecParams(conn, "SELECT value FROM records WHERE key = $1", 1, NULL, params, NULL,
+                     NULL, 0);
+    char *v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                  ? strdup(PQgetvalue(r, 0, 0))
+                  : NULL;
+    PQclear(r);
+    PQfinish(conn);
+    return v;
+}
+
+static long long db_count(const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM records WHERE %s", where);
+    PGconn *conn = tk_pg_connect(&pg, "layers");
+    ck_assert(conn != NULL);
+    PGresult *r = PQexec(conn, sql);
+    long long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoll(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    PQfinish(conn);
+    return n;
+}
+
+static long long stat_of(const char *name)
+{
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/stats", &res);
+    json_t *v = json_object_get(res.json, name);
+    long long n = json_is_integer(v) ? json_integer_value(v) : -1;
+    tk_response_free(&res);
+    return n;
+}
+
+/* Waits until every queued write is committed (the stream is empty). */
+static void wait_drained(long timeout_ms)
+{
+    long long deadline = tk_now_ms() + timeout_ms;
+    while (stat_of("queue_length") != 0) {
+        ck_assert_msg(tk_now_ms() < deadline, "the queue did not drain: %lld left",
+                      stat_of("queue_length"));
+        usleep(50000);
+    }
+}
+
+/* The Retry-After header of a POST /write (curl, since testkit keeps few headers), or "". */
+static void write_retry_after(const char *key, char *out, size_t outlen)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd,
+             "curl -s -o /dev/null -D - -X POST -d '{\"key\":\"%s\",\"value\":\"v\"}' "
+             "http://127.0.0.1:%d/write | tr -d '\\r' | sed -n 's/^[Rr]etry-[Aa]fter: //p'",
+             key, SERVER_PORT);
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    out[0] = '\0';
+    if (fgets(out, (int)outlen, p) == NULL)
+        out[0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    pclose(p);
+}
+
+/* n writes of "<prefix><i>" = value at once; all must be acknowledged. */
+static void write_many(const char *prefix, int n, const char *value)
+{
+    struct tk_request *reqs = calloc((size_t)n, sizeof *reqs);
+    struct tk_response *res = calloc((size_t)n, sizeof *res);
+    char **bodies = calloc((size_t)n, sizeof *bodies);
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s%d", prefix, i);
+        bodies[i] = tk_write_body(key, value);
+        reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
+    }
+    tk_http_many(SERVER_PORT, reqs, res, n, 60000);
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(res[i].status == 200, "write %s%d: %ld %s", prefix, i, res[i].status,
+                      res[i].body);
+        tk_response_free(&res[i]);
+        free(bodies[i]);
+    }
+    free(reqs), free(res), free(bodies);
+}
+
+/* ---- layer 6's versions of the shared cases it skips ---- */
+
+START_TEST(write_is_queued_and_read_back)
+{
+    start_api(NULL);
+    struct tk_response res;
+    tk_post(SERVER_PORT, "/write", "{\"key\":\"shape:1\",\"value\":\"hello\",\"extra\":1}", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.content_type, "application/json");
+    ck_assert(json_is_true(json_object_get(res.json, "success")));
+    ck_assert(json_is_true(json_object_get(res.json, "queued")));
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "key")), "shape:1");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "message")),
+                     "Write queued successfully");
+    tk_response_free(&res);
+    tk_get(SERVER_PORT, "/read/shape:1", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert(json_is_true(json_object_get(res.json, "success")));
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "value")), "hello");
+    ck_assert(json_is_string(json_object_get(res.json, "created_at")));
+    ck_assert(json_is_string(json_object_get(res.json, "updated_at")));
+    ck_assert(json_is_null(json_object_get(res.json, "message")));
+    ck_assert(json_is_true(json_object_get(res.json, "pending")));
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(database_down_writes_still_accepted)
+{
+    start_api(NULL);
+    start_worker(0, NULL);
+    write_value("pgdown:before", "v0");
+    wait_drained(10000);
+    ck_assert(tk_pg_stop(&pg));
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/read/pgdown:never", &res); /* not queued: needs the database */
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "detail")),
+                     "Database unavailable");
+    tk_response_free(&res);
+    write_many("pgdown:", 200, "during");
+    expect_read("pgdown:7", "during", true); /* the queued value needs no database */
+    ck_assert_int_eq(stat_of("queue_length"), 200); /* the stream grows */
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "database")), "unavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "queue")), "healthy");
+    tk_response_free(&res);
+
+    ck_assert(tk_pg_restart(&pg));
+    wait_drained(20000); /* the worker retried with backoff */
+    ck_assert_int_eq(db_count("key LIKE 'pgdown:%' AND value = 'during'"), 200);
+    expect_read("pgdown:7", "during", false);
+    ck_assert(tk_wait_status(SERVER_PORT, "/health", 200, 5000));
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(client_disconnects_mid_read)
+{
+    start_api(NULL);
+    PGconn *lock = tk_pg_lock_records(&pg);
+    ck_assert(lock != NULL);
+    const char get[] = "GET /read/gone HTTP/1.1\r\nHost: t\r\n\r\n";
+    int a = tk_raw_send(SERVER_PORT, get, sizeof get - 1);
+    int b = tk_raw_send(SERVER_PORT, get, sizeof get - 1);
+    ck_assert(a >= 0 && b >= 0);
+    ck_assert(tk_wait_in_flight(SERVER_PORT, 2, true, 10000));
+    close(a);
+    close(b);
+    usleep(100000);
+    tk_pg_unlock(lock);
+    ck_assert(tk_wait_status(SERVER_PORT, "/read/gone", 200, 5000));
+    ck_assert_int_eq(kill(server.pid, 0), 0);
+}
+END_TEST
+
+/* ---- the write buffer ---- */
+
+START_TEST(read_your_writes_before_the_worker)
+{
+    start_api(NULL); /* no worker yet */
+    write_value("ryw:1", "first");
+    expect_read("ryw:1", "first", true);
+    write_value("ryw:1", "second");
+    expect_read("ryw:1", "second", true);
+    ck_assert_ptr_null(db_value("ryw:1"));
+    ck_assert_int_eq(stat_of("queue_length"), 2);
+    ck_assert_int_eq(stat_of("writes_queued"), 2);
+    ck_assert_int_eq(stat_of("workers"), 0);
+
+    start_worker(0, NULL);
+    wait_drained(10000);
+    char *v = db_value("ryw:1");
+    ck_assert_str_eq(v, "second");
+    free(v);
+    expect_read("ryw:1", "second", false);
+    expect_read("ryw:1", "second", false); /* now from the cache */
+    ck_assert_int_eq(stat_of("writes_processed"), 2);
+    ck_assert_int_ge(stat_of("batches"), 1);
+    ck_assert_int_eq(stat_of("pending"), 0);
+    ck_assert_int_eq(stat_of("dead_letters"), 0);
+    long long deadline = tk_now_ms() + 3000;
+    while (stat_of("workers") != 1)
+        ck_assert_msg(tk_now_ms() < deadline, "no worker heartbeat"), usleep(100000);
+}
+END_TEST
+
+/* Reads key and checks only the value (queued or not). */
+static void expect_value(const char *key, const char *value)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/read/%s", key);
+    struct tk_response res;
+    tk_get(SERVER_PORT, path, &res);
+    ck_assert_msg(res.status == 200 && json_is_string(json_object_get(res.json, "value")) &&
+                      strcmp(json_string_value(json_object_get(res.json, "value")), value) == 0,
+                  "%s: expected %s: %ld %s", path, value, res.status, res.body);
+    tk_response_free(&res);
+}
+
+START_TEST(last_write_wins)
+{
+    start_api(NULL);
+    start_worker(0, (const char *[]){"WORKER_FLUSH_MS=5", NULL});
+    char value[32];
+    for (int i = 1; i <= 100; i++) { /* every read sees the write before it, drained or not */
+        snprintf(value, sizeof value, "v%d", i);
+        write_value("lww:1", value);
+        expect_value("lww:1", value);
+    }
+    wait_drained(10000);
+    char *v = db_value("lww:1");
+    ck_assert_str_eq(v, "v100");
+    free(v);
+    expect_read("lww:1", "v100", false);
+}
+END_TEST
+
+START_TEST(concurrent_writers_all_arrive)
+{
+    start_api(NULL);
+    start_worker(0, NULL);
+    start_worker(1, NULL);
+    for (int round = 0; round < 3; round++) {
+        char value[16];
+        snprintf(value, sizeof value, "r%d", round);
+        write_many("conc:", 300, value);
+    }
+    wait_drained(20000);
+    ck_assert_int_eq(db_count("key LIKE 'conc:%' AND value = 'r2'"), 300);
+    ck_assert_int_eq(stat_of("writes_queued"), 900);
+    ck_assert_int_eq(stat_of("writes_processed"), 900); /* counted by the workers */
+    ck_assert_int_ge(stat_of("batches"), 1);
+    expect_read("conc:299", "r2", false);
+}
+END_TEST
+
+START_TEST(killed_workers_lose_nothing)
+{
+    /* Rounds of writes while workers are killed with SIGKILL and replaced: the entries they
+     * held are claimed by the others (WORKER_CLAIM_IDLE_MS=1000) and nothing acknowledged is
+     * lost or applied out of order. */
+    start_api(NULL);
+    const char *small[] = {"WORKER_BATCH_SIZE=20", NULL};
+    for (int i = 0; i < MAX_WORKERS; i++)
+        start_worker(i, small);
+    for (int round = 0; round < 12; round++) {
+        char value[16];
+        snprintf(value, sizeof value, "r%d", round);
+        write_many("crash:", 150, value);
+        int victim = round % MAX_WORKERS;
+        usleep((useconds_t)(round % 4) * 5000);
+        ck_assert_int_eq(tk_server_stop(&workers[victim], SIGKILL, 5000), 128 + SIGKILL);
+        start_worker(victim, small);
+    }
+    wait_drained(30000);
+    ck_assert_int_eq(db_count("key LIKE 'crash:%'"), 150);
+    ck_assert_int_eq(db_count("key LIKE 'crash:%' AND value = 'r11'"), 150);
+    ck_assert_int_eq(stat_of("pending"), 0);
+    ck_assert_int_eq(stat_of("dead_letters"), 0);
+    expect_read("crash:149", "r11", false);
+}
+END_TEST
+
+START_TEST(redis_restart_keeps_acknowledged_writes)
+{
+    start_api(NULL);
+    write_many("aof:", 300, "kept");
+    ck_assert(tk_redis_stop(&redis));
+    ck_assert_int_eq(write_status("aof:down", "v"), 503);
+    ck_assert(tk_redis_restart(&redis)); /* the AOF brings the stream back */
+    start_worker(0, NULL);
+    ck_assert(tk_wait_status(SERVER_PORT, "/read/aof:1", 200, 10000));
+    wait_drained(20000);
+    ck_assert_int_eq(db_count("key LIKE 'aof:%' AND value = 'kept'"), 300);
+}
+END_TEST
+
+START_TEST(poison_entries_go_to_the_dead_letters)
+{
+    start_api(NULL);
+    write_value("batch:1", "good");
+    /* Straight into the stream, as a buggy producer would: bytes PostgreSQL refuses (not
+     * UTF-8), and an entry that is not a write at all. */
+    redis_cli("xadd l6:writes '*' key poison value \"$(printf '\\377\\376')\"");
+    redis_cli("xadd l6:writes '*' nonsense 1");
+    write_value("batch:2", "good");
+    start_worker(0, NULL); /* one batch holds all four */
+    wait_drained(15000);
+    char *v = db_value("batch:1");
+    ck_assert_str_eq(v, "good");
+    free(v);
+    v = db_value("batch:2");
+    ck_assert_str_eq(v, "good");
+    free(v);
+    ck_assert_ptr_null(db_value("poison"));
+    ck_assert_int_eq(stat_of("dead_letters"), 2);
+    ck_assert_int_eq(stat_of("writes_processed"), 2);
+    FILE *p = popen("redis-cli -p 26050 xrange l6:dead - + | grep -c -e poison -e "
+                    "'character\\|byte sequence\\|encoding' -e malformed",
+                    "r");
+    char line[32] = "";
+    ck_assert(fgets(line, sizeof line, p) != NULL);
+    pclose(p);
+    ck_assert_int_ge(atoi(line), 3); /* the key, its error, the malformed one's error */
+}
+END_TEST
+
+START_TEST(backpressure_and_recovery)
+{
+    start_api((const char *[]){"QUEUE_MAX_LENGTH=5", NULL});
+    for (int i = 0; i < 5; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "bp:%d", i);
+        write_value(key, "v");
+    }
+    ck_assert_int_eq(write_status("bp:over", "v"), 503);
+    char retry[32];
+    write_retry_after("bp:over", retry, sizeof retry);
+    ck_assert_str_eq(retry, "1");
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "queue")), "unavailable");
+    ck_assert_int_eq(json_integer_value(json_object_get(res.json, "queue_length")), 5);
+    tk_response_free(&res);
+    start_worker(0, NULL);
+    wait_drained(10000);
+    write_value("bp:over", "accepted");
+    expect_value("bp:over", "accepted");
+}
+END_TEST
+
+START_TEST(sigterm_finishes_the_batch)
+{
+    start_api(NULL);
+    start_worker(0, NULL);
+    write_many("term:", 200, "v");
+    ck_assert_int_eq(tk_server_stop(&workers[0], SIGTERM, 10000), 0);
+    ck_assert_int_eq(stat_of("pending"), 0); /* nothing left half done */
+}
+END_TEST
+
+int main(void)
+{
+    if (!tk_pg_start(&pg, PG_PORT, NULL) || !tk_redis_start_mode(&redis, REDIS_PORT, "queue"))
+        return 1;
+    snprintf(redis_url, sizeof redis_url, "REDIS_URL=%s", redis.url);
+    snprintf(database_url, sizeof database_url, "DATABASE_URL=%s", pg.url);
+    static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
+    struct contract_target target = {SERVER_BIN, "6-write-buffering", SERVER_PORT, &pg, env};
+    contract_set_target(&target);
+    static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
+    static const char *const resilience_skip[] = {"client_disconnects_mid_query",
+                                                  "database_stops_and_comes_back", NULL};
+    TCase *own = tcase_create("write-buffer");
+    tcase_add_checked_fixture(own, setup, teardown);
+    tcase_set_timeout(own, 120);
+    tcase_add_test(own, write_is_queued_and_read_back);
+    tcase_add_test(own, database_down_writes_still_accepted);
+    tcase_add_test(own, client_disconnects_mid_read);
+    tcase_add_test(own, read_your_writes_before_the_worker);
+    tcase_add_test(own, last_write_wins);
+    tcase_add_test(own, concurrent_writers_all_arrive);
+    tcase_add_test(own, killed_workers_lose_nothing);
+    tcase_add_test(own, redis_restart_keeps_acknowledged_writes);
+    tcase_add_test(own, poison_entries_go_to_the_dead_letters);
+    tcase_add_test(own, backpressure_and_recovery);
+    tcase_add_test(own, sigterm_finishes_the_batch);
+    Suite *suite = suite_create("6-write-buffering");
+    suite_add_tcase(suite, contract_tcase_without(contract_skip));
+    suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
+    suite_add_tcase(suite, own);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    tk_pg_destroy(&pg);
+    tk_redis_destroy(&redis);
+    return failed == 0 ? 0 : 1;
+}

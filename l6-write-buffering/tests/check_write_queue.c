@@ -1,0 +1,104 @@
+/*
+ * Unit tests of write_queue's encodings: stream ids as versions, timestamps, and PostgreSQL
+ * array literals (the worker's whole batch travels in them: one escaping mistake and a value
+ * arrives changed, or a batch is refused).
+ */
+#include "write_queue.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(ids_parse_into_ordered_versions)
+{
+    struct wq_id a, b;
+    ck_assert(wq_parse_id("1700000000123-0", 15, &a));
+    ck_assert_int_eq(a.ms, 1700000000123LL);
+    ck_assert_int_eq(a.seq, 0);
+    ck_assert(wq_parse_id("1700000000123-999999", 20, &b));
+    ck_assert_int_eq(wq_version(a), 1700000000123000000LL);
+    ck_assert(wq_version(b) < wq_version((struct wq_id){1700000000124LL, 0}));
+    ck_assert(!wq_parse_id("1700000000123-1000000", 21, &a)); /* would collide */
+    ck_assert(!wq_parse_id("", 0, &a));
+    ck_assert(!wq_parse_id("-1", 2, &a));
+    ck_assert(!wq_parse_id("12-", 3, &a));
+    ck_assert(!wq_parse_id("12", 2, &a));
+    ck_assert(!wq_parse_id("1x-2", 4, &a));
+    ck_assert(!wq_parse_id("1-2-3", 5, &a));
+}
+END_TEST
+
+START_TEST(milliseconds_format_like_postgresql)
+{
+    char out[32];
+    wq_format_ms(1700000000123LL, out, sizeof out);
+    ck_assert_str_eq(out, "2023-11-14T22:13:20.123000Z");
+    wq_format_ms(5, out, sizeof out);
+    ck_assert_str_eq(out, "1970-01-01T00:00:00.005000Z");
+}
+END_TEST
+
+static const char *literal(const char *const *texts, size_t n, struct wq_array *a)
+{
+    wq_array_start(a);
+    for (size_t i = 0; i < n; i++)
+        wq_array_add_text(a, texts[i], strlen(texts[i]));
+    return wq_array_finish(a);
+}
+
+START_TEST(text_arrays_quote_and_escape_everything)
+{
+    struct wq_array a;
+    ck_assert_str_eq(literal(NULL, 0, &a), "{}");
+    wq_array_cleanup(&a);
+    const char *plain[] = {"a", ""};
+    ck_assert_str_eq(literal(plain, 2, &a), "{\"a\",\"\"}");
+    wq_array_cleanup(&a);
+    /* Quotes and backslashes escaped; braces, commas, spaces and NULL as themselves. */
+    const char *hard[] = {"say \"hi\"", "back\\slash", "{a,b}", " NULL ", "\\\""};
+    ck_assert_str_eq(literal(hard, 5, &a),
+                     "{\"say \\\"hi\\\"\",\"back\\\\slash\",\"{a,b}\",\" NULL \",\"\\\\\\\"\"}");
+    wq_array_cleanup(&a);
+    const char *utf8[] = {"测试", "ключ"};
+    ck_assert_str_eq(literal(utf8, 2, &a), "{\"测试\",\"ключ\"}");
+    wq_array_cleanup(&a);
+}
+END_TEST
+
+START_TEST(int_arrays_and_growth)
+{
+    struct wq_array a;
+    wq_array_start(&a);
+    wq_array_add_int(&a, 1700000000123000000LL);
+    wq_array_add_int(&a, -5);
+    ck_assert_str_eq(wq_array_finish(&a), "{1700000000123000000,-5}");
+    wq_array_cleanup(&a);
+    /* Thousands of elements and long values: the buffer grows. */
+    char *big = malloc(100001);
+    memset(big, '"', 100000);
+    big[100000] = '\0';
+    wq_array_start(&a);
+    for (int i = 0; i < 3; i++)
+        wq_array_add_text(&a, big, 100000);
+    const char *out = wq_array_finish(&a);
+    ck_assert_uint_eq(strlen(out), 2 + 3 * (200000 + 2) + 2);
+    wq_array_cleanup(&a);
+    free(big);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("write_queue");
+    TCase *tc = tcase_create("encodings");
+    tcase_add_test(tc, ids_parse_into_ordered_versions);
+    tcase_add_test(tc, milliseconds_format_like_postgresql);
+    tcase_add_test(tc, text_arrays_quote_and_escape_everything);
+    tcase_add_test(tc, int_arrays_and_growth);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,724 @@
+/*
+ * Layer 6: the worker (l6-worker). Drains the write stream into PostgreSQL in batches.
+ *
+ *   XREADGROUP (a batch) -> keep each key's newest entry -> one INSERT ... FROM unnest(...) ON
+ *   CONFLICT ... WHERE records.version < EXCLUDED.version (one statement, one transaction)
+ *   -> after COMMIT: invalidate the cached rows, then EVAL FINISH_SCRIPT (pending values that
+ *   are still this batch's removed, XACK + XDEL, counters) -> next batch
+ *
+ * Nothing is removed from the stream before its COMMIT, so a worker killed at any point loses
+ * nothing: its entries stay in the group's pending list and another worker (or itself, under a
+ * new name) claims them after WORKER_CLAIM_IDLE_MS (XAUTOCLAIM). Replaying a batch is harmless:
+ * the version guard makes an older or equal version a no-op, so no value ever goes back in time,
+ * whichever worker commits first.
+ *
+ * Failures: PostgreSQL unreachable -> keep the batch, back off (100 ms doubling to 2 s), retry;
+ * nothing is acknowledged. PostgreSQL refuses the batch (bad data) -> split it in halves until
+ * the bad entries stand alone; one that still fails after WORKER_MAX_RETRIES goes to the
+ * dead-letter stream l6:dead with its error, and the rest of the batch commits. An entry that
+ * is not a write (fields missing) goes there at once.
+ *
+ * Runs on a bare event loop (no HTTP listener): the core's server skeleton would stop the loop
+ * on SIGTERM before the batch in hand is committed. SIGTERM/SIGINT: finish the current batch
+ * (within SHUTDOWN_TIMEOUT_MS; past it, exit and leave the batch to be claimed), exit 0.
+ * Two Redis connections: XREADGROUP ... BLOCK holds one for up to WORKER_FLUSH_MS, so it gets
+ * its own, whose command deadline is the block time plus a second.
+ */
+#include "cache_aside.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "pool_config.h"
+#include "records.h"
+#include "redis.h"
+#include "schema.h"
+#include "write_queue.h"
+#include "xalloc.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+enum entry_state {
+    ENTRY_NEW,        /* to be written */
+    ENTRY_SUPERSEDED, /* a newer entry of its key is in the same batch */
+    ENTRY_COMMITTED,  /* in PostgreSQL */
+    ENTRY_DEAD,       /* to the dead-letter stream */
+};
+
+/* One stream entry of the batch in hand. */
+struct entry {
+    char *id;               /* stream id "ms-seq" */
+    struct wq_id sid;       /* parsed */
+    char *key, *value;      /* the write (NULL when missing) */
+    size_t key_len;         /* bytes */
+    size_t value_len;       /* bytes */
+    long long created_ms;   /* created_at for a new row (epoch ms) */
+    enum entry_state state; /* where it stands */
+    int failures;           /* refusals of this entry alone */
+    char *error;            /* why it is dead (owned) */
+};
+
+/* A slice of the batch's rows to write in one statement. */
+struct range {
+    size_t start, count;
+};
+
+enum worker_state {
+    WORKER_STARTING, /* schema and consumer group */
+    WORKER_READING,  /* XREADGROUP or XAUTOCLAIM in flight */
+    WORKER_WRITING,  /* an INSERT in flight, or backing off before one */
+    WORKER_FINISHING, /* FINISH_SCRIPT in flight, or backing off before it */
+    WORKER_DONE,     /* leaving: callbacks from teardown are ignored */
+};
+
+struct worker {
+    /* settings */
+    struct pool_config db;       /* DATABASE_URL, DB_* and DB_POOL_* */
+    char *redis_url;             /* REDIS_URL */
+    long redis_timeout_ms;       /* REDIS_TIMEOUT_MS */
+    long cache_ttl_s;            /* CACHE_TTL (for the cache settings; fills happen in the API) */
+    long batch_size;             /* WORKER_BATCH_SIZE */
+    long flush_ms;               /* WORKER_FLUSH_MS */
+    long max_retries;            /* WORKER_MAX_RETRIES */
+    long claim_idle_ms;          /* WORKER_CLAIM_IDLE_MS */
+    char *name;                  /* WORKER_NAME ("" = host-pid) */
+    char *log_level;             /* LOG_LEVEL */
+    long shutdown_timeout_ms;    /* SHUTDOWN_TIMEOUT_MS */
+    /* connections */
+    struct event_base *base;     /* the loop */
+    struct pool *pool;           /* PostgreSQL */
+    struct redis *redis;         /* commands with short deadlines */
+    struct redis *blocking;      /* XREADGROUP ... BLOCK only */
+    struct cache_aside *cache;   /* the API's cache, invalidated after each commit */
+    struct schema_task *schema;  /* start-up */
+    char consumer[160];          /* this process's name in the group */
+    /* the batch in hand */
+    enum worker_state state;     /* see enum */
+    struct entry *entries;       /* as read, in stream order */
+    size_t n_entries;            /* count */
+    size_t *rows;                /* indices of entries to write, sorted by key */
+    size_t n_rows;               /* count */
+    struct range *todo;          /* a stack of slices of rows still to write */
+    size_t n_todo, cap_todo;     /* its size */
+    struct wq_array arrays[4];   /* the statement's parameters while it runs */
+    const char *params[4];       /* pointers into arrays */
+    /* timing */
+    long backoff_ms;             /* the next wait after a failure */
+    void (*resume)(struct worker *); /* what the backoff timer runs */
+    struct event *backoff;       /* fires after backoff_ms */
+    struct event *tick;          /* once a second: heartbeat, reconnects */
+    struct event *sigterm, *sigint; /* shutdown */
+    bool stopping;               /* a signal arrived */
+    long long stop_deadline_ms;  /* exit by then, batch finished or not */
+    long long next_claim_ms;     /* when to look for a dead worker's entries again */
+    char claim_cursor[48];       /* XAUTOCLAIM's cursor */
+    int exit_code;               /* main's return value */
+};
+
+static struct worker worker;
+
+static const struct config_row worker_rows[] = {
+    POOL_CONFIG_ROWS(&worker.db, "postgresql://layers@127.0.0.1:15460/layers"),
+    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16460/0", 0, 0, "Redis connection URL",
+     &worker.redis_url},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to Redis and for each command (but the blocking read)",
+     &worker.redis_timeout_ms},
+    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30, "the API's cache TTL (seconds)",
+     &worker.cache_ttl_s},
+    {"WORKER_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, "most entries read and written at once",
+     &worker.batch_size},
+    {"WORKER_FLUSH_MS", CONFIG_INT, "50", 1, 60000,
+     "longest wait for entries when the stream is empty (XREADGROUP BLOCK)", &worker.flush_ms},
+    {"WORKER_MAX_RETRIES", CONFIG_INT, "3", 0, 100,
+     "retries of an entry the database refuses, then the dead-letter stream",
+     &worker.max_retries},
+    {"WORKER_CLAIM_IDLE_MS", CONFIG_INT, "30000", 100, 86400000,
+     "an entry delivered this long ago and not acknowledged is taken over (its worker died)",
+     &worker.claim_idle_ms},
+    {"WORKER_NAME", CONFIG_STRING, "", 0, 0, "consumer name prefix (default: the host name)",
+     &worker.name},
+    {"LOG_LEVEL", CONFIG_STRING, "info", 0, 0, "debug, info, warn or error", &worker.log_level},
+    {"SHUTDOWN_TIMEOUT_MS", CONFIG_INT, "10000", 0, 600000,
+     "how long SIGTERM waits for the batch in hand", &worker.shutdown_timeout_ms},
+};
+
+#define ROW_COUNT (sizeof worker_rows / sizeof worker_rows[0])
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void start_cycle(struct worker *w);
+static void write_next(struct worker *w);
+static void finish_batch(struct worker *w);
+
+/* ---- backoff and shutdown ---- */
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd, (void)what;
+    w->resume(w);
+}
+
+/* Runs resume after the current backoff (100 ms doubling to 2 s). */
+static void leave(struct worker *w);
+
+static void retry_later(struct worker *w, void (*resume)(struct worker *))
+{
+    if (w->stopping && now_ms() > w->stop_deadline_ms) { /* e.g. Redis gone for good */
+        LOG_WARN("shutdown deadline: leaving %zu entries to be claimed", w->n_entries);
+        leave(w);
+        return;
+    }
+    w->backoff_ms = w->backoff_ms ? (w->backoff_ms * 2 > 2000 ? 2000 : w->backoff_ms * 2) : 100;
+    w->resume = resume;
+    struct timeval tv = {w->backoff_ms / 1000, (w->backoff_ms % 1000) * 1000};
+    event_add(w->backoff, &tv);
+}
+
+static void leave(struct worker *w)
+{
+    w->state = WORKER_DONE;
+    event_base_loopexit(w->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)what;
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    w->stop_deadline_ms = now_ms() + w->shutdown_timeout_ms;
+    LOG_INFO("signal %d: finishing the batch in hand, then exiting", (int)sig);
+    if (w->state == WORKER_STARTING)
+        leave(w);
+}
+
+/* ---- the batch in hand ---- */
+
+static void free_batch(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_entries; i++) {
+        free(w->entries[i].id);
+        free(w->entries[i].key);
+        free(w->entries[i].value);
+        free(w->entries[i].error);
+    }
+    free(w->entries);
+    free(w->rows);
+    w->entries = NULL;
+    w->rows = NULL;
+    w->n_entries = w->n_rows = w->n_todo = 0;
+}
+
+static void kill_entry(struct entry *e, const char *why)
+{
+    e->state = ENTRY_DEAD;
+    free(e->error);
+    e->error = xstrdup(why);
+}
+
+static bool has_nul(const char *s, size_t len)
+{
+    return s != NULL && memchr(s, '\0', len) != NULL;
+}
+
+/* Copies one [id, [field, value, ...]] element into e. */
+static void read_entry(const redisReply *r, struct entry *e)
+{
+    *e = (struct entry){0};
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        e->id = xstrdup("");
+        kill_entry(e, "malformed entry");
+        return;
+    }
+    e->id = xstrndup(r->element[0]->str, r->element[0]->len);
+    const char *created = NULL;
+    const redisReply *fields = r->elements > 1 ? r->element[1] : NULL;
+    for (size_t i = 0; fields && fields->type == REDIS_REPLY_ARRAY && i + 1 < fields->elements;
+         i += 2) {
+        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(f->str, "key") == 0 && e->key == NULL) {
+            e->key = xstrndup(v->str, v->len);
+            e->key_len = v->len;
+        } else if (strcmp(f->str, "value") == 0 && e->value == NULL) {
+            e->value = xstrndup(v->str, v->len);
+            e->value_len = v->len;
+        } else if (strcmp(f->str, "created") == 0) {
+            created = v->str;
+        }
+    }
+    if (!wq_parse_id(e->id, strlen(e->id), &e->sid))
+        kill_entry(e, "malformed entry: stream id out of range");
+    else if (e->key == NULL || e->value == NULL || e->key_len == 0)
+        kill_entry(e, "malformed entry: missing key or value");
+    else if (has_nul(e->key, e->key_len) || has_nul(e->value, e->value_len))
+        kill_entry(e, "malformed entry: NUL byte in key or value");
+    else
+        e->created_ms = created ? atoll(created) : e->sid.ms;
+}
+
+static int compare_rows(const void *a, const void *b)
+{
+    const struct entry *x = &worker.entries[*(const size_t *)a];
+    const struct entry *y = &worker.entries[*(const size_t *)b];
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    if (c != 0)
+        return c;
+    if (x->key_len != y->key_len)
+        return x->key_len < y->key_len ? -1 : 1;
+    long long vx = wq_version(x->sid), vy = wq_version(y->sid);
+    return vx < vy ? -1 : vx > vy;
+}
+
+/*
+ * Keeps each key's newest entry: PostgreSQL refuses a statement that updates one row twice,
+ * and the older values would be overwritten anyway. Sorted by key, so that two workers whose
+ * batches share keys lock their rows in the same order (no deadlock).
+ */
+static void plan_rows(struct worker *w)
+{
+    w->rows = xcalloc(w->n_entries ? w->n_entries : 1, sizeof *w->rows);
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_entries; i++)
+        if (w->entries[i].state == ENTRY_NEW)
+            w->rows[n++] = i;
+    qsort(w->rows, n, sizeof *w->rows, compare_rows);
+    w->n_rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct entry *e = &w->entries[w->rows[i]];
+        if (i + 1 < n && compare_rows(&w->rows[i], &w->rows[i + 1]) <= 0 &&
+            e->key_len == w->entries[w->rows[i + 1]].key_len &&
+            memcmp(e->key, w->entries[w->rows[i + 1]].key, e->key_len) == 0)
+            e->state = ENTRY_SUPERSEDED;
+        else
+            w->rows[w->n_rows++] = w->rows[i];
+    }
+}
+
+static void push_range(struct worker *w, size_t start, size_t count)
+{
+    if (w->n_todo == w->cap_todo) {
+        w->cap_todo = w->cap_todo ? w->cap_todo * 2 : 16;
+        w->todo = xrealloc(w->todo, w->cap_todo * sizeof *w->todo);
+    }
+    w->todo[w->n_todo++] = (struct range){start, count};
+}
+
+/* ---- reading ---- */
+
+static void on_group(redisReply *reply, void *arg);
+
+static void create_group(struct worker *w)
+{
+    const char *argv[] = {"XGROUP", "CREATE", WQ_STREAM, WQ_GROUP, "0", "MKSTREAM"};
+    size_t lens[6];
+    for (size_t i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redis_command(w->redis, on_group, w, 6, argv, lens);
+}
+
+static void on_group(redisReply *reply, void *arg)
+{
+    struct worker *w = arg;
+    if (w->state == WORKER_DONE)
+        return;
+    if (reply == NULL ||
+        (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0)) {
+        LOG_WARN("could not create the consumer group: %s", reply ? reply->str : "no Redis");
+        retry_later(w, create_group);
+        return;
+    }
+    w->backoff_ms = 0;
+    LOG_INFO("consumer %s in group %s of %s", w->consumer, WQ_GROUP, WQ_STREAM);
+    start_cycle(w);
+}
+
+static void on_entries(redisReply *reply, void *arg)
+{
+    struct worker *w = arg;
+    if (w->state == WORKER_DONE)
+        return;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply != NULL && strncmp(reply->str, "NOGROUP", 7) == 0) {
+            create_group(w); /* the stream was deleted (e.g. FLUSHALL): start again */
+            return;
+        }
+        LOG_WARN("reading the stream failed: %s", reply ? reply->str : "Redis unavailable");
+        retry_later(w, start_cycle);
+        return;
+    }
+    w->backoff_ms = 0;
+    const redisReply *list = NULL;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[0]->type == REDIS_REPLY_STRING) { /* XAUTOCLAIM: cursor, entries, gone */
+        snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", reply->element[0]->str);
+        if (strcmp(w->claim_cursor, "0-0") == 0) /* scanned it all: look again later */
+            w->next_claim_ms = now_ms() + (w->claim_idle_ms < 2000 ? w->claim_idle_ms : 1000);
+        list = reply->element[1];
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+               reply->element[0]->type == REDIS_REPLY_ARRAY &&
+               reply->element[0]->elements == 2) { /* XREADGROUP: [[stream, entries]] */
+        list = reply->element[0]->element[1];
+    }
+    if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->elements == 0) {
+        start_cycle(w); /* nothing (BLOCK timed out): read again */
+        return;
+    }
+    w->n_entries = list->elements;
+    w->entries = xcalloc(w->n_entries, sizeof *w->entries);
+    for (size_t i = 0; i < w->n_entries; i++)
+        read_entry(list->element[i], &w->entries[i]);
+    plan_rows(w);
+    if (w->n_rows > 0)
+        push_range(w, 0, w->n_rows);
+    w->state = WORKER_WRITING;
+    write_next(w);
+}
+
+/* Reads the next batch: first any entry a dead worker left behind, then new ones. */
+static void start_cycle(struct worker *w)
+{
+    if (w->stopping) {
+        leave(w);
+        return;
+    }
+    w->state = WORKER_READING;
+    char count[24];
+    snprintf(count, sizeof count, "%ld", w->batch_size);
+    if (now_ms() >= w->next_claim_ms) {
+        char idle[24];
+        snprintf(idle, sizeof idle, "%ld", w->claim_idle_ms);
+        const char *argv[] = {"XAUTOCLAIM", WQ_STREAM, WQ_GROUP, w->consumer,
+                              idle,         w->claim_cursor, "COUNT", count};
+        size_t lens[8];
+        for (size_t i = 0; i < 8; i++)
+            lens[i] = strlen(argv[i]);
+        redis_command(w->redis, on_entries, w, 8, argv, lens);
+        return;
+    }
+    char block[24];
+    snprintf(block, sizeof block, "%ld", w->flush_ms);
+    const char *argv[] = {"XREADGROUP", "GROUP", WQ_GROUP,  w->consumer, "COUNT", count,
+                          "BLOCK",      block,   "STREAMS", WQ_STREAM,   ">"};
+    size_t lens[11];
+    for (size_t i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
+    redis_command(w->blocking, on_entries, w, 11, argv, lens);
+}
+
+/* ---- writing ---- */
+
+static void on_written(PGresult *res, enum pg_status status, void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < 4; i++)
+        wq_array_cleanup(&w->arrays[i]);
+    if (w->state == WORKER_DONE)
+        return;
+    struct range r = w->todo[w->n_todo - 1];
+    if (status == PG_OK) {
+        w->n_todo--;
+        for (size_t i = r.start; i < r.start + r.count; i++)
+            w->entries[w->rows[i]].state = ENTRY_COMMITTED;
+        w->backoff_ms = 0;
+        write_next(w);
+        return;
+    }
+    if (status != PG_ERROR) { /* unreachable or busy: keep everything, try again */
+        LOG_WARN("database unavailable; %zu rows kept, retrying", w->n_rows);
+        retry_later(w, write_next);
+        return;
+    }
+    if (r.count > 1) { /* refused: find the bad entries by halves */
+        w->n_todo--;
+        push_range(w, r.start + r.count / 2, r.count - r.count / 2);
+        push_range(w, r.start, r.count / 2);
+        write_next(w);
+        return;
+    }
+    struct entry *e = &w->entries[w->rows[r.start]];
+    const char *why = res ? PQresultErrorMessage(res) : "refused";
+    if (++e->failures <= w->max_retries) {
+        LOG_WARN("entry %s refused (%d of %ld): %s", e->id, e->failures, w->max_retries + 1, why);
+        retry_later(w, write_next);
+        return;
+    }
+    LOG_WARN("entry %s (key of %zu bytes) goes to %s: %s", e->id, e->key_len, WQ_DEAD, why);
+    size_t n = strlen(why);
+    kill_entry(e, why);
+    while (n > 0 && (e->error[n - 1] == '\n' || e->error[n - 1] == ' '))
+        e->error[--n] = '\0';
+    w->n_todo--;
+    write_next(w);
+}
+
+/* Writes the slice on top of the stack, or finishes the batch when none is left. */
+static void write_next(struct worker *w)
+{
+    if (w->n_todo == 0) {
+        finish_batch(w);
+        return;
+    }
+    if (w->stopping && now_ms() > w->stop_deadline_ms) {
+        LOG_WARN("shutdown deadline: leaving %zu entries to be claimed", w->n_entries);
+        leave(w);
+        return;
+    }
+    struct range r = w->todo[w->n_todo - 1];
+    for (int i = 0; i < 4; i++)
+        wq_array_start(&w->arrays[i]);
+    for (size_t i = r.start; i < r.start + r.count; i++) {
+        const struct entry *e = &w->entries[w->rows[i]];
+        wq_array_add_text(&w->arrays[0], e->key, e->key_len);
+        wq_array_add_text(&w->arrays[1], e->value, e->value_len);
+        wq_array_add_int(&w->arrays[2], wq_version(e->sid));
+        wq_array_add_int(&w->arrays[3], e->created_ms);
+    }
+    for (int i = 0; i < 4; i++)
+        w->params[i] = wq_array_finish(&w->arrays[i]);
+    pool_query(w->pool, WQ_SQL_UPSERT, 4, w->params, on_written, w);
+}
+
+/* ---- finishing ---- */
+
+static void on_finished(redisReply *reply, void *arg)
+{
+    struct worker *w = arg;
+    if (w->state == WORKER_DONE)
+        return;
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        LOG_WARN("finishing a batch failed (%s); it is committed, retrying",
+                 reply ? reply->str : "Redis unavailable");
+        retry_later(w, finish_batch);
+        return;
+    }
+    LOG_DEBUG("batch of %zu entries (%zu rows) done, %lld counted", w->n_entries, w->n_rows,
+              reply->integer);
+    w->backoff_ms = 0;
+    free_batch(w);
+    start_cycle(w);
+}
+
+/*
+ * After the COMMIT: the cached rows are invalidated first (a reader that no longer finds the
+ * pending value must not find the old row either), on the same connection as the script, so
+ * Redis runs them in that order. The script is idempotent, so this whole step is retried until
+ * Redis confirms it.
+ */
+static void finish_batch(struct worker *w)
+{
+    if (w->stopping && now_ms() > w->stop_deadline_ms) {
+        leave(w);
+        return;
+    }
+    w->state = WORKER_FINISHING;
+    size_t n_pairs = 0, n_dead = 0;
+    for (size_t i = 0; i < w->n_entries; i++) {
+        struct entry *e = &w->entries[i];
+        if (e->state == ENTRY_COMMITTED) {
+            cache_aside_invalidate(w->cache, e->key, e->key_len);
+            n_pairs++;
+        } else if (e->state == ENTRY_DEAD) {
+            n_dead++;
+            n_pairs += e->key != NULL;
+        }
+    }
+    size_t argc = 10 + 2 * n_pairs + 3 * n_dead + w->n_entries, n = 0;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    size_t *lens = xcalloc(argc, sizeof *lens);
+    char pairs[24], dead[24];
+    snprintf(pairs, sizeof pairs, "%zu", n_pairs);
+    snprintf(dead, sizeof dead, "%zu", n_dead);
+#define ARG(s, len) (argv[n] = (s), lens[n++] = (len))
+#define ARGS(s)     ARG((s), strlen(s))
+    ARGS("EVAL"), ARGS(WQ_FINISH_SCRIPT), ARGS("4");
+    ARGS(WQ_STREAM), ARGS(WQ_DEAD), ARGS(WQ_PENDING), ARGS(WQ_STATS);
+    ARGS(WQ_GROUP), ARGS(pairs), ARGS(dead);
+    for (size_t i = 0; i < w->n_entries; i++) {
+        const struct entry *e = &w->entries[i];
+        if (e->state == ENTRY_COMMITTED || (e->state == ENTRY_DEAD && e->key != NULL))
+            ARG(e->key, e->key_len), ARGS(e->id);
+    }
+    for (size_t i = 0; i < w->n_entries; i++) {
+        const struct entry *e = &w->entries[i];
+        if (e->state == ENTRY_DEAD) {
+            ARGS(e->id), ARG(e->key ? e->key : "", e->key_len);
+            ARG(e->value ? e->value : "", e->value_len), ARGS(e->error);
+        }
+    }
+    for (size_t i = 0; i < w->n_entries; i++)
+        if (w->entries[i].state != ENTRY_DEAD)
+            ARGS(w->entries[i].id);
+#undef ARG
+#undef ARGS
+    redis_command(w->redis, on_finished, w, (int)n, argv, lens);
+    free(argv);
+    free(lens);
+}
+
+/* ---- start-up, heartbeat, main ---- */
+
+static void on_heartbeat(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd, (void)what;
+    pool_maintain(w->pool);
+    redis_maintain(w->redis);
+    redis_maintain(w->blocking);
+    cache_aside_maintain(w->cache);
+    if (w->state == WORKER_DONE || w->state == WORKER_STARTING)
+        return;
+    const char *argv[] = {"EVAL", WQ_HEARTBEAT_SCRIPT, "1", WQ_WORKERS, w->consumer};
+    size_t lens[5];
+    for (size_t i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    redis_command(w->redis, on_heartbeat, w, 5, argv, lens);
+}
+
+static void on_version_ready(void *arg)
+{
+    struct worker *w = arg;
+    if (w->stopping) {
+        leave(w);
+        return;
+    }
+    w->state = WORKER_READING;
+    create_group(w);
+}
+
+static void on_schema_ready(void *arg)
+{
+    struct worker *w = arg;
+    struct pgconn_settings pg = pool_config_pg(&w->db, "l6-worker");
+    schema_task_free(w->schema);
+    w->schema = schema_ensure(w->base, &pg, WQ_SQL_SCHEMA, on_version_ready, w);
+}
+
+static bool load_config(int argc, char **argv, bool *exit_now)
+{
+    char err[256];
+    *exit_now = false;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("l6-worker: drains layer 6's write stream into PostgreSQL in batches\n\n"
+               "Usage: l6-worker [--help]\n\n");
+        config_usage(worker_rows, ROW_COUNT, stdout);
+        *exit_now = true;
+        return true;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "l6-worker: unknown argument '%s' (try --help)\n", argv[1]);
+        return false;
+    }
+    if (!config_load(worker_rows, ROW_COUNT, NULL, NULL, err, sizeof err)) {
+        fprintf(stderr, "l6-worker: configuration error: %s\n", err);
+        return false;
+    }
+    enum log_level level;
+    if (!log_level_parse(worker.log_level, &level)) {
+        fprintf(stderr, "l6-worker: configuration error: LOG_LEVEL=%s\n", worker.log_level);
+        return false;
+    }
+    log_threshold = level;
+    fprintf(stderr, "l6-worker (6-write-buffering) configuration:\n");
+    config_print(worker_rows, ROW_COUNT, stderr);
+    return pool_config_check(&worker.db);
+}
+
+/* A name no other live worker has: the host (or WORKER_NAME), the pid and the start time. */
+static void name_consumer(struct worker *w)
+{
+    char host[64] = "worker";
+    if (w->name[0] != '\0')
+        snprintf(host, sizeof host, "%s", w->name);
+    else if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "worker");
+    host[sizeof host - 1] = '\0';
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    snprintf(w->consumer, sizeof w->consumer, "%s-%ld-%lld", host, (long)getpid(),
+             (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+int main(int argc, char **argv)
+{
+    struct worker *w = &worker;
+    bool exit_now;
+    signal(SIGPIPE, SIG_IGN);
+    if (!load_config(argc, argv, &exit_now) || exit_now) {
+        config_release(worker_rows, ROW_COUNT);
+        return exit_now ? 0 : 1;
+    }
+    name_consumer(w);
+    snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
+    w->base = event_base_new();
+    w->pool = pool_config_create(&w->db, w->base, "l6-worker", NULL);
+    struct redis_settings rs = {w->redis_url, w->redis_timeout_ms, w->redis_timeout_ms};
+    struct redis_settings bs = {w->redis_url, w->redis_timeout_ms, w->flush_ms + 1000};
+    w->redis = redis_create(w->base, &rs, NULL);
+    w->blocking = redis_create(w->base, &bs, NULL);
+    if (w->redis == NULL || w->blocking == NULL) {
+        LOG_ERROR("REDIS_URL is not redis://host:port[/0]");
+        w->exit_code = 1;
+        goto cleanup;
+    }
+    struct cache_settings cs = {"l6", w->cache_ttl_s, NULL};
+    w->cache = cache_aside_create(w->redis, &cs, NULL);
+    w->backoff = evtimer_new(w->base, on_backoff, w);
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    w->sigterm = evsignal_new(w->base, SIGTERM, on_signal, w);
+    w->sigint = evsignal_new(w->base, SIGINT, on_signal, w);
+    struct timeval second = {1, 0};
+    event_add(w->tick, &second);
+    event_add(w->sigterm, NULL);
+    event_add(w->sigint, NULL);
+    struct pgconn_settings pg = pool_config_pg(&w->db, "l6-worker");
+    w->schema = schema_ensure(w->base, &pg, RECORDS_SQL_SCHEMA, on_schema_ready, w);
+    event_base_dispatch(w->base);
+    LOG_INFO("l6-worker %s stopped", w->consumer);
+
+cleanup:
+    w->state = WORKER_DONE;
+    schema_task_free(w->schema);
+    cache_aside_free(w->cache);
+    redis_free(w->blocking);
+    redis_free(w->redis);
+    pool_free(w->pool);
+    for (int i = 0; i < 4; i++)
+        wq_array_cleanup(&w->arrays[i]);
+    free_batch(w);
+    free(w->todo);
+    if (w->backoff)
+        event_free(w->backoff);
+    if (w->tick)
+        event_free(w->tick);
+    if (w->sigterm)
+        event_free(w->sigterm);
+    if (w->sigint)
+        event_free(w->sigint);
+    if (w->base)
+        event_base_free(w->base);
+    config_release(worker_rows, ROW_COUNT);
+    return w->exit_code;
+}

@@ -1,0 +1,219 @@
+/*
+ * write_queue: the names, scripts, SQL and encodings layer 6's API and worker share (see
+ * write_queue.h).
+ *
+ * Every Redis step that must not be torn is one Lua script, so it is atomic and costs one
+ * round trip: accepting a write (the backpressure check, the append, the pending value and the
+ * counter) and finishing a batch (dead letters, acknowledgements, deletions, counters).
+ */
+#include "write_queue.h"
+
+#include "xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/*
+ * Accepting a write. Refused (an error reply starting with QUEUE_FULL) when the stream holds
+ * max_length entries not yet committed, or its oldest is older than max_age_ms: the workers are
+ * not keeping up, and an unbounded stream would only move the failure to Redis's memory.
+ * The pending value is written as JSON with a fixed member order, so that its id can be
+ * compared as a prefix (FINISH_SCRIPT) and its created time carried over to the next write of
+ * the key: until the row exists, every read reports the created_at the row will get.
+ */
+const char WQ_WRITE_SCRIPT[] =
+    "local len = redis.call('XLEN', KEYS[1]) "
+    "if len >= tonumber(ARGV[3]) then return redis.error_reply('" WQ_FULL " length') end "
+    "if len > 0 then "
+    "  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1) "
+    "  if first[1] then "
+    "    local t = redis.call('TIME') "
+    "    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "    if now - tonumber(string.match(first[1][1], '^(%d+)')) > tonumber(ARGV[4]) then "
+    "      return redis.error_reply('" WQ_FULL " age') "
+    "    end "
+    "  end "
+    "end "
+    "local old = redis.call('HGET', KEYS[2], ARGV[1]) "
+    "local created = old and string.match(old, '^{\"id\":\"[^\"]*\",\"created\":\"(%d+)\"') "
+    "local id "
+    "if created then "
+    "  id = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'value', ARGV[2], 'created', created) "
+    "else "
+    "  id = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'value', ARGV[2]) "
+    "  created = string.match(id, '^(%d+)') "
+    "end "
+    "redis.call('HSET', KEYS[2], ARGV[1], '{\"id\":\"' .. id .. '\",\"created\":\"' .. created "
+    "  .. '\",\"value\":' .. cjson.encode(ARGV[2]) .. '}') "
+    "redis.call('HINCRBY', KEYS[3], 'writes_queued', 1) "
+    "return id";
+
+/*
+ * Finishing a batch, after its COMMIT. Each id is acknowledged one by one and counted only if
+ * this call acknowledged it: a retry after a lost reply, or a batch another worker claimed and
+ * finished first, counts nothing twice and files no dead letter twice. A pending value is
+ * removed only while it is still the one this batch committed: a newer write of the key keeps
+ * its own. XDEL after XACK keeps XLEN equal to the entries not yet committed.
+ */
+const char WQ_FINISH_SCRIPT[] =
+    "local group, npairs, ndead = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]) "
+    "local i = 4 + 2 * npairs "
+    "local dead, done = 0, 0 "
+    "for d = 1, ndead do "
+    "  if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then "
+    "    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 'key', ARGV[i + 1], 'value', ARGV[i + 2], "
+    "               'error', ARGV[i + 3]) "
+    "    dead = dead + 1 "
+    "  end "
+    "  redis.call('XDEL', KEYS[1], ARGV[i]) "
+    "  i = i + 4 "
+    "end "
+    "for j = i, #ARGV do "
+    "  if redis.call('XACK', KEYS[1], group, ARGV[j]) == 1 then done = done + 1 end "
+    "  redis.call('XDEL', KEYS[1], ARGV[j]) "
+    "end "
+    "for p = 4, 3 + 2 * npairs, 2 do "
+    "  local cur = redis.call('HGET', KEYS[3], ARGV[p]) "
+    "  local mine = '{\"id\":\"' .. ARGV[p + 1] .. '\"' "
+    "  if cur and string.sub(cur, 1, #mine) == mine then redis.call('HDEL', KEYS[3], ARGV[p]) end "
+    "end "
+    "if done + dead > 0 then "
+    "  redis.call('HINCRBY', KEYS[4], 'writes_processed', done) "
+    "  redis.call('HINCRBY', KEYS[4], 'batches', 1) "
+    "end "
+    "return done";
+
+const char WQ_HEARTBEAT_SCRIPT[] =
+    "local t = redis.call('TIME') "
+    "redis.call('HSET', KEYS[1], ARGV[1], t[1] .. string.format('%03d', math.floor(t[2] / 1000))) "
+    "return 1";
+
+const char WQ_STATS_SCRIPT[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local s = redis.call('HMGET', KEYS[2], 'writes_queued', 'writes_processed', 'batches') "
+    "local pending = 0 "
+    "local p = redis.pcall('XPENDING', KEYS[1], ARGV[1]) "
+    "if type(p) == 'table' and p[1] then pending = p[1] end "
+    "local age = -1 "
+    "local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1) "
+    "if first[1] then age = math.max(0, now - tonumber(string.match(first[1][1], '^(%d+)'))) end "
+    "local workers = 0 "
+    "local seen = redis.call('HGETALL', KEYS[4]) "
+    "for i = 2, #seen, 2 do "
+    "  if now - tonumber(seen[i]) < 5000 then workers = workers + 1 end "
+    "end "
+    "return {redis.call('XLEN', KEYS[1]), tonumber(s[1] or 0), tonumber(s[2] or 0), "
+    "        tonumber(s[3] or 0), pending, redis.call('XLEN', KEYS[3]), age, workers}";
+
+/* 327579063634: the schema lock every layer takes (records.c). */
+const char WQ_SQL_SCHEMA[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(327579063634);"
+    "ALTER TABLE records ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0;"
+    "COMMIT;";
+
+const char WQ_SQL_UPSERT[] =
+    "INSERT INTO records (key, value, version, created_at, updated_at) "
+    "SELECT k, v, ver, timestamptz 'epoch' + c * interval '1 millisecond', "
+    "       timestamptz 'epoch' + (ver / 1000000) * interval '1 millisecond' "
+    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS t(k, v, ver, c) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, "
+    "updated_at = EXCLUDED.updated_at WHERE records.version < EXCLUDED.version";
+
+bool wq_parse_id(const char *text, size_t len, struct wq_id *out)
+{
+    long long part[2] = {0, 0};
+    int n = 0;
+    size_t digits = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '-' && n == 0 && digits > 0) {
+            n = 1;
+            digits = 0;
+        } else if (text[i] >= '0' && text[i] <= '9' && digits < 15) {
+            part[n] = part[n] * 10 + (text[i] - '0');
+            digits++;
+        } else {
+            return false;
+        }
+    }
+    if (n != 1 || digits == 0 || part[1] >= 1000000)
+        return false;
+    out->ms = part[0];
+    out->seq = part[1];
+    return true;
+}
+
+long long wq_version(struct wq_id id)
+{
+    return id.ms * 1000000 + id.seq;
+}
+
+void wq_format_ms(long long ms, char *out, size_t outlen)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03d000Z", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void array_reserve(struct wq_array *a, size_t more)
+{
+    if (a->len + more + 2 <= a->cap)
+        return;
+    while (a->len + more + 2 > a->cap)
+        a->cap = a->cap ? a->cap * 2 : 256;
+    a->data = xrealloc(a->data, a->cap);
+}
+
+void wq_array_start(struct wq_array *a)
+{
+    *a = (struct wq_array){0};
+    array_reserve(a, 1);
+    a->data[a->len++] = '{';
+    a->data[a->len] = '\0';
+}
+
+static void array_separate(struct wq_array *a)
+{
+    if (a->count++ > 0)
+        a->data[a->len++] = ',';
+}
+
+void wq_array_add_text(struct wq_array *a, const char *text, size_t len)
+{
+    array_reserve(a, 2 * len + 3); /* every byte escaped, quotes, comma */
+    array_separate(a);
+    a->data[a->len++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"' || text[i] == '\\')
+            a->data[a->len++] = '\\';
+        a->data[a->len++] = text[i];
+    }
+    a->data[a->len++] = '"';
+    a->data[a->len] = '\0';
+}
+
+void wq_array_add_int(struct wq_array *a, long long n)
+{
+    array_reserve(a, 24);
+    array_separate(a);
+    a->len += (size_t)snprintf(a->data + a->len, 22, "%lld", n);
+}
+
+const char *wq_array_finish(struct wq_array *a)
+{
+    array_reserve(a, 1);
+    a->data[a->len++] = '}';
+    a->data[a->len] = '\0';
+    return a->data;
+}
+
+void wq_array_cleanup(struct wq_array *a)
+{
+    free(a->data);
+    *a = (struct wq_array){0};
+}
