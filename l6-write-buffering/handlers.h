@@ -7,6 +7,7 @@
 
 #include "pool.h"
 #include "pool_config.h"
+#include "write_queue.h"
 
 #include <stddef.h>
 
@@ -23,11 +24,11 @@ struct layer {
     char *redis_url;               /* REDIS_URL: the queue, the pending values and the cache */
     long cache_ttl_s;              /* CACHE_TTL */
     long redis_timeout_ms;         /* REDIS_TIMEOUT_MS */
-    long queue_max_length;         /* QUEUE_MAX_LENGTH: entries not yet committed, then 503 */
-    long queue_max_age_ms;         /* QUEUE_MAX_AGE_MS: oldest entry's age, then 503 */
+    struct wq_limits queue_limits; /* QUEUE_MAX_LENGTH, QUEUE_MAX_AGE_MS */
     size_t max_value_bytes;        /* MAX_VALUE_BYTES */
     unsigned long long lookups;    /* pending lookups sent so far (handlers.c, query_or_join) */
     unsigned long long lookups_answered; /* the latest lookup Redis has answered */
+    struct wq_stats queue;         /* the queue's numbers, read once a second (for /metrics) */
     struct pool *pool;             /* PostgreSQL connections (reads only) */
     struct redis *redis;           /* the Redis connection */
     struct cache_aside *cache;     /* cache-aside on it */

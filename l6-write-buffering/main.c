@@ -3,14 +3,17 @@
  * start-up. The worker is its own program (worker.c, l6-worker).
  *
  * What is new since layer 2: the queue's limits (QUEUE_MAX_LENGTH, QUEUE_MAX_AGE_MS), a
- * `version` column on the table, and GET /stats. Redis now holds writes until a worker commits
- * them, so it must run with AOF (scripts/stack.sh's queue mode; README.md).
+ * `version` column on the table, GET /stats, and the queue's gauges in /metrics. Redis now
+ * holds writes until a worker commits them, so it must run with AOF (scripts/stack.sh's queue
+ * mode; README.md).
  */
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "config_sets.h"
 #include "http.h"
 #include "metrics.h"
+#include "pool_config.h"
 #include "records.h"
 #include "redis.h"
 #include "schema.h"
@@ -21,18 +24,19 @@
 static struct layer layer;
 
 static const struct config_row layer_rows[] = {
-    POOL_CONFIG_ROWS(&layer.db, "postgresql://layers@127.0.0.1:15460/layers"),
-    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16460/0", 0, 0,
-     "Redis connection URL (the queue, pending values and the cache; AOF on)", &layer.redis_url},
-    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
-     "deadline for connecting to Redis and for each command", &layer.redis_timeout_ms},
-    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,
-     "seconds a cached row lives (plus up to 10% jitter)", &layer.cache_ttl_s},
     {"QUEUE_MAX_LENGTH", CONFIG_INT, "100000", 1, 100000000,
-     "writes queued and not yet committed before POST /write answers 503", &layer.queue_max_length},
+     "writes queued and not yet committed before POST /write answers 503",
+     &layer.queue_limits.max_length, NULL},
     {"QUEUE_MAX_AGE_MS", CONFIG_INT, "30000", 100, 86400000,
      "age of the oldest uncommitted write before POST /write answers 503",
-     &layer.queue_max_age_ms},
+     &layer.queue_limits.max_age_ms, NULL},
+};
+
+static const struct config_set layer_sets[] = {
+    POOL_CONFIG_SET(&layer.db, "postgresql://layers@127.0.0.1:15460/layers"),
+    REDIS_CONFIG_SET(&layer.redis_url, &layer.redis_timeout_ms, "redis://127.0.0.1:16460/0"),
+    CACHE_CONFIG_SET(&layer.cache_ttl_s),
+    CONFIG_SET("layer 6", layer_rows),
 };
 
 static void on_version_ready(void *arg)
@@ -40,6 +44,7 @@ static void on_version_ready(void *arg)
     server_ready(arg);
 }
 
+/* The common table first, then layer 6's column on it (the worker does the same). */
 static void on_schema_ready(void *arg)
 {
     struct server *server = arg;
@@ -55,11 +60,16 @@ static bool start(struct server *server, void *arg)
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     if (!pool_config_check(&l->db))
         return false;
+    l->db.resolver = server_resolver(server); /* host names off the event loop */
     struct pgconn_settings pg = pool_config_pg(&l->db, "l6-write-buffering");
     l->pool = pool_config_create(&l->db, server_base(server), "l6-write-buffering",
                                  server_metrics(server));
     metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
-    struct redis_settings rs = {l->redis_url, l->redis_timeout_ms, l->redis_timeout_ms};
+    metrics_add_gauges(server_metrics(server), wq_render_gauges, &l->queue);
+    struct redis_settings rs = {.url = l->redis_url,
+                                .connect_timeout_ms = l->redis_timeout_ms,
+                                .command_timeout_ms = l->redis_timeout_ms,
+                                .resolver = server_resolver(server)};
     l->redis = redis_create(server_base(server), &rs, server_metrics(server));
     if (l->redis == NULL)
         return false;
@@ -78,12 +88,20 @@ static bool start(struct server *server, void *arg)
     return true;
 }
 
+/* The queue's numbers for /metrics: a reading a second, kept until the next one. */
+static void on_queue_read(redisReply *reply, void *arg)
+{
+    struct layer *l = arg;
+    wq_parse_stats(reply, &l->queue);
+}
+
 static void maintain(void *arg)
 {
     struct layer *l = arg;
     pool_maintain(l->pool);
     redis_maintain(l->redis);
     cache_aside_maintain(l->cache);
+    wq_read_stats(l->redis, on_queue_read, l);
 }
 
 static void stop(void *arg)
@@ -104,8 +122,7 @@ int main(int argc, char **argv)
         .summary = "key/value API whose writes are queued in a Redis Stream and drained into "
                    "PostgreSQL by l6-worker",
         .default_port = 8006,
-        .rows = layer_rows,
-        .row_count = sizeof layer_rows / sizeof layer_rows[0],
+        CONFIG_SETS(layer_sets),
         .metric_modules =
             METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
         .start = start,

@@ -18,17 +18,22 @@
  * dead-letter stream l6:dead with its error, and the rest of the batch commits. An entry that
  * is not a write (fields missing) goes there at once.
  *
- * Runs on a bare event loop (no HTTP listener): the core's server skeleton would stop the loop
- * on SIGTERM before the batch in hand is committed. SIGTERM/SIGINT: finish the current batch
- * (within SHUTDOWN_TIMEOUT_MS; past it, exit and leave the batch to be claimed), exit 0.
- * Two Redis connections: XREADGROUP ... BLOCK holds one for up to WORKER_FLUSH_MS, so it gets
- * its own, whose command deadline is the block time plus a second.
+ * A program without HTTP (process.h): the process runs the loop, the settings, the maintenance
+ * timer (heartbeat, reconnects) and the signals. SIGTERM/SIGINT: the batch in hand is finished
+ * (committed and acknowledged), then the worker exits 0; past SHUTDOWN_TIMEOUT_MS the process
+ * exits anyway and the batch is left to be claimed. Two Redis connections: XREADGROUP ... BLOCK
+ * holds one for up to WORKER_FLUSH_MS, so it gets its own (redis_settings.blocking,
+ * redis_command_blocking), whose deadline is the block time plus REDIS_TIMEOUT_MS.
  */
+#include "backoff.h"
 #include "cache_aside.h"
+#include "clock.h"
 #include "config.h"
+#include "config_sets.h"
 #include "log.h"
 #include "pool.h"
 #include "pool_config.h"
+#include "process.h"
 #include "records.h"
 #include "redis.h"
 #include "schema.h"
@@ -36,12 +41,10 @@
 #include "xalloc.h"
 
 #include <event2/event.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 enum entry_state {
@@ -70,140 +73,100 @@ struct range {
 };
 
 enum worker_state {
-    WORKER_STARTING, /* schema and consumer group */
-    WORKER_READING,  /* XREADGROUP or XAUTOCLAIM in flight */
-    WORKER_WRITING,  /* an INSERT in flight, or backing off before one */
+    WORKER_STARTING,  /* schema and consumer group */
+    WORKER_READING,   /* XREADGROUP or XAUTOCLAIM in flight, or backing off before one */
+    WORKER_WRITING,   /* an INSERT in flight, or backing off before one */
     WORKER_FINISHING, /* FINISH_SCRIPT in flight, or backing off before it */
-    WORKER_DONE,     /* leaving: callbacks from teardown are ignored */
+    WORKER_DONE,      /* leaving: callbacks from teardown are ignored */
 };
 
 struct worker {
     /* settings */
-    struct pool_config db;       /* DATABASE_URL, DB_* and DB_POOL_* */
-    char *redis_url;             /* REDIS_URL */
-    long redis_timeout_ms;       /* REDIS_TIMEOUT_MS */
-    long cache_ttl_s;            /* CACHE_TTL (for the cache settings; fills happen in the API) */
-    long batch_size;             /* WORKER_BATCH_SIZE */
-    long flush_ms;               /* WORKER_FLUSH_MS */
-    long max_retries;            /* WORKER_MAX_RETRIES */
-    long claim_idle_ms;          /* WORKER_CLAIM_IDLE_MS */
-    char *name;                  /* WORKER_NAME ("" = host-pid) */
-    char *log_level;             /* LOG_LEVEL */
-    long shutdown_timeout_ms;    /* SHUTDOWN_TIMEOUT_MS */
+    struct pool_config db;           /* DATABASE_URL, DB_* and DB_POOL_* */
+    char *redis_url;                 /* REDIS_URL */
+    long redis_timeout_ms;           /* REDIS_TIMEOUT_MS */
+    long cache_ttl_s;                /* CACHE_TTL (the API's; invalidations use it) */
+    long batch_size;                 /* WORKER_BATCH_SIZE */
+    long flush_ms;                   /* WORKER_FLUSH_MS */
+    long max_retries;                /* WORKER_MAX_RETRIES */
+    long claim_idle_ms;              /* WORKER_CLAIM_IDLE_MS */
+    char *name;                      /* WORKER_NAME ("" = the host name) */
     /* connections */
-    struct event_base *base;     /* the loop */
-    struct pool *pool;           /* PostgreSQL */
-    struct redis *redis;         /* commands with short deadlines */
-    struct redis *blocking;      /* XREADGROUP ... BLOCK only */
-    struct cache_aside *cache;   /* the API's cache, invalidated after each commit */
-    struct schema_task *schema;  /* start-up */
-    char consumer[160];          /* this process's name in the group */
+    struct process *process;         /* the loop, the signals, the exit */
+    struct pool *pool;               /* PostgreSQL */
+    struct redis *redis;             /* commands with short deadlines */
+    struct redis *blocking;          /* XREADGROUP ... BLOCK only */
+    struct cache_aside *cache;       /* the API's cache, invalidated after each commit */
+    struct schema_task *schema;      /* start-up */
+    char consumer[160];              /* this process's name in the group */
     /* the batch in hand */
-    enum worker_state state;     /* see enum */
-    struct entry *entries;       /* as read, in stream order */
-    size_t n_entries;            /* count */
-    size_t *rows;                /* indices of entries to write, sorted by key */
-    size_t n_rows;               /* count */
-    struct range *todo;          /* a stack of slices of rows still to write */
-    size_t n_todo, cap_todo;     /* its size */
-    struct wq_array arrays[4];   /* the statement's parameters while it runs */
-    const char *params[4];       /* pointers into arrays */
+    enum worker_state state;         /* see enum */
+    struct entry *entries;           /* as read, in stream order */
+    size_t n_entries;                /* count */
+    struct entry **rows;             /* the entries to write, sorted by key */
+    size_t n_rows;                   /* count */
+    struct range *todo;              /* a stack of slices of rows still to write */
+    size_t n_todo, cap_todo;         /* its size */
+    struct wq_array arrays[4];       /* the statement's parameters while it runs */
     /* timing */
-    long backoff_ms;             /* the next wait after a failure */
-    void (*resume)(struct worker *); /* what the backoff timer runs */
-    struct event *backoff;       /* fires after backoff_ms */
-    struct event *tick;          /* once a second: heartbeat, reconnects */
-    struct event *sigterm, *sigint; /* shutdown */
-    bool stopping;               /* a signal arrived */
-    long long stop_deadline_ms;  /* exit by then, batch finished or not */
-    long long next_claim_ms;     /* when to look for a dead worker's entries again */
-    char claim_cursor[48];       /* XAUTOCLAIM's cursor */
-    int exit_code;               /* main's return value */
+    struct backoff backoff;          /* the wait after a failure */
+    void (*resume)(struct worker *); /* what the retry timer runs */
+    struct event *retry;             /* fires after the backoff */
+    long long next_claim_ms;         /* when to look for a dead worker's entries again */
+    char claim_cursor[48];           /* XAUTOCLAIM's cursor */
 };
 
 static struct worker worker;
 
 static const struct config_row worker_rows[] = {
-    POOL_CONFIG_ROWS(&worker.db, "postgresql://layers@127.0.0.1:15460/layers"),
-    {"REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16460/0", 0, 0, "Redis connection URL",
-     &worker.redis_url},
-    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
-     "deadline for connecting to Redis and for each command (but the blocking read)",
-     &worker.redis_timeout_ms},
-    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30, "the API's cache TTL (seconds)",
-     &worker.cache_ttl_s},
     {"WORKER_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, "most entries read and written at once",
-     &worker.batch_size},
+     &worker.batch_size, NULL},
     {"WORKER_FLUSH_MS", CONFIG_INT, "50", 1, 60000,
-     "longest wait for entries when the stream is empty (XREADGROUP BLOCK)", &worker.flush_ms},
+     "longest wait for entries when the stream is empty (XREADGROUP BLOCK)", &worker.flush_ms,
+     NULL},
     {"WORKER_MAX_RETRIES", CONFIG_INT, "3", 0, 100,
-     "retries of an entry the database refuses, then the dead-letter stream",
-     &worker.max_retries},
+     "retries of an entry the database refuses, then the dead-letter stream", &worker.max_retries,
+     NULL},
     {"WORKER_CLAIM_IDLE_MS", CONFIG_INT, "30000", 100, 86400000,
      "an entry delivered this long ago and not acknowledged is taken over (its worker died)",
-     &worker.claim_idle_ms},
+     &worker.claim_idle_ms, NULL},
     {"WORKER_NAME", CONFIG_STRING, "", 0, 0, "consumer name prefix (default: the host name)",
-     &worker.name},
-    {"LOG_LEVEL", CONFIG_STRING, "info", 0, 0, "debug, info, warn or error", &worker.log_level},
-    {"SHUTDOWN_TIMEOUT_MS", CONFIG_INT, "10000", 0, 600000,
-     "how long SIGTERM waits for the batch in hand", &worker.shutdown_timeout_ms},
+     &worker.name, NULL},
 };
 
-#define ROW_COUNT (sizeof worker_rows / sizeof worker_rows[0])
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static const struct config_set worker_sets[] = {
+    POOL_CONFIG_SET(&worker.db, "postgresql://layers@127.0.0.1:15460/layers"),
+    REDIS_CONFIG_SET(&worker.redis_url, &worker.redis_timeout_ms, "redis://127.0.0.1:16460/0"),
+    CACHE_CONFIG_SET(&worker.cache_ttl_s),
+    CONFIG_SET("l6-worker", worker_rows),
+};
 
 static void start_cycle(struct worker *w);
 static void write_next(struct worker *w);
 static void finish_batch(struct worker *w);
 
-/* ---- backoff and shutdown ---- */
+/* ---- backoff and leaving ---- */
 
-static void on_backoff(evutil_socket_t fd, short what, void *arg)
+static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     (void)fd, (void)what;
     w->resume(w);
 }
 
-/* Runs resume after the current backoff (100 ms doubling to 2 s). */
-static void leave(struct worker *w);
-
+/* Runs resume after the next backoff (100 ms doubling to 2 s). A stop signal's deadline still
+ * applies: the process exits at SHUTDOWN_TIMEOUT_MS, whatever is waiting. */
 static void retry_later(struct worker *w, void (*resume)(struct worker *))
 {
-    if (w->stopping && now_ms() > w->stop_deadline_ms) { /* e.g. Redis gone for good */
-        LOG_WARN("shutdown deadline: leaving %zu entries to be claimed", w->n_entries);
-        leave(w);
-        return;
-    }
-    w->backoff_ms = w->backoff_ms ? (w->backoff_ms * 2 > 2000 ? 2000 : w->backoff_ms * 2) : 100;
     w->resume = resume;
-    struct timeval tv = {w->backoff_ms / 1000, (w->backoff_ms % 1000) * 1000};
-    event_add(w->backoff, &tv);
+    struct timeval tv = ms_to_timeval(backoff_next(&w->backoff));
+    event_add(w->retry, &tv);
 }
 
 static void leave(struct worker *w)
 {
     w->state = WORKER_DONE;
-    event_base_loopexit(w->base, NULL);
-}
-
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-    struct worker *w = arg;
-    (void)what;
-    if (w->stopping)
-        return;
-    w->stopping = true;
-    w->stop_deadline_ms = now_ms() + w->shutdown_timeout_ms;
-    LOG_INFO("signal %d: finishing the batch in hand, then exiting", (int)sig);
-    if (w->state == WORKER_STARTING)
-        leave(w);
+    process_exit(w->process, 0);
 }
 
 /* ---- the batch in hand ---- */
@@ -273,12 +236,16 @@ static void read_entry(const redisReply *r, struct entry *e)
         e->created_ms = created ? atoll(created) : e->sid.ms;
 }
 
+static bool same_key(const struct entry *x, const struct entry *y)
+{
+    return x->key_len == y->key_len && memcmp(x->key, y->key, x->key_len) == 0;
+}
+
+/* qsort order of rows: by key, then by version. */
 static int compare_rows(const void *a, const void *b)
 {
-    const struct entry *x = &worker.entries[*(const size_t *)a];
-    const struct entry *y = &worker.entries[*(const size_t *)b];
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(x->key, y->key, n);
+    const struct entry *x = *(struct entry *const *)a, *y = *(struct entry *const *)b;
+    int c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
     if (c != 0)
         return c;
     if (x->key_len != y->key_len)
@@ -298,14 +265,12 @@ static void plan_rows(struct worker *w)
     size_t n = 0;
     for (size_t i = 0; i < w->n_entries; i++)
         if (w->entries[i].state == ENTRY_NEW)
-            w->rows[n++] = i;
+            w->rows[n++] = &w->entries[i];
     qsort(w->rows, n, sizeof *w->rows, compare_rows);
     w->n_rows = 0;
     for (size_t i = 0; i < n; i++) {
-        struct entry *e = &w->entries[w->rows[i]];
-        if (i + 1 < n && compare_rows(&w->rows[i], &w->rows[i + 1]) <= 0 &&
-            e->key_len == w->entries[w->rows[i + 1]].key_len &&
-            memcmp(e->key, w->entries[w->rows[i + 1]].key, e->key_len) == 0)
+        struct entry *e = w->rows[i];
+        if (i + 1 < n && same_key(e, w->rows[i + 1]))
             e->state = ENTRY_SUPERSEDED;
         else
             w->rows[w->n_rows++] = w->rows[i];
@@ -328,10 +293,7 @@ static void on_group(redisReply *reply, void *arg);
 static void create_group(struct worker *w)
 {
     const char *argv[] = {"XGROUP", "CREATE", WQ_STREAM, WQ_GROUP, "0", "MKSTREAM"};
-    size_t lens[6];
-    for (size_t i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    redis_command(w->redis, on_group, w, 6, argv, lens);
+    wq_command(w->redis, on_group, w, 6, argv);
 }
 
 static void on_group(redisReply *reply, void *arg)
@@ -345,7 +307,7 @@ static void on_group(redisReply *reply, void *arg)
         retry_later(w, create_group);
         return;
     }
-    w->backoff_ms = 0;
+    backoff_reset(&w->backoff);
     LOG_INFO("consumer %s in group %s of %s", w->consumer, WQ_GROUP, WQ_STREAM);
     start_cycle(w);
 }
@@ -364,13 +326,14 @@ static void on_entries(redisReply *reply, void *arg)
         retry_later(w, start_cycle);
         return;
     }
-    w->backoff_ms = 0;
+    backoff_reset(&w->backoff);
     const redisReply *list = NULL;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
         reply->element[0]->type == REDIS_REPLY_STRING) { /* XAUTOCLAIM: cursor, entries, gone */
         snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", reply->element[0]->str);
         if (strcmp(w->claim_cursor, "0-0") == 0) /* scanned it all: look again later */
-            w->next_claim_ms = now_ms() + (w->claim_idle_ms < 2000 ? w->claim_idle_ms : 1000);
+            w->next_claim_ms =
+                monotonic_ms() + (w->claim_idle_ms < 2000 ? w->claim_idle_ms : 1000);
         list = reply->element[1];
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
                reply->element[0]->type == REDIS_REPLY_ARRAY &&
@@ -392,25 +355,23 @@ static void on_entries(redisReply *reply, void *arg)
     write_next(w);
 }
 
-/* Reads the next batch: first any entry a dead worker left behind, then new ones. */
+/* Reads the next batch: first any entry a dead worker left behind, then new ones. After a stop
+ * signal, leaves instead: the batch in hand is finished. */
 static void start_cycle(struct worker *w)
 {
-    if (w->stopping) {
+    if (process_stopping(w->process)) {
         leave(w);
         return;
     }
     w->state = WORKER_READING;
     char count[24];
     snprintf(count, sizeof count, "%ld", w->batch_size);
-    if (now_ms() >= w->next_claim_ms) {
+    if (monotonic_ms() >= w->next_claim_ms) {
         char idle[24];
         snprintf(idle, sizeof idle, "%ld", w->claim_idle_ms);
-        const char *argv[] = {"XAUTOCLAIM", WQ_STREAM, WQ_GROUP, w->consumer,
-                              idle,         w->claim_cursor, "COUNT", count};
-        size_t lens[8];
-        for (size_t i = 0; i < 8; i++)
-            lens[i] = strlen(argv[i]);
-        redis_command(w->redis, on_entries, w, 8, argv, lens);
+        const char *argv[] = {"XAUTOCLAIM", WQ_STREAM,       WQ_GROUP, w->consumer,
+                              idle,         w->claim_cursor, "COUNT",  count};
+        wq_command(w->redis, on_entries, w, 8, argv);
         return;
     }
     char block[24];
@@ -420,7 +381,8 @@ static void start_cycle(struct worker *w)
     size_t lens[11];
     for (size_t i = 0; i < 11; i++)
         lens[i] = strlen(argv[i]);
-    redis_command(w->blocking, on_entries, w, 11, argv, lens);
+    if (!redis_command_blocking(w->blocking, w->flush_ms, on_entries, w, 11, argv, lens))
+        retry_later(w, start_cycle); /* its connection is not up (yet) */
 }
 
 /* ---- writing ---- */
@@ -436,8 +398,8 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
     if (status == PG_OK) {
         w->n_todo--;
         for (size_t i = r.start; i < r.start + r.count; i++)
-            w->entries[w->rows[i]].state = ENTRY_COMMITTED;
-        w->backoff_ms = 0;
+            w->rows[i]->state = ENTRY_COMMITTED;
+        backoff_reset(&w->backoff);
         write_next(w);
         return;
     }
@@ -453,7 +415,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
         write_next(w);
         return;
     }
-    struct entry *e = &w->entries[w->rows[r.start]];
+    struct entry *e = w->rows[r.start];
     const char *why = res ? PQresultErrorMessage(res) : "refused";
     if (++e->failures <= w->max_retries) {
         LOG_WARN("entry %s refused (%d of %ld): %s", e->id, e->failures, w->max_retries + 1, why);
@@ -469,31 +431,34 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
     write_next(w);
 }
 
-/* Writes the slice on top of the stack, or finishes the batch when none is left. */
+/*
+ * Writes the slice on top of the stack, or finishes the batch when none is left. One statement
+ * (pool_query), one implicit transaction: the rows travel as four arrays, so a batch of any size
+ * is one round trip; pool_batch would add nothing (there is no second statement to send).
+ */
 static void write_next(struct worker *w)
 {
     if (w->n_todo == 0) {
         finish_batch(w);
         return;
     }
-    if (w->stopping && now_ms() > w->stop_deadline_ms) {
-        LOG_WARN("shutdown deadline: leaving %zu entries to be claimed", w->n_entries);
-        leave(w);
-        return;
-    }
     struct range r = w->todo[w->n_todo - 1];
     for (int i = 0; i < 4; i++)
         wq_array_start(&w->arrays[i]);
     for (size_t i = r.start; i < r.start + r.count; i++) {
-        const struct entry *e = &w->entries[w->rows[i]];
+        const struct entry *e = w->rows[i];
         wq_array_add_text(&w->arrays[0], e->key, e->key_len);
         wq_array_add_text(&w->arrays[1], e->value, e->value_len);
         wq_array_add_int(&w->arrays[2], wq_version(e->sid));
         wq_array_add_int(&w->arrays[3], e->created_ms);
     }
-    for (int i = 0; i < 4; i++)
-        w->params[i] = wq_array_finish(&w->arrays[i]);
-    pool_query(w->pool, WQ_SQL_UPSERT, 4, w->params, on_written, w);
+    struct pg_call upsert = {{WQ_SQL_UPSERT,
+                              4,
+                              {wq_array_finish(&w->arrays[0]), wq_array_finish(&w->arrays[1]),
+                               wq_array_finish(&w->arrays[2]), wq_array_finish(&w->arrays[3])}},
+                             on_written,
+                             w};
+    pool_query(w->pool, &upsert);
 }
 
 /* ---- finishing ---- */
@@ -511,7 +476,7 @@ static void on_finished(redisReply *reply, void *arg)
     }
     LOG_DEBUG("batch of %zu entries (%zu rows) done, %lld counted", w->n_entries, w->n_rows,
               reply->integer);
-    w->backoff_ms = 0;
+    backoff_reset(&w->backoff);
     free_batch(w);
     start_cycle(w);
 }
@@ -524,10 +489,6 @@ static void on_finished(redisReply *reply, void *arg)
  */
 static void finish_batch(struct worker *w)
 {
-    if (w->stopping && now_ms() > w->stop_deadline_ms) {
-        leave(w);
-        return;
-    }
     w->state = WORKER_FINISHING;
     size_t n_pairs = 0, n_dead = 0;
     for (size_t i = 0; i < w->n_entries; i++) {
@@ -540,7 +501,7 @@ static void finish_batch(struct worker *w)
             n_pairs += e->key != NULL;
         }
     }
-    size_t argc = 10 + 2 * n_pairs + 3 * n_dead + w->n_entries, n = 0;
+    size_t argc = 10 + 2 * n_pairs + 4 * n_dead + w->n_entries, n = 0;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);
     char pairs[24], dead[24];
@@ -573,17 +534,16 @@ static void finish_batch(struct worker *w)
     free(lens);
 }
 
-/* ---- start-up, heartbeat, main ---- */
+/* ---- the process: start, maintenance, drain, stop ---- */
 
 static void on_heartbeat(redisReply *reply, void *arg)
 {
-    (void)reply, (void)arg;
+    (void)reply, (void)arg; /* a missed heartbeat shows in /stats' `workers`; nothing to do */
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+static void maintain(void *arg)
 {
     struct worker *w = arg;
-    (void)fd, (void)what;
     pool_maintain(w->pool);
     redis_maintain(w->redis);
     redis_maintain(w->blocking);
@@ -591,59 +551,23 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (w->state == WORKER_DONE || w->state == WORKER_STARTING)
         return;
     const char *argv[] = {"EVAL", WQ_HEARTBEAT_SCRIPT, "1", WQ_WORKERS, w->consumer};
-    size_t lens[5];
-    for (size_t i = 0; i < 5; i++)
-        lens[i] = strlen(argv[i]);
-    redis_command(w->redis, on_heartbeat, w, 5, argv, lens);
+    wq_command(w->redis, on_heartbeat, w, 5, argv);
 }
 
 static void on_version_ready(void *arg)
 {
     struct worker *w = arg;
-    if (w->stopping) {
-        leave(w);
-        return;
-    }
     w->state = WORKER_READING;
     create_group(w);
 }
 
+/* The common table first, then layer 6's column on it (the API does the same). */
 static void on_schema_ready(void *arg)
 {
     struct worker *w = arg;
     struct pgconn_settings pg = pool_config_pg(&w->db, "l6-worker");
     schema_task_free(w->schema);
-    w->schema = schema_ensure(w->base, &pg, WQ_SQL_SCHEMA, on_version_ready, w);
-}
-
-static bool load_config(int argc, char **argv, bool *exit_now)
-{
-    char err[256];
-    *exit_now = false;
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("l6-worker: drains layer 6's write stream into PostgreSQL in batches\n\n"
-               "Usage: l6-worker [--help]\n\n");
-        config_usage(worker_rows, ROW_COUNT, stdout);
-        *exit_now = true;
-        return true;
-    }
-    if (argc > 1) {
-        fprintf(stderr, "l6-worker: unknown argument '%s' (try --help)\n", argv[1]);
-        return false;
-    }
-    if (!config_load(worker_rows, ROW_COUNT, NULL, NULL, err, sizeof err)) {
-        fprintf(stderr, "l6-worker: configuration error: %s\n", err);
-        return false;
-    }
-    enum log_level level;
-    if (!log_level_parse(worker.log_level, &level)) {
-        fprintf(stderr, "l6-worker: configuration error: LOG_LEVEL=%s\n", worker.log_level);
-        return false;
-    }
-    log_threshold = level;
-    fprintf(stderr, "l6-worker (6-write-buffering) configuration:\n");
-    config_print(worker_rows, ROW_COUNT, stderr);
-    return pool_config_check(&worker.db);
+    w->schema = schema_ensure(process_base(w->process), &pg, WQ_SQL_SCHEMA, on_version_ready, w);
 }
 
 /* A name no other live worker has: the host (or WORKER_NAME), the pid and the start time. */
@@ -661,45 +585,51 @@ static void name_consumer(struct worker *w)
              (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000);
 }
 
-int main(int argc, char **argv)
+static bool start(struct process *process, void *arg)
 {
-    struct worker *w = &worker;
-    bool exit_now;
-    signal(SIGPIPE, SIG_IGN);
-    if (!load_config(argc, argv, &exit_now) || exit_now) {
-        config_release(worker_rows, ROW_COUNT);
-        return exit_now ? 0 : 1;
-    }
+    struct worker *w = arg;
+    struct event_base *base = process_base(process);
+    w->process = process;
+    if (!pool_config_check(&w->db))
+        return false;
     name_consumer(w);
     snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
-    w->base = event_base_new();
-    w->pool = pool_config_create(&w->db, w->base, "l6-worker", NULL);
-    struct redis_settings rs = {w->redis_url, w->redis_timeout_ms, w->redis_timeout_ms};
-    struct redis_settings bs = {w->redis_url, w->redis_timeout_ms, w->flush_ms + 1000};
-    w->redis = redis_create(w->base, &rs, NULL);
-    w->blocking = redis_create(w->base, &bs, NULL);
-    if (w->redis == NULL || w->blocking == NULL) {
-        LOG_ERROR("REDIS_URL is not redis://host:port[/0]");
-        w->exit_code = 1;
-        goto cleanup;
-    }
+    backoff_init(&w->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    w->retry = evtimer_new(base, on_retry, w);
+    w->db.resolver = process_resolver(process); /* host names off the event loop */
+    w->pool = pool_config_create(&w->db, base, "l6-worker", NULL);
+    struct redis_settings rs = {.url = w->redis_url,
+                                .connect_timeout_ms = w->redis_timeout_ms,
+                                .command_timeout_ms = w->redis_timeout_ms,
+                                .resolver = process_resolver(process)};
+    w->redis = redis_create(base, &rs, NULL);
+    rs.blocking = true; /* XREADGROUP ... BLOCK: a connection of its own */
+    w->blocking = redis_create(base, &rs, NULL);
+    if (w->redis == NULL || w->blocking == NULL)
+        return false; /* logged: REDIS_URL is malformed */
     struct cache_settings cs = {"l6", w->cache_ttl_s, NULL};
     w->cache = cache_aside_create(w->redis, &cs, NULL);
-    w->backoff = evtimer_new(w->base, on_backoff, w);
-    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    w->sigterm = evsignal_new(w->base, SIGTERM, on_signal, w);
-    w->sigint = evsignal_new(w->base, SIGINT, on_signal, w);
-    struct timeval second = {1, 0};
-    event_add(w->tick, &second);
-    event_add(w->sigterm, NULL);
-    event_add(w->sigint, NULL);
     struct pgconn_settings pg = pool_config_pg(&w->db, "l6-worker");
-    w->schema = schema_ensure(w->base, &pg, RECORDS_SQL_SCHEMA, on_schema_ready, w);
-    event_base_dispatch(w->base);
-    LOG_INFO("l6-worker %s stopped", w->consumer);
+    w->schema = schema_ensure(base, &pg, RECORDS_SQL_SCHEMA, on_schema_ready, w);
+    return true;
+}
 
-cleanup:
-    w->state = WORKER_DONE;
+/* A stop signal: finish the batch in hand (start_cycle then leaves); before the first batch,
+ * there is nothing to finish. */
+static void drain(void *arg)
+{
+    struct worker *w = arg;
+    LOG_INFO("finishing the batch in hand, then exiting");
+    if (w->state == WORKER_STARTING)
+        leave(w);
+}
+
+static void stop(void *arg)
+{
+    struct worker *w = arg;
+    w->state = WORKER_DONE; /* callbacks called by the teardown below are ignored */
+    if (w->n_entries > 0) /* the shutdown deadline passed mid-batch */
+        LOG_WARN("consumer %s leaves %zu entries to be claimed", w->consumer, w->n_entries);
     schema_task_free(w->schema);
     cache_aside_free(w->cache);
     redis_free(w->blocking);
@@ -709,16 +639,20 @@ cleanup:
         wq_array_cleanup(&w->arrays[i]);
     free_batch(w);
     free(w->todo);
-    if (w->backoff)
-        event_free(w->backoff);
-    if (w->tick)
-        event_free(w->tick);
-    if (w->sigterm)
-        event_free(w->sigterm);
-    if (w->sigint)
-        event_free(w->sigint);
-    if (w->base)
-        event_base_free(w->base);
-    config_release(worker_rows, ROW_COUNT);
-    return w->exit_code;
+    if (w->retry)
+        event_free(w->retry);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct process_spec spec = {
+        .program = "l6-worker",
+        .summary = "drains layer 6's write stream into PostgreSQL in batches",
+        CONFIG_SETS(worker_sets),
+        .start = start,
+        .maintain = maintain,
+        .drain = drain,
+        .stop = stop,
+    };
+    return process_main(argc, argv, &spec, &worker);
 }

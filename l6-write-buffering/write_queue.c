@@ -8,8 +8,13 @@
  */
 #include "write_queue.h"
 
+#include "log.h"
+#include "record.h"
+#include "redis.h"
 #include "xalloc.h"
 
+#include <event2/buffer.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,4 +221,148 @@ void wq_array_cleanup(struct wq_array *a)
 {
     free(a->data);
     *a = (struct wq_array){0};
+}
+
+/* ---- the API's calls on the queue ---- */
+
+void wq_command(struct redis *redis, redis_reply_cb cb, void *arg, int argc, const char **argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc && i < 16; i++)
+        lens[i] = strlen(argv[i]);
+    redis_command(redis, cb, arg, argc < 16 ? argc : 16, argv, lens);
+}
+
+void wq_append(struct redis *redis, const struct wq_limits *limits, const char *key,
+               size_t key_len, const char *value, size_t value_len, redis_reply_cb cb, void *arg)
+{
+    char max_length[24], max_age[24];
+    snprintf(max_length, sizeof max_length, "%ld", limits->max_length);
+    snprintf(max_age, sizeof max_age, "%ld", limits->max_age_ms);
+    const char *argv[] = {"EVAL",     WQ_WRITE_SCRIPT, "3",   WQ_STREAM,  WQ_PENDING,
+                          WQ_STATS,   key,             value, max_length, max_age};
+    const size_t lens[] = {4,
+                           sizeof WQ_WRITE_SCRIPT - 1,
+                           1,
+                           strlen(WQ_STREAM),
+                           strlen(WQ_PENDING),
+                           strlen(WQ_STATS),
+                           key_len,
+                           value_len,
+                           strlen(max_length),
+                           strlen(max_age)};
+    redis_command(redis, cb, arg, 10, argv, lens);
+}
+
+enum wq_append_result wq_append_result(const redisReply *reply)
+{
+    if (reply == NULL)
+        return WQ_APPEND_UNAVAILABLE;
+    if (reply->type != REDIS_REPLY_ERROR)
+        return WQ_APPEND_OK;
+    if (strncmp(reply->str, WQ_FULL, strlen(WQ_FULL)) == 0)
+        return WQ_APPEND_FULL;
+    LOG_WARN("the queue refused a write: %s", reply->str); /* e.g. OOM: Redis is full */
+    return WQ_APPEND_UNAVAILABLE;
+}
+
+void wq_lookup(struct redis *redis, const char *key, size_t key_len, redis_reply_cb cb, void *arg)
+{
+    const char *argv[] = {"HGET", WQ_PENDING, key};
+    const size_t lens[] = {4, strlen(WQ_PENDING), key_len};
+    redis_command(redis, cb, arg, 3, argv, lens);
+}
+
+struct record *wq_queued_record(const redisReply *reply, const char *key, size_t key_len)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+        return NULL; /* nil: nothing queued */
+    json_t *pending = json_loadb(reply->str, reply->len, 0, NULL);
+    const char *id_text = json_string_value(json_object_get(pending, "id"));
+    const char *created = json_string_value(json_object_get(pending, "created"));
+    json_t *value = json_object_get(pending, "value");
+    struct wq_id id;
+    struct record *rec = NULL;
+    if (id_text != NULL && json_is_string(value) && wq_parse_id(id_text, strlen(id_text), &id)) {
+        char created_at[32], updated_at[32];
+        wq_format_ms(created ? atoll(created) : id.ms, created_at, sizeof created_at);
+        wq_format_ms(id.ms, updated_at, sizeof updated_at);
+        rec = record_create(key, key_len, json_string_value(value), json_string_length(value),
+                            created_at, updated_at);
+    } else {
+        LOG_WARN("ignoring a malformed pending value (%zu bytes)", reply->len);
+    }
+    json_decref(pending);
+    return rec;
+}
+
+void wq_read_stats(struct redis *redis, redis_reply_cb cb, void *arg)
+{
+    const char *argv[] = {"EVAL",   WQ_STATS_SCRIPT, "4",        WQ_STREAM,
+                          WQ_STATS, WQ_DEAD,         WQ_WORKERS, WQ_GROUP};
+    wq_command(redis, cb, arg, 8, argv);
+}
+
+void wq_parse_stats(const redisReply *reply, struct wq_stats *out)
+{
+    *out = (struct wq_stats){0};
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8)
+        return;
+    long long *fields[] = {&out->length,  &out->queued, &out->processed,     &out->batches,
+                           &out->pending, &out->dead,   &out->oldest_age_ms, &out->workers};
+    for (size_t i = 0; i < 8; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            return;
+        *fields[i] = reply->element[i]->integer;
+    }
+    out->available = true;
+}
+
+bool wq_accepting(const struct wq_stats *s, const struct wq_limits *limits)
+{
+    return s->available && s->length < limits->max_length &&
+           s->oldest_age_ms <= limits->max_age_ms;
+}
+
+static json_t *count_or_null(bool available, long long n)
+{
+    return available ? json_integer(n) : json_null();
+}
+
+json_t *wq_stats_json(const struct wq_stats *s, const struct wq_limits *limits)
+{
+    bool ok = s->available;
+    double mean = s->batches ? round(100.0 * (double)s->processed / (double)s->batches) / 100.0
+                             : 0.0;
+    json_t *o = json_object();
+    json_object_set_new(o, "queue_available", json_boolean(ok));
+    json_object_set_new(o, "queue_length", count_or_null(ok, s->length));
+    json_object_set_new(o, "writes_queued", count_or_null(ok, s->queued));
+    json_object_set_new(o, "writes_processed", count_or_null(ok, s->processed));
+    json_object_set_new(o, "pending", count_or_null(ok, s->pending));
+    json_object_set_new(o, "dead_letters", count_or_null(ok, s->dead));
+    json_object_set_new(o, "oldest_pending_age_ms",
+                        count_or_null(ok, s->oldest_age_ms < 0 ? 0 : s->oldest_age_ms));
+    json_object_set_new(o, "batches", count_or_null(ok, s->batches));
+    json_object_set_new(o, "mean_batch_size", ok ? json_real(mean) : json_null());
+    json_object_set_new(o, "workers", count_or_null(ok, s->workers));
+    json_object_set_new(o, "queue_max_length", json_integer(limits->max_length));
+    json_object_set_new(o, "queue_max_age_ms", json_integer(limits->max_age_ms));
+    return o;
+}
+
+void wq_render_gauges(struct evbuffer *out, void *arg)
+{
+    const struct wq_stats *s = arg;
+    if (!s->available)
+        return; /* no reading: no numbers, rather than stale or invented ones */
+    evbuffer_add_printf(out,
+                        "# HELP queue_length Writes acknowledged and not yet committed.\n"
+                        "# TYPE queue_length gauge\nqueue_length %lld\n"
+                        "# HELP queue_pending Entries delivered to a worker, not yet "
+                        "acknowledged.\n"
+                        "# TYPE queue_pending gauge\nqueue_pending %lld\n"
+                        "# HELP queue_dead_letters Entries in the dead-letter stream.\n"
+                        "# TYPE queue_dead_letters gauge\nqueue_dead_letters %lld\n",
+                        s->length, s->pending, s->dead);
 }

@@ -1,6 +1,8 @@
 /*
- * write_queue: what the API and the worker of layer 6 share: the Redis key names, the Lua
- * scripts that touch them, the SQL of the drain, and the encodings of a write on its way.
+ * write_queue: the queue of layer 6, as its API and its worker use it: the Redis key names, the
+ * Lua scripts that touch them, the SQL of the drain, the encodings of a write on its way, and
+ * the API's three calls on the queue (append a write, look up a key's queued write, read the
+ * queue's numbers), so that the handlers read like layer 2's with the queue in front.
  *
  *   API:    EVAL WRITE_SCRIPT  -> XADD l6:writes, HSET l6:pending, HINCRBY l6:stats (atomic)
  *   worker: XREADGROUP l6:writes -> INSERT ... FROM unnest(arrays) -> EVAL FINISH_SCRIPT
@@ -15,8 +17,15 @@
 #ifndef L6_WRITE_QUEUE_H
 #define L6_WRITE_QUEUE_H
 
+#include "redis.h"
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+struct evbuffer;
+struct record;
 
 #define WQ_STREAM  "l6:writes"  /* the queue: one entry per accepted write */
 #define WQ_PENDING "l6:pending" /* key -> {"id","created","value"} of its newest queued write */
@@ -79,5 +88,68 @@ void wq_array_add_int(struct wq_array *a, long long n);
 /* Returns the finished literal (owned by a until wq_array_cleanup). */
 const char *wq_array_finish(struct wq_array *a);
 void wq_array_cleanup(struct wq_array *a);
+
+/* ---- the API's calls on the queue (callbacks as redis_command's: exactly once) ---- */
+
+/* The queue's bounds: past either, a write is refused (503 + Retry-After). */
+struct wq_limits {
+    long max_length; /* QUEUE_MAX_LENGTH: entries not yet committed */
+    long max_age_ms; /* QUEUE_MAX_AGE_MS: age of the oldest of them */
+};
+
+/* Appends a write in one atomic script (WQ_WRITE_SCRIPT): the bounds, XADD, the key's pending
+ * value, the writes_queued counter. Strings are copied before it returns. */
+void wq_append(struct redis *redis, const struct wq_limits *limits, const char *key,
+               size_t key_len, const char *value, size_t value_len, redis_reply_cb cb, void *arg);
+
+enum wq_append_result {
+    WQ_APPEND_OK,          /* in the stream (and in Redis's AOF buffer) */
+    WQ_APPEND_FULL,        /* refused: the queue is past a bound */
+    WQ_APPEND_UNAVAILABLE, /* Redis unreachable, or it failed the script (logged) */
+};
+
+/* What a wq_append reply says. */
+enum wq_append_result wq_append_result(const redisReply *reply);
+
+/* Looks up the key's queued write (HGET l6:pending key). */
+void wq_lookup(struct redis *redis, const char *key, size_t key_len, redis_reply_cb cb,
+               void *arg);
+
+/*
+ * The queued write a wq_lookup reply holds, as a record (caller frees): its value, updated_at
+ * at its append, created_at at the first queued write of the key (what a new row will get).
+ * NULL when no write of the key is queued, or the pending value is malformed (logged).
+ */
+struct record *wq_queued_record(const redisReply *reply, const char *key, size_t key_len);
+
+/* The queue's numbers, counted where they happen (the write script, the workers). */
+struct wq_stats {
+    bool available;          /* Redis answered */
+    long long length;        /* XLEN: entries not yet committed */
+    long long queued;        /* writes_queued, by the write script */
+    long long processed;     /* writes_processed, by the workers' finish script */
+    long long batches;       /* batches finished by all workers */
+    long long pending;       /* XPENDING: delivered to a worker, not acknowledged */
+    long long dead;          /* XLEN of the dead-letter stream */
+    long long oldest_age_ms; /* age of the oldest entry, -1 when the stream is empty */
+    long long workers;       /* workers with a heartbeat in the last 5 s */
+};
+
+/* Reads them in one script (WQ_STATS_SCRIPT); parse the reply with wq_parse_stats. */
+void wq_read_stats(struct redis *redis, redis_reply_cb cb, void *arg);
+void wq_parse_stats(const redisReply *reply, struct wq_stats *out);
+
+/* True when Redis answered and a write would be accepted now. */
+bool wq_accepting(const struct wq_stats *stats, const struct wq_limits *limits);
+
+/* The /stats members of the queue (null numbers when Redis did not answer). */
+json_t *wq_stats_json(const struct wq_stats *stats, const struct wq_limits *limits);
+
+/* A metrics_gauge_fn (arg: a struct wq_stats, refreshed by the caller): queue_length,
+ * queue_pending, queue_dead_letters, while the last reading succeeded. */
+void wq_render_gauges(struct evbuffer *out, void *stats);
+
+/* Sends a command of at most 16 arguments, all NUL-terminated text. */
+void wq_command(struct redis *redis, redis_reply_cb cb, void *arg, int argc, const char **argv);
 
 #endif

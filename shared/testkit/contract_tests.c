@@ -425,23 +425,41 @@ START_TEST(health_and_metrics)
 }
 END_TEST
 
-TCase *contract_tcase(void)
+void contract_add_tests(TCase *tc, const TTest *const *tests, size_t count,
+                        const char *const *skip)
 {
+    for (size_t i = 0; i < count; i++) {
+        bool skipped = false;
+        for (size_t j = 0; skip != NULL && skip[j] != NULL; j++)
+            skipped = skipped || strcmp(tests[i]->name, skip[j]) == 0;
+        if (!skipped)
+            tcase_add_test(tc, tests[i]);
+    }
+}
+
+TCase *contract_tcase_without(const char *const *skip)
+{
+    const TTest *const contract_tests[] = {write_and_read_shapes,
+                                           read_not_found_shape,
+                                           request_ids,
+                                           validation_errors,
+                                           value_length_limit,
+                                           not_found_method_not_allowed_too_large,
+                                           chunked_uploads,
+                                           keys_in_paths,
+                                           large_value_round_trip,
+                                           upsert_keeps_created_moves_updated,
+                                           health_and_metrics}; /* in the order they run */
     TCase *tc = tcase_create("contract");
     tcase_add_checked_fixture(tc, start_server, stop_server);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, write_and_read_shapes);
-    tcase_add_test(tc, read_not_found_shape);
-    tcase_add_test(tc, request_ids);
-    tcase_add_test(tc, validation_errors);
-    tcase_add_test(tc, value_length_limit);
-    tcase_add_test(tc, not_found_method_not_allowed_too_large);
-    tcase_add_test(tc, chunked_uploads);
-    tcase_add_test(tc, keys_in_paths);
-    tcase_add_test(tc, large_value_round_trip);
-    tcase_add_test(tc, upsert_keeps_created_moves_updated);
-    tcase_add_test(tc, health_and_metrics);
+    contract_add_tests(tc, contract_tests, sizeof contract_tests / sizeof contract_tests[0], skip);
     return tc;
+}
+
+TCase *contract_tcase(void)
+{
+    return contract_tcase_without(NULL);
 }
 
 int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
@@ -457,35 +475,4 @@ int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
     srunner_free(runner);
     tk_pg_destroy(t->pg);
     return failed == 0 ? 0 : 1;
-}
-
-/*
- * The contract case without the tests named in `skip` (NULL-terminated), for a layer whose row
- * of the contract departs from the common behaviour a test checks (layer 6 answers writes with
- * "Write queued successfully"); that layer tests its own version of what it skips.
- */
-TCase *contract_tcase_without(const char *const *skip)
-{
-    const TTest *const all[] = {write_and_read_shapes,
-                                read_not_found_shape,
-                                request_ids,
-                                validation_errors,
-                                value_length_limit,
-                                not_found_method_not_allowed_too_large,
-                                chunked_uploads,
-                                keys_in_paths,
-                                large_value_round_trip,
-                                upsert_keeps_created_moves_updated,
-                                health_and_metrics};
-    TCase *tc = tcase_create("contract");
-    tcase_add_checked_fixture(tc, start_server, stop_server);
-    tcase_set_timeout(tc, 60);
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        bool skipped = false;
-        for (size_t j = 0; skip != NULL && skip[j] != NULL; j++)
-            skipped = skipped || strcmp(all[i]->name, skip[j]) == 0;
-        if (!skipped)
-            tcase_add_test(tc, all[i]);
-    }
-    return tc;
 }

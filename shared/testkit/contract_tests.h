@@ -42,9 +42,15 @@ int contract_run_suite(const struct contract_target *target, TCase *layer_tests)
 
 /*
  * The two cases without the tests named in `skip` (NULL-terminated, by function name), for a
- * layer whose contract row departs from what a test checks; it tests its own version instead.
+ * layer whose contract row departs on purpose from what a test checks (layer 6 answers writes
+ * with "Write queued successfully", and accepts them while PostgreSQL is down); the layer tests
+ * its own version of each test it skips. contract_tcase() is contract_tcase_without(NULL).
  */
 TCase *contract_tcase_without(const char *const *skip);
 TCase *resilience_tcase_without(const char *const *skip);
+
+/* Adds tests[0..count) to tc, but those named in skip (NULL-terminated, or NULL). */
+void contract_add_tests(TCase *tc, const TTest *const *tests, size_t count,
+                        const char *const *skip);
 
 #endif

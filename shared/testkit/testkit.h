@@ -55,6 +55,10 @@ struct tk_redis {
 };
 
 bool tk_redis_start(struct tk_redis *redis, int port);
+/* A Redis in one of scripts/stack.sh's modes: "cache" (tk_redis_start: no persistence, any key
+ * evicted), "queue" (AOF, appendfsync everysec, only keys with a TTL evicted) or "queue-always"
+ * (appendfsync always). tk_redis_restart keeps the mode. */
+bool tk_redis_start_mode(struct tk_redis *redis, int port, const char *mode);
 bool tk_redis_stop(struct tk_redis *redis);
 bool tk_redis_restart(struct tk_redis *redis);
 void tk_redis_destroy(struct tk_redis *redis);
@@ -145,10 +149,5 @@ char *tk_write_body(const char *key, const char *value);
 
 /* Monotonic milliseconds. */
 long long tk_now_ms(void);
-
-/* A Redis in one of scripts/stack.sh's modes: "cache" (as tk_redis_start), "queue" (AOF,
- * appendfsync everysec, only keys with a TTL evicted) or "queue-always" (appendfsync always).
- * tk_redis_restart keeps the mode. */
-bool tk_redis_start_mode(struct tk_redis *redis, int port, const char *mode);
 
 #endif
