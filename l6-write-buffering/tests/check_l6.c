@@ -476,10 +476,6 @@ int main(void)
     static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000",
                                 "QUEUE_MAX_AGE_MS=3600000", NULL};
     struct contract_target target = {SERVER_BIN, "6-write-buffering", SERVER_PORT, &pg, env, false};
-    contract_set_target(&target);
-    static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
-    static const char *const resilience_skip[] = {"client_disconnects_mid_query",
-                                                  "database_stops_and_comes_back", NULL};
     TCase *own = tcase_create("write-buffer");
     tcase_add_checked_fixture(own, setup, teardown);
     tcase_set_timeout(own, 120);
@@ -494,15 +490,10 @@ int main(void)
     tcase_add_test(own, poison_entries_go_to_the_dead_letters);
     tcase_add_test(own, backpressure_and_recovery);
     tcase_add_test(own, sigterm_finishes_the_batch);
-    Suite *suite = suite_create("6-write-buffering");
-    suite_add_tcase(suite, contract_tcase_without(contract_skip));
-    suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
-    suite_add_tcase(suite, own);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    tk_pg_destroy(&pg);
+    static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
+    static const char *const resilience_skip[] = {"client_disconnects_mid_query",
+                                                  "database_stops_and_comes_back", NULL};
+    int rc = contract_run_suite_without(&target, own, contract_skip, resilience_skip);
     tk_redis_destroy(&redis);
-    return failed == 0 ? 0 : 1;
+    return rc;
 }

@@ -462,12 +462,14 @@ TCase *contract_tcase(void)
     return contract_tcase_without(NULL);
 }
 
-int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
+int contract_run_suite_without(const struct contract_target *t, TCase *layer_tests,
+                               const char *const *contract_skip,
+                               const char *const *resilience_skip)
 {
     contract_set_target(t);
     Suite *suite = suite_create(t->layer);
-    suite_add_tcase(suite, contract_tcase());
-    suite_add_tcase(suite, resilience_tcase());
+    suite_add_tcase(suite, contract_tcase_without(contract_skip));
+    suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
     suite_add_tcase(suite, layer_tests);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
@@ -475,4 +477,9 @@ int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
     srunner_free(runner);
     tk_pg_destroy(t->pg);
     return failed == 0 ? 0 : 1;
+}
+
+int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
+{
+    return contract_run_suite_without(t, layer_tests, NULL, NULL);
 }

@@ -49,6 +49,11 @@ int contract_run_suite(const struct contract_target *target, TCase *layer_tests)
 TCase *contract_tcase_without(const char *const *skip);
 TCase *resilience_tcase_without(const char *const *skip);
 
+/* contract_run_suite, without the shared tests named in the two lists (as above). */
+int contract_run_suite_without(const struct contract_target *target, TCase *layer_tests,
+                               const char *const *contract_skip,
+                               const char *const *resilience_skip);
+
 /* Adds tests[0..count) to tc, but those named in skip (NULL-terminated, or NULL). */
 void contract_add_tests(TCase *tc, const TTest *const *tests, size_t count,
                         const char *const *skip);
