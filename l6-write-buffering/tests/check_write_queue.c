@@ -1,9 +1,12 @@
 /*
- * Unit tests of write_queue's encodings: stream ids as versions, timestamps, and PostgreSQL
- * array literals (the worker's whole batch travels in them: one escaping mistake and a value
- * arrives changed, or a batch is refused).
+ * Unit tests of write_queue's encodings: stream ids as versions, timestamps, PostgreSQL array
+ * literals (the worker's whole batch travels in them: one escaping mistake and a value arrives
+ * changed, or a batch is refused), and the API's readings of Redis replies (a queued write, the
+ * append's outcome, the queue's numbers), on replies built here, without a Redis.
  */
 #include "write_queue.h"
+
+#include "record.h"
 
 #include <check.h>
 #include <stdlib.h>
@@ -87,6 +90,75 @@ START_TEST(int_arrays_and_growth)
 }
 END_TEST
 
+static redisReply text_reply(int type, const char *text)
+{
+    return (redisReply){.type = type, .str = (char *)text, .len = strlen(text)};
+}
+
+START_TEST(a_queued_write_reads_as_a_record)
+{
+    redisReply r = text_reply(REDIS_REPLY_STRING, "{\"id\":\"1700000000123-4\",\"created\":"
+                                                  "\"1700000000005\",\"value\":\"v \\\"q\\\"\"}");
+    struct record *rec = wq_queued_record(&r, "k", 1);
+    ck_assert_ptr_nonnull(rec);
+    size_t len;
+    ck_assert_str_eq(record_value(rec, &len), "v \"q\"");
+    ck_assert_str_eq(record_updated_at(rec), "2023-11-14T22:13:20.123000Z"); /* the append */
+    ck_assert_str_eq(record_created_at(rec), "2023-11-14T22:13:20.005000Z"); /* the first */
+    record_free(rec);
+    redisReply nil = {.type = REDIS_REPLY_NIL};
+    ck_assert_ptr_null(wq_queued_record(&nil, "k", 1)); /* nothing queued */
+    redisReply bad = text_reply(REDIS_REPLY_STRING, "{\"id\":\"x\",\"value\":\"v\"}");
+    ck_assert_ptr_null(wq_queued_record(&bad, "k", 1)); /* malformed: as if nothing queued */
+    bad = text_reply(REDIS_REPLY_STRING, "not json");
+    ck_assert_ptr_null(wq_queued_record(&bad, "k", 1));
+}
+END_TEST
+
+START_TEST(append_outcomes)
+{
+    redisReply id = text_reply(REDIS_REPLY_STRING, "1700000000123-0");
+    redisReply full = text_reply(REDIS_REPLY_ERROR, WQ_FULL " length");
+    redisReply oom = text_reply(REDIS_REPLY_ERROR, "OOM command not allowed");
+    ck_assert_int_eq(wq_append_result(&id), WQ_APPEND_OK);
+    ck_assert_int_eq(wq_append_result(&full), WQ_APPEND_FULL);
+    ck_assert_int_eq(wq_append_result(&oom), WQ_APPEND_UNAVAILABLE);
+    ck_assert_int_eq(wq_append_result(NULL), WQ_APPEND_UNAVAILABLE);
+}
+END_TEST
+
+START_TEST(queue_numbers_and_limits)
+{
+    redisReply n[8], *elements[8];
+    const long long values[8] = {5, 10, 5, 2, 1, 0, 1200, 2};
+    for (int i = 0; i < 8; i++) {
+        n[i] = (redisReply){.type = REDIS_REPLY_INTEGER, .integer = values[i]};
+        elements[i] = &n[i];
+    }
+    redisReply array = {.type = REDIS_REPLY_ARRAY, .elements = 8, .element = elements};
+    struct wq_stats s;
+    wq_parse_stats(&array, &s);
+    ck_assert(s.available);
+    ck_assert_int_eq(s.length, 5);
+    ck_assert_int_eq(s.oldest_age_ms, 1200);
+    ck_assert(wq_accepting(&s, &(struct wq_limits){6, 2000}));
+    ck_assert(!wq_accepting(&s, &(struct wq_limits){5, 2000})); /* at the length bound */
+    ck_assert(!wq_accepting(&s, &(struct wq_limits){6, 1000})); /* too old */
+    json_t *o = wq_stats_json(&s, &(struct wq_limits){6, 2000});
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "writes_processed")), 5);
+    ck_assert(json_real_value(json_object_get(o, "mean_batch_size")) == 2.5);
+    json_decref(o);
+
+    wq_parse_stats(NULL, &s); /* Redis down: no numbers, never made-up ones */
+    ck_assert(!s.available);
+    ck_assert(!wq_accepting(&s, &(struct wq_limits){6, 2000}));
+    o = wq_stats_json(&s, &(struct wq_limits){6, 2000});
+    ck_assert(json_is_null(json_object_get(o, "queue_length")));
+    ck_assert(json_is_false(json_object_get(o, "queue_available")));
+    json_decref(o);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("write_queue");
@@ -96,6 +168,11 @@ int main(void)
     tcase_add_test(tc, text_arrays_quote_and_escape_everything);
     tcase_add_test(tc, int_arrays_and_growth);
     suite_add_tcase(s, tc);
+    TCase *replies = tcase_create("replies");
+    tcase_add_test(replies, a_queued_write_reads_as_a_record);
+    tcase_add_test(replies, append_outcomes);
+    tcase_add_test(replies, queue_numbers_and_limits);
+    suite_add_tcase(s, replies);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
