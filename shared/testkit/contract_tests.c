@@ -2,6 +2,7 @@
  * contract_tests: the shared HTTP contract, as Check test cases (see contract_tests.h).
  */
 #include "contract_tests.h"
+#include "check_run.h"
 
 #include <regex.h>
 #include <signal.h>
@@ -427,20 +428,13 @@ END_TEST
 
 TCase *contract_tcase(void)
 {
-    TCase *tc = tcase_create("contract");
-    tcase_add_checked_fixture(tc, start_server, stop_server);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, write_and_read_shapes);
-    tcase_add_test(tc, read_not_found_shape);
-    tcase_add_test(tc, request_ids);
-    tcase_add_test(tc, validation_errors);
-    tcase_add_test(tc, value_length_limit);
-    tcase_add_test(tc, not_found_method_not_allowed_too_large);
-    tcase_add_test(tc, chunked_uploads);
-    tcase_add_test(tc, keys_in_paths);
-    tcase_add_test(tc, large_value_round_trip);
-    tcase_add_test(tc, upsert_keeps_created_moves_updated);
-    tcase_add_test(tc, health_and_metrics);
+    TCase *tc =
+        check_tcase("contract", start_server, stop_server, 60,
+                    (const TTest *const[]){
+                        write_and_read_shapes, read_not_found_shape, request_ids, validation_errors,
+                        value_length_limit, not_found_method_not_allowed_too_large, chunked_uploads,
+                        keys_in_paths, large_value_round_trip, upsert_keeps_created_moves_updated,
+                        health_and_metrics, NULL});
     return tc;
 }
 
@@ -451,10 +445,7 @@ int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
     suite_add_tcase(suite, contract_tcase());
     suite_add_tcase(suite, resilience_tcase());
     suite_add_tcase(suite, layer_tests);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
+    int failed = check_run(suite, CK_FORK_GETENV);
     tk_pg_destroy(t->pg);
     return failed == 0 ? 0 : 1;
 }

@@ -7,6 +7,7 @@
  * libpq connection: every request that touches the table then waits until the test commits.
  */
 #include "contract_tests.h"
+#include "check_run.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -183,12 +184,10 @@ END_TEST
 
 TCase *resilience_tcase(void)
 {
-    TCase *tc = tcase_create("resilience");
-    tcase_add_checked_fixture(tc, start_server, stop_server);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, five_hundred_concurrent_clients);
-    tcase_add_test(tc, client_disconnects_mid_query);
-    tcase_add_test(tc, database_stops_and_comes_back);
-    tcase_add_test(tc, graceful_shutdown_finishes_in_flight_requests);
+    TCase *tc = check_tcase(
+        "resilience", start_server, stop_server, 120,
+        (const TTest *const[]){five_hundred_concurrent_clients, client_disconnects_mid_query,
+                               database_stops_and_comes_back,
+                               graceful_shutdown_finishes_in_flight_requests, NULL});
     return tc;
 }
