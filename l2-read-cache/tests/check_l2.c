@@ -5,7 +5,7 @@
  * misses on a key, reads that keep working while Redis is down (and caching that resumes
  * when it is back), and an invalidation lost while Redis hung that is delivered afterwards.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
 #include "check_run.h"
 
 #include <signal.h>
@@ -274,7 +274,7 @@ int main(void)
                         a_stale_row_is_never_cached, an_evicted_version_lets_no_stale_row_in,
                         concurrent_misses_share_one_query, redis_down_reads_go_to_the_database,
                         a_lost_invalidation_is_delivered_later, NULL});
-    int rc = contract_run_suite(&target, own);
+    int rc = layer_suite_run(&target, own);
     tk_redis_destroy(&redis);
     return rc;
 }

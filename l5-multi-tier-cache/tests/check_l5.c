@@ -5,7 +5,7 @@
  * old value from its L1, and also when Redis hung meanwhile), reads through a Redis outage, and
  * /clear-cache touching only its own keys.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
 #include "check_run.h"
 
 #include <signal.h>
@@ -328,7 +328,7 @@ int main(void)
             an_invalidation_lost_while_redis_hung_still_reaches_the_other_instance,
             a_silent_channel_stops_the_other_instance_trusting_its_l1,
             redis_down_bypasses_the_caches, clear_cache_clears_only_its_own_keys, NULL});
-    int rc = contract_run_suite(&target, own);
+    int rc = layer_suite_run(&target, own);
     tk_redis_destroy(&redis);
     return rc;
 }

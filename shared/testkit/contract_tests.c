@@ -437,15 +437,3 @@ TCase *contract_tcase(void)
                         health_and_metrics, NULL});
     return tc;
 }
-
-int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
-{
-    contract_set_target(t);
-    Suite *suite = suite_create(t->layer);
-    suite_add_tcase(suite, contract_tcase());
-    suite_add_tcase(suite, resilience_tcase());
-    suite_add_tcase(suite, layer_tests);
-    int failed = check_run(suite, CK_FORK_GETENV);
-    tk_pg_destroy(t->pg);
-    return failed == 0 ? 0 : 1;
-}

@@ -5,8 +5,9 @@
  * PostgreSQL going away and coming back, graceful shutdown with requests in flight).
  *
  * A layer's test program starts a PostgreSQL (tk_pg_start), describes its server with
- * contract_set_target, and adds contract_tcase() and resilience_tcase() to its suite. Each test
- * starts a fresh server (in Check's forked child, so a crash fails only that test).
+ * contract_set_target, and adds contract_tcase() (and resilience_tcase(), resilience_tests.h) to
+ * its suite, or lets layer_suite_run (layer_suite.h) do all of it. Each test starts a fresh
+ * server (in Check's forked child, so a crash fails only that test).
  */
 #ifndef LAYERS_CONTRACT_TESTS_H
 #define LAYERS_CONTRACT_TESTS_H
@@ -32,12 +33,5 @@ const struct contract_target *contract_target(void);
 bool contract_start_server(struct tk_server *server, const char *const *more);
 
 TCase *contract_tcase(void);
-TCase *resilience_tcase(void);
-
-/*
- * A layer test program's whole main(): runs the contract, the resilience cases and the layer's
- * own test case against `target`, then destroys its PostgreSQL. Returns the exit code.
- */
-int contract_run_suite(const struct contract_target *target, TCase *layer_tests);
 
 #endif

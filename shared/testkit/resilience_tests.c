@@ -6,6 +6,8 @@
  * Slow queries are made on purpose by holding an exclusive lock on `records` from the test's own
  * libpq connection: every request that touches the table then waits until the test commits.
  */
+#include "resilience_tests.h"
+
 #include "contract_tests.h"
 #include "check_run.h"
 
