@@ -11,7 +11,6 @@
 
 #include "cache_aside.h"
 #include "cache_floor.h"
-#include "config_sets.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"

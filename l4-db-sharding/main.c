@@ -10,7 +10,6 @@
 
 #include "cache_aside.h"
 #include "clock.h"
-#include "config_sets.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"

@@ -28,7 +28,6 @@
  * running it again carries on where it stopped.
  */
 #include "config.h"
-#include "config_sets.h"
 #include "log.h"
 #include "process.h"
 #include "shard_map.h"

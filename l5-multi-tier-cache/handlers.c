@@ -351,17 +351,11 @@ static void on_counted(long long keys, void *arg)
     unsigned long long l2_hits = metrics_get(m, METRIC_CACHE_HITS);
     unsigned long long l2_misses = metrics_get(m, METRIC_CACHE_MISSES);
     unsigned long long reads = l1_hits + l1_misses;
-    struct l1_cache_stats l1;
-    l1_cache_get_stats(layer->l1, &l1);
     struct pool_stats pool;
     pool_get_stats(layer->pool, &pool);
     json_t *stats = json_object();
     json_object_set_new(stats, "l1_cache_available", json_boolean(l1_trusted(layer)));
-    json_object_set_new(stats, "l1_cache_size", json_integer((json_int_t)l1.entries));
-    json_object_set_new(stats, "l1_cache_max_size", json_integer((json_int_t)l1.max_entries));
-    json_object_set_new(stats, "l1_cache_bytes", json_integer((json_int_t)l1.bytes));
-    json_object_set_new(stats, "l1_cache_max_bytes", json_integer((json_int_t)l1.max_bytes));
-    json_object_set_new(stats, "l1_cache_evictions", json_integer((json_int_t)l1.evictions));
+    l1_cache_stats_into(layer->l1, stats);
     json_object_set_new(stats, "l1_cache_hits", json_integer((json_int_t)l1_hits));
     json_object_set_new(stats, "l1_cache_misses", json_integer((json_int_t)l1_misses));
     json_object_set_new(stats, "l1_hit_rate", rate(l1_hits, reads));

@@ -8,7 +8,6 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
-#include "config_sets.h"
 #include "http.h"
 #include "l1_cache.h"
 #include "metrics.h"

@@ -10,7 +10,6 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
-#include "config_sets.h"
 #include "http.h"
 #include "metrics.h"
 #include "pool_config.h"

@@ -29,7 +29,6 @@
 #include "cache_aside.h"
 #include "clock.h"
 #include "config.h"
-#include "config_sets.h"
 #include "log.h"
 #include "pool.h"
 #include "pool_config.h"

@@ -29,6 +29,7 @@
 #ifndef LAYERS_CACHE_ASIDE_H
 #define LAYERS_CACHE_ASIDE_H
 
+#include "config.h"
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,5 +100,12 @@ bool cache_aside_available(const struct cache_aside *cache);
  * When the count failed (Redis down): available false and every number null.
  */
 json_t *cache_aside_stats_json(const struct cache_aside *cache, long long keys, const char *prefix);
+
+/* Its settings, as a set for a program's table (config.h). */
+/* Cache-aside's TTL (`long *`, seconds). */
+#define CACHE_CONFIG_SET(ttl_target)                                                               \
+    CONFIG_ROWS_SET("cache-aside",                                                                 \
+                    {"CACHE_TTL", CONFIG_INT, "300", 1, 86400 * 30,                                \
+                     "seconds a cached row lives (plus up to 10% jitter)", (ttl_target), NULL})
 
 #endif

@@ -171,3 +171,12 @@ void l1_cache_get_stats(const struct l1_cache *c, struct l1_cache_stats *out)
     *out = (struct l1_cache_stats){c->entries,   c->bytes,     c->max_entries,
                                    c->max_bytes, c->evictions, c->expirations};
 }
+
+void l1_cache_stats_into(const struct l1_cache *c, json_t *stats)
+{
+    json_object_set_new(stats, "l1_cache_size", json_integer((json_int_t)c->entries));
+    json_object_set_new(stats, "l1_cache_max_size", json_integer((json_int_t)c->max_entries));
+    json_object_set_new(stats, "l1_cache_bytes", json_integer((json_int_t)c->bytes));
+    json_object_set_new(stats, "l1_cache_max_bytes", json_integer((json_int_t)c->max_bytes));
+    json_object_set_new(stats, "l1_cache_evictions", json_integer((json_int_t)c->evictions));
+}

@@ -12,6 +12,7 @@
 #ifndef LAYERS_L1_CACHE_H
 #define LAYERS_L1_CACHE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -44,5 +45,9 @@ void l1_cache_put(struct l1_cache *cache, const char *key, size_t key_len, const
 void l1_cache_remove(struct l1_cache *cache, const char *key, size_t key_len);
 void l1_cache_clear(struct l1_cache *cache);
 void l1_cache_get_stats(const struct l1_cache *cache, struct l1_cache_stats *out);
+
+/* Adds the cache's own numbers to a stats object, as layer 5's /stats names them:
+ * l1_cache_size, l1_cache_max_size, l1_cache_bytes, l1_cache_max_bytes, l1_cache_evictions. */
+void l1_cache_stats_into(const struct l1_cache *cache, json_t *stats);
 
 #endif

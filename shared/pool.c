@@ -7,6 +7,7 @@
  */
 #include "pool.h"
 
+#include "backoff.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
@@ -16,9 +17,6 @@
 #include <event2/event.h>
 #include <event2/event_struct.h> /* events embedded in our structs */
 #include <stdlib.h>
-
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 
 enum slot_state { SLOT_EMPTY, SLOT_OPENING, SLOT_IDLE, SLOT_BUSY };
 
@@ -47,7 +45,7 @@ struct pool {
     struct pool_waiter *waiters;            /* ring buffer of max_waiting */
     int wait_head, wait_count;              /* ring position and fill */
     struct event wait_timer;                /* fires at the head waiter's deadline */
-    long backoff_ms;                        /* current delay between failed attempts */
+    struct backoff backoff;                 /* delay between failed attempts */
     long long backoff_until_ms;             /* no new attempt before this */
     struct pool_stats totals;               /* cumulative counters (gauges filled on demand) */
     double usage_ms_total, wait_ms_total;   /* for the averages */
@@ -193,7 +191,7 @@ void pool_open_done(struct pool_slot *slot, bool ok)
     struct pool *pool = slot->pool;
     if (ok) {
         pool->totals.opened++;
-        pool->backoff_ms = 0;
+        backoff_reset(&pool->backoff);
         pool->backoff_until_ms = 0;
         slot->opened_ms = monotonic_ms();
         hand_off(pool, slot);
@@ -201,10 +199,7 @@ void pool_open_done(struct pool_slot *slot, bool ok)
     }
     pool->totals.open_failures++;
     close_slot(pool, slot);
-    pool->backoff_ms = pool->backoff_ms ? pool->backoff_ms * 2 : BACKOFF_MIN_MS;
-    if (pool->backoff_ms > BACKOFF_MAX_MS)
-        pool->backoff_ms = BACKOFF_MAX_MS;
-    pool->backoff_until_ms = monotonic_ms() + pool->backoff_ms;
+    pool->backoff_until_ms = monotonic_ms() + backoff_next(&pool->backoff);
     /* Nobody will release a connection if none is open: fail the waiters now, not later. */
     if (live_connections(pool) == 0 && count_slots(pool, SLOT_OPENING) == 0) {
         for (int n = pool->wait_count; n > 0 && pool->wait_count > 0; n--)
@@ -324,6 +319,7 @@ struct pool *pool_create(struct event_base *base, const struct pool_settings *se
                          struct metrics *metrics)
 {
     struct pool *pool = xcalloc(1, sizeof *pool);
+    backoff_init(&pool->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     pool->base = base;
     pool->settings = *settings;
     pool->connector = connector;

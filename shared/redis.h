@@ -19,6 +19,7 @@
 #ifndef LAYERS_REDIS_H
 #define LAYERS_REDIS_H
 
+#include "config.h"
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -78,5 +79,15 @@ void redis_maintain(struct redis *redis);
 /* Parses redis://host:port[/db]; false when malformed (redis_link_parse_url). */
 bool redis_parse_url(const char *url, char *host, size_t hostlen, int *port)
     __attribute__((warn_unused_result));
+
+/* Its settings, as a set for a program's table (config.h). */
+/* One Redis server: its URL (`char **`) and the deadline of connecting and of each command. */
+#define REDIS_CONFIG_SET(url_target, timeout_target, default_url)                                  \
+    CONFIG_ROWS_SET("Redis",                                                                       \
+                    {"REDIS_URL", CONFIG_URL, (default_url), 0, 0, "Redis connection URL",         \
+                     (url_target), NULL},                                                          \
+                    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,                             \
+                     "deadline for connecting to Redis and for each command", (timeout_target),    \
+                     NULL})
 
 #endif

@@ -27,6 +27,7 @@
 #ifndef LAYERS_REPLICA_ROUTER_H
 #define LAYERS_REPLICA_ROUTER_H
 
+#include "config.h"
 #include "pgconn.h"
 #include "pool_config.h"
 
@@ -137,5 +138,21 @@ unsigned long long replica_router_primary_reads(const struct replica_router *rou
 
 /* A metrics_gauge_fn (arg: the router): per-replica health, lag and reads. */
 void replica_router_render_gauges(struct evbuffer *out, void *router);
+
+/* Its settings, as a set for a program's table (config.h). */
+/* The replica router: a primary, its streaming replicas (a list, or one), the lag bound. */
+#define REPLICA_CONFIG_SET(primary_target, replicas_target, replica_target, lag_target,            \
+                           default_primary, default_replicas)                                      \
+    CONFIG_ROWS_SET(                                                                               \
+        "replicas",                                                                                \
+        {"PRIMARY_DATABASE_URL", CONFIG_URL, (default_primary), 0, 0,                              \
+         "the primary: every write, and reads no replica can serve", (primary_target), NULL},      \
+        {"REPLICA_DATABASE_URLS", CONFIG_URL, (default_replicas), 0, 0,                            \
+         "comma-separated replica URLs (streaming replicas of the primary)", (replicas_target),    \
+         NULL},                                                                                    \
+        {"REPLICA_DATABASE_URL", CONFIG_URL, "", 0, 0,                                             \
+         "one replica, when REPLICA_DATABASE_URLS is set empty", (replica_target), NULL},          \
+        {"MAX_REPLICA_LAG_MS", CONFIG_INT, "1000", 0, 3600000,                                     \
+         "replicas further behind the primary are skipped", (lag_target), NULL})
 
 #endif

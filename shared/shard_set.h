@@ -18,6 +18,7 @@
 #ifndef LAYERS_SHARD_SET_H
 #define LAYERS_SHARD_SET_H
 
+#include "config.h"
 #include "pgconn.h"
 #include "pool_config.h"
 
@@ -101,5 +102,30 @@ json_t *shard_set_pool_sizes_json(const struct shard_set *set);
 
 /* A metrics_gauge_fn (arg: the set): per-shard pool size, queries and failures. */
 void shard_set_render_gauges(struct evbuffer *out, void *set);
+
+/* SHARD_STRATEGY's values (shard_map.h). */
+#define SHARD_STRATEGY_CHOICES ((const char *const[]){"modulo", "jump", "range", NULL})
+
+/* Its settings, as a set for a program's table (config.h): the shard layouts, into a struct
+ * shard_settings *s: the current one and, while
+ * resharding, the previous one. A default of NULL makes the setting required (l4-reshard). */
+#define SHARD_CONFIG_SET(s, default_urls, default_previous_urls)                                   \
+    CONFIG_ROWS_SET(                                                                               \
+        "shards",                                                                                  \
+        {"SHARD_URLS", CONFIG_URL, (default_urls), 0, 0,                                           \
+         "comma-separated PostgreSQL URLs, one per shard, shard 0 first", &(s)->urls, NULL},       \
+        {"SHARD_STRATEGY", CONFIG_ENUM, "modulo", 0, 0,                                            \
+         "modulo (MD5 mod N), jump (jump consistent hash) or range", &(s)->strategy,               \
+         SHARD_STRATEGY_CHOICES},                                                                  \
+        {"SHARD_RANGES", CONFIG_STRING, "", 0, 0,                                                  \
+         "range: the N-1 ascending boundaries, comma-separated (\"g,n\")", &(s)->ranges, NULL},    \
+        {"SHARD_PREVIOUS_URLS", CONFIG_URL, (default_previous_urls), 0, 0,                         \
+         "while resharding: the previous layout's URLs (reads fall back to it)",                   \
+         &(s)->previous_urls, NULL},                                                               \
+        {"SHARD_PREVIOUS_STRATEGY", CONFIG_ENUM, "modulo", 0, 0,                                   \
+         "while resharding: the previous layout's strategy", &(s)->previous_strategy,              \
+         SHARD_STRATEGY_CHOICES},                                                                  \
+        {"SHARD_PREVIOUS_RANGES", CONFIG_STRING, "", 0, 0,                                         \
+         "while resharding: the previous layout's range boundaries", &(s)->previous_ranges, NULL})
 
 #endif

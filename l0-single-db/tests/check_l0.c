@@ -3,7 +3,7 @@
  * this layer's own lesson: when more requests are in flight than PostgreSQL lets this user
  * connect, the extra ones get a clean, quick 503 (never a hang), and the rest still succeed.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -103,5 +103,5 @@ int main(void)
     tcase_set_timeout(own, 60);
     tcase_add_test(own, every_request_opens_its_own_connection);
     tcase_add_test(own, more_clients_than_connections_get_quick_503s);
-    return contract_run_suite(&target, own);
+    return layer_suite_run(&target, own);
 }

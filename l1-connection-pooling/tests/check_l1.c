@@ -5,7 +5,7 @@
  * a database connection"), connections reused rather than opened per request, and real numbers
  * in /pool-stats.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -155,5 +155,5 @@ int main(void)
     tcase_add_test(own, acquire_wait_is_bounded);
     tcase_add_test(own, wait_queue_is_bounded);
     tcase_add_test(own, connections_are_reused_and_counted);
-    return contract_run_suite(&target, own);
+    return layer_suite_run(&target, own);
 }

@@ -5,7 +5,8 @@
  * misses on a key, reads that keep working while Redis is down (and caching that resumes
  * when it is back), and an invalidation lost while Redis hung that is delivered afterwards.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
+#include "check_run.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -29,9 +30,7 @@ static void start_with(const char *const *env)
 /* Each cache test starts from an empty Redis (the shared cases before it filled it). */
 static void empty_redis(void)
 {
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(tk_redis_flush(&redis));
 }
 
 static void stop_server(void)
@@ -268,17 +267,14 @@ int main(void)
     snprintf(redis_url, sizeof redis_url, "REDIS_URL=%s", redis.url);
     static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
     struct contract_target target = {SERVER_BIN, "2-read-cache", SERVER_PORT, &pg, env, false};
-    TCase *own = tcase_create("cache-aside");
-    tcase_add_checked_fixture(own, empty_redis, stop_server);
-    tcase_set_timeout(own, 60);
-    tcase_add_test(own, hit_after_miss_and_invalidation_on_write);
-    tcase_add_test(own, entries_expire_after_the_ttl);
-    tcase_add_test(own, a_stale_row_is_never_cached);
-    tcase_add_test(own, an_evicted_version_lets_no_stale_row_in);
-    tcase_add_test(own, concurrent_misses_share_one_query);
-    tcase_add_test(own, redis_down_reads_go_to_the_database);
-    tcase_add_test(own, a_lost_invalidation_is_delivered_later);
-    int rc = contract_run_suite(&target, own);
+    TCase *own =
+        check_tcase("cache-aside", empty_redis, stop_server, 60,
+                    (const TTest *const[]){
+                        hit_after_miss_and_invalidation_on_write, entries_expire_after_the_ttl,
+                        a_stale_row_is_never_cached, an_evicted_version_lets_no_stale_row_in,
+                        concurrent_misses_share_one_query, redis_down_reads_go_to_the_database,
+                        a_lost_invalidation_is_delivered_later, NULL});
+    int rc = layer_suite_run(&target, own);
     tk_redis_destroy(&redis);
     return rc;
 }

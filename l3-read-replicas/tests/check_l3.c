@@ -13,6 +13,7 @@
  * which is what replicas avoid; the outage tests here are its replicated counterparts.
  */
 #include "contract_tests.h"
+#include "check_run.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -63,9 +64,7 @@ static void clean(void)
     }
     tk_pg_exec(&primary, "layers",
                "DO $$ BEGIN TRUNCATE records; EXCEPTION WHEN undefined_table THEN NULL; END $$");
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(tk_redis_flush(&redis));
 }
 
 static void stop_server(void)
@@ -391,9 +390,7 @@ START_TEST(a_stopped_replica_costs_a_retry_and_comes_back)
     ck_assert(tk_pg_restart(&replica[0]));
     wait_replica(0, "healthy", true, 15000);
     long long before = replica_reads(0);
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
-    ck_assert(system(cmd) == 0);
+    ck_assert(tk_redis_flush(&redis));
     for (int n = 0; n < 20; n++) {
         snprintf(key, sizeof key, "down:%d", n);
         ck_assert_str_eq(read_key(key, NULL, NULL, NULL), "v");
@@ -525,23 +522,18 @@ int main(void)
 
     Suite *suite = suite_create("3-read-replicas");
     suite_add_tcase(suite, contract_tcase());
-    TCase *own = tcase_create("replicas");
-    tcase_add_checked_fixture(own, clean, stop_server);
-    tcase_set_timeout(own, 120);
-    tcase_add_test(own, stats_shape_and_writes_reach_the_replicas);
-    tcase_add_test(own, a_token_read_always_sees_its_write);
-    tcase_add_test(own, a_token_is_at_or_after_its_commit);
-    tcase_add_test(own, a_refused_write_is_a_500_and_its_connection_is_reused);
-    tcase_add_test(own, a_failed_write_is_a_503_and_writes_come_back);
-    tcase_add_test(own, a_stopped_replica_costs_a_retry_and_comes_back);
-    tcase_add_test(own, a_lagging_replica_is_skipped);
-    tcase_add_test(own, a_lagging_replica_never_fills_the_cache);
-    tcase_add_test(own, lag_checks_run_while_the_replica_pools_are_saturated);
+    TCase *own =
+        check_tcase("replicas", clean, stop_server, 120,
+                    (const TTest *const[]){
+                        stats_shape_and_writes_reach_the_replicas,
+                        a_token_read_always_sees_its_write, a_token_is_at_or_after_its_commit,
+                        a_refused_write_is_a_500_and_its_connection_is_reused,
+                        a_failed_write_is_a_503_and_writes_come_back,
+                        a_stopped_replica_costs_a_retry_and_comes_back,
+                        a_lagging_replica_is_skipped, a_lagging_replica_never_fills_the_cache,
+                        lag_checks_run_while_the_replica_pools_are_saturated, NULL});
     suite_add_tcase(suite, own);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
+    int failed = check_run(suite, CK_FORK_GETENV);
     for (int i = 0; i < REPLICAS; i++)
         tk_pg_destroy(&replica[i]);
     tk_pg_destroy(&primary);

@@ -5,6 +5,8 @@
  */
 #include "replica_router.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,9 +71,5 @@ int main(void)
     tcase_add_test(tc, choose_skips_down_lagging_and_behind);
     tcase_add_test(tc, choose_fewest_in_flight_then_in_turn);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

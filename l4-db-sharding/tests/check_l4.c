@@ -11,6 +11,7 @@
  * sharded counterpart.
  */
 #include "contract_tests.h"
+#include "check_run.h"
 #include "shard_map.h"
 
 #include <signal.h>
@@ -39,9 +40,7 @@ static void clean(void)
                    "DO $$ BEGIN TRUNCATE records; EXCEPTION WHEN "
                    "undefined_table THEN NULL; END $$");
     }
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(tk_redis_flush(&redis));
 }
 
 static void stop_server(void)
@@ -429,20 +428,14 @@ int main(void)
 
     Suite *suite = suite_create("4-db-sharding");
     suite_add_tcase(suite, contract_tcase());
-    TCase *own = tcase_create("sharding");
-    tcase_add_checked_fixture(own, clean, stop_server);
-    tcase_set_timeout(own, 300);
-    tcase_add_test(own, keys_land_on_their_shard_modulo);
-    tcase_add_test(own, keys_land_on_their_shard_jump);
-    tcase_add_test(own, keys_land_on_their_shard_range);
-    tcase_add_test(own, a_stopped_shard_fails_only_its_keys);
-    tcase_add_test(own, a_shard_down_at_start_up_fails_only_its_keys);
-    tcase_add_test(own, resharding_under_concurrent_writes_loses_nothing);
+    TCase *own = check_tcase(
+        "sharding", clean, stop_server, 300,
+        (const TTest *const[]){keys_land_on_their_shard_modulo, keys_land_on_their_shard_jump,
+                               keys_land_on_their_shard_range, a_stopped_shard_fails_only_its_keys,
+                               a_shard_down_at_start_up_fails_only_its_keys,
+                               resharding_under_concurrent_writes_loses_nothing, NULL});
     suite_add_tcase(suite, own);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
+    int failed = check_run(suite, CK_FORK_GETENV);
     for (int i = 0; i < SHARDS; i++)
         tk_pg_destroy(&pg[i]);
     tk_redis_destroy(&redis);

@@ -5,7 +5,8 @@
  * old value from its L1, and also when Redis hung meanwhile), reads through a Redis outage, and
  * /clear-cache touching only its own keys.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
+#include "check_run.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -25,9 +26,7 @@ static char redis_url[96];
 
 static void empty_redis(void)
 {
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", REDIS_PORT);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(tk_redis_flush(&redis));
 }
 
 static void stop_servers(void)
@@ -321,17 +320,15 @@ int main(void)
     static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000", NULL};
     struct contract_target target = {SERVER_BIN, "5-multi-tier-cache", SERVER_PORT, &pg, env,
                                      false};
-    TCase *own = tcase_create("tiers");
-    tcase_add_checked_fixture(own, empty_redis, stop_servers);
-    tcase_set_timeout(own, 60);
-    tcase_add_test(own, tiers_l3_then_l2_then_l1);
-    tcase_add_test(own, l1_stays_within_its_bounds);
-    tcase_add_test(own, a_write_reaches_the_other_instance_at_once);
-    tcase_add_test(own, an_invalidation_lost_while_redis_hung_still_reaches_the_other_instance);
-    tcase_add_test(own, a_silent_channel_stops_the_other_instance_trusting_its_l1);
-    tcase_add_test(own, redis_down_bypasses_the_caches);
-    tcase_add_test(own, clear_cache_clears_only_its_own_keys);
-    int rc = contract_run_suite(&target, own);
+    TCase *own = check_tcase(
+        "tiers", empty_redis, stop_servers, 60,
+        (const TTest *const[]){
+            tiers_l3_then_l2_then_l1, l1_stays_within_its_bounds,
+            a_write_reaches_the_other_instance_at_once,
+            an_invalidation_lost_while_redis_hung_still_reaches_the_other_instance,
+            a_silent_channel_stops_the_other_instance_trusting_its_l1,
+            redis_down_bypasses_the_caches, clear_cache_clears_only_its_own_keys, NULL});
+    int rc = layer_suite_run(&target, own);
     tk_redis_destroy(&redis);
     return rc;
 }

@@ -6,7 +6,8 @@
  * writers, workers killed with SIGKILL mid-load, Redis and PostgreSQL restarts, poison entries,
  * backpressure, and statistics counted across processes.
  */
-#include "contract_tests.h"
+#include "layer_suite.h"
+#include "check_run.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -53,7 +54,7 @@ static void redis_cli(const char *args)
 
 static void setup(void)
 {
-    redis_cli("flushall");
+    ck_assert(tk_redis_flush(&redis));
     ck_assert(tk_pg_exec(&pg, "layers",
                          "DO $$ BEGIN IF to_regclass('records') IS NOT NULL THEN "
                          "TRUNCATE records; END IF; END $$"));
@@ -478,24 +479,18 @@ int main(void)
     static const char *env[] = {redis_url, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000",
                                 "QUEUE_MAX_AGE_MS=3600000", NULL};
     struct contract_target target = {SERVER_BIN, "6-write-buffering", SERVER_PORT, &pg, env, false};
-    TCase *own = tcase_create("write-buffer");
-    tcase_add_checked_fixture(own, setup, teardown);
-    tcase_set_timeout(own, 120);
-    tcase_add_test(own, write_is_queued_and_read_back);
-    tcase_add_test(own, database_down_writes_still_accepted);
-    tcase_add_test(own, client_disconnects_mid_read);
-    tcase_add_test(own, read_your_writes_before_the_worker);
-    tcase_add_test(own, last_write_wins);
-    tcase_add_test(own, concurrent_writers_all_arrive);
-    tcase_add_test(own, killed_workers_lose_nothing);
-    tcase_add_test(own, redis_restart_keeps_acknowledged_writes);
-    tcase_add_test(own, poison_entries_go_to_the_dead_letters);
-    tcase_add_test(own, backpressure_and_recovery);
-    tcase_add_test(own, sigterm_finishes_the_batch);
+    TCase *own = check_tcase(
+        "write-buffer", setup, teardown, 120,
+        (const TTest *const[]){write_is_queued_and_read_back, database_down_writes_still_accepted,
+                               client_disconnects_mid_read, read_your_writes_before_the_worker,
+                               last_write_wins, concurrent_writers_all_arrive,
+                               killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
+                               poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
+                               sigterm_finishes_the_batch, NULL});
     static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
     static const char *const resilience_skip[] = {"client_disconnects_mid_query",
                                                   "database_stops_and_comes_back", NULL};
-    int rc = contract_run_suite_without(&target, own, contract_skip, resilience_skip);
+    int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_redis_destroy(&redis);
     return rc;
 }

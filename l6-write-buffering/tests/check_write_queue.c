@@ -6,6 +6,7 @@
  */
 #include "write_queue.h"
 
+#include "check_run.h"
 #include "record.h"
 
 #include <check.h>
@@ -162,20 +163,14 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("write_queue");
-    TCase *tc = tcase_create("encodings");
-    tcase_add_test(tc, ids_parse_into_ordered_versions);
-    tcase_add_test(tc, milliseconds_format_like_postgresql);
-    tcase_add_test(tc, text_arrays_quote_and_escape_everything);
-    tcase_add_test(tc, int_arrays_and_growth);
-    suite_add_tcase(s, tc);
-    TCase *replies = tcase_create("replies");
-    tcase_add_test(replies, a_queued_write_reads_as_a_record);
-    tcase_add_test(replies, append_outcomes);
-    tcase_add_test(replies, queue_numbers_and_limits);
-    suite_add_tcase(s, replies);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    suite_add_tcase(s, check_tcase("encodings", NULL, NULL, 60,
+                                   (const TTest *const[]){ids_parse_into_ordered_versions,
+                                                          milliseconds_format_like_postgresql,
+                                                          text_arrays_quote_and_escape_everything,
+                                                          int_arrays_and_growth, NULL}));
+    suite_add_tcase(s, check_tcase("replies", NULL, NULL, 60,
+                                   (const TTest *const[]){a_queued_write_reads_as_a_record,
+                                                          append_outcomes, queue_numbers_and_limits,
+                                                          NULL}));
+    return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

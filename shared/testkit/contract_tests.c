@@ -2,6 +2,7 @@
  * contract_tests: the shared HTTP contract, as Check test cases (see contract_tests.h).
  */
 #include "contract_tests.h"
+#include "check_run.h"
 
 #include <regex.h>
 #include <signal.h>
@@ -425,61 +426,25 @@ START_TEST(health_and_metrics)
 }
 END_TEST
 
-void contract_add_tests(TCase *tc, const TTest *const *tests, size_t count,
-                        const char *const *skip)
-{
-    for (size_t i = 0; i < count; i++) {
-        bool skipped = false;
-        for (size_t j = 0; skip != NULL && skip[j] != NULL; j++)
-            skipped = skipped || strcmp(tests[i]->name, skip[j]) == 0;
-        if (!skipped)
-            tcase_add_test(tc, tests[i]);
-    }
-}
-
 TCase *contract_tcase_without(const char *const *skip)
 {
-    const TTest *const contract_tests[] = {write_and_read_shapes,
-                                           read_not_found_shape,
-                                           request_ids,
-                                           validation_errors,
-                                           value_length_limit,
-                                           not_found_method_not_allowed_too_large,
-                                           chunked_uploads,
-                                           keys_in_paths,
-                                           large_value_round_trip,
-                                           upsert_keeps_created_moves_updated,
-                                           health_and_metrics}; /* in the order they run */
-    TCase *tc = tcase_create("contract");
-    tcase_add_checked_fixture(tc, start_server, stop_server);
-    tcase_set_timeout(tc, 60);
-    contract_add_tests(tc, contract_tests, sizeof contract_tests / sizeof contract_tests[0], skip);
-    return tc;
+    const TTest *tests[] = {write_and_read_shapes,
+                            read_not_found_shape,
+                            request_ids,
+                            validation_errors,
+                            value_length_limit,
+                            not_found_method_not_allowed_too_large,
+                            chunked_uploads,
+                            keys_in_paths,
+                            large_value_round_trip,
+                            upsert_keeps_created_moves_updated,
+                            health_and_metrics,
+                            NULL};
+    return check_tcase("contract", start_server, stop_server, 60,
+                       check_tests_without(tests, skip));
 }
 
 TCase *contract_tcase(void)
 {
     return contract_tcase_without(NULL);
-}
-
-int contract_run_suite_without(const struct contract_target *t, TCase *layer_tests,
-                               const char *const *contract_skip,
-                               const char *const *resilience_skip)
-{
-    contract_set_target(t);
-    Suite *suite = suite_create(t->layer);
-    suite_add_tcase(suite, contract_tcase_without(contract_skip));
-    suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
-    suite_add_tcase(suite, layer_tests);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    tk_pg_destroy(t->pg);
-    return failed == 0 ? 0 : 1;
-}
-
-int contract_run_suite(const struct contract_target *t, TCase *layer_tests)
-{
-    return contract_run_suite_without(t, layer_tests, NULL, NULL);
 }

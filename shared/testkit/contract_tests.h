@@ -5,8 +5,9 @@
  * PostgreSQL going away and coming back, graceful shutdown with requests in flight).
  *
  * A layer's test program starts a PostgreSQL (tk_pg_start), describes its server with
- * contract_set_target, and adds contract_tcase() and resilience_tcase() to its suite. Each test
- * starts a fresh server (in Check's forked child, so a crash fails only that test).
+ * contract_set_target, and adds contract_tcase() (and resilience_tcase(), resilience_tests.h) to
+ * its suite, or lets layer_suite_run (layer_suite.h) do all of it. Each test starts a fresh
+ * server (in Check's forked child, so a crash fails only that test).
  */
 #ifndef LAYERS_CONTRACT_TESTS_H
 #define LAYERS_CONTRACT_TESTS_H
@@ -32,30 +33,13 @@ const struct contract_target *contract_target(void);
 bool contract_start_server(struct tk_server *server, const char *const *more);
 
 TCase *contract_tcase(void);
-TCase *resilience_tcase(void);
 
 /*
- * A layer test program's whole main(): runs the contract, the resilience cases and the layer's
- * own test case against `target`, then destroys its PostgreSQL. Returns the exit code.
- */
-int contract_run_suite(const struct contract_target *target, TCase *layer_tests);
-
-/*
- * The two cases without the tests named in `skip` (NULL-terminated, by function name), for a
+ * The contract case without the tests named in `skip` (NULL-terminated, by function name), for a
  * layer whose contract row departs on purpose from what a test checks (layer 6 answers writes
- * with "Write queued successfully", and accepts them while PostgreSQL is down); the layer tests
- * its own version of each test it skips. contract_tcase() is contract_tcase_without(NULL).
+ * with "Write queued successfully"); the layer tests its own version of each test it skips.
+ * contract_tcase() is contract_tcase_without(NULL).
  */
 TCase *contract_tcase_without(const char *const *skip);
-TCase *resilience_tcase_without(const char *const *skip);
-
-/* contract_run_suite, without the shared tests named in the two lists (as above). */
-int contract_run_suite_without(const struct contract_target *target, TCase *layer_tests,
-                               const char *const *contract_skip,
-                               const char *const *resilience_skip);
-
-/* Adds tests[0..count) to tc, but those named in skip (NULL-terminated, or NULL). */
-void contract_add_tests(TCase *tc, const TTest *const *tests, size_t count,
-                        const char *const *skip);
 
 #endif

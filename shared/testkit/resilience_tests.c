@@ -6,7 +6,10 @@
  * Slow queries are made on purpose by holding an exclusive lock on `records` from the test's own
  * libpq connection: every request that touches the table then waits until the test commits.
  */
+#include "resilience_tests.h"
+
 #include "contract_tests.h"
+#include "check_run.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -183,15 +186,11 @@ END_TEST
 
 TCase *resilience_tcase_without(const char *const *skip)
 {
-    const TTest *const resilience_tests[] = {
-        five_hundred_concurrent_clients, client_disconnects_mid_query,
-        database_stops_and_comes_back, graceful_shutdown_finishes_in_flight_requests};
-    TCase *tc = tcase_create("resilience");
-    tcase_add_checked_fixture(tc, start_server, stop_server);
-    tcase_set_timeout(tc, 120);
-    contract_add_tests(tc, resilience_tests, sizeof resilience_tests / sizeof resilience_tests[0],
-                       skip);
-    return tc;
+    const TTest *tests[] = {five_hundred_concurrent_clients, client_disconnects_mid_query,
+                            database_stops_and_comes_back,
+                            graceful_shutdown_finishes_in_flight_requests, NULL};
+    return check_tcase("resilience", start_server, stop_server, 120,
+                       check_tests_without(tests, skip));
 }
 
 TCase *resilience_tcase(void)

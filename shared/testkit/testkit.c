@@ -199,6 +199,13 @@ bool tk_redis_restart(struct tk_redis *redis)
     return redis_stack("redis-start", redis);
 }
 
+bool tk_redis_flush(const struct tk_redis *redis)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d flushall >/dev/null", redis->port);
+    return system(cmd) == 0;
+}
+
 void tk_redis_destroy(struct tk_redis *redis)
 {
     if (redis->dir[0] == '\0')

@@ -62,6 +62,8 @@ bool tk_redis_start_mode(struct tk_redis *redis, int port, const char *mode);
 bool tk_redis_stop(struct tk_redis *redis);
 bool tk_redis_restart(struct tk_redis *redis);
 void tk_redis_destroy(struct tk_redis *redis);
+/* Empties it (FLUSHALL): each cache test starts from a known state. True on success. */
+bool tk_redis_flush(const struct tk_redis *redis);
 
 /* ---- server processes ---- */
 

@@ -15,6 +15,8 @@
  */
 #include "http_guard.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -414,9 +416,5 @@ int main(void)
     tcase_add_test(tc, over_long_header_block_passes_for_evhttp_to_refuse);
     suite_add_tcase(suite, tc);
 
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

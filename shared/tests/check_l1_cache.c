@@ -4,6 +4,8 @@
  */
 #include "l1_cache.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,9 +155,5 @@ int main(void)
     tcase_add_test(tc, sieve_keeps_visited_entries);
     tcase_add_test(tc, a_scan_does_not_flush_the_hot_set);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -9,6 +9,8 @@
  */
 #include "metrics.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <event2/buffer.h>
 #include <pthread.h>
@@ -347,9 +349,5 @@ int main(void)
     tcase_add_test(tc, gauges_follow_the_counters);
     suite_add_tcase(suite, tc);
 
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -8,6 +8,8 @@
  */
 #include "offload.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -17,12 +19,12 @@
 #include <time.h>
 
 struct job {
-    long sleep_ms;             /* how long the work blocks */
-    atomic_bool ran;           /* the work function was called */
-    atomic_bool started;       /* ... and has begun */
-    bool ran_on_loop_thread;   /* work ran on the test's thread (it must not) */
-    int completions;           /* completion calls */
-    bool completed_on_loop;    /* every completion was on the test's thread */
+    long sleep_ms;              /* how long the work blocks */
+    atomic_bool ran;            /* the work function was called */
+    atomic_bool started;        /* ... and has begun */
+    bool ran_on_loop_thread;    /* work ran on the test's thread (it must not) */
+    int completions;            /* completion calls */
+    bool completed_on_loop;     /* every completion was on the test's thread */
     enum offload_status status; /* the last completion's */
 };
 
@@ -228,14 +230,13 @@ END_TEST
 static Suite *offload_suite(void)
 {
     Suite *s = suite_create("offload");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, jobs_run_on_workers_and_complete_on_the_loop);
-    tcase_add_test(tc, a_full_queue_refuses_at_once);
-    tcase_add_test(tc, a_job_past_its_queue_deadline_times_out_without_running);
-    tcase_add_test(tc, shutdown_completes_running_jobs_and_cancels_queued_ones);
-    tcase_add_test(tc, each_worker_gets_its_own_state);
+    TCase *tc =
+        check_tcase("core", setup, teardown, 30,
+                    (const TTest *const[]){jobs_run_on_workers_and_complete_on_the_loop,
+                                           a_full_queue_refuses_at_once,
+                                           a_job_past_its_queue_deadline_times_out_without_running,
+                                           shutdown_completes_running_jobs_and_cancels_queued_ones,
+                                           each_worker_gets_its_own_state, NULL});
     suite_add_tcase(s, tc);
     return s;
 }
@@ -243,9 +244,5 @@ static Suite *offload_suite(void)
 int main(void)
 {
     evthread_use_pthreads(); /* before any event_base: workers activate the completion event */
-    SRunner *sr = srunner_create(offload_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(offload_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -8,6 +8,8 @@
 #include "resolve.h"
 #include "testkit.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -328,10 +330,7 @@ int main(void)
         fprintf(stderr, "cannot start PostgreSQL\n");
         return 1;
     }
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
+    int failed = check_run(suite, CK_FORK_GETENV);
     tk_pg_destroy(&pg);
     return failed == 0 ? 0 : 1;
 }

@@ -15,6 +15,8 @@
 #include "clock.h"
 #include "metrics.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -867,9 +869,5 @@ int main(void)
     tcase_add_test(tc, free_closes_every_connection);
     suite_add_tcase(suite, tc);
 
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

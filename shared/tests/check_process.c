@@ -9,6 +9,8 @@
 #include "config.h"
 #include "process.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
@@ -197,10 +199,6 @@ int main(void)
     tcase_add_test(life, help_lists_the_sets_and_starts_nothing);
     tcase_add_test(life, a_bad_setting_exits_1_before_starting);
     suite_add_tcase(suite, life);
-    SRunner *runner = srunner_create(suite);
-    srunner_set_fork_status(runner, CK_NOFORK); /* the tests fork their own children */
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(suite, CK_NOFORK) ? EXIT_FAILURE
+                                       : EXIT_SUCCESS; /* the tests fork their own children */
 }

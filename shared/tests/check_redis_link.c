@@ -14,6 +14,8 @@
 #include "resolve.h"
 #include "testkit.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -251,18 +253,12 @@ int main(void)
     if (!tk_redis_start(&server, REDIS_PORT))
         return 1;
     Suite *s = suite_create("redis_link");
-    TCase *tc = tcase_create("real redis");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, a_blocking_read_outlives_the_command_timeout);
-    tcase_add_test(tc, every_kind_of_link_survives_a_restart);
-    tcase_add_test(tc, a_host_name_is_resolved_by_the_resolver);
+    TCase *tc = check_tcase("real redis", setup, teardown, 60,
+                            (const TTest *const[]){a_blocking_read_outlives_the_command_timeout,
+                                                   every_kind_of_link_survives_a_restart,
+                                                   a_host_name_is_resolved_by_the_resolver, NULL});
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK); /* one Redis, tests in order */
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = check_run(s, CK_NOFORK); /* one Redis, tests in order */
     tk_redis_destroy(&server);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

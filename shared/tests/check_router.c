@@ -9,6 +9,8 @@
  */
 #include "router.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,9 +311,5 @@ int main(void)
     tcase_add_test(decoding, decoded_nul_is_kept_for_the_validator);
     suite_add_tcase(suite, decoding);
 
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -4,6 +4,8 @@
  */
 #include "shard_map.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,9 +241,5 @@ int main(void)
     tcase_add_test(tc, invalid_settings_are_refused);
     tcase_add_test(tc, lists_split_at_commas);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed == 0 ? 0 : 1;
+    return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -5,6 +5,8 @@
  */
 #include "single_flight.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,9 +128,5 @@ int main(void)
     tcase_add_test(tc, a_forgotten_flight_takes_no_newcomers);
     tcase_add_test(tc, a_leader_without_a_flight_answers_alone);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -6,6 +6,8 @@
  */
 #include "expect.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,11 +86,10 @@ START_TEST(misses_must_say_not_found)
                            "{\"success\":false,\"key\":\"miss:42\",\"value\":null,\"created_at\":"
                            "null,\"updated_at\":null,\"message\":\"Key not found\"}"),
                      EXPECT_OK);
-    ck_assert_int_eq(check(miss, 100, 200,
-                           "{\"success\":false,\"key\":\"miss:42\",\"value\":\"x\"}"),
-                     EXPECT_BAD_BODY);
-    ck_assert_int_eq(check(miss, 100, 200,
-                           "{\"success\":false,\"key\":\"miss:4\",\"value\":null}"),
+    ck_assert_int_eq(
+        check(miss, 100, 200, "{\"success\":false,\"key\":\"miss:42\",\"value\":\"x\"}"),
+        EXPECT_BAD_BODY);
+    ck_assert_int_eq(check(miss, 100, 200, "{\"success\":false,\"key\":\"miss:4\",\"value\":null}"),
                      EXPECT_BAD_BODY);
 }
 END_TEST
@@ -116,9 +117,5 @@ int main(void)
     tcase_add_test(tc, misses_must_say_not_found);
     tcase_add_test(tc, writes_must_succeed);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
