@@ -417,6 +417,7 @@ start_program() { # N PROGRAM
 start_programs() { # N
     start_program "$1" "${LAYER_NAMES[$1]}" || return 1 # the server, on API_PORT: always first
     case $1 in
+    7) start_program 7 l7-relay && start_program 7 l7-projector ;;
     *) ;;
     esac
 }
@@ -439,7 +440,8 @@ start_stack() { # N
             pg_i=$((pg_i + 1))
             ;;
         redis)
-            (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i))) || return 1
+            (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i)) "$(layer_redis_mode "$n")") ||
+                return 1
             redis_i=$((redis_i + 1))
             ;;
         esac

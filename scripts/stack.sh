@@ -10,7 +10,7 @@
 #   bash scripts/stack.sh pg-stop DIR
 #   bash scripts/stack.sh pg-status DIR
 #   bash scripts/stack.sh pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]
-#   bash scripts/stack.sh redis-start DIR PORT
+#   bash scripts/stack.sh redis-start DIR PORT [cache|queue|queue-always]
 #   bash scripts/stack.sh redis-stop DIR
 #
 # PostgreSQL: a cluster in DIR (created on first start with initdb), listening on
@@ -25,6 +25,12 @@
 # has not received yet, --checkpoint=fast so it does not wait minutes for a spread checkpoint).
 # It connects as the role `replicator` (REPLICATION, created on the primary). Read-only; pg-stop
 # stops it like any cluster, and pg-start DIR PORT starts it again.
+#
+# Redis runs in one of two modes. `cache` (the default): no persistence, LRU eviction of any key.
+# `queue` (layer 6, which keeps acknowledged writes in Redis until they are committed): AOF on
+# with `appendfsync everysec` (`queue-always`: fsync before each reply), and only keys with a
+# TTL (cache entries) may be evicted, never the stream. A restart without MODE keeps the mode
+# DIR was started with.
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -153,7 +159,12 @@ SQL
 }
 
 redis_start() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 mode=${3:-}
+    [ -n "$mode" ] || mode=$(cat "$1/mode" 2>/dev/null || echo cache)
+    case $mode in
+    cache | queue | queue-always) ;;
+    *) die "unknown Redis mode '$mode' (cache, queue or queue-always)" ;;
+    esac
     command -v redis-server >/dev/null || die "redis-server is not installed (run ./layers deps)"
     mkdir -p "$dir"
     if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
@@ -162,7 +173,13 @@ redis_start() {
     if port_in_use "$port"; then
         die "port $port is already in use by another program; cannot start Redis in $dir"
     fi
-    # A cache: no persistence, a memory cap with LRU eviction.
+    local persistence="appendonly no" policy=allkeys-lru
+    case $mode in
+    queue) persistence=$'appendonly yes\nappendfsync everysec'; policy=volatile-lru ;;
+    queue-always) persistence=$'appendonly yes\nappendfsync always'; policy=volatile-lru ;;
+    esac
+    echo "$mode" >"$dir/mode"
+    # cache: no persistence, a memory cap with LRU eviction. queue: AOF, evict cache keys only.
     cat >"$dir/redis.conf" <<CONF
 bind 127.0.0.1
 port $port
@@ -171,9 +188,9 @@ daemonize yes
 pidfile $dir/redis.pid
 logfile $dir/redis.log
 save ""
-appendonly no
+$persistence
 maxmemory 256mb
-maxmemory-policy allkeys-lru
+maxmemory-policy $policy
 CONF
     redis-server "$dir/redis.conf"
     local _
@@ -210,7 +227,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         [ $# -ge 5 ] || die "usage: pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]"
         pg_standby_start "$@"
         ;;
-    redis-start) [ $# -eq 2 ] || die "usage: redis-start DIR PORT"; redis_start "$1" "$2" ;;
+    redis-start) [[ $# -ge 2 && $# -le 3 ]] || die "usage: redis-start DIR PORT [cache|queue|queue-always]"; redis_start "$@" ;;
     redis-stop) [ $# -eq 1 ] || die "usage: redis-stop DIR"; redis_stop "$1" ;;
     *) die "usage: stack.sh pg-start|pg-stop|pg-status|pg-standby-start|redis-start|redis-stop ..." ;;
     esac

@@ -40,4 +40,11 @@ TCase *resilience_tcase(void);
  */
 int contract_run_suite(const struct contract_target *target, TCase *layer_tests);
 
+/*
+ * The two cases without the tests named in `skip` (NULL-terminated, by function name), for a
+ * layer whose contract row departs from what a test checks; it tests its own version instead.
+ */
+TCase *contract_tcase_without(const char *const *skip);
+TCase *resilience_tcase_without(const char *const *skip);
+
 #endif

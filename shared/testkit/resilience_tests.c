@@ -192,3 +192,22 @@ TCase *resilience_tcase(void)
     tcase_add_test(tc, graceful_shutdown_finishes_in_flight_requests);
     return tc;
 }
+
+/* The resilience case without the tests named in `skip` (see contract_tcase_without). */
+TCase *resilience_tcase_without(const char *const *skip)
+{
+    const TTest *const all[] = {five_hundred_concurrent_clients, client_disconnects_mid_query,
+                                database_stops_and_comes_back,
+                                graceful_shutdown_finishes_in_flight_requests};
+    TCase *tc = tcase_create("resilience");
+    tcase_add_checked_fixture(tc, start_server, stop_server);
+    tcase_set_timeout(tc, 120);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        bool skipped = false;
+        for (size_t j = 0; skip != NULL && skip[j] != NULL; j++)
+            skipped = skipped || strcmp(all[i]->name, skip[j]) == 0;
+        if (!skipped)
+            tcase_add_test(tc, all[i]);
+    }
+    return tc;
+}

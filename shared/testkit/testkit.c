@@ -586,3 +586,24 @@ char *tk_write_body(const char *key, const char *value)
     json_decref(doc);
     return text;
 }
+
+/* A Redis in one of scripts/stack.sh's modes ("cache", "queue", "queue-always"); restarts keep
+ * the mode (stack.sh remembers it in the directory). */
+bool tk_redis_start_mode(struct tk_redis *redis, int port, const char *mode)
+{
+    snprintf(redis->dir, sizeof redis->dir, "/tmp/layers-test-redis-%d-XXXXXX", port);
+    if (mkdtemp(redis->dir) == NULL) {
+        perror("testkit: mkdtemp");
+        return false;
+    }
+    redis->port = port;
+    snprintf(redis->url, sizeof redis->url, "redis://127.0.0.1:%d/0", port);
+    char path[300];
+    snprintf(path, sizeof path, "%s/mode", redis->dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fprintf(f, "%s\n", mode) < 0 || fclose(f) != 0) {
+        perror("testkit: writing the Redis mode");
+        return false;
+    }
+    return redis_stack("redis-start", redis);
+}

@@ -146,4 +146,9 @@ char *tk_write_body(const char *key, const char *value);
 /* Monotonic milliseconds. */
 long long tk_now_ms(void);
 
+/* A Redis in one of scripts/stack.sh's modes: "cache" (as tk_redis_start), "queue" (AOF,
+ * appendfsync everysec, only keys with a TTL evicted) or "queue-always" (appendfsync always).
+ * tk_redis_restart keeps the mode. */
+bool tk_redis_start_mode(struct tk_redis *redis, int port, const char *mode);
+
 #endif
