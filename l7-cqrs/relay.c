@@ -48,7 +48,7 @@
 static const char UNPUBLISHED_SQL[] =
     "SELECT position::text, event_type, key, value, " TIMESTAMP_UTC(
         "created_at") ", command_id::text FROM outbox WHERE published_at IS NULL "
-                      "ORDER BY position LIMIT $1::int";
+                      "ORDER BY outbox.position LIMIT $1::int";
 
 /* $1 positions ("{1,2,3}") -> marked, and counted once each in relay_state. */
 static const char MARK_SQL[] =
@@ -71,6 +71,7 @@ struct relay {
     char *redis_url;             /* REDIS_URL */
     long redis_timeout_ms;       /* REDIS_TIMEOUT_MS */
     long batch;                  /* RELAY_BATCH */
+    char batch_text[24];         /* the same, as the query's parameter (alive until its reply) */
     long poll_ms;                /* RELAY_POLL_MS */
     struct process *process;     /* the program's life cycle */
     struct pool *pool;           /* the write database */
@@ -226,9 +227,8 @@ static void step(struct relay *r)
     evtimer_del(r->timer);
     r->woken = false;
     r->state = RELAY_READING;
-    char batch[24];
-    snprintf(batch, sizeof batch, "%ld", r->batch);
-    struct pg_call read = {{UNPUBLISHED_SQL, 1, {batch}}, on_rows, r};
+    snprintf(r->batch_text, sizeof r->batch_text, "%ld", r->batch);
+    struct pg_call read = {{UNPUBLISHED_SQL, 1, {r->batch_text}}, on_rows, r};
     pool_query(r->pool, &read);
 }
 
