@@ -451,9 +451,10 @@ START_TEST(kill_9_under_writes_ends_equal_to_a_rebuild)
     const char *a = incremental, *b = rebuilt; /* the first line that differs, if any */
     while (*a != '\0' && *a == *b)
         a++, b++;
+    bool same = *a == *b;
     while (a > incremental && a[-1] != '\n')
         a--, b--;
-    ck_assert_msg(*a == '\0' && *b == '\0', "incremental: %.200s\nrebuilt:     %.200s", a, b);
+    ck_assert_msg(same, "incremental: %.300s\nrebuilt:     %.300s", a, b);
     free(incremental);
     free(rebuilt);
 }
