@@ -107,10 +107,9 @@ const char CQRS_SQL_PROJECT[] =
     " events_projected = events_projected + (SELECT count(*) FROM fresh), updated_at = now() "
     "RETURNING position::text";
 
-const char CQRS_SQL_OUTBOX_PAGE[] =
-    "SELECT position::text, event_type, key, value, " TIMESTAMP_UTC(
-        "created_at") ", command_id::text FROM outbox WHERE position > $1::bigint "
-                      "ORDER BY outbox.position LIMIT $2::int";
+const char CQRS_SQL_OUTBOX_PAGE[] = "SELECT position::text, event_type, key, value, " TIMESTAMP_UTC(
+    "created_at") ", command_id::text FROM outbox WHERE position > $1::bigint "
+                  "ORDER BY outbox.position LIMIT $2::int";
 
 static const redisReply *field(const redisReply *fields, const char *name, size_t *len)
 {

@@ -22,13 +22,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CQRS_STREAM        "l7:events"
-#define CQRS_DEAD          "l7:dead"
-#define CQRS_GROUP         "l7-projectors"
-#define CQRS_READS         "l7:reads"
+#define CQRS_STREAM         "l7:events"
+#define CQRS_DEAD           "l7:dead"
+#define CQRS_GROUP          "l7-projectors"
+#define CQRS_READS          "l7:reads"
 #define CQRS_READS_FLUSHING "l7:reads:flushing"
-#define CQRS_READS_GEN     "l7:reads:gen"
-#define CQRS_CHANNEL       "outbox"
+#define CQRS_READS_GEN      "l7:reads:gen"
+#define CQRS_CHANNEL        "outbox"
 
 extern const char CQRS_SQL_WRITE_SCHEMA[];
 extern const char CQRS_SQL_READ_SCHEMA[];
@@ -46,14 +46,14 @@ extern const char CQRS_SQL_OUTBOX_PAGE[];
 
 /* One event, parsed from a stream entry. Strings point into the reply it came from. */
 struct cqrs_event {
-    const char *id;        /* the stream entry id */
-    long long position;    /* its outbox position (0: missing) */
-    const char *type;      /* RecordCreated | RecordUpdated */
-    const char *key;       /* the key (binary-safe, key_len bytes) */
-    size_t key_len;        /* bytes */
-    const char *value;     /* the value (value_len bytes) */
-    size_t value_len;      /* bytes */
-    const char *at;        /* when the command committed */
+    const char *id;         /* the stream entry id */
+    long long position;     /* its outbox position (0: missing) */
+    const char *type;       /* RecordCreated | RecordUpdated */
+    const char *key;        /* the key (binary-safe, key_len bytes) */
+    size_t key_len;         /* bytes */
+    const char *value;      /* the value (value_len bytes) */
+    size_t value_len;       /* bytes */
+    const char *at;         /* when the command committed */
     const char *command_id; /* the command's id */
 };
 

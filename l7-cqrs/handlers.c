@@ -47,11 +47,10 @@
 
 /* $1 key -> value (NULL: not projected), created_at, updated_at, read_count, write_count, the
  * read counts' flushed generation, the projector's checkpoint: one row, found or not. */
-static const char READ_SQL[] =
-    "SELECT r.value, " TIMESTAMP_UTC("r.created_at") ", " TIMESTAMP_UTC(
-        "r.updated_at") ", r.read_count, r.write_count, f.generation, c.position "
-                        "FROM projector_checkpoint c CROSS JOIN read_flush f "
-                        "LEFT JOIN records r ON r.key = $1";
+static const char READ_SQL[] = "SELECT r.value, " TIMESTAMP_UTC("r.created_at") ", " TIMESTAMP_UTC(
+    "r.updated_at") ", r.read_count, r.write_count, f.generation, c.position "
+                    "FROM projector_checkpoint c CROSS JOIN read_flush f "
+                    "LEFT JOIN records r ON r.key = $1";
 
 /* Counts one read of ARGV[1] and returns {unflushed, being flushed, flush generation}. */
 static const char COUNT_READ_SCRIPT[] =
@@ -76,8 +75,8 @@ static void on_committed(const struct pg_reply *replies, int count, enum pg_stat
     (void)count;
     if (status == PG_OK && PQntuples(replies[0].res) == 1) {
         json_t *reply = json_pack("{s:b, s:s%, s:s, s:s}", "success", 1, "key", flow->body.key,
-                                  flow->body.key_len, "event_id",
-                                  PQgetvalue(replies[0].res, 0, 0), "message", flow->message);
+                                  flow->body.key_len, "event_id", PQgetvalue(replies[0].res, 0, 0),
+                                  "message", flow->message);
         http_reply_json(flow->req, 200, reply);
     } else {
         records_reply_failure(flow->req, status == PG_OK ? PG_ERROR : status);
@@ -176,13 +175,14 @@ static void on_loaded(PGresult *res, enum pg_status status, void *arg)
     json_t *reply;
     if (PQgetisnull(res, 0, 0)) {
         reply = record_read_reply(NULL, flow->key, flow->key_len);
-        json_object_set_new(reply, "message",
-                            json_string("Key not found in read database (may not be projected yet)"));
+        json_object_set_new(
+            reply, "message",
+            json_string("Key not found in read database (may not be projected yet)"));
         json_object_set_new(reply, "read_count", json_null());
     } else {
-        struct record *rec =
-            record_create(flow->key, flow->key_len, PQgetvalue(res, 0, 0),
-                          (size_t)PQgetlength(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+        struct record *rec = record_create(flow->key, flow->key_len, PQgetvalue(res, 0, 0),
+                                           (size_t)PQgetlength(res, 0, 0), PQgetvalue(res, 0, 1),
+                                           PQgetvalue(res, 0, 2));
         reply = record_read_reply(rec, flow->key, flow->key_len);
         record_free(rec);
         long long reads = column_ll(res, 3) + unstored_reads(flow, column_ll(res, 5));
@@ -218,10 +218,15 @@ static void on_counted(redisReply *reply, void *arg)
 static void count_and_load(struct read_flow *flow)
 {
     struct layer *layer = http_request_arg(flow->req);
-    const char *argv[] = {"EVAL", COUNT_READ_SCRIPT, "3", CQRS_READS, CQRS_READS_FLUSHING,
+    const char *argv[] = {"EVAL",         COUNT_READ_SCRIPT, "3", CQRS_READS, CQRS_READS_FLUSHING,
                           CQRS_READS_GEN, flow->key};
-    size_t lens[] = {4, sizeof COUNT_READ_SCRIPT - 1, 1, strlen(CQRS_READS),
-                     strlen(CQRS_READS_FLUSHING), strlen(CQRS_READS_GEN), flow->key_len};
+    size_t lens[] = {4,
+                     sizeof COUNT_READ_SCRIPT - 1,
+                     1,
+                     strlen(CQRS_READS),
+                     strlen(CQRS_READS_FLUSHING),
+                     strlen(CQRS_READS_GEN),
+                     flow->key_len};
     redis_command(layer->redis, on_counted, flow, 7, argv, lens);
 }
 
@@ -285,8 +290,8 @@ static void poll_checkpoint(evutil_socket_t fd, short what, void *arg)
         return;
     }
     layer->polling = true;
-    struct pg_call poll = {{"SELECT position FROM projector_checkpoint", 0, {NULL}}, on_polled,
-                           layer};
+    struct pg_call poll = {
+        {"SELECT position FROM projector_checkpoint", 0, {NULL}}, on_polled, layer};
     pool_query(layer->read_pool, &poll);
 }
 
@@ -419,8 +424,10 @@ void handle_health(struct http_request *req, void *arg)
     struct health_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->pending = 2;
-    pool_query(layer->write_pool, &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_write_db_health, flow});
-    pool_query(layer->read_pool, &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_read_db_health, flow});
+    pool_query(layer->write_pool,
+               &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_write_db_health, flow});
+    pool_query(layer->read_pool,
+               &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_read_db_health, flow});
 }
 
 /* ---- statistics: counted across processes (the databases' rows and Redis's keys) ---- */
@@ -436,8 +443,8 @@ static const char STATS_WRITE_SQL[] =
     "COALESCE((SELECT (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint "
     " FROM outbox WHERE position > $1::bigint ORDER BY position LIMIT 1), 0)";
 
-static const char STATS_REDIS_SCRIPT[] =
-    "return {redis.call('XLEN', KEYS[1]), redis.call('XLEN', KEYS[2]), redis.call('HLEN', KEYS[3])}";
+static const char STATS_REDIS_SCRIPT[] = "return {redis.call('XLEN', KEYS[1]), redis.call('XLEN', "
+                                         "KEYS[2]), redis.call('HLEN', KEYS[3])}";
 
 /* read database -> write database (given the checkpoint) -> Redis -> reply. */
 struct stats_flow {
@@ -481,9 +488,14 @@ static void on_stats_write(PGresult *res, enum pg_status status, void *arg)
     long long behind = lag ? column_ll(ok, 2) - flow->projected : 0;
     json_object_set_new(flow->stats, "projection_lag_events",
                         lag ? json_integer(behind > 0 ? behind : 0) : json_null());
-    json_object_set_new(flow->stats, "projection_lag_ms", lag ? json_integer(column_ll(ok, 5)) : json_null());
+    json_object_set_new(flow->stats, "projection_lag_ms",
+                        lag ? json_integer(column_ll(ok, 5)) : json_null());
     const char *argv[] = {"EVAL", STATS_REDIS_SCRIPT, "3", CQRS_STREAM, CQRS_DEAD, CQRS_READS};
-    size_t lens[] = {4, sizeof STATS_REDIS_SCRIPT - 1, 1, strlen(CQRS_STREAM), strlen(CQRS_DEAD),
+    size_t lens[] = {4,
+                     sizeof STATS_REDIS_SCRIPT - 1,
+                     1,
+                     strlen(CQRS_STREAM),
+                     strlen(CQRS_DEAD),
                      strlen(CQRS_READS)};
     redis_command(layer->redis, on_stats_redis, flow, 6, argv, lens);
 }
@@ -510,11 +522,10 @@ void handle_stats(struct http_request *req, void *arg)
     struct pool_stats w, r;
     pool_get_stats(layer->write_pool, &w);
     pool_get_stats(layer->read_pool, &r);
-    flow->stats = json_pack("{s:i, s:i, s:o, s:o, s:i}", "write_db_pool_size", w.size,
-                            "read_db_pool_size", r.size, "write_db_pool",
-                            pool_stats_json(layer->write_pool), "read_db_pool",
-                            pool_stats_json(layer->read_pool), "reads_waiting_for_token",
-                            (int)layer->waiting_count);
+    flow->stats = json_pack(
+        "{s:i, s:i, s:o, s:o, s:i}", "write_db_pool_size", w.size, "read_db_pool_size", r.size,
+        "write_db_pool", pool_stats_json(layer->write_pool), "read_db_pool",
+        pool_stats_json(layer->read_pool), "reads_waiting_for_token", (int)layer->waiting_count);
     struct pg_call read = {{STATS_READ_SQL, 0, {NULL}}, on_stats_read, flow};
     pool_query(layer->read_pool, &read);
 }

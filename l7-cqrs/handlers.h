@@ -17,27 +17,27 @@ struct schema_task;
 struct server;
 
 struct layer {
-    struct server *server;         /* the core's server (loop, HTTP, metrics) */
-    struct pool_config db;         /* DB_* and DB_POOL_* settings, for each of the two pools */
-    char *write_db_url;            /* WRITE_DB_URL: commands and the outbox */
-    char *read_db_url;             /* READ_DB_URL: the read model */
-    char *redis_url;               /* REDIS_URL */
-    long redis_timeout_ms;         /* REDIS_TIMEOUT_MS */
-    long read_wait_ms;             /* READ_WAIT_MS: longest wait for a consistency token */
-    long read_poll_ms;             /* READ_POLL_MS: checkpoint polls while reads wait */
-    long max_waiting_reads;        /* READ_MAX_WAITING: token reads allowed to wait */
-    size_t max_value_bytes;        /* MAX_VALUE_BYTES */
-    struct pool *write_pool;       /* the write database's connections */
-    struct pool *read_pool;        /* the read database's connections */
-    struct redis *redis;           /* read counts, stream and dead-letter lengths */
+    struct server *server;          /* the core's server (loop, HTTP, metrics) */
+    struct pool_config db;          /* DB_* and DB_POOL_* settings, for each of the two pools */
+    char *write_db_url;             /* WRITE_DB_URL: commands and the outbox */
+    char *read_db_url;              /* READ_DB_URL: the read model */
+    char *redis_url;                /* REDIS_URL */
+    long redis_timeout_ms;          /* REDIS_TIMEOUT_MS */
+    long read_wait_ms;              /* READ_WAIT_MS: longest wait for a consistency token */
+    long read_poll_ms;              /* READ_POLL_MS: checkpoint polls while reads wait */
+    long max_waiting_reads;         /* READ_MAX_WAITING: token reads allowed to wait */
+    size_t max_value_bytes;         /* MAX_VALUE_BYTES */
+    struct pool *write_pool;        /* the write database's connections */
+    struct pool *read_pool;         /* the read database's connections */
+    struct redis *redis;            /* read counts, stream and dead-letter lengths */
     struct schema_task *schemas[2]; /* start-up table creation: write, read */
-    int schemas_ready;             /* schemas created so far */
-    long long checkpoint;          /* highest projector checkpoint seen (only grows) */
-    struct read_flow *waiting;     /* token reads waiting for the projector, oldest first */
+    int schemas_ready;              /* schemas created so far */
+    long long checkpoint;           /* highest projector checkpoint seen (only grows) */
+    struct read_flow *waiting;      /* token reads waiting for the projector, oldest first */
     struct read_flow *waiting_tail; /* the newest one */
-    long waiting_count;            /* entries in that list */
-    struct event *poll_timer;      /* polls the checkpoint while reads wait */
-    bool polling;                  /* a checkpoint query is in flight */
+    long waiting_count;             /* entries in that list */
+    struct event *poll_timer;       /* polls the checkpoint while reads wait */
+    bool polling;                   /* a checkpoint query is in flight */
 };
 
 void handle_write(struct http_request *req, void *arg);

@@ -20,8 +20,14 @@
 static struct layer layer;
 
 #define L7_DATABASE_ROWS(write_target, read_target)                                                \
-    {"WRITE_DB_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15470/layers", 0, 0,               \
-     "the write database: commands and the outbox", (write_target), NULL},                         \
+    {"WRITE_DB_URL",                                                                               \
+     CONFIG_URL,                                                                                   \
+     "postgresql://layers@127.0.0.1:15470/layers",                                                 \
+     0,                                                                                            \
+     0,                                                                                            \
+     "the write database: commands and the outbox",                                                \
+     (write_target),                                                                               \
+     NULL},                                                                                        \
     {                                                                                              \
         "READ_DB_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15471/layers", 0, 0,             \
             "the read database: the read model the projector keeps", (read_target), NULL           \
@@ -65,8 +71,10 @@ static bool start(struct server *server, void *arg)
     read_db.database_url = l->read_db_url;
     struct pgconn_settings write_pg = pool_config_pg(&write_db, "l7-cqrs");
     struct pgconn_settings read_pg = pool_config_pg(&read_db, "l7-cqrs");
-    l->write_pool = pool_config_create(&write_db, server_base(server), "l7-cqrs", server_metrics(server));
-    l->read_pool = pool_config_create(&read_db, server_base(server), "l7-cqrs", server_metrics(server));
+    l->write_pool =
+        pool_config_create(&write_db, server_base(server), "l7-cqrs", server_metrics(server));
+    l->read_pool =
+        pool_config_create(&read_db, server_base(server), "l7-cqrs", server_metrics(server));
     struct redis_settings rs = {.url = l->redis_url,
                                 .connect_timeout_ms = l->redis_timeout_ms,
                                 .command_timeout_ms = l->redis_timeout_ms,

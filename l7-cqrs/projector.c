@@ -69,11 +69,11 @@ static const char FLUSH_SQL[] =
     "FROM json_to_recordset($2::json) AS c(key text, n bigint), g WHERE r.key = c.key";
 
 enum projector_state {
-    PROJECTOR_STARTING, /* schema, stored generation, consumer group */
-    PROJECTOR_READING,  /* XREADGROUP in flight */
-    PROJECTOR_APPLYING, /* the transaction in flight */
-    PROJECTOR_ACKING,   /* dead letters, XACK, XTRIM in flight */
-    PROJECTOR_BACKOFF,  /* waiting before retrying the step in hand */
+    PROJECTOR_STARTING,   /* schema, stored generation, consumer group */
+    PROJECTOR_READING,    /* XREADGROUP in flight */
+    PROJECTOR_APPLYING,   /* the transaction in flight */
+    PROJECTOR_ACKING,     /* dead letters, XACK, XTRIM in flight */
+    PROJECTOR_BACKOFF,    /* waiting before retrying the step in hand */
     PROJECTOR_REBUILDING, /* --rebuild */
 };
 
@@ -87,39 +87,39 @@ struct entry {
 };
 
 struct projector {
-    struct pool_config db;          /* DB_* settings, for each pool */
-    char *write_db_url;             /* WRITE_DB_URL (the rebuild reads the outbox) */
-    char *read_db_url;              /* READ_DB_URL */
-    char *redis_url;                /* REDIS_URL */
-    long redis_timeout_ms;          /* REDIS_TIMEOUT_MS */
-    long batch_size;                /* PROJECTOR_BATCH */
-    long block_ms;                  /* PROJECTOR_BLOCK_MS */
-    long max_retries;               /* PROJECTOR_MAX_RETRIES */
-    char *consumer;                 /* PROJECTOR_CONSUMER */
-    bool rebuild;                   /* --rebuild */
-    struct process *process;        /* the program's life cycle */
-    struct pool *read_pool;         /* the read database */
-    struct pool *write_pool;        /* the write database (rebuild only) */
-    struct redis *redis;            /* commands: XACK, XADD, flushes */
-    struct redis *blocking;         /* XREADGROUP ... BLOCK, on its own connection */
-    struct schema_task *schema;     /* start-up table creation */
-    struct event *timer;            /* backoff waits and retries */
-    struct backoff backoff;         /* waits after failures */
-    enum projector_state state;     /* see above */
+    struct pool_config db;              /* DB_* settings, for each pool */
+    char *write_db_url;                 /* WRITE_DB_URL (the rebuild reads the outbox) */
+    char *read_db_url;                  /* READ_DB_URL */
+    char *redis_url;                    /* REDIS_URL */
+    long redis_timeout_ms;              /* REDIS_TIMEOUT_MS */
+    long batch_size;                    /* PROJECTOR_BATCH */
+    long block_ms;                      /* PROJECTOR_BLOCK_MS */
+    long max_retries;                   /* PROJECTOR_MAX_RETRIES */
+    char *consumer;                     /* PROJECTOR_CONSUMER */
+    bool rebuild;                       /* --rebuild */
+    struct process *process;            /* the program's life cycle */
+    struct pool *read_pool;             /* the read database */
+    struct pool *write_pool;            /* the write database (rebuild only) */
+    struct redis *redis;                /* commands: XACK, XADD, flushes */
+    struct redis *blocking;             /* XREADGROUP ... BLOCK, on its own connection */
+    struct schema_task *schema;         /* start-up table creation */
+    struct event *timer;                /* backoff waits and retries */
+    struct backoff backoff;             /* waits after failures */
+    enum projector_state state;         /* see above */
     void (*resume)(struct projector *); /* what the timer retries */
-    bool own_pending;               /* reading this consumer's unacknowledged entries first */
-    bool stopping;                  /* a stop signal: exit after the batch in hand */
-    struct entry *entries;          /* the batch in hand */
-    size_t count;                   /* entries in it */
-    bool one_by_one;                /* the batch was refused: its events are applied singly */
-    size_t single;                  /* in that mode, the entry being applied */
-    int acks_pending;               /* replies still to come in the ack step */
-    bool ack_failed;                /* one of them failed */
-    long long generation;           /* read_flush.generation as last known (-1: unknown) */
-    bool flushing;                  /* a read-count flush is under way */
-    long long rebuild_after;        /* rebuild: the last position replayed */
-    unsigned long long rebuilt;     /* rebuild: events replayed */
-    unsigned long long applied;     /* batches committed by this process */
+    bool own_pending;                   /* reading this consumer's unacknowledged entries first */
+    bool stopping;                      /* a stop signal: exit after the batch in hand */
+    struct entry *entries;              /* the batch in hand */
+    size_t count;                       /* entries in it */
+    bool one_by_one;                    /* the batch was refused: its events are applied singly */
+    size_t single;                      /* in that mode, the entry being applied */
+    int acks_pending;                   /* replies still to come in the ack step */
+    bool ack_failed;                    /* one of them failed */
+    long long generation;               /* read_flush.generation as last known (-1: unknown) */
+    bool flushing;                      /* a read-count flush is under way */
+    long long rebuild_after;            /* rebuild: the last position replayed */
+    unsigned long long rebuilt;         /* rebuild: events replayed */
+    unsigned long long applied;         /* batches committed by this process */
 };
 
 static struct projector projector;
@@ -211,9 +211,9 @@ static void keep_entry(struct entry *e, const redisReply *r)
         for (size_t i = 0; i + 1 < f->elements; i += 2)
             if (f->element[i]->type == REDIS_REPLY_STRING &&
                 f->element[i + 1]->type == REDIS_REPLY_STRING)
-                json_object_set_new(e->raw, f->element[i]->str,
-                                    json_stringn_nocheck(f->element[i + 1]->str,
-                                                         f->element[i + 1]->len));
+                json_object_set_new(
+                    e->raw, f->element[i]->str,
+                    json_stringn_nocheck(f->element[i + 1]->str, f->element[i + 1]->len));
     }
     if (!cqrs_event_parse(r, &ev, &why)) {
         e->error = xstrdup(why);
@@ -269,7 +269,7 @@ static void read_batch(struct projector *p)
     snprintf(count, sizeof count, "%ld", p->batch_size);
     snprintf(block, sizeof block, "%ld", p->block_ms);
     if (p->own_pending) { /* our unacknowledged entries (after a crash), without blocking */
-        const char *argv[] = {"XREADGROUP", "GROUP", CQRS_GROUP, p->consumer, "COUNT",
+        const char *argv[] = {"XREADGROUP", "GROUP",   CQRS_GROUP,  p->consumer, "COUNT",
                               count,        "STREAMS", CQRS_STREAM, "0"};
         size_t lens[9];
         for (int i = 0; i < 9; i++)
@@ -277,7 +277,7 @@ static void read_batch(struct projector *p)
         redis_command(p->redis, on_entries, p, 9, argv, lens);
         return;
     }
-    const char *argv[] = {"XREADGROUP", "GROUP", CQRS_GROUP, p->consumer, "COUNT",    count,
+    const char *argv[] = {"XREADGROUP", "GROUP", CQRS_GROUP, p->consumer, "COUNT", count,
                           "BLOCK",      block,   "STREAMS",  CQRS_STREAM, ">"};
     size_t lens[11];
     for (int i = 0; i < 11; i++)
@@ -289,7 +289,8 @@ static void read_batch(struct projector *p)
 static void on_group(redisReply *reply, void *arg)
 {
     struct projector *p = arg;
-    if (reply == NULL || (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9))) {
+    if (reply == NULL ||
+        (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9))) {
         retry(p, create_group_then_read, "creating the consumer group failed");
         return;
     }
@@ -328,8 +329,7 @@ struct apply_call {
     char *json;          /* the statement's parameter */
 };
 
-static void on_applied(const struct pg_reply *replies, int count, enum pg_status status,
-                       void *arg)
+static void on_applied(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
 {
     struct apply_call *call = arg;
     struct projector *p = call->p;
@@ -395,12 +395,12 @@ static void apply(struct projector *p)
     struct apply_call *call = xcalloc(1, sizeof *call);
     call->p = p;
     call->json = json;
-    struct pg_batch batch = {.mode = PG_BATCH_TRANSACTION,
-                             .count = 2,
-                             .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
-                                            {CQRS_SQL_PROJECT, 1, {call->json}}},
-                             .cb = on_applied,
-                             .arg = call};
+    struct pg_batch batch = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 2,
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}}, {CQRS_SQL_PROJECT, 1, {call->json}}},
+        .cb = on_applied,
+        .arg = call};
     pool_batch(p->read_pool, &batch);
 }
 
@@ -437,8 +437,9 @@ static void ack(struct projector *p)
         if (e->error == NULL)
             continue;
         char *fields = json_dumps(e->raw, JSON_COMPACT);
-        const char *d[] = {"XADD", CQRS_DEAD, "*", "entry", e->id, "error", e->error,
-                           "fields", fields != NULL ? fields : "{}"};
+        const char *d[] = {"XADD",   CQRS_DEAD, "*",
+                           "entry",  e->id,     "error",
+                           e->error, "fields",  fields != NULL ? fields : "{}"};
         size_t dl[9];
         for (int a = 0; a < 9; a++)
             dl[a] = strlen(d[a]);
@@ -511,9 +512,9 @@ static void on_flush_taken(redisReply *reply, void *arg)
     const redisReply *pairs = reply->element[1];
     json_t *list = json_array();
     for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
-        json_t *row = json_pack("{s:s%, s:I}", "key", pairs->element[i]->str,
-                                pairs->element[i]->len, "n",
-                                (json_int_t)strtoll(pairs->element[i + 1]->str, NULL, 10));
+        json_t *row =
+            json_pack("{s:s%, s:I}", "key", pairs->element[i]->str, pairs->element[i]->len, "n",
+                      (json_int_t)strtoll(pairs->element[i + 1]->str, NULL, 10));
         if (row != NULL)
             json_array_append_new(list, row);
     }
@@ -534,8 +535,8 @@ static void flush_reads(struct projector *p)
     p->flushing = true;
     char floor[24];
     snprintf(floor, sizeof floor, "%lld", p->generation);
-    const char *argv[] = {"EVAL",          FLUSH_SCRIPT,        "3", CQRS_READS,
-                          CQRS_READS_FLUSHING, CQRS_READS_GEN, floor};
+    const char *argv[] = {"EVAL",         FLUSH_SCRIPT, "3", CQRS_READS, CQRS_READS_FLUSHING,
+                          CQRS_READS_GEN, floor};
     size_t lens[7];
     for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
@@ -597,17 +598,16 @@ static void on_rebuild_rows(PGresult *res, enum pg_status status, void *arg)
     }
     int rows = PQntuples(res);
     if (rows == 0) {
-        struct pg_batch finish = {
-            .mode = PG_BATCH_TRANSACTION,
-            .count = 3,
-            .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
-                           {"UPDATE records r SET read_count = s.read_count "
-                            "FROM rebuild_read_counts s WHERE r.key = s.key",
-                            0,
-                            {NULL}},
-                           {"DROP TABLE rebuild_read_counts", 0, {NULL}}},
-            .cb = on_rebuild_done,
-            .arg = p};
+        struct pg_batch finish = {.mode = PG_BATCH_TRANSACTION,
+                                  .count = 3,
+                                  .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
+                                                 {"UPDATE records r SET read_count = s.read_count "
+                                                  "FROM rebuild_read_counts s WHERE r.key = s.key",
+                                                  0,
+                                                  {NULL}},
+                                                 {"DROP TABLE rebuild_read_counts", 0, {NULL}}},
+                                  .cb = on_rebuild_done,
+                                  .arg = p};
         pool_batch(p->read_pool, &finish);
         return;
     }
@@ -627,12 +627,12 @@ static void on_rebuild_rows(PGresult *res, enum pg_status status, void *arg)
     call->p = p;
     call->json = json_dumps(list, JSON_COMPACT);
     json_decref(list);
-    struct pg_batch batch = {.mode = PG_BATCH_TRANSACTION,
-                             .count = 2,
-                             .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
-                                            {CQRS_SQL_PROJECT, 1, {call->json}}},
-                             .cb = on_rebuild_applied,
-                             .arg = call};
+    struct pg_batch batch = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 2,
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}}, {CQRS_SQL_PROJECT, 1, {call->json}}},
+        .cb = on_rebuild_applied,
+        .arg = call};
     pool_batch(p->read_pool, &batch);
 }
 

@@ -66,27 +66,27 @@ enum relay_state {
 };
 
 struct relay {
-    struct pool_config db;       /* DB_* settings for the write database's pool */
-    char *write_db_url;          /* WRITE_DB_URL */
-    char *redis_url;             /* REDIS_URL */
-    long redis_timeout_ms;       /* REDIS_TIMEOUT_MS */
-    long batch;                  /* RELAY_BATCH */
-    char batch_text[24];         /* the same, as the query's parameter (alive until its reply) */
-    long poll_ms;                /* RELAY_POLL_MS */
-    struct process *process;     /* the program's life cycle */
-    struct pool *pool;           /* the write database */
-    struct redis *redis;         /* the stream's Redis */
+    struct pool_config db;        /* DB_* settings for the write database's pool */
+    char *write_db_url;           /* WRITE_DB_URL */
+    char *redis_url;              /* REDIS_URL */
+    long redis_timeout_ms;        /* REDIS_TIMEOUT_MS */
+    long batch;                   /* RELAY_BATCH */
+    char batch_text[24];          /* the same, as the query's parameter (alive until its reply) */
+    long poll_ms;                 /* RELAY_POLL_MS */
+    struct process *process;      /* the program's life cycle */
+    struct pool *pool;            /* the write database */
+    struct redis *redis;          /* the stream's Redis */
     struct pg_listener *listener; /* LISTEN outbox */
-    struct schema_task *schema;  /* start-up table creation */
-    struct event *timer;         /* the safety poll, or the backoff wait */
-    struct backoff backoff;      /* waits after failures */
-    enum relay_state state;      /* see above */
-    bool woken;                  /* woken while busy: look again when done */
-    bool stopping;               /* a stop signal: exit after the step in hand */
-    char *positions;             /* the batch's positions, "{1,2,3}" */
-    int rows;                    /* rows in the batch */
-    int pending;                 /* XADD replies still to come */
-    bool failed;                 /* one of them failed */
+    struct schema_task *schema;   /* start-up table creation */
+    struct event *timer;          /* the safety poll, or the backoff wait */
+    struct backoff backoff;       /* waits after failures */
+    enum relay_state state;       /* see above */
+    bool woken;                   /* woken while busy: look again when done */
+    bool stopping;                /* a stop signal: exit after the step in hand */
+    char *positions;              /* the batch's positions, "{1,2,3}" */
+    int rows;                     /* rows in the batch */
+    int pending;                  /* XADD replies still to come */
+    bool failed;                  /* one of them failed */
     unsigned long long published; /* events this process published */
 };
 
@@ -204,10 +204,21 @@ static void on_rows(PGresult *res, enum pg_status status, void *arg)
     /* Nothing may touch r after the last XADD: with Redis down its callback runs at once and
      * ends the step. */
     for (int i = 0; i < r->rows; i++) {
-        const char *argv[] = {"XADD",  CQRS_STREAM,          "*",     "position",
-                              PQgetvalue(res, i, 0), "type", PQgetvalue(res, i, 1), "key",
-                              PQgetvalue(res, i, 2), "value", PQgetvalue(res, i, 3), "at",
-                              PQgetvalue(res, i, 4), "command_id", PQgetvalue(res, i, 5)};
+        const char *argv[] = {"XADD",
+                              CQRS_STREAM,
+                              "*",
+                              "position",
+                              PQgetvalue(res, i, 0),
+                              "type",
+                              PQgetvalue(res, i, 1),
+                              "key",
+                              PQgetvalue(res, i, 2),
+                              "value",
+                              PQgetvalue(res, i, 3),
+                              "at",
+                              PQgetvalue(res, i, 4),
+                              "command_id",
+                              PQgetvalue(res, i, 5)};
         size_t lens[15];
         for (int a = 0; a < 15; a++)
             lens[a] = strlen(argv[a]);
@@ -279,8 +290,8 @@ static bool start(struct process *process, void *arg)
     backoff_init(&r->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     r->timer = evtimer_new(base, on_timer, r);
     r->state = RELAY_STARTING;
-    r->listener = pg_listener_create(base, r->write_db_url, CQRS_CHANNEL,
-                                     r->db.connect_timeout_ms, on_notify, r);
+    r->listener = pg_listener_create(base, r->write_db_url, CQRS_CHANNEL, r->db.connect_timeout_ms,
+                                     on_notify, r);
     r->schema = schema_ensure(base, &pg, CQRS_SQL_WRITE_SCHEMA, on_schema_ready, r);
     return true;
 }

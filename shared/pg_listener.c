@@ -24,19 +24,19 @@ enum listener_state {
 };
 
 struct pg_listener {
-    struct event_base *base;        /* the loop */
-    char *url;                      /* where to connect */
-    char *listen_sql;               /* "LISTEN channel" */
-    long connect_timeout_ms;        /* deadline of one attempt */
-    pg_listener_wake_cb wake;       /* the owner's callback */
-    void *arg;                      /* its argument */
-    enum listener_state state;      /* see above */
-    bool up;                        /* the LISTEN is acknowledged */
-    bool outage_logged;             /* one warning per outage */
-    PGconn *pg;                     /* the connection, or NULL when DOWN */
-    struct event *io;               /* readiness of its socket (recreated per socket) */
-    struct event *timer;            /* retry wait (DOWN) or connect deadline (CONNECTING) */
-    struct backoff backoff;         /* waits between attempts */
+    struct event_base *base;          /* the loop */
+    char *url;                        /* where to connect */
+    char *listen_sql;                 /* "LISTEN channel" */
+    long connect_timeout_ms;          /* deadline of one attempt */
+    pg_listener_wake_cb wake;         /* the owner's callback */
+    void *arg;                        /* its argument */
+    enum listener_state state;        /* see above */
+    bool up;                          /* the LISTEN is acknowledged */
+    bool outage_logged;               /* one warning per outage */
+    PGconn *pg;                       /* the connection, or NULL when DOWN */
+    struct event *io;                 /* readiness of its socket (recreated per socket) */
+    struct event *timer;              /* retry wait (DOWN) or connect deadline (CONNECTING) */
+    struct backoff backoff;           /* waits between attempts */
     unsigned long long notifications; /* received so far */
 };
 

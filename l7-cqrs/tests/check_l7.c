@@ -172,7 +172,8 @@ static void wait_projected(long timeout_ms)
 {
     long long deadline = tk_now_ms() + timeout_ms;
     for (;;) {
-        long long outbox = stats_number("outbox_position"), projected = stats_number("projector_position");
+        long long outbox = stats_number("outbox_position"),
+                  projected = stats_number("projector_position");
         if (outbox > 0 && projected >= outbox && stats_number("outbox_backlog") == 0)
             return;
         ck_assert_msg(tk_now_ms() < deadline, "projection did not catch up: %lld of %lld",
@@ -566,7 +567,8 @@ END_TEST
 
 int main(void)
 {
-    if (!tk_pg_start(&write_pg, WRITE_PG_PORT, NULL) || !tk_pg_start(&read_pg, READ_PG_PORT, NULL) ||
+    if (!tk_pg_start(&write_pg, WRITE_PG_PORT, NULL) ||
+        !tk_pg_start(&read_pg, READ_PG_PORT, NULL) ||
         !tk_redis_start_mode(&redis, REDIS_PORT, "queue"))
         return 1;
     snprintf(write_url, sizeof write_url, "WRITE_DB_URL=%s", write_pg.url);
@@ -577,12 +579,16 @@ int main(void)
     /* The shared cases' `records` (locked to make requests slow) is the read model's. */
     struct contract_target target = {SERVER_BIN, "7-cqrs", SERVER_PORT, &read_pg, env, false};
     contract_set_target(&target);
-    static const char *const contract_skip[] = {
-        "write_and_read_shapes", "chunked_uploads", "keys_in_paths", "large_value_round_trip",
-        "upsert_keeps_created_moves_updated", "not_found_method_not_allowed_too_large", NULL};
-    static const char *const resilience_skip[] = {
-        "five_hundred_concurrent_clients", "client_disconnects_mid_query",
-        "database_stops_and_comes_back", NULL};
+    static const char *const contract_skip[] = {"write_and_read_shapes",
+                                                "chunked_uploads",
+                                                "keys_in_paths",
+                                                "large_value_round_trip",
+                                                "upsert_keeps_created_moves_updated",
+                                                "not_found_method_not_allowed_too_large",
+                                                NULL};
+    static const char *const resilience_skip[] = {"five_hundred_concurrent_clients",
+                                                  "client_disconnects_mid_query",
+                                                  "database_stops_and_comes_back", NULL};
     TCase *own = tcase_create("cqrs");
     tcase_add_checked_fixture(own, start_default, stop_all);
     tcase_set_timeout(own, 120);
