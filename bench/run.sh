@@ -418,6 +418,7 @@ start_programs() { # N
     start_program "$1" "${LAYER_NAMES[$1]}" || return 1 # the server, on API_PORT: always first
     case $1 in
     6) start_program 6 l6-worker ;;
+    7) start_program 7 l7-relay && start_program 7 l7-projector ;;
     *) ;;
     esac
 }

@@ -25,6 +25,7 @@ layer_backends() {
     2 | 5 | 6) echo "pg redis" ;; # layer 6's Redis holds the write queue: see layer_redis_mode
     3) echo "pg standby standby redis" ;; # a primary and two hot standbys of it
     4) echo "pg pg pg redis" ;; # three shards
+    7) echo "pg pg redis" ;; # the write database, the read database, the event stream
     *) echo "" ;;
     esac
 }
@@ -34,6 +35,7 @@ layer_backend_names() {
     case $1 in
     3) echo "primary replica1 replica2 redis" ;;
     4) echo "shard0 shard1 shard2 redis" ;;
+    7) echo "write-db read-db redis" ;;
     *)
         local kind names=()
         for kind in $(layer_backends "$1"); do
@@ -48,10 +50,12 @@ layer_backend_names() {
 }
 
 # How a layer's Redis runs (scripts/stack.sh): "queue" (AOF, nothing but cache keys evicted)
-# where Redis holds acknowledged writes, else "cache".
+# where Redis holds acknowledged writes, else "cache". Layer 7's stream carries events between
+# the relay and the projector (the relay can publish them again from the outbox, but a lost
+# stream means a replay, and l7:reads holds read counts not flushed yet).
 layer_redis_mode() {
     case $1 in
-    6) echo "queue" ;;
+    6 | 7) echo "queue" ;;
     *) echo "cache" ;;
     esac
 }
@@ -60,6 +64,7 @@ layer_redis_mode() {
 layer_helpers() {
     case $1 in
     6) echo "l6-worker" ;;
+    7) echo "l7-relay l7-projector" ;;
     *) echo "" ;;
     esac
 }
@@ -90,7 +95,13 @@ layer_env() {
         ;;
     esac
     case $n in
-    2 | 3 | 4 | 5 | 6) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    7) # the write database on PG_PORT, the read database on PG_PORT + 1
+        echo "export WRITE_DB_URL=postgresql://layers@127.0.0.1:$pg/layers"
+        echo "export READ_DB_URL=postgresql://layers@127.0.0.1:$((pg + 1))/layers"
+        ;;
+    esac
+    case $n in
+    2 | 3 | 4 | 5 | 6 | 7) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"

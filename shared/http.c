@@ -182,6 +182,11 @@ const char *http_request_header(const struct http_request *req, const char *name
     return evhttp_find_header(evhttp_request_get_input_headers(req->evreq), name);
 }
 
+const char *http_request_query(const struct http_request *req)
+{
+    return evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req->evreq));
+}
+
 void *http_request_arg(const struct http_request *req)
 {
     const struct route_target *target = req->match.data;

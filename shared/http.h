@@ -69,6 +69,9 @@ const char *http_request_body(struct http_request *req, size_t *len);
 /* An input header, or NULL. */
 const char *http_request_header(const struct http_request *req, const char *name);
 
+/* The raw query string (after `?`, still percent-encoded), or NULL when there is none. */
+const char *http_request_query(const struct http_request *req);
+
 /* The `arg` its route was added with (a layer's context): the one way to reach the layer from
  * a request, also in callbacks that are given only the request. */
 void *http_request_arg(const struct http_request *req);

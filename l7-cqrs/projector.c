@@ -1,0 +1,788 @@
+/*
+ * Layer 7: the projector (l7-projector). Applies the stream's events to the read model, each
+ * exactly once, and flushes the read counts the API gathered in Redis.
+ *
+ *   XREADGROUP (its own pending entries first, then new ones, BLOCK) -> ONE read-database
+ *   transaction: upsert the batch's keys WHERE the event is newer than the row's last_position,
+ *   and move projector_checkpoint -> COMMIT -> XACK (+ XTRIM below the acknowledged entries)
+ *
+ * Exactly once, from at-least-once parts: the stream may deliver an event twice (the relay
+ * republishes after a crash; this process rereads its unacknowledged entries after a restart),
+ * but a row takes an event only if its position is beyond the row's last_position, in the same
+ * transaction that moves the checkpoint. A crash before COMMIT applies nothing; a crash after
+ * COMMIT and before XACK replays a batch the rows refuse. write_count therefore counts each
+ * command once.
+ *
+ * A failing event: PostgreSQL refusing the batch (bad data) makes the projector apply the
+ * batch's events one by one; one that still fails is retried with backoff PROJECTOR_MAX_RETRIES
+ * times, then parked in the dead-letter stream l7:dead with its error, and the others go on. An
+ * entry that is not an event at all goes there at once. Nothing is skipped silently.
+ * PostgreSQL or Redis unreachable: the batch is kept and retried with backoff; nothing is
+ * acknowledged.
+ *
+ * Read counts: the API counts reads in the Redis hash l7:reads (HINCRBY, no database write per
+ * read). Once a second this process moves the hash aside (generation g, FLUSH_SCRIPT) and adds
+ * it to records.read_count in one transaction that also records g in read_flush, so a flush
+ * retried after a crash is not added twice, and the API can tell which counts are stored.
+ *
+ * `l7-projector --rebuild`: empties the read model and replays every outbox row, in position
+ * order, through the same statement; the result equals the incremental one (read counts are
+ * kept aside and put back). Stop the running projector first: both would move the same rows.
+ * SIGTERM/SIGINT: finish the batch in hand (COMMIT and XACK), exit 0.
+ */
+#include "cqrs.h"
+
+#include "backoff.h"
+#include "clock.h"
+#include "log.h"
+#include "pool_config.h"
+#include "process.h"
+#include "redis.h"
+#include "schema.h"
+#include "xalloc.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Moves l7:reads aside as the next generation (unless a flush is unfinished), returns
+ * {generation, [key, count, ...]}. ARGV[1]: the generation the database has stored, a floor
+ * for Redis's counter (a Redis that lost its data must not reuse a stored generation). */
+static const char FLUSH_SCRIPT[] =
+    "local g = tonumber(redis.call('GET', KEYS[3]) or '0') "
+    "local floor = tonumber(ARGV[1]) "
+    "if g < floor then g = floor redis.call('SET', KEYS[3], g) end "
+    "if redis.call('EXISTS', KEYS[2]) == 0 then "
+    "  if redis.call('EXISTS', KEYS[1]) == 0 then return {g, {}} end "
+    "  g = redis.call('INCR', KEYS[3]) "
+    "  redis.call('RENAME', KEYS[1], KEYS[2]) "
+    "end "
+    "return {g, redis.call('HGETALL', KEYS[2])}";
+
+/* $1 generation, $2 [{key, n}]: added once per generation. */
+static const char FLUSH_SQL[] =
+    "WITH g AS (UPDATE read_flush SET generation = $1::bigint WHERE generation < $1::bigint "
+    " RETURNING 1) "
+    "UPDATE records r SET read_count = r.read_count + c.n "
+    "FROM json_to_recordset($2::json) AS c(key text, n bigint), g WHERE r.key = c.key";
+
+enum projector_state {
+    PROJECTOR_STARTING,   /* schema, stored generation, consumer group */
+    PROJECTOR_READING,    /* XREADGROUP in flight */
+    PROJECTOR_APPLYING,   /* the transaction in flight */
+    PROJECTOR_ACKING,     /* dead letters, XACK, XTRIM in flight */
+    PROJECTOR_BACKOFF,    /* waiting before retrying the step in hand */
+    PROJECTOR_REBUILDING, /* --rebuild */
+};
+
+/* One stream entry of the batch in hand. */
+struct entry {
+    char *id;      /* stream entry id */
+    json_t *event; /* its event for CQRS_SQL_PROJECT, or NULL when it is not one */
+    json_t *raw;   /* its fields, for a dead letter */
+    char *error;   /* why it goes to l7:dead (NULL: it does not) */
+    int failures;  /* times it failed on its own */
+};
+
+struct projector {
+    struct pool_config db;              /* DB_* settings, for each pool */
+    char *write_db_url;                 /* WRITE_DB_URL (the rebuild reads the outbox) */
+    char *read_db_url;                  /* READ_DB_URL */
+    char *redis_url;                    /* REDIS_URL */
+    long redis_timeout_ms;              /* REDIS_TIMEOUT_MS */
+    long batch_size;                    /* PROJECTOR_BATCH */
+    long block_ms;                      /* PROJECTOR_BLOCK_MS */
+    long max_retries;                   /* PROJECTOR_MAX_RETRIES */
+    char *consumer;                     /* PROJECTOR_CONSUMER */
+    bool rebuild;                       /* --rebuild */
+    struct process *process;            /* the program's life cycle */
+    struct pool *read_pool;             /* the read database */
+    struct pool *write_pool;            /* the write database (rebuild only) */
+    struct redis *redis;                /* commands: XACK, XADD, flushes */
+    struct redis *blocking;             /* XREADGROUP ... BLOCK, on its own connection */
+    struct schema_task *schema;         /* start-up table creation */
+    struct event *timer;                /* backoff waits and retries */
+    struct backoff backoff;             /* waits after failures */
+    enum projector_state state;         /* see above */
+    void (*resume)(struct projector *); /* what the timer retries */
+    bool own_pending;                   /* reading this consumer's unacknowledged entries first */
+    bool stopping;                      /* a stop signal: exit after the batch in hand */
+    struct entry *entries;              /* the batch in hand */
+    size_t count;                       /* entries in it */
+    bool one_by_one;                    /* the batch was refused: its events are applied singly */
+    size_t single;                      /* in that mode, the entry being applied */
+    int acks_pending;                   /* replies still to come in the ack step */
+    bool ack_failed;                    /* one of them failed */
+    long long generation;               /* read_flush.generation as last known (-1: unknown) */
+    bool flushing;                      /* a read-count flush is under way */
+    long long rebuild_after;            /* rebuild: the last position replayed */
+    unsigned long long rebuilt;         /* rebuild: events replayed */
+    unsigned long long applied;         /* batches committed by this process */
+};
+
+static struct projector projector;
+
+static const struct config_row projector_rows[] = {
+    {"WRITE_DB_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15470/layers", 0, 0,
+     "the write database (--rebuild replays its outbox)", &projector.write_db_url, NULL},
+    {"READ_DB_URL", CONFIG_URL, "postgresql://layers@127.0.0.1:15471/layers", 0, 0,
+     "the read database: the read model", &projector.read_db_url, NULL},
+    {"PROJECTOR_BATCH", CONFIG_INT, "200", 1, 10000, "events applied per transaction",
+     &projector.batch_size, NULL},
+    {"PROJECTOR_BLOCK_MS", CONFIG_INT, "1000", 10, 60000,
+     "longest wait of one XREADGROUP for new events", &projector.block_ms, NULL},
+    {"PROJECTOR_MAX_RETRIES", CONFIG_INT, "3", 0, 1000,
+     "retries of an event PostgreSQL refuses before it goes to l7:dead", &projector.max_retries,
+     NULL},
+    {"PROJECTOR_CONSUMER", CONFIG_STRING, "projector-1", 0, 0,
+     "its name in the consumer group (a restart under the same name resumes its entries)",
+     &projector.consumer, NULL},
+};
+
+static const struct config_set projector_sets[] = {
+    POOL_EACH_CONFIG_SET(&projector.db),
+    REDIS_CONFIG_SET(&projector.redis_url, &projector.redis_timeout_ms,
+                     "redis://127.0.0.1:16470/0"),
+    CONFIG_SET("projector", projector_rows),
+};
+
+static void read_batch(struct projector *p);
+static void create_group_then_read(struct projector *p);
+static void apply(struct projector *p);
+static void ack(struct projector *p);
+
+/* ---- steps, retries ---- */
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct projector *p = arg;
+    (void)fd, (void)what;
+    void (*resume)(struct projector *) = p->resume;
+    p->resume = NULL;
+    if (resume != NULL)
+        resume(p);
+}
+
+static void retry(struct projector *p, void (*resume)(struct projector *), const char *why)
+{
+    long wait = backoff_next(&p->backoff);
+    if (wait == BACKOFF_MIN_MS)
+        LOG_WARN("projector: %s; retrying with backoff", why);
+    if (p->stopping && p->count == 0) {
+        process_exit(p->process, 0);
+        return;
+    }
+    p->state = PROJECTOR_BACKOFF;
+    p->resume = resume;
+    struct timeval tv = ms_to_timeval(wait);
+    evtimer_add(p->timer, &tv);
+}
+
+static void free_batch(struct projector *p)
+{
+    for (size_t i = 0; i < p->count; i++) {
+        free(p->entries[i].id);
+        json_decref(p->entries[i].event);
+        json_decref(p->entries[i].raw);
+        free(p->entries[i].error);
+    }
+    free(p->entries);
+    p->entries = NULL;
+    p->count = p->single = 0;
+    p->one_by_one = false;
+}
+
+/* ---- reading ---- */
+
+static void keep_entry(struct entry *e, const redisReply *r)
+{
+    struct cqrs_event ev;
+    const char *why = NULL;
+    e->id = xstrdup(r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                            r->element[0]->type == REDIS_REPLY_STRING
+                        ? r->element[0]->str
+                        : "0-0");
+    e->raw = json_object();
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *f = r->element[1];
+        for (size_t i = 0; i + 1 < f->elements; i += 2)
+            if (f->element[i]->type == REDIS_REPLY_STRING &&
+                f->element[i + 1]->type == REDIS_REPLY_STRING)
+                json_object_set_new(
+                    e->raw, f->element[i]->str,
+                    json_stringn_nocheck(f->element[i + 1]->str, f->element[i + 1]->len));
+    }
+    if (!cqrs_event_parse(r, &ev, &why)) {
+        e->error = xstrdup(why);
+        return;
+    }
+    e->event = cqrs_event_json(&ev);
+    if (e->event == NULL)
+        e->error = xstrdup("key or value is not valid UTF-8");
+}
+
+static void on_entries(redisReply *reply, void *arg)
+{
+    struct projector *p = arg;
+    if (reply == NULL) {
+        retry(p, read_batch, "XREADGROUP failed (Redis unavailable?)");
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* NOGROUP: the stream is gone (a Redis that lost its data): create the group again. */
+        LOG_WARN("projector: XREADGROUP: %s", reply->str);
+        retry(p, create_group_then_read, "the consumer group is missing");
+        return;
+    }
+    backoff_reset(&p->backoff);
+    const redisReply *entries = NULL;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+        reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
+        entries = reply->element[0]->element[1];
+    if (entries == NULL || entries->type != REDIS_REPLY_ARRAY || entries->elements == 0) {
+        if (p->stopping) {
+            process_exit(p->process, 0);
+            return;
+        }
+        p->own_pending = false; /* none left of our own: new entries from now on */
+        read_batch(p);
+        return;
+    }
+    p->count = entries->elements;
+    p->entries = xcalloc(p->count, sizeof *p->entries);
+    for (size_t i = 0; i < p->count; i++)
+        keep_entry(&p->entries[i], entries->element[i]);
+    apply(p);
+}
+
+static void read_batch(struct projector *p)
+{
+    if (p->stopping) {
+        process_exit(p->process, 0);
+        return;
+    }
+    p->state = PROJECTOR_READING;
+    char count[24], block[24];
+    snprintf(count, sizeof count, "%ld", p->batch_size);
+    snprintf(block, sizeof block, "%ld", p->block_ms);
+    if (p->own_pending) { /* our unacknowledged entries (after a crash), without blocking */
+        const char *argv[] = {"XREADGROUP", "GROUP",   CQRS_GROUP,  p->consumer, "COUNT",
+                              count,        "STREAMS", CQRS_STREAM, "0"};
+        size_t lens[9];
+        for (int i = 0; i < 9; i++)
+            lens[i] = strlen(argv[i]);
+        redis_command(p->redis, on_entries, p, 9, argv, lens);
+        return;
+    }
+    const char *argv[] = {"XREADGROUP", "GROUP", CQRS_GROUP, p->consumer, "COUNT", count,
+                          "BLOCK",      block,   "STREAMS",  CQRS_STREAM, ">"};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
+    if (!redis_command_blocking(p->blocking, p->block_ms, on_entries, p, 11, argv, lens))
+        retry(p, read_batch, "the blocking Redis connection is not ready");
+}
+
+static void on_group(redisReply *reply, void *arg)
+{
+    struct projector *p = arg;
+    if (reply == NULL ||
+        (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9))) {
+        retry(p, create_group_then_read, "creating the consumer group failed");
+        return;
+    }
+    p->state = PROJECTOR_READING;
+    p->own_pending = true;
+    read_batch(p);
+}
+
+static void create_group_then_read(struct projector *p)
+{
+    p->state = PROJECTOR_STARTING;
+    const char *argv[] = {"XGROUP", "CREATE", CQRS_STREAM, CQRS_GROUP, "0", "MKSTREAM"};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redis_command(p->redis, on_group, p, 6, argv, lens);
+}
+
+/* ---- applying ---- */
+
+/* The events of entries [from, to) that are events, as the JSON CQRS_SQL_PROJECT reads. */
+static char *events_json(struct projector *p, size_t from, size_t to, size_t *n)
+{
+    json_t *list = json_array();
+    for (size_t i = from; i < to; i++)
+        if (p->entries[i].event != NULL && p->entries[i].error == NULL)
+            json_array_append(list, p->entries[i].event);
+    *n = json_array_size(list);
+    char *text = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    return text;
+}
+
+struct apply_call {
+    struct projector *p; /* whose batch */
+    char *json;          /* the statement's parameter */
+};
+
+static void on_applied(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
+{
+    struct apply_call *call = arg;
+    struct projector *p = call->p;
+    free(call->json);
+    free(call);
+    if (status == PG_OK) {
+        backoff_reset(&p->backoff);
+        p->applied++;
+        if (p->one_by_one) { /* this one is in, on to the next */
+            p->single++;
+            apply(p);
+        } else {
+            ack(p);
+        }
+        return;
+    }
+    if (status != PG_ERROR) { /* unreachable or busy: keep the batch, try again */
+        retry(p, apply, "the read database is unavailable");
+        return;
+    }
+    const char *error = count == 2 && replies[1].res != NULL
+                            ? PQresultErrorMessage(replies[1].res)
+                            : "the read database refused the event";
+    if (!p->one_by_one) { /* a batch refused: find the bad events one by one */
+        LOG_WARN("projector: a batch was refused (%s); applying its events one by one", error);
+        p->one_by_one = true;
+        p->single = 0;
+        apply(p);
+        return;
+    }
+    struct entry *e = &p->entries[p->single];
+    if (e->failures++ < p->max_retries) {
+        retry(p, apply, "an event was refused");
+        return;
+    }
+    LOG_ERROR("projector: event %s goes to " CQRS_DEAD ": %s", e->id, error);
+    e->error = xstrdup(error);
+    size_t len = strlen(e->error);
+    while (len > 0 && e->error[len - 1] == '\n')
+        e->error[--len] = '\0';
+    p->single++;
+    apply(p);
+}
+
+/* Applies the batch (or, one by one, its next event) in one transaction. */
+static void apply(struct projector *p)
+{
+    p->state = PROJECTOR_APPLYING;
+    size_t from = 0, to = p->count;
+    if (p->one_by_one) {
+        while (p->single < p->count && p->entries[p->single].error != NULL)
+            p->single++; /* not an event, or dead already */
+        from = p->single;
+        to = from + 1;
+    }
+    size_t n = 0;
+    char *json = from < p->count ? events_json(p, from, to, &n) : NULL;
+    if (n == 0) { /* nothing (left) to apply */
+        free(json);
+        ack(p);
+        return;
+    }
+    struct apply_call *call = xcalloc(1, sizeof *call);
+    call->p = p;
+    call->json = json;
+    struct pg_batch batch = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 2,
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}}, {CQRS_SQL_PROJECT, 1, {call->json}}},
+        .cb = on_applied,
+        .arg = call};
+    pool_batch(p->read_pool, &batch);
+}
+
+/* ---- acknowledging ---- */
+
+static void on_acked(redisReply *reply, void *arg)
+{
+    struct projector *p = arg;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        p->ack_failed = true;
+    if (--p->acks_pending > 0)
+        return;
+    if (p->ack_failed) {
+        retry(p, ack, "acknowledging the batch failed (Redis unavailable?)");
+        return;
+    }
+    free_batch(p);
+    read_batch(p);
+}
+
+/* After COMMIT: dead letters, XACK, and XTRIM of what every entry before has acknowledged. */
+static void ack(struct projector *p)
+{
+    p->state = PROJECTOR_ACKING;
+    p->ack_failed = false;
+    size_t dead = 0;
+    for (size_t i = 0; i < p->count; i++)
+        dead += p->entries[i].error != NULL;
+    p->acks_pending = (int)dead + 2;
+    const char **argv = xcalloc(p->count + 4, sizeof *argv);
+    size_t *lens = xcalloc(p->count + 4, sizeof *lens);
+    for (size_t i = 0; i < p->count; i++) {
+        struct entry *e = &p->entries[i];
+        if (e->error == NULL)
+            continue;
+        char *fields = json_dumps(e->raw, JSON_COMPACT);
+        const char *d[] = {"XADD",   CQRS_DEAD, "*",
+                           "entry",  e->id,     "error",
+                           e->error, "fields",  fields != NULL ? fields : "{}"};
+        size_t dl[9];
+        for (int a = 0; a < 9; a++)
+            dl[a] = strlen(d[a]);
+        redis_command(p->redis, on_acked, p, 9, d, dl);
+        free(fields);
+    }
+    argv[0] = "XACK", argv[1] = CQRS_STREAM, argv[2] = CQRS_GROUP;
+    for (size_t i = 0; i < p->count; i++)
+        argv[3 + i] = p->entries[i].id;
+    for (size_t i = 0; i < p->count + 3; i++)
+        lens[i] = strlen(argv[i]);
+    /* The last id: entries are read in order and each batch is acknowledged before the next is
+     * read, so every entry below it is acknowledged too. */
+    const char *last = p->entries[p->count - 1].id;
+    const char *trim[] = {"XTRIM", CQRS_STREAM, "MINID", last};
+    size_t trim_lens[] = {5, strlen(CQRS_STREAM), 5, strlen(last)};
+    int xack_argc = (int)p->count + 3;
+    /* With Redis down each callback runs at once; the last one frees the batch, so copy the
+     * trim's id first. */
+    char *last_copy = xstrdup(last);
+    trim[3] = last_copy;
+    redis_command(p->redis, on_acked, p, xack_argc, argv, lens);
+    free(argv);
+    free(lens);
+    redis_command(p->redis, on_acked, p, 4, trim, trim_lens);
+    free(last_copy);
+}
+
+/* ---- read counts ---- */
+
+static void on_flush_deleted(redisReply *reply, void *arg)
+{
+    struct projector *p = arg;
+    (void)reply; /* left in place, it is flushed again and refused by its generation */
+    p->flushing = false;
+}
+
+struct flush_call {
+    struct projector *p;  /* whose */
+    long long generation; /* what it flushes */
+    char generation_text[24];
+    char *json; /* [{key, n}] */
+};
+
+static void on_flushed(PGresult *res, enum pg_status status, void *arg)
+{
+    struct flush_call *call = arg;
+    struct projector *p = call->p;
+    (void)res;
+    if (status == PG_OK) {
+        p->generation = call->generation;
+        const char *argv[] = {"DEL", CQRS_READS_FLUSHING};
+        size_t lens[] = {3, strlen(CQRS_READS_FLUSHING)};
+        redis_command(p->redis, on_flush_deleted, p, 2, argv, lens);
+    } else {
+        p->flushing = false; /* next second */
+    }
+    free(call->json);
+    free(call);
+}
+
+static void on_flush_taken(redisReply *reply, void *arg)
+{
+    struct projector *p = arg;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[1]->elements == 0) {
+        p->flushing = false;
+        return;
+    }
+    const redisReply *pairs = reply->element[1];
+    json_t *list = json_array();
+    for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
+        json_t *row =
+            json_pack("{s:s%, s:I}", "key", pairs->element[i]->str, pairs->element[i]->len, "n",
+                      (json_int_t)strtoll(pairs->element[i + 1]->str, NULL, 10));
+        if (row != NULL)
+            json_array_append_new(list, row);
+    }
+    struct flush_call *call = xcalloc(1, sizeof *call);
+    call->p = p;
+    call->generation = reply->element[0]->integer;
+    snprintf(call->generation_text, sizeof call->generation_text, "%lld", call->generation);
+    call->json = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    struct pg_call flush = {{FLUSH_SQL, 2, {call->generation_text, call->json}}, on_flushed, call};
+    pool_query(p->read_pool, &flush);
+}
+
+static void flush_reads(struct projector *p)
+{
+    if (p->flushing || p->generation < 0)
+        return;
+    p->flushing = true;
+    char floor[24];
+    snprintf(floor, sizeof floor, "%lld", p->generation);
+    const char *argv[] = {"EVAL",         FLUSH_SCRIPT, "3", CQRS_READS, CQRS_READS_FLUSHING,
+                          CQRS_READS_GEN, floor};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    redis_command(p->redis, on_flush_taken, p, 7, argv, lens);
+}
+
+static void on_generation(PGresult *res, enum pg_status status, void *arg)
+{
+    struct projector *p = arg;
+    if (status == PG_OK && PQntuples(res) == 1)
+        p->generation = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+}
+
+/* ---- --rebuild ---- */
+
+static void rebuild_page(struct projector *p);
+
+static void rebuild_failed(const char *what, enum pg_status status)
+{
+    LOG_ERROR("projector: rebuild: %s failed (status %d); run it again", what, (int)status);
+    process_exit(projector.process, 1);
+}
+
+static void on_rebuild_done(const struct pg_reply *replies, int count, enum pg_status status,
+                            void *arg)
+{
+    struct projector *p = arg;
+    (void)replies, (void)count;
+    if (status != PG_OK) {
+        rebuild_failed("restoring the read counts", status);
+        return;
+    }
+    LOG_INFO("projector: rebuild done: %llu events replayed, up to position %lld", p->rebuilt,
+             p->rebuild_after);
+    process_exit(p->process, 0);
+}
+
+static void on_rebuild_applied(const struct pg_reply *replies, int count, enum pg_status status,
+                               void *arg)
+{
+    struct apply_call *call = arg;
+    struct projector *p = call->p;
+    (void)replies, (void)count;
+    free(call->json);
+    free(call);
+    if (status != PG_OK) {
+        rebuild_failed("applying a page", status);
+        return;
+    }
+    rebuild_page(p);
+}
+
+static void on_rebuild_rows(PGresult *res, enum pg_status status, void *arg)
+{
+    struct projector *p = arg;
+    if (status != PG_OK) {
+        rebuild_failed("reading the outbox", status);
+        return;
+    }
+    int rows = PQntuples(res);
+    if (rows == 0) {
+        struct pg_batch finish = {.mode = PG_BATCH_TRANSACTION,
+                                  .count = 3,
+                                  .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
+                                                 {"UPDATE records r SET read_count = s.read_count "
+                                                  "FROM rebuild_read_counts s WHERE r.key = s.key",
+                                                  0,
+                                                  {NULL}},
+                                                 {"DROP TABLE rebuild_read_counts", 0, {NULL}}},
+                                  .cb = on_rebuild_done,
+                                  .arg = p};
+        pool_batch(p->read_pool, &finish);
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < rows; i++) {
+        json_t *e = json_pack("{s:I, s:s%, s:s%, s:s}", "position",
+                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "key",
+                              PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2), "value",
+                              PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), "at",
+                              PQgetvalue(res, i, 4));
+        if (e != NULL)
+            json_array_append_new(list, e);
+    }
+    p->rebuild_after = strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10);
+    p->rebuilt += (unsigned long long)rows;
+    struct apply_call *call = xcalloc(1, sizeof *call);
+    call->p = p;
+    call->json = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    struct pg_batch batch = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 2,
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}}, {CQRS_SQL_PROJECT, 1, {call->json}}},
+        .cb = on_rebuild_applied,
+        .arg = call};
+    pool_batch(p->read_pool, &batch);
+}
+
+static void rebuild_page(struct projector *p)
+{
+    if (p->stopping) {
+        LOG_WARN("projector: rebuild stopped at position %lld; run it again", p->rebuild_after);
+        process_exit(p->process, 1);
+        return;
+    }
+    static char after[24], limit[24];
+    snprintf(after, sizeof after, "%lld", p->rebuild_after);
+    snprintf(limit, sizeof limit, "%ld", p->batch_size);
+    struct pg_call page = {{CQRS_SQL_OUTBOX_PAGE, 2, {after, limit}}, on_rebuild_rows, p};
+    pool_query(p->write_pool, &page);
+}
+
+static void on_emptied(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
+{
+    struct projector *p = arg;
+    (void)replies, (void)count;
+    if (status != PG_OK) {
+        rebuild_failed("emptying the read model", status);
+        return;
+    }
+    LOG_INFO("projector: rebuild: read model emptied; replaying the outbox");
+    rebuild_page(p);
+}
+
+/* Read counts are not events: they are kept aside (a rebuild that failed before putting them
+ * back left them there, and they are kept again) and restored at the end. */
+static void start_rebuild(struct projector *p)
+{
+    p->state = PROJECTOR_REBUILDING;
+    struct pg_batch empty = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 4,
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
+                       {"CREATE TABLE IF NOT EXISTS rebuild_read_counts AS "
+                        "SELECT key, read_count FROM records",
+                        0,
+                        {NULL}},
+                       {"TRUNCATE records", 0, {NULL}},
+                       {"UPDATE projector_checkpoint SET position = 0, events_projected = 0, "
+                        "updated_at = now()",
+                        0,
+                        {NULL}}},
+        .cb = on_emptied,
+        .arg = p};
+    pool_batch(p->read_pool, &empty);
+}
+
+/* ---- life cycle ---- */
+
+static void on_schema_ready(void *arg)
+{
+    struct projector *p = arg;
+    if (p->rebuild) {
+        start_rebuild(p);
+        return;
+    }
+    LOG_INFO("projector: applying %s to the read model as %s", CQRS_STREAM, p->consumer);
+    struct pg_call gen = {{"SELECT generation FROM read_flush", 0, {NULL}}, on_generation, p};
+    pool_query(p->read_pool, &gen);
+    create_group_then_read(p);
+}
+
+static bool start(struct process *process, void *arg)
+{
+    struct projector *p = arg;
+    p->process = process;
+    p->generation = -1;
+    if (!pool_config_check(&p->db))
+        return false;
+    struct event_base *base = process_base(process);
+    p->db.resolver = process_resolver(process);
+    struct pool_config read_db = p->db, write_db = p->db;
+    read_db.database_url = p->read_db_url;
+    write_db.database_url = p->write_db_url;
+    struct pgconn_settings pg = pool_config_pg(&read_db, "l7-projector");
+    p->read_pool = pool_config_create(&read_db, base, "l7-projector", NULL);
+    if (p->rebuild)
+        p->write_pool = pool_config_create(&write_db, base, "l7-projector", NULL);
+    struct redis_settings rs = {.url = p->redis_url,
+                                .connect_timeout_ms = p->redis_timeout_ms,
+                                .command_timeout_ms = p->redis_timeout_ms,
+                                .resolver = process_resolver(process)};
+    p->redis = redis_create(base, &rs, NULL);
+    rs.blocking = true;
+    p->blocking = redis_create(base, &rs, NULL);
+    if (p->redis == NULL || p->blocking == NULL)
+        return false;
+    backoff_init(&p->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    p->timer = evtimer_new(base, on_timer, p);
+    p->state = PROJECTOR_STARTING;
+    p->schema = schema_ensure(base, &pg, CQRS_SQL_READ_SCHEMA, on_schema_ready, p);
+    return true;
+}
+
+static void maintain(void *arg)
+{
+    struct projector *p = arg;
+    pool_maintain(p->read_pool);
+    if (p->write_pool != NULL)
+        pool_maintain(p->write_pool);
+    redis_maintain(p->redis);
+    redis_maintain(p->blocking);
+    if (!p->rebuild)
+        flush_reads(p);
+}
+
+static void drain(void *arg)
+{
+    struct projector *p = arg;
+    p->stopping = true;
+    /* Between batches (waiting for entries, or backing off without one): leave now. */
+    if (p->count == 0 && p->state != PROJECTOR_REBUILDING)
+        process_exit(p->process, 0);
+}
+
+static void stop(void *arg)
+{
+    struct projector *p = arg;
+    LOG_INFO("projector: stopped after %llu transactions", p->applied);
+    free_batch(p);
+    schema_task_free(p->schema);
+    if (p->timer != NULL)
+        event_free(p->timer);
+    redis_free(p->blocking);
+    redis_free(p->redis);
+    pool_free(p->read_pool);
+    pool_free(p->write_pool);
+}
+
+int main(int argc, char **argv)
+{
+    /* --rebuild is this program's own argument; the rest is the common life cycle's. */
+    if (argc > 1 && strcmp(argv[1], "--rebuild") == 0) {
+        projector.rebuild = true;
+        argv[1] = argv[0];
+        argv++, argc--;
+    }
+    static const struct process_spec spec = {
+        .program = "l7-projector",
+        .summary = "layer 7's projector: applies the event stream to the read model, each event "
+                   "once (--rebuild: replay the whole outbox into an empty read model)",
+        CONFIG_SETS(projector_sets),
+        .start = start,
+        .maintain = maintain,
+        .drain = drain,
+        .stop = stop,
+    };
+    return process_main(argc, argv, &spec, &projector);
+}
