@@ -155,6 +155,10 @@ START_TEST(an_evicted_version_lets_no_stale_row_in)
     write_value("evict:2", "new");
     evict("l2:ver:evict:2");
     usleep(900000); /* the pending fills have run */
+    /* Both were refused (not merely overwritten later): the counter proves the guard acted. */
+    ck_assert_msg(tk_metric(SERVER_PORT, "cache_fills_skipped_total") >= 2,
+                  "the stale fills were not refused: %.0f",
+                  tk_metric(SERVER_PORT, "cache_fills_skipped_total"));
     expect_read("evict:1", "new", false);
     expect_read("evict:2", "new", false);
 }
