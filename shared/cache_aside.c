@@ -233,6 +233,7 @@ void cache_aside_fill(struct cache_aside *c, const char *key, size_t key_len, co
 static void owe(struct cache_aside *c, const char *key, size_t len)
 {
     c->generation++; /* fills from lookups made before now are void */
+    metrics_inc(c->metrics, METRIC_CACHE_INVALIDATIONS_OWED);
     if (c->owe_all)
         return;
     for (size_t i = 0; i < c->owed_count; i++)
@@ -412,6 +413,7 @@ static void deliver_owed(struct cache_aside *c)
     if (count > 0)
         LOG_INFO("cache: delivering %zu lost invalidations", count);
     for (size_t i = 0; i < count; i++) {
+        metrics_inc(c->metrics, METRIC_CACHE_INVALIDATIONS_DELIVERED_LATE);
         cache_aside_invalidate(c, owed[i].key, owed[i].len);
         free(owed[i].key);
     }

@@ -58,6 +58,11 @@ enum metric_module {
       "Misses that joined a database read already in flight (single-flight)")                      \
     X(CACHE_FILLS_SKIPPED, METRIC_MODULE_CACHE, "cache_fills_skipped_total",                       \
       "Cache fills refused because a write happened meanwhile (stale-set race)")                   \
+    X(CACHE_INVALIDATIONS_OWED, METRIC_MODULE_CACHE, "cache_invalidations_owed_total",             \
+      "Invalidations that could not be sent (Redis unavailable) and are owed until it answers")    \
+    X(CACHE_INVALIDATIONS_DELIVERED_LATE, METRIC_MODULE_CACHE,                                     \
+      "cache_invalidations_delivered_late_total",                                                  \
+      "Owed invalidations sent once Redis answered again")                                         \
     X(L1_HITS, METRIC_MODULE_CACHE, "l1_cache_hits_total",                                         \
       "Reads answered from the in-process tier")                                                   \
     X(L1_MISSES, METRIC_MODULE_CACHE, "l1_cache_misses_total",                                     \

@@ -143,18 +143,19 @@ START_TEST(an_evicted_version_lets_no_stale_row_in)
      * policy): a version that restarts after eviction (a counter) would match the reader's old
      * token and let "old" in. 1: the version is evicted before the write; 2: the key has no
      * version when read, and the one the write set is evicted before the fill. */
-    const char *env[] = {"CACHE_FILL_DELAY_MS=600", NULL};
+    /* Fills wait 2 s: long enough that the writes below land first even on a loaded machine. */
+    const char *env[] = {"CACHE_FILL_DELAY_MS=2000", NULL};
     start_with(env);
     write_value("evict:1", "old");
     write_value("evict:2", "old");
     evict("l2:ver:evict:2");
-    expect_read("evict:1", "old", false); /* both fills pending for 600 ms */
+    expect_read("evict:1", "old", false); /* both fills pending for 2 s */
     expect_read("evict:2", "old", false);
     evict("l2:ver:evict:1");
     write_value("evict:1", "new");
     write_value("evict:2", "new");
     evict("l2:ver:evict:2");
-    usleep(900000); /* the pending fills have run */
+    usleep(2500000); /* the pending fills have run */
     /* Both were refused (not merely overwritten later): the counter proves the guard acted. */
     ck_assert_msg(tk_metric(SERVER_PORT, "cache_fills_skipped_total") >= 2,
                   "the stale fills were not refused: %.0f",
@@ -260,6 +261,9 @@ START_TEST(a_lost_invalidation_is_delivered_later)
         ck_assert_msg(tk_now_ms() < deadline, "caching never resumed");
         usleep(50000);
     }
+    /* The invalidation really was lost and then delivered (not merely never needed). */
+    ck_assert(tk_metric(SERVER_PORT, "cache_invalidations_owed_total") >= 1);
+    ck_assert(tk_metric(SERVER_PORT, "cache_invalidations_delivered_late_total") >= 1);
 }
 END_TEST
 

@@ -191,6 +191,9 @@ START_TEST(an_invalidation_lost_while_redis_hung_still_reaches_the_other_instanc
         usleep(50000);
     }
     expect_read(SECOND_PORT, "hung:1", "new", NULL);
+    /* A really lost the invalidation and delivered it later (B did not merely time out). */
+    ck_assert(tk_metric(SERVER_PORT, "cache_invalidations_owed_total") >= 1);
+    ck_assert(tk_metric(SERVER_PORT, "cache_invalidations_delivered_late_total") >= 1);
 }
 END_TEST
 
