@@ -723,7 +723,7 @@ measure_drain() { # N
     fi
     # shellcheck disable=SC2046 # three words
     csv_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "$ROUND" "${RES[rps]}" ""         "${BASH_REMATCH[1]}" "" "${BASH_REMATCH[2]}" "" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}"         "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
-    progress "$name: drain: commit delay p50 $((BASH_REMATCH[1] / 1000)) ms, p99 $((BASH_REMATCH[2] / 1000)) ms ($flag)"
+    progress "$name: drain: commit delay p50 $((BASH_REMATCH[1] / 1000)) ms, p99 $((BASH_REMATCH[2] / 1000)) ms${flag:+ ($flag)}"
     programs_alive || { record_failed "$n" "a program exited during the drain (logs/$name.log)" drain; return 1; }
 }
 
