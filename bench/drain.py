@@ -9,19 +9,22 @@
 
 The drain rate is read from the counters the workers keep in Redis (`writes_processed`, counted
 by their finish script after each COMMIT; `queue_length`, XLEN of the stream), polled every
-10 ms on one kept-alive connection: from the first poll that sees a batch finished to the first
-that sees the stream empty, rows/s = (processed at the end - processed at the first poll) /
-the time between the two polls. The batches finished before the first poll are left out of both
-the rows and the time, so the rate is of whole batch cycles; each end is late by at most one
-poll (10 ms), small against a backlog of seconds. Exit status 1 on a timeout, on rows left out
-(processed short of ROWS, dead letters) or when /stats does not answer.
+50 ms on one kept-alive connection (a /stats request also counts the cache's keys with SCAN, so
+polling faster would take Redis time from the drain it measures). Each poll is dated at the
+middle of its round trip. rows/s = (processed at the last poll that still saw a backlog -
+processed at the first poll that saw a batch finished) / the time between those two polls:
+both are readings taken mid-drain, so the rate is exact to the polls' round trips whatever the
+interval, and the first and last partial intervals are left out of both the rows and the time
+(when the backlog drains within fewer polls, the first poll that sees it empty is the end: late
+by up to one interval). Exit status 1 on a timeout, on rows left out (processed short of ROWS,
+dead letters) or when /stats does not answer.
 """
 import http.client
 import json
 import sys
 import time
 
-POLL_S = 0.010
+POLL_S = 0.050
 
 
 class Stats:
@@ -29,6 +32,7 @@ class Stats:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
     def read(self):
+        sent = time.monotonic()
         self.conn.request("GET", "/stats")
         reply = self.conn.getresponse()
         body = reply.read()
@@ -37,7 +41,7 @@ class Stats:
         stats = json.loads(body)
         if not stats.get("queue_available"):
             raise RuntimeError("/stats: the queue is unavailable")
-        return time.monotonic(), stats
+        return (sent + time.monotonic()) / 2, stats
 
 
 def wait_empty(stats, timeout_s):
@@ -60,12 +64,16 @@ def rate(stats, rows, timeout_s):
         raise RuntimeError(f"a backlog of {rows} was expected, the queue holds {backlog}")
     deadline = time.monotonic() + timeout_s
     first = None  # (time, processed) of the first poll after a batch finished
+    last = None  # and of the last one that still saw a backlog, if later than the first
     polls = 0
     while True:
         now, s = stats.read()
         polls += 1
-        if first is None and s["writes_processed"] > base:
-            first = (now, s["writes_processed"])
+        if s["writes_processed"] > base:
+            if first is None:
+                first = (now, s["writes_processed"])
+            elif s["queue_length"] > 0:
+                last = (now, s["writes_processed"])
         if first is not None and s["queue_length"] == 0:
             break
         if now > deadline:
@@ -75,8 +83,9 @@ def rate(stats, rows, timeout_s):
     if processed < rows or s["dead_letters"] != dead:
         raise RuntimeError(f"{processed} of {rows} rows processed, "
                            f"{s['dead_letters'] - dead} dead letters")
-    seconds = now - first[0]
-    counted = s["writes_processed"] - first[1]
+    end = last or (now, s["writes_processed"])
+    seconds = end[0] - first[0]
+    counted = end[1] - first[1]
     rps = counted / seconds if seconds > 0 else 0.0
     print(f"DRAIN rows={processed} counted_rows={counted} seconds={seconds:.3f} rps={rps:.1f} "
           f"batches={s['batches']} mean_batch_size={s['mean_batch_size']} polls={polls}")

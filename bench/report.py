@@ -142,8 +142,8 @@ def drain_section(directory):
     out = ["## drain", "",
            "A layer with a write queue (layer 6), its worker stopped: a backlog written through "
            "`POST /write` (every reply checked; `checks.csv`), then ONE worker started; **rows/s "
-           "from the first to the last commit**, from `writes_processed` and `queue_length` in "
-           "`/stats`, polled every 10 ms (bench/drain.py). Then, with the worker running, a "
+           "mid-drain, between the first and the last poll of `/stats` that saw it under way** "
+           "(`writes_processed`, `queue_length`; polled every 50 ms, bench/drain.py). Then, with the worker running, a "
            "steady open-loop write load, and the **acknowledgement-to-commit delay** its writes "
            "saw (`commit_delay_ms` in `/stats`: the worker's commit time minus the stream id's "
            "time, on Redis's clock; 1 ms resolution below 16 ms, 12.5% above). Median of the "
