@@ -17,7 +17,9 @@ both are readings taken mid-drain, so the rate is exact to the polls' round trip
 interval, and the first and last partial intervals are left out of both the rows and the time
 (when the backlog drains within fewer polls, the first poll that sees it empty is the end: late
 by up to one interval). Exit status 1 on a timeout, on rows left out (processed short of ROWS,
-dead letters) or when /stats does not answer.
+dead letters) or when /stats does not answer. A reading whose queue is unavailable (Redis did
+not answer the API within REDIS_TIMEOUT_MS, e.g. while a large batch's finish script runs) is
+skipped and counted (`unavailable=` in the output); 10 s of them in a row fail the run.
 """
 import http.client
 import json
@@ -27,21 +29,30 @@ import time
 POLL_S = 0.050
 
 
+UNAVAILABLE_S = 10.0
+
+
 class Stats:
     def __init__(self, port):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.unavailable = 0  # readings skipped: the queue was unavailable
 
     def read(self):
-        sent = time.monotonic()
-        self.conn.request("GET", "/stats")
-        reply = self.conn.getresponse()
-        body = reply.read()
-        if reply.status != 200:
-            raise RuntimeError(f"/stats answered {reply.status}: {body[:200]!r}")
-        stats = json.loads(body)
-        if not stats.get("queue_available"):
-            raise RuntimeError("/stats: the queue is unavailable")
-        return (sent + time.monotonic()) / 2, stats
+        since = time.monotonic()
+        while True:
+            sent = time.monotonic()
+            self.conn.request("GET", "/stats")
+            reply = self.conn.getresponse()
+            body = reply.read()
+            if reply.status != 200:
+                raise RuntimeError(f"/stats answered {reply.status}: {body[:200]!r}")
+            stats = json.loads(body)
+            if stats.get("queue_available"):
+                return (sent + time.monotonic()) / 2, stats
+            self.unavailable += 1
+            if time.monotonic() - since > UNAVAILABLE_S:
+                raise RuntimeError(f"/stats: the queue unavailable for {UNAVAILABLE_S} s")
+            time.sleep(POLL_S)
 
 
 def wait_empty(stats, timeout_s):
@@ -88,7 +99,8 @@ def rate(stats, rows, timeout_s):
     counted = end[1] - first[1]
     rps = counted / seconds if seconds > 0 else 0.0
     print(f"DRAIN rows={processed} counted_rows={counted} seconds={seconds:.3f} rps={rps:.1f} "
-          f"batches={s['batches']} mean_batch_size={s['mean_batch_size']} polls={polls}")
+          f"batches={s['batches']} mean_batch_size={s['mean_batch_size']} polls={polls} "
+          f"unavailable={stats.unavailable}")
     if seconds <= 0:
         raise RuntimeError("the whole backlog drained between two polls: no rate (use a "
                            "larger backlog)")

@@ -189,7 +189,8 @@ def report(directory):
     workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
     levels = sorted({level(r) for r in rows})
     clients = sorted({c for _, c in levels} | {c for _, c in ceilings})
-    rounds = len({r["round"] for r in rows} | {r["round"] for v in ceilings.values() for r in v})
+    rounds = len({r["round"] for r in rows + load(directory, drain=True)[0]} |
+                 {r["round"] for v in ceilings.values() for r in v})
     machine = describe(directory)
     header = " | ".join(level_name(lv) for lv in levels)
     out = ["# Benchmark report", "", "```", machine, "```", "",
