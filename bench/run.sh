@@ -690,6 +690,7 @@ measure_drain() { # N
         drain_failed "$n" rate "$(echo "$out" | tail -n 1)"
         return 1
     fi
+    # shellcheck disable=SC2046 # three words
     csv_row "$name" drain 1 0 "$ROUND" "${BASH_REMATCH[2]}" "" "" "" "" "" "" "${BASH_REMATCH[1]}"         0 0 0 0 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") ""
     progress "$name: drain: $(awk -v r="${BASH_REMATCH[2]}" 'BEGIN {printf "%.0f", r}') rows/s with one worker"
 
