@@ -26,6 +26,10 @@ WORKLOADS = {
     "write": "`POST /write` upserts of random existing keys (100-byte values).",
     "mixed": "90% reads, 10% writes, both Zipf-distributed.",
 }
+# Layer 6's write queue (bench/run.sh measure_drain): its own section, not a column per client
+# count. Its rows: concurrency 1 and rate 0 for the backlog's drain (rps = rows/s with one
+# worker), rate > 0 for the commit delay under a steady load (p50/p99/max = the delay).
+DRAIN = "drain"
 CEILINGS = {
     "http-only": "HTTP layer alone (GET /ping on layer 0's server, bench/loadgen), req/s",
     "pg-select": "PostgreSQL primary-key select (pgbench -S -M prepared), transactions/s",
@@ -104,8 +108,9 @@ def spread(stat, scale=1.0, digits=0):
     return text
 
 
-def load(directory):
-    rows = read_csv(directory, "results.csv")
+def load(directory, drain=False):
+    """The cells of results.csv: the drain's alone (drain=True), or all the others."""
+    rows = [r for r in read_csv(directory, "results.csv") if (r["workload"] == DRAIN) == drain]
     cells = {}
     for r in rows:
         cells.setdefault((r["layer"], r["workload"], level(r)), []).append(r)
@@ -129,6 +134,53 @@ def describe(directory):
     return open(path).read().strip() if os.path.exists(path) else "(no machine.txt)"
 
 
+def drain_section(directory):
+    """Layer 6's drain: rows/s with one worker, and the commit delay under a steady load."""
+    rows, cells, _ = load(directory, drain=True)
+    if not rows:
+        return [], []
+    out = ["## drain", "",
+           "A layer with a write queue (layer 6), its worker stopped: a backlog written through "
+           "`POST /write` (every reply checked; `checks.csv`), then ONE worker started; **rows/s "
+           "mid-drain, between the first and the last poll of `/stats` that saw it under way** "
+           "(`writes_processed`, `queue_length`; polled every 50 ms, bench/drain.py). Then, with the worker running, a "
+           "steady open-loop write load, and the **acknowledgement-to-commit delay** its writes "
+           "saw (`commit_delay_ms` in `/stats`: the worker's commit time minus the stream id's "
+           "time, on Redis's clock; 1 ms resolution below 16 ms, 12.5% above). Median of the "
+           "clean rounds (min–max).", "",
+           "| layer | backlog rows | drain rows/s, one worker | steady load | writes/s sustained "
+           "| delay p50 ms | delay p99 ms | delay max ms | delays counted |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    problems = []
+
+    def show(stat, scale=1.0, digits=0):
+        return spread(stat, scale, digits) if stat else "–"
+
+    def with_flag(text, cell):
+        return " ".join(filter(None, [text, cell.flag() if cell else ""]))
+
+    for layer in ordered(r["layer"] for r in rows):
+        drain = cells.get((layer, DRAIN, (0, 1)))
+        delays = [(lv, c) for (lr, _, lv), c in cells.items() if lr == layer and lv[0]]
+        rate = drain.stat("rps") if drain else None
+        backlog = drain.stat("requests") if drain else None
+        for lv, cell in delays or [((0, 0), None)]:
+            def stat(column):
+                return cell.stat(column) if cell else None
+            out.append(
+                f"| {layer} | {show(backlog)} | {with_flag(show(rate), drain)} | "
+                f"{level_name(lv) if cell else '–'} | {with_flag(show(stat('rps')), cell)} | "
+                f"{show(stat('p50_us'), 1000)} | {show(stat('p99_us'), 1000)} | "
+                f"{show(stat('max_us'), 1000)} | {show(stat('requests'))} |")
+        for cell in [drain] + [c for _, c in delays]:
+            for r in (cell.failed if cell else []):
+                what = level_name(level(r)) if level(r)[0] else "one worker"
+                problems.append(f"- {layer}, drain, {what}, round {r['round']}: "
+                                f"{r['flag'] or 'no result'} (raw.log, logs/{layer}.log)")
+    out.append("")
+    return out, problems
+
+
 def report(directory):
     rows, cells, ceilings = load(directory)
     bounds = {(r["layer"], r["workload"]): r["ceiling"] for r in read_csv(directory, "bounds.csv")}
@@ -137,7 +189,8 @@ def report(directory):
     workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
     levels = sorted({level(r) for r in rows})
     clients = sorted({c for _, c in levels} | {c for _, c in ceilings})
-    rounds = len({r["round"] for r in rows} | {r["round"] for v in ceilings.values() for r in v})
+    rounds = len({r["round"] for r in rows + load(directory, drain=True)[0]} |
+                 {r["round"] for v in ceilings.values() for r in v})
     machine = describe(directory)
     header = " | ".join(level_name(lv) for lv in levels)
     out = ["# Benchmark report", "", "```", machine, "```", "",
@@ -166,6 +219,8 @@ def report(directory):
                  if int(r.get("failed") or 0)]
     problems += [f"- ceiling {kind} at {c} clients, round {r['round']}: failed (raw.log)"
                  for (kind, c), rs in ceilings.items() for r in rs if int(r.get("errors") or 0)]
+    drain_out, drain_problems = drain_section(directory)
+    problems += drain_problems
     if problems:
         out += ["## Problems in this run", ""] + ordered(problems) + [""]
 
@@ -228,6 +283,7 @@ def report(directory):
                 row.append(" ".join(filter(None, [text, cell.flag()])) or "–")
             out.append(f"| {layer} | " + " | ".join(row) + " |")
         out.append("")
+    out += drain_out
 
     out += ["## Resources and machine", "",
             "Per cell, medians over the clean rounds: CPU time per request of the layer's own "
@@ -348,6 +404,15 @@ def summary(directory):
                 text = f"{s[0]:,.0f}" if s else ("FAILED" if cell and cell.failed else "–")
                 line.append(text + ("!" if cell and cell.failed and s else ""))
             print(f"{layer:24}" + "".join(f"{c:>12}" for c in line))
+    _, drains, _ = load(directory, drain=True)
+    for (layer, _, lv), cell in drains.items():
+        s = cell.stat("rps")
+        if lv[0] == 0:
+            print(f"\ndrain, {layer}: {f'{s[0]:,.0f}' if s else 'FAILED'} rows/s with one worker")
+        else:
+            p50, p99 = cell.stat("p50_us"), cell.stat("p99_us")
+            print(f"drain, {layer}: commit delay at {level_name(lv)}: "
+                  + (f"p50 {p50[0] / 1000:.0f} ms, p99 {p99[0] / 1000:.0f} ms" if p99 else "FAILED"))
 
 
 def verdict(a, b, higher_is_better):

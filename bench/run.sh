@@ -9,7 +9,10 @@
 #     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (the default)
 #     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
 #     --keys N              keys written before the runs (default 10000, 100-byte values)
-#     --workloads LIST      default "read-hit read-zipf read-miss write mixed"
+#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain"
+#     --drain-rows N        drain: the backlog a stopped worker leaves (default 200000)
+#     --drain-rate R        drain: writes/s of the steady load its commit delay is read under
+#                           (default 5000, on 16 connections)
 #     --db-latency MS       put PostgreSQL MS milliseconds away (each way) behind delay-proxy
 #     --out DIR             results folder (default bench/results/<date>-<host>)
 #     --set NAME=VALUE      a server setting for this run (repeatable)
@@ -24,7 +27,8 @@
 #
 # Round by round (R rounds), in an order that rotates each round: the ceilings, then for each
 # layer: start fresh databases and the layer's programs, write the data set through the API and
-# read it back (checked), run every cell (workload x clients) with bench/loadgen, stop
+# read it back (checked), run every cell (workload x clients) with bench/loadgen, then the
+# drain of a layer with a write queue (layer 6: measure_drain), stop
 # everything. Writes results.csv (one row per cell and round), ceilings.csv, checks.csv,
 # bounds.csv, machine.txt, report.md and SVG charts. Exits non-zero if any request failed its
 # check (in a cell, its warm-up, the preload or its verification) or a layer could not be
@@ -55,17 +59,22 @@ BENCH_LAYERS=(
     "l3  |               |                  | | *=redis read-miss=pg-select write=pg-write"
     "l4  |               |                  | | *=redis read-miss=pg-select write=pg-write"
     "l5  |               |                  | | *=http-only read-miss=pg-select write=pg-write"
-    "l6  |               |                  | | *=redis"
+    "l6  | QUEUE_MAX_LENGTH=1000000 QUEUE_MAX_AGE_MS=600000 | | | *=redis"
     "l7  |               |                  | | *=pg-select"
     "l8  |               |                  | | *=redis"
     "l9  |               |                  | | *=redis"
     "l10 | API_KEY=bench | X-API-Key: bench | | *=http-only"
 )
 
-ALL_WORKLOADS="read-hit read-zipf read-miss write mixed"
+ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain"
 # The order cells run in, each round: reads first, so that the read cells of a layer with a
-# cache start warm and no write of this run has invalidated anything yet.
-RUN_ORDER="read-hit read-zipf read-miss mixed write"
+# cache start warm and no write of this run has invalidated anything yet; the drain last (it
+# stops and restarts the worker and leaves many more keys).
+RUN_ORDER="read-hit read-zipf read-miss mixed write drain"
+# The layers with a write queue and a worker draining it: the only ones `drain` measures
+# (elsewhere it has no rows). Its worker program, by layer.
+DRAIN_WORKERS=([6]=l6-worker)
+DRAIN_CONNECTIONS=16 # the steady load of the drain's second phase
 
 PG_BASE=24000    # PostgreSQL instance i of the layer under test listens on 24000 + i
 REDIS_BASE=24100 # Redis instance i on 24100 + i
@@ -77,6 +86,7 @@ VERIFY_SAMPLE=500 # keys read back after the preload by a layer without a cache 
 
 # Settings (empty until parse_args; --quick fills the ones not given)
 WORKLOADS="" CONCURRENCY="" RATES="" DURATION="" WARMUP="" KEYS="" DB_LATENCY="" OUT="" QUICK=0
+DRAIN_ROWS="" DRAIN_RATE=""
 REPEAT="" ALLOW_DIRTY=0 CEILINGS=1 BUILD=1 WRONG=0
 BUILD_DIR="$ROOT/build"
 SELECTED=()
@@ -147,7 +157,7 @@ parse_args() {
             shift
             ;;
         --duration | --warmup | --concurrency | --rate | --keys | --workloads | --db-latency | \
-            --out | --repeat | --build-dir)
+            --out | --repeat | --build-dir | --drain-rows | --drain-rate)
             [ $# -ge 2 ] || fail "$1 needs a value (try --help)"
             case $1 in
             --duration) DURATION=$2 ;;
@@ -160,6 +170,8 @@ parse_args() {
             --out) OUT=$2 ;;
             --repeat) REPEAT=$2 ;;
             --build-dir) BUILD_DIR=$(cd "$2" && pwd) ;;
+            --drain-rows) DRAIN_ROWS=$2 ;;
+            --drain-rate) DRAIN_RATE=$2 ;;
             esac
             shift
             ;;
@@ -176,7 +188,11 @@ parse_args() {
     done
     if [ "$QUICK" = 1 ]; then
         : "${CONCURRENCY:=16}" "${DURATION:=1}" "${WARMUP:=0.3}" "${KEYS:=1000}" "${REPEAT:=1}"
+        : "${DRAIN_ROWS:=20000}" "${DRAIN_RATE:=1000}"
     fi
+    : "${DRAIN_ROWS:=200000}" "${DRAIN_RATE:=5000}"
+    [[ $DRAIN_ROWS =~ ^[1-9][0-9]*$ ]] || fail "--drain-rows: a positive number"
+    [[ $DRAIN_RATE =~ ^[1-9][0-9]*$ ]] || fail "--drain-rate: writes per second, more than 0"
     : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=1 16 64 256}" "${DURATION:=2}"
     : "${WARMUP:=0.5}" "${KEYS:=10000}" "${REPEAT:=3}" "${RATES:=0}"
     local w c r
@@ -520,6 +536,13 @@ record_failed() { # N REASON [AFTER_W AFTER_C AFTER_R]
     [ $# -lt 3 ] || todo=0
     for w in $RUN_ORDER; do
         [[ " $WORKLOADS " == *" $w "* ]] || continue
+        if [ "$w" = drain ]; then # its own two rows, on a layer with a queue
+            if [ "$todo" = 1 ] && [ -n "${DRAIN_WORKERS[$1]:-}" ]; then
+                csv_empty_row "$name" drain 1 0 "FAILED: ${2//,/;}"
+                csv_empty_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "FAILED: ${2//,/;}"
+            fi
+            continue
+        fi
         for c in $CONCURRENCY; do
             for r in $RATES; do
                 [ "$todo" = 0 ] || csv_empty_row "$name" "$w" "$c" "$r" "FAILED: ${2//,/;}"
@@ -538,6 +561,10 @@ measure_layer() { # N
     local mode
     for w in $RUN_ORDER; do
         [[ " $WORKLOADS " == *" $w "* ]] || continue
+        if [ "$w" = drain ]; then
+            [ -z "${DRAIN_WORKERS[$n]:-}" ] || measure_drain "$n" || return 1
+            continue
+        fi
         why=$(unsupported_reason "$n" "$w")
         for c in $CONCURRENCY; do
             for r in $RATES; do
@@ -596,17 +623,132 @@ measure_layer() { # N
     done
 }
 
-# The number of cells of one layer in one round.
+# Stops one program of the layer (SIGTERM: a worker finishes its batch) and forgets it.
+stop_program() { # PID
+    local pid keep=()
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+    keep=()
+    for pid in "${PROGRAM_PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+    PROGRAM_PIDS=("${keep[@]}")
+}
+
+# A drain failure: its rows (those not written yet) flagged, the layer's round ended.
+drain_failed() { # N PHASE REASON
+    local name=${LAYER_NAMES[$1]}
+    [ "$2" != rate ] || csv_empty_row "$name" drain 1 0 "FAILED: ${3//,/;}"
+    csv_empty_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "FAILED: ${3//,/;}"
+    ERRORS=$((ERRORS + 1))
+    progress "$name: drain: FAILED: $3"
+}
+
+# The drain of layer N's write queue, in two phases, two rows of results.csv (workload drain):
+#   rate   the worker stopped (once the queue is empty), a backlog of DRAIN_ROWS written
+#          through POST /write (loadgen preload of bench:1 .. bench:DRAIN_ROWS, every reply
+#          checked; checks.csv), ONE worker started: rows/s from the first to the last commit,
+#          from /stats (bench/drain.py). Row: concurrency 1 (one worker), rate 0, rps = rows/s,
+#          requests = rows.
+#   delay  l6:commit_delay emptied, then DRAIN_RATE writes/s (open loop, DRAIN_CONNECTIONS
+#          connections, DURATION s, no warm-up: the worker is warm) with the worker running;
+#          once the queue is empty, /stats' commit_delay_ms. Row: concurrency DRAIN_CONNECTIONS,
+#          rate DRAIN_RATE, rps = the writes/s loadgen sustained, p50/p99/max = the
+#          acknowledgement-to-commit delay (µs; the histogram's resolution: 1 ms below 16 ms,
+#          12.5% above), requests = delays counted; the load's own latency is in raw.log.
+measure_drain() { # N
+    local n=$1 name=${LAYER_NAMES[$1]} program=${DRAIN_WORKERS[$1]} pid result out bad flag
+    local cpu0 bcpu0 stat0 timeout=$((DRAIN_ROWS / 1000 + 120))
+    progress "$name: drain: stopping $program once the queue is empty"
+    if ! out=$(/usr/bin/python3 "$ROOT/bench/drain.py" empty "$API_PORT" 120 2>&1); then
+        drain_failed "$n" rate "$out"
+        return 1
+    fi
+    pid=$(for p in "${PROGRAM_PIDS[@]}"; do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$program" ] && echo "$p"; done | head -n 1)
+    [ -z "$pid" ] || stop_program "$pid"
+    progress "$name: drain: writing a backlog of $DRAIN_ROWS entries through the API"
+    result=$(run_loadgen "$name drain backlog" "$n" --workload preload --keys "$DRAIN_ROWS"         --connections 32) || { drain_failed "$n" rate "no result from loadgen (raw.log)"; return 1; }
+    parse_result "$result"
+    bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
+    (IFS=,; echo "$name,$ROUND,drain backlog,${RES[requests]},$bad,${RES[elapsed]}") >>"$OUT/checks.csv"
+    if [ "$bad" != 0 ]; then
+        ERRORS=$((ERRORS + bad))
+        drain_failed "$n" rate "$bad of ${RES[requests]} backlog writes failed their check (raw.log)"
+        return 1
+    fi
+    progress "$name: drain: one $program draining $DRAIN_ROWS entries"
+    cpu0=$(server_cpu)
+    bcpu0=$(backend_cpu)
+    stat0=$(cpu_stat)
+    start_program "$n" "$program" || { drain_failed "$n" rate "$program did not start"; return 1; }
+    out=$(/usr/bin/python3 "$ROOT/bench/drain.py" rate "$API_PORT" "$DRAIN_ROWS" "$timeout" 2>&1) || true
+    printf '==== round %s, %s drain: bench/drain.py rate %s
+%s
+
+' "$ROUND" "$name" "$DRAIN_ROWS"         "$out" >>"$OUT/raw.log"
+    if ! [[ $out =~ DRAIN\ rows=([0-9]+).*\ rps=([0-9.]+) ]]; then
+        drain_failed "$n" rate "$(echo "$out" | tail -n 1)"
+        return 1
+    fi
+    # shellcheck disable=SC2046 # three words
+    csv_row "$name" drain 1 0 "$ROUND" "${BASH_REMATCH[2]}" "" "" "" "" "" "" "${BASH_REMATCH[1]}"         0 0 0 0 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") ""
+    progress "$name: drain: $(awk -v r="${BASH_REMATCH[2]}" 'BEGIN {printf "%.0f", r}') rows/s with one worker"
+
+    progress "$name: drain: commit delay under $DRAIN_RATE writes/s (${DURATION}s)"
+    redis-cli -p "$REDIS_BASE" DEL l6:commit_delay >/dev/null
+    reset_peak_rss
+    cpu0=$(server_cpu)
+    bcpu0=$(backend_cpu)
+    stat0=$(cpu_stat)
+    if ! result=$(run_loadgen "$name drain delay $DRAIN_RATE req/s" "$n" --workload write         --connections "$DRAIN_CONNECTIONS" --rate "$DRAIN_RATE" --warmup 0 --duration "$DURATION"         --expect-value-bytes "$VALUE_BYTES"); then
+        drain_failed "$n" delay "no result from loadgen (raw.log)"
+        return 1
+    fi
+    parse_result "$result"
+    out=$(/usr/bin/python3 "$ROOT/bench/drain.py" delay "$API_PORT" 120 2>&1) || true
+    printf '==== round %s, %s drain: bench/drain.py delay
+%s
+
+' "$ROUND" "$name" "$out" >>"$OUT/raw.log"
+    if ! [[ $out =~ DELAY\ p50_us=([0-9]+)\ p99_us=([0-9]+)\ max_us=([0-9]+)\ count=([0-9]+) ]]; then
+        drain_failed "$n" delay "$(echo "$out" | tail -n 1)"
+        return 1
+    fi
+    bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
+    flag=""
+    if [ "$bad" != 0 ]; then
+        flag="ERRORS"
+        ERRORS=$((ERRORS + bad))
+    elif [ "${RES[unfinished]}" != 0 ]; then
+        flag="UNFINISHED"
+    fi
+    # shellcheck disable=SC2046 # three words
+    csv_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "$ROUND" "${RES[rps]}" ""         "${BASH_REMATCH[1]}" "" "${BASH_REMATCH[2]}" "" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}"         "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
+    progress "$name: drain: commit delay p50 $((BASH_REMATCH[1] / 1000)) ms, p99 $((BASH_REMATCH[2] / 1000)) ms${flag:+ ($flag)}"
+    programs_alive || { record_failed "$n" "a program exited during the drain (logs/$name.log)" drain; return 1; }
+}
+
+# The number of cells of one layer in one round (the drain not counted: drain_plan).
 cells() {
     local w c r k=0
-    for w in $WORKLOADS; do for c in $CONCURRENCY; do for r in $RATES; do k=$((k + 1)); done; done; done
+    for w in $WORKLOADS; do
+        [ "$w" != drain ] || continue
+        for c in $CONCURRENCY; do for r in $RATES; do k=$((k + 1)); done; done
+    done
     echo "$k"
 }
 
-# Estimated seconds of one layer in one round: start-up and preload, then the cells.
-layer_plan() {
-    awk -v k="$(cells)" -v w="$WARMUP" -v d="$DURATION" -v keys="$KEYS" \
-        'BEGIN { printf "%d", 5 + keys / 1000 + k * (w + d) }'
+# Estimated seconds of one layer in one round: start-up and preload, then the cells (and a
+# drain, roughly, if it has a queue).
+layer_plan() { # [N]
+    local drain=0
+    if [[ " $WORKLOADS " == *" drain "* ]] && [ -n "${DRAIN_WORKERS[${1:-0}]:-}" ]; then
+        drain=$((DRAIN_ROWS / 5000 + 5))
+        drain=$(awk -v a="$drain" -v d="$DURATION" 'BEGIN { printf "%d", a + d }')
+    fi
+    awk -v k="$(cells)" -v w="$WARMUP" -v d="$DURATION" -v keys="$KEYS" -v x="$drain" \
+        'BEGIN { printf "%d", 5 + keys / 1000 + k * (w + d) + x }'
 }
 
 # Starts layer N's stack, loads and verifies the data set, measures, stops; a failure is
@@ -626,7 +768,7 @@ bench_layer() { # N
         fi
     fi
     stop_stack "$name"
-    plan_done $(($(layer_plan) - (PLAN_DONE - done_before)))
+    plan_done $(($(layer_plan "$n") - (PLAN_DONE - done_before)))
 }
 
 # ---- ceilings: what this machine allows without a layer in between ----
@@ -785,7 +927,7 @@ describe_machine() {
         echo "redis: $(redis-server --version | awk '{print $3}' | cut -d= -f2)"
         echo "load generator: bench/loadgen (measured latencies, every reply checked)"
         echo "servers: their defaults, LOG_LEVEL=warn"
-        echo "settings: repeat=$REPEAT keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY rate=$RATES db_latency=${DB_LATENCY:-0}ms"
+        echo "settings: repeat=$REPEAT keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY rate=$RATES db_latency=${DB_LATENCY:-0}ms drain_rows=$DRAIN_ROWS drain_rate=$DRAIN_RATE drain_connections=$DRAIN_CONNECTIONS"
         echo "cache state: every key read once after the preload (layers with Redis); cells then in the order $RUN_ORDER, clients ascending, each after its own warm-up"
         [ ${#EXTRA_SETTINGS[@]} = 0 ] || echo "server settings: ${EXTRA_SETTINGS[*]}"
         [ "$WRONG" = 0 ] || echo "TEST HOOK: --wrong-expectation (every read is expected to fail its check)"
@@ -841,7 +983,9 @@ main() {
     echo "layer,round,step,requests,failed,seconds" >"$OUT/checks.csv"
     echo "layer,workload,ceiling" >"$OUT/bounds.csv"
     for n in "${layers[@]}"; do
-        for w in $WORKLOADS; do echo "${LAYER_NAMES[$n]},$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"; done
+        for w in $WORKLOADS; do
+            [ "$w" = drain ] || echo "${LAYER_NAMES[$n]},$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"
+        done
     done
     describe_machine "$@"
 
@@ -852,7 +996,7 @@ main() {
     items+=("${layers[@]}")
     for round in $(seq 1 "$REPEAT"); do
         [ "$CEILINGS" = 0 ] || plan "$(ceilings_plan)"
-        for n in "${layers[@]}"; do plan "$(layer_plan)"; done
+        for n in "${layers[@]}"; do plan "$(layer_plan "$n")"; done
     done
     progress "layers: $(for n in "${layers[@]}"; do printf '%s ' "${LAYER_NAMES[$n]}"; done)x $REPEAT rounds -> ${OUT#"$ROOT"/}"
     for round in $(seq 1 "$REPEAT"); do

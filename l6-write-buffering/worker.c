@@ -12,6 +12,15 @@
  * the version guard makes an older or equal version a no-op, so no value ever goes back in time,
  * whichever worker commits first.
  *
+ * The acknowledgement-to-commit delay of every entry (its commit time minus its stream id's
+ * milliseconds) is counted in a histogram per batch (write_queue.h), added to Redis by the
+ * finish script: no round trip of its own. Both times are on Redis's clock, so that workers on
+ * other machines measure the same thing: the worker keeps the difference between Redis's TIME
+ * and its own monotonic clock, read once at start-up and again from every finish script's reply
+ * (once per batch), and dates a commit by its monotonic clock when PostgreSQL's reply arrives
+ * plus that difference. Not the finish script's own TIME: that would add the cache
+ * invalidations and a Redis round trip to every delay, and the script would have to bucket.
+ *
  * Failures: PostgreSQL unreachable -> keep the batch, back off (100 ms doubling to 2 s), retry;
  * nothing is acknowledged. PostgreSQL refuses the batch (bad data) -> split it in halves until
  * the bad entries stand alone; one that still fails after WORKER_MAX_RETRIES goes to the
@@ -107,6 +116,10 @@ struct worker {
     struct range *todo;              /* a stack of slices of rows still to write */
     size_t n_todo, cap_todo;         /* its size */
     struct wq_array arrays[4];       /* the statement's parameters while it runs */
+    long long commit_ms;             /* Redis's clock at the batch's last COMMIT (-1: unknown) */
+    struct wq_delay delay;           /* the batch's commit delays, for the finish script */
+    long long redis_clock_ms;        /* Redis's TIME minus monotonic_ms() (see the top) */
+    bool clock_known;                /* redis_clock_ms has been read */
     /* timing */
     struct backoff backoff;          /* the wait after a failure */
     void (*resume)(struct worker *); /* what the retry timer runs */
@@ -285,6 +298,26 @@ static void push_range(struct worker *w, size_t start, size_t count)
     w->todo[w->n_todo++] = (struct range){start, count};
 }
 
+/* ---- Redis's clock ---- */
+
+/* Notes Redis's clock, in ms, as read just now. */
+static void set_redis_clock(struct worker *w, long long redis_ms)
+{
+    w->redis_clock_ms = redis_ms - monotonic_ms();
+    w->clock_known = true;
+}
+
+static void on_time(redisReply *reply, void *arg)
+{
+    struct worker *w = arg;
+    if (w->state == WORKER_DONE || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return; /* batches are not timed until a finish script's reply brings the clock */
+    set_redis_clock(w, atoll(reply->element[0]->str) * 1000 +
+                           atoll(reply->element[1]->str) / 1000);
+}
+
 /* ---- reading ---- */
 
 static void on_group(redisReply *reply, void *arg);
@@ -308,6 +341,8 @@ static void on_group(redisReply *reply, void *arg)
     }
     backoff_reset(&w->backoff);
     LOG_INFO("consumer %s in group %s of %s", w->consumer, WQ_GROUP, WQ_STREAM);
+    const char *time_argv[] = {"TIME"};
+    wq_command(w->redis, on_time, w, 1, time_argv); /* answered before this batch's finish */
     start_cycle(w);
 }
 
@@ -343,6 +378,7 @@ static void on_entries(redisReply *reply, void *arg)
         start_cycle(w); /* nothing (BLOCK timed out): read again */
         return;
     }
+    w->commit_ms = -1;
     w->n_entries = list->elements;
     w->entries = xcalloc(w->n_entries, sizeof *w->entries);
     for (size_t i = 0; i < w->n_entries; i++)
@@ -395,6 +431,8 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
         return;
     struct range r = w->todo[w->n_todo - 1];
     if (status == PG_OK) {
+        if (w->clock_known)
+            w->commit_ms = monotonic_ms() + w->redis_clock_ms;
         w->n_todo--;
         for (size_t i = r.start; i < r.start + r.count; i++)
             w->rows[i]->state = ENTRY_COMMITTED;
@@ -467,17 +505,34 @@ static void on_finished(redisReply *reply, void *arg)
     struct worker *w = arg;
     if (w->state == WORKER_DONE)
         return;
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
         LOG_WARN("finishing a batch failed (%s); it is committed, retrying",
-                 reply ? reply->str : "Redis unavailable");
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "Redis unavailable");
         retry_later(w, finish_batch);
         return;
     }
-    LOG_DEBUG("batch of %zu entries (%zu rows) done, %lld counted", w->n_entries, w->n_rows,
-              reply->integer);
+    set_redis_clock(w, reply->element[1]->integer);
+    LOG_DEBUG("batch of %zu entries (%zu rows) done, %lld counted, commit delay max %lld ms",
+              w->n_entries, w->n_rows, reply->element[0]->integer, w->delay.max_ms);
     backoff_reset(&w->backoff);
     free_batch(w);
     start_cycle(w);
+}
+
+/* The batch's commit delays: every entry written, or superseded by a newer one of its key in
+ * the same commit. None when the commit could not be dated (Redis's clock not read yet). */
+static void count_delays(struct worker *w)
+{
+    memset(&w->delay, 0, sizeof w->delay);
+    if (w->commit_ms < 0)
+        return;
+    for (size_t i = 0; i < w->n_entries; i++) {
+        const struct entry *e = &w->entries[i];
+        if (e->state == ENTRY_COMMITTED || e->state == ENTRY_SUPERSEDED)
+            wq_delay_add(&w->delay, w->commit_ms - e->sid.ms, 1);
+    }
 }
 
 /*
@@ -500,17 +555,32 @@ static void finish_batch(struct worker *w)
             n_pairs += e->key != NULL;
         }
     }
-    size_t argc = 10 + 2 * n_pairs + 4 * n_dead + w->n_entries, n = 0;
+    count_delays(w);
+    size_t n_buckets = 0;
+    for (int b = 0; b < WQ_DELAY_BUCKETS; b++)
+        n_buckets += w->delay.counts[b] > 0;
+    size_t argc = 13 + 2 * n_buckets + 2 * n_pairs + 4 * n_dead + w->n_entries, n = 0;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);
-    char pairs[24], dead[24];
+    char pairs[24], dead[24], buckets[24], max_delay[24];
+    char(*numbers)[24] = xcalloc(2 * n_buckets + 1, sizeof *numbers); /* bucket, count ... */
     snprintf(pairs, sizeof pairs, "%zu", n_pairs);
     snprintf(dead, sizeof dead, "%zu", n_dead);
+    snprintf(buckets, sizeof buckets, "%zu", n_buckets);
+    snprintf(max_delay, sizeof max_delay, "%lld", w->delay.max_ms < 0 ? 0 : w->delay.max_ms);
 #define ARG(s, len) (argv[n] = (s), lens[n++] = (len))
 #define ARGS(s)     ARG((s), strlen(s))
-    ARGS("EVAL"), ARGS(WQ_FINISH_SCRIPT), ARGS("4");
-    ARGS(WQ_STREAM), ARGS(WQ_DEAD), ARGS(WQ_PENDING), ARGS(WQ_STATS);
-    ARGS(WQ_GROUP), ARGS(pairs), ARGS(dead);
+    ARGS("EVAL"), ARGS(WQ_FINISH_SCRIPT), ARGS("5");
+    ARGS(WQ_STREAM), ARGS(WQ_DEAD), ARGS(WQ_PENDING), ARGS(WQ_STATS), ARGS(WQ_DELAY);
+    ARGS(WQ_GROUP), ARGS(pairs), ARGS(dead), ARGS(buckets), ARGS(max_delay);
+    for (int b = 0, k = 0; b < WQ_DELAY_BUCKETS; b++) {
+        if (w->delay.counts[b] == 0)
+            continue;
+        snprintf(numbers[k], sizeof numbers[k], "%lld", wq_delay_upper(b));
+        snprintf(numbers[k + 1], sizeof numbers[k + 1], "%lld", w->delay.counts[b]);
+        ARGS(numbers[k]), ARGS(numbers[k + 1]);
+        k += 2;
+    }
     for (size_t i = 0; i < w->n_entries; i++) {
         const struct entry *e = &w->entries[i];
         if (e->state == ENTRY_COMMITTED || (e->state == ENTRY_DEAD && e->key != NULL))
@@ -529,6 +599,7 @@ static void finish_batch(struct worker *w)
 #undef ARG
 #undef ARGS
     redis_command(w->redis, on_finished, w, (int)n, argv, lens);
+    free(numbers);
     free(argv);
     free(lens);
 }

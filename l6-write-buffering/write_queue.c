@@ -60,11 +60,15 @@ const char WQ_WRITE_SCRIPT[] =
  * this call acknowledged it: a retry after a lost reply, or a batch another worker claimed and
  * finished first, counts nothing twice and files no dead letter twice. A pending value is
  * removed only while it is still the one this batch committed: a newer write of the key keeps
- * its own. XDEL after XACK keeps XLEN equal to the entries not yet committed.
+ * its own. XDEL after XACK keeps XLEN equal to the entries not yet committed. The batch's
+ * commit delays (the worker's histogram) are added with the counters, under the same rule;
+ * the reply carries Redis's clock, which the worker dates its next commits by.
  */
 const char WQ_FINISH_SCRIPT[] =
     "local group, npairs, ndead = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]) "
-    "local i = 4 + 2 * npairs "
+    "local nbuckets, maxdelay = tonumber(ARGV[4]), tonumber(ARGV[5]) "
+    "local first_pair = 6 + 2 * nbuckets "
+    "local i = first_pair + 2 * npairs "
     "local dead, done = 0, 0 "
     "for d = 1, ndead do "
     "  if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then "
@@ -79,7 +83,7 @@ const char WQ_FINISH_SCRIPT[] =
     "  if redis.call('XACK', KEYS[1], group, ARGV[j]) == 1 then done = done + 1 end "
     "  redis.call('XDEL', KEYS[1], ARGV[j]) "
     "end "
-    "for p = 4, 3 + 2 * npairs, 2 do "
+    "for p = first_pair, first_pair + 2 * npairs - 1, 2 do "
     "  local cur = redis.call('HGET', KEYS[3], ARGV[p]) "
     "  local mine = '{\"id\":\"' .. ARGV[p + 1] .. '\"' "
     "  if cur and string.sub(cur, 1, #mine) == mine then redis.call('HDEL', KEYS[3], ARGV[p]) end "
@@ -87,8 +91,15 @@ const char WQ_FINISH_SCRIPT[] =
     "if done + dead > 0 then "
     "  redis.call('HINCRBY', KEYS[4], 'writes_processed', done) "
     "  redis.call('HINCRBY', KEYS[4], 'batches', 1) "
+    "  for b = 6, 5 + 2 * nbuckets, 2 do "
+    "    redis.call('HINCRBY', KEYS[5], ARGV[b], ARGV[b + 1]) "
+    "  end "
+    "  if nbuckets > 0 and maxdelay > tonumber(redis.call('HGET', KEYS[5], 'max') or -1) then "
+    "    redis.call('HSET', KEYS[5], 'max', ARGV[5]) "
+    "  end "
     "end "
-    "return done";
+    "local t = redis.call('TIME') "
+    "return {done, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}";
 
 const char WQ_HEARTBEAT_SCRIPT[] =
     "local t = redis.call('TIME') "
@@ -111,7 +122,8 @@ const char WQ_STATS_SCRIPT[] =
     "  if now - tonumber(seen[i]) < 5000 then workers = workers + 1 end "
     "end "
     "return {redis.call('XLEN', KEYS[1]), tonumber(s[1] or 0), tonumber(s[2] or 0), "
-    "        tonumber(s[3] or 0), pending, redis.call('XLEN', KEYS[3]), age, workers}";
+    "        tonumber(s[3] or 0), pending, redis.call('XLEN', KEYS[3]), age, workers, "
+    "        redis.call('HGETALL', KEYS[5])}";
 
 /* 327579063634: the schema lock every layer takes (records.c). */
 const char WQ_SQL_SCHEMA[] =
@@ -223,6 +235,76 @@ void wq_array_cleanup(struct wq_array *a)
     *a = (struct wq_array){0};
 }
 
+/* ---- the commit delay's histogram ---- */
+
+int wq_delay_bucket(long long ms)
+{
+    if (ms < WQ_DELAY_EXACT)
+        return ms < 0 ? 0 : (int)ms;
+    int power = 63 - __builtin_clzll((unsigned long long)ms); /* 2^power <= ms */
+    int bucket = WQ_DELAY_EXACT + (power - 4) * WQ_DELAY_SUB +
+                 (int)(ms >> (power - 3)) - WQ_DELAY_SUB;
+    return bucket < WQ_DELAY_BUCKETS ? bucket : WQ_DELAY_BUCKETS - 1;
+}
+
+long long wq_delay_upper(int bucket)
+{
+    if (bucket < WQ_DELAY_EXACT)
+        return bucket;
+    int power = 4 + (bucket - WQ_DELAY_EXACT) / WQ_DELAY_SUB;
+    long long sub = (bucket - WQ_DELAY_EXACT) % WQ_DELAY_SUB;
+    return ((WQ_DELAY_SUB + sub + 1) << (power - 3)) - 1;
+}
+
+void wq_delay_add(struct wq_delay *h, long long ms, long long n)
+{
+    if (n <= 0)
+        return;
+    h->counts[wq_delay_bucket(ms)] += n;
+    h->count += n;
+    if (ms > h->max_ms)
+        h->max_ms = ms;
+}
+
+long long wq_delay_percentile(const struct wq_delay *h, double p)
+{
+    if (h->count <= 0)
+        return -1;
+    long long rank = (long long)ceil(p * (double)h->count), seen = 0; /* the rank-th smallest */
+    if (rank < 1)
+        rank = 1;
+    for (int b = 0; b < WQ_DELAY_BUCKETS; b++) {
+        seen += h->counts[b];
+        if (seen >= rank) {
+            long long upper = wq_delay_upper(b);
+            return upper < h->max_ms ? upper : h->max_ms;
+        }
+    }
+    return h->max_ms;
+}
+
+void wq_delay_parse(const redisReply *reply, struct wq_delay *h)
+{
+    memset(h, 0, sizeof *h);
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    long long max_ms = -1;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *f = reply->element[i], *v = reply->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        char *end;
+        long long field = strtoll(f->str, &end, 10), n = strtoll(v->str, NULL, 10);
+        if (strcmp(f->str, "max") == 0)
+            max_ms = n;
+        else if (end != f->str && *end == '\0' && field >= 0 &&
+                 wq_delay_upper(wq_delay_bucket(field)) == field)
+            wq_delay_add(h, field, n); /* a bucket's upper bound counts in that bucket */
+    }
+    if (h->count > 0 && max_ms >= 0)
+        h->max_ms = max_ms; /* exact; the buckets alone would say only its bucket's bound */
+}
+
 /* ---- the API's calls on the queue ---- */
 
 void wq_command(struct redis *redis, redis_reply_cb cb, void *arg, int argc, const char **argv)
@@ -298,15 +380,16 @@ struct record *wq_queued_record(const redisReply *reply, const char *key, size_t
 
 void wq_read_stats(struct redis *redis, redis_reply_cb cb, void *arg)
 {
-    const char *argv[] = {"EVAL",   WQ_STATS_SCRIPT, "4",        WQ_STREAM,
-                          WQ_STATS, WQ_DEAD,         WQ_WORKERS, WQ_GROUP};
-    wq_command(redis, cb, arg, 8, argv);
+    const char *argv[] = {"EVAL",  WQ_STATS_SCRIPT, "5",        WQ_STREAM, WQ_STATS,
+                          WQ_DEAD, WQ_WORKERS,      WQ_DELAY, WQ_GROUP};
+    wq_command(redis, cb, arg, 9, argv);
 }
 
 void wq_parse_stats(const redisReply *reply, struct wq_stats *out)
 {
     *out = (struct wq_stats){0};
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8)
+    out->delay_p50_ms = out->delay_p99_ms = out->delay_max_ms = -1;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 9)
         return;
     long long *fields[] = {&out->length,  &out->queued, &out->processed,     &out->batches,
                            &out->pending, &out->dead,   &out->oldest_age_ms, &out->workers};
@@ -315,6 +398,13 @@ void wq_parse_stats(const redisReply *reply, struct wq_stats *out)
             return;
         *fields[i] = reply->element[i]->integer;
     }
+    struct wq_delay *h = xmalloc(sizeof *h); /* 2.4 kB: not on a callback's stack */
+    wq_delay_parse(reply->element[8], h);
+    out->delays = h->count;
+    out->delay_p50_ms = wq_delay_percentile(h, 0.50);
+    out->delay_p99_ms = wq_delay_percentile(h, 0.99);
+    out->delay_max_ms = h->count > 0 ? h->max_ms : -1;
+    free(h);
     out->available = true;
 }
 
@@ -346,6 +436,16 @@ json_t *wq_stats_json(const struct wq_stats *s, const struct wq_limits *limits)
     json_object_set_new(o, "batches", count_or_null(ok, s->batches));
     json_object_set_new(o, "mean_batch_size", ok ? json_real(mean) : json_null());
     json_object_set_new(o, "workers", count_or_null(ok, s->workers));
+    json_t *delay = json_null();
+    if (ok) {
+        bool any = s->delays > 0;
+        delay = json_object();
+        json_object_set_new(delay, "p50", count_or_null(any, s->delay_p50_ms));
+        json_object_set_new(delay, "p99", count_or_null(any, s->delay_p99_ms));
+        json_object_set_new(delay, "max", count_or_null(any, s->delay_max_ms));
+        json_object_set_new(delay, "count", json_integer(s->delays));
+    }
+    json_object_set_new(o, "commit_delay_ms", delay);
     json_object_set_new(o, "queue_max_length", json_integer(limits->max_length));
     json_object_set_new(o, "queue_max_age_ms", json_integer(limits->max_age_ms));
     return o;

@@ -33,19 +33,21 @@ struct record;
 #define WQ_DEAD    "l6:dead"    /* entries the database refused for good */
 #define WQ_WORKERS "l6:workers" /* consumer -> last heartbeat (Redis time, ms) */
 #define WQ_GROUP   "workers"    /* the consumer group of the workers */
+#define WQ_DELAY   "l6:commit_delay" /* bucket's upper bound (ms) -> entries; "max" -> largest */
 
 /* The error a full queue answers WRITE_SCRIPT with (the reply's text starts with it). */
 #define WQ_FULL "QUEUE_FULL"
 
 /* KEYS stream pending stats; ARGV key value max_length max_age_ms -> the entry's id. */
 extern const char WQ_WRITE_SCRIPT[];
-/* KEYS stream dead pending stats; ARGV group n_pairs n_dead (key id)*n_pairs
- * (id key value error)*n_dead id... -> writes counted as processed. See write_queue.c. */
+/* KEYS stream dead pending stats delay; ARGV group n_pairs n_dead n_buckets max_delay_ms
+ * (bucket count)*n_buckets (key id)*n_pairs (id key value error)*n_dead id...
+ * -> {writes counted as processed, Redis's clock in ms}. See write_queue.c. */
 extern const char WQ_FINISH_SCRIPT[];
 /* KEYS workers; ARGV consumer: records a heartbeat at Redis's own clock. */
 extern const char WQ_HEARTBEAT_SCRIPT[];
-/* KEYS stream stats dead workers; ARGV group -> {length, queued, processed, batches, pending,
- * dead, oldest_age_ms (-1 when empty), workers seen in the last 5 s}. */
+/* KEYS stream stats dead workers delay; ARGV group -> {length, queued, processed, batches,
+ * pending, dead, oldest_age_ms (-1 when empty), workers seen in the last 5 s, HGETALL delay}. */
 extern const char WQ_STATS_SCRIPT[];
 
 /* Adds the version column to the common table (idempotent, under the schema lock). */
@@ -88,6 +90,34 @@ void wq_array_add_int(struct wq_array *a, long long n);
 /* Returns the finished literal (owned by a until wq_array_cleanup). */
 const char *wq_array_finish(struct wq_array *a);
 void wq_array_cleanup(struct wq_array *a);
+
+/*
+ * The acknowledgement-to-commit delay: for each entry a worker commits, its commit time minus
+ * its stream id's milliseconds, both on Redis's clock. Counted in a log-bucketed histogram:
+ * exact below 16 ms, then 8 buckets per power of two (a bucket's values within 12.5% of each
+ * other). The worker adds each batch's counts to WQ_DELAY (one field per bucket, named by the
+ * bucket's upper bound in ms) in its finish script; the API reads them back for /stats.
+ */
+#define WQ_DELAY_EXACT   16  /* delays below this have a bucket each */
+#define WQ_DELAY_SUB     8   /* buckets per power of two above it */
+#define WQ_DELAY_BUCKETS 304 /* up to 2^40 ms; longer delays count in the last bucket */
+
+struct wq_delay {
+    long long counts[WQ_DELAY_BUCKETS]; /* entries per bucket */
+    long long count;                    /* their sum */
+    long long max_ms;                   /* the largest delay added, exactly */
+};
+
+/* The bucket of a delay (negative delays, from a clock stepped back, count as 0). */
+int wq_delay_bucket(long long ms);
+/* The largest delay in a bucket, in ms. */
+long long wq_delay_upper(int bucket);
+void wq_delay_add(struct wq_delay *h, long long ms, long long n);
+/* The delay p (0 < p <= 1) of the entries are at most: the upper bound of the bucket it falls
+ * in, never above max_ms; -1 when the histogram is empty. */
+long long wq_delay_percentile(const struct wq_delay *h, double p);
+/* Fills h from an HGETALL WQ_DELAY reply; fields it does not know are skipped. */
+void wq_delay_parse(const redisReply *reply, struct wq_delay *h);
 
 /* ---- the API's calls on the queue (callbacks as redis_command's: exactly once) ---- */
 
@@ -133,6 +163,10 @@ struct wq_stats {
     long long dead;          /* XLEN of the dead-letter stream */
     long long oldest_age_ms; /* age of the oldest entry, -1 when the stream is empty */
     long long workers;       /* workers with a heartbeat in the last 5 s */
+    long long delays;        /* entries in the commit-delay histogram */
+    long long delay_p50_ms;  /* its median, in ms (-1 when empty) */
+    long long delay_p99_ms;  /* its 99th percentile */
+    long long delay_max_ms;  /* the largest delay counted */
 };
 
 /* Reads them in one script (WQ_STATS_SCRIPT); parse the reply with wq_parse_stats. */
@@ -142,7 +176,8 @@ void wq_parse_stats(const redisReply *reply, struct wq_stats *out);
 /* True when Redis answered and a write would be accepted now. */
 bool wq_accepting(const struct wq_stats *stats, const struct wq_limits *limits);
 
-/* The /stats members of the queue (null numbers when Redis did not answer). */
+/* The /stats members of the queue (null numbers when Redis did not answer), with
+ * commit_delay_ms {p50, p99, max, count} (null numbers when no commit was counted). */
 json_t *wq_stats_json(const struct wq_stats *stats, const struct wq_limits *limits);
 
 /* A metrics_gauge_fn (arg: a struct wq_stats, refreshed by the caller): queue_length,

@@ -128,15 +128,91 @@ START_TEST(append_outcomes)
 }
 END_TEST
 
+START_TEST(delay_buckets_are_exact_then_within_an_eighth)
+{
+    for (long long ms = 0; ms < WQ_DELAY_EXACT; ms++) {
+        ck_assert_int_eq(wq_delay_bucket(ms), ms);
+        ck_assert_int_eq(wq_delay_upper((int)ms), ms);
+    }
+    ck_assert_int_eq(wq_delay_bucket(-5), 0); /* a clock stepped back */
+    ck_assert_int_eq(wq_delay_bucket(16), 16);
+    ck_assert_int_eq(wq_delay_bucket(17), 16);
+    ck_assert_int_eq(wq_delay_upper(16), 17);
+    ck_assert_int_eq(wq_delay_bucket(18), 17);
+    ck_assert_int_eq(wq_delay_bucket(31), 23);
+    ck_assert_int_eq(wq_delay_bucket(32), 24);
+    /* every delay lies in its bucket, the buckets are in order and a bucket is within 12.5% */
+    long long previous_upper = -1;
+    for (int b = 0; b < WQ_DELAY_BUCKETS; b++) {
+        long long upper = wq_delay_upper(b), lower = previous_upper + 1;
+        ck_assert_int_eq(wq_delay_bucket(lower), b);
+        ck_assert_int_eq(wq_delay_bucket(upper), b);
+        ck_assert(upper - lower <= lower / 8);
+        previous_upper = upper;
+    }
+    ck_assert_int_eq(previous_upper, (1LL << 40) - 1);
+    ck_assert_int_eq(wq_delay_bucket(1LL << 50), WQ_DELAY_BUCKETS - 1); /* capped */
+}
+END_TEST
+
+START_TEST(delay_percentiles)
+{
+    struct wq_delay h = {0};
+    ck_assert_int_eq(wq_delay_percentile(&h, 0.5), -1); /* none: no number */
+    wq_delay_add(&h, 3, 98);
+    wq_delay_add(&h, 40, 1);
+    wq_delay_add(&h, 1000, 1);
+    ck_assert_int_eq(h.count, 100);
+    ck_assert_int_eq(h.max_ms, 1000);
+    ck_assert_int_eq(wq_delay_percentile(&h, 0.50), 3);
+    ck_assert_int_eq(wq_delay_percentile(&h, 0.98), 3);
+    ck_assert_int_eq(wq_delay_percentile(&h, 0.99), 43); /* 40's bucket is 40-43 */
+    ck_assert_int_eq(wq_delay_percentile(&h, 1.0), 1000); /* 1000's bucket ends at 1023 */
+    wq_delay_add(&h, 7, 0);
+    ck_assert_int_eq(h.count, 100);
+}
+END_TEST
+
+/* An HGETALL reply of n field/value pairs. */
+static redisReply hash_reply(redisReply *items, redisReply **elements, const char *const *pairs,
+                             size_t n)
+{
+    for (size_t i = 0; i < 2 * n; i++) {
+        items[i] = text_reply(REDIS_REPLY_STRING, pairs[i]);
+        elements[i] = &items[i];
+    }
+    return (redisReply){.type = REDIS_REPLY_ARRAY, .elements = 2 * n, .element = elements};
+}
+
+START_TEST(delay_histogram_from_redis)
+{
+    const char *pairs[] = {"3", "98", "43", "1", "1023", "1", "max", "1000", "42", "5", "x", "1"};
+    redisReply items[12], *elements[12];
+    redisReply hash = hash_reply(items, elements, pairs, 6);
+    struct wq_delay h;
+    wq_delay_parse(&hash, &h);
+    ck_assert_int_eq(h.count, 100); /* 42 is no bucket's upper bound, x no number: skipped */
+    ck_assert_int_eq(h.max_ms, 1000);
+    ck_assert_int_eq(wq_delay_percentile(&h, 0.99), 43);
+    ck_assert_int_eq(wq_delay_percentile(&h, 1.0), 1000);
+    wq_delay_parse(NULL, &h);
+    ck_assert_int_eq(h.count, 0);
+}
+END_TEST
+
 START_TEST(queue_numbers_and_limits)
 {
-    redisReply n[8], *elements[8];
+    redisReply n[8], *elements[9];
     const long long values[8] = {5, 10, 5, 2, 1, 0, 1200, 2};
     for (int i = 0; i < 8; i++) {
         n[i] = (redisReply){.type = REDIS_REPLY_INTEGER, .integer = values[i]};
         elements[i] = &n[i];
     }
-    redisReply array = {.type = REDIS_REPLY_ARRAY, .elements = 8, .element = elements};
+    const char *pairs[] = {"2", "3", "17", "1", "max", "16"};
+    redisReply items[6], *hash_elements[6];
+    redisReply hash = hash_reply(items, hash_elements, pairs, 3);
+    elements[8] = &hash;
+    redisReply array = {.type = REDIS_REPLY_ARRAY, .elements = 9, .element = elements};
     struct wq_stats s;
     wq_parse_stats(&array, &s);
     ck_assert(s.available);
@@ -148,6 +224,20 @@ START_TEST(queue_numbers_and_limits)
     json_t *o = wq_stats_json(&s, &(struct wq_limits){6, 2000});
     ck_assert_int_eq(json_integer_value(json_object_get(o, "writes_processed")), 5);
     ck_assert(json_real_value(json_object_get(o, "mean_batch_size")) == 2.5);
+    json_t *delay = json_object_get(o, "commit_delay_ms");
+    ck_assert_int_eq(json_integer_value(json_object_get(delay, "count")), 4);
+    ck_assert_int_eq(json_integer_value(json_object_get(delay, "p50")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(delay, "p99")), 16); /* the max, not 17 */
+    ck_assert_int_eq(json_integer_value(json_object_get(delay, "max")), 16);
+    json_decref(o);
+
+    hash.elements = 0; /* no commit counted yet: null numbers, count 0 */
+    wq_parse_stats(&array, &s);
+    o = wq_stats_json(&s, &(struct wq_limits){6, 2000});
+    delay = json_object_get(o, "commit_delay_ms");
+    ck_assert(json_is_null(json_object_get(delay, "p50")));
+    ck_assert(json_is_null(json_object_get(delay, "max")));
+    ck_assert_int_eq(json_integer_value(json_object_get(delay, "count")), 0);
     json_decref(o);
 
     wq_parse_stats(NULL, &s); /* Redis down: no numbers, never made-up ones */
@@ -156,6 +246,7 @@ START_TEST(queue_numbers_and_limits)
     o = wq_stats_json(&s, &(struct wq_limits){6, 2000});
     ck_assert(json_is_null(json_object_get(o, "queue_length")));
     ck_assert(json_is_false(json_object_get(o, "queue_available")));
+    ck_assert(json_is_null(json_object_get(o, "commit_delay_ms")));
     json_decref(o);
 }
 END_TEST
@@ -168,6 +259,10 @@ int main(void)
                                                           milliseconds_format_like_postgresql,
                                                           text_arrays_quote_and_escape_everything,
                                                           int_arrays_and_growth, NULL}));
+    suite_add_tcase(s, check_tcase("commit delay", NULL, NULL, 60,
+                                   (const TTest *const[]){
+                                       delay_buckets_are_exact_then_within_an_eighth,
+                                       delay_percentiles, delay_histogram_from_redis, NULL}));
     suite_add_tcase(s, check_tcase("replies", NULL, NULL, 60,
                                    (const TTest *const[]){a_queued_write_reads_as_a_record,
                                                           append_outcomes, queue_numbers_and_limits,
