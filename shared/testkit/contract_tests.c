@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 static struct contract_target target;
+static struct tk_pg *const *other_pgs; /* see contract_set_other_pgs */
 static struct tk_server server; /* the server of the running test (one per forked test) */
 
 void contract_set_target(const struct contract_target *t)
@@ -22,6 +23,16 @@ void contract_set_target(const struct contract_target *t)
 const struct contract_target *contract_target(void)
 {
     return &target;
+}
+
+void contract_set_other_pgs(struct tk_pg *const *pgs)
+{
+    other_pgs = pgs;
+}
+
+struct tk_pg *const *contract_other_pgs(void)
+{
+    return other_pgs;
 }
 
 bool contract_start_server(struct tk_server *s, const char *const *more)
