@@ -54,6 +54,7 @@ static struct records_locks lock_records(void)
     }
     for (int i = 0; i < n; i++)
         ck_assert_msg(locks.conns[i] != NULL, "could not lock records");
+    contract_after_lock();
     return locks;
 }
 
