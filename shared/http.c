@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define MAX_ROUTES       32
@@ -268,6 +269,13 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
         reply_detail(req, 413, "Request body too large");
         return;
     }
+    if (http_request_header(req, HTTP_GUARD_BUSY_MARKER) != NULL) {
+        /* Over HTTP_MAX_CONNECTIONS (http_guard.c): refused, and the connection closes. */
+        http_request_set_header(req, "Connection", "close");
+        http_request_set_header(req, "Retry-After", "1");
+        reply_detail(req, 503, "Too many connections");
+        return;
+    }
     if (http_request_header(req, HTTP_GUARD_BAD_MARKER) != NULL) {
         /* Framing that could be read two ways (http_guard.c): the guard drops the rest of the
          * connection's input, so nothing more can be read from it. */
@@ -304,6 +312,34 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
 
 /* ---- server life cycle ---- */
 
+/*
+ * Client connections must never use up the process's descriptors: then accept() fails with
+ * EMFILE while the connection waits in the backlog, libevent retries at once, for ever (a busy
+ * loop logging a warning each time), and nothing else is served. So the soft descriptor limit
+ * is raised to the hard one, and client connections are capped below it, leaving a reserve for
+ * the database pools, Redis, the resolver and the log: HTTP_MAX_CONNECTIONS, or less when the
+ * descriptors are fewer. The guard answers connections past the cap 503 and closes them.
+ */
+static int connection_limit(int wanted)
+{
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) != 0)
+        return wanted;
+    if (nofile.rlim_cur < nofile.rlim_max) {
+        struct rlimit raised = {nofile.rlim_max, nofile.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            nofile = raised;
+    }
+    long long descriptors = nofile.rlim_cur == RLIM_INFINITY ? 1LL << 20 : (long long)nofile.rlim_cur;
+    long long reserve = descriptors / 4 > 64 ? descriptors / 4 : 64;
+    long long room = descriptors - reserve - HTTP_GUARD_BUSY_ALLOWANCE;
+    int limit = room < wanted ? (int)(room > 1 ? room : 1) : wanted;
+    if (limit < wanted)
+        LOG_WARN("at most %d client connections (HTTP_MAX_CONNECTIONS is %d, but the process may "
+                 "open %lld descriptors)", limit, wanted, descriptors);
+    return limit;
+}
+
 struct http_server *http_server_create(struct event_base *base,
                                        const struct http_settings *settings,
                                        struct metrics *metrics)
@@ -328,7 +364,8 @@ struct http_server *http_server_create(struct event_base *base,
                                                    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                                    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(server->evhttp, dispatch, server);
-    server->guard = http_guard_hook_create(settings->max_body_bytes);
+    server->guard = http_guard_hook_create(settings->max_body_bytes, settings->read_timeout_s,
+                                           connection_limit(settings->max_connections));
     evhttp_set_bevcb(server->evhttp, http_guard_bufferevent, server->guard);
     return server;
 }
@@ -396,6 +433,7 @@ bool http_server_listen(struct http_server *server, char *err, size_t errlen)
         LISTEN_BACKLOG, (struct sockaddr *)&address, address_len);
     if (socket != NULL)
         server->listener = evhttp_bind_listener(server->evhttp, socket);
+
     if (server->listener == NULL) {
         if (socket != NULL)
             evconnlistener_free(socket);

@@ -30,6 +30,8 @@ struct http_settings {
     int port;              /* TCP port */
     size_t max_body_bytes; /* larger bodies get 413 without being read */
     int timeout_s;         /* read/write/idle timeout of a client connection */
+    int read_timeout_s;    /* a request must arrive whole this soon after its first byte */
+    int max_connections;   /* client connections at once; more get 503 and are closed */
 };
 
 struct http_server;

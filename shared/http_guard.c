@@ -66,6 +66,7 @@ struct http_guard {
     size_t body_seen;         /* data bytes of the current chunked body so far */
     size_t dropped;           /* bytes of the current refused request dropped so far */
     bool closing;             /* dropped passed drop_limit(): the connection is to be closed */
+    bool busy;                /* over the server's connection limit: the next request is refused */
     struct evbuffer *pending; /* the chunked request withheld so far, exactly as received */
     size_t head_len;          /* the length of its header block, at the start of pending */
 };
@@ -189,7 +190,8 @@ static bool framing_is_ambiguous(const char *block)
     for (const char *line = strchr(block, '\n'); line != NULL && line[1] != '\0';
          line = strchr(line, '\n')) {
         line++;
-        if (line_is_field(line, HTTP_GUARD_MARKER) || line_is_field(line, HTTP_GUARD_BAD_MARKER))
+        if (line_is_field(line, HTTP_GUARD_MARKER) || line_is_field(line, HTTP_GUARD_BAD_MARKER) ||
+            line_is_field(line, HTTP_GUARD_BUSY_MARKER))
             return true;
         if (line_is_field(line, "Transfer-Encoding")) {
             has_encoding = true;
@@ -228,7 +230,8 @@ static void add_refused_header(struct evbuffer *dst, const char *block, size_t l
             marked = true;
             evbuffer_add(dst, line, (size_t)(end - line));
         } else if (!line_is_field(line, HTTP_GUARD_MARKER) &&
-                   !line_is_field(line, HTTP_GUARD_BAD_MARKER)) {
+                   !line_is_field(line, HTTP_GUARD_BAD_MARKER) &&
+                   !line_is_field(line, HTTP_GUARD_BUSY_MARKER)) {
             evbuffer_add(dst, line, (size_t)(end - line));
         }
         line = end;
@@ -247,7 +250,10 @@ static void take_header(struct http_guard *guard, struct evbuffer *src, struct e
     unsigned long long body = length ? strtoull(length, NULL, 10) : 0;
 
     guard_reset(guard);
-    if (framing_is_ambiguous(block)) {
+    if (guard->busy) {
+        add_refused_header(dst, block, len, HTTP_GUARD_BUSY_MARKER);
+        guard->state = GUARD_DISCARD;
+    } else if (framing_is_ambiguous(block)) {
         add_refused_header(dst, block, len, HTTP_GUARD_BAD_MARKER);
         guard->state = GUARD_DISCARD;
     } else if (encoding != NULL && value_is(encoding, "chunked")) {
@@ -446,6 +452,16 @@ bool http_guard_wants_close(const struct http_guard *guard)
     return guard->closing;
 }
 
+void http_guard_refuse_busy(struct http_guard *guard)
+{
+    guard->busy = true;
+}
+
+bool http_guard_idle(const struct http_guard *guard)
+{
+    return guard->state == GUARD_HEADER;
+}
+
 /* ---- attaching the filter to evhttp's connections ----
  *
  * evhttp reads each connection through a bufferevent that evhttp_set_bevcb lets us create. We
@@ -465,6 +481,9 @@ bool http_guard_wants_close(const struct http_guard *guard)
 
 struct http_guard_hook {
     size_t max_body;          /* MAX_BODY_BYTES */
+    int read_timeout_s;       /* HTTP_READ_TIMEOUT_S */
+    int max_connections;      /* HTTP_MAX_CONNECTIONS */
+    int connections;          /* open now */
     struct evbuffer *scratch; /* temporary holder for bytes already passed (one loop thread) */
 };
 
@@ -476,14 +495,18 @@ struct guard_conn {
     struct evbuffer_cb_entry *cb;  /* our hook on the input buffer */
     struct event *bind;            /* one-shot: sets the close callback once evhttp is ready */
     bool busy;                     /* inside our own buffer surgery: ignore the callbacks it causes */
-    bool shut;                     /* reading was shut down (http_guard_wants_close) */
+    bool shut;                     /* reading was shut down: evhttp will close it */
+    struct event *deadline;        /* the current request's read deadline (read_timeout_s) */
+    bool guard_busy;               /* over the connection limit: the deadline runs from connect */
 };
 
 static void conn_free(struct guard_conn *conn)
 {
+    conn->hook->connections--;
     evbuffer_remove_cb_entry(bufferevent_get_input(conn->bev), conn->cb);
     if (conn->bind != NULL)
         event_free(conn->bind);
+    event_free(conn->deadline);
     http_guard_free(conn->guard);
     evbuffer_free(conn->held);
     free(conn);
@@ -509,6 +532,40 @@ static void on_bind(evutil_socket_t fd, short what, void *arg)
         return;
     }
     evhttp_connection_set_closecb(evcon, on_close, conn);
+    if (conn->hook->connections > conn->hook->max_connections + HTTP_GUARD_BUSY_ALLOWANCE)
+        evhttp_connection_free(evcon); /* far past the limit: closed unanswered (on_close frees) */
+}
+
+/* Stops reading the connection: evhttp sees the end of its input, as if the client had closed,
+ * and closes the connection its usual way (answers under way included). */
+static void shut_reading(struct guard_conn *conn)
+{
+    if (conn->shut)
+        return;
+    conn->shut = true;
+    event_del(conn->deadline);
+    shutdown(bufferevent_getfd(conn->bev), SHUT_RD);
+}
+
+/* The request did not arrive whole within read_timeout_s (or nothing came at all on a
+ * connection over the limit). */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    shut_reading(arg);
+}
+
+/* Arms the read deadline when a request has begun, disarms it when the filter is between
+ * requests again. */
+static void watch_deadline(struct guard_conn *conn)
+{
+    bool reading = !http_guard_idle(conn->guard) || evbuffer_get_length(conn->held) > 0;
+    if (reading && !event_pending(conn->deadline, EV_TIMEOUT, NULL)) {
+        struct timeval t = {conn->hook->read_timeout_s, 0};
+        event_add(conn->deadline, &t);
+    } else if (!reading && !conn->guard_busy) {
+        event_del(conn->deadline);
+    }
 }
 
 static void on_input(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
@@ -525,12 +582,10 @@ static void on_input(struct evbuffer *input, const struct evbuffer_cb_info *info
     evbuffer_add_buffer(input, scratch);
     http_guard_filter(conn->guard, conn->held, input);
     conn->busy = false;
-    /* Past a refused body's allowance: stop reading. The end of input reaches evhttp as if the
-     * client had closed, and evhttp closes the connection the usual way. */
-    if (http_guard_wants_close(conn->guard) && !conn->shut) {
-        conn->shut = true;
-        shutdown(bufferevent_getfd(conn->bev), SHUT_RD);
-    }
+    if (http_guard_wants_close(conn->guard)) /* past a refused body's allowance */
+        shut_reading(conn);
+    else if (!conn->shut)
+        watch_deadline(conn);
 }
 
 struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg)
@@ -546,16 +601,33 @@ struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg)
     conn->held = evbuffer_new();
     conn->cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, conn);
     conn->bind = event_new(base, -1, 0, on_bind, conn);
+    conn->deadline = evtimer_new(base, on_deadline, conn);
     event_active(conn->bind, EV_TIMEOUT, 0);
+    if (++hook->connections > hook->max_connections) {
+        /* Over the limit: its first request is answered 503 and it closes; if it sends
+         * nothing, the deadline closes it. */
+        http_guard_refuse_busy(conn->guard);
+        conn->guard_busy = true;
+        struct timeval t = {hook->read_timeout_s, 0};
+        event_add(conn->deadline, &t);
+    }
     return bev;
 }
 
-struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes)
+struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes, int read_timeout_s,
+                                               int max_connections)
 {
     struct http_guard_hook *hook = xcalloc(1, sizeof *hook);
     hook->max_body = max_body_bytes;
+    hook->read_timeout_s = read_timeout_s;
+    hook->max_connections = max_connections;
     hook->scratch = evbuffer_new();
     return hook;
+}
+
+int http_guard_hook_connections(const struct http_guard_hook *hook)
+{
+    return hook->connections;
 }
 
 void http_guard_hook_free(struct http_guard_hook *hook)

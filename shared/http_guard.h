@@ -45,6 +45,7 @@ struct bufferevent;
 
 #define HTTP_GUARD_MARKER     "X-Layers-Body-Too-Large" /* the dispatcher answers 413 */
 #define HTTP_GUARD_BAD_MARKER "X-Layers-Bad-Framing"    /* 400, and the connection closes */
+#define HTTP_GUARD_BUSY_MARKER "X-Layers-Too-Many-Connections" /* 503, and it closes */
 
 struct http_guard;
 
@@ -61,12 +62,33 @@ void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct ev
 /* Whether the connection should be closed: a refused body went on past its allowance. */
 bool http_guard_wants_close(const struct http_guard *guard);
 
+/* From now on, the next request comes out marked HTTP_GUARD_BUSY_MARKER (no body), and
+ * everything after it is dropped: a connection over the server's limit. */
+void http_guard_refuse_busy(struct http_guard *guard);
+
+/* Whether the filter is between requests with nothing of the next one seen yet. */
+bool http_guard_idle(const struct http_guard *guard);
+
 /*
  * One per HTTP server: the limit its connections' filters apply. Free it after evhttp_free
  * (which closes the connections, and with them their filters). NULL is a no-op for free.
  */
 struct http_guard_hook;
-struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes);
+/*
+ * Besides the body limit, the hook enforces per connection:
+ * - read_timeout_s: a request must arrive whole (header block and body) within this many
+ *   seconds of its first byte; a slower client (slowloris: a header byte every few seconds) is
+ *   closed. Idle time between requests is evhttp's timeout (HTTP_TIMEOUT_S).
+ * - max_connections: past this many open connections, a new one is answered 503 "Too many
+ *   connections" (its first request, marked) and closed; one that sends nothing is closed
+ *   after read_timeout_s. Past HTTP_GUARD_BUSY_ALLOWANCE more, new connections are closed at
+ *   once, unanswered: a flood of them cannot use up the descriptors.
+ */
+#define HTTP_GUARD_BUSY_ALLOWANCE 64
+struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes, int read_timeout_s,
+                                               int max_connections);
+/* Open connections now, and the most there have been. */
+int http_guard_hook_connections(const struct http_guard_hook *hook);
 void http_guard_hook_free(struct http_guard_hook *hook);
 
 /*

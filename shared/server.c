@@ -18,7 +18,7 @@
 
 #define DRAIN_POLL_MS  20
 #define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
-#define HTTP_ROW_COUNT 5
+#define HTTP_ROW_COUNT 7
 
 struct server {
     const struct server_spec *spec;         /* the layer's description */
@@ -51,6 +51,12 @@ static struct config_set *build_sets(struct server *server, size_t *count)
          "longest value accepted by POST /write", &c->max_value_bytes, NULL},
         {"HTTP_TIMEOUT_S", CONFIG_INT, "30", 1, 3600,
          "a client connection idle or stalled this long is closed", &c->http_timeout_s, NULL},
+        {"HTTP_READ_TIMEOUT_S", CONFIG_INT, "15", 1, 3600,
+         "a request must arrive whole (headers and body) this soon after its first byte",
+         &c->read_timeout_s, NULL},
+        {"HTTP_MAX_CONNECTIONS", CONFIG_INT, "4096", 1, 1000000,
+         "client connections at once; more are answered 503 and closed", &c->max_connections,
+         NULL},
     };
     memcpy(server->rows, rows, sizeof rows);
     *count = 1 + server->spec->set_count;
@@ -135,9 +141,12 @@ static bool server_start(struct process *process, void *arg)
     server->process = process;
     struct event_base *base = process_base(process);
     server->metrics = metrics_create(server->spec->metric_modules);
-    struct http_settings http = {server->config.host, (int)server->config.port,
+    struct http_settings http = {server->config.host,
+                                 (int)server->config.port,
                                  (size_t)server->config.max_body_bytes,
-                                 (int)server->config.http_timeout_s};
+                                 (int)server->config.http_timeout_s,
+                                 (int)server->config.read_timeout_s,
+                                 (int)server->config.max_connections};
     server->http = http_server_create(base, &http, server->metrics);
     http_route(server->http, HTTP_GET, "/metrics", handle_metrics, server);
     http_route(server->http, HTTP_GET, "/ping", handle_ping, server);

@@ -36,6 +36,8 @@ struct server_config {
     long max_body_bytes;  /* MAX_BODY_BYTES */
     long max_value_bytes; /* MAX_VALUE_BYTES */
     long http_timeout_s;  /* HTTP_TIMEOUT_S */
+    long read_timeout_s;  /* HTTP_READ_TIMEOUT_S */
+    long max_connections; /* HTTP_MAX_CONNECTIONS */
 };
 
 struct server_spec {

@@ -410,6 +410,54 @@ START_TEST(an_upload_that_goes_on_after_its_413_is_cut_off)
 }
 END_TEST
 
+/* Whether the server has closed fd within timeout_ms (EOF or reset on read). */
+static bool closed_within(int fd, long timeout_ms)
+{
+    struct timeval t = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+    char buf[512];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+        continue;
+    return n == 0 || errno == ECONNRESET;
+}
+
+START_TEST(slow_and_surplus_clients_are_closed)
+{
+    tk_server_stop(&server, SIGKILL, 5000);
+    const char *more[] = {"HTTP_READ_TIMEOUT_S=1", "HTTP_MAX_CONNECTIONS=8", NULL};
+    ck_assert(contract_start_server(&server, more));
+    /* Slowloris: a request whose header block never ends is closed after its read timeout,
+     * while other clients are served. */
+    const char slow[] = "GET /ping HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    int fd = tk_raw_send(target.port, slow, sizeof slow - 1);
+    ck_assert(fd >= 0);
+    ck_assert(tk_wait_status(target.port, "/ping", 200, 2000));
+    long long started = tk_now_ms();
+    ck_assert_msg(closed_within(fd, 5000), "a request still arriving after 5 s was not closed");
+    ck_assert_msg(tk_now_ms() - started < 4000, "closed only after %lld ms",
+                  tk_now_ms() - started);
+    close(fd);
+    /* Eight idle connections fill HTTP_MAX_CONNECTIONS: the ninth is answered 503 and closed;
+     * once they are gone, requests are served again. */
+    int idle[8];
+    for (int i = 0; i < 8; i++)
+        ck_assert((idle[i] = tk_raw_send(target.port, "", 0)) >= 0);
+    usleep(200000);
+    char reply[2048];
+    bool closed;
+    ck_assert(tk_raw_exchange(target.port, "GET /ping HTTP/1.1\r\nHost: t\r\n\r\n", reply,
+                              sizeof reply, 3000, &closed) > 0);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 503", 12) == 0, "%s", reply);
+    ck_assert_msg(strstr(reply, "Too many connections") != NULL, "%s", reply);
+    ck_assert_msg(strstr(reply, "Retry-After: 1") != NULL, "%s", reply);
+    ck_assert(closed);
+    for (int i = 0; i < 8; i++)
+        close(idle[i]);
+    ck_assert(tk_wait_status(target.port, "/ping", 200, 3000));
+}
+END_TEST
+
 START_TEST(chunked_uploads)
 {
     /* Transfer-Encoding: chunked carries no length up front; within the limit it is a write like
@@ -539,6 +587,7 @@ TCase *contract_tcase_without(const char *const *skip)
     const TTest *tests[] = {write_and_read_shapes,
                             ambiguous_framing_and_a_missing_host_are_refused,
                             an_upload_that_goes_on_after_its_413_is_cut_off,
+                            slow_and_surplus_clients_are_closed,
                             read_not_found_shape,
                             request_ids,
                             validation_errors,

@@ -318,6 +318,19 @@ START_TEST(a_refused_body_past_its_allowance_closes_the_connection)
 }
 END_TEST
 
+START_TEST(a_connection_over_the_limit_gets_its_first_request_marked_busy)
+{
+    ck_assert(http_guard_idle(guard));
+    http_guard_refuse_busy(guard);
+    feed("POST /write HTTP/1.1\r\nHost: h\r\nCont");
+    ck_assert(!http_guard_idle(guard) || evbuffer_get_length(in) > 0); /* a request has begun */
+    feed("ent-Length: 2\r\n\r\nok" PING);
+    expect_output("POST /write HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"
+                  HTTP_GUARD_BUSY_MARKER ": 1\r\n\r\n");
+    ck_assert_uint_eq(evbuffer_get_length(in), 0); /* the body and the next request: dropped */
+}
+END_TEST
+
 /* ---- framing that could be read two ways (request smuggling): 400, the rest dropped ---- */
 
 #define BAD_POST "POST /write HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_BAD_MARKER ": 1\r\n"
@@ -480,6 +493,7 @@ int main(void)
     tcase_add_test(tc, one_large_chunk_is_refused_at_its_size_line);
     tcase_add_test(tc, refused_chunks_with_extensions_and_bare_lf_are_dropped);
     tcase_add_test(tc, a_refused_body_past_its_allowance_closes_the_connection);
+    tcase_add_test(tc, a_connection_over_the_limit_gets_its_first_request_marked_busy);
     tcase_add_test(tc, content_length_beside_chunked_is_refused);
     tcase_add_test(tc, content_length_beside_any_transfer_encoding_is_refused);
     tcase_add_test(tc, refused_framing_keeps_the_other_headers);
