@@ -53,7 +53,7 @@ static struct pgconn_settings settings(const char *url, bool prepare, struct res
 
 static struct pool *new_pool(void)
 {
-    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000};
+    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000, 1};
     struct pgconn_settings s = settings(pg.url, true, NULL);
     return pool_create_pg(base, &ps, &s, NULL);
 }
