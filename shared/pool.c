@@ -264,6 +264,24 @@ static void grow(struct pool *pool)
     }
 }
 
+/*
+ * Pipeline mode: a call just shared a busy connection because none was idle. One backend runs
+ * its pipeline's queries one after the other, on one core, and commits them one by one: so
+ * the pool still grows by load, one connection at a time up to max_size, while the calls
+ * pipeline on those already open.
+ */
+static void grow_for_load(struct pool *pool)
+{
+    if (monotonic_ms() < pool->backoff_until_ms || count_slots(pool, SLOT_OPENING) > 0)
+        return;
+    for (int i = 0; i < pool->settings.max_size; i++) {
+        if (pool->slots[i].state == SLOT_EMPTY) {
+            open_slot(pool, &pool->slots[i]);
+            return;
+        }
+    }
+}
+
 void pool_open_done(struct pool_slot *slot, bool ok)
 {
     struct pool *pool = slot->pool;
@@ -300,7 +318,10 @@ static void acquire(struct pool *pool, bool exclusive, pool_acquire_cb cb, void 
     /* With requests already waiting, a newcomer queues behind them (first come, first served). */
     struct pool_slot *slot = pool->wait_count == 0 ? pick(pool, exclusive) : NULL;
     if (slot != NULL) {
+        bool shared_busy = slot->state == SLOT_BUSY;
         lend(pool, slot, exclusive, cb, arg);
+        if (shared_busy)
+            grow_for_load(pool);
         return;
     }
     if (pool->wait_count == pool->settings.max_waiting) {

@@ -24,7 +24,9 @@
  *   only its own request, and each answer comes back without waiting for later calls (a
  *   savepoint per call would need one transaction across unrelated requests). A new call goes
  *   to the least-loaded open connection; when all are at the depth it waits in the same bounded
- *   queue, and the pool grows by the same rule. What cannot share a connection borrows it
+ *   queue. The pool grows by load: a call that had to share a busy connection opens one more
+ *   (one at a time, up to max_size), since one backend runs its pipeline serially on one core
+ *   and commits one call after another. What cannot share a connection borrows it
  *   whole (pool_acquire): a batch (pool_batch: a transaction spans its statements; EACH batches
  *   too, for simplicity), LISTEN, anything that sets session state. Such a borrower waits for a
  *   connection with nothing in flight (drain, not a split of the pool: no connection is kept

@@ -933,6 +933,28 @@ START_TEST(broken_shared_connection_closes_when_its_last_call_is_released)
 }
 END_TEST
 
+START_TEST(sharing_a_busy_connection_grows_the_pool)
+{
+    start_ready(pipelined(1, 3, 4));
+    struct ticket a = {0}, b = {0}, c = {0};
+    pool_acquire_shared(pool, on_acquired, &a);
+    ck_assert_int_eq(fake.opens, 1); /* an idle one was there */
+    pool_acquire_shared(pool, on_acquired, &b);
+    ck_assert_ptr_eq(b.conn, a.conn); /* shared at once, and one more is opened */
+    ck_assert_int_eq(fake.opens, 2);
+    struct ticket d = {0};
+    pool_acquire_shared(pool, on_acquired, &d);
+    ck_assert_int_eq(fake.opens, 2); /* one opening at a time */
+    complete(true);
+    pool_acquire_shared(pool, on_acquired, &c);
+    ck_assert_ptr_eq(c.conn, &fake.conns[1]); /* the least loaded */
+    pool_release(pool, a.conn);
+    pool_release(pool, b.conn);
+    pool_release(pool, c.conn);
+    pool_release(pool, d.conn);
+}
+END_TEST
+
 START_TEST(exclusive_mode_shares_nothing)
 {
     start_ready(settings(1, 1));
@@ -1009,6 +1031,7 @@ int main(void)
     tcase_add_test(tc, shares_go_to_the_least_loaded_connection_up_to_the_depth);
     tcase_add_test(tc, exclusive_borrower_waits_for_a_connection_to_drain);
     tcase_add_test(tc, broken_shared_connection_closes_when_its_last_call_is_released);
+    tcase_add_test(tc, sharing_a_busy_connection_grows_the_pool);
     tcase_add_test(tc, exclusive_mode_shares_nothing);
     tcase_add_test(tc, gauges_render_depth_in_use);
     suite_add_tcase(suite, tc);
