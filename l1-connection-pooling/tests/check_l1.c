@@ -195,7 +195,8 @@ START_TEST(many_requests_on_one_connection_get_their_own_answers)
         snprintf(value, sizeof value, "value-%d", i * 7);
         write_value(key, value);
     }
-    struct tk_response *res = tk_batch_wait(reads_in_flight(N, NULL));
+    struct tk_batch *batch = reads_in_flight(N, NULL);
+    struct tk_response *res = tk_batch_wait(batch);
     for (int i = 0; i < N; i++) {
         ck_assert_msg(res[i].status == 200, "read %d: %ld %s", i, res[i].status, res[i].body);
         json_t *data = res[i].json;
@@ -205,6 +206,7 @@ START_TEST(many_requests_on_one_connection_get_their_own_answers)
         ck_assert_str_eq(json_string_value(json_object_get(data, "key")), key);
         ck_assert_str_eq(json_string_value(json_object_get(data, "value")), value);
     }
+    tk_batch_free(batch);
     ck_assert_int_ge(pool_stat("max_depth_reached"), N); /* all in flight together */
     ck_assert_int_eq(pool_stat("connections_opened"), 1);
     ck_assert_int_eq(pool_stat("in_flight"), 0);
