@@ -6,8 +6,10 @@
  *
  *   NEW -> RESOLVING -> CONNECTING -> IDLE -> PREPARING -> QUERYING -> IDLE
  *          (a resolver     |           |  \-> QUERYING -> IDLE
- *           and a host     |           \---> PIPELINE -> IDLE          and any -> BROKEN
- *           name)          \-- NEW -> CONNECTING (no lookup)
+ *           and a host     |           |---> PIPELINE -> IDLE          and any -> BROKEN
+ *           name)          |           \---> SHARED -> IDLE
+ *                          |
+ *                          \-- NEW -> CONNECTING (no lookup)
  *
  * PREPARING: a statement's PREPARE is out; the query follows it on the same connection.
  * PIPELINE: a batch is out in libpq's pipeline mode, and its answer is read as it arrives:
@@ -15,6 +17,10 @@
  * statement for PG_BATCH_EACH, after the last one for PG_BATCH_TRANSACTION); after a failure
  * inside a transaction, PGRES_PIPELINE_ABORTED for each statement skipped. The batch ends at its
  * last sync, and the connection leaves pipeline mode before it is idle again.
+ *
+ * SHARED: pipelined calls of several requests are in flight (pg_pipeline.h), each with its own
+ * sync; more may be sent while answers arrive. The deadline is the oldest call's, re-armed as
+ * calls leave; the connection leaves pipeline mode and is idle again when the last one does.
  *
  * The socket event is re-armed for what libpq asks next (read or write), because libpq may even
  * change sockets while connecting (several hosts in one URL).
@@ -24,6 +30,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "pg_pipeline.h"
 #include "resolve.h"
 #include "xalloc.h"
 
@@ -45,6 +52,7 @@ enum pgconn_state {
     PGCONN_PREPARING,  /* a query's PREPARE is in flight; the query follows */
     PGCONN_QUERYING,   /* one query is in flight */
     PGCONN_PIPELINE,   /* a batch is in flight, in pipeline mode */
+    PGCONN_SHARED,     /* pipelined calls of several requests are in flight */
     PGCONN_BROKEN,     /* failed; never reused */
 };
 
@@ -70,6 +78,8 @@ struct pgconn {
     int syncs_due;                         /* the batch's syncs not read yet */
     bool after_null;                       /* the last thing read was a statement's end (NULL):
                                               another NULL means libpq has nothing more */
+    struct pg_pipeline *pipeline;          /* the pipelined calls in flight (pgconn_allow_pipeline),
+                                              or NULL */
     const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>" */
     int prepared_count;                    /* used entries of prepared */
     pgconn_broken_cb broken_cb;            /* idle watcher, or NULL */
@@ -102,7 +112,8 @@ static void arm_timer(struct pgconn *conn, long ms)
 
 static bool is_busy(enum pgconn_state state)
 {
-    return state == PGCONN_PREPARING || state == PGCONN_QUERYING || state == PGCONN_PIPELINE;
+    return state == PGCONN_PREPARING || state == PGCONN_QUERYING || state == PGCONN_PIPELINE ||
+           state == PGCONN_SHARED;
 }
 
 /*
@@ -125,6 +136,7 @@ static void set_state(struct pgconn *conn, enum pgconn_state next)
     case PGCONN_PREPARING:
     case PGCONN_QUERYING:
     case PGCONN_PIPELINE:
+    case PGCONN_SHARED:
         if (!is_busy(was)) { /* from IDLE (PREPARING -> QUERYING keeps the deadline) */
             conn->broken_cb = NULL;
             stop_io(conn);
@@ -378,10 +390,65 @@ static void finish_batch(struct pgconn *conn, bool lost)
         PQclear(replies[i].res);
 }
 
+static int in_flight(const struct pgconn *conn)
+{
+    return conn->pipeline ? pg_pipeline_count(conn->pipeline) : 0;
+}
+
+/* Fails every pipelined call in flight: the connection is broken first, so nobody sends more. */
+static void fail_pipelined(struct pgconn *conn)
+{
+    set_state(conn, PGCONN_BROKEN);
+    while (in_flight(conn) > 0) {
+        struct pg_call call;
+        PGresult *res;
+        pg_pipeline_pop(conn->pipeline, &call, &res);
+        PQclear(res);
+        bool last = in_flight(conn) == 0;
+        metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
+        call.cb(NULL, PG_UNAVAILABLE, call.arg);
+        if (last)
+            return; /* the pool may have freed conn with its last call released */
+    }
+}
+
+/*
+ * The oldest pipelined call's answer is whole: hands it over. Returns true when it was the last
+ * in flight (the connection is idle or broken, and the callback may have freed it).
+ */
+static bool finish_pipelined(struct pgconn *conn)
+{
+    struct pg_call call;
+    PGresult *res;
+    pg_pipeline_pop(conn->pipeline, &call, &res);
+    enum pg_status status = res ? classify_result(res) : PG_ERROR;
+    if (status != PG_OK) {
+        metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
+        if (res != NULL)
+            LOG_WARN("postgres: query failed: %s",
+                     PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    }
+    bool last = in_flight(conn) == 0;
+    if (last) {
+        bool broken = !leave_pipeline(conn) || PQstatus(conn->pg) != CONNECTION_OK;
+        set_state(conn, broken ? PGCONN_BROKEN : PGCONN_IDLE);
+    } else { /* the next call's deadline */
+        long long due = pg_pipeline_oldest_ms(conn->pipeline) + conn->settings.query_timeout_ms +
+                        CLIENT_DEADLINE_GRACE_MS;
+        long long left = due - monotonic_ms();
+        arm_timer(conn, left > 0 ? (long)left : 0);
+    }
+    call.cb(status == PG_UNAVAILABLE ? NULL : res, status, call.arg);
+    PQclear(res);
+    return last;
+}
+
 /* The connection failed (or timed out) with a query or a batch in flight. */
 static void finish_lost(struct pgconn *conn)
 {
-    if (conn->batch.cb != NULL)
+    if (in_flight(conn) > 0)
+        fail_pipelined(conn);
+    else if (conn->batch.cb != NULL)
         finish_batch(conn, true);
     else if (conn->call.cb != NULL)
         finish_query(conn, PG_UNAVAILABLE);
@@ -491,6 +558,43 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
     }
 }
 
+void pgconn_allow_pipeline(struct pgconn *conn, int depth)
+{
+    if (conn->pipeline == NULL)
+        conn->pipeline = pg_pipeline_create(depth);
+}
+
+void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call)
+{
+    const struct pg_statement *s = &call->statement;
+    if (s->nparams < 0 || s->nparams > PG_MAX_PARAMS || conn->pipeline == NULL)
+        abort(); /* a programming error */
+    if (!pg_pipeline_push(conn->pipeline, call, monotonic_ms()))
+        abort(); /* more than pipeline_depth in flight: the pool's bound failed */
+    metrics_inc(conn->metrics, METRIC_PG_QUERIES);
+    bool sent = false;
+    if (conn->state == PGCONN_IDLE && PQenterPipelineMode(conn->pg) == 1)
+        set_state(conn, PGCONN_SHARED);
+    if (conn->state == PGCONN_SHARED) {
+        sent = true;
+        if (should_prepare(conn, s)) {
+            /* Named now, before its PREPARE is answered: later calls may use it at once, since
+             * the server runs the pipeline in order. (If it fails, so do they, as it would.) */
+            char name[16];
+            snprintf(name, sizeof name, "s%d", conn->prepared_count);
+            sent = PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) == 1;
+            conn->prepared[conn->prepared_count++] = s->sql;
+        }
+        /* libpq 15's PQpipelineSync also flushes: the call leaves now, not with later ones. */
+        sent = sent && send_statement(conn, s, false) == 1 && PQpipelineSync(conn->pg) == 1 &&
+               flush_and_wait(conn);
+    }
+    if (!sent) {
+        log_failure(conn, "cannot send a pipelined query");
+        fail_later(conn);
+    }
+}
+
 /* ---- reading answers ---- */
 
 /* Keeps the first error, else the last result (a multi-statement script). */
@@ -549,6 +653,31 @@ static bool batch_step(struct pgconn *conn, PGresult *res)
     return false;
 }
 
+/* Reads pipelined answers as they complete; returns true when the connection may be gone. */
+static bool read_pipelined(struct pgconn *conn)
+{
+    while (in_flight(conn) > 0 && !PQisBusy(conn->pg)) {
+        switch (pg_pipeline_step(conn->pipeline, PQgetResult(conn->pg))) {
+        case PG_PIPELINE_MORE:
+            continue;
+        case PG_PIPELINE_ANSWERED:
+            if (finish_pipelined(conn))
+                return true;
+            continue;
+        case PG_PIPELINE_LOST:
+            log_failure(conn, "connection lost with pipelined queries in flight");
+            fail_pipelined(conn);
+            return true;
+        }
+    }
+    if (PQstatus(conn->pg) == CONNECTION_BAD) {
+        log_failure(conn, "connection lost with pipelined queries in flight");
+        fail_pipelined(conn);
+        return true;
+    }
+    return false;
+}
+
 /*
  * Reads what arrived; finishes the query or batch once libpq has the whole answer. Returns true
  * when it finished (the callback ran, so conn may be gone), false when more must arrive.
@@ -560,6 +689,8 @@ static bool read_answer(struct pgconn *conn)
         finish_lost(conn);
         return true;
     }
+    if (conn->state == PGCONN_SHARED)
+        return read_pipelined(conn);
     while (!PQisBusy(conn->pg)) {
         PGresult *res = PQgetResult(conn->pg);
         if (conn->state == PGCONN_PIPELINE) {
@@ -601,6 +732,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     case PGCONN_PREPARING:
     case PGCONN_QUERYING:
     case PGCONN_PIPELINE:
+    case PGCONN_SHARED:
         if ((what & EV_WRITE) && !flush_and_wait(conn)) {
             log_failure(conn, "cannot send query");
             finish_lost(conn);
@@ -644,7 +776,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         else
             log_failure(conn, "connection failed");
         finish_connect(conn, false);
-    } else if (conn->call.cb != NULL || conn->batch.cb != NULL) {
+    } else if (conn->call.cb != NULL || conn->batch.cb != NULL || in_flight(conn) > 0) {
         if (conn->state != PGCONN_BROKEN) {
             metrics_inc(conn->metrics, METRIC_PG_QUERY_TIMEOUTS);
             LOG_WARN("postgres: no answer within %ld ms; dropping the connection",
@@ -678,6 +810,7 @@ void pgconn_free(struct pgconn *conn)
     event_del(&conn->timer);
     resolve_cancel(conn->lookup);
     PQclear(conn->result);
+    pg_pipeline_free(conn->pipeline);
     for (int i = 0; i < PG_BATCH_MAX; i++)
         PQclear(conn->replies[i].res);
     if (conn->pg != NULL)

@@ -22,6 +22,9 @@
  * dropped, since its state is unknown. A connection that fails in any way is marked broken; it
  * is never reused.
  *
+ * Pipelined calls (pgconn_pipeline_query): calls of different requests in flight together on one
+ * connection, each answered in order (see pg_pipeline.h for how their answers are kept apart).
+ *
  * Idle connections (in a pool) can be watched: if the server closes one (a restart, an admin
  * terminating backends), the watcher hears it at once and the pool drops it, instead of the
  * next request finding out.
@@ -153,6 +156,21 @@ void pgconn_query(struct pgconn *conn, const struct pg_call *call);
  * the next runs even when one failed. The connection must be idle; the batch is copied.
  */
 void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch);
+
+/*
+ * Sends one query in pipeline mode, sharing the connection with the other calls in flight on it
+ * (pg_pipeline.h): it is sent at once with its own sync point, and its callback runs when its
+ * answer arrives, after those of the calls sent before it. The connection must be idle or
+ * already carrying pipelined calls, fewer than the depth given to pgconn_allow_pipeline. A failing statement
+ * fails only its own call. A lost connection, or a call past its deadline (the connection is
+ * then dropped, since what the server still does is unknown), fails every call in flight on it
+ * with PG_UNAVAILABLE. When the last call in flight is answered the connection is idle again.
+ */
+void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call);
+
+/* Lets the connection carry up to depth (>= 1) pipelined calls at once; call once, before the
+ * first pgconn_pipeline_query. */
+void pgconn_allow_pipeline(struct pgconn *conn, int depth);
 
 /* Starts or stops watching an idle connection for the server closing it. */
 void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg);

@@ -1,7 +1,9 @@
 /*
  * pool: the connection pool's state machine (see pool.h).
  *
- * Each connection lives in a slot: EMPTY -> OPENING -> IDLE <-> BUSY -> EMPTY. Waiting requests
+ * Each connection lives in a slot: EMPTY -> OPENING -> IDLE <-> BUSY -> EMPTY. A BUSY slot has
+ * one borrower, or in pipeline mode up to pipeline_depth borrowers sharing it (users); it becomes
+ * IDLE, or is closed if broken or too old, when the last one releases it. Waiting requests
  * sit in a ring buffer of max_waiting entries; since all share one timeout, the oldest always
  * expires first, so one timer armed for the head of the queue serves them all.
  */
@@ -25,13 +27,18 @@ struct pool_slot {
     enum slot_state state; /* see above */
     void *conn;            /* the connector's handle, NULL when EMPTY */
     long long opened_ms;   /* when the connection was established */
-    long long since_ms;    /* when it became IDLE or BUSY */
+    long long since_ms;    /* when it last became IDLE */
+    int users;             /* borrowers holding it (more than 1 only in pipeline mode) */
+    bool exclusive;        /* lent whole: no shares are added while BUSY */
+    bool watched;          /* IDLE and watched by the connector */
+    long long changed_ms;  /* when users last changed (for usage_ms) */
 };
 
 struct pool_waiter {
     pool_acquire_cb cb;  /* who to call */
     void *arg;           /* with what */
     long long queued_ms; /* when it started waiting */
+    bool exclusive;      /* wants a whole connection, not a share */
 };
 
 struct pool {
@@ -50,6 +57,7 @@ struct pool {
     struct pool_stats totals;               /* cumulative counters (gauges filled on demand) */
     double usage_ms_total, wait_ms_total;   /* for the averages */
     unsigned long long waits_served;        /* waiters that got a connection */
+    int in_flight;                          /* borrowers now (calls, in pipeline mode) */
 };
 
 /* ---- counting ---- */
@@ -118,10 +126,24 @@ static void on_wait_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- slots ---- */
 
+/* The integral of lent shares over time is the sum of every borrower's holding time (usage_ms),
+ * whether one borrower holds a connection or many share it. */
+static void account_usage(struct pool *pool, struct pool_slot *slot, long long now)
+{
+    pool->usage_ms_total += (double)slot->users * (double)(now - slot->changed_ms);
+    slot->changed_ms = now;
+}
+
+static void unwatch(struct pool *pool, struct pool_slot *slot)
+{
+    if (slot->watched && pool->connector->watch)
+        pool->connector->watch(pool->connector_ctx, slot->conn, slot, false);
+    slot->watched = false;
+}
+
 static void close_slot(struct pool *pool, struct pool_slot *slot)
 {
-    if (slot->state == SLOT_IDLE && pool->connector->watch)
-        pool->connector->watch(pool->connector_ctx, slot->conn, slot, false);
+    unwatch(pool, slot);
     pool->connector->close(pool->connector_ctx, slot->conn);
     slot->conn = NULL;
     set_slot_state(pool, slot, SLOT_EMPTY);
@@ -134,34 +156,90 @@ static void retire_slot(struct pool *pool, struct pool_slot *slot)
     close_slot(pool, slot);
 }
 
-static void lend(struct pool *pool, struct pool_slot *slot, pool_acquire_cb cb, void *arg)
+/* Lends a whole connection (exclusive) or one more share of it (pipeline mode). */
+static void lend(struct pool *pool, struct pool_slot *slot, bool exclusive, pool_acquire_cb cb,
+                 void *arg)
 {
-    set_slot_state(pool, slot, SLOT_BUSY);
-    slot->since_ms = monotonic_ms();
+    long long now = monotonic_ms();
+    if (slot->state == SLOT_IDLE) {
+        unwatch(pool, slot);
+        set_slot_state(pool, slot, SLOT_BUSY);
+        slot->exclusive = exclusive;
+    }
+    account_usage(pool, slot, now);
+    slot->users++;
+    pool->in_flight++;
+    if (slot->users > pool->totals.max_depth)
+        pool->totals.max_depth = slot->users;
     pool->totals.acquisitions++;
     metrics_inc(pool->metrics, METRIC_POOL_ACQUIRES);
     cb(slot->conn, POOL_OK, arg);
 }
 
-/* Gives a ready connection to the oldest waiter, or parks it as idle. */
-static void hand_off(struct pool *pool, struct pool_slot *slot)
-{
-    if (pool->wait_count > 0) {
-        struct pool_waiter w = pop_waiter(pool);
-        pool->wait_ms_total += (double)(monotonic_ms() - w.queued_ms);
-        pool->waits_served++;
-        lend(pool, slot, w.cb, w.arg);
-        return;
-    }
-    set_slot_state(pool, slot, SLOT_IDLE);
-    slot->since_ms = monotonic_ms();
-    if (pool->connector->watch)
-        pool->connector->watch(pool->connector_ctx, slot->conn, slot, true);
-}
-
 static bool too_old(const struct pool *pool, const struct pool_slot *slot, long long now)
 {
     return now - slot->opened_ms >= pool->settings.max_lifetime_ms;
+}
+
+/*
+ * The connection for the next borrower: an idle one for an exclusive borrower; for a shared one
+ * in pipeline mode, the open connection with the fewest calls in flight below the depth (not
+ * one lent exclusively, nor a broken one still failing its calls). Ties go to the most recently
+ * used, so that the others stay idle long enough to be trimmed. Idle ones past their lifetime
+ * are retired on the way.
+ */
+static struct pool_slot *pick(struct pool *pool, bool exclusive)
+{
+    long long now = monotonic_ms();
+    bool share = !exclusive && pool->settings.pipeline_depth > 1;
+    struct pool_slot *best = NULL;
+    for (int i = 0; i < pool->settings.max_size; i++) {
+        struct pool_slot *slot = &pool->slots[i];
+        if (slot->state == SLOT_IDLE && too_old(pool, slot, now)) {
+            retire_slot(pool, slot);
+            continue;
+        }
+        bool usable = slot->state == SLOT_IDLE ||
+                      (share && slot->state == SLOT_BUSY && !slot->exclusive &&
+                       slot->users < pool->settings.pipeline_depth &&
+                       !pool->connector->is_broken(pool->connector_ctx, slot->conn));
+        if (!usable)
+            continue;
+        if (best == NULL || slot->users < best->users ||
+            (slot->users == best->users && slot->since_ms > best->since_ms))
+            best = slot;
+    }
+    return best;
+}
+
+/* Serves waiters in FIFO order while a connection (or a share) can be had for the oldest. An
+ * exclusive waiter at the head waits for a connection to drain; those behind it wait too
+ * (first come, first served: it is never overtaken for ever). */
+static void serve_waiters(struct pool *pool)
+{
+    while (pool->wait_count > 0) {
+        struct pool_slot *slot = pick(pool, pool->waiters[pool->wait_head].exclusive);
+        if (slot == NULL)
+            return;
+        struct pool_waiter w = pop_waiter(pool);
+        pool->wait_ms_total += (double)(monotonic_ms() - w.queued_ms);
+        pool->waits_served++;
+        lend(pool, slot, w.exclusive, w.cb, w.arg);
+    }
+}
+
+/* A connection with no borrower: serves the waiters, and parks it (watched) if none took it. */
+static void hand_off(struct pool *pool, struct pool_slot *slot)
+{
+    if (slot->state != SLOT_IDLE)
+        set_slot_state(pool, slot, SLOT_IDLE);
+    slot->exclusive = false;
+    slot->since_ms = monotonic_ms();
+    serve_waiters(pool);
+    if (slot->state == SLOT_IDLE && !slot->watched && pool->connector->watch) {
+        slot->watched = true;
+        pool->connector->watch(pool->connector_ctx, slot->conn, slot, true);
+    }
 }
 
 static void open_slot(struct pool *pool, struct pool_slot *slot)
@@ -183,6 +261,24 @@ static void grow(struct pool *pool)
             return;
         if (pool->slots[i].state == SLOT_EMPTY)
             open_slot(pool, &pool->slots[i]);
+    }
+}
+
+/*
+ * Pipeline mode: a call just shared a busy connection because none was idle. One backend runs
+ * its pipeline's queries one after the other, on one core, and commits them one by one: so
+ * the pool still grows by load, one connection at a time up to max_size, while the calls
+ * pipeline on those already open.
+ */
+static void grow_for_load(struct pool *pool)
+{
+    if (monotonic_ms() < pool->backoff_until_ms || count_slots(pool, SLOT_OPENING) > 0)
+        return;
+    for (int i = 0; i < pool->settings.max_size; i++) {
+        if (pool->slots[i].state == SLOT_EMPTY) {
+            open_slot(pool, &pool->slots[i]);
+            return;
+        }
     }
 }
 
@@ -217,32 +313,15 @@ void pool_idle_broken(struct pool_slot *slot)
 
 /* ---- acquire and release ---- */
 
-static struct pool_slot *take_idle(struct pool *pool)
+static void acquire(struct pool *pool, bool exclusive, pool_acquire_cb cb, void *arg)
 {
-    long long now = monotonic_ms();
-    struct pool_slot *best = NULL;
-    for (int i = 0; i < pool->settings.max_size; i++) {
-        struct pool_slot *slot = &pool->slots[i];
-        if (slot->state != SLOT_IDLE)
-            continue;
-        if (too_old(pool, slot, now)) {
-            retire_slot(pool, slot);
-            continue;
-        }
-        /* Most recently used first: the others stay idle long enough to be trimmed. */
-        if (best == NULL || slot->since_ms > best->since_ms)
-            best = slot;
-    }
-    if (best != NULL && pool->connector->watch)
-        pool->connector->watch(pool->connector_ctx, best->conn, best, false);
-    return best;
-}
-
-void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg)
-{
-    struct pool_slot *idle = take_idle(pool);
-    if (idle != NULL) {
-        lend(pool, idle, cb, arg);
+    /* With requests already waiting, a newcomer queues behind them (first come, first served). */
+    struct pool_slot *slot = pool->wait_count == 0 ? pick(pool, exclusive) : NULL;
+    if (slot != NULL) {
+        bool shared_busy = slot->state == SLOT_BUSY;
+        lend(pool, slot, exclusive, cb, arg);
+        if (shared_busy)
+            grow_for_load(pool);
         return;
     }
     if (pool->wait_count == pool->settings.max_waiting) {
@@ -261,12 +340,27 @@ void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg)
         return;
     }
     int tail = (pool->wait_head + pool->wait_count) % pool->settings.max_waiting;
-    pool->waiters[tail] = (struct pool_waiter){cb, arg, monotonic_ms()};
+    pool->waiters[tail] = (struct pool_waiter){cb, arg, monotonic_ms(), exclusive};
     pool->wait_count++;
     pool->totals.waits++;
     metrics_inc(pool->metrics, METRIC_POOL_WAITS);
     grow(pool);
     arm_wait_timer(pool);
+}
+
+void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg)
+{
+    acquire(pool, true, cb, arg);
+}
+
+void pool_acquire_shared(struct pool *pool, pool_acquire_cb cb, void *arg)
+{
+    acquire(pool, pool->settings.pipeline_depth <= 1, cb, arg);
+}
+
+bool pool_is_pipelined(const struct pool *pool)
+{
+    return pool->settings.pipeline_depth > 1;
 }
 
 static struct pool_slot *slot_of(struct pool *pool, void *conn)
@@ -281,7 +375,15 @@ void pool_release(struct pool *pool, void *conn)
 {
     struct pool_slot *slot = slot_of(pool, conn);
     long long now = monotonic_ms();
-    pool->usage_ms_total += (double)(now - slot->since_ms);
+    account_usage(pool, slot, now);
+    slot->users--;
+    pool->in_flight--;
+    if (slot->users > 0) { /* still shared: a waiter may take the freed share */
+        serve_waiters(pool);
+        return;
+    }
+    /* The last borrower is gone: only now may a broken or old connection be closed (its other
+     * calls have been failed or answered first). */
     if (pool->connector->is_broken(pool->connector_ctx, conn)) {
         pool->totals.broken++;
         metrics_inc(pool->metrics, METRIC_POOL_BROKEN);
@@ -322,6 +424,8 @@ struct pool *pool_create(struct event_base *base, const struct pool_settings *se
     backoff_init(&pool->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     pool->base = base;
     pool->settings = *settings;
+    if (pool->settings.pipeline_depth < 1)
+        pool->settings.pipeline_depth = 1; /* exclusive */
     pool->connector = connector;
     pool->connector_ctx = connector_ctx;
     pool->metrics = metrics;
@@ -360,7 +464,9 @@ void pool_get_stats(const struct pool *pool, struct pool_stats *out)
     out->waiting = pool->wait_count;
     out->min_size = pool->settings.min_size;
     out->max_size = pool->settings.max_size;
-    unsigned long long released = pool->totals.acquisitions - (unsigned long long)out->in_use;
+    out->in_flight = pool->in_flight;
+    out->pipeline_depth = pool->settings.pipeline_depth;
+    unsigned long long released = pool->totals.acquisitions - (unsigned long long)pool->in_flight;
     out->usage_ms_avg = released ? pool->usage_ms_total / (double)released : 0.0;
     out->wait_ms_avg = pool->waits_served ? pool->wait_ms_total / (double)pool->waits_served : 0.0;
 }
@@ -377,7 +483,7 @@ json_t *pool_stats_json(const struct pool *pool)
     s.usage_ms_avg = round3(s.usage_ms_avg);
     s.wait_ms_avg = round3(s.wait_ms_avg);
     return json_pack("{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I, s:f}",
+                     "s:I, s:I, s:f, s:s, s:i, s:i, s:i}",
                      "pool_size", s.size, "pool_available", s.available, "requests_waiting",
                      s.waiting, "usage_ms", s.usage_ms_avg, "in_use", s.in_use, "opening",
                      s.opening, "min_size", s.min_size, "max_size", s.max_size, "acquisitions",
@@ -386,7 +492,9 @@ json_t *pool_stats_json(const struct pool *pool)
                      (json_int_t)s.unavailable, "connections_opened", (json_int_t)s.opened,
                      "connection_failures", (json_int_t)s.open_failures, "connections_broken",
                      (json_int_t)s.broken, "connections_retired", (json_int_t)s.retired, "wait_ms",
-                     s.wait_ms_avg);
+                     s.wait_ms_avg, "mode", s.pipeline_depth > 1 ? "pipeline" : "exclusive",
+                     "pipeline_depth", s.pipeline_depth, "in_flight", s.in_flight,
+                     "max_depth_reached", s.max_depth);
 }
 
 void pool_render_gauges(struct evbuffer *out, void *arg)
@@ -399,6 +507,11 @@ void pool_render_gauges(struct evbuffer *out, void *arg)
                         "# HELP pool_available Idle connections.\n"
                         "# TYPE pool_available gauge\npool_available %d\n"
                         "# HELP pool_waiting Requests waiting for a connection.\n"
-                        "# TYPE pool_waiting gauge\npool_waiting %d\n",
-                        s.size, s.available, s.waiting);
+                        "# TYPE pool_waiting gauge\npool_waiting %d\n"
+                        "# HELP pool_in_flight Borrowers now (in pipeline mode: calls in flight).\n"
+                        "# TYPE pool_in_flight gauge\npool_in_flight %d\n"
+                        "# HELP pool_max_depth_reached Most borrowers one connection has had at "
+                        "once.\n"
+                        "# TYPE pool_max_depth_reached gauge\npool_max_depth_reached %d\n",
+                        s.size, s.available, s.waiting, s.in_flight, s.max_depth);
 }

@@ -14,6 +14,29 @@
  *   all, requests fail fast and connection attempts back off (100 ms doubling to 2 s);
  * - statistics are real counts, shown at /pool-stats and /metrics.
  *
+ * Two modes (pool_settings.pipeline_depth, DB_POOL_MODE):
+ * - exclusive (the default): a borrower has the connection to itself until it releases it.
+ *   One query per connection per round trip: the simplest model, and layer 1's lesson.
+ * - pipeline: single statements (pool_query) share connections: each connection carries up to
+ *   pipeline_depth calls in flight from different requests, sent at once in libpq's pipeline
+ *   mode and answered in order (pg_pipeline.h). Each call has its own sync point: an error
+ *   aborts a pipeline up to the next sync, so with a sync per call a failing statement fails
+ *   only its own request, and each answer comes back without waiting for later calls (a
+ *   savepoint per call would need one transaction across unrelated requests). A new call goes
+ *   to the least-loaded open connection; when all are at the depth it waits in the same bounded
+ *   queue. The pool grows by load: a call that had to share a busy connection opens one more
+ *   (one at a time, up to max_size), since one backend runs its pipeline serially on one core
+ *   and commits one call after another. What cannot share a connection borrows it
+ *   whole (pool_acquire): a batch (pool_batch: a transaction spans its statements; EACH batches
+ *   too, for simplicity), LISTEN, anything that sets session state. Such a borrower waits for a
+ *   connection with nothing in flight (drain, not a split of the pool: no connection is kept
+ *   back from the pipelined calls); while it waits at the head of the queue, later borrowers
+ *   queue behind it, so it is never starved; the wait is bounded by the acquire timeout.
+ *   A lost connection fails exactly its calls in flight (503), and is closed when the last
+ *   of them has been released; a call past its deadline drops the connection and fails the
+ *   others in flight on it the same way (the server's state is unknown, and an in-order
+ *   pipeline cannot skip one answer). Reads are not retried on another connection.
+ *
  * The pool manages opaque connection handles through a connector (open, close, is_broken,
  * watch), so that its state machine is unit-tested without sockets; pool_create_pg() plugs in
  * pgconn. pool_query() and pool_batch() are what handlers use: acquire, run, release.
@@ -40,6 +63,8 @@ struct pool_settings {
     int max_waiting;         /* queue bound; more requests are refused at once */
     long max_lifetime_ms;    /* connections older than this are retired when released */
     long idle_timeout_ms;    /* idle connections above min_size are closed after this */
+    int pipeline_depth;      /* shares per connection for pool_acquire_shared (pipeline mode);
+                                1 (or 0): exclusive, every borrower gets a whole connection */
 };
 
 enum pool_error {
@@ -68,6 +93,9 @@ struct pool_stats {
     int opening;                      /* connection attempts under way */
     int waiting;                      /* requests in the wait queue */
     int min_size, max_size;           /* configured bounds */
+    int in_flight;                    /* borrowers now (pipeline mode: calls in flight) */
+    int pipeline_depth;               /* configured shares per connection (1: exclusive) */
+    int max_depth;                    /* most borrowers one connection had at once */
     unsigned long long acquisitions;  /* connections handed out */
     unsigned long long waits;         /* acquisitions that queued */
     unsigned long long timeouts;      /* gave up after acquire_timeout */
@@ -98,8 +126,22 @@ struct pool *pool_create_pg(struct event_base *base, const struct pool_settings 
 /* Closes every connection. Call when nothing is in flight; pending callbacks are not called. */
 void pool_free(struct pool *pool);
 
+/* Borrows a whole connection (in pipeline mode too: it waits until one has nothing in flight). */
 void pool_acquire(struct pool *pool, pool_acquire_cb cb, void *arg);
+
+/*
+ * Borrows a share of a connection: in pipeline mode one of pipeline_depth (the least-loaded open
+ * connection with one free), for one pipelined call (pgconn_pipeline_query); in exclusive mode
+ * the same as pool_acquire. Waits, is refused or fails as pool_acquire does.
+ */
+void pool_acquire_shared(struct pool *pool, pool_acquire_cb cb, void *arg);
+
+/* Releases a connection or a share of it; the connection is closed (if broken or too old) or
+ * lent again only when its last borrower has released it. */
 void pool_release(struct pool *pool, void *conn);
+
+/* Whether pool_acquire_shared lends shares (pipeline_depth > 1). */
+bool pool_is_pipelined(const struct pool *pool);
 
 /* For connectors. */
 void pool_open_done(struct pool_slot *slot, bool ok);
@@ -113,11 +155,12 @@ void pool_get_stats(const struct pool *pool, struct pool_stats *out);
 /* The statistics as the contract's /pool-stats object (real numbers, never placeholders). */
 json_t *pool_stats_json(const struct pool *pool);
 
-/* A metrics_gauge_fn (arg: the pool) printing pool_size, pool_available, pool_waiting. */
+/* A metrics_gauge_fn (arg: the pool) printing pool_size, pool_available, pool_waiting,
+ * pool_in_flight and pool_max_depth_reached. */
 void pool_render_gauges(struct evbuffer *out, void *pool);
 
 /*
- * Acquire, run one query, release. The call's callback is called exactly once, possibly before
+ * Acquire, run one query, release (in pipeline mode: a share, and the query pipelined). The call's callback is called exactly once, possibly before
  * pool_query returns (PG_BUSY or PG_UNAVAILABLE without waiting). The call is copied; its
  * strings must stay valid until the callback (struct pg_statement). Only for pools made by
  * pool_create_pg().

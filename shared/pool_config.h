@@ -21,8 +21,13 @@ struct pool_config {
     long max_waiting;          /* DB_POOL_MAX_WAITING */
     long max_lifetime_s;       /* DB_POOL_MAX_LIFETIME_S */
     long idle_timeout_s;       /* DB_POOL_IDLE_TIMEOUT_S */
+    char *pool_mode;           /* DB_POOL_MODE: "exclusive" or "pipeline" (pool.h) */
+    long pipeline_depth;       /* DB_PIPELINE_DEPTH: calls in flight per connection (pipeline) */
     struct resolver *resolver; /* not a setting: the program's (process_resolver), or NULL */
 };
+
+/* "exclusive", "pipeline", NULL: the values of DB_POOL_MODE (a CONFIG_ENUM row). */
+extern const char *const pool_mode_names[];
 
 /* DATABASE_URL, into a `char **`; default_url is the local stack's. */
 #define DATABASE_URL_ROW(target, default_url)                                                      \
@@ -70,9 +75,25 @@ struct pool_config {
          "connections older than this are replaced",                                               \
          &(c)->max_lifetime_s,                                                                     \
          NULL},                                                                                    \
+        {"DB_POOL_IDLE_TIMEOUT_S",                                                                 \
+         CONFIG_INT,                                                                               \
+         "300",                                                                                    \
+         1,                                                                                        \
+         86400,                                                                                    \
+         "idle connections above the minimum are closed after this",                               \
+         &(c)->idle_timeout_s,                                                                     \
+         NULL},                                                                                    \
+        {"DB_POOL_MODE",                                                                           \
+         CONFIG_ENUM,                                                                              \
+         "exclusive",                                                                              \
+         0,                                                                                        \
+         0,                                                                                        \
+         "exclusive: a query has a connection to itself; pipeline: queries share connections",     \
+         &(c)->pool_mode,                                                                          \
+         pool_mode_names},                                                                         \
     {                                                                                              \
-        "DB_POOL_IDLE_TIMEOUT_S", CONFIG_INT, "300", 1, 86400,                                     \
-            "idle connections above the minimum are closed after this", &(c)->idle_timeout_s, NULL \
+        "DB_PIPELINE_DEPTH", CONFIG_INT, "32", 2, 1000,                                            \
+            "pipeline mode: most queries in flight on one connection", &(c)->pipeline_depth, NULL  \
     }
 
 /* Every row of one pooled database, for a struct pool_config *c. */
@@ -95,6 +116,9 @@ struct pool_config {
 
 /* The pgconn settings for these values (pooled: statements are prepared). */
 struct pgconn_settings pool_config_pg(const struct pool_config *c, const char *application);
+
+/* Whether DB_POOL_MODE is pipeline. */
+bool pool_config_pipelined(const struct pool_config *c);
 
 /* Checks the values together (min <= max); false with a logged message. */
 bool pool_config_check(const struct pool_config *c) __attribute__((warn_unused_result));

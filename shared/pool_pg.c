@@ -3,7 +3,8 @@
  *
  * The connector turns the pool's open/close/is_broken/watch into pgconn calls. pool_query()
  * and pool_batch() are the whole borrow in one call: acquire, send the caller's query (or
- * batch) as it came, hand the result to the caller, release. Handlers of layer 1 and later use it
+ * batch) as it came, hand the result to the caller, release. In pipeline mode a query borrows a
+ * share of a connection and is pipelined on it; a batch borrows a connection whole. Handlers of layer 1 and later use it
  * the way layer 0 uses a fresh connection.
  */
 #include "pool.h"
@@ -17,6 +18,7 @@ struct pg_connector {
     struct event_base *base;         /* loop for the connections */
     struct pgconn_settings settings; /* copied strings */
     struct metrics *metrics;         /* pg_* counters */
+    int pipeline_depth;              /* pipelined calls per connection (pipeline mode), or <= 1 */
 };
 
 static void on_connected(struct pgconn *conn, bool ok, void *arg)
@@ -29,6 +31,8 @@ static void *pg_open(void *ctx, struct pool_slot *slot)
 {
     struct pg_connector *c = ctx;
     struct pgconn *conn = pgconn_create(c->base, &c->settings, c->metrics);
+    if (c->pipeline_depth > 1)
+        pgconn_allow_pipeline(conn, c->pipeline_depth);
     pgconn_connect(conn, on_connected, slot);
     return conn;
 }
@@ -85,6 +89,7 @@ struct pool *pool_create_pg(struct event_base *base, const struct pool_settings 
     c->settings = *pg;
     c->settings.url = xstrdup(pg->url);
     c->settings.application = xstrdup(pg->application ? pg->application : "layers");
+    c->pipeline_depth = settings->pipeline_depth;
     return pool_create(base, settings, &pg_connector_ops, c, metrics);
 }
 
@@ -94,6 +99,7 @@ struct pool *pool_create_pg(struct event_base *base, const struct pool_settings 
 struct pooled {
     struct pool *pool;     /* where the connection comes from */
     struct pgconn *conn;   /* the borrowed connection */
+    bool shared;           /* a share of it: the query is pipelined */
     struct pg_call call;   /* the caller's query, or call.cb NULL */
     struct pg_batch batch; /* the caller's batch, or batch.cb NULL */
 };
@@ -129,7 +135,11 @@ static void on_acquired(void *conn, enum pool_error err, void *arg)
     }
     p->conn = conn;
     if (p->call.cb != NULL) {
-        pgconn_query(p->conn, &(struct pg_call){p->call.statement, on_query_result, p});
+        struct pg_call call = {p->call.statement, on_query_result, p};
+        if (p->shared)
+            pgconn_pipeline_query(p->conn, &call);
+        else
+            pgconn_query(p->conn, &call);
     } else {
         struct pg_batch batch = p->batch;
         batch.cb = on_batch_result;
@@ -143,7 +153,8 @@ void pool_query(struct pool *pool, const struct pg_call *call)
     struct pooled *p = xcalloc(1, sizeof *p);
     p->pool = pool;
     p->call = *call;
-    pool_acquire(pool, on_acquired, p);
+    p->shared = pool_is_pipelined(pool);
+    pool_acquire_shared(pool, on_acquired, p);
 }
 
 void pool_batch(struct pool *pool, const struct pg_batch *batch)

@@ -11,6 +11,7 @@
 #include "check_run.h"
 
 #include <check.h>
+#include <signal.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ static struct pgconn_settings settings(const char *url, bool prepare, struct res
 
 static struct pool *new_pool(void)
 {
-    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000};
+    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000, 1};
     struct pgconn_settings s = settings(pg.url, true, NULL);
     return pool_create_pg(base, &ps, &s, NULL);
 }
@@ -240,6 +241,188 @@ START_TEST(prepared_statement_runs_by_name_on_reuse)
 }
 END_TEST
 
+/* ---- pipeline mode: many requests' calls on one connection ---- */
+
+#define MANY 40
+
+static struct pool *new_pipelined_pool(int max_size, long query_timeout_ms)
+{
+    struct pool_settings ps = {1, max_size, 5000, 256, 60000, 60000, 16};
+    struct pgconn_settings s = settings(pg.url, true, NULL);
+    s.query_timeout_ms = query_timeout_ms;
+    return pool_create_pg(base, &ps, &s, NULL);
+}
+
+/* One call among many: what it got back. */
+struct many_seen {
+    enum pg_status status; /* the call's */
+    char value[32];        /* first column of the first row */
+    int order;             /* 1 for the first answered */
+    int *answered;         /* shared count of answers; all in: finished */
+    int expected;          /* how many to wait for */
+};
+
+static void on_many(PGresult *res, enum pg_status status, void *arg)
+{
+    struct many_seen *seen = arg;
+    seen->status = status;
+    seen->value[0] = '\0';
+    if (res != NULL && PQntuples(res) > 0)
+        snprintf(seen->value, sizeof seen->value, "%s", PQgetvalue(res, 0, 0));
+    seen->order = ++*seen->answered;
+    if (*seen->answered == seen->expected)
+        finished = true;
+}
+
+static const char SQL_SLEEP_ECHO[] = "SELECT $1::text || '!' FROM pg_sleep($2::float8)";
+
+/* Sends n calls at once: SQL_SLEEP_ECHO of "p<i>" sleeping `sleep` seconds. */
+static void send_many(struct pool *pool, struct many_seen *seen, char (*args)[16], int n,
+                      const char *sleep, int *answered)
+{
+    *answered = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(args[i], 16, "p%d", i);
+        seen[i] = (struct many_seen){.answered = answered, .expected = n};
+        pool_query(pool, &(struct pg_call){{SQL_SLEEP_ECHO, 2, {args[i], sleep}}, on_many,
+                                           &seen[i]});
+    }
+}
+
+START_TEST(pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself)
+{
+    struct pool *pool = new_pipelined_pool(1, 5000);
+    static struct many_seen seen[MANY];
+    static char args[MANY][16];
+    int answered = 0;
+    send_many(pool, seen, args, 1, "0", &answered); /* the connection is open */
+    ck_assert(run_until_finished());
+    struct pool_stats before;
+    pool_get_stats(pool, &before);
+    answered = 0;
+    for (int i = 0; i < MANY; i++) {
+        snprintf(args[i], 16, "p%d", i);
+        seen[i] = (struct many_seen){.answered = &answered, .expected = MANY};
+        struct pg_statement st = {SQL_ECHO, 1, {args[i]}};
+        if (i == 17)
+            st = (struct pg_statement){SQL_FAIL, 1, {args[i]}}; /* fails when it runs */
+        if (i == 18)
+            st = (struct pg_statement){"SELECT no_such_column", 0, {NULL}}; /* fails to parse */
+        pool_query(pool, &(struct pg_call){st, on_many, &seen[i]});
+    }
+    ck_assert(run_until_finished());
+    for (int i = 0; i < MANY; i++) {
+        ck_assert_int_eq(seen[i].order, i + 1); /* answered in the order sent */
+        if (i == 17 || i == 18) {
+            ck_assert_int_eq(seen[i].status, PG_ERROR);
+            continue;
+        }
+        ck_assert_int_eq(seen[i].status, PG_OK);
+        char want[24];
+        snprintf(want, sizeof want, "p%d!", i);
+        ck_assert_str_eq(seen[i].value, want);
+    }
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.opened, 1); /* all on one connection */
+    ck_assert_uint_eq(stats.broken, 0);
+    ck_assert_int_eq(stats.max_depth, 16); /* up to the depth in flight together */
+    ck_assert_uint_eq(stats.waits - before.waits, MANY - 16); /* the rest waited for a share */
+    ck_assert_int_eq(stats.in_flight, 0);
+    pool_free(pool);
+}
+END_TEST
+
+START_TEST(statement_timeout_fails_only_the_slow_call)
+{
+    struct pool *pool = new_pipelined_pool(1, 300);
+    struct many_seen seen[3];
+    char args[3][16];
+    int answered = 0;
+    static const char *const sleeps[] = {"0", "2", "0"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args[i], 16, "p%d", i);
+        seen[i] = (struct many_seen){.answered = &answered, .expected = 3};
+        pool_query(pool, &(struct pg_call){{SQL_SLEEP_ECHO, 2, {args[i], sleeps[i]}}, on_many,
+                                           &seen[i]});
+    }
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(seen[0].status, PG_OK);
+    ck_assert_int_eq(seen[1].status, PG_UNAVAILABLE); /* cancelled by statement_timeout */
+    ck_assert_int_eq(seen[2].status, PG_OK);
+    ck_assert_str_eq(seen[2].value, "p2!");
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.broken, 0); /* the server cancelled it: the connection is fine */
+    pool_free(pool);
+}
+END_TEST
+
+static void terminate_backends(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    ck_assert(tk_pg_exec(&pg, "layers",
+                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = 'check_pgconn' AND pid <> pg_backend_pid()"));
+}
+
+START_TEST(lost_connection_fails_exactly_its_calls_in_flight_then_recovers)
+{
+    struct pool *pool = new_pipelined_pool(1, 5000);
+    struct many_seen seen[5];
+    char args[5][16];
+    int answered = 0;
+    send_many(pool, seen, args, 5, "1", &answered);
+    struct event *killer = evtimer_new(base, terminate_backends, NULL);
+    struct timeval in_300ms = {0, 300000};
+    evtimer_add(killer, &in_300ms);
+    ck_assert(run_until_finished());
+    event_free(killer);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(seen[i].status, PG_UNAVAILABLE);
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.broken, 1);
+    ck_assert_int_eq(stats.in_flight, 0);
+    /* the pool recovers: the next calls run on a new connection */
+    send_many(pool, seen, args, 3, "0", &answered);
+    ck_assert(run_until_finished());
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(seen[i].status, PG_OK);
+    pool_free(pool);
+}
+END_TEST
+
+START_TEST(silent_server_fails_every_call_in_flight_at_the_deadline)
+{
+    struct pool *pool = new_pipelined_pool(1, 300);
+    struct query_seen pid;
+    pool_query(pool, &(struct pg_call){{"SELECT pg_backend_pid()", 0, {NULL}}, on_query, &pid});
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(pid.status, PG_OK);
+    pid_t backend = (pid_t)atol(pid.value);
+    ck_assert_int_eq(kill(backend, SIGSTOP), 0); /* the server stops answering at all */
+    struct many_seen seen[4];
+    char args[4][16];
+    int answered = 0;
+    long long started = tk_now_ms();
+    send_many(pool, seen, args, 4, "0", &answered);
+    bool done = run_until_finished();
+    long long waited = tk_now_ms() - started;
+    kill(backend, SIGCONT);
+    ck_assert(done);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(seen[i].status, PG_UNAVAILABLE);
+    /* statement_timeout (300 ms) plus the client's 1 s grace, not the test's deadline */
+    ck_assert_msg(waited >= 1200 && waited < 5000, "waited %lld ms", waited);
+    send_many(pool, seen, args, 2, "0", &answered);
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(seen[0].status, PG_OK);
+    ck_assert_int_eq(seen[1].status, PG_OK);
+    pool_free(pool);
+}
+END_TEST
+
 /* ---- host names ---- */
 
 struct connect_seen {
@@ -341,6 +524,10 @@ int main(void)
     tcase_add_test(live, each_on_its_own_fails_only_the_failing_statement);
     tcase_add_test(live, connection_is_reused_after_a_failed_batch);
     tcase_add_test(live, prepared_statement_runs_by_name_on_reuse);
+    tcase_add_test(live, pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself);
+    tcase_add_test(live, statement_timeout_fails_only_the_slow_call);
+    tcase_add_test(live, lost_connection_fails_exactly_its_calls_in_flight_then_recovers);
+    tcase_add_test(live, silent_server_fails_every_call_in_flight_at_the_deadline);
     tcase_add_test(live, localhost_url_connects_through_the_resolver);
     tcase_add_test(live, unknown_host_fails_the_connect);
     suite_add_tcase(suite, live);

@@ -835,6 +835,167 @@ START_TEST(free_closes_every_connection)
 }
 END_TEST
 
+/* ---- pipeline mode: shares of a connection ---- */
+
+static struct pool_settings pipelined(int min_size, int max_size, int depth)
+{
+    struct pool_settings s = settings(min_size, max_size);
+    s.pipeline_depth = depth;
+    return s;
+}
+
+START_TEST(shares_go_to_the_least_loaded_connection_up_to_the_depth)
+{
+    start_ready(pipelined(2, 2, 3));
+    ck_assert(pool_is_pipelined(pool));
+    struct ticket t[7] = {{0}};
+    for (int i = 0; i < 6; i++) {
+        pool_acquire_shared(pool, on_acquired, &t[i]);
+        ck_assert_int_eq(t[i].err, POOL_OK);
+        ck_assert(!((struct fake_conn *)t[i].conn)->watched); /* lent: not watched as idle */
+    }
+    /* alternating: each new call went to the connection with fewer in flight */
+    for (int i = 0; i < 6; i++)
+        ck_assert_ptr_eq(t[i].conn, t[i % 2].conn);
+    ck_assert_ptr_ne(t[0].conn, t[1].conn);
+    struct pool_stats s = stats();
+    ck_assert_int_eq(s.in_flight, 6);
+    ck_assert_int_eq(s.in_use, 2);
+    ck_assert_int_eq(s.max_depth, 3);
+    ck_assert_int_eq(s.pipeline_depth, 3);
+    /* both at the depth: the seventh waits, and gets the first share released */
+    pool_acquire_shared(pool, on_acquired, &t[6]);
+    ck_assert_int_eq(t[6].calls, 0);
+    ck_assert_int_eq(stats().waiting, 1);
+    pool_release(pool, t[3].conn);
+    ck_assert_int_eq(t[6].calls, 1);
+    ck_assert_ptr_eq(t[6].conn, t[3].conn);
+    ck_assert_int_eq(stats().max_depth, 3);
+    for (int i = 0; i < 7; i++)
+        if (i != 3)
+            pool_release(pool, t[i].conn);
+    s = stats();
+    ck_assert_int_eq(s.in_flight, 0);
+    ck_assert_int_eq(s.available, 2);
+    ck_assert(fake.conns[0].watched && fake.conns[1].watched); /* idle again, watched */
+}
+END_TEST
+
+START_TEST(exclusive_borrower_waits_for_a_connection_to_drain)
+{
+    start_ready(pipelined(1, 1, 4));
+    struct ticket a = {0}, b = {0}, x = {0}, c = {0};
+    pool_acquire_shared(pool, on_acquired, &a);
+    pool_acquire_shared(pool, on_acquired, &b);
+    ck_assert_ptr_eq(a.conn, b.conn);
+    pool_acquire(pool, on_acquired, &x); /* a transaction: the whole connection */
+    ck_assert_int_eq(x.calls, 0);
+    /* a later call queues behind it even though the connection has spare depth */
+    pool_acquire_shared(pool, on_acquired, &c);
+    ck_assert_int_eq(c.calls, 0);
+    pool_release(pool, a.conn);
+    ck_assert_int_eq(x.calls, 0); /* b is still in flight */
+    pool_release(pool, b.conn);
+    ck_assert_int_eq(x.calls, 1);
+    ck_assert_int_eq(x.err, POOL_OK);
+    ck_assert_int_eq(c.calls, 0); /* lent whole: no share while x holds it */
+    pool_release(pool, x.conn);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert(x.order < c.order);
+    pool_release(pool, c.conn);
+}
+END_TEST
+
+START_TEST(broken_shared_connection_closes_when_its_last_call_is_released)
+{
+    start_ready(pipelined(1, 2, 4));
+    struct ticket t[3] = {{0}};
+    for (int i = 0; i < 3; i++)
+        pool_acquire_shared(pool, on_acquired, &t[i]);
+    struct fake_conn *conn = t[0].conn;
+    ck_assert_ptr_eq(t[2].conn, conn);
+    conn->broken = true;
+    /* no new share goes to a broken connection: a new one is opened for it */
+    struct ticket d = {0};
+    pool_acquire_shared(pool, on_acquired, &d);
+    ck_assert_int_eq(d.calls, 0);
+    ck_assert_int_eq(fake.opens, 2);
+    pool_release(pool, conn);
+    pool_release(pool, conn);
+    ck_assert(!conn->closed); /* one call is still being failed */
+    pool_release(pool, conn);
+    ck_assert(conn->closed);
+    ck_assert_uint_eq(stats().broken, 1);
+    complete(true);
+    ck_assert_int_eq(d.calls, 1);
+    ck_assert_ptr_eq(d.conn, &fake.conns[1]);
+    pool_release(pool, d.conn);
+}
+END_TEST
+
+START_TEST(sharing_a_busy_connection_grows_the_pool)
+{
+    start_ready(pipelined(1, 3, 4));
+    struct ticket a = {0}, b = {0}, c = {0};
+    pool_acquire_shared(pool, on_acquired, &a);
+    ck_assert_int_eq(fake.opens, 1); /* an idle one was there */
+    pool_acquire_shared(pool, on_acquired, &b);
+    ck_assert_ptr_eq(b.conn, a.conn); /* shared at once, and one more is opened */
+    ck_assert_int_eq(fake.opens, 2);
+    struct ticket d = {0};
+    pool_acquire_shared(pool, on_acquired, &d);
+    ck_assert_int_eq(fake.opens, 2); /* one opening at a time */
+    complete(true);
+    pool_acquire_shared(pool, on_acquired, &c);
+    ck_assert_ptr_eq(c.conn, &fake.conns[1]); /* the least loaded */
+    pool_release(pool, a.conn);
+    pool_release(pool, b.conn);
+    pool_release(pool, c.conn);
+    pool_release(pool, d.conn);
+}
+END_TEST
+
+START_TEST(exclusive_mode_shares_nothing)
+{
+    start_ready(settings(1, 1));
+    ck_assert(!pool_is_pipelined(pool));
+    struct ticket a = {0}, b = {0};
+    pool_acquire_shared(pool, on_acquired, &a);
+    pool_acquire_shared(pool, on_acquired, &b);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(b.calls, 0);
+    ck_assert_int_eq(stats().max_depth, 1);
+    pool_release(pool, a.conn);
+    ck_assert_int_eq(b.calls, 1);
+    pool_release(pool, b.conn);
+}
+END_TEST
+
+START_TEST(gauges_render_depth_in_use)
+{
+    start_ready(pipelined(1, 1, 4));
+    struct ticket a = {0}, b = {0};
+    pool_acquire_shared(pool, on_acquired, &a);
+    pool_acquire_shared(pool, on_acquired, &b);
+    struct evbuffer *out = evbuffer_new();
+    pool_render_gauges(out, pool);
+    size_t len = evbuffer_get_length(out);
+    char *text = calloc(1, len + 1);
+    evbuffer_remove(out, text, len);
+    ck_assert_ptr_nonnull(strstr(text, "\npool_in_flight 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\npool_max_depth_reached 2\n"));
+    free(text);
+    evbuffer_free(out);
+    json_t *j = pool_stats_json(pool);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "mode")), "pipeline");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "in_flight")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "max_depth_reached")), 2);
+    json_decref(j);
+    pool_release(pool, a.conn);
+    pool_release(pool, b.conn);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("pool");
@@ -867,6 +1028,12 @@ int main(void)
     tcase_add_test(tc, stats_json_has_the_contract_members);
     tcase_add_test(tc, gauges_render_current_sizes);
     tcase_add_test(tc, free_closes_every_connection);
+    tcase_add_test(tc, shares_go_to_the_least_loaded_connection_up_to_the_depth);
+    tcase_add_test(tc, exclusive_borrower_waits_for_a_connection_to_drain);
+    tcase_add_test(tc, broken_shared_connection_closes_when_its_last_call_is_released);
+    tcase_add_test(tc, sharing_a_busy_connection_grows_the_pool);
+    tcase_add_test(tc, exclusive_mode_shares_nothing);
+    tcase_add_test(tc, gauges_render_depth_in_use);
     suite_add_tcase(suite, tc);
 
     return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
