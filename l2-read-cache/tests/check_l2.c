@@ -227,6 +227,31 @@ START_TEST(concurrent_misses_share_one_query)
 }
 END_TEST
 
+START_TEST(a_hung_redis_shows_in_health_without_traffic)
+{
+    /* Redis stops answering without closing its connections (CLIENT PAUSE). With no request
+     * touching the cache, the heartbeat notices it: /health says so within a second and the
+     * command timeout, instead of "healthy" until a read happens to time out. */
+    start_with(NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d client pause 4000 all >/dev/null", REDIS_PORT);
+    ck_assert(system(cmd) == 0);
+    long long deadline = tk_now_ms() + 3500;
+    for (;;) {
+        struct tk_response res;
+        tk_get(SERVER_PORT, "/health", &res);
+        bool down = strcmp(json_string_value(json_object_get(res.json, "cache")), "unavailable") == 0;
+        if (down)
+            ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+        tk_response_free(&res);
+        if (down)
+            break;
+        ck_assert_msg(tk_now_ms() < deadline, "/health still trusts a hung Redis");
+        usleep(100000);
+    }
+}
+END_TEST
+
 START_TEST(redis_down_reads_go_to_the_database)
 {
     start_with(NULL);
@@ -320,6 +345,7 @@ int main(void)
                     (const TTest *const[]){
                         hit_after_miss_and_invalidation_on_write, entries_expire_after_the_ttl,
                         misses_of_absent_keys_leave_only_short_leases,
+                        a_hung_redis_shows_in_health_without_traffic,
                         a_stale_row_is_never_cached, an_evicted_version_lets_no_stale_row_in,
                         concurrent_misses_share_one_query, redis_down_reads_go_to_the_database,
                         a_lost_invalidation_is_delivered_later, NULL});
