@@ -20,11 +20,20 @@
 #define SCAN_MAX_STEPS_COUNT 1000   /* a stats request never scans forever */
 #define SCAN_MAX_STEPS_CLEAR 100000 /* a clear goes further, but not forever either */
 
-/* KEYS: value, version. ARGV: tag, data, ttl. Stores only if the version is present and still
- * the tag the lookup saw (a version that was evicted or expired meanwhile also refuses). */
+/* KEYS: value, version. ARGV: tag, data, ttl, version ttl. Stores only if the version is present
+ * and still the tag the lookup saw (a version that was evicted or expired meanwhile also
+ * refuses); a stored value's version then lives as long as versions do (a lease, LEASE_TTL_S,
+ * only as long as a lookup's database read). */
 static const char FILL_SCRIPT[] = "if redis.call('GET', KEYS[2]) == ARGV[1] then "
-                                  "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
+                                  "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+                                  "redis.call('EXPIRE', KEYS[2], ARGV[4]) return 1 end "
                                   "return 0";
+
+/* A lease (the version a miss plants on a key that has none) outlives the lookup's database
+ * read and its fill by far, and no more: a miss of a key that does not exist fills nothing, so
+ * its lease is all it leaves in Redis, for this long (reading 10,000 absent keys must not add
+ * 10,000 keys for the cache's whole TTL). */
+#define LEASE_TTL_S 60
 
 /* KEYS: value, version. ARGV: version ttl, channel ("" for none), key, new tag. */
 static const char INVALIDATE_SCRIPT[] =
@@ -166,7 +175,7 @@ static void on_mget(redisReply *reply, void *arg)
         } else {
             char ttl[32];
             make_tag(c, tag, sizeof tag);
-            guard_ttl(c, ttl, sizeof ttl);
+            snprintf(ttl, sizeof ttl, "%d", LEASE_TTL_S);
             const char *argv[] = {"SET", l->version_key, tag, "NX", "EX", ttl};
             const size_t lens[] = {3, l->version_len, strlen(tag), 2, 2, strlen(ttl)};
             redis_command(c->redis, on_lease, NULL, 6, argv, lens);
@@ -221,10 +230,13 @@ void cache_aside_fill(struct cache_aside *c, const char *key, size_t key_len, co
     char ttl[32];
     long jitter = c->ttl_s >= 10 ? random() % (c->ttl_s / 10 + 1) : 0;
     snprintf(ttl, sizeof ttl, "%ld", c->ttl_s + jitter);
-    const char *argv[] = {"EVAL", FILL_SCRIPT, "2", value_key, version_key, token, data, ttl};
-    const size_t lens[] = {4,      sizeof FILL_SCRIPT - 1, 1,   vlen,
-                           verlen, strlen(token),          len, strlen(ttl)};
-    redis_command(c->redis, on_fill, c, 8, argv, lens);
+    char version_ttl[32];
+    guard_ttl(c, version_ttl, sizeof version_ttl);
+    const char *argv[] = {"EVAL", FILL_SCRIPT, "2", value_key, version_key, token, data, ttl,
+                          version_ttl};
+    const size_t lens[] = {4,   sizeof FILL_SCRIPT - 1, 1,  vlen,
+                           verlen, strlen(token), len, strlen(ttl), strlen(version_ttl)};
+    redis_command(c->redis, on_fill, c, 9, argv, lens);
     free(value_key);
     free(version_key);
 }

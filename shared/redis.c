@@ -56,12 +56,6 @@ static void on_tick(void *arg)
         redis_link_drop(r->link, "command timed out");
 }
 
-void redis_maintain(struct redis *r)
-{
-    redis_link_maintain(r->link);
-    on_tick(r);
-}
-
 /* Queues a command due within timeout_ms; false (nothing sent) when it cannot be sent. */
 static bool send(struct redis *r, long timeout_ms, redis_reply_cb cb, void *arg, int argc,
                  const char **argv, const size_t *argvlen)
@@ -77,6 +71,25 @@ static bool send(struct redis *r, long timeout_ms, redis_reply_cb cb, void *arg,
         return false;
     }
     return true;
+}
+
+static void on_heartbeat(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg; /* a reply is all it asks for; a timeout drops the link (on_tick) */
+}
+
+void redis_maintain(struct redis *r)
+{
+    redis_link_maintain(r->link);
+    on_tick(r);
+    /* A heartbeat when nothing else is in flight: a Redis that hangs without closing the
+     * connection is noticed within a second and the command timeout, traffic or not, so
+     * /health and redis_available() say so instead of trusting a silent connection. */
+    if (!r->blocking && r->count == 0) {
+        const char *argv[] = {"PING"};
+        const size_t lens[] = {4};
+        (void)send(r, r->command_timeout_ms, on_heartbeat, r, 1, argv, lens);
+    }
 }
 
 void redis_command(struct redis *r, redis_reply_cb cb, void *arg, int argc, const char **argv,

@@ -73,7 +73,8 @@ bool redis_command_blocking(struct redis *redis, long block_ms, redis_reply_cb c
 /* True while connected. */
 bool redis_available(const struct redis *redis);
 
-/* Reconnects when due and enforces deadlines; safe to call often. */
+/* Reconnects when due and enforces deadlines, and sends a heartbeat PING when nothing is in
+ * flight (a hung Redis is noticed without traffic); call it once a second. */
 void redis_maintain(struct redis *redis);
 
 /* Parses redis://host:port[/db]; false when malformed (redis_link_parse_url). */

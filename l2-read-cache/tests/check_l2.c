@@ -109,6 +109,39 @@ START_TEST(hit_after_miss_and_invalidation_on_write)
 }
 END_TEST
 
+/* The TTL of a Redis key in seconds (-2: no such key), through redis-cli. */
+static long redis_ttl(const char *redis_key)
+{
+    char cmd[200], out[32] = "";
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d ttl '%s'", REDIS_PORT, redis_key);
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    ck_assert(fgets(out, sizeof out, p) != NULL);
+    pclose(p);
+    return atol(out);
+}
+
+START_TEST(misses_of_absent_keys_leave_only_short_leases)
+{
+    /* A miss plants a version (a lease) before its database read; a key that does not exist
+     * fills nothing, so the lease is all it leaves, and only for a minute, not for the
+     * version's long TTL (2 x CACHE_TTL + 60 s; 11 minutes at the default). */
+    start_with(NULL);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/read/absent:1", &res);
+    ck_assert(json_is_false(json_object_get(res.json, "success")));
+    tk_response_free(&res);
+    long lease = redis_ttl("l2:ver:absent:1");
+    ck_assert_msg(lease > 0 && lease <= 60, "lease TTL %ld s", lease);
+    /* A filled key's version lives as long as versions do. */
+    write_value("present:1", "v");
+    expect_read("present:1", "v", false);
+    wait_cache_stat("keys", 1, 5000);
+    long version = redis_ttl("l2:ver:present:1");
+    ck_assert_msg(version > 60, "a filled key's version TTL %ld s", version);
+}
+END_TEST
+
 START_TEST(entries_expire_after_the_ttl)
 {
     const char *env[] = {"CACHE_TTL=1", NULL};
@@ -191,6 +224,31 @@ START_TEST(concurrent_misses_share_one_query)
     tk_batch_free(batch);
     ck_assert_int_eq((long long)(tk_metric(SERVER_PORT, queries) - before), 1);
     ck_assert_int_eq(cache_stat("coalesced"), 19);
+}
+END_TEST
+
+START_TEST(a_hung_redis_shows_in_health_without_traffic)
+{
+    /* Redis stops answering without closing its connections (CLIENT PAUSE). With no request
+     * touching the cache, the heartbeat notices it: /health says so within a second and the
+     * command timeout, instead of "healthy" until a read happens to time out. */
+    start_with(NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d client pause 4000 all >/dev/null", REDIS_PORT);
+    ck_assert(system(cmd) == 0);
+    long long deadline = tk_now_ms() + 3500;
+    for (;;) {
+        struct tk_response res;
+        tk_get(SERVER_PORT, "/health", &res);
+        bool down = strcmp(json_string_value(json_object_get(res.json, "cache")), "unavailable") == 0;
+        if (down)
+            ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+        tk_response_free(&res);
+        if (down)
+            break;
+        ck_assert_msg(tk_now_ms() < deadline, "/health still trusts a hung Redis");
+        usleep(100000);
+    }
 }
 END_TEST
 
@@ -286,6 +344,8 @@ int main(void)
         check_tcase("cache-aside", empty_redis, stop_server, 60,
                     (const TTest *const[]){
                         hit_after_miss_and_invalidation_on_write, entries_expire_after_the_ttl,
+                        misses_of_absent_keys_leave_only_short_leases,
+                        a_hung_redis_shows_in_health_without_traffic,
                         a_stale_row_is_never_cached, an_evicted_version_lets_no_stale_row_in,
                         concurrent_misses_share_one_query, redis_down_reads_go_to_the_database,
                         a_lost_invalidation_is_delivered_later, NULL});
