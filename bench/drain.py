@@ -69,10 +69,15 @@ def wait_empty(stats, timeout_s):
 
 def rate(stats, rows, timeout_s):
     _, s = stats.read()
-    base, dead = s["writes_processed"], s["dead_letters"]
-    backlog = s["queue_length"]
-    if backlog < rows:
-        raise RuntimeError(f"a backlog of {rows} was expected, the queue holds {backlog}")
+    # The worker may finish batches before this first poll (it starts first): the count before
+    # the backlog is writes_queued minus the backlog (the queue was empty, and every write of
+    # the backlog was acknowledged, so counted by the write script).
+    base, dead = s["writes_queued"] - rows, s["dead_letters"]
+    backlog = s["queue_length"] + s["writes_processed"] - base
+    if s["writes_processed"] < base or backlog < rows:
+        raise RuntimeError(f"a backlog of {rows} was expected, the queue holds "
+                           f"{s['queue_length']} and {s['writes_processed'] - base} were "
+                           f"processed")
     deadline = time.monotonic() + timeout_s
     first = None  # (time, processed) of the first poll after a batch finished
     last = None  # and of the last one that still saw a backlog, if later than the first

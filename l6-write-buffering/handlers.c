@@ -5,7 +5,8 @@
  * once; worker processes (worker.c) drain the stream into the database in batches. Reads look
  * for a queued write first, so a client reads its own write before any worker has run.
  *
- *   POST /write     -> validate -> wq_append (backpressure, XADD, pending value) -> 200 queued
+ *   POST /write     -> validate -> too old? (last reading) -> wq_append (length bound, XADD,
+ *                      pending value) -> 200 queued
  *   GET /read/{key} -> validate -> wq_lookup (the key's queued write, if any)
  *                                  -> Redis: hit -> 200 (from_cache: true)
  *                                     miss -> single-flight -> pool_query(SELECT) -> fill -> 200
@@ -73,11 +74,17 @@ void handle_write(struct http_request *req, void *arg)
     struct layer *layer = arg;
     struct write_request body;
     if (!validate_write_body(req, layer->max_value_bytes, &body))
-        return; /* answered 422 */
+        return;                                            /* answered 422 */
+    if (wq_too_old(&layer->queue, &layer->queue_limits)) { /* the last reading's age */
+        http_request_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "Queue full");
+        write_request_cleanup(&body);
+        return;
+    }
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->body = body;
-    wq_append(layer->redis, &layer->queue_limits, flow->body.key, flow->body.key_len,
+    wq_append(layer->write_script, &layer->queue_limits, flow->body.key, flow->body.key_len,
               flow->body.value, flow->body.value_len, on_queued, flow);
 }
 

@@ -28,12 +28,13 @@ struct layer {
     size_t max_value_bytes;        /* MAX_VALUE_BYTES */
     unsigned long long lookups;    /* pending lookups sent so far (handlers.c, query_or_join) */
     unsigned long long lookups_answered; /* the latest lookup Redis has answered */
-    struct wq_stats queue;         /* the queue's numbers, read once a second (for /metrics) */
-    struct pool *pool;             /* PostgreSQL connections (reads only) */
-    struct redis *redis;           /* the Redis connection */
-    struct cache_aside *cache;     /* cache-aside on it */
-    struct single_flight *flights; /* database reads in flight, by key */
-    struct schema_task *schema;    /* start-up table creation */
+    struct wq_stats queue;          /* the queue's numbers, read once a second (/metrics, age) */
+    struct pool *pool;              /* PostgreSQL connections (reads only) */
+    struct redis *redis;            /* the Redis connection */
+    struct wq_script *write_script; /* WQ_WRITE_SCRIPT on it, run by its SHA1 */
+    struct cache_aside *cache;      /* cache-aside on it */
+    struct single_flight *flights;  /* database reads in flight, by key */
+    struct schema_task *schema;     /* start-up table creation */
 };
 
 void handle_write(struct http_request *req, void *arg);

@@ -72,6 +72,7 @@ static bool start(struct server *server, void *arg)
     l->redis = redis_create(server_base(server), &rs, server_metrics(server));
     if (l->redis == NULL)
         return false;
+    l->write_script = wq_script_create(l->redis, WQ_WRITE_SCRIPT);
     struct cache_settings cs = {"l6", l->cache_ttl_s, NULL};
     l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
     l->flights = single_flight_create();
@@ -109,6 +110,7 @@ static void stop(void *arg)
     schema_task_free(l->schema);
     cache_aside_free(l->cache);
     redis_free(l->redis);
+    wq_script_free(l->write_script); /* after the connection: its calls in flight are answered */
     single_flight_free(l->flights);
     pool_free(l->pool);
 }

@@ -156,6 +156,7 @@ static const struct config_set worker_sets[] = {
 static void start_cycle(struct worker *w);
 static void write_next(struct worker *w);
 static void finish_batch(struct worker *w);
+static void heartbeat(struct worker *w);
 
 /* ---- backoff and leaving ---- */
 
@@ -341,6 +342,7 @@ static void on_group(redisReply *reply, void *arg)
     }
     backoff_reset(&w->backoff);
     LOG_INFO("consumer %s in group %s of %s", w->consumer, WQ_GROUP, WQ_STREAM);
+    heartbeat(w); /* listed before its first read: a consumer gone is found by its heartbeat */
     const char *time_argv[] = {"TIME"};
     wq_command(w->redis, on_time, w, 1, time_argv); /* answered before this batch's finish */
     start_cycle(w);
@@ -544,17 +546,22 @@ static void count_delays(struct worker *w)
 static void finish_batch(struct worker *w)
 {
     w->state = WORKER_FINISHING;
-    size_t n_pairs = 0, n_dead = 0;
+    size_t n_pairs = 0, n_dead = 0, n_keys = 0;
+    const char **keys = xcalloc(w->n_entries ? w->n_entries : 1, sizeof *keys);
+    size_t *key_lens = xcalloc(w->n_entries ? w->n_entries : 1, sizeof *key_lens);
     for (size_t i = 0; i < w->n_entries; i++) {
         struct entry *e = &w->entries[i];
         if (e->state == ENTRY_COMMITTED) {
-            cache_aside_invalidate(w->cache, e->key, e->key_len);
+            keys[n_keys] = e->key, key_lens[n_keys++] = e->key_len;
             n_pairs++;
         } else if (e->state == ENTRY_DEAD) {
             n_dead++;
             n_pairs += e->key != NULL;
         }
     }
+    cache_aside_invalidate_many(w->cache, keys, key_lens, n_keys); /* one script for the batch */
+    free(keys);
+    free(key_lens);
     count_delays(w);
     size_t n_buckets = 0;
     for (int b = 0; b < WQ_DELAY_BUCKETS; b++)
@@ -611,6 +618,16 @@ static void on_heartbeat(redisReply *reply, void *arg)
     (void)reply, (void)arg; /* a missed heartbeat shows in /stats' `workers`; nothing to do */
 }
 
+/* Records this worker's heartbeat; deletes the consumers of workers gone (WQ_HEARTBEAT_SCRIPT). */
+static void heartbeat(struct worker *w)
+{
+    char gone[24]; /* silent this long: gone (its entries are claimed after claim_idle_ms) */
+    snprintf(gone, sizeof gone, "%ld", w->claim_idle_ms > 10000 ? w->claim_idle_ms : 10000);
+    const char *argv[] = {"EVAL",      WQ_HEARTBEAT_SCRIPT, "2",  WQ_WORKERS,
+                          WQ_STREAM,   w->consumer,         gone, WQ_GROUP};
+    wq_command(w->redis, on_heartbeat, w, 8, argv);
+}
+
 static void maintain(void *arg)
 {
     struct worker *w = arg;
@@ -618,10 +635,8 @@ static void maintain(void *arg)
     redis_maintain(w->redis);
     redis_maintain(w->blocking);
     cache_aside_maintain(w->cache);
-    if (w->state == WORKER_DONE || w->state == WORKER_STARTING)
-        return;
-    const char *argv[] = {"EVAL", WQ_HEARTBEAT_SCRIPT, "1", WQ_WORKERS, w->consumer};
-    wq_command(w->redis, on_heartbeat, w, 5, argv);
+    if (w->state != WORKER_DONE && w->state != WORKER_STARTING)
+        heartbeat(w);
 }
 
 static void on_version_ready(void *arg)

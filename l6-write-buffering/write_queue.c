@@ -22,24 +22,17 @@
 
 /*
  * Accepting a write. Refused (an error reply starting with QUEUE_FULL) when the stream holds
- * max_length entries not yet committed, or its oldest is older than max_age_ms: the workers are
- * not keeping up, and an unbounded stream would only move the failure to Redis's memory.
+ * max_length entries not yet committed: the workers are not keeping up, and an unbounded stream
+ * would only move the failure to Redis's memory. The age bound is not checked here: reading
+ * the oldest entry and the clock on every write cost a third of the script (README, "Where the
+ * time goes"); the API checks it against its last reading of the queue (wq_too_old).
  * The pending value is written as JSON with a fixed member order, so that its id can be
  * compared as a prefix (FINISH_SCRIPT) and its created time carried over to the next write of
  * the key: until the row exists, every read reports the created_at the row will get.
  */
 const char WQ_WRITE_SCRIPT[] =
-    "local len = redis.call('XLEN', KEYS[1]) "
-    "if len >= tonumber(ARGV[3]) then return redis.error_reply('" WQ_FULL " length') end "
-    "if len > 0 then "
-    "  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1) "
-    "  if first[1] then "
-    "    local t = redis.call('TIME') "
-    "    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-    "    if now - tonumber(string.match(first[1][1], '^(%d+)')) > tonumber(ARGV[4]) then "
-    "      return redis.error_reply('" WQ_FULL " age') "
-    "    end "
-    "  end "
+    "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then "
+    "  return redis.error_reply('" WQ_FULL " length') "
     "end "
     "local old = redis.call('HGET', KEYS[2], ARGV[1]) "
     "local created = old and string.match(old, '^{\"id\":\"[^\"]*\",\"created\":\"(%d+)\"') "
@@ -56,13 +49,23 @@ const char WQ_WRITE_SCRIPT[] =
     "return id";
 
 /*
- * Finishing a batch, after its COMMIT. Each id is acknowledged one by one and counted only if
- * this call acknowledged it: a retry after a lost reply, or a batch another worker claimed and
- * finished first, counts nothing twice and files no dead letter twice. A pending value is
- * removed only while it is still the one this batch committed: a newer write of the key keeps
- * its own. XDEL after XACK keeps XLEN equal to the entries not yet committed. The batch's
- * commit delays (the worker's histogram) are added with the counters, under the same rule;
- * the reply carries Redis's clock, which the worker dates its next commits by.
+ * Finishing a batch, after its COMMIT. Dead letters are acknowledged one by one and filed only
+ * if this call acknowledged them; the committed ids are acknowledged with one XACK per 1,000
+ * (Lua's unpack has a bounded stack), whose count is what this call acknowledged itself: a
+ * retry after a lost reply, or a batch another worker claimed and finished first, counts
+ * nothing twice and files no dead letter twice.
+ * Removing the acknowledged entries keeps XLEN equal to the entries not yet committed. When no
+ * entry up to the batch's newest is still pending (the usual case: batches finish in stream
+ * order), every entry up to it has been delivered (XREADGROUP delivers in id order) and
+ * acknowledged, so one XTRIM MINID past it removes them all, whole stream nodes at a time. Only
+ * when this call acknowledged every id of the batch itself: a retried call, or a batch another
+ * worker finished first, or a group created anew after the stream was deleted, is not sure of
+ * that. Otherwise (an older entry pending with another worker) the batch's ids are deleted
+ * (XDEL, several times the cost per entry, measured: README).
+ * A pending value is removed only while it is still the one this batch committed (HMGET, then
+ * one HDEL): a newer write of the key keeps its own. The batch's commit delays (the worker's
+ * histogram) are added with the counters, under the rule above; the reply carries Redis's
+ * clock, which the worker dates its next commits by.
  */
 const char WQ_FINISH_SCRIPT[] =
     "local group, npairs, ndead = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]) "
@@ -70,6 +73,17 @@ const char WQ_FINISH_SCRIPT[] =
     "local first_pair = 6 + 2 * nbuckets "
     "local i = first_pair + 2 * npairs "
     "local dead, done = 0, 0 "
+    "local function parse(id) "
+    "  local ms, seq = string.match(id, '^(%d+)-(%d+)$') "
+    "  if not ms or #ms > 15 or #seq > 15 then return nil end "
+    "  return {tonumber(ms), tonumber(seq)} "
+    "end "
+    "local top = {-1, -1} "
+    "local function note(id) "
+    "  local p = parse(id) "
+    "  if not p then top = nil elseif top and (p[1] > top[1] or p[1] == top[1] and p[2] > top[2]) "
+    "  then top = p end "
+    "end "
     "for d = 1, ndead do "
     "  if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then "
     "    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 'key', ARGV[i + 1], 'value', ARGV[i + 2], "
@@ -79,14 +93,35 @@ const char WQ_FINISH_SCRIPT[] =
     "  redis.call('XDEL', KEYS[1], ARGV[i]) "
     "  i = i + 4 "
     "end "
-    "for j = i, #ARGV do "
-    "  if redis.call('XACK', KEYS[1], group, ARGV[j]) == 1 then done = done + 1 end "
-    "  redis.call('XDEL', KEYS[1], ARGV[j]) "
+    "for c = i, #ARGV, 1000 do "
+    "  local last = math.min(c + 999, #ARGV) "
+    "  done = done + redis.call('XACK', KEYS[1], group, unpack(ARGV, c, last)) "
+    "  for j = c, last do note(ARGV[j]) end "
     "end "
-    "for p = first_pair, first_pair + 2 * npairs - 1, 2 do "
-    "  local cur = redis.call('HGET', KEYS[3], ARGV[p]) "
-    "  local mine = '{\"id\":\"' .. ARGV[p + 1] .. '\"' "
-    "  if cur and string.sub(cur, 1, #mine) == mine then redis.call('HDEL', KEYS[3], ARGV[p]) end "
+    "if i <= #ARGV then "
+    "  local p = redis.call('XPENDING', KEYS[1], group) "
+    "  local oldest = p[1] > 0 and parse(p[2]) or nil "
+    "  if done == #ARGV - i + 1 and top and top[1] >= 0 and (p[1] == 0 or (oldest and "
+    "      (oldest[1] > top[1] or "
+    "      oldest[1] == top[1] and oldest[2] > top[2]))) then "
+    "    redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', top[1], top[2] + 1)) "
+    "  else "
+    "    for c = i, #ARGV, 1000 do "
+    "      redis.call('XDEL', KEYS[1], unpack(ARGV, c, math.min(c + 999, #ARGV))) "
+    "    end "
+    "  end "
+    "end "
+    "for c = first_pair, first_pair + 2 * npairs - 1, 2000 do "
+    "  local fields = {} "
+    "  local last = math.min(c + 1999, first_pair + 2 * npairs - 1) "
+    "  for p = c, last, 2 do fields[#fields + 1] = ARGV[p] end "
+    "  local cur = redis.call('HMGET', KEYS[3], unpack(fields)) "
+    "  local gone = {} "
+    "  for k = 1, #fields do "
+    "    local mine = '{\"id\":\"' .. ARGV[c + 2 * k - 1] .. '\"' "
+    "    if cur[k] and string.sub(cur[k], 1, #mine) == mine then gone[#gone + 1] = fields[k] end "
+    "  end "
+    "  if #gone > 0 then redis.call('HDEL', KEYS[3], unpack(gone)) end "
     "end "
     "if done + dead > 0 then "
     "  redis.call('HINCRBY', KEYS[4], 'writes_processed', done) "
@@ -101,9 +136,28 @@ const char WQ_FINISH_SCRIPT[] =
     "local t = redis.call('TIME') "
     "return {done, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}";
 
+/*
+ * A worker's heartbeat, and the clean-up of the consumers of workers that are gone: a consumer
+ * whose heartbeat is older than ARGV[2] ms and that holds no pending entry (its entries were
+ * claimed, or it had none) is deleted from the group (XGROUP DELCONSUMER) and from the
+ * heartbeats. One holding entries is left until they are claimed: deleting it would drop them
+ * from the pending list, and they would never be committed. A worker that was only stalled
+ * that long comes back as a new consumer on its next read (XREADGROUP creates it).
+ */
 const char WQ_HEARTBEAT_SCRIPT[] =
     "local t = redis.call('TIME') "
-    "redis.call('HSET', KEYS[1], ARGV[1], t[1] .. string.format('%03d', math.floor(t[2] / 1000))) "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "redis.call('HSET', KEYS[1], ARGV[1], now) "
+    "local seen = redis.call('HGETALL', KEYS[1]) "
+    "for i = 1, #seen, 2 do "
+    "  if now - tonumber(seen[i + 1]) > tonumber(ARGV[2]) then "
+    "    local p = redis.pcall('XPENDING', KEYS[2], ARGV[3], '-', '+', 1, seen[i]) "
+    "    if type(p) == 'table' and not p.err and #p == 0 then "
+    "      redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[3], seen[i]) "
+    "      redis.call('HDEL', KEYS[1], seen[i]) "
+    "    end "
+    "  end "
+    "end "
     "return 1";
 
 const char WQ_STATS_SCRIPT[] =
@@ -315,25 +369,113 @@ void wq_command(struct redis *redis, redis_reply_cb cb, void *arg, int argc, con
     redis_command(redis, cb, arg, argc < 16 ? argc : 16, argv, lens);
 }
 
-void wq_append(struct redis *redis, const struct wq_limits *limits, const char *key,
+/* ---- scripts by their SHA1 ---- */
+
+struct wq_script {
+    struct redis *redis; /* where it runs */
+    const char *body;    /* the Lua text (static) */
+    size_t body_len;     /* its length */
+    char sha[41];        /* its SHA1 as Redis reported it ("" until known) */
+    bool loading;        /* a SCRIPT LOAD is in flight */
+};
+
+struct wq_script *wq_script_create(struct redis *redis, const char *body)
+{
+    struct wq_script *s = xcalloc(1, sizeof *s);
+    s->redis = redis;
+    s->body = body;
+    s->body_len = strlen(body);
+    return s;
+}
+
+void wq_script_free(struct wq_script *s)
+{
+    free(s);
+}
+
+static void on_script_loaded(redisReply *reply, void *arg)
+{
+    struct wq_script *s = arg;
+    s->loading = false;
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING && reply->len == 40)
+        memcpy(s->sha, reply->str, 41);
+}
+
+/* One run in flight: enough to send it again as EVAL if Redis no longer knows the SHA1. */
+struct script_call {
+    struct wq_script *script; /* what runs */
+    redis_reply_cb cb;        /* the caller's */
+    void *arg;                /* its argument */
+    int argc;                 /* arguments after the script: numkeys, keys, args */
+    const char **argv;        /* [0], [1]: EVAL/EVALSHA and the script; copies of the caller's */
+    size_t *lens;             /* their lengths */
+    char *copies;             /* the caller's arguments, one after the other */
+};
+
+static void on_script_run(redisReply *reply, void *arg)
+{
+    struct script_call *call = arg;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) { /* Redis restarted, or SCRIPT FLUSH */
+        call->script->sha[0] = '\0';
+        call->argv[0] = "EVAL", call->lens[0] = 4;
+        call->argv[1] = call->script->body, call->lens[1] = call->script->body_len;
+        redis_command(call->script->redis, on_script_run, call, call->argc + 2, call->argv,
+                      call->lens);
+        return;
+    }
+    call->cb(reply, call->arg);
+    free(call->argv);
+    free(call->lens);
+    free(call->copies);
+    free(call);
+}
+
+/*
+ * EVALSHA when the SHA1 is known (Redis then neither receives nor hashes the text), else EVAL,
+ * and a SCRIPT LOAD to learn the SHA1 for the next calls. A NOSCRIPT answer (Redis restarted,
+ * its script cache empty) is retried once as EVAL, which caches the script again.
+ */
+void wq_script_run(struct wq_script *s, redis_reply_cb cb, void *arg, int argc,
+                   const char **argv, const size_t *lens)
+{
+    struct script_call *call = xmalloc(sizeof *call);
+    *call = (struct script_call){s,    cb,   arg, argc, xcalloc((size_t)argc + 2, sizeof(char *)),
+                                 xcalloc((size_t)argc + 2, sizeof(size_t)), NULL};
+    bool known = s->sha[0] != '\0';
+    call->argv[0] = known ? "EVALSHA" : "EVAL", call->lens[0] = known ? 7 : 4;
+    call->argv[1] = known ? s->sha : s->body, call->lens[1] = known ? 40 : s->body_len;
+    size_t total = 0;
+    for (int i = 0; i < argc; i++)
+        total += lens[i];
+    call->copies = xmalloc(total ? total : 1);
+    for (size_t i = 0, at = 0; i < (size_t)argc; at += lens[i++]) {
+        memcpy(call->copies + at, argv[i], lens[i]);
+        call->argv[i + 2] = call->copies + at, call->lens[i + 2] = lens[i];
+    }
+    if (!known && !s->loading) {
+        s->loading = true;
+        const char *load[] = {"SCRIPT", "LOAD", s->body};
+        const size_t load_lens[] = {6, 4, s->body_len};
+        redis_command(s->redis, on_script_loaded, s, 3, load, load_lens);
+    }
+    redis_command(s->redis, on_script_run, call, argc + 2, call->argv, call->lens);
+}
+
+void wq_append(struct wq_script *script, const struct wq_limits *limits, const char *key,
                size_t key_len, const char *value, size_t value_len, redis_reply_cb cb, void *arg)
 {
-    char max_length[24], max_age[24];
+    char max_length[24];
     snprintf(max_length, sizeof max_length, "%ld", limits->max_length);
-    snprintf(max_age, sizeof max_age, "%ld", limits->max_age_ms);
-    const char *argv[] = {"EVAL",     WQ_WRITE_SCRIPT, "3",   WQ_STREAM,  WQ_PENDING,
-                          WQ_STATS,   key,             value, max_length, max_age};
-    const size_t lens[] = {4,
-                           sizeof WQ_WRITE_SCRIPT - 1,
-                           1,
-                           strlen(WQ_STREAM),
-                           strlen(WQ_PENDING),
-                           strlen(WQ_STATS),
-                           key_len,
-                           value_len,
-                           strlen(max_length),
-                           strlen(max_age)};
-    redis_command(redis, cb, arg, 10, argv, lens);
+    const char *argv[] = {"3", WQ_STREAM, WQ_PENDING, WQ_STATS, key, value, max_length};
+    const size_t lens[] = {1,       strlen(WQ_STREAM), strlen(WQ_PENDING), strlen(WQ_STATS),
+                           key_len, value_len,         strlen(max_length)};
+    wq_script_run(script, cb, arg, 7, argv, lens);
+}
+
+bool wq_too_old(const struct wq_stats *reading, const struct wq_limits *limits)
+{
+    return reading->available && reading->oldest_age_ms > limits->max_age_ms;
 }
 
 enum wq_append_result wq_append_result(const redisReply *reply)

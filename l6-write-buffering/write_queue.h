@@ -4,7 +4,7 @@
  * the API's three calls on the queue (append a write, look up a key's queued write, read the
  * queue's numbers), so that the handlers read like layer 2's with the queue in front.
  *
- *   API:    EVAL WRITE_SCRIPT  -> XADD l6:writes, HSET l6:pending, HINCRBY l6:stats (atomic)
+ *   API:    EVALSHA WRITE_SCRIPT -> XLEN, XADD l6:writes, HSET l6:pending, HINCRBY l6:stats (atomic)
  *   worker: XREADGROUP l6:writes -> INSERT ... FROM unnest(arrays) -> EVAL FINISH_SCRIPT
  *           (dead letters, XACK, XDEL, pending fields still its own removed, counters)
  *
@@ -38,13 +38,14 @@ struct record;
 /* The error a full queue answers WRITE_SCRIPT with (the reply's text starts with it). */
 #define WQ_FULL "QUEUE_FULL"
 
-/* KEYS stream pending stats; ARGV key value max_length max_age_ms -> the entry's id. */
+/* KEYS stream pending stats; ARGV key value max_length -> the entry's id. */
 extern const char WQ_WRITE_SCRIPT[];
 /* KEYS stream dead pending stats delay; ARGV group n_pairs n_dead n_buckets max_delay_ms
  * (bucket count)*n_buckets (key id)*n_pairs (id key value error)*n_dead id...
  * -> {writes counted as processed, Redis's clock in ms}. See write_queue.c. */
 extern const char WQ_FINISH_SCRIPT[];
-/* KEYS workers; ARGV consumer: records a heartbeat at Redis's own clock. */
+/* KEYS workers stream; ARGV consumer gone_ms group: records a heartbeat at Redis's own clock and
+ * deletes the consumers of workers silent for gone_ms that hold no pending entry. */
 extern const char WQ_HEARTBEAT_SCRIPT[];
 /* KEYS stream stats dead workers delay; ARGV group -> {length, queued, processed, batches,
  * pending, dead, oldest_age_ms (-1 when empty), workers seen in the last 5 s, HGETALL delay}. */
@@ -127,9 +128,21 @@ struct wq_limits {
     long max_age_ms; /* QUEUE_MAX_AGE_MS: age of the oldest of them */
 };
 
-/* Appends a write in one atomic script (WQ_WRITE_SCRIPT): the bounds, XADD, the key's pending
- * value, the writes_queued counter. Strings are copied before it returns. */
-void wq_append(struct redis *redis, const struct wq_limits *limits, const char *key,
+/*
+ * A Lua script run by its SHA1 (EVALSHA): loaded with SCRIPT LOAD on first use, sent as EVAL
+ * (and loaded again) when Redis answers NOSCRIPT. Free it after the Redis connection (whose
+ * teardown answers the calls in flight).
+ */
+struct wq_script;
+struct wq_script *wq_script_create(struct redis *redis, const char *body);
+void wq_script_free(struct wq_script *script);
+/* argv: numkeys, the keys, the arguments (copied: a NOSCRIPT answer sends them again). */
+void wq_script_run(struct wq_script *script, redis_reply_cb cb, void *arg, int argc,
+                   const char **argv, const size_t *lens);
+
+/* Appends a write in one atomic script (script: WQ_WRITE_SCRIPT): the length bound, XADD, the
+ * key's pending value, the writes_queued counter. Strings are copied before it returns. */
+void wq_append(struct wq_script *script, const struct wq_limits *limits, const char *key,
                size_t key_len, const char *value, size_t value_len, redis_reply_cb cb, void *arg);
 
 enum wq_append_result {
@@ -172,6 +185,10 @@ struct wq_stats {
 /* Reads them in one script (WQ_STATS_SCRIPT); parse the reply with wq_parse_stats. */
 void wq_read_stats(struct redis *redis, redis_reply_cb cb, void *arg);
 void wq_parse_stats(const redisReply *reply, struct wq_stats *out);
+
+/* The age bound, against the API's last reading of the queue (its maintenance timer, once a
+ * second): true when that reading saw the oldest uncommitted write older than max_age_ms. */
+bool wq_too_old(const struct wq_stats *reading, const struct wq_limits *limits);
 
 /* True when Redis answered and a write would be accepted now. */
 bool wq_accepting(const struct wq_stats *stats, const struct wq_limits *limits);

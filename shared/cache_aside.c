@@ -35,11 +35,16 @@ static const char FILL_SCRIPT[] = "if redis.call('GET', KEYS[2]) == ARGV[1] then
  * 10,000 keys for the cache's whole TTL). */
 #define LEASE_TTL_S 60
 
-/* KEYS: value, version. ARGV: version ttl, channel ("" for none), key, new tag. */
+/* KEYS: the n value keys, then their n version keys. ARGV: version ttl, channel ("" for none),
+ * new tag, then (with a channel) the n keys to publish. One tag serves every key of a call: what
+ * must never repeat is a key's own sequence of versions. DEL takes the value keys in chunks of
+ * 1,000 (Lua's unpack has a bounded stack). */
 static const char INVALIDATE_SCRIPT[] =
-    "redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[1]) "
-    "redis.call('DEL', KEYS[1]) "
-    "if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 1";
+    "local n = #KEYS / 2 "
+    "for j = n + 1, 2 * n do redis.call('SET', KEYS[j], ARGV[3], 'EX', ARGV[1]) end "
+    "for c = 1, n, 1000 do redis.call('DEL', unpack(KEYS, c, math.min(c + 999, n))) end "
+    "if ARGV[2] ~= '' then for j = 4, #ARGV do redis.call('PUBLISH', ARGV[2], ARGV[j]) end end "
+    "return 1";
 
 /* A key whose invalidation has not been delivered. */
 struct owed_key {
@@ -267,37 +272,69 @@ static void owe(struct cache_aside *c, const char *key, size_t len)
 /* One invalidation in flight: what to remember if it fails. */
 struct invalidation {
     struct cache_aside *cache; /* whose */
-    size_t len;                /* key bytes */
-    char key[];                /* the key */
+    size_t n;                  /* keys */
+    size_t *lens;              /* their lengths */
+    char *keys;                /* the keys, one after the other */
 };
 
 static void on_invalidated(redisReply *reply, void *arg)
 {
     struct invalidation *inv = arg;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
-        owe(inv->cache, inv->key, inv->len);
+        for (size_t i = 0, at = 0; i < inv->n; at += inv->lens[i++])
+            owe(inv->cache, inv->keys + at, inv->lens[i]);
+    free(inv->lens);
+    free(inv->keys);
     free(inv);
 }
 
 void cache_aside_invalidate(struct cache_aside *c, const char *key, size_t key_len)
 {
-    size_t vlen, verlen;
-    char *value_key = make_key(c, "v", key, key_len, &vlen);
-    char *version_key = make_key(c, "ver", key, key_len, &verlen);
-    char ttl[32], tag[64];
+    cache_aside_invalidate_many(c, &key, &key_len, 1);
+}
+
+void cache_aside_invalidate_many(struct cache_aside *c, const char *const *keys,
+                                 const size_t *key_lens, size_t n)
+{
+    if (n == 0)
+        return;
+    bool publish = c->channel[0] != '\0';
+    size_t argc = 6 + 2 * n + (publish ? n : 0), total = 0;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    size_t *lens = xcalloc(argc, sizeof *lens);
+    char **made = xcalloc(2 * n, sizeof *made); /* the value and version keys */
+    struct invalidation *inv = xmalloc(sizeof *inv);
+    inv->cache = c;
+    inv->n = n;
+    inv->lens = xcalloc(n, sizeof *inv->lens);
+    for (size_t i = 0; i < n; i++)
+        total += key_lens[i];
+    inv->keys = xmalloc(total ? total : 1);
+    char ttl[32], tag[64], numkeys[24];
     guard_ttl(c, ttl, sizeof ttl);
     make_tag(c, tag, sizeof tag);
-    struct invalidation *inv = xmalloc(sizeof *inv + key_len);
-    inv->cache = c;
-    inv->len = key_len;
-    memcpy(inv->key, key, key_len);
-    const char *argv[] = {"EVAL", INVALIDATE_SCRIPT, "2", value_key, version_key,
-                          ttl,    c->channel,        key, tag};
-    const size_t lens[] = {4,           sizeof INVALIDATE_SCRIPT - 1, 1,       vlen,       verlen,
-                           strlen(ttl), strlen(c->channel),           key_len, strlen(tag)};
-    redis_command(c->redis, on_invalidated, inv, 9, argv, lens);
-    free(value_key);
-    free(version_key);
+    snprintf(numkeys, sizeof numkeys, "%zu", 2 * n);
+    argv[0] = "EVAL", lens[0] = 4;
+    argv[1] = INVALIDATE_SCRIPT, lens[1] = sizeof INVALIDATE_SCRIPT - 1;
+    argv[2] = numkeys, lens[2] = strlen(numkeys);
+    for (size_t i = 0, at = 0; i < n; at += key_lens[i++]) {
+        made[i] = make_key(c, "v", keys[i], key_lens[i], &lens[3 + i]);
+        made[n + i] = make_key(c, "ver", keys[i], key_lens[i], &lens[3 + n + i]);
+        argv[3 + i] = made[i], argv[3 + n + i] = made[n + i];
+        memcpy(inv->keys + at, keys[i], key_lens[i]);
+        inv->lens[i] = key_lens[i];
+        if (publish)
+            argv[6 + 2 * n + i] = keys[i], lens[6 + 2 * n + i] = key_lens[i];
+    }
+    argv[3 + 2 * n] = ttl, lens[3 + 2 * n] = strlen(ttl);
+    argv[4 + 2 * n] = c->channel, lens[4 + 2 * n] = strlen(c->channel);
+    argv[5 + 2 * n] = tag, lens[5 + 2 * n] = strlen(tag);
+    redis_command(c->redis, on_invalidated, inv, (int)argc, argv, lens);
+    for (size_t i = 0; i < 2 * n; i++)
+        free(made[i]);
+    free(made);
+    free(argv);
+    free(lens);
 }
 
 /* ---- counting this layer's keys ---- */

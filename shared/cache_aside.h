@@ -77,6 +77,9 @@ void cache_aside_fill(struct cache_aside *cache, const char *key, size_t key_len
 
 /* After a database write: bump the version and drop the entry (remembered if it fails). */
 void cache_aside_invalidate(struct cache_aside *cache, const char *key, size_t key_len);
+/* The same for n keys in one Redis call (one script): a batch of writes committed together. */
+void cache_aside_invalidate_many(struct cache_aside *cache, const char *const *keys,
+                                 const size_t *key_lens, size_t n);
 
 /* Delivers owed invalidations once Redis answers again; call it from the maintenance timer. */
 void cache_aside_maintain(struct cache_aside *cache);

@@ -458,6 +458,88 @@ START_TEST(backpressure_and_recovery)
 }
 END_TEST
 
+/* The age bound is checked against the API's reading of the queue (once a second), not by the
+ * write script: writes are refused within about a second after the oldest entry passes it, and
+ * accepted again within about a second after the drain. */
+START_TEST(backpressure_by_age_and_recovery)
+{
+    start_api((const char *[]){"QUEUE_MAX_AGE_MS=300", NULL});
+    write_value("age:0", "v");
+    long long deadline = tk_now_ms() + 5000;
+    while (write_status("age:more", "v") == 200) {
+        ck_assert_msg(tk_now_ms() < deadline, "writes still accepted 5 s after the age bound");
+        usleep(100000);
+    }
+    char retry[32];
+    write_retry_after("age:over", retry, sizeof retry);
+    ck_assert_str_eq(retry, "1");
+    start_worker(0, NULL);
+    wait_drained(10000);
+    deadline = tk_now_ms() + 5000;
+    while (write_status("age:after", "accepted") != 200) {
+        ck_assert_msg(tk_now_ms() < deadline, "writes still refused 5 s after the drain");
+        usleep(100000);
+    }
+    expect_value("age:after", "accepted");
+}
+END_TEST
+
+/* The write script runs by its SHA1; a Redis that forgot it (SCRIPT FLUSH, a restart) answers
+ * NOSCRIPT, and the write is sent again with the script's text: still acknowledged. */
+START_TEST(script_cache_flushed_writes_still_accepted)
+{
+    start_api(NULL);
+    write_value("sha:1", "one");
+    write_value("sha:2", "two"); /* by now run by its SHA1 */
+    redis_cli("script flush");
+    write_value("sha:3", "three");
+    write_value("sha:4", "four");
+    expect_read("sha:3", "three", true);
+    expect_read("sha:4", "four", true);
+    ck_assert_int_eq(stat_of("queue_length"), 4);
+    ck_assert_int_eq(stat_of("writes_queued"), 4);
+}
+END_TEST
+
+/* Consumers in the group (XINFO CONSUMERS). */
+static int consumers(void)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d xinfo consumers l6:writes workers | grep -cx name",
+             REDIS_PORT);
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    char line[32] = "";
+    if (fgets(line, sizeof line, p) == NULL)
+        line[0] = '\0';
+    pclose(p);
+    return atoi(line);
+}
+
+/* A worker killed with nothing pending is deleted from the group once its heartbeat is 10 s
+ * old (its successor's heartbeat does it); the successor stays. */
+START_TEST(gone_workers_leave_the_group)
+{
+    start_api(NULL);
+    start_worker(0, NULL);
+    write_many("gone:", 50, "v");
+    wait_drained(10000);
+    ck_assert_int_eq(tk_server_stop(&workers[0], SIGKILL, 5000), 128 + SIGKILL);
+    start_worker(1, NULL);
+    write_many("gone2:", 50, "v");
+    wait_drained(10000);
+    ck_assert_int_eq(consumers(), 2);
+    long long deadline = tk_now_ms() + 25000;
+    while (consumers() != 1) {
+        ck_assert_msg(tk_now_ms() < deadline, "the killed worker's consumer is still in the group");
+        usleep(200000);
+    }
+    write_value("gone:after", "v"); /* the live worker still drains */
+    wait_drained(10000);
+    ck_assert_int_eq(consumers(), 1);
+}
+END_TEST
+
 START_TEST(sigterm_finishes_the_batch)
 {
     start_api(NULL);
@@ -486,6 +568,9 @@ int main(void)
                                last_write_wins, concurrent_writers_all_arrive,
                                killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
                                poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
+                               backpressure_by_age_and_recovery,
+                               script_cache_flushed_writes_still_accepted,
+                               gone_workers_leave_the_group,
                                sigterm_finishes_the_batch, NULL});
     static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
     static const char *const resilience_skip[] = {"client_disconnects_mid_query",
