@@ -205,8 +205,9 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
 void handle_health(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    pool_query(layer->pool,
-               &(struct pg_call){.statement = {.sql = "SELECT 1"}, .cb = on_health, .arg = req});
+    struct pg_call check = {.statement = {.sql = "SELECT 1"}, .cb = on_health, .arg = req};
+    struct pg_call within = health_call_within(server_base(layer->server), &check);
+    pool_query(layer->pool, &within);
 }
 
 /* ---- statistics ---- */

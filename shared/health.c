@@ -4,6 +4,10 @@
 #include "health.h"
 
 #include "http.h"
+#include "xalloc.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
 
 void health_begin(struct health *health, const char *layer)
 {
@@ -50,4 +54,41 @@ void health_reply(struct http_request *req, struct health *health)
     json_object_set_new(health->body, "status", json_string(status));
     http_reply_json(req, health->required_down ? 503 : 200, health->body);
     health->body = NULL;
+}
+
+/* A health query under way with its own deadline (health_call_within). */
+struct deadline_call {
+    struct pg_call inner; /* the layer's call: its callback is told once */
+    struct event *timer;  /* HEALTH_TIMEOUT_MS */
+    bool expired;         /* the deadline told it: the answer, when it comes, is dropped */
+};
+
+static void on_health_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct deadline_call *d = arg;
+    (void)fd, (void)what;
+    d->expired = true;
+    d->inner.cb(NULL, PG_UNAVAILABLE, d->inner.arg); /* the query's answer frees d */
+}
+
+static void on_health_answer(PGresult *res, enum pg_status status, void *arg)
+{
+    struct deadline_call *d = arg;
+    if (!d->expired)
+        d->inner.cb(res, status, d->inner.arg);
+    event_free(d->timer);
+    free(d);
+}
+
+struct pg_call health_call_within(struct event_base *base, const struct pg_call *call)
+{
+    struct deadline_call *d = xcalloc(1, sizeof *d);
+    d->inner = *call;
+    d->timer = evtimer_new(base, on_health_deadline, d);
+    struct timeval t = {HEALTH_TIMEOUT_MS / 1000, (HEALTH_TIMEOUT_MS % 1000) * 1000};
+    event_add(d->timer, &t);
+    struct pg_call wrapped = *call;
+    wrapped.cb = on_health_answer;
+    wrapped.arg = d;
+    return wrapped;
 }

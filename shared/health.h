@@ -21,6 +21,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "pgconn.h"
+
+struct event_base;
 struct http_request;
 
 enum health_need {
@@ -51,5 +54,14 @@ void health_set(json_t *object, const char *name, bool up);
 
 /* Adds the verdict and answers: 200 healthy or degraded, 503 unhealthy. Consumes the body. */
 void health_reply(struct http_request *req, struct health *health);
+
+/*
+ * A health check has a deadline of its own, shorter than a query's: a database that hangs must
+ * make /health say so at once (a load balancer is asking), not after DB_QUERY_TIMEOUT_MS.
+ * Returns a call to run instead of `call`: its callback gets the answer, or (NULL, PG_UNAVAILABLE)
+ * when HEALTH_TIMEOUT_MS passes first; a late answer is then dropped.
+ */
+#define HEALTH_TIMEOUT_MS 1000
+struct pg_call health_call_within(struct event_base *base, const struct pg_call *call);
 
 #endif

@@ -569,6 +569,7 @@ int main(void)
     suite_add_tcase(suite, contract_tcase());
     suite_add_tcase(suite, resilience_tcase_without(
                                (const char *const[]){"database_stops_and_comes_back", NULL}));
+    suite_add_tcase(suite, hung_database_tcase());
     TCase *own =
         check_tcase("replicas", clean, stop_server, 120,
                     (const TTest *const[]){

@@ -8,12 +8,13 @@
 
 #include "contract_tests.h"
 
-/* A layer test program's whole main(): runs the three cases against `target`, then destroys its
- * PostgreSQL. Returns the exit code. */
+/* A layer test program's whole main(): runs the three cases and the hung-database case
+ * (hung_database_tcase) against `target`, then destroys its PostgreSQL. Returns the exit code. */
 int layer_suite_run(const struct contract_target *target, TCase *layer_tests);
 
 /* The same without the shared tests named in the two lists (NULL-terminated, or NULL), for a
- * layer that tests its own version of them (contract_tcase_without). */
+ * layer that tests its own version of them (contract_tcase_without), and without the
+ * hung-database case (layers 6 and 7: their /health has no deadline of its own yet). */
 int layer_suite_run_without(const struct contract_target *target, TCase *layer_tests,
                             const char *const *contract_skip,
                             const char *const *resilience_skip);

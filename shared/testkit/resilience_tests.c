@@ -206,6 +206,39 @@ START_TEST(graceful_shutdown_finishes_in_flight_requests)
 }
 END_TEST
 
+static void let_database_go_on(void)
+{
+    tk_pg_pause(contract_target()->pg, false);
+    stop_server();
+}
+
+START_TEST(a_hung_database_shows_in_health_at_once)
+{
+    /* A database that stops answering (its connections stay open) is worse than one that is
+     * gone: nothing fails, everything waits. /health has its own deadline (HEALTH_TIMEOUT_MS,
+     * 1 s), far shorter than the query timeout. */
+    struct tk_response res;
+    tk_get(port(), "/health", &res); /* the pool holds a connection now */
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+    ck_assert(tk_pg_pause(contract_target()->pg, true));
+    tk_get(port(), "/health", &res);
+    ck_assert_msg(res.status == 503, "/health while the database hangs: %ld %s", res.status,
+                  res.body);
+    ck_assert_msg(res.seconds < 2.5, "/health took %.1f s to say so", res.seconds);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "unhealthy");
+    tk_response_free(&res);
+    ck_assert(tk_pg_pause(contract_target()->pg, false));
+    ck_assert_msg(tk_wait_status(port(), "/health", 200, 15000), "no recovery");
+}
+END_TEST
+
+TCase *hung_database_tcase(void)
+{
+    return check_tcase("hung database", start_server, let_database_go_on, 60,
+                       (const TTest *const[]){a_hung_database_shows_in_health_at_once, NULL});
+}
+
 TCase *resilience_tcase_without(const char *const *skip)
 {
     const TTest *tests[] = {five_hundred_concurrent_clients, client_disconnects_mid_query,

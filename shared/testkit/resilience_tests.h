@@ -10,6 +10,9 @@
 #include <check.h>
 
 TCase *resilience_tcase(void);
+/* The database hangs (SIGSTOP): /health says 503 within its own deadline, and recovers after
+ * SIGCONT. For the layers whose /health needs their target's database. */
+TCase *hung_database_tcase(void);
 /* Without the tests named in skip (see contract_tcase_without). */
 TCase *resilience_tcase_without(const char *const *skip);
 

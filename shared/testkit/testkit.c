@@ -126,6 +126,26 @@ bool tk_pg_exec(const struct tk_pg *pg, const char *user, const char *sql)
     return ok;
 }
 
+bool tk_pg_pause(const struct tk_pg *pg, bool pause)
+{
+    char path[300], cmd[160];
+    snprintf(path, sizeof path, "%s/postmaster.pid", pg->dir); /* dir is the data directory */
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f == NULL || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
+        if (f != NULL)
+            fclose(f);
+        fprintf(stderr, "testkit: no postmaster.pid in %s\n", pg->dir);
+        return false;
+    }
+    fclose(f);
+    const char *sig = pause ? "STOP" : "CONT";
+    /* children first when stopping (none can start meanwhile: the postmaster forks them) */
+    snprintf(cmd, sizeof cmd, pause ? "pkill -%s -P %d; kill -%s %d" : "kill -%s %d; pkill -%s -P %d",
+             sig, pid, sig, pid);
+    return system(cmd) == 0 || !pause;
+}
+
 PGconn *tk_pg_lock_records(const struct tk_pg *pg)
 {
     PGconn *conn = tk_pg_connect(pg, "layers");

@@ -31,6 +31,9 @@ bool tk_pg_start(struct tk_pg *pg, int port, const char *extra);
 /* Stops it (the data stays) / starts it again. */
 bool tk_pg_stop(struct tk_pg *pg);
 bool tk_pg_restart(struct tk_pg *pg);
+/* Hangs it (SIGSTOP to the postmaster and every backend: it stops answering, connections stay
+ * open) or lets it go on (SIGCONT). */
+bool tk_pg_pause(const struct tk_pg *pg, bool pause);
 /* Stops it and removes the directory. */
 void tk_pg_destroy(struct tk_pg *pg);
 /* A blocking admin connection (user: "postgres" superuser or "layers"). NULL on failure. */
