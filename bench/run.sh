@@ -80,6 +80,7 @@ PG_BASE=24000    # PostgreSQL instance i of the layer under test listens on 2400
 REDIS_BASE=24100 # Redis instance i on 24100 + i
 API_PORT=24200   # the server under test
 PROXY_BASE=24300 # --db-latency: delay-proxy i on 24300 + i, in front of PostgreSQL i
+MONGO_BASE=24400 # MongoDB (layer 8's stand-in, scripts/stack.sh) instance i on 24400 + i
 PG_OPTIONS=(-c max_connections=400) # layer 0 opens one connection per concurrent request
 VALUE_BYTES=100
 VERIFY_SAMPLE=500 # keys read back after the preload by a layer without a cache (all with one)
@@ -124,6 +125,9 @@ stop_databases() {
     done
     for dir in "$WORK"/redis[0-9]*; do
         [ -d "$dir" ] && { (redis_stop "$dir") || true; }
+    done
+    for dir in "$WORK"/mongo[0-9]*; do
+        [ -d "$dir" ] && { (mongo_stop "$dir") || true; }
     done
     return 0
 }
@@ -349,7 +353,8 @@ server_cpu() {
         'BEGIN { printf "%.2f", t / hz }'
 }
 
-# The databases' CPU: every PostgreSQL (postmaster, its backends, those that ended) and Redis.
+# The databases' CPU: every PostgreSQL (postmaster, its backends, those that ended), Redis and
+# layer 8's stand-in MongoDB.
 # Approximate: a backend ending between two reads can be missed (layer 0 ends one per request).
 backend_cpu() {
     local dir pm t=0
@@ -362,6 +367,9 @@ backend_cpu() {
     done
     for dir in "$WORK"/redis[0-9]*; do
         [ -f "$dir/redis.pid" ] && t=$((t + $(cpu_ticks "$(cat "$dir/redis.pid")")))
+    done
+    for dir in "$WORK"/mongo[0-9]*; do
+        [ -f "$dir/congodb.pid" ] && t=$((t + $(cpu_ticks "$(cat "$dir/congodb.pid")")))
     done
     awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
@@ -417,7 +425,7 @@ start_program() { # N PROGRAM
     read -ra settings <<<"$(bench_field "$n" settings)"
     [ -x "$BUILD_DIR/${LAYER_NAMES[$n]}/$program" ] || { echo "$program is not built" >&2; return 1; }
     (
-        eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT")"
+        eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT" "$MONGO_BASE")"
         exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" \
             "$BUILD_DIR/${LAYER_NAMES[$n]}/$program"
     ) 2>>"$WORK/$program.log" &
@@ -442,7 +450,7 @@ start_programs() { # N
 # Starts what layer N needs, then its programs; returns non-zero (with a reason on stderr) if
 # anything does not come up. Returns once the server answers /health.
 start_stack() { # N
-    local n=$1 kind pg_i=0 redis_i=0 _ pid
+    local n=$1 kind pg_i=0 redis_i=0 mongo_i=0 _ pid
     for kind in $(layer_backends "$n"); do
         case $kind in
         pg)
@@ -460,6 +468,10 @@ start_stack() { # N
             (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i)) "$(layer_redis_mode "$n")") ||
                 return 1
             redis_i=$((redis_i + 1))
+            ;;
+        mongo) # layer 8's stand-in MongoDB (CongoDB, in memory)
+            (mongo_start "$WORK/mongo$mongo_i" $((MONGO_BASE + mongo_i))) >/dev/null || return 1
+            mongo_i=$((mongo_i + 1))
             ;;
         esac
     done
@@ -495,7 +507,7 @@ stop_stack() { # LABEL
         done
     } >>"$log"
     [ -s "$log" ] || rm -f "$log"
-    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/*.log
+    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/mongo[0-9]* "$WORK"/*.log
 }
 
 # Writes bench:1 .. bench:KEYS through the API (32 connections, every reply checked), then
