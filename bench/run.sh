@@ -9,7 +9,8 @@
 #     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (the default)
 #     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
 #     --keys N              keys written before the runs (default 10000, 100-byte values)
-#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain"
+#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain"; layer 8's
+#                           polyglot txn-read txn-write only when named
 #     --drain-rows N        drain: the backlog a stopped worker leaves (default 200000)
 #     --drain-rate R        drain: writes/s of the steady load its commit delay is read under
 #                           (default 5000, on 16 connections)
@@ -67,10 +68,13 @@ BENCH_LAYERS=(
 )
 
 ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain"
+# Layer 8's own workloads (its transaction and summary routes): measured only when named in
+# --workloads, and only on layer 8 (other layers' rows say "not served").
+LAYER8_WORKLOADS="polyglot txn-read txn-write"
 # The order cells run in, each round: reads first, so that the read cells of a layer with a
 # cache start warm and no write of this run has invalidated anything yet; the drain last (it
 # stops and restarts the worker and leaves many more keys).
-RUN_ORDER="read-hit read-zipf read-miss mixed write drain"
+RUN_ORDER="read-hit read-zipf read-miss mixed polyglot txn-read write txn-write drain"
 # The layers with a write queue and a worker draining it: the only ones `drain` measures
 # (elsewhere it has no rows). Its worker program, by layer.
 DRAIN_WORKERS=([6]=l6-worker)
@@ -217,7 +221,8 @@ parse_args() {
         [[ $r =~ ^[0-9]+$ ]] || fail "--rate: requests per second, got '$r'"
     done
     for w in $WORKLOADS; do
-        [[ " $ALL_WORKLOADS " == *" $w "* ]] || fail "unknown workload '$w' ($ALL_WORKLOADS)"
+        [[ " $ALL_WORKLOADS $LAYER8_WORKLOADS " == *" $w "* ]] ||
+            fail "unknown workload '$w' ($ALL_WORKLOADS $LAYER8_WORKLOADS)"
     done
 }
 
@@ -248,6 +253,10 @@ bench_field() {
 # Why layer N cannot serve workload W, or nothing if it can.
 unsupported_reason() {
     local entry entries=()
+    if [[ " $LAYER8_WORKLOADS " == *" $2 "* ]] && [ "$1" != 8 ]; then
+        echo "layer 8's transaction routes"
+        return 0
+    fi
     IFS=';' read -ra entries <<<"$(bench_field "$1" unsupported)"
     for entry in "${entries[@]}"; do
         entry=$(trim "$entry")
