@@ -408,7 +408,8 @@ def summary(directory):
             for w in workloads:
                 cell = cells.get((layer, w, lv))
                 s = cell.stat("rps") if cell else None
-                text = f"{s[0]:,.0f}" if s else ("FAILED" if cell and cell.failed else "–")
+                failed = cell and cell.failed and not cell.flag().startswith("not served")
+                text = f"{s[0]:,.0f}" if s else ("FAILED" if failed else "–")
                 line.append(text + ("!" if cell and cell.failed and s else ""))
             print(f"{layer:24}" + "".join(f"{c:>12}" for c in line))
     _, drains, _ = load(directory, drain=True)
