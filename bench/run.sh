@@ -9,7 +9,8 @@
 #     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (the default)
 #     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
 #     --keys N              keys written before the runs (default 10000, 100-byte values)
-#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain"
+#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain"; layer 8's
+#                           polyglot txn-read txn-write only when named
 #     --drain-rows N        drain: the backlog a stopped worker leaves (default 200000)
 #     --drain-rate R        drain: writes/s of the steady load its commit delay is read under
 #                           (default 5000, on 16 connections)
@@ -67,10 +68,13 @@ BENCH_LAYERS=(
 )
 
 ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain"
+# Layer 8's own workloads (its transaction and summary routes): measured only when named in
+# --workloads, and only on layer 8 (other layers' rows say "not served").
+LAYER8_WORKLOADS="polyglot txn-read txn-write"
 # The order cells run in, each round: reads first, so that the read cells of a layer with a
 # cache start warm and no write of this run has invalidated anything yet; the drain last (it
 # stops and restarts the worker and leaves many more keys).
-RUN_ORDER="read-hit read-zipf read-miss mixed write drain"
+RUN_ORDER="read-hit read-zipf read-miss mixed polyglot txn-read write txn-write drain"
 # The layers with a write queue and a worker draining it: the only ones `drain` measures
 # (elsewhere it has no rows). Its worker program, by layer.
 DRAIN_WORKERS=([6]=l6-worker)
@@ -80,6 +84,7 @@ PG_BASE=24000    # PostgreSQL instance i of the layer under test listens on 2400
 REDIS_BASE=24100 # Redis instance i on 24100 + i
 API_PORT=24200   # the server under test
 PROXY_BASE=24300 # --db-latency: delay-proxy i on 24300 + i, in front of PostgreSQL i
+MONGO_BASE=24400 # MongoDB (layer 8's stand-in, scripts/stack.sh) instance i on 24400 + i
 PG_OPTIONS=(-c max_connections=400) # layer 0 opens one connection per concurrent request
 VALUE_BYTES=100
 VERIFY_SAMPLE=500 # keys read back after the preload by a layer without a cache (all with one)
@@ -124,6 +129,9 @@ stop_databases() {
     done
     for dir in "$WORK"/redis[0-9]*; do
         [ -d "$dir" ] && { (redis_stop "$dir") || true; }
+    done
+    for dir in "$WORK"/mongo[0-9]*; do
+        [ -d "$dir" ] && { (mongo_stop "$dir") || true; }
     done
     return 0
 }
@@ -213,7 +221,8 @@ parse_args() {
         [[ $r =~ ^[0-9]+$ ]] || fail "--rate: requests per second, got '$r'"
     done
     for w in $WORKLOADS; do
-        [[ " $ALL_WORKLOADS " == *" $w "* ]] || fail "unknown workload '$w' ($ALL_WORKLOADS)"
+        [[ " $ALL_WORKLOADS $LAYER8_WORKLOADS " == *" $w "* ]] ||
+            fail "unknown workload '$w' ($ALL_WORKLOADS $LAYER8_WORKLOADS)"
     done
 }
 
@@ -244,6 +253,10 @@ bench_field() {
 # Why layer N cannot serve workload W, or nothing if it can.
 unsupported_reason() {
     local entry entries=()
+    if [[ " $LAYER8_WORKLOADS " == *" $2 "* ]] && [ "$1" != 8 ]; then
+        echo "layer 8's transaction routes"
+        return 0
+    fi
     IFS=';' read -ra entries <<<"$(bench_field "$1" unsupported)"
     for entry in "${entries[@]}"; do
         entry=$(trim "$entry")
@@ -362,7 +375,8 @@ server_cpu() {
         'BEGIN { printf "%.2f", t / hz }'
 }
 
-# The databases' CPU: every PostgreSQL (postmaster, its backends, those that ended) and Redis.
+# The databases' CPU: every PostgreSQL (postmaster, its backends, those that ended), Redis and
+# layer 8's stand-in MongoDB.
 # Approximate: a backend ending between two reads can be missed (layer 0 ends one per request).
 backend_cpu() {
     local dir pm t=0
@@ -375,6 +389,9 @@ backend_cpu() {
     done
     for dir in "$WORK"/redis[0-9]*; do
         [ -f "$dir/redis.pid" ] && t=$((t + $(cpu_ticks "$(cat "$dir/redis.pid")")))
+    done
+    for dir in "$WORK"/mongo[0-9]*; do
+        [ -f "$dir/congodb.pid" ] && t=$((t + $(cpu_ticks "$(cat "$dir/congodb.pid")")))
     done
     awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
@@ -430,7 +447,7 @@ start_program() { # N PROGRAM
     read -ra settings <<<"$(bench_field "$n" settings)"
     [ -x "$BUILD_DIR/${LAYER_NAMES[$n]}/$program" ] || { echo "$program is not built" >&2; return 1; }
     (
-        eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT")"
+        eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT" "$MONGO_BASE")"
         exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" \
             "$BUILD_DIR/${LAYER_NAMES[$n]}/$program"
     ) 2>>"$WORK/$program.log" &
@@ -455,7 +472,7 @@ start_programs() { # N
 # Starts what layer N needs, then its programs; returns non-zero (with a reason on stderr) if
 # anything does not come up. Returns once the server answers /health.
 start_stack() { # N
-    local n=$1 kind pg_i=0 redis_i=0 _ pid
+    local n=$1 kind pg_i=0 redis_i=0 mongo_i=0 _ pid
     for kind in $(layer_backends "$n"); do
         case $kind in
         pg)
@@ -473,6 +490,10 @@ start_stack() { # N
             (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i)) "$(layer_redis_mode "$n")") ||
                 return 1
             redis_i=$((redis_i + 1))
+            ;;
+        mongo) # layer 8's stand-in MongoDB (CongoDB, in memory)
+            (mongo_start "$WORK/mongo$mongo_i" $((MONGO_BASE + mongo_i))) >/dev/null || return 1
+            mongo_i=$((mongo_i + 1))
             ;;
         esac
     done
@@ -508,7 +529,7 @@ stop_stack() { # LABEL
         done
     } >>"$log"
     [ -s "$log" ] || rm -f "$log"
-    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/*.log
+    rm -rf "$WORK"/pg[0-9]* "$WORK"/redis[0-9]* "$WORK"/mongo[0-9]* "$WORK"/*.log
 }
 
 # Writes bench:1 .. bench:KEYS through the API (32 connections, every reply checked), then

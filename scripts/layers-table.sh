@@ -26,6 +26,7 @@ layer_backends() {
     3) echo "pg standby standby redis" ;; # a primary and two hot standbys of it
     4) echo "pg pg pg redis" ;; # three shards
     7) echo "pg pg redis" ;; # the write database, the read database, the event stream
+    8) echo "pg mongo redis" ;; # transactions, documents, the cache of both
     *) echo "" ;;
     esac
 }
@@ -42,6 +43,7 @@ layer_backend_names() {
             case $kind in
             pg) names+=(db) ;;
             redis) names+=(redis) ;;
+            mongo) names+=(mongo) ;;
             esac
         done
         echo "${names[*]}"
@@ -70,12 +72,12 @@ layer_helpers() {
 }
 
 # Prints the layer's settings as export lines, given where its backends listen:
-#   layer_env N PG_PORT REDIS_PORT API_PORT
+#   layer_env N PG_PORT REDIS_PORT API_PORT [MONGO_PORT]
 # (instance i of a kind listens on its base port + i).
 layer_env() {
-    local n=$1 pg=$2 redis=$3 api=$4
+    local n=$1 pg=$2 redis=$3 api=$4 mongo=${5:-}
     case $n in
-    0 | 1 | 2 | 5 | 6) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
+    0 | 1 | 2 | 5 | 6 | 8) echo "export DATABASE_URL=postgresql://layers@127.0.0.1:$pg/layers" ;;
     esac
     case $n in
     3) # the primary on PG_PORT, standby i on PG_PORT + i
@@ -101,7 +103,10 @@ layer_env() {
         ;;
     esac
     case $n in
-    2 | 3 | 4 | 5 | 6 | 7) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    2 | 3 | 4 | 5 | 6 | 7 | 8) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    esac
+    case $n in
+    8) echo "export MONGODB_URL=mongodb://127.0.0.1:$mongo/layers" ;;
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"

@@ -12,6 +12,9 @@
 #   bash scripts/stack.sh pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]
 #   bash scripts/stack.sh redis-start DIR PORT [cache|queue|queue-always]
 #   bash scripts/stack.sh redis-stop DIR
+#   bash scripts/stack.sh mongo-install            (the stand-in MongoDB; needs the npm registry)
+#   bash scripts/stack.sh mongo-start DIR PORT
+#   bash scripts/stack.sh mongo-stop DIR
 #
 # PostgreSQL: a cluster in DIR (created on first start with initdb), listening on
 # 127.0.0.1:PORT only, trust authentication on loopback, with a non-superuser role `layers`
@@ -31,7 +34,21 @@
 # with `appendfsync everysec` (`queue-always`: fsync before each reply), and only keys with a
 # TTL (cache entries) may be evicted, never the stream. A restart without MODE keeps the mode
 # DIR was started with.
+#
+# MongoDB (layer 8): Debian ships no MongoDB server, so the native stack runs a stand-in that
+# speaks its wire protocol: CongoDB, inside @push.rocks/smartmongo 2.2.0 on Node.js (Debian's).
+# mongo-install puts it into CONGODB_HOME (default .state/congodb, git-ignored) the one way that
+# works: a package.json pinning its six dependencies, then the package's own tarball from
+# `npm pack`, checked against the SHA-256 below and unpacked by hand (a plain `npm install` of it
+# fails on dependencies it lacks). mongo-start runs scripts/congodb.mjs on 127.0.0.1:PORT with
+# its pid and log in DIR; data lives in memory only (a restart starts empty). Limits: see
+# l8-polyglot-persistence/README.md.
 set -euo pipefail
+
+STACK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONGODB_HOME=${CONGODB_HOME:-$STACK_ROOT/.state/congodb}
+CONGODB_PACKAGE=@push.rocks/smartmongo@2.2.0
+CONGODB_SHA256=1f9915eb73859a62183e589a699f58b9fd006c972deb5ce6f61fa945defbc22e
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -216,6 +233,87 @@ redis_stop() {
     rm -f "$dir/redis.pid"
 }
 
+# True when the stand-in MongoDB is installed (the tarball that was checked, unpacked).
+mongo_installed() {
+    [ -f "$CONGODB_HOME/installed-$CONGODB_SHA256" ]
+}
+
+mongo_install() {
+    mongo_installed && return 0
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        die "Node.js and npm are not installed (run ./layers deps)"
+    fi
+    local home=$CONGODB_HOME tarball sum
+    mkdir -p "$home"
+    cat >"$home/package.json" <<'JSON'
+{
+  "name": "congodb-stand-in",
+  "private": true,
+  "description": "The stand-in MongoDB of the native stack (layer 8): CongoDB's dependencies, pinned",
+  "dependencies": {
+    "bson": "6.10.4",
+    "mingo": "7.2.7",
+    "@push.rocks/smartfs": "1.5.0",
+    "@push.rocks/smartpath": "5.1.0",
+    "@push.rocks/smartpromise": "4.2.3",
+    "@push.rocks/smartrx": "3.0.10"
+  }
+}
+JSON
+    (cd "$home" && npm install --no-audit --no-fund --loglevel=error >/dev/null) ||
+        die "npm install of CongoDB's dependencies failed in $home"
+    tarball=$(cd "$home" && npm pack "$CONGODB_PACKAGE" --loglevel=error 2>/dev/null | tail -n 1)
+    [ -n "$tarball" ] || die "npm pack $CONGODB_PACKAGE failed"
+    [ -f "$home/$tarball" ] || die "npm pack $CONGODB_PACKAGE made no $tarball"
+    sum=$(sha256sum "$home/$tarball" | cut -d' ' -f1)
+    [ "$sum" = "$CONGODB_SHA256" ] ||
+        die "$tarball has SHA-256 $sum, expected $CONGODB_SHA256: not installing it"
+    rm -rf "$home/node_modules/@push.rocks/smartmongo"
+    mkdir -p "$home/node_modules/@push.rocks/smartmongo"
+    tar -xzf "$home/$tarball" -C "$home/node_modules/@push.rocks/smartmongo" --strip-components=1
+    rm -f "$home/$tarball"
+    touch "$home/installed-$CONGODB_SHA256"
+}
+
+mongo_running() {
+    [ -f "$1/congodb.pid" ] && kill -0 "$(cat "$1/congodb.pid")" 2>/dev/null
+}
+
+mongo_start() {
+    local dir=$1 port=$2 _
+    mongo_installed || die "the stand-in MongoDB is not installed (run ./layers deps)"
+    mkdir -p "$dir"
+    mongo_running "$dir" && return 0
+    if port_in_use "$port"; then
+        die "port $port is already in use by another program; cannot start MongoDB in $dir"
+    fi
+    setsid node "$STACK_ROOT/scripts/congodb.mjs" "$CONGODB_HOME" "$port" \
+        >>"$dir/congodb.log" 2>&1 </dev/null &
+    echo $! >"$dir/congodb.pid"
+    for _ in $(seq 1 200); do
+        port_in_use "$port" && return 0
+        mongo_running "$dir" || break
+        sleep 0.05
+    done
+    tail -n 20 "$dir/congodb.log" >&2 || true
+    die "the stand-in MongoDB did not start in $dir (log above)"
+}
+
+mongo_stop() {
+    local dir=$1 pid _
+    [ -f "$dir/congodb.pid" ] || return 0
+    pid=$(cat "$dir/congodb.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    fi
+    rm -f "$dir/congodb.pid"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     cmd=${1:-}
     shift || true
@@ -229,6 +327,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         ;;
     redis-start) [[ $# -ge 2 && $# -le 3 ]] || die "usage: redis-start DIR PORT [cache|queue|queue-always]"; redis_start "$@" ;;
     redis-stop) [ $# -eq 1 ] || die "usage: redis-stop DIR"; redis_stop "$1" ;;
-    *) die "usage: stack.sh pg-start|pg-stop|pg-status|pg-standby-start|redis-start|redis-stop ..." ;;
+    mongo-install) [ $# -eq 0 ] || die "usage: mongo-install"; mongo_install ;;
+    mongo-start) [ $# -eq 2 ] || die "usage: mongo-start DIR PORT"; mongo_start "$@" ;;
+    mongo-stop) [ $# -eq 1 ] || die "usage: mongo-stop DIR"; mongo_stop "$1" ;;
+    *) die "usage: stack.sh pg-start|pg-stop|pg-status|pg-standby-start|redis-start|redis-stop|mongo-install|mongo-start|mongo-stop ..." ;;
     esac
 fi

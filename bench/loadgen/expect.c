@@ -31,9 +31,43 @@ static bool is_string(json_t *object, const char *member, const char *expected)
     return json_is_string(value) && strcmp(json_string_value(value), expected) == 0;
 }
 
+/* Layer 8's transaction and summary replies (CONTRACT.md, l8). */
+static enum expect_result check_polyglot(const struct request *req, json_t *root, char *why,
+                                         size_t why_size)
+{
+    char user[48];
+    snprintf(user, sizeof(user), "bench-user:%llu", (unsigned long long)req->key);
+    json_t *success = json_object_get(root, "success");
+    switch (req->kind) {
+    case REQUEST_TXN_WRITE:
+        if (!json_is_true(success) || !is_string(root, "stored_in", "PostgreSQL") ||
+            !json_is_integer(json_object_get(root, "transaction_id")))
+            return fail(EXPECT_BAD_BODY, why, why_size,
+                        "not a stored transaction (success, stored_in, transaction_id)");
+        return EXPECT_OK;
+    case REQUEST_TXN_READ: {
+        json_t *value = json_object_get(root, "value");
+        if (!json_is_boolean(success) || !is_string(root, "key", user) ||
+            !(json_is_array(value) || json_is_null(value)) ||
+            json_is_true(success) != json_is_array(value))
+            return fail(EXPECT_BAD_BODY, why, why_size,
+                        "not %s's transaction list (success, key, value)", user);
+        return EXPECT_OK;
+    }
+    default:
+        if (!json_is_true(success) || !is_string(root, "user_id", user) ||
+            !json_is_object(json_object_get(root, "transactions")))
+            return fail(EXPECT_BAD_BODY, why, why_size, "not %s's summary", user);
+        return EXPECT_OK;
+    }
+}
+
 static enum expect_result check_object(const struct request *req, size_t value_bytes,
                                        json_t *root, char *why, size_t why_size)
 {
+    if (req->kind == REQUEST_TXN_WRITE || req->kind == REQUEST_TXN_READ ||
+        req->kind == REQUEST_SUMMARY)
+        return check_polyglot(req, root, why, why_size);
     char key[48];
     snprintf(key, sizeof(key), "%s:%llu", req->kind == REQUEST_READ_MISS ? "miss" : "bench",
              (unsigned long long)req->key);

@@ -10,6 +10,10 @@
  *   read of miss:R    200, "success":false, "key":"miss:R", "value":null
  *   write of bench:K  200, "success":true, "key":"bench:K"
  *   ping              200
+ *   layer 8's transaction write: 200, "success":true, "stored_in":"PostgreSQL", an integer
+ *                     "transaction_id"; its list of bench-user:K: 200, "key":"bench-user:K",
+ *                     "success" true with a list or false with null; its summary: 200,
+ *                     "success":true, "user_id":"bench-user:K", a "transactions" object
  * A failed check is an error of the run, counted and reported like a failed request.
  */
 #ifndef LAYERS_BENCH_EXPECT_H

@@ -241,6 +241,15 @@ static void describe(const struct request *req, char *out, size_t size)
     case REQUEST_PING:
         snprintf(out, size, "GET /ping");
         break;
+    case REQUEST_TXN_WRITE:
+        snprintf(out, size, "POST /write/transaction bench-user:%" PRIu64, req->key);
+        break;
+    case REQUEST_TXN_READ:
+        snprintf(out, size, "GET /read/transaction/bench-user:%" PRIu64, req->key);
+        break;
+    case REQUEST_SUMMARY:
+        snprintf(out, size, "GET /users/bench-user:%" PRIu64 "/summary", req->key);
+        break;
     }
 }
 
@@ -331,6 +340,21 @@ static void slot_send(struct slot *s, uint64_t due_ns, struct request req)
         evbuffer_add_printf(evhttp_request_get_output_buffer(http),
                             "{\"key\":\"bench:%" PRIu64 "\",\"value\":\"%s\"}", req.key, w->value);
         break;
+    case REQUEST_TXN_WRITE:
+        method = EVHTTP_REQ_POST;
+        snprintf(w->path, 64, "/write/transaction");
+        evhttp_add_header(headers, "Content-Type", "application/json");
+        evbuffer_add_printf(evhttp_request_get_output_buffer(http),
+                            "{\"user_id\":\"bench-user:%" PRIu64
+                            "\",\"amount\":12.34,\"transaction_type\":\"deposit\"}",
+                            req.key);
+        break;
+    case REQUEST_TXN_READ:
+        snprintf(w->path, 64, "/read/transaction/bench-user:%" PRIu64, req.key);
+        break;
+    case REQUEST_SUMMARY:
+        snprintf(w->path, 64, "/users/bench-user:%" PRIu64 "/summary", req.key);
+        break;
     }
     if (evhttp_make_request(s->conn, http, method, w->path) != 0)
         slot_finish(s, true, EXPECT_OK, "", NULL, 0); /* libevent has freed the request */
@@ -401,6 +425,7 @@ static void usage(FILE *out)
 {
     fputs("usage: loadgen --port P --workload W [options]\n"
           "  --workload W         read-hit read-zipf read-miss write mixed ping preload verify\n"
+          "                       txn-write txn-read polyglot (layer 8)\n"
           "  --host H             default 127.0.0.1\n"
           "  --keys N             the data set, bench:1..N (default 10000)\n"
           "  --value-bytes B      length of the values written (default 100)\n"

@@ -110,6 +110,8 @@ static const char *const NAMES[] = {
     [WORKLOAD_READ_MISS] = "read-miss", [WORKLOAD_WRITE] = "write",
     [WORKLOAD_MIXED] = "mixed",       [WORKLOAD_PING] = "ping",
     [WORKLOAD_PRELOAD] = "preload",   [WORKLOAD_VERIFY] = "verify",
+    [WORKLOAD_TXN_WRITE] = "txn-write", [WORKLOAD_TXN_READ] = "txn-read",
+    [WORKLOAD_POLYGLOT] = "polyglot",
 };
 
 bool workload_parse(const char *name, enum workload_kind *kind)
@@ -149,6 +151,22 @@ struct request workload_next(enum workload_kind kind, uint64_t keys, const struc
         if (rng_uniform(rng) < 0.1)
             return (struct request){REQUEST_WRITE, zipf_draw(zipf, rng)};
         return (struct request){REQUEST_READ_HIT, zipf_draw(zipf, rng)};
+    case WORKLOAD_TXN_WRITE:
+        return (struct request){REQUEST_TXN_WRITE, rng_below(rng, TXN_USERS) + 1};
+    case WORKLOAD_TXN_READ:
+        return (struct request){REQUEST_TXN_READ, rng_below(rng, TXN_USERS) + 1};
+    case WORKLOAD_POLYGLOT: {
+        double u = rng_uniform(rng);
+        if (u < 0.40)
+            return (struct request){REQUEST_READ_HIT, rng_below(rng, keys) + 1};
+        if (u < 0.70)
+            return (struct request){REQUEST_TXN_READ, rng_below(rng, TXN_USERS) + 1};
+        if (u < 0.80)
+            return (struct request){REQUEST_WRITE, rng_below(rng, keys) + 1};
+        if (u < 0.95)
+            return (struct request){REQUEST_TXN_WRITE, rng_below(rng, TXN_USERS) + 1};
+        return (struct request){REQUEST_SUMMARY, rng_below(rng, TXN_USERS) + 1};
+    }
     case WORKLOAD_PING:
     case WORKLOAD_PRELOAD:
     case WORKLOAD_VERIFY:

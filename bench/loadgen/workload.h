@@ -12,6 +12,12 @@
  *   write      POST /write of a uniform existing key, with that key's value
  *   mixed      90% read-zipf, 10% writes of Zipf-drawn keys
  *   ping       GET /ping (the HTTP layer alone: the http-only ceiling)
+ *   txn-write  layer 8: POST /write/transaction for user bench-user:U, U uniform over
+ *              1..TXN_USERS, amount 12.34, a deposit (PostgreSQL, exact money)
+ *   txn-read   layer 8: GET /read/transaction/bench-user:U (a user's list, through the cache)
+ *   polyglot   layer 8: 40% GET /read/{key} of an existing key (a MongoDB document through the
+ *              cache), 30% txn-read, 10% POST /write (a document), 15% txn-write, 5% GET
+ *              /users/bench-user:U/summary (both stores, joined)
  *   preload    POST /write of every key 1..keys once, in order (the data set)
  *   verify     GET /read/bench:K of every key, or of an evenly spaced sample (the preload check)
  *
@@ -35,7 +41,12 @@ enum workload_kind {
     WORKLOAD_PING,
     WORKLOAD_PRELOAD,
     WORKLOAD_VERIFY,
+    WORKLOAD_TXN_WRITE,
+    WORKLOAD_TXN_READ,
+    WORKLOAD_POLYGLOT,
 };
+
+#define TXN_USERS 1000 /* the users layer 8's transaction workloads spread over */
 
 /* What one request is, and so what its reply must be. */
 enum request_kind {
@@ -43,6 +54,9 @@ enum request_kind {
     REQUEST_READ_MISS, /* GET /read/miss:R: 200, "success":false, value null */
     REQUEST_WRITE,     /* POST /write bench:K: 200, success, key K */
     REQUEST_PING,      /* GET /ping: 200 */
+    REQUEST_TXN_WRITE, /* POST /write/transaction bench-user:K: 200, success, stored_in */
+    REQUEST_TXN_READ,  /* GET /read/transaction/bench-user:K: 200, key, a list or null */
+    REQUEST_SUMMARY,   /* GET /users/bench-user:K/summary: 200, success, user_id */
 };
 
 struct request {

@@ -239,6 +239,57 @@ void tk_redis_destroy(struct tk_redis *redis)
     redis->dir[0] = '\0';
 }
 
+/* ---- MongoDB through scripts/stack.sh ---- */
+
+static bool mongo_stack(const char *verb, const struct tk_mongo *mongo)
+{
+    char cmd[600];
+    if (strcmp(verb, "mongo-stop") == 0)
+        snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' mongo-stop '%s'", LAYERS_SOURCE_DIR,
+                 mongo->dir);
+    else
+        snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' %s '%s' %d", LAYERS_SOURCE_DIR,
+                 verb, mongo->dir, mongo->port);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "testkit: '%s' failed (%d)\n", cmd, rc);
+    return rc == 0;
+}
+
+bool tk_mongo_start(struct tk_mongo *mongo, int port)
+{
+    snprintf(mongo->dir, sizeof mongo->dir, "/tmp/layers-test-mongo-%d-XXXXXX", port);
+    if (mkdtemp(mongo->dir) == NULL) {
+        perror("testkit: mkdtemp");
+        return false;
+    }
+    mongo->port = port;
+    snprintf(mongo->url, sizeof mongo->url, "mongodb://127.0.0.1:%d/layers", port);
+    return mongo_stack("mongo-start", mongo);
+}
+
+bool tk_mongo_stop(struct tk_mongo *mongo)
+{
+    return mongo_stack("mongo-stop", mongo);
+}
+
+bool tk_mongo_restart(struct tk_mongo *mongo)
+{
+    return mongo_stack("mongo-start", mongo);
+}
+
+void tk_mongo_destroy(struct tk_mongo *mongo)
+{
+    if (mongo->dir[0] == '\0')
+        return;
+    tk_mongo_stop(mongo);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", mongo->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "testkit: could not remove %s\n", mongo->dir);
+    mongo->dir[0] = '\0';
+}
+
 /* ---- server processes ---- */
 
 bool tk_server_spawn(struct tk_server *server, const char *binary, int port, const char *const *env)

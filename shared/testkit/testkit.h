@@ -68,6 +68,20 @@ void tk_redis_destroy(struct tk_redis *redis);
 /* Empties it (FLUSHALL): each cache test starts from a known state. True on success. */
 bool tk_redis_flush(const struct tk_redis *redis);
 
+/* ---- MongoDB (layer 8: the stand-in, scripts/stack.sh mongo-start; in memory) ---- */
+
+struct tk_mongo {
+    char dir[256]; /* its directory (a fresh temp dir: pid and log) */
+    int port;      /* 127.0.0.1 port */
+    char url[64];  /* mongodb://127.0.0.1:PORT/layers */
+};
+
+bool tk_mongo_start(struct tk_mongo *mongo, int port);
+/* Stops it / starts it again (the stand-in keeps its data in memory: it comes back empty). */
+bool tk_mongo_stop(struct tk_mongo *mongo);
+bool tk_mongo_restart(struct tk_mongo *mongo);
+void tk_mongo_destroy(struct tk_mongo *mongo);
+
 /* ---- server processes ---- */
 
 struct tk_server {

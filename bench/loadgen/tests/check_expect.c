@@ -94,6 +94,35 @@ START_TEST(misses_must_say_not_found)
 }
 END_TEST
 
+START_TEST(layer_8s_replies_are_checked)
+{
+    struct request write = {REQUEST_TXN_WRITE, 3}, list = {REQUEST_TXN_READ, 3},
+                   summary = {REQUEST_SUMMARY, 3};
+    ck_assert_int_eq(check(write, 100, 200,
+                           "{\"success\":true,\"transaction_id\":9,\"stored_in\":\"PostgreSQL\"}"),
+                     EXPECT_OK);
+    ck_assert_int_eq(check(write, 100, 200, "{\"success\":true,\"stored_in\":\"PostgreSQL\"}"),
+                     EXPECT_BAD_BODY);
+    ck_assert_int_eq(check(list, 100, 200,
+                           "{\"success\":true,\"key\":\"bench-user:3\",\"value\":[]}"),
+                     EXPECT_OK);
+    ck_assert_int_eq(check(list, 100, 200,
+                           "{\"success\":false,\"key\":\"bench-user:3\",\"value\":null}"),
+                     EXPECT_OK);
+    ck_assert_int_eq(check(list, 100, 200,
+                           "{\"success\":true,\"key\":\"bench-user:4\",\"value\":[]}"),
+                     EXPECT_BAD_BODY);
+    ck_assert_int_eq(check(list, 100, 200,
+                           "{\"success\":true,\"key\":\"bench-user:3\",\"value\":null}"),
+                     EXPECT_BAD_BODY);
+    ck_assert_int_eq(check(summary, 100, 200,
+                           "{\"success\":true,\"user_id\":\"bench-user:3\",\"transactions\":{}}"),
+                     EXPECT_OK);
+    ck_assert_int_eq(check(summary, 100, 503, "{\"detail\":\"Database unavailable\"}"),
+                     EXPECT_BAD_STATUS);
+}
+END_TEST
+
 START_TEST(writes_must_succeed)
 {
     struct request write = {REQUEST_WRITE, 3};
@@ -116,6 +145,7 @@ int main(void)
     tcase_add_test(tc, a_status_other_than_200_fails);
     tcase_add_test(tc, misses_must_say_not_found);
     tcase_add_test(tc, writes_must_succeed);
+    tcase_add_test(tc, layer_8s_replies_are_checked);
     suite_add_tcase(s, tc);
     return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -142,6 +142,29 @@ START_TEST(each_key_has_its_own_value)
 }
 END_TEST
 
+START_TEST(polyglot_mixes_both_stores)
+{
+    struct rng rng;
+    rng_init(&rng, 42);
+    int count[REQUEST_SUMMARY + 1] = {0};
+    enum { N = 100000 };
+    for (int i = 0; i < N; i++) {
+        struct request r = workload_next(WORKLOAD_POLYGLOT, 1000, NULL, &rng);
+        ck_assert(r.key >= 1 && r.key <= 1000);
+        count[r.kind]++;
+    }
+    ck_assert_int_eq(count[REQUEST_READ_MISS] + count[REQUEST_PING], 0);
+    ck_assert(count[REQUEST_READ_HIT] > N * 0.38 && count[REQUEST_READ_HIT] < N * 0.42);
+    ck_assert(count[REQUEST_TXN_READ] > N * 0.28 && count[REQUEST_TXN_READ] < N * 0.32);
+    ck_assert(count[REQUEST_WRITE] > N * 0.09 && count[REQUEST_WRITE] < N * 0.11);
+    ck_assert(count[REQUEST_TXN_WRITE] > N * 0.14 && count[REQUEST_TXN_WRITE] < N * 0.16);
+    ck_assert(count[REQUEST_SUMMARY] > N * 0.04 && count[REQUEST_SUMMARY] < N * 0.06);
+    struct request w = workload_next(WORKLOAD_TXN_WRITE, 10, NULL, &rng);
+    ck_assert_int_eq(w.kind, REQUEST_TXN_WRITE);
+    ck_assert(w.key >= 1 && w.key <= TXN_USERS);
+}
+END_TEST
+
 START_TEST(workload_names)
 {
     enum workload_kind k;
@@ -165,6 +188,7 @@ int main(void)
     tcase_add_test(tc, preload_writes_every_key_once_verify_samples_evenly);
     tcase_add_test(tc, each_key_has_its_own_value);
     tcase_add_test(tc, workload_names);
+    tcase_add_test(tc, polyglot_mixes_both_stores);
     suite_add_tcase(s, tc);
     return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
