@@ -3,8 +3,13 @@
  * stream l7:events, and marks them published.
  *
  *   woken (NOTIFY outbox, or the RELAY_POLL_MS safety poll) -> SELECT the oldest unpublished
- *   rows (RELAY_BATCH) -> XADD each to l7:events (pipelined) -> UPDATE outbox SET published_at
+ *   rows (RELAY_BATCH) -> XADD each to l7:events (pipelined) -> UPDATE outbox SET published_at,
+ *   stream_id (the entry id each row got: what a consistency token waits for)
  *   -> again at once if the batch was full, else sleep until woken
+ *
+ * The API sends NOTIFY after its commands commit, coalesced, not in their transactions (see
+ * handlers.c, notify_relay): a lost NOTIFY (the API crashed after a COMMIT) costs at most one
+ * RELAY_POLL_MS of delay, never the event.
  *
  * Why an outbox: the API cannot make "commit the command" and "publish the event" one atomic
  * step across two systems (PostgreSQL and Redis). It can make both one transaction in
