@@ -667,6 +667,27 @@ drain_failed() { # N PHASE REASON
     progress "$name: drain: FAILED: $3"
 }
 
+# One row of results.csv for a figure read under a steady open-loop load that loadgen has just
+# applied (RES): the drain's commit delay, the projection lag. rps = the writes/s sustained,
+# p50/p99/max = the figure (µs), requests = its samples. Sets FLAG (ERRORS, UNFINISHED or
+# empty) and adds the load's failed requests to ERRORS.
+steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT CPU0 BCPU0 STAT0
+    local bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
+    FLAG=""
+    if [ "$bad" != 0 ]; then
+        FLAG="ERRORS"
+        ERRORS=$((ERRORS + bad))
+    elif [ "${RES[unfinished]}" != 0 ]; then
+        FLAG="UNFINISHED"
+    fi
+    # shellcheck disable=SC2046 # three words
+    csv_row "$1" "$2" "$3" "$4" "$ROUND" "${RES[rps]}" "" "$5" "" "$6" "" "$7" "$8" \
+        "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0 \
+        "$(awk -v a="$9" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
+        "$(awk -v a="${10}" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
+        "$(peak_rss_kb)" $(machine_during "${11}") "$FLAG"
+}
+
 # The drain of layer N's write queue, in two phases, two rows of results.csv (workload drain):
 #   rate   the worker stopped (once the queue is empty), a backlog of DRAIN_ROWS written
 #          through POST /write (loadgen preload of bench:1 .. bench:DRAIN_ROWS, every reply
@@ -738,16 +759,9 @@ measure_drain() { # N
         drain_failed "$n" delay "$(echo "$out" | tail -n 1)"
         return 1
     fi
-    bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
-    flag=""
-    if [ "$bad" != 0 ]; then
-        flag="ERRORS"
-        ERRORS=$((ERRORS + bad))
-    elif [ "${RES[unfinished]}" != 0 ]; then
-        flag="UNFINISHED"
-    fi
-    # shellcheck disable=SC2046 # three words
-    csv_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "$ROUND" "${RES[rps]}" ""         "${BASH_REMATCH[1]}" "" "${BASH_REMATCH[2]}" "" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}"         "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
+    steady_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "${BASH_REMATCH[@]:1:4}" \
+        "$cpu0" "$bcpu0" "$stat0"
+    flag=$FLAG
     progress "$name: drain: commit delay p50 $((BASH_REMATCH[1] / 1000)) ms, p99 $((BASH_REMATCH[2] / 1000)) ms${flag:+ ($flag)}"
     programs_alive || { record_failed "$n" "a program exited during the drain (logs/$name.log)" drain; return 1; }
 }
@@ -785,21 +799,9 @@ measure_lag() { # N
         record_failed "$n" "lag: $(echo "$out" | tail -n 1)" write "${CONCURRENCY##* }" "${RATES##* }"
         return 1
     fi
-    bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
-    flag=""
-    if [ "$bad" != 0 ]; then
-        flag="ERRORS"
-        ERRORS=$((ERRORS + bad))
-    elif [ "${RES[unfinished]}" != 0 ]; then
-        flag="UNFINISHED"
-    fi
-    # shellcheck disable=SC2046 # three words
-    csv_row "$name" lag "$LAG_CONNECTIONS" "$LAG_RATE" "$ROUND" "${RES[rps]}" "" \
-        "${BASH_REMATCH[1]}" "" "${BASH_REMATCH[2]}" "" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}" \
-        "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0 \
-        "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-        "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-        "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
+    steady_row "$name" lag "$LAG_CONNECTIONS" "$LAG_RATE" "${BASH_REMATCH[@]:1:4}" \
+        "$cpu0" "$bcpu0" "$stat0"
+    flag=$FLAG
     progress "$name: lag: p50 $(awk -v v="${BASH_REMATCH[1]}" 'BEGIN {printf "%.1f", v / 1000}') ms, p99 $(awk -v v="${BASH_REMATCH[2]}" 'BEGIN {printf "%.1f", v / 1000}') ms${flag:+ ($flag)}"
     programs_alive || { record_failed "$n" "a program exited during the lag (logs/$name.log)" lag; return 1; }
 }
