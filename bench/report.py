@@ -37,6 +37,10 @@ WORKLOADS = {
 # count. Its rows: concurrency 1 and rate 0 for the backlog's drain (rps = rows/s with one
 # worker), rate > 0 for the commit delay under a steady load (p50/p99/max = the delay).
 DRAIN = "drain"
+# Layer 7's projection lag (bench/run.sh measure_lag): its own section too. Its row: the steady
+# load's connections and rate; rps = the writes/s sustained, p50/p99/max = the lag.
+LAG = "lag"
+OWN_SECTIONS = (DRAIN, LAG)
 CEILINGS = {
     "http-only": "HTTP layer alone (GET /ping on layer 0's server, bench/loadgen), req/s",
     "pg-select": "PostgreSQL primary-key select (pgbench -S -M prepared), transactions/s",
@@ -116,8 +120,10 @@ def spread(stat, scale=1.0, digits=0):
 
 
 def load(directory, drain=False):
-    """The cells of results.csv: the drain's alone (drain=True), or all the others."""
-    rows = [r for r in read_csv(directory, "results.csv") if (r["workload"] == DRAIN) == drain]
+    """The cells of results.csv: the drain's and the lag's alone (drain=True), or all the
+    others."""
+    rows = [r for r in read_csv(directory, "results.csv")
+            if (r["workload"] in OWN_SECTIONS) == drain]
     cells = {}
     for r in rows:
         cells.setdefault((r["layer"], r["workload"], level(r)), []).append(r)
@@ -144,6 +150,8 @@ def describe(directory):
 def drain_section(directory):
     """Layer 6's drain: rows/s with one worker, and the commit delay under a steady load."""
     rows, cells, _ = load(directory, drain=True)
+    rows = [r for r in rows if r["workload"] == DRAIN]
+    cells = {k: c for k, c in cells.items() if k[1] == DRAIN}
     if not rows:
         return [], []
     out = ["## drain", "",
@@ -188,6 +196,39 @@ def drain_section(directory):
     return out, problems
 
 
+def lag_section(directory):
+    """Layer 7's projection lag under a steady write load."""
+    rows, cells, _ = load(directory, drain=True)
+    rows = [r for r in rows if r["workload"] == LAG]
+    if not rows:
+        return [], []
+    out = ["## lag", "",
+           "A layer with a read model fed by a projector (layer 7), caught up, then a steady "
+           "open-loop write load; the **projection lag** of its events, measured in the "
+           "projector: after each read-model COMMIT, the wall clock minus each event's `at` "
+           "(the command transaction's `now()`), one sample per event (the Redis list "
+           "`l7:lag`, bench/lag.py). Median of the clean rounds (min–max).", "",
+           "| layer | steady load | writes/s sustained | lag p50 ms | lag p99 ms | lag max ms "
+           "| samples |", "|---|---|---|---|---|---|---|"]
+    problems = []
+    for (layer, w, lv), cell in sorted(cells.items(), key=lambda kv: kv[0]):
+        if w != LAG:
+            continue
+
+        def show(column, scale=1.0, digits=0):
+            stat = cell.stat(column)
+            return spread(stat, scale, digits) if stat else "–"
+        out.append(f"| {layer} | {level_name(lv)} | "
+                   f"{' '.join(filter(None, [show('rps'), cell.flag()]))} | "
+                   f"{show('p50_us', 1000, 1)} | {show('p99_us', 1000, 1)} | "
+                   f"{show('max_us', 1000, 1)} | {show('requests')} |")
+        for r in cell.failed:
+            problems.append(f"- {layer}, lag, {level_name(lv)}, round {r['round']}: "
+                            f"{r['flag'] or 'no result'} (raw.log, logs/{layer}.log)")
+    out.append("")
+    return out, problems
+
+
 def report(directory):
     rows, cells, ceilings = load(directory)
     bounds = {(r["layer"], r["workload"]): r["ceiling"] for r in read_csv(directory, "bounds.csv")}
@@ -228,6 +269,8 @@ def report(directory):
                  for (kind, c), rs in ceilings.items() for r in rs if int(r.get("errors") or 0)]
     drain_out, drain_problems = drain_section(directory)
     problems += drain_problems
+    lag_out, lag_problems = lag_section(directory)
+    problems += lag_problems
     if problems:
         out += ["## Problems in this run", ""] + ordered(problems) + [""]
 
@@ -291,6 +334,7 @@ def report(directory):
             out.append(f"| {layer} | " + " | ".join(row) + " |")
         out.append("")
     out += drain_out
+    out += lag_out
 
     out += ["## Resources and machine", "",
             "Per cell, medians over the clean rounds: CPU time per request of the layer's own "
@@ -413,9 +457,13 @@ def summary(directory):
                 line.append(text + ("!" if cell and cell.failed and s else ""))
             print(f"{layer:24}" + "".join(f"{c:>12}" for c in line))
     _, drains, _ = load(directory, drain=True)
-    for (layer, _, lv), cell in drains.items():
+    for (layer, w, lv), cell in drains.items():
         s = cell.stat("rps")
-        if lv[0] == 0:
+        if w == LAG:
+            p50, p99 = cell.stat("p50_us"), cell.stat("p99_us")
+            print(f"lag, {layer}: at {level_name(lv)}: "
+                  + (f"p50 {p50[0] / 1000:.1f} ms, p99 {p99[0] / 1000:.1f} ms" if p99 else "FAILED"))
+        elif lv[0] == 0:
             print(f"\ndrain, {layer}: {f'{s[0]:,.0f}' if s else 'FAILED'} rows/s with one worker")
         else:
             p50, p99 = cell.stat("p50_us"), cell.stat("p99_us")

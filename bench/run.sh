@@ -9,11 +9,13 @@
 #     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (the default)
 #     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
 #     --keys N              keys written before the runs (default 10000, 100-byte values)
-#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain"; layer 8's
+#     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain lag"; layer 8's
 #                           polyglot txn-read txn-write only when named
 #     --drain-rows N        drain: the backlog a stopped worker leaves (default 200000)
 #     --drain-rate R        drain: writes/s of the steady load its commit delay is read under
 #                           (default 5000, on 16 connections)
+#     --lag-rate R          lag: writes/s of the steady load layer 7's projection lag is read
+#                           under (default 1000, on 16 connections)
 #     --db-latency MS       put PostgreSQL MS milliseconds away (each way) behind delay-proxy
 #     --out DIR             results folder (default bench/results/<date>-<host>)
 #     --set NAME=VALUE      a server setting for this run (repeatable)
@@ -29,7 +31,8 @@
 # Round by round (R rounds), in an order that rotates each round: the ceilings, then for each
 # layer: start fresh databases and the layer's programs, write the data set through the API and
 # read it back (checked), run every cell (workload x clients) with bench/loadgen, then the
-# drain of a layer with a write queue (layer 6: measure_drain), stop
+# drain of a layer with a write queue (layer 6: measure_drain), the projection lag of a layer
+# with a read model (layer 7: measure_lag), stop
 # everything. Writes results.csv (one row per cell and round), ceilings.csv, checks.csv,
 # bounds.csv, machine.txt, report.md and SVG charts. Exits non-zero if any request failed its
 # check (in a cell, its warm-up, the preload or its verification) or a layer could not be
@@ -67,18 +70,21 @@ BENCH_LAYERS=(
     "l10 | API_KEY=bench | X-API-Key: bench | | *=http-only"
 )
 
-ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain"
+ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain lag"
 # Layer 8's own workloads (its transaction and summary routes): measured only when named in
 # --workloads, and only on layer 8 (other layers' rows say "not served").
 LAYER8_WORKLOADS="polyglot txn-read txn-write"
 # The order cells run in, each round: reads first, so that the read cells of a layer with a
 # cache start warm and no write of this run has invalidated anything yet; the drain last (it
 # stops and restarts the worker and leaves many more keys).
-RUN_ORDER="read-hit read-zipf read-miss mixed polyglot txn-read write txn-write drain"
+RUN_ORDER="read-hit read-zipf read-miss mixed polyglot txn-read write txn-write lag drain"
 # The layers with a write queue and a worker draining it: the only ones `drain` measures
 # (elsewhere it has no rows). Its worker program, by layer.
 DRAIN_WORKERS=([6]=l6-worker)
 DRAIN_CONNECTIONS=16 # the steady load of the drain's second phase
+# The layers with a read model fed by a projector: the only ones `lag` measures.
+LAG_LAYERS=([7]=l7-projector)
+LAG_CONNECTIONS=16 # the steady load the lag is read under
 
 PG_BASE=24000    # PostgreSQL instance i of the layer under test listens on 24000 + i
 REDIS_BASE=24100 # Redis instance i on 24100 + i
@@ -165,7 +171,7 @@ parse_args() {
             shift
             ;;
         --duration | --warmup | --concurrency | --rate | --keys | --workloads | --db-latency | \
-            --out | --repeat | --build-dir | --drain-rows | --drain-rate)
+            --out | --repeat | --build-dir | --drain-rows | --drain-rate | --lag-rate)
             [ $# -ge 2 ] || fail "$1 needs a value (try --help)"
             case $1 in
             --duration) DURATION=$2 ;;
@@ -180,6 +186,7 @@ parse_args() {
             --build-dir) BUILD_DIR=$(cd "$2" && pwd) ;;
             --drain-rows) DRAIN_ROWS=$2 ;;
             --drain-rate) DRAIN_RATE=$2 ;;
+            --lag-rate) LAG_RATE=$2 ;;
             esac
             shift
             ;;
@@ -196,9 +203,10 @@ parse_args() {
     done
     if [ "$QUICK" = 1 ]; then
         : "${CONCURRENCY:=16}" "${DURATION:=1}" "${WARMUP:=0.3}" "${KEYS:=1000}" "${REPEAT:=1}"
-        : "${DRAIN_ROWS:=20000}" "${DRAIN_RATE:=1000}"
+        : "${DRAIN_ROWS:=20000}" "${DRAIN_RATE:=1000}" "${LAG_RATE:=500}"
     fi
-    : "${DRAIN_ROWS:=200000}" "${DRAIN_RATE:=5000}"
+    : "${DRAIN_ROWS:=200000}" "${DRAIN_RATE:=5000}" "${LAG_RATE:=1000}"
+    [[ $LAG_RATE =~ ^[1-9][0-9]*$ ]] || fail "--lag-rate: writes per second, more than 0"
     [[ $DRAIN_ROWS =~ ^[1-9][0-9]*$ ]] || fail "--drain-rows: a positive number"
     [[ $DRAIN_RATE =~ ^[1-9][0-9]*$ ]] || fail "--drain-rate: writes per second, more than 0"
     : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=1 16 64 256}" "${DURATION:=2}"
@@ -540,6 +548,12 @@ preload() { # N
     local n=$1 name=${LAYER_NAMES[$1]} step result count=$VERIFY_SAMPLE bad
     [[ " $(layer_backends "$n") " != *" redis "* ]] || count=0
     for step in preload verify; do
+        # A read model fed by a projector (layer 7) answers reads once it has caught up.
+        if [ "$step" = verify ] && [ -n "${LAG_LAYERS[$n]:-}" ] &&
+            ! /usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 >/dev/null; then
+            echo "verify: the projector did not catch up with the preload in 120 s" >&2
+            return 1
+        fi
         result=$(run_loadgen "$name $step" "$n" --workload "$step" --connections 32 \
             --verify-count "$count") || { echo "$step: no result from loadgen (raw.log)" >&2; return 1; }
         parse_result "$result"
@@ -570,6 +584,11 @@ record_failed() { # N REASON [AFTER_W AFTER_C AFTER_R]
     [ $# -lt 3 ] || todo=0
     for w in $RUN_ORDER; do
         [[ " $WORKLOADS " == *" $w "* ]] || continue
+        if [ "$w" = lag ]; then # its own row, on a layer with a read model
+            [ "$todo" = 0 ] || [ -z "${LAG_LAYERS[$1]:-}" ] ||
+                csv_empty_row "$name" lag "$LAG_CONNECTIONS" "$LAG_RATE" "FAILED: ${2//,/;}"
+            continue
+        fi
         if [ "$w" = drain ]; then # its own two rows, on a layer with a queue
             if [ "$todo" = 1 ] && [ -n "${DRAIN_WORKERS[$1]:-}" ]; then
                 csv_empty_row "$name" drain 1 0 "FAILED: ${2//,/;}"
@@ -597,6 +616,10 @@ measure_layer() { # N
         [[ " $WORKLOADS " == *" $w "* ]] || continue
         if [ "$w" = drain ]; then
             [ -z "${DRAIN_WORKERS[$n]:-}" ] || measure_drain "$n" || return 1
+            continue
+        fi
+        if [ "$w" = lag ]; then
+            [ -z "${LAG_LAYERS[$n]:-}" ] || measure_lag "$n" || return 1
             continue
         fi
         why=$(unsupported_reason "$n" "$w")
@@ -678,6 +701,27 @@ drain_failed() { # N PHASE REASON
     progress "$name: drain: FAILED: $3"
 }
 
+# One row of results.csv for a figure read under a steady open-loop load that loadgen has just
+# applied (RES): the drain's commit delay, the projection lag. rps = the writes/s sustained,
+# p50/p99/max = the figure (µs), requests = its samples. Sets FLAG (ERRORS, UNFINISHED or
+# empty) and adds the load's failed requests to ERRORS.
+steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT CPU0 BCPU0 STAT0
+    local bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
+    FLAG=""
+    if [ "$bad" != 0 ]; then
+        FLAG="ERRORS"
+        ERRORS=$((ERRORS + bad))
+    elif [ "${RES[unfinished]}" != 0 ]; then
+        FLAG="UNFINISHED"
+    fi
+    # shellcheck disable=SC2046 # three words
+    csv_row "$1" "$2" "$3" "$4" "$ROUND" "${RES[rps]}" "" "$5" "" "$6" "" "$7" "$8" \
+        "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0 \
+        "$(awk -v a="$9" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
+        "$(awk -v a="${10}" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
+        "$(peak_rss_kb)" $(machine_during "${11}") "$FLAG"
+}
+
 # The drain of layer N's write queue, in two phases, two rows of results.csv (workload drain):
 #   rate   the worker stopped (once the queue is empty), a backlog of DRAIN_ROWS written
 #          through POST /write (loadgen preload of bench:1 .. bench:DRAIN_ROWS, every reply
@@ -749,25 +793,58 @@ measure_drain() { # N
         drain_failed "$n" delay "$(echo "$out" | tail -n 1)"
         return 1
     fi
-    bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
-    flag=""
-    if [ "$bad" != 0 ]; then
-        flag="ERRORS"
-        ERRORS=$((ERRORS + bad))
-    elif [ "${RES[unfinished]}" != 0 ]; then
-        flag="UNFINISHED"
-    fi
-    # shellcheck disable=SC2046 # three words
-    csv_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "$ROUND" "${RES[rps]}" ""         "${BASH_REMATCH[1]}" "" "${BASH_REMATCH[2]}" "" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}"         "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
+    steady_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "${BASH_REMATCH[@]:1:4}" \
+        "$cpu0" "$bcpu0" "$stat0"
+    flag=$FLAG
     progress "$name: drain: commit delay p50 $((BASH_REMATCH[1] / 1000)) ms, p99 $((BASH_REMATCH[2] / 1000)) ms${flag:+ ($flag)}"
     programs_alive || { record_failed "$n" "a program exited during the drain (logs/$name.log)" drain; return 1; }
+}
+
+# The projection lag of layer N's read model under a steady write load: one row of results.csv
+# (workload lag). Once the projector has applied everything (bench/lag.py caught-up), l7:lag
+# is emptied, then LAG_RATE writes/s (open loop, LAG_CONNECTIONS connections, DURATION s, no
+# warm-up: the layer is warm from the cells before); once the projector has caught up again,
+# the lag samples it recorded (bench/lag.py read: what a sample is, there). Row: concurrency
+# LAG_CONNECTIONS, rate LAG_RATE, rps = the writes/s loadgen sustained, p50/p99/max = the lag
+# (µs), requests = samples; the load's own latency is in raw.log.
+measure_lag() { # N
+    local n=$1 name=${LAYER_NAMES[$1]} result out bad flag cpu0 bcpu0 stat0 why
+    progress "$name: lag: projection lag under $LAG_RATE writes/s (${DURATION}s)"
+    if ! why=$(/usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 2>&1 >/dev/null); then
+        record_failed "$n" "lag: ${why:-lag.py failed}" write "${CONCURRENCY##* }" "${RATES##* }"
+        return 1
+    fi
+    redis-cli -p "$REDIS_BASE" DEL l7:lag >/dev/null
+    reset_peak_rss
+    cpu0=$(server_cpu)
+    bcpu0=$(backend_cpu)
+    stat0=$(cpu_stat)
+    if ! result=$(run_loadgen "$name lag $LAG_RATE req/s" "$n" --workload write \
+        --connections "$LAG_CONNECTIONS" --rate "$LAG_RATE" --warmup 0 --duration "$DURATION" \
+        --expect-value-bytes "$VALUE_BYTES"); then
+        record_failed "$n" "lag: no result from loadgen (raw.log)" write "${CONCURRENCY##* }" "${RATES##* }"
+        return 1
+    fi
+    parse_result "$result"
+    out=$( { /usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 >/dev/null &&
+        /usr/bin/python3 "$ROOT/bench/lag.py" read "$REDIS_BASE"; } 2>&1) || true
+    printf '==== round %s, %s lag: bench/lag.py read\n%s\n\n' "$ROUND" "$name" "$out" >>"$OUT/raw.log"
+    if ! [[ $out =~ LAG\ p50_us=([0-9]+)\ p99_us=([0-9]+)\ max_us=([0-9]+)\ count=([0-9]+) ]]; then
+        record_failed "$n" "lag: $(echo "$out" | tail -n 1)" write "${CONCURRENCY##* }" "${RATES##* }"
+        return 1
+    fi
+    steady_row "$name" lag "$LAG_CONNECTIONS" "$LAG_RATE" "${BASH_REMATCH[@]:1:4}" \
+        "$cpu0" "$bcpu0" "$stat0"
+    flag=$FLAG
+    progress "$name: lag: p50 $(awk -v v="${BASH_REMATCH[1]}" 'BEGIN {printf "%.1f", v / 1000}') ms, p99 $(awk -v v="${BASH_REMATCH[2]}" 'BEGIN {printf "%.1f", v / 1000}') ms${flag:+ ($flag)}"
+    programs_alive || { record_failed "$n" "a program exited during the lag (logs/$name.log)" lag; return 1; }
 }
 
 # The number of cells of one layer in one round (the drain not counted: drain_plan).
 cells() {
     local w c r k=0
     for w in $WORKLOADS; do
-        [ "$w" != drain ] || continue
+        [ "$w" != drain ] && [ "$w" != lag ] || continue
         for c in $CONCURRENCY; do for r in $RATES; do k=$((k + 1)); done; done
     done
     echo "$k"
@@ -780,6 +857,9 @@ layer_plan() { # [N]
     if [[ " $WORKLOADS " == *" drain "* ]] && [ -n "${DRAIN_WORKERS[${1:-0}]:-}" ]; then
         drain=$((DRAIN_ROWS / 5000 + 5))
         drain=$(awk -v a="$drain" -v d="$DURATION" 'BEGIN { printf "%d", a + d }')
+    fi
+    if [[ " $WORKLOADS " == *" lag "* ]] && [ -n "${LAG_LAYERS[${1:-0}]:-}" ]; then
+        drain=$(awk -v a="$drain" -v d="$DURATION" 'BEGIN { printf "%d", a + d + 2 }')
     fi
     awk -v k="$(cells)" -v w="$WARMUP" -v d="$DURATION" -v keys="$KEYS" -v x="$drain" \
         'BEGIN { printf "%d", 5 + keys / 1000 + k * (w + d) + x }'
@@ -961,7 +1041,7 @@ describe_machine() {
         echo "redis: $(redis-server --version | awk '{print $3}' | cut -d= -f2)"
         echo "load generator: bench/loadgen (measured latencies, every reply checked)"
         echo "servers: their defaults, LOG_LEVEL=warn"
-        echo "settings: repeat=$REPEAT keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY rate=$RATES db_latency=${DB_LATENCY:-0}ms drain_rows=$DRAIN_ROWS drain_rate=$DRAIN_RATE drain_connections=$DRAIN_CONNECTIONS"
+        echo "settings: repeat=$REPEAT keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY rate=$RATES db_latency=${DB_LATENCY:-0}ms drain_rows=$DRAIN_ROWS drain_rate=$DRAIN_RATE drain_connections=$DRAIN_CONNECTIONS lag_rate=$LAG_RATE lag_connections=$LAG_CONNECTIONS"
         echo "cache state: every key read once after the preload (layers with Redis); cells then in the order $RUN_ORDER, clients ascending, each after its own warm-up"
         [ ${#EXTRA_SETTINGS[@]} = 0 ] || echo "server settings: ${EXTRA_SETTINGS[*]}"
         [ "$WRONG" = 0 ] || echo "TEST HOOK: --wrong-expectation (every read is expected to fail its check)"
@@ -1018,7 +1098,7 @@ main() {
     echo "layer,workload,ceiling" >"$OUT/bounds.csv"
     for n in "${layers[@]}"; do
         for w in $WORKLOADS; do
-            [ "$w" = drain ] || echo "${LAYER_NAMES[$n]},$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"
+            [ "$w" = drain ] || [ "$w" = lag ] || echo "${LAYER_NAMES[$n]},$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"
         done
     done
     describe_machine "$@"

@@ -30,6 +30,7 @@ const char CQRS_SQL_WRITE_SCHEMA[] =
     " command_id bigint NOT NULL REFERENCES commands (id),"
     " created_at timestamptz NOT NULL DEFAULT now(),"
     " published_at timestamptz);"
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS stream_id text;" /* set when published */
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (position) WHERE published_at IS NULL;"
     "CREATE TABLE IF NOT EXISTS relay_state ("
     " id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
@@ -53,6 +54,8 @@ const char CQRS_SQL_READ_SCHEMA[] =
     " position bigint NOT NULL DEFAULT 0,"
     " events_projected bigint NOT NULL DEFAULT 0,"
     " updated_at timestamptz NOT NULL DEFAULT now());"
+    "ALTER TABLE projector_checkpoint ADD COLUMN IF NOT EXISTS"
+    " stream_id text NOT NULL DEFAULT '0-0';" /* the last stream entry applied */
     "INSERT INTO projector_checkpoint (id) VALUES (1) ON CONFLICT DO NOTHING;"
     "CREATE TABLE IF NOT EXISTS read_flush ("
     " id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
@@ -85,8 +88,9 @@ const char CQRS_SQL_PROJECT_LOCK[] = "SELECT pg_advisory_xact_lock(7007)";
  * Applies a batch of events, each at most once: an event counts only when its position is
  * beyond its key's last_position (a duplicate, a replay after a crash, is a no-op). Events of
  * one key in one batch collapse into one row change (its newest value, write_count + their
- * number); created_at is the first event's time, kept afterwards. The checkpoint moves in the
- * same transaction, so the read model and the checkpoint never disagree.
+ * number); created_at is the first event's time, kept afterwards. The checkpoint (the highest
+ * position, and the last stream entry id, which only moves forward) moves in the same
+ * transaction, so the read model and the checkpoint never disagree.
  */
 const char CQRS_SQL_PROJECT[] =
     "WITH ev AS (SELECT DISTINCT ON (position) * FROM json_to_recordset($1::json) "
@@ -104,12 +108,35 @@ const char CQRS_SQL_PROJECT[] =
     "  WHERE r.last_position < EXCLUDED.last_position RETURNING 1) "
     "UPDATE projector_checkpoint SET "
     " position = GREATEST(position, COALESCE((SELECT max(position) FROM ev), 0)), "
-    " events_projected = events_projected + (SELECT count(*) FROM fresh), updated_at = now() "
+    " events_projected = events_projected + (SELECT count(*) FROM fresh), updated_at = now(), "
+    " stream_id = CASE WHEN $2::text IS NOT NULL AND "
+    "  (split_part($2, '-', 1)::numeric, split_part($2, '-', 2)::numeric) > "
+    "  (split_part(stream_id, '-', 1)::numeric, split_part(stream_id, '-', 2)::numeric) "
+    "  THEN $2 ELSE stream_id END "
     "RETURNING position::text";
 
 const char CQRS_SQL_OUTBOX_PAGE[] = "SELECT position::text, event_type, key, value, " TIMESTAMP_UTC(
     "created_at") ", command_id::text FROM outbox WHERE position > $1::bigint "
                   "ORDER BY outbox.position LIMIT $2::int";
+
+bool cqrs_stream_id_parse(const char *text, struct cqrs_stream_id *out)
+{
+    char *end;
+    if (text == NULL || *text < '0' || *text > '9')
+        return false;
+    out->ms = strtoull(text, &end, 10);
+    if (*end != '-' || end[1] < '0' || end[1] > '9')
+        return false;
+    out->seq = strtoull(end + 1, &end, 10);
+    return *end == '\0';
+}
+
+int cqrs_stream_id_cmp(const struct cqrs_stream_id *a, const struct cqrs_stream_id *b)
+{
+    if (a->ms != b->ms)
+        return a->ms < b->ms ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
 
 static const redisReply *field(const redisReply *fields, const char *name, size_t *len)
 {

@@ -12,7 +12,10 @@
  *
  * An event in the stream is one entry with the fields position, type, key, value, at
  * (RFC 3339 UTC) and command_id; the stream's own entry id is Redis's (the relay may publish
- * a late-committing event after a later position, see README "Ordering").
+ * a late-committing event after a later position, see README "Ordering"). The stream's order is
+ * the order the projector applies events in, so the relay stores each row's entry id in the
+ * outbox (outbox.stream_id) and the projector the last one it applied with its checkpoint
+ * (projector_checkpoint.stream_id): a consistency token waits for its own row's entry id.
  */
 #ifndef L7_CQRS_H
 #define L7_CQRS_H
@@ -29,15 +32,18 @@
 #define CQRS_READS_FLUSHING "l7:reads:flushing"
 #define CQRS_READS_GEN      "l7:reads:gen"
 #define CQRS_CHANNEL        "outbox"
+#define CQRS_LAG            "l7:lag" /* projection lag samples, microseconds (projector.c) */
+#define CQRS_LAG_SAMPLES    "100000" /* the newest kept */
 
 extern const char CQRS_SQL_WRITE_SCHEMA[];
 extern const char CQRS_SQL_READ_SCHEMA[];
 
 /* $1 key, $2 value, $3 'post' or 'put' -> position, event_type. */
 extern const char CQRS_SQL_COMMAND[];
-/* Wakes the relay when the command's transaction commits. */
+/* Wakes the relay; sent after commands commit, in a transaction of its own (handlers.c). */
 extern const char CQRS_SQL_NOTIFY[];
-/* $1 JSON array of events [{position,key,value,at}] -> the checkpoint after the batch. */
+/* $1 JSON array of events [{position,key,value,at}], $2 the stream entry id of the batch's last
+ * entry (NULL: the rebuild, which does not read the stream) -> the checkpoint after the batch. */
 extern const char CQRS_SQL_PROJECT[];
 /* The projector's lock: one applier of events at a time. */
 extern const char CQRS_SQL_PROJECT_LOCK[];
@@ -56,6 +62,19 @@ struct cqrs_event {
     const char *at;         /* when the command committed */
     const char *command_id; /* the command's id */
 };
+
+/* A Redis stream entry id, "ms-seq": the order the projector applies events in. */
+struct cqrs_stream_id {
+    unsigned long long ms;  /* Redis's clock when the entry was added */
+    unsigned long long seq; /* its number within that millisecond */
+};
+
+/* Parses "ms-seq". false when text is not one. */
+bool cqrs_stream_id_parse(const char *text, struct cqrs_stream_id *out)
+    __attribute__((warn_unused_result));
+
+/* <0, 0, >0 as a comes before, is, or comes after b in the stream. */
+int cqrs_stream_id_cmp(const struct cqrs_stream_id *a, const struct cqrs_stream_id *b);
 
 /* Parses one XREADGROUP entry ([id, [field, value, ...]]). false with *why when it is not an
  * event (a field missing or malformed). */

@@ -6,10 +6,12 @@
  * database, shaped for its job, and a projector (projector.c) carries the changes across, fed
  * by a relay (relay.c) that moves the outbox's events into a Redis stream.
  *
- *   POST /write     -> validate -> pool_batch(write db, ONE transaction, one round trip:
- *                      command + outbox event, NOTIFY outbox) -> 200 {event_id: position}
+ *   POST /write     -> validate -> pool_query(write db, ONE statement, one transaction:
+ *                      command + outbox event) -> 200 {event_id: position}
+ *                      -> NOTIFY outbox, after the commit, coalesced (notify_relay)
  *   PUT /write      -> the same, always a RecordUpdated
- *   GET /read/{key} -> validate -> token? wait (bounded) until the projector passed it
+ *   GET /read/{key} -> validate -> token? wait (bounded) until the projector has applied the
+ *                      stream entry its event was published as
  *                      -> Redis: count this read (HINCRBY) -> read db: the row -> 200
  *
  * What the naive version gets wrong, and this one does not:
@@ -73,16 +75,55 @@ struct write_flow {
     const char *message;       /* the reply's message (POST or PUT) */
 };
 
-static void on_committed(const struct pg_reply *replies, int count, enum pg_status status,
-                         void *arg)
+static void notify_relay(struct layer *layer);
+
+static void on_notified(const struct pg_reply *replies, int count, enum pg_status status,
+                        void *arg)
+{
+    struct layer *layer = arg;
+    (void)replies, (void)count, (void)status; /* lost: the relay's safety poll finds the rows */
+    layer->notify_in_flight = false;
+    if (layer->notify_owed)
+        notify_relay(layer);
+}
+
+/*
+ * Wakes the relay after commands committed: at most one NOTIFY in flight per process; a commit
+ * meanwhile owes one more, sent when it returns. Not in the command's transaction: a
+ * transaction that NOTIFYs takes a database-wide lock at its commit (PreCommit_Notify) and
+ * holds it until the commit is flushed, so every notifying command would commit, and wait for
+ * its WAL flush, one after another (no group commit): layer 1's throughput divided by eight.
+ * Here the NOTIFY commits on its own, asynchronously (nothing in it needs to be durable). A
+ * crash between a command's COMMIT and its NOTIFY only delays the event until the relay's
+ * RELAY_POLL_MS poll (tested).
+ */
+static void notify_relay(struct layer *layer)
+{
+    if (layer->notify_in_flight) {
+        layer->notify_owed = true;
+        return;
+    }
+    layer->notify_in_flight = true;
+    layer->notify_owed = false;
+    struct pg_batch notify = {.mode = PG_BATCH_TRANSACTION,
+                              .count = 2,
+                              .statements = {{"SET LOCAL synchronous_commit = off", 0, {NULL}},
+                                             {CQRS_SQL_NOTIFY, 0, {NULL}}},
+                              .cb = on_notified,
+                              .arg = layer};
+    pool_batch(layer->write_pool, &notify);
+}
+
+static void on_committed(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
-    (void)count;
-    if (status == PG_OK && PQntuples(replies[0].res) == 1) {
+    struct layer *layer = http_request_arg(flow->req);
+    if (status == PG_OK && PQntuples(res) == 1) {
         json_t *reply = json_pack("{s:b, s:s%, s:s, s:s}", "success", 1, "key", flow->body.key,
-                                  flow->body.key_len, "event_id", PQgetvalue(replies[0].res, 0, 0),
+                                  flow->body.key_len, "event_id", PQgetvalue(res, 0, 0),
                                   "message", flow->message);
         http_reply_json(flow->req, 200, reply);
+        notify_relay(layer);
     } else {
         records_reply_failure(flow->req, status == PG_OK ? PG_ERROR : status);
     }
@@ -90,7 +131,7 @@ static void on_committed(const struct pg_reply *replies, int count, enum pg_stat
     free(flow);
 }
 
-/* The command, its event and the relay's wake-up: one transaction, one round trip. */
+/* The command and its event: one statement, so one transaction, one round trip. */
 static void submit_command(struct http_request *req, struct layer *layer, const char *kind,
                            const char *message)
 {
@@ -101,13 +142,9 @@ static void submit_command(struct http_request *req, struct layer *layer, const 
     flow->req = req;
     flow->body = body;
     flow->message = message;
-    struct pg_batch command = {.mode = PG_BATCH_TRANSACTION,
-                               .count = 2,
-                               .statements = {{CQRS_SQL_COMMAND, 3, {body.key, body.value, kind}},
-                                              {CQRS_SQL_NOTIFY, 0, {NULL}}},
-                               .cb = on_committed,
-                               .arg = flow};
-    pool_batch(layer->write_pool, &command);
+    struct pg_call command = {
+        {CQRS_SQL_COMMAND, 3, {body.key, body.value, kind}}, on_committed, flow};
+    pool_query(layer->write_pool, &command);
 }
 
 void handle_write(struct http_request *req, void *arg)
@@ -128,6 +165,8 @@ struct read_flow {
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
     long long after;          /* the consistency token (0: none) */
+    bool published;           /* its event's stream entry id is known: */
+    struct cqrs_stream_id id; /* that id (the read waits until the projector applied it) */
     long long deadline_ms;    /* when a token wait gives up (monotonic) */
     bool counted;             /* Redis counted this read (else read_count is the stored one) */
     long long unflushed;      /* this key's reads in l7:reads, this one included */
@@ -168,15 +207,12 @@ static long long column_ll(const PGresult *res, int col)
 static void on_loaded(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *flow = arg;
-    struct layer *layer = http_request_arg(flow->req);
     if (status != PG_OK || PQntuples(res) != 1 || PQnfields(res) != 7) {
         records_reply_failure(flow->req, status == PG_OK ? PG_ERROR : status);
         free_read_flow(flow);
         return;
     }
     long long checkpoint = column_ll(res, 6);
-    if (checkpoint > layer->checkpoint)
-        layer->checkpoint = checkpoint;
     json_t *reply;
     if (PQgetisnull(res, 0, 0)) {
         reply = record_read_reply(NULL, flow->key, flow->key_len);
@@ -235,7 +271,25 @@ static void count_and_load(struct read_flow *flow)
     redis_command(layer->redis, on_counted, flow, 7, argv, lens);
 }
 
-/* ---- consistency tokens: reads that wait for the projector ---- */
+/* ---- consistency tokens: reads that wait for the projector ----
+ *
+ * Positions are taken at insert time, transactions commit in another order: "the projector's
+ * highest position >= N" does not mean N was applied (a later position may have committed,
+ * been published and applied first). What the projector applies in order is the stream, so a
+ * token read waits for its own event's stream entry id (the relay stores it in the outbox when
+ * it marks the row published; NULL: not published yet) and until the projector's last applied
+ * entry id (stored with its checkpoint) has reached it. Causality holds: an event committed
+ * before command N began has a smaller position and is visible in every snapshot N is, so the
+ * relay publishes it no later than N, under a smaller entry id. One poll looks up the ids of
+ * every waiting read at once, and the projector's id, every READ_POLL_MS. */
+
+/* $1 positions "{3,7}" -> those published, with their stream entry ids. */
+static const char PUBLISHED_SQL[] = "SELECT position::text, stream_id FROM outbox "
+                                    "WHERE position = ANY($1::bigint[]) AND stream_id IS NOT NULL";
+
+static const char APPLIED_SQL[] = "SELECT stream_id FROM projector_checkpoint WHERE id = 1";
+
+static void poll_checkpoint(evutil_socket_t fd, short what, void *arg);
 
 static void arm_poll(struct layer *layer)
 {
@@ -245,14 +299,19 @@ static void arm_poll(struct layer *layer)
     }
 }
 
-/* Starts the waiting reads the checkpoint has passed, and answers those out of time. */
+static bool applied(const struct layer *layer, const struct read_flow *flow)
+{
+    return flow->published && cqrs_stream_id_cmp(&flow->id, &layer->applied) <= 0;
+}
+
+/* Starts the waiting reads the projector has passed, and answers those out of time. */
 static void release_waiting(struct layer *layer, bool giving_up)
 {
     long long now = monotonic_ms();
     struct read_flow **link = &layer->waiting, *last = NULL;
     while (*link != NULL) {
         struct read_flow *flow = *link;
-        bool ready = flow->after <= layer->checkpoint;
+        bool ready = applied(layer, flow);
         if (!ready && !giving_up && now < flow->deadline_ms) {
             last = flow;
             link = &flow->next;
@@ -270,20 +329,45 @@ static void release_waiting(struct layer *layer, bool giving_up)
         }
     }
     layer->waiting_tail = last;
-    if (layer->waiting != NULL)
+}
+
+/* Both queries of a poll answered: release, then poll again (at once if reads came). */
+static void poll_done(struct layer *layer)
+{
+    if (--layer->poll_pending > 0)
+        return;
+    free(layer->poll_tokens);
+    layer->poll_tokens = NULL;
+    layer->polling = false;
+    release_waiting(layer, false);
+    if (layer->waiting == NULL || layer->poll_timer == NULL)
+        return;
+    if (layer->poll_again)
+        poll_checkpoint(-1, 0, layer);
+    else
         arm_poll(layer);
 }
 
-static void on_polled(PGresult *res, enum pg_status status, void *arg)
+static void on_published(PGresult *res, enum pg_status status, void *arg)
 {
     struct layer *layer = arg;
-    layer->polling = false;
-    if (status == PG_OK && PQntuples(res) == 1) {
-        long long checkpoint = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        if (checkpoint > layer->checkpoint)
-            layer->checkpoint = checkpoint;
+    for (int i = 0; status == PG_OK && i < PQntuples(res); i++) {
+        long long position = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        for (struct read_flow *flow = layer->waiting; flow != NULL; flow = flow->next)
+            if (flow->after == position && !flow->published)
+                flow->published = cqrs_stream_id_parse(PQgetvalue(res, i, 1), &flow->id);
     }
-    release_waiting(layer, false);
+    poll_done(layer);
+}
+
+static void on_applied(PGresult *res, enum pg_status status, void *arg)
+{
+    struct layer *layer = arg;
+    struct cqrs_stream_id id;
+    if (status == PG_OK && PQntuples(res) == 1 && cqrs_stream_id_parse(PQgetvalue(res, 0, 0), &id) &&
+        cqrs_stream_id_cmp(&id, &layer->applied) > 0)
+        layer->applied = id;
+    poll_done(layer);
 }
 
 static void poll_checkpoint(evutil_socket_t fd, short what, void *arg)
@@ -291,13 +375,29 @@ static void poll_checkpoint(evutil_socket_t fd, short what, void *arg)
     struct layer *layer = arg;
     (void)fd, (void)what;
     if (layer->polling) {
-        arm_poll(layer);
+        layer->poll_again = true;
         return;
     }
     layer->polling = true;
-    struct pg_call poll = {
-        {"SELECT position FROM projector_checkpoint", 0, {NULL}}, on_polled, layer};
-    pool_query(layer->read_pool, &poll);
+    layer->poll_again = false;
+    size_t unknown = 0;
+    for (struct read_flow *flow = layer->waiting; flow != NULL; flow = flow->next)
+        unknown += !flow->published;
+    layer->poll_pending = unknown > 0 ? 2 : 1; /* before the calls: a pool may answer at once */
+    if (unknown > 0) { /* "{3,7}": each token at most 20 digits and a comma */
+        size_t cap = unknown * 21 + 3, used = 0;
+        layer->poll_tokens = xmalloc(cap);
+        layer->poll_tokens[used++] = '{';
+        for (struct read_flow *flow = layer->waiting; flow != NULL; flow = flow->next)
+            if (!flow->published)
+                used += (size_t)snprintf(layer->poll_tokens + used, cap - used, "%s%lld",
+                                         used > 1 ? "," : "", flow->after);
+        snprintf(layer->poll_tokens + used, cap - used, "}");
+        struct pg_call ids = {{PUBLISHED_SQL, 1, {layer->poll_tokens}}, on_published, layer};
+        pool_query(layer->write_pool, &ids);
+    }
+    struct pg_call checkpoint = {{APPLIED_SQL, 0, {NULL}}, on_applied, layer};
+    pool_query(layer->read_pool, &checkpoint);
 }
 
 /* The token from X-Consistency-Token or ?after=: 0 when none, -1 (after a 422) when bad. */
@@ -347,7 +447,7 @@ void handle_read(struct http_request *req, void *arg)
     flow->key = key;
     flow->key_len = key_len;
     flow->after = after;
-    if (after <= layer->checkpoint) {
+    if (after == 0) {
         count_and_load(flow);
         return;
     }
@@ -364,7 +464,7 @@ void handle_read(struct http_request *req, void *arg)
         layer->waiting = flow;
     layer->waiting_tail = flow;
     layer->waiting_count++;
-    arm_poll(layer);
+    poll_checkpoint(-1, 0, layer); /* at once (or right after the poll in flight) */
 }
 
 void handlers_start(struct layer *layer)
@@ -379,6 +479,7 @@ void handlers_stop(struct layer *layer)
     release_waiting(layer, true);
     event_free(layer->poll_timer);
     layer->poll_timer = NULL;
+    /* A poll in flight ends in poll_done, which frees poll_tokens and arms nothing now. */
 }
 
 /* ---- health ---- */

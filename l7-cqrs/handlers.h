@@ -4,6 +4,7 @@
 #ifndef L7_HANDLERS_H
 #define L7_HANDLERS_H
 
+#include "cqrs.h"
 #include "pool.h"
 #include "pool_config.h"
 
@@ -32,12 +33,17 @@ struct layer {
     struct redis *redis;            /* read counts, stream and dead-letter lengths */
     struct schema_task *schemas[2]; /* start-up table creation: write, read */
     int schemas_ready;              /* schemas created so far */
-    long long checkpoint;           /* highest projector checkpoint seen (only grows) */
+    bool notify_in_flight;          /* a NOTIFY outbox is on its way to the write database */
+    bool notify_owed;               /* a command committed since it left: send one more */
+    struct cqrs_stream_id applied;  /* the projector's last applied stream entry, as last seen */
     struct read_flow *waiting;      /* token reads waiting for the projector, oldest first */
     struct read_flow *waiting_tail; /* the newest one */
     long waiting_count;             /* entries in that list */
     struct event *poll_timer;       /* polls the checkpoint while reads wait */
-    bool polling;                   /* a checkpoint query is in flight */
+    bool polling;                   /* a poll (one or two queries) is in flight */
+    bool poll_again;                /* a read came during it: poll again at once */
+    int poll_pending;               /* the poll's replies still to come */
+    char *poll_tokens;              /* the tokens it looks up, "{3,7}" (alive until its reply) */
 };
 
 void handle_write(struct http_request *req, void *arg);

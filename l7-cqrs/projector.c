@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Moves l7:reads aside as the next generation (unless a flush is unfinished), returns
  * {generation, [key, count, ...]}. ARGV[1]: the generation the database has stored, a floor
@@ -326,17 +327,80 @@ static char *events_json(struct projector *p, size_t from, size_t to, size_t *n)
 struct apply_call {
     struct projector *p; /* whose batch */
     char *json;          /* the statement's parameter */
+    size_t from, to;     /* the entries applied: [from, to) */
 };
+
+/* Microseconds since the epoch of an event's "at" (YYYY-MM-DDTHH:MM:SS.ffffffZ, UTC); -1 when
+ * it is not one. */
+static long long at_us(const char *at)
+{
+    struct tm tm = {0};
+    long us;
+    if (at == NULL || sscanf(at, "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ", &tm.tm_year, &tm.tm_mon,
+                             &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &us) != 7)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (long long)timegm(&tm) * 1000000 + us;
+}
+
+static void on_lag_recorded(redisReply *reply, void *arg)
+{
+    (void)reply, (void)arg; /* a lost sample is a lost sample: nothing depends on it */
+}
+
+/*
+ * The projection lag of the events just committed, one sample each (microseconds from the
+ * event's `at`, the command transaction's now(), to this COMMIT's acknowledgement, on the wall
+ * clock both databases' host shares), appended to CQRS_LAG, which keeps the last
+ * CQRS_LAG_SAMPLES. The benchmark's `lag` workload reads it. A duplicate delivery (a replay)
+ * is sampled too: its lag is its real age.
+ */
+static void record_lag(struct projector *p, size_t from, size_t to)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    const char **argv = xcalloc(to - from + 2, sizeof *argv);
+    size_t *lens = xcalloc(to - from + 2, sizeof *lens);
+    char(*numbers)[24] = xcalloc(to - from, sizeof *numbers);
+    int argc = 2;
+    argv[0] = "RPUSH", argv[1] = CQRS_LAG;
+    for (size_t i = from; i < to; i++) {
+        const struct entry *e = &p->entries[i];
+        long long at = e->event != NULL && e->error == NULL
+                           ? at_us(json_string_value(json_object_get(e->event, "at")))
+                           : -1;
+        if (at < 0)
+            continue;
+        char *n = numbers[argc - 2];
+        snprintf(n, sizeof numbers[0], "%lld", now_us - at);
+        argv[argc++] = n;
+    }
+    for (int a = 0; a < argc; a++)
+        lens[a] = strlen(argv[a]);
+    if (argc > 2) {
+        redis_command(p->redis, on_lag_recorded, NULL, argc, argv, lens);
+        const char *trim[] = {"LTRIM", CQRS_LAG, "-" CQRS_LAG_SAMPLES, "-1"};
+        size_t trim_lens[] = {5, strlen(CQRS_LAG), strlen(trim[2]), 2};
+        redis_command(p->redis, on_lag_recorded, NULL, 4, trim, trim_lens);
+    }
+    free(numbers);
+    free(lens);
+    free(argv);
+}
 
 static void on_applied(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
 {
     struct apply_call *call = arg;
     struct projector *p = call->p;
+    size_t from = call->from, to = call->to;
     free(call->json);
     free(call);
     if (status == PG_OK) {
         backoff_reset(&p->backoff);
         p->applied++;
+        record_lag(p, from, to);
         if (p->one_by_one) { /* this one is in, on to the next */
             p->single++;
             apply(p);
@@ -394,10 +458,15 @@ static void apply(struct projector *p)
     struct apply_call *call = xcalloc(1, sizeof *call);
     call->p = p;
     call->json = json;
+    call->from = from;
+    call->to = to;
+    /* The checkpoint's stream id: the last entry of these (entries come in stream order). */
+    const char *last = p->entries[to - 1].id;
     struct pg_batch batch = {
         .mode = PG_BATCH_TRANSACTION,
         .count = 2,
-        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}}, {CQRS_SQL_PROJECT, 1, {call->json}}},
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
+                       {CQRS_SQL_PROJECT, 2, {call->json, last}}},
         .cb = on_applied,
         .arg = call};
     pool_batch(p->read_pool, &batch);
@@ -629,7 +698,8 @@ static void on_rebuild_rows(PGresult *res, enum pg_status status, void *arg)
     struct pg_batch batch = {
         .mode = PG_BATCH_TRANSACTION,
         .count = 2,
-        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}}, {CQRS_SQL_PROJECT, 1, {call->json}}},
+        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
+                       {CQRS_SQL_PROJECT, 2, {call->json, NULL}}},
         .cb = on_rebuild_applied,
         .arg = call};
     pool_batch(p->read_pool, &batch);

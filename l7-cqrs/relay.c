@@ -3,8 +3,13 @@
  * stream l7:events, and marks them published.
  *
  *   woken (NOTIFY outbox, or the RELAY_POLL_MS safety poll) -> SELECT the oldest unpublished
- *   rows (RELAY_BATCH) -> XADD each to l7:events (pipelined) -> UPDATE outbox SET published_at
+ *   rows (RELAY_BATCH) -> XADD each to l7:events (pipelined) -> UPDATE outbox SET published_at,
+ *   stream_id (the entry id each row got: what a consistency token waits for)
  *   -> again at once if the batch was full, else sleep until woken
+ *
+ * The API sends NOTIFY after its commands commit, coalesced, not in their transactions (see
+ * handlers.c, notify_relay): a lost NOTIFY (the API crashed after a COMMIT) costs at most one
+ * RELAY_POLL_MS of delay, never the event.
  *
  * Why an outbox: the API cannot make "commit the command" and "publish the event" one atomic
  * step across two systems (PostgreSQL and Redis). It can make both one transaction in
@@ -49,10 +54,13 @@ static const char UNPUBLISHED_SQL[] =
         "created_at") ", command_id::text FROM outbox WHERE published_at IS NULL "
                       "ORDER BY outbox.position LIMIT $1::int";
 
-/* $1 positions ("{1,2,3}") -> marked, and counted once each in relay_state. */
+/* $1 positions ("{1,2,3}"), $2 their stream entry ids, in the same order -> marked, each row
+ * with the id it was published under (what a consistency token waits for), and counted once
+ * each in relay_state. */
 static const char MARK_SQL[] =
-    "WITH m AS (UPDATE outbox SET published_at = now() "
-    " WHERE position = ANY($1::bigint[]) AND published_at IS NULL RETURNING 1) "
+    "WITH m AS (UPDATE outbox o SET published_at = now(), stream_id = p.id "
+    " FROM unnest($1::bigint[], $2::text[]) AS p(position, id) "
+    " WHERE o.position = p.position AND o.published_at IS NULL RETURNING 1) "
     "UPDATE relay_state SET published = published + (SELECT count(*) FROM m)";
 
 enum relay_state {
@@ -83,6 +91,8 @@ struct relay {
     bool woken;                   /* woken while busy: look again when done */
     bool stopping;                /* a stop signal: exit after the step in hand */
     char *positions;              /* the batch's positions, "{1,2,3}" */
+    char *ids;                    /* their stream entry ids, "{1-0,1-1,2-0}" (in XADD order) */
+    size_t ids_used;              /* bytes of ids written so far */
     int rows;                     /* rows in the batch */
     int pending;                  /* XADD replies still to come */
     bool failed;                  /* one of them failed */
@@ -115,10 +125,17 @@ static void arm(struct relay *r, long ms)
 }
 
 /* The step in hand is over: sleep, exit, or go on. */
-static void finish_step(struct relay *r, bool full)
+static void free_batch(struct relay *r)
 {
     free(r->positions);
     r->positions = NULL;
+    free(r->ids);
+    r->ids = NULL;
+}
+
+static void finish_step(struct relay *r, bool full)
+{
+    free_batch(r);
     r->state = RELAY_IDLE;
     if (r->stopping) {
         process_exit(r->process, 0);
@@ -136,8 +153,7 @@ static void fail_step(struct relay *r, const char *why)
     long wait = backoff_next(&r->backoff);
     if (wait == BACKOFF_MIN_MS)
         LOG_WARN("relay: %s; retrying with backoff", why);
-    free(r->positions);
-    r->positions = NULL;
+    free_batch(r);
     r->state = RELAY_BACKOFF;
     if (r->stopping) {
         process_exit(r->process, 0);
@@ -146,10 +162,11 @@ static void fail_step(struct relay *r, const char *why)
     arm(r, wait);
 }
 
-static void on_marked(PGresult *res, enum pg_status status, void *arg)
+static void on_marked(const struct pg_reply *replies, int count, enum pg_status status,
+                      void *arg)
 {
     struct relay *r = arg;
-    (void)res;
+    (void)replies, (void)count;
     if (status != PG_OK) {
         fail_step(r, "marking published rows failed (they will be published again)");
         return;
@@ -163,17 +180,31 @@ static void on_marked(PGresult *res, enum pg_status status, void *arg)
 static void on_added(redisReply *reply, void *arg)
 {
     struct relay *r = arg;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+    struct cqrs_stream_id id;
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING || !cqrs_stream_id_parse(reply->str, &id))
         r->failed = true;
+    else /* replies come in XADD order, the positions' order; an id is at most 41 bytes */
+        r->ids_used += (size_t)snprintf(r->ids + r->ids_used, (size_t)r->rows * 42 + 3 - r->ids_used,
+                                        "%s%s", r->ids_used > 1 ? "," : "", reply->str);
     if (--r->pending > 0)
         return;
     if (r->failed) {
         fail_step(r, "XADD to " CQRS_STREAM " failed (Redis unavailable?)");
         return;
     }
+    snprintf(r->ids + r->ids_used, (size_t)r->rows * 42 + 3 - r->ids_used, "}");
     r->state = RELAY_MARKING;
-    struct pg_call mark = {{MARK_SQL, 1, {r->positions}}, on_marked, r};
-    pool_query(r->pool, &mark);
+    /* Committed without waiting for its WAL flush: a mark lost in a crash of the write database
+     * only makes the relay publish those rows again (the projector refuses the copies, and a
+     * token then waits for the later copy's id), so it need not cost a flush per step, taken
+     * from the commands' group commits. */
+    struct pg_batch mark = {.mode = PG_BATCH_TRANSACTION,
+                            .count = 2,
+                            .statements = {{"SET LOCAL synchronous_commit = off", 0, {NULL}},
+                                           {MARK_SQL, 2, {r->positions, r->ids}}},
+                            .cb = on_marked,
+                            .arg = r};
+    pool_batch(r->pool, &mark);
 }
 
 static void on_rows(PGresult *res, enum pg_status status, void *arg)
@@ -197,6 +228,9 @@ static void on_rows(PGresult *res, enum pg_status status, void *arg)
         used += (size_t)snprintf(r->positions + used, cap - used, "%s%s", i ? "," : "",
                                  PQgetvalue(res, i, 0));
     snprintf(r->positions + used, cap - used, "}");
+    r->ids = xmalloc((size_t)r->rows * 42 + 3);
+    r->ids[0] = '{';
+    r->ids_used = 1;
     r->state = RELAY_PUBLISHING;
     r->pending = r->rows;
     r->failed = false;
@@ -320,7 +354,7 @@ static void stop(void *arg)
         event_free(r->timer);
     redis_free(r->redis);
     pool_free(r->pool);
-    free(r->positions);
+    free_batch(r);
 }
 
 int main(int argc, char **argv)
