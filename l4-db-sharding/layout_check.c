@@ -36,7 +36,8 @@ struct layout_check {
     int count;                 /* shards in the current layout */
     int agreeing;              /* how many have agreed */
     int asked;                 /* queries under way */
-    bool decided;              /* agreed or refused was called */
+    bool decided;              /* agreed, or a refusal found (reported once nothing is asked) */
+    char why[640];             /* the refusal, "" if none */
     bool freed;                /* layout_check_free ran while queries were under way */
     struct shard_check *parts; /* one per shard */
 };
@@ -51,10 +52,22 @@ static bool record_fits(const struct shard_set *shards, int s, const char *layou
            shard_set_was_previous_shard(shards, s, recorded);
 }
 
+/* Tells the refusal once no query is under way: the program exits on it, and a query still
+ * under way would leave its pool's memory behind. */
+static void tell_refusal(struct layout_check *check)
+{
+    if (check->why[0] != '\0' && check->asked == 0) {
+        char why[sizeof check->why];
+        memcpy(why, check->why, sizeof why);
+        check->why[0] = '\0';
+        check->refused(why, check->arg);
+    }
+}
+
 static void refuse(struct layout_check *check, int s, const char *layout, int recorded)
 {
-    char why[640];
-    snprintf(why, sizeof why,
+    char *why = check->why;
+    snprintf(why, sizeof check->why,
              "shard_%d was filled as shard %d of the layout %s, but SHARD_URLS and "
              "SHARD_STRATEGY make it shard %d of %s: keys would be looked for on the wrong "
              "shards. Start with the settings it was filled with, move the keys to the new "
@@ -62,7 +75,7 @@ static void refuse(struct layout_check *check, int s, const char *layout, int re
              "(./layers reset l4)",
              s, recorded, layout, s, shard_map_describe(shard_set_map(check->shards)));
     check->decided = true;
-    check->refused(why, check->arg);
+    tell_refusal(check);
 }
 
 static void on_record(PGresult *res, enum pg_status status, void *arg)
@@ -76,9 +89,13 @@ static void on_record(PGresult *res, enum pg_status status, void *arg)
             free(check->parts), free(check);
         return;
     }
+    if (check->decided) { /* agreed already, or a refusal waiting for this answer */
+        tell_refusal(check);
+        return;
+    }
     /* Not answered (or, when two servers record at once, the other's row not visible yet):
      * asked again on the next retry. */
-    if (status != PG_OK || check->decided || PQntuples(res) != 1)
+    if (status != PG_OK || PQntuples(res) != 1)
         return;
     const char *layout = PQgetvalue(res, 0, 0);
     int recorded = atoi(PQgetvalue(res, 0, 1));
