@@ -8,6 +8,7 @@
 #include "handlers.h"
 
 #include "http.h"
+#include "openapi_document.h"
 #include "metrics.h"
 #include "pool_config.h"
 #include "records.h"
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = NULL,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -8,6 +8,7 @@
 #include "handlers.h"
 
 #include "http.h"
+#include "openapi_document.h"
 #include "metrics.h"
 #include "pool_config.h"
 #include "records.h"
@@ -74,6 +75,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -12,6 +12,7 @@
 #include "cache_aside.h"
 #include "cache_floor.h"
 #include "http.h"
+#include "openapi_document.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool_config.h"
@@ -112,6 +113,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -11,6 +11,7 @@
 #include "cache_aside.h"
 #include "clock.h"
 #include "http.h"
+#include "openapi_document.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool_config.h"
@@ -152,6 +153,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

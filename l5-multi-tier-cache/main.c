@@ -9,6 +9,7 @@
 
 #include "cache_aside.h"
 #include "http.h"
+#include "openapi_document.h"
 #include "l1_cache.h"
 #include "metrics.h"
 #include "pool_config.h"
@@ -127,6 +128,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -10,6 +10,7 @@
 
 #include "cqrs.h"
 #include "http.h"
+#include "openapi_document.h"
 #include "metrics.h"
 #include "pool_config.h"
 #include "redis.h"
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }
