@@ -8,8 +8,8 @@
 #include "handlers.h"
 
 #include "http.h"
-#include "openapi_document.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "schema.h"

@@ -9,9 +9,9 @@
 
 #include "cache_aside.h"
 #include "http.h"
-#include "openapi_document.h"
 #include "l1_cache.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "redis.h"

@@ -10,8 +10,8 @@
 
 #include "cqrs.h"
 #include "http.h"
-#include "openapi_document.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "redis.h"
 #include "schema.h"

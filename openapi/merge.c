@@ -9,15 +9,24 @@
  * (OUT.c defines `layer_openapi_json`, see openapi_document.h) and no copy of the common part
  * is kept anywhere in the source. Merge rule, applied recursively from the top:
  *   - an object member present in both: both objects are merged;
- *   - anything else present in the layer (a string, a number, an array): the layer's wins;
- *   - a member that is null in the layer: removed from the result.
+ *   - anything else present in the layer (a string, a number, an array, null): the layer's wins;
+ *   - an object of the layer with `"x-merge": "replace"` replaces the common one whole (without
+ *     that marker): layer 4's write message is a pattern instead of the common enum.
  * Arrays are replaced, not appended, so that a layer restates a schema's whole `required` list:
  * reading a layer's file then tells everything its replies must hold.
  * OUT.json is the same document as a file, for the linter and for readers.
  */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static bool replaces(json_t *value)
+{
+    json_t *marker = json_object_get(value, "x-merge");
+    return json_is_string(marker) && strcmp(json_string_value(marker), "replace") == 0;
+}
 
 static void merge_into(json_t *base, json_t *layer)
 {
@@ -25,12 +34,15 @@ static void merge_into(json_t *base, json_t *layer)
     json_t *value;
     json_object_foreach(layer, name, value) {
         json_t *mine = json_object_get(base, name);
-        if (json_is_null(value))
-            json_object_del(base, name);
-        else if (json_is_object(value) && json_is_object(mine))
+        if (json_is_object(value) && json_is_object(mine) && !replaces(value)) {
             merge_into(mine, value);
-        else
+        } else if (json_is_object(value) && replaces(value)) {
+            json_t *copy = json_deep_copy(value);
+            json_object_del(copy, "x-merge");
+            json_object_set_new(base, name, copy);
+        } else {
             json_object_set(base, name, value);
+        }
     }
 }
 

@@ -13,6 +13,7 @@
  * which is what replicas avoid; the outage tests here are its replicated counterparts.
  */
 #include "contract_tests.h"
+#include "openapi_tests.h"
 #include "check_run.h"
 
 #include <signal.h>
@@ -522,6 +523,8 @@ int main(void)
 
     Suite *suite = suite_create("3-read-replicas");
     suite_add_tcase(suite, contract_tcase());
+    suite_add_tcase(suite, openapi_tcase());
+    suite_add_tcase(suite, api_docs_tcase());
     TCase *own =
         check_tcase("replicas", clean, stop_server, 120,
                     (const TTest *const[]){

@@ -11,6 +11,7 @@
  * sharded counterpart.
  */
 #include "contract_tests.h"
+#include "openapi_tests.h"
 #include "check_run.h"
 #include "shard_map.h"
 
@@ -428,6 +429,8 @@ int main(void)
 
     Suite *suite = suite_create("4-db-sharding");
     suite_add_tcase(suite, contract_tcase());
+    suite_add_tcase(suite, openapi_tcase());
+    suite_add_tcase(suite, api_docs_tcase());
     TCase *own = check_tcase(
         "sharding", clean, stop_server, 300,
         (const TTest *const[]){keys_land_on_their_shard_modulo, keys_land_on_their_shard_jump,

@@ -5,6 +5,7 @@
 #include "layer_suite.h"
 
 #include "check_run.h"
+#include "openapi_tests.h"
 #include "resilience_tests.h"
 
 int layer_suite_run(const struct contract_target *t, TCase *layer_tests)
@@ -19,6 +20,8 @@ int layer_suite_run_without(const struct contract_target *t, TCase *layer_tests,
     Suite *suite = suite_create(t->layer);
     suite_add_tcase(suite, contract_tcase_without(contract_skip));
     suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
+    suite_add_tcase(suite, openapi_tcase());
+    suite_add_tcase(suite, api_docs_tcase());
     suite_add_tcase(suite, layer_tests);
     int failed = check_run(suite, CK_FORK_GETENV);
     tk_pg_destroy(t->pg);
