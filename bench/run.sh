@@ -305,6 +305,19 @@ progress() {
         $((left / 60)) $((left % 60)) "$*" >&2
 }
 
+# Warns when other work competes for the machine before the run starts (a load average of half
+# the cores or more): the figures would then measure the competition as much as the layers, and
+# must not be compared with committed results measured on a quieter machine.
+warn_if_loaded() {
+    local load cores
+    load=$(cut -d' ' -f1 /proc/loadavg) cores=$(nproc)
+    if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l >= c / 2) }'; then
+        progress "WARNING: load average $load on $cores cores before the run: other work is" \
+            "competing, so these figures are not comparable with committed results measured on a" \
+            "quieter machine (each result folder's machine.txt and results.csv record the load)"
+    fi
+}
+
 # ---- measurements ----
 
 # Runs loadgen; prints its RESULT line's values as "name=value ..." and appends its output to
@@ -999,6 +1012,7 @@ main() {
         for n in "${layers[@]}"; do plan "$(layer_plan "$n")"; done
     done
     progress "layers: $(for n in "${layers[@]}"; do printf '%s ' "${LAYER_NAMES[$n]}"; done)x $REPEAT rounds -> ${OUT#"$ROOT"/}"
+    warn_if_loaded
     for round in $(seq 1 "$REPEAT"); do
         ROUND=$round
         for ((k = 0; k < ${#items[@]}; k++)); do

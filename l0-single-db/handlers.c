@@ -12,6 +12,7 @@
 
 #include "connect_per_request.h"
 
+#include "health.h"
 #include "http.h"
 #include "record.h"
 #include "records.h"
@@ -104,11 +105,10 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct http_request *req = arg;
     struct layer *layer = http_request_arg(req);
     (void)res;
-    bool db = status == PG_OK;
-    http_reply_json(req, db ? 200 : 503,
-                    json_pack("{s:s, s:s, s:s}", "status", db ? "healthy" : "unhealthy", "layer",
-                              server_spec(layer->server)->layer, "database",
-                              db ? "healthy" : "unavailable"));
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", status == PG_OK, HEALTH_REQUIRED);
+    health_reply(req, &health);
 }
 
 void handle_health(struct http_request *req, void *arg)

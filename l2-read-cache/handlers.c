@@ -15,6 +15,7 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "health.h"
 #include "http.h"
 #include "metrics.h"
 #include "record.h"
@@ -194,13 +195,11 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct http_request *req = arg;
     struct layer *layer = http_request_arg(req);
     (void)res;
-    bool db = status == PG_OK, cache = cache_aside_available(layer->cache);
-    const char *overall = !db ? "unhealthy" : cache ? "healthy" : "degraded";
-    http_reply_json(req, db ? 200 : 503,
-                    json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                              server_spec(layer->server)->layer, "database",
-                              db ? "healthy" : "unavailable", "cache",
-                              cache ? "healthy" : "unavailable"));
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", status == PG_OK, HEALTH_REQUIRED);
+    health_member(&health, "cache", cache_aside_available(layer->cache), HEALTH_OPTIONAL);
+    health_reply(req, &health);
 }
 
 void handle_health(struct http_request *req, void *arg)

@@ -27,6 +27,7 @@
 
 #include "cache_aside.h"
 #include "cache_floor.h"
+#include "health.h"
 #include "http.h"
 #include "metrics.h"
 #include "record.h"
@@ -227,24 +228,23 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct http_request *req = arg;
     struct layer *layer = http_request_arg(req);
     (void)res;
-    bool primary = status == PG_OK, cache = cache_aside_available(layer->cache), replicas = true;
-    json_t *health = json_object();
+    bool primary = status == PG_OK, replicas = true;
+    /* Without the primary nothing can be written: unhealthy (replicas still serve reads).
+     * Without a replica or the cache, everything is served, with less headroom: degraded.
+     * "replica" (the Python version's one replica) is healthy when every replica is; the
+     * per-replica members say which one is not. */
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", primary, HEALTH_REQUIRED);
+    health_member(&health, "primary", primary, HEALTH_REQUIRED);
     for (int i = 0; i < replica_router_count(layer->router); i++) {
         bool up = replica_router_healthy(layer->router, i);
         replicas = replicas && up;
-        json_object_set_new(health, replica_router_name(layer->router, i),
-                            json_string(up ? "healthy" : "unavailable"));
+        health_set(health.body, replica_router_name(layer->router, i), up);
     }
-    /* Without the primary nothing can be written: unhealthy (replicas still serve reads).
-     * Without a replica or the cache, everything is served, with less headroom: degraded. */
-    const char *overall = !primary ? "unhealthy" : replicas && cache ? "healthy" : "degraded";
-    json_t *top = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer", server_spec(layer->server)->layer,
-        "database", primary ? "healthy" : "unavailable", "primary",
-        primary ? "healthy" : "unavailable", "cache", cache ? "healthy" : "unavailable");
-    json_object_update(top, health);
-    json_decref(health);
-    http_reply_json(req, primary ? 200 : 503, top);
+    health_member(&health, "replica", replicas, HEALTH_OPTIONAL);
+    health_member(&health, "cache", cache_aside_available(layer->cache), HEALTH_OPTIONAL);
+    health_reply(req, &health);
 }
 
 void handle_health(struct http_request *req, void *arg)

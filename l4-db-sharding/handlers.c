@@ -19,6 +19,7 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "health.h"
 #include "http.h"
 #include "metrics.h"
 #include "record.h"
@@ -230,21 +231,21 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
     int up = 0;
     for (int i = 0; i < count; i++)
         up += answers[i].status == PG_OK;
-    bool cache = cache_aside_available(layer->cache);
     /* Some shards down: their keys fail, the others are served (degraded); none: unhealthy.
-     * "database" keeps the contract's two values: healthy only when every shard is. */
-    const char *overall = up == 0 ? "unhealthy" : up == count && cache ? "healthy" : "degraded";
-    json_t *health = json_pack("{s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                               server_spec(layer->server)->layer, "database",
-                               up == count ? "healthy" : "unavailable", "cache",
-                               cache ? "healthy" : "unavailable");
+     * "database" keeps the contract's two values: healthy only when every shard is. Each
+     * shard is both in "shards" (the Python version's object) and a member of its own. */
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", up == count, up == 0 ? HEALTH_REQUIRED : HEALTH_OPTIONAL);
+    health_member(&health, "cache", cache_aside_available(layer->cache), HEALTH_OPTIONAL);
+    json_t *shards = health_group(&health, "shards");
     for (int i = 0; i < count; i++) {
         char name[32];
         snprintf(name, sizeof name, "shard_%d", i);
-        json_object_set_new(health, name,
-                            json_string(answers[i].status == PG_OK ? "healthy" : "unavailable"));
+        health_set(shards, name, answers[i].status == PG_OK);
+        health_set(health.body, name, answers[i].status == PG_OK);
     }
-    http_reply_json(req, up > 0 ? 200 : 503, health);
+    health_reply(req, &health);
 }
 
 void handle_health(struct http_request *req, void *arg)

@@ -12,6 +12,7 @@
 
 struct cache_aside;
 struct http_request;
+struct layout_check;
 struct redis;
 struct server;
 struct single_flight;
@@ -32,6 +33,8 @@ struct layer {
     struct redis *redis;            /* the Redis connection */
     struct cache_aside *cache;      /* cache-aside on it */
     struct single_flight *flights;  /* database reads in flight, by key */
+    char *schema_sql;               /* records' and shard_layout's tables (layout.h) */
+    struct layout_check *layout;    /* the shards' recorded layouts against the settings */
 };
 
 void handle_write(struct http_request *req, void *arg);

@@ -11,17 +11,22 @@
 #include "cache_aside.h"
 #include "clock.h"
 #include "http.h"
+#include "layout.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi_document.h"
 #include "pool_config.h"
+#include "process.h"
 #include "records.h"
 #include "redis.h"
 #include "server.h"
 #include "shard_map.h"
 #include "single_flight.h"
+#include "xalloc.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static struct layer layer;
 
@@ -48,17 +53,39 @@ static const struct config_set layer_sets[] = {
  * second; until it succeeds, that shard's keys fail (503) and /health shows it. */
 #define SCHEMA_WAIT_MS 5000
 
-static void on_schema_ready(void *arg)
+static void on_layout_agreed(void *arg)
 {
     struct layer *l = arg;
+    if (l->listening)
+        return;
     l->listening = true;
     server_ready(l->server);
+}
+
+static void on_layout_refused(const char *why, void *arg)
+{
+    struct layer *l = arg;
+    LOG_ERROR("refusing to serve: %s", why);
+    process_exit(server_process(l->server), 1);
+}
+
+/* Every shard's tables exist: check that they were filled under this layout, then listen. */
+static void check_layout(struct layer *l)
+{
+    if (l->layout == NULL)
+        l->layout = layout_check_start(l->shards, on_layout_agreed, on_layout_refused, l);
+}
+
+static void on_schema_ready(void *arg)
+{
+    check_layout(arg);
 }
 
 static void listen_without_every_shard(struct layer *l)
 {
     if (l->listening || monotonic_ms() - l->started_ms < SCHEMA_WAIT_MS)
         return;
+    check_layout(l); /* the shards that answer are checked now, the others when they do */
     LOG_WARN("not every shard answered within %d ms: serving the others' keys meanwhile",
              SCHEMA_WAIT_MS);
     l->listening = true;
@@ -118,7 +145,10 @@ static bool start(struct server *server, void *arg)
     http_route(http, HTTP_GET, "/stats", handle_stats, l);
 
     l->started_ms = monotonic_ms();
-    shard_set_ensure_schema(l->shards, RECORDS_SQL_SCHEMA, on_schema_ready, l);
+    size_t schema_len = strlen(RECORDS_SQL_SCHEMA) + strlen(LAYOUT_SQL_SCHEMA) + 1;
+    l->schema_sql = xmalloc(schema_len);
+    snprintf(l->schema_sql, schema_len, "%s%s", RECORDS_SQL_SCHEMA, LAYOUT_SQL_SCHEMA);
+    shard_set_ensure_schema(l->shards, l->schema_sql, on_schema_ready, l);
     return true;
 }
 
@@ -126,6 +156,7 @@ static void maintain(void *arg)
 {
     struct layer *l = arg;
     listen_without_every_shard(l);
+    layout_check_retry(l->layout);
     shard_set_maintain(l->shards);
     redis_maintain(l->redis);
     cache_aside_maintain(l->cache);
@@ -137,7 +168,9 @@ static void stop(void *arg)
     cache_aside_free(l->cache);
     redis_free(l->redis);
     single_flight_free(l->flights);
+    layout_check_free(l->layout);
     shard_set_free(l->shards);
+    free(l->schema_sql);
 }
 
 int main(int argc, char **argv)

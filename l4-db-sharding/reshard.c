@@ -28,6 +28,7 @@
  * running it again carries on where it stopped.
  */
 #include "config.h"
+#include "layout.h"
 #include "log.h"
 #include "process.h"
 #include "shard_map.h"
@@ -223,6 +224,23 @@ static bool drain(struct reshard *r, const char *old_url, const struct layout *n
     return ok;
 }
 
+/* Every key has moved: each shard of the new layout records it (layout.h), so that servers
+ * started with only the new settings accept the shards. */
+static bool record_layout(const struct layout *now, PGconn **conns)
+{
+    for (int i = 0; i < now->count; i++) {
+        char index[16];
+        snprintf(index, sizeof index, "%d", i);
+        const char *params[] = {shard_map_describe(now->map), index};
+        if (!command_ok(PQexec(conns[i], LAYOUT_SQL_SCHEMA), conns[i], "shard_layout") ||
+            !command_ok(PQexecParams(conns[i], LAYOUT_SQL_RECORD, 2, NULL, params, NULL, NULL, 0),
+                        conns[i], "recording the layout"))
+            return false;
+    }
+    printf("recorded %s on every shard\n", shard_map_describe(now->map));
+    return true;
+}
+
 /* The mover: every move, on its own thread (blocking libpq); reports to the loop when done. */
 static void *move_keys(void *arg)
 {
@@ -259,6 +277,8 @@ static void *move_keys(void *arg)
     printf("%s: %lld keys scanned, %lld moved, %lld already rewritten on their new shard\n",
            atomic_load(&r->stop) ? "stopped by a signal (run again to move the rest)" : "done",
            t.scanned, t.moved, t.superseded);
+    if (!atomic_load(&r->stop) && !record_layout(&now, conns))
+        goto done;
     rc = 0;
 done:
     for (int i = 0; i < SHARD_MAX; i++)

@@ -22,6 +22,7 @@
 
 #include "cache_aside.h"
 #include "clock.h"
+#include "health.h"
 #include "http.h"
 #include "l1_cache.h"
 #include "log.h"
@@ -316,15 +317,18 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct http_request *req = arg;
     struct layer *layer = http_request_arg(req);
     (void)res;
-    bool db = status == PG_OK, cache = cache_aside_available(layer->l2),
-         subscribed = l1_trusted(layer);
-    const char *overall = !db ? "unhealthy" : cache && subscribed ? "healthy" : "degraded";
-    http_reply_json(req, db ? 200 : 503,
-                    json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
-                              server_spec(layer->server)->layer, "database",
-                              db ? "healthy" : "unavailable", "cache",
-                              cache ? "healthy" : "unavailable", "invalidations",
-                              subscribed ? "healthy" : "unavailable"));
+    bool cache = cache_aside_available(layer->l2), subscribed = l1_trusted(layer);
+    /* The in-process tier is used only while invalidations arrive: without them it is
+     * bypassed ("l1_cache" unavailable), and reads go to Redis and PostgreSQL (degraded).
+     * "cache" and "invalidations" are this server's names from before, kept. */
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", status == PG_OK, HEALTH_REQUIRED);
+    health_member(&health, "l1_cache", subscribed, HEALTH_OPTIONAL);
+    health_member(&health, "l2_cache", cache, HEALTH_OPTIONAL);
+    health_member(&health, "cache", cache, HEALTH_OPTIONAL);
+    health_member(&health, "invalidations", subscribed, HEALTH_OPTIONAL);
+    health_reply(req, &health);
 }
 
 void handle_health(struct http_request *req, void *arg)

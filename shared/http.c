@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the request's HTTP version */
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -103,6 +104,25 @@ static double seconds_since(const struct timespec *start)
     return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* Copies text for a log line: control bytes, DEL and backslashes as \xNN (a path cannot move
+ * the terminal's cursor or forge a line), cut with "..." when longer than out. */
+static void log_safe(const char *text, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; text != NULL && *text != '\0'; text++) {
+        unsigned char c = (unsigned char)*text;
+        bool plain = c >= 0x20 && c != 0x7f && c != '\\';
+        if (n + (plain ? 1 : 4) + 4 > size) {
+            memcpy(out + n, "...", 3);
+            n += 3;
+            break;
+        }
+        n += plain ? (size_t)snprintf(out + n, size - n, "%c", c)
+                   : (size_t)snprintf(out + n, size - n, "\\x%02x", c);
+    }
+    out[n] = '\0';
+}
+
 void http_reply_buffer(struct http_request *req, int status, const char *content_type,
                        struct evbuffer *body)
 {
@@ -111,11 +131,20 @@ void http_reply_buffer(struct http_request *req, int status, const char *content
     evhttp_add_header(headers, "X-Request-ID", req->id);
     if (req->server->draining)
         evhttp_add_header(headers, "Connection", "close");
+    if (req->method == HTTP_HEAD) {
+        /* A HEAD reply has the headers of the GET reply, and no body (RFC 9110 9.3.2). */
+        char length[24];
+        snprintf(length, sizeof length, "%zu", evbuffer_get_length(body));
+        evhttp_add_header(headers, "Content-Length", length);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
     /* Log before sending: on a closed connection the send frees evreq (and its uri). */
     double seconds = seconds_since(&req->started);
     metrics_observe(req->server->metrics, req->metrics_route, status, seconds);
-    RLOG_INFO(req->id, "%s %s %d %.3fms", http_method_name(req->method),
-              evhttp_request_get_uri(req->evreq), status, seconds * 1000.0);
+    char uri[256];
+    log_safe(evhttp_request_get_uri(req->evreq), uri, sizeof uri);
+    RLOG_INFO(req->id, "%s %s %d %.3fms", http_method_name(req->method), uri, status,
+              seconds * 1000.0);
     evhttp_send_reply(req->evreq, status, NULL, body);
     req->server->in_flight--;
     free(req);
@@ -237,6 +266,17 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
     if (http_request_header(req, HTTP_GUARD_MARKER) != NULL) {
         /* Marked by the connection guard (http_guard.c): the body is not kept. */
         reply_detail(req, 413, "Request body too large");
+        return;
+    }
+    if (http_request_header(req, HTTP_GUARD_BAD_MARKER) != NULL) {
+        /* Framing that could be read two ways (http_guard.c): the guard drops the rest of the
+         * connection's input, so nothing more can be read from it. */
+        http_request_set_header(req, "Connection", "close");
+        reply_detail(req, 400, "Malformed request framing");
+        return;
+    }
+    if (evreq->major == 1 && evreq->minor >= 1 && http_request_header(req, "Host") == NULL) {
+        reply_detail(req, 400, "Missing Host header"); /* HTTP/1.1 requires one (RFC 9112 3.2) */
         return;
     }
 

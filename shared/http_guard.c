@@ -8,6 +8,10 @@
  *   HEADER -> CHUNK_SIZE -> BODY -> CHUNK_END -> CHUNK_SIZE     a chunked body, chunk by chunk,
  *                        -> TRAILER -> HEADER                  up to its zero-size last chunk
  *   any -> PASS                                                framing it cannot follow
+ *   HEADER -> DISCARD                                          framing read two ways: refused
+ *
+ * and `closing` is set when a refused body goes on past its allowance: everything is dropped
+ * from then on, and the connection is closed.
  *
  * Alongside, `refused` says whether the current body's bytes are dropped, and `pending` holds a
  * chunked request, exactly as received, until its last chunk or its refusal (http_guard.h says
@@ -34,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* Above evhttp's own header limit; also bounds one line of chunk framing. */
 #define GUARD_MAX_HEADER_BYTES (20 * 1024)
@@ -45,7 +50,12 @@ enum guard_state {
     GUARD_CHUNK_END,  /* at the line break that closes a chunk's data */
     GUARD_TRAILER,    /* after the last chunk: trailer lines, then an empty line */
     GUARD_PASS,       /* framing it cannot follow: everything passes, for evhttp to judge */
+    GUARD_DISCARD,    /* after an ambiguous request: everything is dropped until the close */
 };
+
+/* Of a refused body, this much is dropped while the connection stays usable (so that a client
+ * still sending it can read the 413); past it, the connection is closed. */
+#define GUARD_MIN_DROP_BYTES (1024 * 1024)
 
 struct http_guard {
     size_t max_body;          /* MAX_BODY_BYTES */
@@ -54,6 +64,8 @@ struct http_guard {
     bool refused;             /* the current body is over the limit: its bytes are dropped */
     size_t body_left;         /* bytes of the current body or chunk still to come (GUARD_BODY) */
     size_t body_seen;         /* data bytes of the current chunked body so far */
+    size_t dropped;           /* bytes of the current refused request dropped so far */
+    bool closing;             /* dropped passed drop_limit(): the connection is to be closed */
     struct evbuffer *pending; /* the chunked request withheld so far, exactly as received */
     size_t head_len;          /* the length of its header block, at the start of pending */
 };
@@ -66,6 +78,7 @@ static void guard_reset(struct http_guard *guard)
     guard->refused = false;
     guard->body_left = 0;
     guard->body_seen = 0;
+    guard->dropped = 0;
     evbuffer_drain(guard->pending, evbuffer_get_length(guard->pending));
     guard->head_len = 0;
 }
@@ -138,12 +151,66 @@ static bool value_is(const char *value, const char *word)
     return *value == '\n';
 }
 
+/* Skips blanks (not line breaks). */
+static const char *skip_blanks(const char *text)
+{
+    while (*text == ' ' || *text == '\t')
+        text++;
+    return text;
+}
+
+/* The value of a Content-Length as plain decimal digits (at most 18) up to the end of its line,
+ * or -1 when it is anything else: a sign, a blank inside, a letter, nothing. */
+static long long plain_length(const char *value)
+{
+    value = skip_blanks(value);
+    long long n = 0;
+    int digits = 0;
+    for (; *value >= '0' && *value <= '9'; value++, digits++) {
+        if (digits == 18)
+            return -1;
+        n = n * 10 + (*value - '0');
+    }
+    value = skip_blanks(value);
+    if (*value == '\r')
+        value++;
+    return digits > 0 && *value == '\n' ? n : -1;
+}
+
+/*
+ * Whether the framing of a header block (NUL-terminated) could be read two ways: Content-Length
+ * twice with different values, or not plain digits, or beside Transfer-Encoding (RFC 9112 6.3
+ * lets a server refuse that), or a marker header that only this filter may write.
+ */
+static bool framing_is_ambiguous(const char *block)
+{
+    long long length = -1;
+    bool has_length = false, has_encoding = false;
+    for (const char *line = strchr(block, '\n'); line != NULL && line[1] != '\0';
+         line = strchr(line, '\n')) {
+        line++;
+        if (line_is_field(line, HTTP_GUARD_MARKER) || line_is_field(line, HTTP_GUARD_BAD_MARKER))
+            return true;
+        if (line_is_field(line, "Transfer-Encoding")) {
+            has_encoding = true;
+        } else if (line_is_field(line, "Content-Length")) {
+            long long n = plain_length(line + strlen("Content-Length") + 1);
+            if (n < 0 || (has_length && n != length))
+                return true;
+            length = n;
+            has_length = true;
+        }
+    }
+    return has_length && has_encoding;
+}
+
 /*
  * Passes on a refused request's header block (NUL-terminated, len bytes) without its body: every
  * Content-Length and Transfer-Encoding line goes, and `Content-Length: 0` plus the marker for
- * the dispatcher take the place of the first.
+ * the dispatcher (HTTP_GUARD_MARKER or HTTP_GUARD_BAD_MARKER) take the place of the first.
  */
-static void add_refused_header(struct evbuffer *dst, const char *block, size_t len)
+static void add_refused_header(struct evbuffer *dst, const char *block, size_t len,
+                               const char *marker)
 {
     bool marked = false;
     const char *line = block;
@@ -153,9 +220,15 @@ static void add_refused_header(struct evbuffer *dst, const char *block, size_t l
         if (line != block &&
             (line_is_field(line, "Content-Length") || line_is_field(line, "Transfer-Encoding"))) {
             if (!marked)
-                evbuffer_add_printf(dst, "Content-Length: 0\r\n" HTTP_GUARD_MARKER ": 1\r\n");
+                evbuffer_add_printf(dst, "Content-Length: 0\r\n%s: 1\r\n", marker);
             marked = true;
-        } else {
+        } else if (line != block && end == block + len) { /* the blank line: mark, if not yet */
+            if (!marked)
+                evbuffer_add_printf(dst, "Content-Length: 0\r\n%s: 1\r\n", marker);
+            marked = true;
+            evbuffer_add(dst, line, (size_t)(end - line));
+        } else if (!line_is_field(line, HTTP_GUARD_MARKER) &&
+                   !line_is_field(line, HTTP_GUARD_BAD_MARKER)) {
             evbuffer_add(dst, line, (size_t)(end - line));
         }
         line = end;
@@ -174,14 +247,17 @@ static void take_header(struct http_guard *guard, struct evbuffer *src, struct e
     unsigned long long body = length ? strtoull(length, NULL, 10) : 0;
 
     guard_reset(guard);
-    if (encoding != NULL && value_is(encoding, "chunked")) {
+    if (framing_is_ambiguous(block)) {
+        add_refused_header(dst, block, len, HTTP_GUARD_BAD_MARKER);
+        guard->state = GUARD_DISCARD;
+    } else if (encoding != NULL && value_is(encoding, "chunked")) {
         /* No length up front (a Content-Length is ignored): withheld, judged chunk by chunk. */
         evbuffer_add(guard->pending, block, len);
         guard->head_len = len;
         guard->chunked = true;
         guard->state = GUARD_CHUNK_SIZE;
     } else if (length != NULL && body > guard->max_body) {
-        add_refused_header(dst, block, len);
+        add_refused_header(dst, block, len, HTTP_GUARD_MARKER);
         guard->body_left = (size_t)body;
         guard->refused = true;
         guard->state = GUARD_BODY;
@@ -204,13 +280,21 @@ static size_t pending_limit(const struct http_guard *guard)
     return guard->head_len + 2 * guard->max_body + GUARD_MAX_HEADER_BYTES;
 }
 
+/* The most of a refused request dropped before its connection is closed: 4 times the limit,
+ * at least GUARD_MIN_DROP_BYTES. */
+static size_t drop_limit(const struct http_guard *guard)
+{
+    size_t limit = guard->max_body <= SIZE_MAX / 4 ? guard->max_body * 4 : SIZE_MAX;
+    return limit > GUARD_MIN_DROP_BYTES ? limit : GUARD_MIN_DROP_BYTES;
+}
+
 /* Refuses the withheld chunked request: evhttp gets its header block, marked and bodiless. */
 static void refuse_chunked(struct http_guard *guard, struct evbuffer *dst)
 {
     char *block = xmalloc(guard->head_len + 1);
     evbuffer_remove(guard->pending, block, guard->head_len);
     block[guard->head_len] = '\0';
-    add_refused_header(dst, block, guard->head_len);
+    add_refused_header(dst, block, guard->head_len, HTTP_GUARD_MARKER);
     free(block);
     evbuffer_drain(guard->pending, evbuffer_get_length(guard->pending));
     guard->refused = true;
@@ -224,6 +308,9 @@ static void forward(struct http_guard *guard, struct evbuffer *src, struct evbuf
 {
     if (guard->refused) {
         evbuffer_drain(src, n);
+        guard->dropped += n;
+        if (guard->dropped > drop_limit(guard))
+            guard->closing = true; /* no honest client sends this much after a refusal */
     } else if (guard->chunked) {
         evbuffer_remove_buffer(src, guard->pending, n);
         if (evbuffer_get_length(guard->pending) > pending_limit(guard))
@@ -305,10 +392,17 @@ static void take_framing_line(struct http_guard *guard, struct evbuffer *src, st
 static bool take_some(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst)
 {
     size_t available = evbuffer_get_length(src);
+    if (guard->closing) {
+        evbuffer_drain(src, available);
+        return true;
+    }
     switch (guard->state) {
     case GUARD_PASS:
         evbuffer_add_buffer(dst, guard->pending); /* a withheld request first, unchanged */
         evbuffer_add_buffer(dst, src);
+        return true;
+    case GUARD_DISCARD:
+        evbuffer_drain(src, available);
         return true;
     case GUARD_BODY: {
         size_t n = available < guard->body_left ? available : guard->body_left;
@@ -347,6 +441,11 @@ void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct ev
         continue;
 }
 
+bool http_guard_wants_close(const struct http_guard *guard)
+{
+    return guard->closing;
+}
+
 /* ---- attaching the filter to evhttp's connections ----
  *
  * evhttp reads each connection through a bufferevent that evhttp_set_bevcb lets us create. We
@@ -377,6 +476,7 @@ struct guard_conn {
     struct evbuffer_cb_entry *cb;  /* our hook on the input buffer */
     struct event *bind;            /* one-shot: sets the close callback once evhttp is ready */
     bool busy;                     /* inside our own buffer surgery: ignore the callbacks it causes */
+    bool shut;                     /* reading was shut down (http_guard_wants_close) */
 };
 
 static void conn_free(struct guard_conn *conn)
@@ -425,6 +525,12 @@ static void on_input(struct evbuffer *input, const struct evbuffer_cb_info *info
     evbuffer_add_buffer(input, scratch);
     http_guard_filter(conn->guard, conn->held, input);
     conn->busy = false;
+    /* Past a refused body's allowance: stop reading. The end of input reaches evhttp as if the
+     * client had closed, and evhttp closes the connection the usual way. */
+    if (http_guard_wants_close(conn->guard) && !conn->shut) {
+        conn->shut = true;
+        shutdown(bufferevent_getfd(conn->bev), SHUT_RD);
+    }
 }
 
 struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg)

@@ -18,22 +18,33 @@
  *   anyway; the cost is time: a chunked request with `Expect: 100-continue` gets no early
  *   100 Continue, and its client sends the body after its own wait (curl: 1 s).
  *
+ * Framing that a proxy in front could read another way (request smuggling) is refused with
+ * 400 and the connection closed: two Content-Length headers with different values, one that is
+ * not plain digits (`+36`, `1e3`), Content-Length beside Transfer-Encoding, and this filter's
+ * own marker headers sent by a client. The header block goes on without its framing headers,
+ * with `Content-Length: 0` and the bad-framing marker instead, and everything after it on the
+ * connection is dropped: nobody can know where the next request starts.
+ *
  * The rest of a refused body is dropped as it arrives, never stored, and the connection stays
  * usable: closing it while the client is still sending would make the kernel reset the
- * connection, and the client would never read the 413. Everything else (bodies within the limit,
+ * connection, and the client would never read the 413. But only up to four times the limit (at
+ * least 1 MiB): a client that goes on sending past that is not reading answers, and its
+ * connection is closed (reading is shut down, which evhttp takes for the client's close). Everything else (bodies within the limit,
  * pipelined requests) passes through unchanged. Framing the filter cannot follow (a malformed
  * chunk line, an over-long header block) is passed on for libevent to refuse.
  */
 #ifndef LAYERS_HTTP_GUARD_H
 #define LAYERS_HTTP_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct evbuffer;
 struct event_base;
 struct bufferevent;
 
-#define HTTP_GUARD_MARKER "X-Layers-Body-Too-Large"
+#define HTTP_GUARD_MARKER     "X-Layers-Body-Too-Large" /* the dispatcher answers 413 */
+#define HTTP_GUARD_BAD_MARKER "X-Layers-Bad-Framing"    /* 400, and the connection closes */
 
 struct http_guard;
 
@@ -46,6 +57,9 @@ void http_guard_free(struct http_guard *guard);
  * arrives (bounded), body bytes never stay. Pure buffer work (unit-testable without sockets).
  */
 void http_guard_filter(struct http_guard *guard, struct evbuffer *src, struct evbuffer *dst);
+
+/* Whether the connection should be closed: a refused body went on past its allowance. */
+bool http_guard_wants_close(const struct http_guard *guard);
 
 /*
  * One per HTTP server: the limit its connections' filters apply. Free it after evhttp_free

@@ -170,6 +170,14 @@ int shard_set_previous_lookup(const struct shard_set *set, const char *key, size
     return set->home_previous[was] == set->home[is] ? -1 : was;
 }
 
+bool shard_set_was_previous_shard(const struct shard_set *set, int shard, int previous_shard)
+{
+    if (set->previous == NULL || shard < 0 || shard >= shard_map_count(set->map) ||
+        previous_shard < 0 || previous_shard >= shard_map_count(set->previous))
+        return false;
+    return set->home[shard] == set->home_previous[previous_shard];
+}
+
 /* ---- queries, counted per database ---- */
 
 struct shard_call {

@@ -69,6 +69,10 @@ int shard_set_lookup(const struct shard_set *set, const char *key, size_t len);
  * key may still be there), else -1. */
 int shard_set_previous_lookup(const struct shard_set *set, const char *key, size_t len);
 
+/* Whether shard `shard` of the current layout is the database that was shard `previous_shard`
+ * of the previous layout (false when not resharding or out of range). */
+bool shard_set_was_previous_shard(const struct shard_set *set, int shard, int previous_shard);
+
 /* Runs one query on shard `shard` of `layout` through its pool (pool_query's contract). */
 void shard_set_query(struct shard_set *set, enum shard_layout layout, int shard,
                      const struct pg_call *call);

@@ -9,12 +9,15 @@
  * skipped; a lagging replica never puts an old row in the cache; and the lag checks keep
  * measuring while the replicas' pools are saturated with reads that cannot finish.
  *
- * The shared resilience case is not used: it stops "the" database and expects reads to fail,
- * which is what replicas avoid; the outage tests here are its replicated counterparts.
+ * The shared resilience case runs without its outage test: that one stops "the" database and
+ * expects reads to fail, which is what replicas avoid; the outage tests here are its replicated
+ * counterparts. (Its lock on the primary's `records` holds replica reads too: an ACCESS
+ * EXCLUSIVE lock is written to the WAL and taken by the standbys' replay.)
  */
 #include "contract_tests.h"
 #include "openapi_tests.h"
 #include "check_run.h"
+#include "resilience_tests.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -226,10 +229,42 @@ START_TEST(stats_shape_and_writes_reach_the_replicas)
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "primary")), "healthy");
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica_1")), "healthy");
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica_2")), "healthy");
+    /* The Python version's members: its clients read "replica" and "cache" */
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica")), "healthy");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "cache")), "healthy");
     tk_response_free(&res);
     ck_assert_int_ge(tk_metric(SERVER_PORT, "replica_reads_total"), 1);
 }
 END_TEST
+
+/* A PostgreSQL LSN as a number (0 when absent or malformed). */
+static unsigned long long lsn_value(const char *text)
+{
+    unsigned hi, lo;
+    if (text == NULL || sscanf(text, "%X/%X", &hi, &lo) != 2)
+        return 0;
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+/* Waits until the server knows that every replica has replayed `token`. */
+static void wait_replayed(const char *token, long timeout_ms)
+{
+    long long deadline = tk_now_ms() + timeout_ms;
+    for (int i = 0; i < REPLICAS; i++)
+        while (lsn_value(json_string_value(stats_get(i, "replayed_lsn"))) < lsn_value(token)) {
+            ck_assert_msg(tk_now_ms() < deadline, "replica_%d never replayed %s", i + 1, token);
+            usleep(50000);
+        }
+}
+
+/* The shared resilience tests lock `records` on the primary to hold requests in flight; reads
+ * go to the replicas, which take the lock when they replay its WAL record. A commit flushes
+ * that record (txid_current() commits a transaction with an xid); then wait for the replay. */
+static void replicas_take_the_lock(void)
+{
+    ck_assert(tk_pg_exec(&primary, "layers", "SELECT txid_current()"));
+    wait_replayed(primary_value("SELECT pg_current_wal_lsn()::text"), 5000);
+}
 
 START_TEST(a_token_read_always_sees_its_write)
 {
@@ -238,7 +273,7 @@ START_TEST(a_token_read_always_sees_its_write)
     const char *env[16] = {primary_env, replicas_env, more[0], NULL};
     ck_assert(tk_server_spawn(&server, SERVER_BIN, SERVER_PORT, env));
     ck_assert(tk_wait_status(SERVER_PORT, "/read/warm", 200, 15000));
-    sleep(2); /* positions known */
+    wait_replayed(primary_value("SELECT pg_current_wal_lsn()::text"), 5000); /* positions known */
     char key[32], value[32];
     for (int round = 0; round < 2; round++) {
         if (round == 1)
@@ -249,7 +284,15 @@ START_TEST(a_token_read_always_sees_its_write)
             snprintf(value, sizeof value, "r%d:%d", round, n);
             const char *token = write_key(key, value);
             bool from_replica;
+            /* Round 0, every 10th write: once the replicas are known to have replayed it,
+             * the token lets a replica serve it (tokens do not just send reads to the primary). */
+            bool caught_up = round == 0 && n % 10 == 0;
+            if (caught_up)
+                wait_replayed(token, 5000);
             ck_assert_str_eq(read_key(key, token, &from_replica, NULL), value);
+            if (caught_up)
+                ck_assert_msg(from_replica, "%s: a replica had replayed it, the primary served it",
+                              key);
             if (round == 1)
                 ck_assert(!from_replica);
         }
@@ -372,20 +415,33 @@ START_TEST(a_stopped_replica_costs_a_retry_and_comes_back)
         snprintf(key, sizeof key, "down:%d", n);
         write_key(key, "v");
     }
-    sleep(2);
-    ck_assert(tk_pg_stop(&replica[0]));
-    for (int n = 0; n < 20; n++) {
-        snprintf(key, sizeof key, "down:%d", n);
-        ck_assert_str_eq(read_key(key, NULL, NULL, NULL), "v");
+    wait_replayed(primary_value("SELECT pg_current_wal_lsn()::text"), 5000);
+    /* The stopped replica is noticed by a read that fails on it (retried elsewhere: the reader
+     * still gets 200) or by the once-a-second lag check, whichever comes first. A retry is what
+     * this test is about, so it stops the replica until a read has been retried, at most three
+     * times (the check wins such a race about one time in five). */
+    for (int attempt = 0; json_integer_value(stats_get(-1, "read_retries")) == 0; attempt++) {
+        ck_assert_msg(attempt < 3, "no read was retried in three stops of replica_1");
+        if (attempt > 0) {
+            ck_assert(tk_pg_restart(&replica[0]));
+            wait_replica(0, "healthy", true, 15000);
+        }
+        ck_assert(tk_redis_flush(&redis));
+        ck_assert(tk_pg_stop(&replica[0]));
+        for (int n = 0; n < 20; n++) {
+            snprintf(key, sizeof key, "down:%d", n);
+            ck_assert_str_eq(read_key(key, NULL, NULL, NULL), "v");
+        }
     }
     wait_replica(0, "healthy", false, 5000);
-    /* Noticed by a failed read (then retried elsewhere) or by the lag check: counted either way. */
     ck_assert_int_ge(json_integer_value(stats_get(0, "failures")), 1);
     struct tk_response res;
     tk_get(SERVER_PORT, "/health", &res);
     ck_assert_int_eq(res.status, 200);
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica_1")), "unavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "replica")), "unavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "primary")), "healthy");
     tk_response_free(&res);
 
     ck_assert(tk_pg_restart(&replica[0]));
@@ -404,8 +460,7 @@ START_TEST(a_lagging_replica_is_skipped)
 {
     const char *more[] = {"MAX_REPLICA_LAG_MS=300", NULL};
     start(more);
-    write_key("lag:seed", "v");
-    sleep(2);
+    wait_replayed(write_key("lag:seed", "v"), 5000);
     replay(0, false);
     write_key("lag:moved", "v");
     wait_replica(0, "used", false, 5000);
@@ -429,8 +484,7 @@ START_TEST(a_lagging_replica_never_fills_the_cache)
     /* Lag is tolerated (a huge MAX_REPLICA_LAG_MS), so the lagging replicas stay in use. */
     const char *more[] = {"MAX_REPLICA_LAG_MS=3600000", NULL};
     start(more);
-    write_key("race", "old");
-    sleep(2);
+    wait_replayed(write_key("race", "old"), 5000);
     bool from_cache;
     ck_assert_str_eq(read_key("race", NULL, NULL, NULL), "old");
     ck_assert_str_eq(read_key("race", NULL, NULL, &from_cache), "old");
@@ -451,15 +505,6 @@ START_TEST(a_lagging_replica_never_fills_the_cache)
 }
 END_TEST
 
-/* A PostgreSQL LSN as a number (0 when absent or malformed). */
-static unsigned long long lsn_value(const char *text)
-{
-    unsigned hi, lo;
-    if (text == NULL || sscanf(text, "%X/%X", &hi, &lo) != 2)
-        return 0;
-    return ((unsigned long long)hi << 32) | lo;
-}
-
 START_TEST(lag_checks_run_while_the_replica_pools_are_saturated)
 {
     /* Small pools and queues, and reads that cannot finish: the lock below is replayed on the
@@ -467,8 +512,7 @@ START_TEST(lag_checks_run_while_the_replica_pools_are_saturated)
     const char *more[] = {"DB_POOL_MAX_SIZE=2", "DB_POOL_MIN_SIZE=1", "DB_POOL_MAX_WAITING=2",
                           "DB_QUERY_TIMEOUT_MS=20000", NULL};
     start(more);
-    write_key("sat:seed", "v");
-    sleep(2);
+    wait_replayed(write_key("sat:seed", "v"), 5000);
     PGconn *lock = tk_pg_lock_records(&primary);
     ck_assert(lock != NULL);
     /* A commit elsewhere flushes the WAL, the lock's record with it; the standbys replay it. */
@@ -520,9 +564,12 @@ int main(void)
     struct contract_target target = {SERVER_BIN, "3-read-replicas", SERVER_PORT, &primary, env,
                                      false};
     contract_set_target(&target);
+    contract_set_after_lock(replicas_take_the_lock);
 
     Suite *suite = suite_create("3-read-replicas");
     suite_add_tcase(suite, contract_tcase());
+    suite_add_tcase(suite, resilience_tcase_without(
+                               (const char *const[]){"database_stops_and_comes_back", NULL}));
     suite_add_tcase(suite, openapi_tcase());
     suite_add_tcase(suite, api_docs_tcase());
     TCase *own =

@@ -6,13 +6,15 @@
  * with writes running loses nothing: afterwards every key reads its latest value, keeps its
  * created_at and lives exactly once, on its new shard.
  *
- * The shared resilience case is not used: it stops "the" database and expects every key to
- * fail and /health to say unhealthy, which is what sharding avoids; the outage test here is its
- * sharded counterpart.
+ * The shared resilience case runs without its outage test: that one stops "the" database and
+ * expects every key to fail and /health to say unhealthy, which is what sharding avoids; the
+ * outage test here is its sharded counterpart. Its tests that hold requests in flight lock
+ * `records` on every shard (contract_set_other_pgs).
  */
 #include "contract_tests.h"
 #include "openapi_tests.h"
 #include "check_run.h"
+#include "resilience_tests.h"
 #include "shard_map.h"
 
 #include <signal.h>
@@ -38,7 +40,7 @@ static void clean(void)
     for (int i = 0; i < SHARDS; i++) {
         tk_pg_restart(&pg[i]);
         tk_pg_exec(&pg[i], "layers",
-                   "DO $$ BEGIN TRUNCATE records; EXCEPTION WHEN "
+                   "DO $$ BEGIN TRUNCATE records; DELETE FROM shard_layout; EXCEPTION WHEN "
                    "undefined_table THEN NULL; END $$");
     }
     ck_assert(tk_redis_flush(&redis));
@@ -63,6 +65,19 @@ static void start_layout(int n, const char *strategy, const char *const *more)
         env[k++] = more[i];
     env[k] = NULL;
     ck_assert_msg(tk_server_start(&server, SERVER_BIN, SERVER_PORT, env), "server did not start");
+}
+
+/* Starts a server with the first n shards under `strategy`; true if it exits with status 1
+ * (refusing the shards' recorded layout) within 15 s. */
+static bool refused_layout(int n, const char *strategy)
+{
+    char shard_urls[600], strat[64];
+    snprintf(shard_urls, sizeof shard_urls, "SHARD_URLS=%s", urls[n]);
+    snprintf(strat, sizeof strat, "SHARD_STRATEGY=%s", strategy);
+    const char *env[] = {shard_urls, strat, redis_env, NULL};
+    if (!tk_server_spawn(&server, SERVER_BIN, SERVER_PORT, env))
+        return false;
+    return tk_server_stop(&server, 0, 15000) == 1;
 }
 
 static struct shard_map *map_of(const char *strategy, int n, const char *ranges)
@@ -232,6 +247,12 @@ START_TEST(a_stopped_shard_fails_only_its_keys)
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "shard_0")), "healthy");
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "shard_1")), "unavailable");
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "shard_2")), "healthy");
+    /* The Python version's member: "shards", an object of the same states */
+    json_t *shards = json_object_get(res.json, "shards");
+    ck_assert_msg(json_is_object(shards) && json_object_size(shards) == 3, "%s", res.body);
+    ck_assert_str_eq(json_string_value(json_object_get(shards, "shard_0")), "healthy");
+    ck_assert_str_eq(json_string_value(json_object_get(shards, "shard_1")), "unavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "database")), "unavailable");
     tk_response_free(&res);
     tk_get(SERVER_PORT, "/stats", &res);
     ck_assert_int_eq(res.status, 200);
@@ -248,6 +269,9 @@ START_TEST(a_stopped_shard_fails_only_its_keys)
     writes_come_back("outage", 30, "after");
     tk_get(SERVER_PORT, "/health", &res);
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
+    shards = json_object_get(res.json, "shards");
+    ck_assert_str_eq(json_string_value(json_object_get(shards, "shard_1")), "healthy");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "cache")), "healthy");
     tk_response_free(&res);
     shard_map_free(map);
 }
@@ -405,6 +429,34 @@ START_TEST(resharding_under_concurrent_writes_loses_nothing)
         ck_assert_msg(copies[i] == 1, "rs:%d has %d copies", i, copies[i]);
     shard_map_free(map);
     ck_assert_int_gt(tk_metric(SERVER_PORT, "shard_previous_layout_reads_total"), 0);
+
+    /* l4-reshard recorded the new layout on every shard: a server with only the new settings
+     * starts, and one with the old settings is refused. */
+    tk_server_stop(&server, SIGTERM, 10000);
+    start_layout(3, "jump", NULL);
+    read_round(0, ROUND_SIZE, latest);
+    tk_server_stop(&server, SIGTERM, 10000);
+    ck_assert_msg(refused_layout(2, "modulo"), "a server of the old layout was not refused");
+}
+END_TEST
+
+START_TEST(a_server_with_another_layout_refuses_to_start)
+{
+    /* Keys written under modulo over 3 shards, then a server set to jump (the same N) or to the
+     * same shards in another order: either would look for keys on the wrong shards. */
+    long shard;
+    start_layout(SHARDS, "modulo", NULL);
+    ck_assert_int_eq(write_key("layout:1", "v", &shard), 200);
+    tk_server_stop(&server, SIGTERM, 10000);
+    ck_assert_msg(refused_layout(SHARDS, "jump"), "jump over modulo's data was not refused");
+    char reordered[600];
+    snprintf(reordered, sizeof reordered, "SHARD_URLS=%s,%s,%s", pg[1].url, pg[0].url, pg[2].url);
+    const char *env[] = {reordered, "SHARD_STRATEGY=modulo", redis_env, NULL};
+    ck_assert(tk_server_spawn(&server, SERVER_BIN, SERVER_PORT, env));
+    ck_assert_int_eq(tk_server_stop(&server, 0, 15000), 1);
+    /* The settings it was filled with still work. */
+    start_layout(SHARDS, "modulo", NULL);
+    ck_assert_int_eq(write_key("layout:1", "w", &shard), 200);
 }
 END_TEST
 
@@ -426,9 +478,13 @@ int main(void)
     /* The contract's target: its DATABASE_URL (shard 0) is ignored, SHARD_URLS counts. */
     struct contract_target target = {SERVER_BIN, "4-db-sharding", SERVER_PORT, &pg[0], env, false};
     contract_set_target(&target);
+    static struct tk_pg *const other_shards[] = {&pg[1], &pg[2], NULL};
+    contract_set_other_pgs(other_shards);
 
     Suite *suite = suite_create("4-db-sharding");
     suite_add_tcase(suite, contract_tcase());
+    suite_add_tcase(suite, resilience_tcase_without(
+                               (const char *const[]){"database_stops_and_comes_back", NULL}));
     suite_add_tcase(suite, openapi_tcase());
     suite_add_tcase(suite, api_docs_tcase());
     TCase *own = check_tcase(
@@ -436,7 +492,8 @@ int main(void)
         (const TTest *const[]){keys_land_on_their_shard_modulo, keys_land_on_their_shard_jump,
                                keys_land_on_their_shard_range, a_stopped_shard_fails_only_its_keys,
                                a_shard_down_at_start_up_fails_only_its_keys,
-                               resharding_under_concurrent_writes_loses_nothing, NULL});
+                               resharding_under_concurrent_writes_loses_nothing,
+                               a_server_with_another_layout_refuses_to_start, NULL});
     suite_add_tcase(suite, own);
     int failed = check_run(suite, CK_FORK_GETENV);
     for (int i = 0; i < SHARDS; i++)

@@ -227,6 +227,8 @@ START_TEST(a_silent_channel_stops_the_other_instance_trusting_its_l1)
     tk_get(SECOND_PORT, "/health", &res);
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "invalidations")), "unavailable");
+    /* The Python version's members: L1 is bypassed while invalidations cannot arrive */
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "l1_cache")), "unavailable");
     tk_response_free(&res);
     /* Redis answers again: B trusts L1 again, and fills it with the new value. Until A's
      * owed invalidation is delivered (A's next maintenance tick, within a second of Redis
@@ -275,6 +277,8 @@ START_TEST(redis_down_bypasses_the_caches)
     tk_get(SERVER_PORT, "/health", &res);
     ck_assert_int_eq(res.status, 200);
     ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "degraded");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "l2_cache")), "unavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "database")), "healthy");
     tk_response_free(&res);
 
     ck_assert(tk_redis_restart(&redis));

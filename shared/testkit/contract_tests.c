@@ -4,14 +4,19 @@
 #include "contract_tests.h"
 #include "check_run.h"
 
+#include <errno.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static struct contract_target target;
+static struct tk_pg *const *other_pgs; /* see contract_set_other_pgs */
+static void (*after_lock)(void);       /* see contract_set_after_lock */
 static struct tk_server server; /* the server of the running test (one per forked test) */
 
 void contract_set_target(const struct contract_target *t)
@@ -22,6 +27,27 @@ void contract_set_target(const struct contract_target *t)
 const struct contract_target *contract_target(void)
 {
     return &target;
+}
+
+void contract_set_other_pgs(struct tk_pg *const *pgs)
+{
+    other_pgs = pgs;
+}
+
+struct tk_pg *const *contract_other_pgs(void)
+{
+    return other_pgs;
+}
+
+void contract_set_after_lock(void (*fn)(void))
+{
+    after_lock = fn;
+}
+
+void contract_after_lock(void)
+{
+    if (after_lock)
+        after_lock();
 }
 
 bool contract_start_server(struct tk_server *s, const char *const *more)
@@ -302,6 +328,88 @@ START_TEST(not_found_method_not_allowed_too_large)
 }
 END_TEST
 
+/* Sends a raw request; expects one 400 whose detail is `detail`, and nothing after it. */
+static void expect_raw_400(const char *request, const char *detail, bool must_close)
+{
+    char reply[4096];
+    bool closed;
+    long n = tk_raw_exchange(target.port, request, reply, sizeof reply, 3000, &closed);
+    ck_assert_msg(n > 0, "no answer to %s", request);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 400", 12) == 0, "%s -> %s", request, reply);
+    ck_assert_msg(strstr(reply, detail) != NULL, "%s -> %s", request, reply);
+    ck_assert_msg(strstr(reply + 12, "HTTP/1.1 ") == NULL, "a second answer: %s", reply);
+    if (must_close)
+        ck_assert_msg(closed, "the connection stayed open after: %s", request);
+}
+
+START_TEST(ambiguous_framing_and_a_missing_host_are_refused)
+{
+    /* Request smuggling: a request hidden in a body whose length could be read two ways is
+     * never executed; the connection closes (nobody knows where its next request starts). */
+    const char *smuggled[] = {
+        "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\n"
+        "helloGET /ping HTTP/1.1\r\nHost: t\r\n\r\n",
+        "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\nhello",
+        "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+        "\r\n0\r\n\r\nGET /ping HTTP/1.1\r\nHost: t\r\n\r\n",
+        /* the guard's own marker, sent by a client */
+        "GET /ping HTTP/1.1\r\nHost: t\r\nX-Layers-Body-Too-Large: 1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof smuggled / sizeof *smuggled; i++)
+        expect_raw_400(smuggled[i], "Malformed request framing", true);
+    /* HTTP/1.1 requires Host; HTTP/1.0 does not. */
+    expect_raw_400("GET /ping HTTP/1.1\r\n\r\n", "Missing Host header", false);
+    char reply[4096];
+    bool closed;
+    ck_assert(tk_raw_exchange(target.port, "GET /ping HTTP/1.0\r\n\r\n", reply, sizeof reply,
+                              3000, &closed) > 0);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 200", 12) == 0 || strncmp(reply, "HTTP/1.0 200", 12) == 0,
+                  "%s", reply);
+    /* A HEAD reply (here a 405: the routes are GET) has headers only, its length announced. */
+    ck_assert(tk_raw_exchange(target.port,
+                              "HEAD /read/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                              reply, sizeof reply, 3000, &closed) > 0);
+    const char *end = strstr(reply, "\r\n\r\n");
+    ck_assert_msg(end != NULL && end[4] == '\0', "a HEAD reply with a body: %s", reply);
+    ck_assert_msg(strstr(reply, "Content-Length: ") != NULL, "%s", reply);
+}
+END_TEST
+
+START_TEST(an_upload_that_goes_on_after_its_413_is_cut_off)
+{
+    /* Content-Length 10^18: refused at once; the client keeps sending without reading. The
+     * server drops up to 4 MiB (4 x MAX_BODY_BYTES) and then closes, instead of reading
+     * gigabytes. */
+    const char head[] = "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000000000000\r\n\r\n";
+    int fd = tk_raw_send(target.port, head, sizeof head - 1);
+    ck_assert(fd >= 0);
+    struct timeval two_s = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &two_s, sizeof two_s);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &two_s, sizeof two_s);
+    enum { CHUNK = 64 * 1024 };
+    char *chunk = calloc(1, CHUNK);
+    size_t sent = 0;
+    long long deadline = tk_now_ms() + 20000;
+    while (sent < 64u * 1024 * 1024 && tk_now_ms() < deadline) {
+        ssize_t n = send(fd, chunk, CHUNK, MSG_NOSIGNAL);
+        if (n < 0)
+            break; /* reset or broken pipe: the server closed it */
+        sent += (size_t)n;
+    }
+    ck_assert_msg(sent < 32u * 1024 * 1024, "still accepting after %zu bytes", sent);
+    /* The 413 may be read (or lost to the reset); then the connection is closed, not idle. */
+    ssize_t n;
+    while ((n = recv(fd, chunk, CHUNK, 0)) > 0)
+        continue;
+    ck_assert_msg(n == 0 || errno == ECONNRESET, "the connection was left open (%s)",
+                  strerror(errno));
+    free(chunk);
+    close(fd);
+    /* and the server serves on */
+    ck_assert(tk_wait_status(target.port, "/ping", 200, 5000));
+}
+END_TEST
+
 START_TEST(chunked_uploads)
 {
     /* Transfer-Encoding: chunked carries no length up front; within the limit it is a write like
@@ -429,6 +537,8 @@ END_TEST
 TCase *contract_tcase_without(const char *const *skip)
 {
     const TTest *tests[] = {write_and_read_shapes,
+                            ambiguous_framing_and_a_missing_host_are_refused,
+                            an_upload_that_goes_on_after_its_413_is_cut_off,
                             read_not_found_shape,
                             request_ids,
                             validation_errors,

@@ -29,6 +29,16 @@ struct contract_target {
 void contract_set_target(const struct contract_target *target);
 const struct contract_target *contract_target(void);
 
+/* The other databases holding records besides the target's (layer 4's other shards),
+ * NULL-terminated: the resilience tests that hold requests in flight lock them all. */
+void contract_set_other_pgs(struct tk_pg *const *pgs);
+struct tk_pg *const *contract_other_pgs(void);
+
+/* Called by those tests right after they have locked `records`, until the lock holds for the
+ * layer's reads too (layer 3: until the replicas have replayed it); NULL: nothing to wait for. */
+void contract_set_after_lock(void (*after_lock)(void));
+void contract_after_lock(void);
+
 /* Starts the target's server with DATABASE_URL and the extra settings plus `more`. */
 bool contract_start_server(struct tk_server *server, const char *const *more);
 

@@ -35,11 +35,33 @@ static int port(void)
     return contract_target()->port;
 }
 
-static PGconn *lock_records(void)
+/* Holds requests in flight: locks `records` in the target's database and in its other ones,
+ * if any (a sharded layer's keys are everywhere). */
+struct records_locks {
+    PGconn *conns[8]; /* one lock per database, NULL-terminated */
+};
+
+static struct records_locks lock_records(void)
 {
-    PGconn *conn = tk_pg_lock_records(contract_target()->pg);
-    ck_assert_msg(conn != NULL, "could not lock records");
-    return conn;
+    struct records_locks locks = {{NULL}};
+    const struct contract_target *t = contract_target();
+    int n = 0;
+    locks.conns[n++] = tk_pg_lock_records(t->pg);
+    struct tk_pg *const *others = contract_other_pgs();
+    for (int i = 0; others && others[i]; i++) {
+        ck_assert(n + 1 < (int)(sizeof locks.conns / sizeof locks.conns[0]));
+        locks.conns[n++] = tk_pg_lock_records(others[i]);
+    }
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(locks.conns[i] != NULL, "could not lock records");
+    contract_after_lock();
+    return locks;
+}
+
+static void unlock_records(struct records_locks *locks)
+{
+    for (int i = 0; locks->conns[i]; i++)
+        tk_pg_unlock(locks->conns[i]);
 }
 
 static void wait_in_flight(long n)
@@ -106,7 +128,7 @@ END_TEST
 
 START_TEST(client_disconnects_mid_query)
 {
-    PGconn *lock = lock_records();
+    struct records_locks locks = lock_records();
     const char get[] = "GET /read/gone HTTP/1.1\r\nHost: t\r\n\r\n";
     const char body[] = "{\"key\":\"gone\",\"value\":\"v\"}";
     char post[256];
@@ -120,7 +142,7 @@ START_TEST(client_disconnects_mid_query)
     close(a);
     close(b);
     usleep(100000);
-    tk_pg_unlock(lock);
+    unlock_records(&locks);
     /* The server answered into closed sockets without crashing, and serves on. */
     ck_assert(tk_wait_status(port(), "/read/gone", 200, 5000));
     ck_assert_int_eq(kill(server.pid, 0), 0);
@@ -162,7 +184,7 @@ END_TEST
 
 START_TEST(graceful_shutdown_finishes_in_flight_requests)
 {
-    PGconn *lock = lock_records();
+    struct records_locks locks = lock_records();
     struct tk_batch *batch = tk_batch_start(port(), "/read/shutdown:", 8);
     wait_in_flight(8);
 
@@ -175,7 +197,7 @@ START_TEST(graceful_shutdown_finishes_in_flight_requests)
         ck_assert_msg(tk_now_ms() < deadline, "still accepting connections after SIGTERM");
         usleep(20000);
     }
-    tk_pg_unlock(lock);
+    unlock_records(&locks);
     struct tk_response *res = tk_batch_wait(batch);
     for (int i = 0; i < 8; i++)
         ck_assert_msg(res[i].status == 200, "in-flight request %d: %ld", i, res[i].status);

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -598,6 +599,32 @@ int tk_raw_send(int port, const char *data, size_t len)
         return -1;
     }
     return fd;
+}
+
+long tk_raw_exchange(int port, const char *data, char *out, size_t size, long timeout_ms,
+                     bool *closed)
+{
+    int fd = tk_raw_send(port, data, strlen(data));
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    long long deadline = tk_now_ms() + timeout_ms;
+    *closed = false;
+    while (got + 1 < size) {
+        long long left = deadline - tk_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        ssize_t n = read(fd, out + got, size - 1 - got);
+        if (n <= 0) {
+            *closed = true; /* EOF, or a reset: either way the server closed it */
+            break;
+        }
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    return (long)got;
 }
 
 char *tk_write_body(const char *key, const char *value)

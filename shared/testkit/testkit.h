@@ -146,6 +146,12 @@ void tk_batch_free(struct tk_batch *batch);
 /* Opens a TCP connection to 127.0.0.1:port and sends data; returns the socket or -1. */
 int tk_raw_send(int port, const char *data, size_t len);
 
+/* Sends data on a new connection and reads what comes back (NUL-terminated, at most size - 1
+ * bytes) until the server closes it or timeout_ms passes; *closed says which. Returns the
+ * bytes read, or -1 when it could not connect. */
+long tk_raw_exchange(int port, const char *data, char *out, size_t size, long timeout_ms,
+                     bool *closed);
+
 /* Writes a POST /write body {"key":key,"value":value} (JSON-escaped) into a new string. */
 char *tk_write_body(const char *key, const char *value);
 

@@ -11,7 +11,9 @@
  * until its last chunk and then passes unchanged, or, at the chunk that would take it over the
  * limit, comes out as its headers with the marker and no body while the rest is dropped, the next
  * request on the connection passes again, and malformed chunk framing and over-long header blocks
- * are left to libevent. Pure buffer work: no sockets.
+ * are left to libevent; framing that could be read two ways (Content-Length twice, not plain
+ * digits, or beside Transfer-Encoding; a client's own marker header) comes out as the headers
+ * with the bad-framing marker, and nothing after it passes. Pure buffer work: no sockets.
  */
 #include "http_guard.h"
 
@@ -293,30 +295,100 @@ START_TEST(refused_chunks_with_extensions_and_bare_lf_are_dropped)
 }
 END_TEST
 
-START_TEST(chunked_wins_over_a_large_content_length)
+START_TEST(a_refused_body_past_its_allowance_closes_the_connection)
 {
-    const char req[] =
+    /* 1 MiB (the floor of the allowance, 4 x LIMIT being less) is dropped with the connection
+     * kept; a client still sending after that is not reading its 413. */
+    feed("POST /write HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
+    expect_output(REFUSED_POST);
+    char *chunk = malloc(64 * 1024);
+    memset(chunk, 'x', 64 * 1024);
+    for (int i = 0; i < 16; i++) {
+        evbuffer_add(in, chunk, 64 * 1024);
+        http_guard_filter(guard, in, out);
+    }
+    ck_assert(!http_guard_wants_close(guard)); /* exactly 1 MiB: still the allowance */
+    evbuffer_add(in, chunk, 1);
+    http_guard_filter(guard, in, out);
+    ck_assert(http_guard_wants_close(guard));
+    feed(PING); /* nothing passes any more */
+    ck_assert_uint_eq(evbuffer_get_length(out), 0);
+    ck_assert_uint_eq(evbuffer_get_length(in), 0);
+    free(chunk);
+}
+END_TEST
+
+/* ---- framing that could be read two ways (request smuggling): 400, the rest dropped ---- */
+
+#define BAD_POST "POST /write HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_BAD_MARKER ": 1\r\n"
+
+START_TEST(content_length_beside_chunked_is_refused)
+{
+    /* A proxy that believes the Content-Length would forward the chunks as the next request. */
+    expect_in_any_split(
         "POST /write HTTP/1.1\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n\r\n"
-        "2\r\nok\r\n0\r\n\r\n";
+        "2\r\nok\r\n0\r\n\r\n" PING,
+        BAD_POST "\r\n");
+}
+END_TEST
+
+START_TEST(content_length_beside_any_transfer_encoding_is_refused)
+{
+    feed("POST /write HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 11\r\n\r\n");
+    expect_output(BAD_POST "\r\n");
+}
+END_TEST
+
+START_TEST(refused_framing_keeps_the_other_headers)
+{
+    expect_in_any_split("POST /write HTTP/1.1\r\nContent-Length: 3\r\nHost: x\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n20\r\n",
+                        BAD_POST "Host: x\r\n\r\n");
+}
+END_TEST
+
+START_TEST(two_different_content_lengths_are_refused)
+{
+    /* The first wins in evhttp, the last in some proxies: the body would hide a request. */
+    expect_in_any_split("POST /write HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 36\r\n"
+                        "\r\nhelloGET /admin HTTP/1.1\r\n\r\n",
+                        BAD_POST "\r\n");
+}
+END_TEST
+
+START_TEST(the_same_content_length_twice_passes)
+{
+    const char req[] = "POST /write HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
     expect_in_any_split(req, req);
 }
 END_TEST
 
-START_TEST(other_transfer_encodings_are_judged_by_content_length)
+START_TEST(a_content_length_that_is_not_plain_digits_is_refused)
 {
-    /* evhttp reads a body as chunked only when Transfer-Encoding is exactly "chunked". */
-    feed("POST /write HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 11\r\n\r\n");
-    expect_output(REFUSED_POST);
+    const char *values[] = {"+36", "-1", "1e3", "0x10", "3 6", "", "1234567890123456789"};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        teardown();
+        setup();
+        char req[128];
+        snprintf(req, sizeof req, "POST /write HTTP/1.1\r\nContent-Length: %s\r\n\r\n", values[i]);
+        feed(req);
+        char *text = output();
+        ck_assert_msg(strcmp(text, BAD_POST "\r\n") == 0, "Content-Length '%s': %s", values[i],
+                      text);
+        free(text);
+    }
 }
 END_TEST
 
-START_TEST(refused_chunked_request_keeps_one_content_length)
+START_TEST(a_client_cannot_send_the_markers)
 {
-    /* evhttp ignored the Content-Length beside "chunked"; refused, the request has only ours. */
-    expect_in_any_split("POST /write HTTP/1.1\r\nContent-Length: 3\r\nHost: x\r\n"
-                        "Transfer-Encoding: chunked\r\n\r\n20\r\n",
-                        "POST /write HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_MARKER
-                        ": 1\r\nHost: x\r\n\r\n");
+    /* Only the filter writes them: a client's own is refused, not obeyed. */
+    expect_in_any_split("GET /read/x HTTP/1.1\r\n" HTTP_GUARD_MARKER ": 1\r\n\r\n" PING,
+                        "GET /read/x HTTP/1.1\r\nContent-Length: 0\r\n" HTTP_GUARD_BAD_MARKER
+                        ": 1\r\n\r\n");
+    expect_in_any_split("GET /read/x HTTP/1.1\r\nHost: h\r\n" HTTP_GUARD_BAD_MARKER ": 1\r\n\r\n",
+                        "GET /read/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"
+                        HTTP_GUARD_BAD_MARKER ": 1\r\n\r\n");
 }
 END_TEST
 
@@ -407,9 +479,14 @@ int main(void)
     tcase_add_test(tc, oversized_chunked_request_is_refused_at_the_chunk_over_the_limit);
     tcase_add_test(tc, one_large_chunk_is_refused_at_its_size_line);
     tcase_add_test(tc, refused_chunks_with_extensions_and_bare_lf_are_dropped);
-    tcase_add_test(tc, chunked_wins_over_a_large_content_length);
-    tcase_add_test(tc, other_transfer_encodings_are_judged_by_content_length);
-    tcase_add_test(tc, refused_chunked_request_keeps_one_content_length);
+    tcase_add_test(tc, a_refused_body_past_its_allowance_closes_the_connection);
+    tcase_add_test(tc, content_length_beside_chunked_is_refused);
+    tcase_add_test(tc, content_length_beside_any_transfer_encoding_is_refused);
+    tcase_add_test(tc, refused_framing_keeps_the_other_headers);
+    tcase_add_test(tc, two_different_content_lengths_are_refused);
+    tcase_add_test(tc, the_same_content_length_twice_passes);
+    tcase_add_test(tc, a_content_length_that_is_not_plain_digits_is_refused);
+    tcase_add_test(tc, a_client_cannot_send_the_markers);
     tcase_add_test(tc, framing_beyond_its_allowance_is_refused_too);
     tcase_add_test(tc, malformed_chunk_framing_passes_for_evhttp_to_refuse);
     tcase_add_test(tc, over_long_chunk_line_passes_for_evhttp_to_refuse);

@@ -309,11 +309,29 @@ START_TEST(host_to_resolve_reads_urls_and_conninfo)
 }
 END_TEST
 
+START_TEST(sqlstates_split_into_unavailable_and_refused)
+{
+    /* No server error at all: the connection failed. */
+    ck_assert_int_eq(pg_classify_sqlstate(NULL), PG_UNAVAILABLE);
+    /* The database cannot serve now (503): connection exceptions, too many connections, a
+     * shutdown or a statement_timeout cancellation, an I/O error. */
+    const char *unavailable[] = {"08006", "08001", "53300", "53100", "57P01", "57014", "58030"};
+    for (size_t i = 0; i < sizeof unavailable / sizeof *unavailable; i++)
+        ck_assert_msg(pg_classify_sqlstate(unavailable[i]) == PG_UNAVAILABLE, "%s",
+                      unavailable[i]);
+    /* The query itself was refused (500): retrying it elsewhere would fail the same way. */
+    const char *refused[] = {"23505", "22001", "42P01", "42601", "40001", "XX000", "00000"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        ck_assert_msg(pg_classify_sqlstate(refused[i]) == PG_ERROR, "%s", refused[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("pgconn");
     TCase *pure = tcase_create("pure");
     tcase_add_test(pure, host_to_resolve_reads_urls_and_conninfo);
+    tcase_add_test(pure, sqlstates_split_into_unavailable_and_refused);
     suite_add_tcase(suite, pure);
     TCase *live = tcase_create("live");
     tcase_set_timeout(live, 60);

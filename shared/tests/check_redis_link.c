@@ -10,6 +10,7 @@
  * (resolve.h, /etc/hosts) instead of hiredis's blocking lookup.
  */
 #include "redis.h"
+#include "redis_link.h"
 #include "redis_subscriber.h"
 #include "resolve.h"
 #include "testkit.h"
@@ -248,11 +249,39 @@ START_TEST(a_host_name_is_resolved_by_the_resolver)
 }
 END_TEST
 
+START_TEST(redis_urls_are_parsed_or_refused)
+{
+    char host[64];
+    int port = 0;
+    ck_assert(redis_link_parse_url("redis://127.0.0.1:16440/0", host, sizeof host, &port));
+    ck_assert_str_eq(host, "127.0.0.1");
+    ck_assert_int_eq(port, 16440);
+    ck_assert(redis_link_parse_url("redis://l2-redis", host, sizeof host, &port));
+    ck_assert_str_eq(host, "l2-redis");
+    ck_assert_int_eq(port, 6379); /* the default port */
+    ck_assert(redis_link_parse_url("redis://user:secret@cache:6380/1", host, sizeof host, &port));
+    ck_assert_str_eq(host, "cache"); /* credentials are skipped, not taken for the host */
+    ck_assert_int_eq(port, 6380);
+    ck_assert(redis_link_parse_url("cache:7000", host, sizeof host, &port)); /* no scheme */
+    ck_assert_int_eq(port, 7000);
+    const char *malformed[] = {"redis://",           "redis://:6379",  "redis://h:",
+                               "redis://h:0",        "redis://h:65536", "redis://h:12x",
+                               "redis://h:-1/0",     ""};
+    for (size_t i = 0; i < sizeof malformed / sizeof *malformed; i++)
+        ck_assert_msg(!redis_link_parse_url(malformed[i], host, sizeof host, &port), "'%s'",
+                      malformed[i]);
+    char small[4]; /* a host longer than the buffer is refused, never cut */
+    ck_assert(!redis_link_parse_url("redis://longhost:1", small, sizeof small, &port));
+}
+END_TEST
+
 int main(void)
 {
     if (!tk_redis_start(&server, REDIS_PORT))
         return 1;
     Suite *s = suite_create("redis_link");
+    suite_add_tcase(s, check_tcase("pure", NULL, NULL, 10,
+                                   (const TTest *const[]){redis_urls_are_parsed_or_refused, NULL}));
     TCase *tc = check_tcase("real redis", setup, teardown, 60,
                             (const TTest *const[]){a_blocking_read_outlives_the_command_timeout,
                                                    every_kind_of_link_survives_a_restart,
