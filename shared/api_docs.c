@@ -38,7 +38,7 @@ static const char docs_page[] =
     "</head>\n<body>\n<div id=\"swagger-ui\"></div>\n"
     "<script src=\"/docs/swagger-ui-bundle.js\"></script>\n"
     "<script>\nwindow.ui = SwaggerUIBundle({url: \"/openapi.json\", dom_id: \"#swagger-ui\",\n"
-    "  deepLinking: true, displayRequestDuration: true});\n</script>\n</body>\n</html>\n";
+    "  deepLinking: true});\n</script>\n</body>\n</html>\n";
 
 static const char not_installed[] = "API docs not installed: run ./layers deps";
 

@@ -15,8 +15,8 @@
  * EXCLUSIVE lock is written to the WAL and taken by the standbys' replay.)
  */
 #include "contract_tests.h"
-#include "openapi_tests.h"
 #include "check_run.h"
+#include "openapi_tests.h"
 #include "resilience_tests.h"
 
 #include <signal.h>

@@ -12,8 +12,8 @@
  * `records` on every shard (contract_set_other_pgs).
  */
 #include "contract_tests.h"
-#include "openapi_tests.h"
 #include "check_run.h"
+#include "openapi_tests.h"
 #include "resilience_tests.h"
 #include "shard_map.h"
 
