@@ -9,6 +9,7 @@
 
 #include "http.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "schema.h"
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = NULL,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -9,6 +9,7 @@
 #include "cache_aside.h"
 #include "http.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "redis.h"
@@ -100,6 +101,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

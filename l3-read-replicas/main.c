@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "redis.h"
@@ -112,6 +113,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -14,6 +14,7 @@
 #include "layout.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "process.h"
 #include "records.h"
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -11,6 +11,7 @@
 #include "http.h"
 #include "l1_cache.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "redis.h"
@@ -127,6 +128,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -12,6 +12,7 @@
 #include "cache_aside.h"
 #include "http.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "redis.h"
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -11,6 +11,7 @@
 #include "cqrs.h"
 #include "http.h"
 #include "metrics.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "redis.h"
 #include "schema.h"
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }

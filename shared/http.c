@@ -394,6 +394,11 @@ void http_route(struct http_server *server, enum http_method method, const char 
     router_add(server->router, method, path_template, target);
 }
 
+const struct router *http_server_router(const struct http_server *server)
+{
+    return server->router;
+}
+
 /* evhttp listens with a backlog of 128: a burst of new clients (500 at once in the tests, any
  * load test) overflows it, and the kernel drops their SYNs, which they retry only after 1, 3,
  * 7... seconds. The listener is opened here with the system's larger limit instead. */

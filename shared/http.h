@@ -48,6 +48,9 @@ void http_server_free(struct http_server *server);
 void http_route(struct http_server *server, enum http_method method, const char *path_template,
                 http_handler_fn handler, void *arg);
 
+/* The route table (to compare it with the API document, api_docs.h). */
+const struct router *http_server_router(const struct http_server *server);
+
 bool http_server_listen(struct http_server *server, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 

@@ -73,6 +73,16 @@ const char *router_template(const struct router *router, int route)
     return router->routes[route].template;
 }
 
+enum http_method router_method(const struct router *router, int route)
+{
+    return router->routes[route].method;
+}
+
+int router_count(const struct router *router)
+{
+    return router->count;
+}
+
 /* Compares a route's segments with the request path; collects params on success. */
 static bool path_matches(const struct route *route, const char *path, struct route_match *out)
 {

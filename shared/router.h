@@ -54,6 +54,9 @@ enum router_result router_match(const struct router *router, enum http_method me
                                 const char *path, struct route_match *out);
 
 const char *router_template(const struct router *router, int route);
+enum http_method router_method(const struct router *router, int route);
+/* Routes added so far (route indexes are 0 .. count-1). */
+int router_count(const struct router *router);
 
 /* Writes the Allow header value for a method mask, e.g. "GET, HEAD". */
 void router_format_allow(unsigned methods, char *out, size_t outlen);

@@ -3,6 +3,7 @@
  */
 #include "server.h"
 
+#include "api_docs.h"
 #include "clock.h"
 #include "http.h"
 #include "log.h"
@@ -18,7 +19,7 @@
 
 #define DRAIN_POLL_MS  20
 #define DRAIN_FLUSH_MS 200 /* after the last reply, time for it to leave the socket buffer */
-#define HTTP_ROW_COUNT 7
+#define HTTP_ROW_COUNT 8
 
 struct server {
     const struct server_spec *spec;         /* the layer's description */
@@ -29,6 +30,7 @@ struct server {
     char port_default[16];                  /* the layer's default PORT, as text */
     struct http_server *http;               /* HTTP server */
     struct metrics *metrics;                /* counters and histograms */
+    struct api_docs *docs;                  /* /openapi.json and /docs */
     struct event *drain;                    /* polls in-flight requests during shutdown */
     long long drain_deadline_ms;            /* give up waiting at this time */
     long long drained_at_ms;                /* when the last in-flight request was answered */
@@ -56,6 +58,9 @@ static struct config_set *build_sets(struct server *server, size_t *count)
          &c->read_timeout_s, NULL},
         {"HTTP_MAX_CONNECTIONS", CONFIG_INT, "4096", 1, 1000000,
          "client connections at once; more are answered 503 and closed", &c->max_connections,
+         NULL},
+        {"DOCS_DIR", CONFIG_STRING, "", 0, 0,
+         "Swagger UI's files for /docs (swagger-ui-dist; ./layers env sets it)", &c->docs_dir,
          NULL},
     };
     memcpy(server->rows, rows, sizeof rows);
@@ -150,10 +155,22 @@ static bool server_start(struct process *process, void *arg)
     server->http = http_server_create(base, &http, server->metrics);
     http_route(server->http, HTTP_GET, "/metrics", handle_metrics, server);
     http_route(server->http, HTTP_GET, "/ping", handle_ping, server);
+    if (server->spec->openapi_json == NULL)
+        LOG_WARN("%s has no OpenAPI document: /openapi.json answers 404", server->spec->program);
+    server->docs = api_docs_create(server->spec->openapi_json, server->config.docs_dir);
+    api_docs_routes(server->docs, server->http);
     metrics_add_gauges(server->metrics, render_in_flight, server);
     server->drain = evtimer_new(base, on_drain, server);
     LOG_INFO("%s (%s) starting", server->spec->program, server->spec->layer);
-    return server->spec->start(server, server->layer);
+    if (!server->spec->start(server, server->layer))
+        return false;
+    /* The layer's routes are all added by now: they must be the document's operations. */
+    char err[256];
+    if (!api_docs_check_routes(server->docs, http_server_router(server->http), err, sizeof err)) {
+        LOG_ERROR("%s", err);
+        return false;
+    }
+    return true;
 }
 
 static void server_maintain(void *arg)
@@ -168,6 +185,7 @@ static void server_stop(void *arg)
     struct server *server = arg;
     server->spec->stop(server->layer);
     http_server_free(server->http);
+    api_docs_free(server->docs); /* after the connections that may still send its bytes */
     if (server->drain)
         event_free(server->drain);
     metrics_free(server->metrics);

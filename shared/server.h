@@ -5,8 +5,8 @@
  * three callbacks) and calls server_main(). process.c runs the program (`--help`, settings,
  * logging, signals, the event loop, the maintenance timer); this module adds what only an HTTP
  * server has, the same way for all layers: the HTTP settings (the HTTP set below), the listener,
- * the built-in routes (`/metrics`, and `/ping`, which touches no backend and so measures the
- * HTTP layer alone), metrics, and the draining of requests on a stop signal:
+ * the built-in routes (`/metrics`; `/ping`, which touches no backend and so measures the
+ * HTTP layer alone; `/openapi.json` and `/docs`, api_docs.h), metrics, and the draining of requests on a stop signal:
  *
  *   SIGTERM/SIGINT -> stop accepting -> wait for in-flight requests (SHUTDOWN_TIMEOUT_MS)
  *                  -> layer stop() closes its connections -> exit 0.
@@ -38,6 +38,7 @@ struct server_config {
     long http_timeout_s;  /* HTTP_TIMEOUT_S */
     long read_timeout_s;  /* HTTP_READ_TIMEOUT_S */
     long max_connections; /* HTTP_MAX_CONNECTIONS */
+    char *docs_dir;       /* DOCS_DIR: Swagger UI's assets for /docs ("" = not installed) */
 };
 
 struct server_spec {
@@ -54,6 +55,9 @@ struct server_spec {
     void (*maintain)(void *layer);
     /* After the last in-flight request: close connections, free everything. */
     void (*stop)(void *layer);
+    /* The layer's OpenAPI document (openapi_document.h), served at /openapi.json; start-up
+     * fails when the layer's routes differ from its operations. NULL: none (a warning). */
+    const char *openapi_json;
 };
 
 /* Runs the server; returns the process exit code. */

@@ -16,6 +16,7 @@
  */
 #include "contract_tests.h"
 #include "check_run.h"
+#include "openapi_tests.h"
 #include "resilience_tests.h"
 
 #include <signal.h>
@@ -570,6 +571,8 @@ int main(void)
     suite_add_tcase(suite, resilience_tcase_without(
                                (const char *const[]){"database_stops_and_comes_back", NULL}));
     suite_add_tcase(suite, hung_database_tcase());
+    suite_add_tcase(suite, openapi_tcase());
+    suite_add_tcase(suite, api_docs_tcase());
     TCase *own =
         check_tcase("replicas", clean, stop_server, 120,
                     (const TTest *const[]){

@@ -13,6 +13,7 @@
  */
 #include "contract_tests.h"
 #include "check_run.h"
+#include "openapi_tests.h"
 #include "resilience_tests.h"
 #include "shard_map.h"
 
@@ -484,6 +485,8 @@ int main(void)
     suite_add_tcase(suite, contract_tcase());
     suite_add_tcase(suite, resilience_tcase_without(
                                (const char *const[]){"database_stops_and_comes_back", NULL}));
+    suite_add_tcase(suite, openapi_tcase());
+    suite_add_tcase(suite, api_docs_tcase());
     TCase *own = check_tcase(
         "sharding", clean, stop_server, 300,
         (const TTest *const[]){keys_land_on_their_shard_modulo, keys_land_on_their_shard_jump,

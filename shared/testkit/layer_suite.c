@@ -5,6 +5,7 @@
 #include "layer_suite.h"
 
 #include "check_run.h"
+#include "openapi_tests.h"
 #include "resilience_tests.h"
 
 static int run(const struct contract_target *t, TCase *layer_tests,
@@ -17,6 +18,8 @@ static int run(const struct contract_target *t, TCase *layer_tests,
     suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
     if (hung_database)
         suite_add_tcase(suite, hung_database_tcase());
+    suite_add_tcase(suite, openapi_tcase());
+    suite_add_tcase(suite, api_docs_tcase());
     suite_add_tcase(suite, layer_tests);
     int failed = check_run(suite, CK_FORK_GETENV);
     tk_pg_destroy(t->pg);

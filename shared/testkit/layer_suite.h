@@ -1,7 +1,8 @@
 /*
  * layer_suite: a layer's black-box test program in one call. It runs the HTTP contract
- * (contract_tests.h), the resilience cases (resilience_tests.h) and the layer's own test case
- * against the layer's server, so that every layer is held to the same promises before its own.
+ * (contract_tests.h), the resilience cases (resilience_tests.h), the agreement of the layer's
+ * OpenAPI document with its server (openapi_tests.h) and the layer's own test case against the
+ * layer's server, so that every layer is held to the same promises before its own.
  */
 #ifndef LAYERS_LAYER_SUITE_H
 #define LAYERS_LAYER_SUITE_H
