@@ -18,6 +18,7 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "health.h"
 #include "http.h"
 #include "metrics.h"
 #include "record.h"
@@ -244,17 +245,17 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct status_flow *flow = arg;
     struct layer *layer = http_request_arg(flow->req);
     (void)res;
-    bool db = status == PG_OK, cache = cache_aside_available(layer->cache);
     bool reachable = flow->queue.available;
-    bool queue = wq_accepting(&flow->queue, &layer->queue_limits);
-    const char *overall = !reachable ? "unhealthy" : db && cache && queue ? "healthy" : "degraded";
-    http_reply_json(flow->req, reachable ? 200 : 503,
-                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "status", overall, "layer",
-                              server_spec(layer->server)->layer, "database",
-                              db ? "healthy" : "unavailable", "cache",
-                              cache ? "healthy" : "unavailable", "queue",
-                              queue ? "healthy" : "unavailable", "queue_length",
-                              reachable ? json_integer(flow->queue.length) : json_null()));
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", status == PG_OK, HEALTH_OPTIONAL);
+    health_member(&health, "cache", cache_aside_available(layer->cache), HEALTH_OPTIONAL);
+    health_note(&health, reachable, HEALTH_REQUIRED); /* without the stream, no write is taken */
+    health_member(&health, "queue", wq_accepting(&flow->queue, &layer->queue_limits),
+                  HEALTH_OPTIONAL);
+    json_object_set_new(health.body, "queue_length",
+                        reachable ? json_integer(flow->queue.length) : json_null());
+    health_reply(flow->req, &health);
     free(flow);
 }
 
@@ -263,8 +264,9 @@ static void on_health_queue(redisReply *reply, void *arg)
     struct status_flow *flow = arg;
     struct layer *layer = http_request_arg(flow->req);
     wq_parse_stats(reply, &flow->queue);
-    pool_query(layer->pool,
-               &(struct pg_call){.statement = {.sql = "SELECT 1"}, .cb = on_health, .arg = flow});
+    struct pg_call check = {.statement = {.sql = "SELECT 1"}, .cb = on_health, .arg = flow};
+    struct pg_call within = health_call_within(server_base(layer->server), &check);
+    pool_query(layer->pool, &within);
 }
 
 void handle_health(struct http_request *req, void *arg)

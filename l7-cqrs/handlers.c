@@ -31,6 +31,7 @@
 #include "cqrs.h"
 
 #include "clock.h"
+#include "health.h"
 #include "http.h"
 #include "record.h"
 #include "records.h"
@@ -494,15 +495,13 @@ struct health_flow {
 static void answer_health(struct health_flow *flow)
 {
     struct layer *layer = http_request_arg(flow->req);
-    bool redis = redis_available(layer->redis);
-    bool dbs = flow->write_db && flow->read_db;
-    const char *overall = !dbs ? "unhealthy" : redis ? "healthy" : "degraded";
-    json_t *reply = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s}", "status", overall, "layer",
-        server_spec(layer->server)->layer, "database", flow->write_db ? "healthy" : "unavailable",
-        "write_database", flow->write_db ? "healthy" : "unavailable", "read_database",
-        flow->read_db ? "healthy" : "unavailable", "redis", redis ? "healthy" : "unavailable");
-    http_reply_json(flow->req, dbs ? 200 : 503, reply);
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    health_member(&health, "database", flow->write_db, HEALTH_REQUIRED);
+    health_member(&health, "write_database", flow->write_db, HEALTH_REQUIRED);
+    health_member(&health, "read_database", flow->read_db, HEALTH_REQUIRED);
+    health_member(&health, "redis", redis_available(layer->redis), HEALTH_OPTIONAL);
+    health_reply(flow->req, &health);
     free(flow);
 }
 
@@ -530,10 +529,13 @@ void handle_health(struct http_request *req, void *arg)
     struct health_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->pending = 2;
-    pool_query(layer->write_pool,
-               &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_write_db_health, flow});
-    pool_query(layer->read_pool,
-               &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_read_db_health, flow});
+    struct event_base *base = server_base(layer->server);
+    struct pg_call write_db = health_call_within(
+        base, &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_write_db_health, flow});
+    struct pg_call read_db = health_call_within(
+        base, &(struct pg_call){{"SELECT 1", 0, {NULL}}, on_read_db_health, flow});
+    pool_query(layer->write_pool, &write_db);
+    pool_query(layer->read_pool, &read_db);
 }
 
 /* ---- statistics: counted across processes (the databases' rows and Redis's keys) ---- */

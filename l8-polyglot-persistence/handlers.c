@@ -24,6 +24,7 @@
 #include "handlers.h"
 
 #include "cache_aside.h"
+#include "health.h"
 #include "http.h"
 #include "money.h"
 #include "mongo.h"
@@ -610,17 +611,15 @@ static void health_joined(struct health_flow *flow)
     if (--flow->pending > 0)
         return;
     struct layer *layer = http_request_arg(flow->req);
-    bool redis = cache_aside_available(layer->cache);
-    bool stores = flow->postgres && flow->mongodb;
-    const char *overall = !stores ? "unhealthy" : redis ? "healthy" : "degraded";
-#define STATE(up) ((up) ? "healthy" : "unavailable")
-    http_reply_json(flow->req, stores ? 200 : 503,
-                    json_pack("{s:s, s:s, s:[s,s,s], s:s, s:s, s:s, s:s}", "status", overall,
-                              "layer", server_spec(layer->server)->layer, "databases",
-                              "postgresql", "mongodb", "redis", "postgresql",
-                              STATE(flow->postgres), "mongodb", STATE(flow->mongodb), "redis",
-                              STATE(redis), "database", STATE(stores)));
-#undef STATE
+    struct health health;
+    health_begin(&health, server_spec(layer->server)->layer);
+    json_object_set_new(health.body, "databases",
+                        json_pack("[s,s,s]", "postgresql", "mongodb", "redis"));
+    health_member(&health, "postgresql", flow->postgres, HEALTH_REQUIRED);
+    health_member(&health, "mongodb", flow->mongodb, HEALTH_REQUIRED);
+    health_member(&health, "redis", cache_aside_available(layer->cache), HEALTH_OPTIONAL);
+    health_member(&health, "database", flow->postgres && flow->mongodb, HEALTH_REQUIRED);
+    health_reply(flow->req, &health);
     free(flow);
 }
 
@@ -646,9 +645,9 @@ void handle_health(struct http_request *req, void *arg)
     flow->req = req;
     flow->pending = 2;
     mongo_ping(layer->mongo, on_health_mongo, flow);
-    pool_query(layer->pool, &(struct pg_call){.statement = {.sql = "SELECT 1"},
-                                              .cb = on_health_pg,
-                                              .arg = flow});
+    struct pg_call check = {.statement = {.sql = "SELECT 1"}, .cb = on_health_pg, .arg = flow};
+    struct pg_call within = health_call_within(server_base(layer->server), &check);
+    pool_query(layer->pool, &within);
 }
 
 /* ---- statistics: counted in each store, at once ---- */

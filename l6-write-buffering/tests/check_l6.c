@@ -573,8 +573,10 @@ int main(void)
                                gone_workers_leave_the_group,
                                sigterm_finishes_the_batch, NULL});
     static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
+    /* (a hung PostgreSQL leaves this layer "degraded", not 503: writes still queue) */
     static const char *const resilience_skip[] = {"client_disconnects_mid_query",
-                                                  "database_stops_and_comes_back", NULL};
+                                                  "database_stops_and_comes_back",
+                                                  "a_hung_database_shows_in_health_at_once", NULL};
     int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_redis_destroy(&redis);
     return rc;

@@ -9,15 +9,13 @@
 #include "resilience_tests.h"
 
 static int run(const struct contract_target *t, TCase *layer_tests,
-               const char *const *contract_skip, const char *const *resilience_skip,
-               bool hung_database)
+               const char *const *contract_skip, const char *const *resilience_skip)
 {
     contract_set_target(t);
     Suite *suite = suite_create(t->layer);
     suite_add_tcase(suite, contract_tcase_without(contract_skip));
     suite_add_tcase(suite, resilience_tcase_without(resilience_skip));
-    if (hung_database)
-        suite_add_tcase(suite, hung_database_tcase());
+    suite_add_tcase(suite, hung_database_tcase_without(resilience_skip));
     suite_add_tcase(suite, openapi_tcase());
     suite_add_tcase(suite, api_docs_tcase());
     suite_add_tcase(suite, layer_tests);
@@ -28,11 +26,11 @@ static int run(const struct contract_target *t, TCase *layer_tests,
 
 int layer_suite_run(const struct contract_target *t, TCase *layer_tests)
 {
-    return run(t, layer_tests, NULL, NULL, true);
+    return run(t, layer_tests, NULL, NULL);
 }
 
 int layer_suite_run_without(const struct contract_target *t, TCase *layer_tests,
                             const char *const *contract_skip, const char *const *resilience_skip)
 {
-    return run(t, layer_tests, contract_skip, resilience_skip, false);
+    return run(t, layer_tests, contract_skip, resilience_skip);
 }

@@ -14,8 +14,8 @@
 int layer_suite_run(const struct contract_target *target, TCase *layer_tests);
 
 /* The same without the shared tests named in the two lists (NULL-terminated, or NULL), for a
- * layer that tests its own version of them (contract_tcase_without), and without the
- * hung-database case (layers 6 and 7: their /health has no deadline of its own yet). */
+ * layer that tests its own version of them (contract_tcase_without); the resilience list also
+ * names hung-database tests to leave out. */
 int layer_suite_run_without(const struct contract_target *target, TCase *layer_tests,
                             const char *const *contract_skip,
                             const char *const *resilience_skip);

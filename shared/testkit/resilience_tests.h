@@ -14,6 +14,8 @@ TCase *resilience_tcase(void);
  * SIGCONT. For the layers whose /health needs their target's database. */
 TCase *hung_database_tcase(void);
 /* Without the tests named in skip (see contract_tcase_without). */
+TCase *hung_database_tcase_without(const char *const *skip);
+/* Without the tests named in skip (see contract_tcase_without). */
 TCase *resilience_tcase_without(const char *const *skip);
 
 #endif

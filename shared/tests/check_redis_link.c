@@ -9,6 +9,8 @@
  * subscription: each comes back by itself. A host name is resolved through the resolver
  * (resolve.h, /etc/hosts) instead of hiredis's blocking lookup.
  */
+#include "cache_aside.h"
+#include "metrics.h"
 #include "redis.h"
 #include "redis_link.h"
 #include "redis_subscriber.h"
@@ -275,6 +277,63 @@ START_TEST(redis_urls_are_parsed_or_refused)
 }
 END_TEST
 
+/* The loop, turned for ms, with the cache's maintenance between turns (as a server's timer). */
+static void maintain_for(struct cache_aside *cache, struct redis *r, long ms)
+{
+    long long until = tk_now_ms() + ms;
+    while (tk_now_ms() < until) {
+        event_base_loop(base, EVLOOP_ONCE);
+        redis_maintain(r);
+        cache_aside_maintain(cache);
+    }
+}
+
+START_TEST(a_lost_invalidation_is_owed_then_delivered)
+{
+    /* cache_aside's owed invalidations (cache_aside.h): an invalidation that cannot reach
+     * Redis is remembered, the cache distrusts itself until it is delivered, and it is delivered
+     * when Redis answers again; past CACHE_OWED_MAX keys the cache owes a clear of all its keys. */
+    struct metrics *m = metrics_create(METRIC_MODULE_REDIS | METRIC_MODULE_CACHE);
+    struct redis *r = connect_redis(false, NULL, server.url);
+    struct cache_settings settings = {"t", 60, NULL};
+    struct cache_aside *cache = cache_aside_create(r, &settings, m);
+    maintain_for(cache, r, 100);
+    ck_assert(cache_aside_available(cache));
+
+    ck_assert(tk_redis_stop(&server));
+    maintain_for(cache, r, 500); /* the link notices */
+    cache_aside_invalidate(cache, "k", 1);
+    maintain_for(cache, r, 100);
+    ck_assert_uint_eq(metrics_get(m, METRIC_CACHE_INVALIDATIONS_OWED), 1);
+    ck_assert(!cache_aside_available(cache)); /* owing: not to be trusted */
+    ck_assert(tk_redis_restart(&server));
+    long long deadline = tk_now_ms() + 5000;
+    while (!cache_aside_available(cache) && tk_now_ms() < deadline)
+        maintain_for(cache, r, 50);
+    ck_assert_msg(cache_aside_available(cache), "the owed invalidation was never delivered");
+    ck_assert_uint_eq(metrics_get(m, METRIC_CACHE_INVALIDATIONS_DELIVERED_LATE), 1);
+
+    /* More than it can remember: it owes a clear of every key of its prefix instead. */
+    ck_assert(tk_redis_stop(&server));
+    maintain_for(cache, r, 500);
+    char key[32];
+    for (int i = 0; i <= CACHE_OWED_MAX; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        cache_aside_invalidate(cache, key, strlen(key));
+    }
+    ck_assert_uint_eq(metrics_get(m, METRIC_CACHE_INVALIDATIONS_OWED), 2 + CACHE_OWED_MAX);
+    ck_assert(!cache_aside_available(cache));
+    ck_assert(tk_redis_restart(&server));
+    deadline = tk_now_ms() + 5000;
+    while (!cache_aside_available(cache) && tk_now_ms() < deadline)
+        maintain_for(cache, r, 50);
+    ck_assert_msg(cache_aside_available(cache), "the owed clear never finished");
+    cache_aside_free(cache);
+    redis_free(r);
+    metrics_free(m);
+}
+END_TEST
+
 int main(void)
 {
     if (!tk_redis_start(&server, REDIS_PORT))
@@ -285,7 +344,9 @@ int main(void)
     TCase *tc = check_tcase("real redis", setup, teardown, 60,
                             (const TTest *const[]){a_blocking_read_outlives_the_command_timeout,
                                                    every_kind_of_link_survives_a_restart,
-                                                   a_host_name_is_resolved_by_the_resolver, NULL});
+                                                   a_host_name_is_resolved_by_the_resolver,
+                                                   a_lost_invalidation_is_owed_then_delivered,
+                                                   NULL});
     suite_add_tcase(s, tc);
     int failed = check_run(s, CK_NOFORK); /* one Redis, tests in order */
     tk_redis_destroy(&server);
