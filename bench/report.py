@@ -424,7 +424,7 @@ def draw_charts(directory, cells, ceilings, layers, workloads, levels):
                 for i, (title, _, dashed) in enumerate(series))
             svg = f"{metric}-{w}.svg"
             script = "\n".join([
-                "set terminal svg size 760,440 dynamic font 'sans,11' background rgb 'white'",
+                "set terminal svg size 760,440 dynamic noenhanced font 'sans,11' background rgb 'white'",  # '@' of a variant is literal
                 f"set output '{os.path.join(directory, svg)}'",
                 f"set title '{w}: {label} by number of clients (median, min-max)'",
                 "set logscale x 2", "set logscale y",
@@ -443,10 +443,11 @@ def summary(directory):
     """A compact table for the terminal and CI logs: median req/s per layer and workload."""
     rows, cells, _ = load(directory)
     workloads = ordered(r["workload"] for r in rows)
+    width = max([24] + [len(r["layer"]) + 2 for r in rows])  # variants: layer@value
     for lv in sorted({level(r) for r in rows}):
         print(f"\nreq/s at {level_name(lv)}, median of clean rounds (! = a failed round, see "
               "report.md)")
-        print(f"{'layer':24}" + "".join(f"{w:>12}" for w in workloads))
+        print(f"{'layer':{width}}" + "".join(f"{w:>12}" for w in workloads))
         for layer in ordered(r["layer"] for r in rows):
             line = []
             for w in workloads:
@@ -455,7 +456,7 @@ def summary(directory):
                 failed = cell and cell.failed and not cell.flag().startswith("not served")
                 text = f"{s[0]:,.0f}" if s else ("FAILED" if failed else "–")
                 line.append(text + ("!" if cell and cell.failed and s else ""))
-            print(f"{layer:24}" + "".join(f"{c:>12}" for c in line))
+            print(f"{layer:{width}}" + "".join(f"{c:>12}" for c in line))
     _, drains, _ = load(directory, drain=True)
     for (layer, w, lv), cell in drains.items():
         s = cell.stat("rps")

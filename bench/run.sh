@@ -2,6 +2,9 @@
 # bench/run.sh: the benchmark harness behind `./layers bench` (methodology: bench/README.md).
 #
 #   ./layers bench [LAYER...] [options]      every built layer when none is named
+#     LAYER@NAME=VALUE[,NAME=VALUE]   a variant: that layer with these settings, for that entry
+#                           only, measured in the same rotation as the others and labelled
+#                           LAYER@VALUE[+VALUE] (e.g. l1 l1@DB_POOL_MODE=pipeline)
 #     --quick               CI smoke test: 16 clients, 1 round, 1 s cells, 1,000 keys
 #     --repeat R            rounds (default 3): every cell R times, interleaved across layers
 #     --duration S          measured seconds per cell (default 2)
@@ -102,6 +105,9 @@ REPEAT="" ALLOW_DIRTY=0 CEILINGS=1 BUILD=1 WRONG=0
 BUILD_DIR="$ROOT/build"
 SELECTED=()
 EXTRA_SETTINGS=() # --set NAME=VALUE, for every server of this run
+VARIANT_SETTINGS=() # the settings of the entry being measured (LAYER@NAME=VALUE,...), else none
+VARIANT_LABEL=""    # its suffix to the layer's name in every row: "@VALUE+VALUE", else empty
+VARIANTS=()         # the run's variants, "LABEL = LAYER with NAME=VALUE ..." (machine.txt)
 
 WORK=""          # this run's scratch directory (databases, logs), removed at exit
 PIDS=()          # processes this run started and has not stopped yet
@@ -153,7 +159,7 @@ trap 'exit 143' TERM
 
 # ---- options ----
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 
 parse_args() {
     while [ $# -gt 0 ]; do
@@ -448,7 +454,7 @@ start_proxy() { # I: delay-proxy on PROXY_BASE + I in front of PostgreSQL I
 }
 
 # Starts one program of layer N (build/<layer>/PROGRAM) with the layer's settings for this
-# stack, the benchmark's settings and --set's, its log in WORK/PROGRAM.log.
+# stack, the benchmark's settings, --set's and the variant's, its log in WORK/PROGRAM.log.
 start_program() { # N PROGRAM
     local n=$1 program=$2 pg_port=$PG_BASE settings=()
     [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
@@ -456,7 +462,7 @@ start_program() { # N PROGRAM
     [ -x "$BUILD_DIR/${LAYER_NAMES[$n]}/$program" ] || { echo "$program is not built" >&2; return 1; }
     (
         eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT" "$MONGO_BASE")"
-        exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" \
+        exec env LOG_LEVEL=warn "${settings[@]}" "${EXTRA_SETTINGS[@]}" "${VARIANT_SETTINGS[@]}" \
             "$BUILD_DIR/${LAYER_NAMES[$n]}/$program"
     ) 2>>"$WORK/$program.log" &
     PIDS+=($!)
@@ -545,7 +551,7 @@ stop_stack() { # LABEL
 # the cache warm: the state every read cell starts from), an evenly spaced sample of
 # VERIFY_SAMPLE on the others. One row per step in checks.csv. Returns non-zero if any failed.
 preload() { # N
-    local n=$1 name=${LAYER_NAMES[$1]} step result count=$VERIFY_SAMPLE bad
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL step result count=$VERIFY_SAMPLE bad
     [[ " $(layer_backends "$n") " != *" redis "* ]] || count=0
     for step in preload verify; do
         # A read model fed by a projector (layer 7) answers reads once it has caught up.
@@ -580,7 +586,7 @@ csv_empty_row() { csv_row "$1" "$2" "$3" "$4" "$ROUND" "" "" "" "" "" "" "" "" "
 # Records the cells of layer N as FAILED: all of them, or those after workload AFTER_W at
 # AFTER_C clients and AFTER_R req/s (the cells before have their rows). Counts as one error.
 record_failed() { # N REASON [AFTER_W AFTER_C AFTER_R]
-    local name=${LAYER_NAMES[$1]} w c r todo=1
+    local name=${LAYER_NAMES[$1]}$VARIANT_LABEL w c r todo=1
     [ $# -lt 3 ] || todo=0
     for w in $RUN_ORDER; do
         [[ " $WORKLOADS " == *" $w "* ]] || continue
@@ -610,7 +616,7 @@ record_failed() { # N REASON [AFTER_W AFTER_C AFTER_R]
 # Runs every cell (workload x clients x rate) against the running layer N, one row each in
 # results.csv. Returns non-zero after recording a failure that ends the layer's round.
 measure_layer() { # N
-    local n=$1 name=${LAYER_NAMES[$1]} w c r why result cpu0 bcpu0 stat0 flag bad warm
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL w c r why result cpu0 bcpu0 stat0 flag bad warm
     local mode
     for w in $RUN_ORDER; do
         [[ " $WORKLOADS " == *" $w "* ]] || continue
@@ -694,7 +700,7 @@ stop_program() { # PID
 
 # A drain failure: its rows (those not written yet) flagged, the layer's round ended.
 drain_failed() { # N PHASE REASON
-    local name=${LAYER_NAMES[$1]}
+    local name=${LAYER_NAMES[$1]}$VARIANT_LABEL
     [ "$2" != rate ] || csv_empty_row "$name" drain 1 0 "FAILED: ${3//,/;}"
     csv_empty_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "FAILED: ${3//,/;}"
     ERRORS=$((ERRORS + 1))
@@ -735,7 +741,7 @@ steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT CPU0 BCPU0 STA
 #          acknowledgement-to-commit delay (µs; the histogram's resolution: 1 ms below 16 ms,
 #          12.5% above), requests = delays counted; the load's own latency is in raw.log.
 measure_drain() { # N
-    local n=$1 name=${LAYER_NAMES[$1]} program=${DRAIN_WORKERS[$1]} pid result out bad flag
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL program=${DRAIN_WORKERS[$1]} pid result out bad flag
     local cpu0 bcpu0 stat0 timeout=$((DRAIN_ROWS / 1000 + 120))
     progress "$name: drain: stopping $program once the queue is empty"
     if ! out=$(/usr/bin/python3 "$ROOT/bench/drain.py" empty "$API_PORT" 120 2>&1); then
@@ -808,7 +814,7 @@ measure_drain() { # N
 # LAG_CONNECTIONS, rate LAG_RATE, rps = the writes/s loadgen sustained, p50/p99/max = the lag
 # (µs), requests = samples; the load's own latency is in raw.log.
 measure_lag() { # N
-    local n=$1 name=${LAYER_NAMES[$1]} result out bad flag cpu0 bcpu0 stat0 why
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL result out bad flag cpu0 bcpu0 stat0 why
     progress "$name: lag: projection lag under $LAG_RATE writes/s (${DURATION}s)"
     if ! why=$(/usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 2>&1 >/dev/null); then
         record_failed "$n" "lag: ${why:-lag.py failed}" write "${CONCURRENCY##* }" "${RATES##* }"
@@ -865,10 +871,28 @@ layer_plan() { # [N]
         'BEGIN { printf "%d", 5 + keys / 1000 + k * (w + d) + x }'
 }
 
-# Starts layer N's stack, loads and verifies the data set, measures, stops; a failure is
-# recorded and the run goes on with the next layer.
-bench_layer() { # N
-    local n=$1 name=${LAYER_NAMES[$1]} done_before=$PLAN_DONE
+# The layer number of an entry of the run: N, or N@NAME=VALUE,... (a variant).
+entry_layer() { echo "${1%%@*}"; }
+
+# Sets VARIANT_SETTINGS and VARIANT_LABEL for an entry: a variant's settings (split on ',') and
+# "@" and their values joined by '+'; none and "" for a plain layer.
+use_variant() { # N[@NAME=VALUE,...]
+    local setting values=()
+    VARIANT_SETTINGS=()
+    VARIANT_LABEL=""
+    [[ $1 == *@* ]] || return 0
+    IFS=, read -ra VARIANT_SETTINGS <<<"${1#*@}"
+    for setting in "${VARIANT_SETTINGS[@]}"; do values+=("${setting#*=}"); done
+    VARIANT_LABEL="@$(IFS=+; echo "${values[*]}")"
+}
+
+# Starts the stack of an entry (layer N, or a variant of it), loads and verifies the data set,
+# measures, stops; a failure is recorded and the run goes on with the next entry.
+bench_layer() { # N[@NAME=VALUE,...]
+    use_variant "$1"
+    local n
+    n=$(entry_layer "$1")
+    local name=${LAYER_NAMES[$n]}$VARIANT_LABEL done_before=$PLAN_DONE
     progress "$name: starting its databases ($(layer_backends "$n")) and programs"
     if ! start_stack "$n" 2>>"$WORK/why"; then
         record_failed "$n" "$(tail -n 1 "$WORK/why")"
@@ -883,6 +907,7 @@ bench_layer() { # N
     fi
     stop_stack "$name"
     plan_done $(($(layer_plan "$n") - (PLAN_DONE - done_before)))
+    use_variant "$n"
 }
 
 # ---- ceilings: what this machine allows without a layer in between ----
@@ -1044,6 +1069,8 @@ describe_machine() {
         echo "settings: repeat=$REPEAT keys=$KEYS duration=${DURATION}s warmup=${WARMUP}s concurrency=$CONCURRENCY rate=$RATES db_latency=${DB_LATENCY:-0}ms drain_rows=$DRAIN_ROWS drain_rate=$DRAIN_RATE drain_connections=$DRAIN_CONNECTIONS lag_rate=$LAG_RATE lag_connections=$LAG_CONNECTIONS"
         echo "cache state: every key read once after the preload (layers with Redis); cells then in the order $RUN_ORDER, clients ascending, each after its own warm-up"
         [ ${#EXTRA_SETTINGS[@]} = 0 ] || echo "server settings: ${EXTRA_SETTINGS[*]}"
+        local v
+        for v in "${VARIANTS[@]}"; do echo "variant: $v"; done
         [ "$WRONG" = 0 ] || echo "TEST HOOK: --wrong-expectation (every read is expected to fail its check)"
         echo "note: load generator, servers and databases share this machine"
     } >"$OUT/machine.txt"
@@ -1072,17 +1099,28 @@ main() {
     : >"$WORK/why"
     provenance
     check_built
-    local layers=() l n w
+    # The entries of the run: layer numbers, and variants as N@NAME=VALUE,... (use_variant).
+    local layers=() labels=() l n w e
     if [ ${#SELECTED[@]} -eq 0 ]; then
         for n in "${!LAYER_NAMES[@]}"; do
             [ -x "$(binary_of "$n")" ] && layers+=("$n")
         done
     else
         for l in "${SELECTED[@]}"; do
-            n=$(layer_number_of "$l") || fail "unknown layer '$l' (try l0 ... l10, or --list)"
+            n=$(layer_number_of "${l%%@*}") || fail "unknown layer '${l%%@*}' (try l0 ... l10, or --list)"
             [ -x "$(binary_of "$n")" ] || fail "${LAYER_NAMES[$n]} is not built (./layers build)"
+            if [[ $l == *@* ]]; then
+                [[ ${l#*@} =~ ^[A-Z_][A-Z0-9_]*=[A-Za-z0-9._:-]+(,[A-Z_][A-Z0-9_]*=[A-Za-z0-9._:-]+)*$ ]] ||
+                    fail "'$l': a variant is LAYER@NAME=VALUE[,NAME=VALUE], values of A-Z a-z 0-9 . _ : -"
+                n="$n@${l#*@}"
+            fi
+            use_variant "$n"
+            e=${LAYER_NAMES[$(entry_layer "$n")]}$VARIANT_LABEL
+            [[ " ${labels[*]} " != *" $e "* ]] || fail "'$l': $e is already in the run"
+            labels+=("$e")
             layers+=("$n")
         done
+        use_variant 0
     fi
     if [ -z "$OUT" ]; then
         OUT="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(hostname -s)"
@@ -1096,11 +1134,15 @@ main() {
     echo "$CEILING_COLUMNS" >"$OUT/ceilings.csv"
     echo "layer,round,step,requests,failed,seconds" >"$OUT/checks.csv"
     echo "layer,workload,ceiling" >"$OUT/bounds.csv"
-    for n in "${layers[@]}"; do
+    for e in "${layers[@]}"; do
+        use_variant "$e"
+        n=$(entry_layer "$e")
         for w in $WORKLOADS; do
-            [ "$w" = drain ] || [ "$w" = lag ] || echo "${LAYER_NAMES[$n]},$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"
+            [ "$w" = drain ] || [ "$w" = lag ] || echo "${LAYER_NAMES[$n]}$VARIANT_LABEL,$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"
         done
+        [ -z "$VARIANT_LABEL" ] || VARIANTS+=("${LAYER_NAMES[$n]}$VARIANT_LABEL = ${LAYER_NAMES[$n]} with ${VARIANT_SETTINGS[*]}")
     done
+    use_variant 0
     describe_machine "$@"
 
     # One round: the ceilings and every layer, in an order rotated by one each round, so that
@@ -1110,9 +1152,9 @@ main() {
     items+=("${layers[@]}")
     for round in $(seq 1 "$REPEAT"); do
         [ "$CEILINGS" = 0 ] || plan "$(ceilings_plan)"
-        for n in "${layers[@]}"; do plan "$(layer_plan "$n")"; done
+        for e in "${layers[@]}"; do plan "$(layer_plan "$(entry_layer "$e")")"; done
     done
-    progress "layers: $(for n in "${layers[@]}"; do printf '%s ' "${LAYER_NAMES[$n]}"; done)x $REPEAT rounds -> ${OUT#"$ROOT"/}"
+    progress "layers: $(for e in "${layers[@]}"; do use_variant "$e"; printf '%s ' "${LAYER_NAMES[$(entry_layer "$e")]}$VARIANT_LABEL"; done)x $REPEAT rounds -> ${OUT#"$ROOT"/}"
     warn_if_loaded
     for round in $(seq 1 "$REPEAT"); do
         ROUND=$round
