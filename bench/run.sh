@@ -850,7 +850,7 @@ measure_lag() { # N
 cells() {
     local w c r k=0
     for w in $WORKLOADS; do
-        [ "$w" != drain ] && [ "$w" != lag ] || continue
+        case $w in drain | lag) continue ;; esac
         for c in $CONCURRENCY; do for r in $RATES; do k=$((k + 1)); done; done
     done
     echo "$k"
