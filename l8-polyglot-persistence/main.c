@@ -13,6 +13,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "mongo.h"
+#include "openapi_document.h"
 #include "pool_config.h"
 #include "redis.h"
 #include "schema.h"
@@ -118,6 +119,7 @@ int main(int argc, char **argv)
         .start = start,
         .maintain = maintain,
         .stop = stop,
+        .openapi_json = layer_openapi_json,
     };
     return server_main(argc, argv, &spec, &layer);
 }
