@@ -517,7 +517,7 @@ START_TEST(lag_checks_run_while_the_replica_pools_are_saturated)
     ck_assert(lock != NULL);
     /* A commit elsewhere flushes the WAL, the lock's record with it; the standbys replay it. */
     ck_assert(tk_pg_exec(&primary, "layers", "CREATE TABLE IF NOT EXISTS sat_wal (x int)"));
-    sleep(1);
+    wait_replayed(primary_value("SELECT pg_current_wal_lsn()::text"), 5000);
     struct tk_batch *reads = tk_batch_start(SERVER_PORT, "/read/sat:absent:", 16);
     ck_assert(tk_wait_in_flight(SERVER_PORT, 8, true, 5000));
     /* The primary moves on (WAL that does not touch `records`); the standbys replay it. */
