@@ -42,7 +42,9 @@ function request(method, url, body) {
 function startChromium(profile) {
   const args = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
     '--no-first-run', '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank'];
-  const chromium = spawn(process.env.CHROMIUM || 'chromium', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // detached: its own process group, so that the clean-up reaches its helper processes too
+  const chromium = spawn(process.env.CHROMIUM || 'chromium', args,
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   return new Promise((resolve, reject) => {
     let seen = '';
     chromium.stderr.on('data', (chunk) => {
@@ -155,9 +157,17 @@ async function main() {
     dt.close();
   } finally {
     const exited = new Promise((r) => chromium.on('exit', r));
-    chromium.kill('SIGKILL');
+    try {
+      process.kill(-chromium.pid, 'SIGKILL'); // the whole group: browser, renderers, GPU, crashpad
+    } catch (e) {
+      chromium.kill('SIGKILL');
+    }
     await Promise.race([exited, sleep(5000)]);
-    fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    try { // a profile still being written by a dying helper is not a failure of the test
+      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+    } catch (e) {
+      console.log(`browser test: could not remove ${profile} (${e.code}); left behind`);
+    }
   }
 }
 
