@@ -313,10 +313,8 @@ static bool start(struct process *process, void *arg)
     struct event_base *base = process_base(process);
     struct pgconn_settings pg = pool_config_pg(&r->db, "l7-relay");
     r->pool = pool_config_create(&r->db, base, "l7-relay", NULL);
-    struct redis_settings rs = {.url = r->redis_url,
-                                .connect_timeout_ms = r->redis_timeout_ms,
-                                .command_timeout_ms = r->redis_timeout_ms,
-                                .resolver = process_resolver(process)};
+    struct redis_settings rs =
+        redis_settings_of(r->redis_url, r->redis_timeout_ms, process_resolver(process));
     r->redis = redis_create(base, &rs, NULL);
     if (r->redis == NULL)
         return false;
