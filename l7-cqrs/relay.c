@@ -321,8 +321,8 @@ static bool start(struct process *process, void *arg)
     backoff_init(&r->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     r->timer = evtimer_new(base, on_timer, r);
     r->state = RELAY_STARTING;
-    r->listener = pg_listener_create(base, r->write_db_url, CQRS_CHANNEL, r->db.connect_timeout_ms,
-                                     on_notify, r);
+    r->listener = pg_listener_create(base, process_resolver(process), r->write_db_url,
+                                     CQRS_CHANNEL, r->db.connect_timeout_ms, on_notify, r);
     r->schema = schema_ensure(base, &pg, CQRS_SQL_WRITE_SCHEMA, on_schema_ready, r);
     return true;
 }
