@@ -80,6 +80,7 @@ SQL
         done
         cat <<SQL
 GRANT INSERT, UPDATE ON records_$own, heartbeat_$own TO layers;
+GRANT pg_read_all_stats TO layers;
 SELECT 'CREATE PUBLICATION pub_$own FOR TABLE records_$own, heartbeat_$own'
   WHERE NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'pub_$own')\\gexec
 SELECT pg_advisory_unlock(327579063639);
