@@ -552,6 +552,19 @@ void handle_read(struct http_request *req, void *arg)
 
 /* ---- heartbeats and probes ---- */
 
+/* The server listens once every region's health is known, so that /health tells the truth
+ * from its first answer. */
+static void listen_when_known(struct layer *layer)
+{
+    bool known = true;
+    for (int i = 0; i < REGION_COUNT; i++)
+        known = known && layer->regions[i].beaten;
+    if (known && !layer->ready) {
+        layer->ready = true;
+        server_ready(layer->server);
+    }
+}
+
 static void on_beat(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
 {
     struct region *r = arg;
@@ -562,6 +575,8 @@ static void on_beat(const struct pg_reply *replies, int count, enum pg_status st
         LOG_WARN("region %s is %s", region_name(r->index), up ? "up" : "down");
     r->healthy = up;
     r->beat_in_flight = false;
+    r->beaten = true;
+    listen_when_known(r->layer);
     if (replies[1].status != PG_OK)
         return;
     PGresult *res = replies[1].res;
@@ -582,9 +597,11 @@ void regions_beat(struct layer *layer)
         struct region *r = &layer->regions[i];
         if (r->beat_in_flight) {
             /* A hung database answers nothing: unhealthy after the health deadline. */
-            if (now - r->beat_sent_ms > HEALTH_TIMEOUT_MS && r->healthy) {
+            if (now - r->beat_sent_ms > HEALTH_TIMEOUT_MS && (r->healthy || !r->beaten)) {
                 LOG_WARN("region %s does not answer", region_name(i));
                 r->healthy = false;
+                r->beaten = true; /* known: down (the start-up waits no longer) */
+                listen_when_known(layer);
             }
             continue;
         }

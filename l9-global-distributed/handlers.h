@@ -37,6 +37,7 @@ struct region {
     struct hlc clock;             /* stamps this region's writes */
     bool healthy;                 /* its PostgreSQL answered the last heartbeat in time */
     bool beat_in_flight;          /* a heartbeat is under way */
+    bool beaten;                  /* its first heartbeat has come back (health is known) */
     long long beat_sent_ms;       /* when it was sent (monotonic): a hung database shows */
     double lag_ms[REGION_COUNT];  /* from region p: commit there to apply here, of p's newest
                                      heartbeat seen here (-1: none yet) */
@@ -66,6 +67,7 @@ struct layer {
     struct region_matrix matrix;   /* one-way delays between regions */
     struct region regions[REGION_COUNT]; /* the three regions */
     struct event *beat;            /* the heartbeat timer */
+    bool ready;                    /* listening: every region's health is known */
 };
 
 void handle_write(struct http_request *req, void *arg);

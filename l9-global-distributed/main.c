@@ -163,8 +163,7 @@ static bool start(struct server *server, void *arg)
     l->beat = event_new(server_base(server), -1, EV_PERSIST, on_beat_timer, l);
     struct timeval tv = {l->heartbeat_ms / 1000, (l->heartbeat_ms % 1000) * 1000};
     event_add(l->beat, &tv);
-    regions_beat(l);
-    server_ready(server);
+    regions_beat(l); /* the server listens once every region's first heartbeat is back */
     return true;
 }
 
