@@ -5,6 +5,7 @@
 # REGION_DATABASE_URLS (the three regions' PostgreSQL, in the order us-east, eu-west, asia-pac)
 # and REGION_LINK_URLS (the six WAN links, l9-links; link = from * 2 + (to > from ? to - 1 : to)).
 # Idempotent: what exists is kept. It waits (bounded) until the three clusters answer.
+# PGPASSWORD, when set (docker-compose), is the superuser's password, also for subscriptions.
 #
 # On each region R, as the superuser (a subscription needs one in PostgreSQL 15):
 #   - every region's tables: records_<r> (the rows region r wrote) and heartbeat_<r> (r's clock,
@@ -57,6 +58,7 @@ for i in 0 1 2; do
     own=${REGIONS[$i]}
     {
         echo "SELECT pg_advisory_lock(327579063639);"
+        echo "SELECT 'CREATE ROLE layers LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'layers')\\gexec"
         for r in "${REGIONS[@]}"; do
             cat <<SQL
 CREATE TABLE IF NOT EXISTS records_$r (
@@ -95,8 +97,9 @@ for i in 0 1 2; do
         from=${REGIONS[$p]}
         sub="sub_${own}_from_${from}"
         link=${LINKS[$((i * 2 + (p > i ? p - 1 : p)))]}
-        direct="host=$(url_host "${DBS[$p]}") port=$(url_port "${DBS[$p]}") user=postgres dbname=layers"
-        via="host=$(url_host "$link") port=$(url_port "$link") user=postgres dbname=layers"
+        auth="user=postgres dbname=layers${PGPASSWORD:+ password=$PGPASSWORD}"
+        direct="host=$(url_host "${DBS[$p]}") port=$(url_port "${DBS[$p]}") $auth"
+        via="host=$(url_host "$link") port=$(url_port "$link") $auth"
         psql_on "$i" >/dev/null <<SQL
 SELECT format('CREATE SUBSCRIPTION $sub CONNECTION %L PUBLICATION pub_$from', '$direct')
   WHERE NOT EXISTS (SELECT FROM pg_subscription WHERE subname = '$sub')\\gexec
