@@ -441,6 +441,7 @@ struct read_flow {
     int serving;              /* the region that answers */
     double stale_ms;          /* how much of the other regions' writes it may miss (-1: unknown) */
     long long start_us;       /* when the request began (monotonic) */
+    bool retried;             /* already sent to a second region */
 };
 
 /* How far behind region r may be: the largest age of another healthy region's heartbeat. */
@@ -459,9 +460,34 @@ static double region_staleness(const struct layer *layer, int r)
     return worst;
 }
 
+static void on_read(PGresult *res, enum pg_status status, void *arg);
+
+/* A read that could not reach its region (down before the heartbeat noticed) goes once to the
+ * nearest other healthy region: a read is safe to repeat, a write is not (it may have run). */
+static bool retry_elsewhere(struct read_flow *flow)
+{
+    struct layer *layer = http_request_arg(flow->req);
+    bool healthy[REGION_COUNT];
+    healthy_set(layer, healthy);
+    healthy[flow->serving] = false;
+    int next = region_serving(&layer->matrix, flow->client, healthy);
+    if (flow->retried || next < 0)
+        return false;
+    flow->retried = true;
+    if (flow->serving == flow->client)
+        layer->regions[flow->client].served_elsewhere++;
+    flow->serving = next;
+    flow->stale_ms = region_staleness(layer, next);
+    struct pg_call call = {{READ_SQL, 1, {flow->key}}, on_read, flow};
+    pool_query(layer->regions[flow->client].pools[next], &call);
+    return true;
+}
+
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *flow = arg;
+    if (status == PG_UNAVAILABLE && retry_elsewhere(flow))
+        return;
     if (status != PG_OK) {
         records_reply_failure(flow->req, status);
     } else {
