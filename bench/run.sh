@@ -7,18 +7,18 @@
 #                           LAYER@VALUE[+VALUE] (e.g. l1 l1@DB_POOL_MODE=pipeline)
 #     --quick               CI smoke test: 16 clients, 1 round, 1 s cells, 1,000 keys
 #     --repeat R            rounds (default 3): every cell R times, interleaved across layers
-#     --duration S          measured seconds per cell (default 2)
-#     --warmup S            checked, unmeasured seconds before each cell (default 0.5; 0: none)
-#     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (the default)
+#     --duration S          measured seconds per cell (default 1)
+#     --warmup S            checked, unmeasured seconds before each cell (default 0.3; 0: none)
+#     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (default "16 64")
 #     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
-#     --keys N              keys written before the runs (default 10000, 100-byte values)
+#     --keys N              keys written before the runs (default 2000, 100-byte values)
 #     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain lag"; layer 8's
 #                           polyglot txn-read txn-write only when named
-#     --drain-rows N        drain: the backlog a stopped worker leaves (default 200000)
+#     --drain-rows N        drain: the backlog a stopped worker leaves (default 30000)
 #     --drain-rate R        drain: writes/s of the steady load its commit delay is read under
 #                           (default 5000, on 16 connections)
 #     --lag-rate R          lag: writes/s of the steady load layer 7's projection lag is read
-#                           under (default 1000, on 16 connections)
+#                           under (default 500, on 16 connections)
 #     --db-latency MS       put PostgreSQL MS milliseconds away (each way) behind delay-proxy
 #     --out DIR             results folder (default bench/results/<date>-<host>)
 #     --set NAME=VALUE      a server setting for this run (repeatable)
@@ -211,12 +211,12 @@ parse_args() {
         : "${CONCURRENCY:=16}" "${DURATION:=1}" "${WARMUP:=0.3}" "${KEYS:=1000}" "${REPEAT:=1}"
         : "${DRAIN_ROWS:=20000}" "${DRAIN_RATE:=1000}" "${LAG_RATE:=500}"
     fi
-    : "${DRAIN_ROWS:=200000}" "${DRAIN_RATE:=5000}" "${LAG_RATE:=1000}"
+    : "${DRAIN_ROWS:=30000}" "${DRAIN_RATE:=5000}" "${LAG_RATE:=500}"
     [[ $LAG_RATE =~ ^[1-9][0-9]*$ ]] || fail "--lag-rate: writes per second, more than 0"
     [[ $DRAIN_ROWS =~ ^[1-9][0-9]*$ ]] || fail "--drain-rows: a positive number"
     [[ $DRAIN_RATE =~ ^[1-9][0-9]*$ ]] || fail "--drain-rate: writes per second, more than 0"
-    : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=1 16 64 256}" "${DURATION:=2}"
-    : "${WARMUP:=0.5}" "${KEYS:=10000}" "${REPEAT:=3}" "${RATES:=0}"
+    : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=16 64}" "${DURATION:=1}"
+    : "${WARMUP:=0.3}" "${KEYS:=2000}" "${REPEAT:=3}" "${RATES:=0}"
     local w c r
     if ! [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || [ "$DURATION" = 0 ]; then
         fail "--duration: seconds, more than 0"
