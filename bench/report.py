@@ -9,7 +9,8 @@ Every number printed comes from the CSV files in the same folder. A cell (layer,
 clients or rate) was measured once per round; it is reported as the median of its clean rounds
 with their minimum and maximum (the spread). A round with a failed request, check or warm-up is
 never averaged in: the cell says how many rounds failed. Standard library only (Debian's
-/usr/bin/python3); charts are drawn by gnuplot when installed.
+/usr/bin/python3); the overview chart across layers is written as SVG here, the per-workload
+charts are drawn by gnuplot when installed.
 """
 import csv
 import os
@@ -372,6 +373,12 @@ def report(directory):
 
     charts = draw_charts(directory, cells, ceilings, layers, workloads, levels)
     out += ["## Charts", ""]
+    overview = draw_overview(directory, cells, ceilings, layers, workloads, levels)
+    if overview:
+        out += ["Every layer at one client count: throughput and p99 per workload, medians of "
+                "the clean rounds with error bars from the lowest to the highest; dashed lines "
+                "are the ceilings (drawn by report.py itself, no plotting library):", "",
+                f"![every layer]({overview})", ""]
     if charts:
         out += ["Medians with error bars from the minimum to the maximum round; logarithmic "
                 "scales; dashed lines are the ceilings. Rounds with failed requests are left out.",
@@ -437,6 +444,148 @@ def draw_charts(directory, cells, ceilings, layers, workloads, levels):
             os.remove(data)
             charts.append(svg)
     return charts
+
+
+OVERVIEW_CLIENTS = 64  # the client count of the overview chart (the highest measured if absent)
+OVERVIEW_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#8c564b",
+                    "#e377c2", "#7f7f7f")
+
+
+def svg_text(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def log_ticks(low, high):
+    """Tick values 1, 2, 5 x 10^k covering [low, high], and the axis range they span."""
+    import math
+    k = math.floor(math.log10(low))
+    ticks = []
+    while True:
+        for m in (1, 2, 5):
+            v = m * 10 ** k
+            if v >= low / 5 and (not ticks or ticks[-1] < high):
+                ticks.append(v)
+        if ticks and ticks[-1] >= high:
+            break
+        k += 1
+    ticks = [t for t in ticks if t >= low / 2.5] or ticks
+    bottom = max(t for t in ticks if t <= low) if any(t <= low for t in ticks) else ticks[0]
+    return [t for t in ticks if bottom <= t], bottom, ticks[-1]
+
+
+def tick_label(v):
+    if v >= 1000:
+        return f"{v / 1000:g}k"
+    return f"{v:g}"
+
+
+def draw_overview(directory, cells, ceilings, layers, workloads, levels):
+    """One SVG across every layer: throughput and p99 at 64 clients (closed loop), a bar per
+    workload with its median and an error bar from the lowest to the highest clean round;
+    dashed lines: the ceilings at that client count. Written without a plotting library."""
+    import math
+    closed = sorted(c for r, c in levels if r == 0)
+    if not closed or not layers or not workloads:
+        return None
+    clients = OVERVIEW_CLIENTS if OVERVIEW_CLIENTS in closed else closed[-1]
+    lv = (0, clients)
+    panels = (("throughput", "requests per second (log scale)", "rps", 1.0),
+              ("p99", "p99 latency, ms (log scale)", "p99_us", 1000.0))
+    bar_w, gap = 11, 14
+    group_w = bar_w * len(workloads) + gap
+    left, right, top, panel_h, between = 70, 170, 50, 230, 70
+    width = left + group_w * len(layers) + right
+    height = top + 2 * panel_h + between + 60
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="10" y="20" font-size="14">Every layer at {clients} clients: median of the '
+           f'clean rounds, error bars from the lowest round to the highest</text>',
+           f'<text x="10" y="36" fill="#555">'
+           f'{svg_text(os.path.basename(os.path.abspath(directory)))} (closed loop; rounds with a '
+           f'failed request left out; x: no clean round)</text>']
+    for index, (name, label, column, scale) in enumerate(panels):
+        y0 = top + index * (panel_h + between)
+        stats = {}
+        for layer in layers:
+            for w in workloads:
+                cell = cells.get((layer, w, lv))
+                s = cell.stat(column) if cell else None
+                if s:
+                    stats[(layer, w)] = tuple(v / scale for v in s)
+        lines = []
+        if name == "throughput":
+            for kind in ("http-only", "redis", "pg-select", "pg-write", "pg-connect"):
+                s = ceiling_stat(ceilings, kind, clients)
+                if s:
+                    lines.append((kind, s[0]))
+        values = [v for s in stats.values() for v in s if v > 0] + [v for _, v in lines if v > 0]
+        if not values:
+            continue
+        ticks, low, high = log_ticks(min(values), max(values))
+
+        def y_of(v):
+            v = max(v, low)
+            return y0 + panel_h - panel_h * (math.log10(v) - math.log10(low)) / (
+                math.log10(high) - math.log10(low))
+        out.append(f'<text x="14" y="{y0 + panel_h / 2}" transform="rotate(-90 14 '
+                   f'{y0 + panel_h / 2})" text-anchor="middle">{svg_text(label)}</text>')
+        for t in ticks:
+            y = y_of(t)
+            out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + group_w * len(layers)}" '
+                       f'y2="{y:.1f}" stroke="#ddd"/>')
+            out.append(f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end">'
+                       f'{tick_label(t)}</text>')
+        out.append(f'<rect x="{left}" y="{y0}" width="{group_w * len(layers)}" '
+                   f'height="{panel_h}" fill="none" stroke="#888"/>')
+        for kind, v in lines:
+            y = y_of(v)
+            out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + group_w * len(layers)}" '
+                       f'y2="{y:.1f}" stroke="#444" stroke-dasharray="5,4"/>')
+            out.append(f'<text x="{left + group_w * len(layers) + 4}" y="{y + 4:.1f}" '
+                       f'fill="#444">ceiling {svg_text(kind)} {v:,.0f}</text>')
+        for i, layer in enumerate(layers):
+            gx = left + i * group_w + gap / 2
+            for j, w in enumerate(workloads):
+                x = gx + j * bar_w
+                s = stats.get((layer, w))
+                if s is None:
+                    cell = cells.get((layer, w, lv))
+                    if cell and not cell.flag().startswith("not served"):
+                        out.append(f'<text x="{x + bar_w / 2}" y="{y0 + panel_h - 4}" '
+                                   f'text-anchor="middle" fill="#d00">x</text>')
+                    continue
+                median, lo, hi = s
+                y = y_of(median)
+                out.append(f'<rect x="{x + 1}" y="{y:.1f}" width="{bar_w - 2}" '
+                           f'height="{y0 + panel_h - y:.1f}" fill="{OVERVIEW_COLOURS[j % 8]}">'
+                           f'<title>{svg_text(layer)}, {svg_text(w)}: {median:,.2f} '
+                           f'({lo:,.2f}-{hi:,.2f})</title></rect>')
+                cx = x + bar_w / 2
+                out.append(f'<path d="M{cx} {y_of(lo):.1f}V{y_of(hi):.1f}M{cx - 3} '
+                           f'{y_of(lo):.1f}h6M{cx - 3} {y_of(hi):.1f}h6" stroke="black"/>')
+            if index == 1:
+                short = layer.split("-")[0] + ("@" + layer.split("@", 1)[1] if "@" in layer else "")
+                out.append(f'<text x="{gx + bar_w * len(workloads) / 2}" '
+                           f'y="{y0 + panel_h + 16}" text-anchor="middle">{svg_text(short)}</text>')
+            else:
+                short = layer.split("-")[0]
+                out.append(f'<text x="{gx + bar_w * len(workloads) / 2}" '
+                           f'y="{y0 + panel_h + 14}" text-anchor="middle" fill="#555">'
+                           f'{svg_text(short)}</text>')
+        out.append(f'<text x="{left}" y="{y0 - 6}" font-weight="bold">{svg_text(name)}</text>')
+    lx = left + group_w * len(layers) + 10
+    ly = top + 2 * panel_h + between - 10 - 16 * len(workloads)
+    for j, w in enumerate(workloads):
+        out.append(f'<rect x="{lx}" y="{ly + 16 * j}" width="10" height="10" '
+                   f'fill="{OVERVIEW_COLOURS[j % 8]}"/>')
+        out.append(f'<text x="{lx + 14}" y="{ly + 16 * j + 9}">{svg_text(w)}</text>')
+    out.append("</svg>")
+    name = f"overview-{clients}.svg"
+    with open(os.path.join(directory, name), "w") as f:
+        f.write("\n".join(out) + "\n")
+    return name
 
 
 def summary(directory):

@@ -11,7 +11,7 @@
 #     --warmup S            checked, unmeasured seconds before each cell (default 0.3; 0: none)
 #     --concurrency LIST    concurrent connections, e.g. "1 16 64 256" (default "16 64")
 #     --rate LIST           open loop: requests/s per cell, e.g. "1000 2000" (default: closed loop)
-#     --keys N              keys written before the runs (default 2000, 100-byte values)
+#     --keys N              keys written before the runs (default 1000, 100-byte values)
 #     --workloads LIST      default "read-hit read-zipf read-miss write mixed drain lag"; layer 8's
 #                           polyglot txn-read txn-write only when named
 #     --drain-rows N        drain: the backlog a stopped worker leaves (default 30000)
@@ -216,7 +216,7 @@ parse_args() {
     [[ $DRAIN_ROWS =~ ^[1-9][0-9]*$ ]] || fail "--drain-rows: a positive number"
     [[ $DRAIN_RATE =~ ^[1-9][0-9]*$ ]] || fail "--drain-rate: writes per second, more than 0"
     : "${WORKLOADS:=$ALL_WORKLOADS}" "${CONCURRENCY:=16 64}" "${DURATION:=1}"
-    : "${WARMUP:=0.3}" "${KEYS:=2000}" "${REPEAT:=3}" "${RATES:=0}"
+    : "${WARMUP:=0.3}" "${KEYS:=1000}" "${REPEAT:=3}" "${RATES:=0}"
     local w c r
     if ! [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || [ "$DURATION" = 0 ]; then
         fail "--duration: seconds, more than 0"
@@ -931,9 +931,14 @@ pgbench_ceiling() { # KIND C PER ARGS...
     [ "$c" -ge 2 ] || threads=1
     [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
     # pgbench's -T is whole seconds and includes opening its connections, one at a time per
-    # thread; through the delay proxy each costs several round trips, so -T grows by that much.
-    pg_time=$(awk -v d="$DURATION" -v c="$c" -v t="$threads" -v l="${DB_LATENCY:-0}" \
-        'BEGIN { x = c / t * l * 6 / 1000; d = (d == int(d)) ? d : int(d) + 1;
+    # thread (its tps leaves that time out): each costs 30-60 ms on a loaded 2-core machine
+    # (80 ms allowed), and through the delay proxy several round trips more, so -T grows by
+    # that much; with a 1 s cell, 64 clients would otherwise finish no transaction at all.
+    # Not for -C, which connects per transaction, within the measured time.
+    local setup=80
+    [[ " $* " != *" -C "* ]] || setup=0
+    pg_time=$(awk -v d="$DURATION" -v c="$c" -v t="$threads" -v l="${DB_LATENCY:-0}" -v s="$setup" \
+        'BEGIN { x = c / t * (l * 6 + s) / 1000; d = (d == int(d)) ? d : int(d) + 1;
                  printf "%d", d + (x > 0 ? int(x) + 1 : 0) }')
     stat0=$(cpu_stat)
     out=$(as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$pg_port" -U layers -n -c "$c" \
