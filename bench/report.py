@@ -3,6 +3,7 @@
 
     report.py report RESULTS_DIR          report.md and charts (bench/run.sh calls it at the end)
     report.py summary RESULTS_DIR         a short table on stdout
+    report.py readme RESULTS_DIR          the top README's "Measured" tables, as Markdown
     report.py compare RESULTS_A RESULTS_B B against A, cell by cell, with the spread
 
 Every number printed comes from the CSV files in the same folder. A cell (layer, workload,
@@ -588,6 +589,72 @@ def draw_overview(directory, cells, ceilings, layers, workloads, levels):
     return name
 
 
+def readme_table(directory):
+    """The figures of the top README's "Measured" section, as Markdown: the ceilings, then one
+    row per layer and workload (req/s at each closed-loop client count, p99 at the highest,
+    the bounding ceiling and the share of it, the machine's load and steal during the cell's
+    rounds), then the drain and the lag. Every figure: median of the clean rounds (min-max)."""
+    rows, cells, ceilings = load(directory)
+    bounds = {(r["layer"], r["workload"]): r["ceiling"] for r in read_csv(directory, "bounds.csv")}
+    layers = ordered(r["layer"] for r in rows)
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
+    closed = sorted(lv for lv in {level(r) for r in rows} if lv[0] == 0)
+    if not closed:
+        return
+    top = closed[-1]
+    clients = sorted({c for _, c in ceilings})
+    print("| ceiling | " + " | ".join(f"{c} clients" for c in clients) + " |")
+    print("|---|" + "---|" * len(clients))
+    for kind in CEILINGS:
+        stats = [ceiling_stat(ceilings, kind, c) for c in clients]
+        if any(stats):
+            print(f"| {kind} | " + " | ".join(spread(s) if s else "–" for s in stats) + " |")
+    print()
+    print("| layer | workload | " + " | ".join(f"req/s, {level_name(lv)}" for lv in closed)
+          + f" | p99 ms, {level_name(top)} | bound by | share at {top[1]} | load1 · steal % |")
+    print("|---|---|" + "---|" * (len(closed) + 4))
+    for layer in layers:
+        for w in workloads:
+            cell_row = [cells.get((layer, w, lv)) for lv in closed]
+            if all(c is None for c in cell_row):
+                continue
+            if all(c and c.flag().startswith("not served") for c in cell_row):
+                continue
+            texts = []
+            for c in cell_row:
+                s = c.stat("rps") if c else None
+                texts.append(" ".join(filter(None, [spread(s) if s else "", c.flag() if c else ""]))
+                             or "–")
+            last = cells.get((layer, w, top))
+            p99 = last.stat("p99_us") if last else None
+            kind = bounds.get((layer, w), "")
+            s, ceiling = (last.stat("rps") if last else None), ceiling_stat(ceilings, kind, top[1])
+            share = f"{100 * s[0] / ceiling[0]:.0f}%" if s and ceiling else "–"
+            loads = [number(r.get("load1")) for c in cell_row if c for r in c.rows
+                     if number(r.get("load1")) is not None]
+            steals = [number(r.get("steal_pct")) for c in cell_row if c for r in c.rows
+                      if number(r.get("steal_pct")) is not None]
+            machine = (f"{min(loads):.0f}–{max(loads):.0f} · {max(steals):.1f}"
+                       if loads and steals else "–")
+            print(f"| {layer.split('-')[0]} | {w} | " + " | ".join(texts) +
+                  f" | {spread(p99, 1000, 1) if p99 else '–'} | {kind or '–'} | {share} | "
+                  f"{machine} |")
+    print()
+    _, own, _ = load(directory, drain=True)
+    for (layer, w, lv), cell in own.items():
+        s = cell.stat("rps")
+        p50, p99 = cell.stat("p50_us"), cell.stat("p99_us")
+        if w == DRAIN and lv[0] == 0:
+            print(f"- {layer}, drain with one worker: {spread(s) if s else 'FAILED'} rows/s "
+                  f"{cell.flag()}".rstrip())
+        elif w in OWN_SECTIONS:
+            what = "acknowledgement-to-commit delay" if w == DRAIN else "projection lag"
+            print(f"- {layer}, {what} under {level_name(lv)} "
+                  f"({spread(s) if s else '–'} sustained): "
+                  + (f"p50 {spread(p50, 1000, 1)} ms, p99 {spread(p99, 1000, 1)} ms"
+                     if p50 and p99 else "FAILED") + f" {cell.flag()}".rstrip())
+
+
 def summary(directory):
     """A compact table for the terminal and CI logs: median req/s per layer and workload."""
     rows, cells, _ = load(directory)
@@ -660,8 +727,8 @@ def compare(a, b):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] in ("report", "summary"):
-        (report if sys.argv[1] == "report" else summary)(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] in ("report", "summary", "readme"):
+        {"report": report, "summary": summary, "readme": readme_table}[sys.argv[1]](sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     else:
