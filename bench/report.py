@@ -495,7 +495,7 @@ def draw_overview(directory, cells, ceilings, layers, workloads, levels):
               ("p99", "p99 latency, ms (log scale)", "p99_us", 1000.0))
     bar_w, gap = 11, 14
     group_w = bar_w * len(workloads) + gap
-    left, right, top, panel_h, between = 70, 170, 50, 230, 70
+    left, right, top, panel_h, between = 70, 170, 62, 230, 70
     width = left + group_w * len(layers) + right
     height = top + 2 * panel_h + between + 60
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -505,7 +505,7 @@ def draw_overview(directory, cells, ceilings, layers, workloads, levels):
            f'clean rounds, error bars from the lowest round to the highest</text>',
            f'<text x="10" y="36" fill="#555">'
            f'{svg_text(os.path.basename(os.path.abspath(directory)))} (closed loop; rounds with a '
-           f'failed request left out; x: no clean round)</text>']
+           f'failed request left out; x: no clean round; 0: nothing answered within the window)</text>']
     for index, (name, label, column, scale) in enumerate(panels):
         y0 = top + index * (panel_h + between)
         stats = {}
@@ -540,11 +540,13 @@ def draw_overview(directory, cells, ceilings, layers, workloads, levels):
                        f'{tick_label(t)}</text>')
         out.append(f'<rect x="{left}" y="{y0}" width="{group_w * len(layers)}" '
                    f'height="{panel_h}" fill="none" stroke="#888"/>')
-        for kind, v in lines:
+        label_y = None  # the labels of close ceilings are moved apart, top down
+        for kind, v in sorted(lines, key=lambda kv: -kv[1]):
             y = y_of(v)
             out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + group_w * len(layers)}" '
                        f'y2="{y:.1f}" stroke="#444" stroke-dasharray="5,4"/>')
-            out.append(f'<text x="{left + group_w * len(layers) + 4}" y="{y + 4:.1f}" '
+            label_y = y + 4 if label_y is None else max(y + 4, label_y + 12)
+            out.append(f'<text x="{left + group_w * len(layers) + 4}" y="{label_y:.1f}" '
                        f'fill="#444">ceiling {svg_text(kind)} {v:,.0f}</text>')
         for i, layer in enumerate(layers):
             gx = left + i * group_w + gap / 2
@@ -559,6 +561,9 @@ def draw_overview(directory, cells, ceilings, layers, workloads, levels):
                     continue
                 median, lo, hi = s
                 y = y_of(median)
+                if median <= 0:  # nothing answered within the window: said, not hidden
+                    out.append(f'<text x="{x + bar_w / 2}" y="{y0 + panel_h - 4}" '
+                               f'text-anchor="middle" font-size="9" fill="#555">0</text>')
                 out.append(f'<rect x="{x + 1}" y="{y:.1f}" width="{bar_w - 2}" '
                            f'height="{y0 + panel_h - y:.1f}" fill="{OVERVIEW_COLOURS[j % 8]}">'
                            f'<title>{svg_text(layer)}, {svg_text(w)}: {median:,.2f} '
