@@ -3,13 +3,15 @@
 
     report.py report RESULTS_DIR          report.md and charts (bench/run.sh calls it at the end)
     report.py summary RESULTS_DIR         a short table on stdout
+    report.py readme RESULTS_DIR          the top README's "Measured" tables, as Markdown
     report.py compare RESULTS_A RESULTS_B B against A, cell by cell, with the spread
 
 Every number printed comes from the CSV files in the same folder. A cell (layer, workload,
 clients or rate) was measured once per round; it is reported as the median of its clean rounds
 with their minimum and maximum (the spread). A round with a failed request, check or warm-up is
 never averaged in: the cell says how many rounds failed. Standard library only (Debian's
-/usr/bin/python3); charts are drawn by gnuplot when installed.
+/usr/bin/python3); the overview chart across layers is written as SVG here, the per-workload
+charts are drawn by gnuplot when installed.
 """
 import csv
 import os
@@ -372,6 +374,12 @@ def report(directory):
 
     charts = draw_charts(directory, cells, ceilings, layers, workloads, levels)
     out += ["## Charts", ""]
+    overview = draw_overview(directory, cells, ceilings, layers, workloads, levels)
+    if overview:
+        out += ["Every layer at one client count: throughput and p99 per workload, medians of "
+                "the clean rounds with error bars from the lowest to the highest; dashed lines "
+                "are the ceilings (drawn by report.py itself, no plotting library):", "",
+                f"![every layer]({overview})", ""]
     if charts:
         out += ["Medians with error bars from the minimum to the maximum round; logarithmic "
                 "scales; dashed lines are the ceilings. Rounds with failed requests are left out.",
@@ -437,6 +445,219 @@ def draw_charts(directory, cells, ceilings, layers, workloads, levels):
             os.remove(data)
             charts.append(svg)
     return charts
+
+
+OVERVIEW_CLIENTS = 64  # the client count of the overview chart (the highest measured if absent)
+OVERVIEW_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#8c564b",
+                    "#e377c2", "#7f7f7f")
+
+
+def svg_text(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def log_ticks(low, high):
+    """Tick values 1, 2, 5 x 10^k covering [low, high], and the axis range they span."""
+    import math
+    k = math.floor(math.log10(low))
+    ticks = []
+    while True:
+        for m in (1, 2, 5):
+            v = m * 10 ** k
+            if v >= low / 5 and (not ticks or ticks[-1] < high):
+                ticks.append(v)
+        if ticks and ticks[-1] >= high:
+            break
+        k += 1
+    ticks = [t for t in ticks if t >= low / 2.5] or ticks
+    bottom = max(t for t in ticks if t <= low) if any(t <= low for t in ticks) else ticks[0]
+    return [t for t in ticks if bottom <= t], bottom, ticks[-1]
+
+
+def tick_label(v):
+    if v >= 1000:
+        return f"{v / 1000:g}k"
+    return f"{v:g}"
+
+
+def draw_overview(directory, cells, ceilings, layers, workloads, levels):
+    """One SVG across every layer: throughput and p99 at 64 clients (closed loop), a bar per
+    workload with its median and an error bar from the lowest to the highest clean round;
+    dashed lines: the ceilings at that client count. Written without a plotting library."""
+    import math
+    closed = sorted(c for r, c in levels if r == 0)
+    if not closed or not layers or not workloads:
+        return None
+    clients = OVERVIEW_CLIENTS if OVERVIEW_CLIENTS in closed else closed[-1]
+    lv = (0, clients)
+    panels = (("throughput", "requests per second (log scale)", "rps", 1.0),
+              ("p99", "p99 latency, ms (log scale)", "p99_us", 1000.0))
+    bar_w, gap = 11, 14
+    group_w = bar_w * len(workloads) + gap
+    left, right, top, panel_h, between = 70, 170, 62, 230, 70
+    width = left + group_w * len(layers) + right
+    height = top + 2 * panel_h + between + 60
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="10" y="20" font-size="14">Every layer at {clients} clients: median of the '
+           f'clean rounds, error bars from the lowest round to the highest</text>',
+           f'<text x="10" y="36" fill="#555">'
+           f'{svg_text(os.path.basename(os.path.abspath(directory)))} (closed loop; rounds with a '
+           f'failed request left out; x: no clean round; 0: nothing answered within the window)</text>']
+    for index, (name, label, column, scale) in enumerate(panels):
+        y0 = top + index * (panel_h + between)
+        stats = {}
+        for layer in layers:
+            for w in workloads:
+                cell = cells.get((layer, w, lv))
+                s = cell.stat(column) if cell else None
+                if s:
+                    stats[(layer, w)] = tuple(v / scale for v in s)
+        lines = []
+        if name == "throughput":
+            for kind in ("http-only", "redis", "pg-select", "pg-write", "pg-connect"):
+                s = ceiling_stat(ceilings, kind, clients)
+                if s:
+                    lines.append((kind, s[0]))
+        values = [v for s in stats.values() for v in s if v > 0] + [v for _, v in lines if v > 0]
+        if not values:
+            continue
+        ticks, low, high = log_ticks(min(values), max(values))
+
+        def y_of(v):
+            v = max(v, low)
+            return y0 + panel_h - panel_h * (math.log10(v) - math.log10(low)) / (
+                math.log10(high) - math.log10(low))
+        out.append(f'<text x="14" y="{y0 + panel_h / 2}" transform="rotate(-90 14 '
+                   f'{y0 + panel_h / 2})" text-anchor="middle">{svg_text(label)}</text>')
+        for t in ticks:
+            y = y_of(t)
+            out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + group_w * len(layers)}" '
+                       f'y2="{y:.1f}" stroke="#ddd"/>')
+            out.append(f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end">'
+                       f'{tick_label(t)}</text>')
+        out.append(f'<rect x="{left}" y="{y0}" width="{group_w * len(layers)}" '
+                   f'height="{panel_h}" fill="none" stroke="#888"/>')
+        label_y = None  # the labels of close ceilings are moved apart, top down
+        for kind, v in sorted(lines, key=lambda kv: -kv[1]):
+            y = y_of(v)
+            out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + group_w * len(layers)}" '
+                       f'y2="{y:.1f}" stroke="#444" stroke-dasharray="5,4"/>')
+            label_y = y + 4 if label_y is None else max(y + 4, label_y + 12)
+            out.append(f'<text x="{left + group_w * len(layers) + 4}" y="{label_y:.1f}" '
+                       f'fill="#444">ceiling {svg_text(kind)} {v:,.0f}</text>')
+        for i, layer in enumerate(layers):
+            gx = left + i * group_w + gap / 2
+            for j, w in enumerate(workloads):
+                x = gx + j * bar_w
+                s = stats.get((layer, w))
+                if s is None:
+                    cell = cells.get((layer, w, lv))
+                    if cell and not cell.flag().startswith("not served"):
+                        out.append(f'<text x="{x + bar_w / 2}" y="{y0 + panel_h - 4}" '
+                                   f'text-anchor="middle" fill="#d00">x</text>')
+                    continue
+                median, lo, hi = s
+                y = y_of(median)
+                if median <= 0:  # nothing answered within the window: said, not hidden
+                    out.append(f'<text x="{x + bar_w / 2}" y="{y0 + panel_h - 4}" '
+                               f'text-anchor="middle" font-size="9" fill="#555">0</text>')
+                out.append(f'<rect x="{x + 1}" y="{y:.1f}" width="{bar_w - 2}" '
+                           f'height="{y0 + panel_h - y:.1f}" fill="{OVERVIEW_COLOURS[j % 8]}">'
+                           f'<title>{svg_text(layer)}, {svg_text(w)}: {median:,.2f} '
+                           f'({lo:,.2f}-{hi:,.2f})</title></rect>')
+                cx = x + bar_w / 2
+                out.append(f'<path d="M{cx} {y_of(lo):.1f}V{y_of(hi):.1f}M{cx - 3} '
+                           f'{y_of(lo):.1f}h6M{cx - 3} {y_of(hi):.1f}h6" stroke="black"/>')
+            if index == 1:
+                short = layer.split("-")[0] + ("@" + layer.split("@", 1)[1] if "@" in layer else "")
+                out.append(f'<text x="{gx + bar_w * len(workloads) / 2}" '
+                           f'y="{y0 + panel_h + 16}" text-anchor="middle">{svg_text(short)}</text>')
+            else:
+                short = layer.split("-")[0]
+                out.append(f'<text x="{gx + bar_w * len(workloads) / 2}" '
+                           f'y="{y0 + panel_h + 14}" text-anchor="middle" fill="#555">'
+                           f'{svg_text(short)}</text>')
+        out.append(f'<text x="{left}" y="{y0 - 6}" font-weight="bold">{svg_text(name)}</text>')
+    lx = left + group_w * len(layers) + 10
+    ly = top + 2 * panel_h + between - 10 - 16 * len(workloads)
+    for j, w in enumerate(workloads):
+        out.append(f'<rect x="{lx}" y="{ly + 16 * j}" width="10" height="10" '
+                   f'fill="{OVERVIEW_COLOURS[j % 8]}"/>')
+        out.append(f'<text x="{lx + 14}" y="{ly + 16 * j + 9}">{svg_text(w)}</text>')
+    out.append("</svg>")
+    name = f"overview-{clients}.svg"
+    with open(os.path.join(directory, name), "w") as f:
+        f.write("\n".join(out) + "\n")
+    return name
+
+
+def readme_table(directory):
+    """The figures of the top README's "Measured" section, as Markdown: the ceilings, then one
+    row per layer and workload (req/s at each closed-loop client count, p99 at the highest,
+    the bounding ceiling and the share of it, the machine's load and steal during the cell's
+    rounds), then the drain and the lag. Every figure: median of the clean rounds (min-max)."""
+    rows, cells, ceilings = load(directory)
+    bounds = {(r["layer"], r["workload"]): r["ceiling"] for r in read_csv(directory, "bounds.csv")}
+    layers = ordered(r["layer"] for r in rows)
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
+    closed = sorted(lv for lv in {level(r) for r in rows} if lv[0] == 0)
+    if not closed:
+        return
+    top = closed[-1]
+    clients = sorted({c for _, c in ceilings})
+    print("| ceiling | " + " | ".join(f"{c} clients" for c in clients) + " |")
+    print("|---|" + "---|" * len(clients))
+    for kind in CEILINGS:
+        stats = [ceiling_stat(ceilings, kind, c) for c in clients]
+        if any(stats):
+            print(f"| {kind} | " + " | ".join(spread(s) if s else "–" for s in stats) + " |")
+    print()
+    print("| layer | workload | " + " | ".join(f"req/s, {level_name(lv)}" for lv in closed)
+          + f" | p99 ms, {level_name(top)} | bound by | share at {top[1]} | load1 · steal % |")
+    print("|---|---|" + "---|" * (len(closed) + 4))
+    for layer in layers:
+        for w in workloads:
+            cell_row = [cells.get((layer, w, lv)) for lv in closed]
+            if all(c is None for c in cell_row):
+                continue
+            if all(c and c.flag().startswith("not served") for c in cell_row):
+                continue
+            texts = []
+            for c in cell_row:
+                s = c.stat("rps") if c else None
+                texts.append(" ".join(filter(None, [spread(s) if s else "", c.flag() if c else ""]))
+                             or "–")
+            last = cells.get((layer, w, top))
+            p99 = last.stat("p99_us") if last else None
+            kind = bounds.get((layer, w), "")
+            s, ceiling = (last.stat("rps") if last else None), ceiling_stat(ceilings, kind, top[1])
+            share = f"{100 * s[0] / ceiling[0]:.0f}%" if s and ceiling else "–"
+            loads = [number(r.get("load1")) for c in cell_row if c for r in c.rows
+                     if number(r.get("load1")) is not None]
+            steals = [number(r.get("steal_pct")) for c in cell_row if c for r in c.rows
+                      if number(r.get("steal_pct")) is not None]
+            machine = (f"{min(loads):.0f}–{max(loads):.0f} · {max(steals):.1f}"
+                       if loads and steals else "–")
+            print(f"| {layer.split('-')[0]} | {w} | " + " | ".join(texts) +
+                  f" | {spread(p99, 1000, 1) if p99 else '–'} | {kind or '–'} | {share} | "
+                  f"{machine} |")
+    print()
+    _, own, _ = load(directory, drain=True)
+    for (layer, w, lv), cell in own.items():
+        s = cell.stat("rps")
+        p50, p99 = cell.stat("p50_us"), cell.stat("p99_us")
+        if w == DRAIN and lv[0] == 0:
+            print(f"- {layer}, drain with one worker: {spread(s) if s else 'FAILED'} rows/s "
+                  f"{cell.flag()}".rstrip())
+        elif w in OWN_SECTIONS:
+            what = "acknowledgement-to-commit delay" if w == DRAIN else "projection lag"
+            print(f"- {layer}, {what} under {level_name(lv)} "
+                  f"({spread(s) if s else '–'} sustained): "
+                  + (f"p50 {spread(p50, 1000, 1)} ms, p99 {spread(p99, 1000, 1)} ms"
+                     if p50 and p99 else "FAILED") + f" {cell.flag()}".rstrip())
 
 
 def summary(directory):
@@ -511,8 +732,8 @@ def compare(a, b):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] in ("report", "summary"):
-        (report if sys.argv[1] == "report" else summary)(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] in ("report", "summary", "readme"):
+        {"report": report, "summary": summary, "readme": readme_table}[sys.argv[1]](sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     else:
