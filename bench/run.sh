@@ -70,7 +70,7 @@ BENCH_LAYERS=(
     "l7  |               |                  | | *=pg-select"
     "l8  |               |                  | | *=redis"
     "l9  |               |                  | | *=redis"
-    "l10 | API_KEY=bench | X-API-Key: bench | | *=http-only"
+    "l10 | API_KEYS=bench:read+write+admin RATE_LIMIT_REQUESTS=100000000 | X-API-Key: bench | | *=http-only read-miss=pg-select write=pg-write"
 )
 
 ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain lag"

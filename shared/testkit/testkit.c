@@ -452,7 +452,27 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
         copy_header_value(c->res->request_id, sizeof c->res->request_id, data, len);
     else if (len > 6 && strncasecmp(data, "Allow:", 6) == 0)
         copy_header_value(c->res->allow, sizeof c->res->allow, data, len);
+    else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+        copy_header_value(c->res->retry_after, sizeof c->res->retry_after, data, len);
+    else if (len > 22 && strncasecmp(data, "X-RateLimit-Remaining:", 22) == 0)
+        copy_header_value(c->res->rate_remaining, sizeof c->res->rate_remaining, data, len);
     return len;
+}
+
+/* tk_set_default_header's header, "" for none (set before the tests fork). */
+static char default_header[512];
+
+void tk_set_default_header(const char *header)
+{
+    snprintf(default_header, sizeof default_header, "%s", header ? header : "");
+}
+
+/* Whether the request sets the default header's field itself (then its value wins). */
+static bool overrides_default(const char *header)
+{
+    const char *colon = strchr(default_header, ':');
+    return header != NULL && colon != NULL &&
+           strncasecmp(header, default_header, (size_t)(colon - default_header + 1)) == 0;
 }
 
 static CURL *make_handle(int port, const struct tk_request *req, struct collected *c,
@@ -473,6 +493,8 @@ static CURL *make_handle(int port, const struct tk_request *req, struct collecte
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
     *headers = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
     *headers = curl_slist_append(*headers, "Content-Type: application/json");
+    if (default_header[0] && !overrides_default(req->header))
+        *headers = curl_slist_append(*headers, default_header);
     if (req->header)
         *headers = curl_slist_append(*headers, req->header);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
