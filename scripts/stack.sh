@@ -301,10 +301,11 @@ mongo_start() {
     die "the stand-in MongoDB did not start in $dir (log above)"
 }
 
-mongo_stop() {
-    local dir=$1 pid _
-    [ -f "$dir/congodb.pid" ] || return 0
-    pid=$(cat "$dir/congodb.pid")
+# Stops the process whose pid is in PIDFILE (TERM, then KILL after 5 s) and removes the file.
+pidfile_stop() {
+    local file=$1 pid _
+    [ -f "$file" ] || return 0
+    pid=$(cat "$file")
     if kill -0 "$pid" 2>/dev/null; then
         kill "$pid"
         for _ in $(seq 1 100); do
@@ -313,7 +314,11 @@ mongo_stop() {
         done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     fi
-    rm -f "$dir/congodb.pid"
+    rm -f "$file"
+}
+
+mongo_stop() {
+    pidfile_stop "$1/congodb.pid"
 }
 
 # Prometheus (layer 10): Debian's package, as an unprivileged process on 127.0.0.1:PORT with
@@ -338,18 +343,7 @@ prometheus_start() {
 }
 
 prometheus_stop() {
-    local dir=$1 pid _
-    [ -f "$dir/prometheus.pid" ] || return 0
-    pid=$(cat "$dir/prometheus.pid")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    fi
-    rm -f "$dir/prometheus.pid"
+    pidfile_stop "$1/prometheus.pid"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
