@@ -138,8 +138,9 @@ struct api_keys *api_keys_create(const char *spec, const char *file, char *err, 
             goto fail;
     }
     if (keys->count == 0) {
-        snprintf(err, errlen, "no API key configured: set API_KEYS (\"KEY:read+write+admin\") "
-                              "or API_KEYS_FILE");
+        snprintf(err, errlen,
+                 "no API key configured: set API_KEYS (\"KEY:read+write+admin\") "
+                 "or API_KEYS_FILE");
         goto fail;
     }
     return keys;

@@ -19,14 +19,14 @@ struct bucket {
 };
 
 struct breaker {
-    char *name;                                 /* "shard1", "redis_cache", ... */
-    struct breaker_settings s;                  /* thresholds */
-    enum breaker_state state;                   /* see the diagram in breaker.h */
-    long long opened_ms;                        /* when it last opened */
-    bool probe_out;                             /* HALF_OPEN: the probe has been let through */
-    struct bucket buckets[BUCKETS];             /* the window, a ring */
-    unsigned long long transitions[3];          /* into each state */
-    unsigned long long refused;                 /* calls refused while open or probing */
+    char *name;                        /* "shard1", "redis_cache", ... */
+    struct breaker_settings s;         /* thresholds */
+    enum breaker_state state;          /* see the diagram in breaker.h */
+    long long opened_ms;               /* when it last opened */
+    bool probe_out;                    /* HALF_OPEN: the probe has been let through */
+    struct bucket buckets[BUCKETS];    /* the window, a ring */
+    unsigned long long transitions[3]; /* into each state */
+    unsigned long long refused;        /* calls refused while open or probing */
 };
 
 struct breaker *breaker_create(const char *name, const struct breaker_settings *settings)
@@ -56,8 +56,7 @@ static void move_to(struct breaker *b, enum breaker_state to, long long now_ms)
 {
     if (b->state == to)
         return;
-    LOG_WARN("breaker %s: %s -> %s", b->name, breaker_state_name(b->state),
-             breaker_state_name(to));
+    LOG_WARN("breaker %s: %s -> %s", b->name, breaker_state_name(b->state), breaker_state_name(to));
     b->state = to;
     b->transitions[to]++;
     b->probe_out = false;

@@ -47,15 +47,15 @@ static const char *const outcome_names[] = {
 };
 
 struct edge {
-    struct server *server;                   /* loop, HTTP, metrics */
-    struct edge_settings s;                  /* the limits */
-    struct api_keys *keys;                   /* who may call */
-    struct rate_limiter *limiter;            /* how often */
-    struct breaker *breakers[MAX_BREAKERS];  /* shown in /stats, /health, /metrics */
-    int breaker_count;                       /* entries used */
-    struct event *lag_timer;                 /* measures the event loop's lag */
-    long long last_tick_ms;                  /* when it last ran */
-    long lag_ms;                             /* how late it ran, last time */
+    struct server *server;                      /* loop, HTTP, metrics */
+    struct edge_settings s;                     /* the limits */
+    struct api_keys *keys;                      /* who may call */
+    struct rate_limiter *limiter;               /* how often */
+    struct breaker *breakers[MAX_BREAKERS];     /* shown in /stats, /health, /metrics */
+    int breaker_count;                          /* entries used */
+    struct event *lag_timer;                    /* measures the event loop's lag */
+    long long last_tick_ms;                     /* when it last ran */
+    long lag_ms;                                /* how late it ran, last time */
     unsigned long long outcomes[OUTCOME_COUNT]; /* requests by outcome */
 };
 
@@ -92,30 +92,32 @@ static void render_gauges(struct evbuffer *out, void *arg)
                              "2 half-open.\n# TYPE l10_breaker_state gauge\n");
     for (int i = 0; i < edge->breaker_count; i++)
         evbuffer_add_printf(out, "l10_breaker_state{backend=\"%s\"} %d\n",
-                            breaker_name(edge->breakers[i]),
-                            (int)breaker_state(edge->breakers[i]));
+                            breaker_name(edge->breakers[i]), (int)breaker_state(edge->breakers[i]));
     evbuffer_add_printf(out, "# HELP l10_breaker_transitions_total Circuit breaker transitions "
                              "by the state entered.\n# TYPE l10_breaker_transitions_total "
                              "counter\n");
     for (int i = 0; i < edge->breaker_count; i++)
         for (int st = BREAKER_CLOSED; st <= BREAKER_HALF_OPEN; st++)
-            evbuffer_add_printf(out, "l10_breaker_transitions_total{backend=\"%s\",to=\"%s\"} "
-                                     "%llu\n",
+            evbuffer_add_printf(out,
+                                "l10_breaker_transitions_total{backend=\"%s\",to=\"%s\"} "
+                                "%llu\n",
                                 breaker_name(edge->breakers[i]),
                                 breaker_state_name((enum breaker_state)st),
                                 breaker_transitions(edge->breakers[i], (enum breaker_state)st));
     if (edge->limiter != NULL) {
-        evbuffer_add_printf(out, "# HELP l10_rate_limit_decisions_total Rate limit checks, "
-                                 "decided in Redis (shared) or by this instance alone.\n"
-                                 "# TYPE l10_rate_limit_decisions_total counter\n"
-                                 "l10_rate_limit_decisions_total{where=\"redis\"} %llu\n"
-                                 "l10_rate_limit_decisions_total{where=\"local\"} %llu\n",
+        evbuffer_add_printf(out,
+                            "# HELP l10_rate_limit_decisions_total Rate limit checks, "
+                            "decided in Redis (shared) or by this instance alone.\n"
+                            "# TYPE l10_rate_limit_decisions_total counter\n"
+                            "l10_rate_limit_decisions_total{where=\"redis\"} %llu\n"
+                            "l10_rate_limit_decisions_total{where=\"local\"} %llu\n",
                             rate_limiter_decisions(edge->limiter, true),
                             rate_limiter_decisions(edge->limiter, false));
     }
-    evbuffer_add_printf(out, "# HELP l10_event_loop_lag_ms How late the event loop ran a timer, "
-                             "last time.\n# TYPE l10_event_loop_lag_ms gauge\n"
-                             "l10_event_loop_lag_ms %ld\n",
+    evbuffer_add_printf(out,
+                        "# HELP l10_event_loop_lag_ms How late the event loop ran a timer, "
+                        "last time.\n# TYPE l10_event_loop_lag_ms gauge\n"
+                        "l10_event_loop_lag_ms %ld\n",
                         edge->lag_ms);
 }
 
@@ -342,8 +344,8 @@ void edge_admit(struct edge *edge, struct http_request *req, const char *route, 
         edge_reply_error(call, 503, "Server overloaded");
         return;
     }
-    switch (api_keys_check(edge->keys, http_request_header(req, "X-API-Key"), scope,
-                           call->key_id)) {
+    switch (
+        api_keys_check(edge->keys, http_request_header(req, "X-API-Key"), scope, call->key_id)) {
     case API_KEY_OK:
         break;
     case API_KEY_MISSING:

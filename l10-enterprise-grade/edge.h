@@ -47,16 +47,16 @@ typedef void (*edge_handler_fn)(struct edge_call *call);
 
 /* One admitted request (see above). */
 struct edge_call {
-    struct http_request *req;             /* answered once, through edge_reply_* */
-    struct edge *edge;                    /* the gate it came through */
-    void *arg;                            /* the route's argument (the layer) */
-    edge_handler_fn handler;              /* runs once the request is admitted */
-    const char *route;                    /* "/read/{key}", for the log line */
-    long long started_ms, deadline_ms;    /* arrival, and arrival + REQUEST_TIMEOUT_MS */
-    char key_id[API_KEY_ID_LEN + 1];      /* the caller's key id ("" when protections are off) */
-    char request_id[72];                  /* a copy, for the log line after the reply */
-    int shard;                            /* the shard it used (0-based), or -1 */
-    const char *cache_level;              /* "L1", "L2", "L3" or NULL */
+    struct http_request *req;          /* answered once, through edge_reply_* */
+    struct edge *edge;                 /* the gate it came through */
+    void *arg;                         /* the route's argument (the layer) */
+    edge_handler_fn handler;           /* runs once the request is admitted */
+    const char *route;                 /* "/read/{key}", for the log line */
+    long long started_ms, deadline_ms; /* arrival, and arrival + REQUEST_TIMEOUT_MS */
+    char key_id[API_KEY_ID_LEN + 1];   /* the caller's key id ("" when protections are off) */
+    char request_id[72];               /* a copy, for the log line after the reply */
+    int shard;                         /* the shard it used (0-based), or -1 */
+    const char *cache_level;           /* "L1", "L2", "L3" or NULL */
 };
 
 struct edge *edge_create(struct server *server, const struct edge_settings *settings,

@@ -12,8 +12,8 @@
  *
  * An open shard breaker answers that shard's keys 503 at once with Retry-After; the other
  * shards' keys are untouched. An open cache breaker skips L2 (and L1 fills, which need
- * invalidations) and reads go to the shards. The in-process tier's coherence (invalidations
- * over pub/sub, the heartbeat, the fill guard) is layer 5's, unchanged.
+ * invalidations) and reads go to the shards. The in-process tier is kept coherent as in layer 5
+ * (l1_coherence.h).
  */
 #include "handlers.h"
 
@@ -22,6 +22,7 @@
 #include "health.h"
 #include "http.h"
 #include "l1_cache.h"
+#include "l1_coherence.h"
 #include "log.h"
 #include "metrics.h"
 #include "process.h"
@@ -29,7 +30,6 @@
 #include "record.h"
 #include "records.h"
 #include "redis.h"
-#include "redis_subscriber.h"
 #include "server.h"
 #include "single_flight.h"
 #include "validate.h"
@@ -40,8 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 /* One write in flight: the request and its validated body (owns the key and value strings). */
 struct write_flow {
@@ -61,95 +59,6 @@ struct read_flow {
 static void shard_name(int shard, char *out, size_t size)
 {
     snprintf(out, size, "shard%d", shard + 1); /* 1-based, as the Python version names them */
-}
-
-/* ---- invalidations and the L1 fill guard (layer 5's) ---- */
-
-static uint64_t key_hash(const char *key, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-    return h | 1; /* never 0, which marks "everything" */
-}
-
-void layer10_invalidate_l1(struct layer *layer, const char *key, size_t key_len)
-{
-    if (key == NULL) {
-        l1_cache_clear(layer->l1);
-    } else {
-        l1_cache_remove(layer->l1, key, key_len);
-        single_flight_forget(layer->flights, key, key_len);
-    }
-    layer->recent[layer->epoch % RECENT_INVALIDATIONS] = key ? key_hash(key, key_len) : 0;
-    layer->epoch++;
-    metrics_inc(server_metrics(layer->server), METRIC_L1_INVALIDATIONS);
-}
-
-static bool l1_trusted(const struct layer *layer)
-{
-    return redis_subscriber_active(layer->invalidations) &&
-           monotonic_ms() - layer->heartbeat_seen_ms <= LAYER10_HEARTBEAT_TIMEOUT_MS;
-}
-
-void layer10_subscription(struct layer *layer, bool active)
-{
-    layer10_invalidate_l1(layer, NULL, 0);
-    if (active)
-        layer->heartbeat_seen_ms = monotonic_ms();
-}
-
-void layer10_receive(struct layer *layer, const char *data, size_t len)
-{
-    if (len > 0 && data[0] == '\0') { /* a heartbeat */
-        if (len != strlen(layer->heartbeat + 1) + 1 ||
-            memcmp(data + 1, layer->heartbeat + 1, len - 1))
-            return; /* another instance's */
-        long long now = monotonic_ms();
-        if (now - layer->heartbeat_seen_ms > LAYER10_HEARTBEAT_TIMEOUT_MS) {
-            LOG_WARN("l10: invalidations flow again after %lld ms; in-process tier emptied",
-                     now - layer->heartbeat_seen_ms);
-            layer10_invalidate_l1(layer, NULL, 0);
-        }
-        layer->heartbeat_seen_ms = now;
-        return;
-    }
-    layer10_invalidate_l1(layer, len ? data : NULL, len);
-}
-
-static void on_published(redisReply *reply, void *arg)
-{
-    (void)reply, (void)arg;
-}
-
-void layer10_heartbeat(struct layer *layer)
-{
-    if (layer->heartbeat[1] == '\0') {
-        unsigned long long id = 0;
-        if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id)
-            id = (unsigned long long)monotonic_ms() ^ (unsigned long long)getpid() << 40;
-        snprintf(layer->heartbeat, sizeof layer->heartbeat, "%chb:%016llx", '\0', id);
-    }
-    const char *argv[] = {"PUBLISH", LAYER10_INVALIDATION_CHANNEL, layer->heartbeat};
-    const size_t lens[] = {7, sizeof LAYER10_INVALIDATION_CHANNEL - 1,
-                           strlen(layer->heartbeat + 1) + 1};
-    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
-}
-
-static bool l1_fill_allowed(const struct layer *layer, const char *key, size_t key_len,
-                            uint64_t epoch)
-{
-    if (!l1_trusted(layer))
-        return false;
-    if (layer->epoch - epoch >= RECENT_INVALIDATIONS)
-        return false;
-    uint64_t h = key_hash(key, key_len);
-    for (uint64_t e = epoch; e < layer->epoch; e++) {
-        uint64_t seen = layer->recent[e % RECENT_INVALIDATIONS];
-        if (seen == h || seen == 0)
-            return false;
-    }
-    return true;
 }
 
 /* ---- the shard a key lives on, behind its breaker and the request's deadline ---- */
@@ -194,7 +103,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
         /* One script invalidates L2 and publishes the key to every instance (layer 5). */
         bool cached = cache_aside_available(layer->l2);
         cache_aside_invalidate(layer->l2, flow->body.key, flow->body.key_len);
-        layer10_invalidate_l1(layer, flow->body.key, flow->body.key_len);
+        l1_coherence_invalidate(layer->coherence, flow->body.key, flow->body.key_len);
         json_t *reply = record_write_reply(flow->body.key, flow->body.key_len);
         char shard[24], message[64];
         shard_name(flow->call->shard, shard, sizeof shard);
@@ -250,8 +159,7 @@ static void reply_read(struct read_flow *flow, json_t *reply, const char *level)
     struct edge_call *call = flow->call;
     decorate(reply, level, call->shard);
     call->cache_level = level;
-    json_object_set_new(reply, "latency_ms",
-                        json_integer(monotonic_ms() - call->started_ms));
+    json_object_set_new(reply, "latency_ms", json_integer(monotonic_ms() - call->started_ms));
     edge_reply_json(call, 200, reply);
 }
 
@@ -261,7 +169,7 @@ static void reply_read(struct read_flow *flow, json_t *reply, const char *level)
  */
 static void l1_fill(struct layer *layer, struct read_flow *flow, const struct record *rec)
 {
-    if (!l1_fill_allowed(layer, flow->key, flow->key_len, flow->epoch))
+    if (!l1_coherence_fill_allowed(layer->coherence, flow->key, flow->key_len, flow->epoch))
         return;
     json_t *reply = record_read_reply(rec, flow->key, flow->key_len);
     decorate(reply, "L1", flow->call->shard);
@@ -348,12 +256,13 @@ void handle_read(struct edge_call *call)
     flow->call = call;
     flow->key = key;
     flow->key_len = key_len;
-    flow->epoch = layer->epoch;
+    flow->epoch = l1_coherence_epoch(layer->coherence);
     call->shard = shard_set_lookup(layer->shards, key, key_len);
     struct metrics *m = server_metrics(layer->server);
     const char *row;
     size_t len;
-    if (l1_trusted(layer) && l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len)) {
+    if (l1_coherence_trusted(layer->coherence) &&
+        l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len)) {
         metrics_inc(m, METRIC_L1_HITS);
         struct evbuffer *body = evbuffer_new();
         evbuffer_add(body, row, len);
@@ -392,11 +301,13 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
         json_object_set_new(shards, name, json_boolean(answers[i].status == PG_OK));
     }
     json_object_set_new(health.body, "shards_healthy", shards);
-    bool l1 = l1_trusted(layer), l2 = cache_aside_available(layer->l2);
+    bool l1 = l1_coherence_trusted(layer->coherence), l2 = cache_aside_available(layer->l2);
     health_note(&health, l1 && l2, HEALTH_OPTIONAL);
-    json_object_set_new(health.body, "caches_healthy",
-                        json_pack("{s:b, s:b}", "L1", l1, "L2", l2));
-    bool limiter = rate_limiter_shared(layer->limiter) && redis_available(layer->limit_redis);
+    json_object_set_new(health.body, "caches_healthy", json_pack("{s:b, s:b}", "L1", l1, "L2", l2));
+    /* Shared budgets need the limiter's Redis connected and its breaker not open. */
+    bool limiter =
+        redis_available(layer->limit_redis) &&
+        (layer->limit_breaker == NULL || breaker_state(layer->limit_breaker) == BREAKER_CLOSED);
     health_note(&health, limiter, HEALTH_OPTIONAL);
     json_object_set_new(health.body, "rate_limiter_healthy", json_boolean(limiter));
     json_object_set_new(health.body, "circuit_breakers", edge_breakers_json(layer->edge));
@@ -439,15 +350,18 @@ static void on_counted(long long keys, void *arg)
     json_t *stats = json_object();
     json_object_set_new(stats, "requests", edge_outcomes_json(layer->edge));
     json_object_set_new(stats, "circuit_breakers", edge_breakers_json(layer->edge));
-    json_object_set_new(stats, "rate_limit_shared", json_boolean(rate_limiter_shared(layer->limiter)));
+    json_object_set_new(stats, "rate_limit_shared",
+                        json_boolean(rate_limiter_shared(layer->limiter)));
     json_object_set_new(stats, "rate_limit_requests", json_integer(layer->rate_limit));
     json_object_set_new(stats, "rate_limit_window_s", json_integer(layer->rate_window_s));
     json_object_set_new(stats, "event_loop_lag_ms", json_integer(edge_loop_lag_ms(layer->edge)));
-    json_object_set_new(stats, "in_flight",
-                        json_integer((json_int_t)http_server_in_flight(server_http(layer->server))));
+    json_object_set_new(
+        stats, "in_flight",
+        json_integer((json_int_t)http_server_in_flight(server_http(layer->server))));
     json_object_set_new(stats, "num_shards", json_integer(shard_set_count(layer->shards)));
     json_object_set_new(stats, "shard_pool_sizes", shard_set_pool_sizes_json(layer->shards));
-    json_object_set_new(stats, "l1_cache_available", json_boolean(l1_trusted(layer)));
+    json_object_set_new(stats, "l1_cache_available",
+                        json_boolean(l1_coherence_trusted(layer->coherence)));
     l1_cache_stats_into(layer->l1, stats);
     json_object_set_new(stats, "l1_cache_hits", json_integer((json_int_t)l1_hits));
     json_object_set_new(stats, "l1_cache_misses", json_integer((json_int_t)l1_misses));
@@ -484,9 +398,7 @@ static void on_cleared(long long keys, void *arg)
 void handle_clear_cache(struct edge_call *call)
 {
     struct layer *layer = call->arg;
-    layer10_invalidate_l1(layer, NULL, 0);
-    const char *argv[] = {"PUBLISH", LAYER10_INVALIDATION_CHANNEL, ""};
-    const size_t lens[] = {7, sizeof LAYER10_INVALIDATION_CHANNEL - 1, 0};
-    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
+    l1_coherence_invalidate(layer->coherence, NULL, 0);
+    l1_coherence_publish_clear(layer->coherence); /* every other instance too */
     cache_aside_clear(layer->l2, on_cleared, call);
 }

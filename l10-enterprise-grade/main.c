@@ -21,6 +21,7 @@
 #include "edge.h"
 #include "http.h"
 #include "l1_cache.h"
+#include "l1_coherence.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi_document.h"
@@ -28,7 +29,6 @@
 #include "rate_limit.h"
 #include "records.h"
 #include "redis.h"
-#include "redis_subscriber.h"
 #include "server.h"
 #include "shard_map.h"
 #include "single_flight.h"
@@ -42,8 +42,7 @@ static const char *const protection_choices[] = {"on", "off", NULL};
 
 static const struct config_row layer_rows[] = {
     {"SHARD_CHECK_TIMEOUT_MS", CONFIG_INT, "1000", 10, 60000,
-     "deadline of each shard in /health (then marked unreachable)", &layer.check_timeout_ms,
-     NULL},
+     "deadline of each shard in /health (then marked unreachable)", &layer.check_timeout_ms, NULL},
     {"L1_CACHE_SIZE", CONFIG_INT, "10000", 1, 10000000, "most entries in the in-process tier",
      &layer.l1_size, NULL},
     {"L1_CACHE_MAX_BYTES", CONFIG_INT, "67108864", 1024, 1L << 36,
@@ -56,16 +55,15 @@ static const struct config_row layer_rows[] = {
 
 static const struct config_row edge_rows[] = {
     {"PROTECTIONS", CONFIG_ENUM, "on", 0, 0,
-     "off: no keys, rate limits, breakers or shedding (to measure their cost)",
-     &layer.protections, protection_choices},
+     "off: no keys, rate limits, breakers or shedding (to measure their cost)", &layer.protections,
+     protection_choices},
     {"API_KEYS", CONFIG_SECRET, "", 0, 0,
-     "API keys with scopes: KEY:read+write+admin,OTHER:read (never printed)",
-     &layer.api_keys_spec, NULL},
+     "API keys with scopes: KEY:read+write+admin,OTHER:read (never printed)", &layer.api_keys_spec,
+     NULL},
     {"API_KEYS_FILE", CONFIG_STRING, "", 0, 0, "a file of KEY:scopes lines (# comments)",
      &layer.api_keys_file, NULL},
-    {"RATE_LIMIT_REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16501/0",
-     0, 0, "Redis holding the rate limits (shared by every instance)",
-     &layer.rate_limit_redis_url, NULL},
+    {"RATE_LIMIT_REDIS_URL", CONFIG_URL, "redis://127.0.0.1:16501/0", 0, 0,
+     "Redis holding the rate limits (shared by every instance)", &layer.rate_limit_redis_url, NULL},
     {"RATE_LIMIT_REQUESTS", CONFIG_INT, "100", 1, 100000000,
      "requests each key may make per window", &layer.rate_limit, NULL},
     {"RATE_LIMIT_WINDOW_S", CONFIG_INT, "60", 1, 86400, "the rate limit's window in seconds",
@@ -86,8 +84,7 @@ static const struct config_row edge_rows[] = {
     {"MAX_IN_FLIGHT", CONFIG_INT, "1000", 1, 1000000,
      "requests at once before new ones are shed (503)", &layer.edging.max_in_flight, NULL},
     {"MAX_LOOP_LAG_MS", CONFIG_INT, "250", 1, 600000,
-     "event-loop lag above which new requests are shed (503)", &layer.edging.max_loop_lag_ms,
-     NULL},
+     "event-loop lag above which new requests are shed (503)", &layer.edging.max_loop_lag_ms, NULL},
 };
 
 static const struct config_set layer_sets[] = {
@@ -115,16 +112,6 @@ static void listen_now(struct layer *l)
 static void on_schema_ready(void *arg)
 {
     listen_now(arg);
-}
-
-static void on_invalidation(const char *data, size_t len, void *arg)
-{
-    layer10_receive(arg, data, len);
-}
-
-static void on_subscription(bool active, void *arg)
-{
-    layer10_subscription(arg, active);
 }
 
 /* Each route's scope: the protections run first, then the handler (edge.h). */
@@ -210,8 +197,8 @@ static bool start(struct server *server, void *arg)
         return false;
     l->db.resolver = server_resolver(server); /* host names off the event loop */
     char err[512];
-    l->shards = shard_set_create(server_base(server), &l->sharding, &l->db,
-                                 "l10-enterprise-grade", server_metrics(server), err, sizeof err);
+    l->shards = shard_set_create(server_base(server), &l->sharding, &l->db, "l10-enterprise-grade",
+                                 server_metrics(server), err, sizeof err);
     if (l->shards == NULL) {
         LOG_ERROR("%s", err);
         return false;
@@ -222,15 +209,19 @@ static bool start(struct server *server, void *arg)
     if (!start_protections(server, l))
         return false;
     l->redis = redis_for(server, l->redis_url, l->redis_timeout_ms);
-    l->invalidations = redis_subscriber_create(
-        server_base(server), server_resolver(server), l->redis_url, l->redis_timeout_ms,
-        LAYER10_INVALIDATION_CHANNEL, on_invalidation, on_subscription, l);
-    if (l->redis == NULL || l->invalidations == NULL)
+    if (l->redis == NULL)
         return false;
     struct cache_settings cs = {"l10", l->l2_ttl_s, LAYER10_INVALIDATION_CHANNEL};
     l->l2 = cache_aside_create(l->redis, &cs, server_metrics(server));
     l->l1 = l1_cache_create((size_t)l->l1_size, (size_t)l->l1_max_bytes, l->l1_ttl_s * 1000);
     l->flights = single_flight_create();
+    struct l1_coherence_settings coherence = {l->redis_url, l->redis_timeout_ms,
+                                              LAYER10_INVALIDATION_CHANNEL,
+                                              LAYER10_HEARTBEAT_TIMEOUT_MS};
+    l->coherence = l1_coherence_create(server_base(server), server_resolver(server), &coherence,
+                                       l->l1, l->flights, l->redis, server_metrics(server));
+    if (l->coherence == NULL)
+        return false;
 
     struct http_server *http = server_http(server);
     http_route(http, HTTP_POST, "/write", route_write, l);
@@ -257,13 +248,13 @@ static void maintain(void *arg)
     redis_maintain(l->redis);
     redis_maintain(l->limit_redis);
     cache_aside_maintain(l->l2);
-    layer10_heartbeat(l);
+    l1_coherence_heartbeat(l->coherence);
 }
 
 static void stop(void *arg)
 {
     struct layer *l = arg;
-    redis_subscriber_free(l->invalidations);
+    l1_coherence_free(l->coherence);
     cache_aside_free(l->l2);
     redis_free(l->redis);
     redis_free(l->limit_redis); /* before the limiter: pending checks are told first */

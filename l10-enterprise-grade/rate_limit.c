@@ -59,7 +59,7 @@ void gcra_apply(long long *tat, long long now_ms, long limit, long long period_m
 
 /* One key's state in the local table. */
 struct local_slot {
-    char id[24];  /* the key's id, "" when free */
+    char id[24];   /* the key's id, "" when free */
     long long tat; /* its GCRA state */
 };
 
@@ -132,8 +132,8 @@ struct check {
     void *arg;                    /* its argument */
 };
 
-struct rate_limiter *rate_limiter_create(struct redis *redis, struct breaker *breaker,
-                                         long limit, long long period_ms, size_t local_slots)
+struct rate_limiter *rate_limiter_create(struct redis *redis, struct breaker *breaker, long limit,
+                                         long long period_ms, size_t local_slots)
 {
     struct rate_limiter *l = xcalloc(1, sizeof *l);
     l->redis = redis;
@@ -160,8 +160,7 @@ void rate_limiter_free(struct rate_limiter *limiter)
     free(limiter);
 }
 
-static void decide_locally(struct rate_limiter *l, const char *key_id, rate_limit_cb cb,
-                           void *arg)
+static void decide_locally(struct rate_limiter *l, const char *key_id, rate_limit_cb cb, void *arg)
 {
     struct rate_decision d;
     local_limiter_check(l->local, key_id, monotonic_ms(), l->limit, l->period_ms, &d);
@@ -217,8 +216,12 @@ static void on_script(redisReply *reply, void *arg)
 static void send_script(struct check *c)
 {
     struct rate_limiter *l = c->limiter;
-    const char *argv[] = {c->loaded ? "EVAL" : "EVALSHA", c->loaded ? GCRA_SCRIPT : l->sha, "1",
-                          c->key, l->limit_text, l->period_text};
+    const char *argv[] = {c->loaded ? "EVAL" : "EVALSHA",
+                          c->loaded ? GCRA_SCRIPT : l->sha,
+                          "1",
+                          c->key,
+                          l->limit_text,
+                          l->period_text};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);

@@ -32,12 +32,12 @@ struct rate_limiter;
 
 /* The outcome of one check. */
 struct rate_decision {
-    bool allowed;          /* false: 429 */
-    long limit;            /* X-RateLimit-Limit */
-    long remaining;        /* X-RateLimit-Remaining */
-    long long reset_ms;    /* until the whole budget is back (X-RateLimit-Reset, seconds up) */
-    long long retry_ms;    /* refused: until one request is allowed (Retry-After, seconds up) */
-    bool shared;           /* decided in Redis (false: by the local limiter) */
+    bool allowed;       /* false: 429 */
+    long limit;         /* X-RateLimit-Limit */
+    long remaining;     /* X-RateLimit-Remaining */
+    long long reset_ms; /* until the whole budget is back (X-RateLimit-Reset, seconds up) */
+    long long retry_ms; /* refused: until one request is allowed (Retry-After, seconds up) */
+    bool shared;        /* decided in Redis (false: by the local limiter) */
 };
 
 /*
@@ -54,8 +54,8 @@ void gcra_apply(long long *tat, long long now_ms, long limit, long long period_m
 typedef void (*rate_limit_cb)(const struct rate_decision *decision, void *arg);
 
 /* redis may be NULL (local only); breaker guards it (may be NULL). */
-struct rate_limiter *rate_limiter_create(struct redis *redis, struct breaker *breaker,
-                                         long limit, long long period_ms, size_t local_slots);
+struct rate_limiter *rate_limiter_create(struct redis *redis, struct breaker *breaker, long limit,
+                                         long long period_ms, size_t local_slots);
 /* Pending checks still get their callback (from redis_free). NULL is a no-op. */
 void rate_limiter_free(struct rate_limiter *limiter);
 

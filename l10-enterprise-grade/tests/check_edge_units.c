@@ -192,7 +192,7 @@ START_TEST(a_breaker_half_opens_with_one_probe_and_closes_on_success)
     ck_assert(breaker_allow(b, t + 500)); /* the probe */
     ck_assert_int_eq(breaker_state(b), BREAKER_HALF_OPEN);
     ck_assert(!breaker_allow(b, t + 501)); /* only one */
-    breaker_record(b, false, t + 600);      /* the probe failed: open again */
+    breaker_record(b, false, t + 600);     /* the probe failed: open again */
     ck_assert_int_eq(breaker_state(b), BREAKER_OPEN);
     ck_assert(!breaker_allow(b, t + 1000));
     ck_assert(breaker_allow(b, t + 1100));

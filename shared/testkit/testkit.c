@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* tk_set_default_header's header, "" for none (set before the tests fork). */
+static char default_header[512];
+
 #ifndef LAYERS_SOURCE_DIR
 #error "LAYERS_SOURCE_DIR must point at the repository (set by CMake)"
 #endif
@@ -459,8 +462,6 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* tk_set_default_header's header, "" for none (set before the tests fork). */
-static char default_header[512];
 
 void tk_set_default_header(const char *header)
 {
@@ -680,8 +681,29 @@ void tk_batch_free(struct tk_batch *b)
     free(b);
 }
 
+/* The default header (tk_set_default_header) goes after the request line of a raw request too,
+ * when data holds a whole one; the rest is sent as it is. Returns the bytes to send (the caller
+ * frees *copy). */
+static const char *with_default_header(const char *data, size_t *len, char **copy)
+{
+    *copy = NULL;
+    const char *eol = default_header[0] ? memchr(data, '\n', *len) : NULL;
+    if (eol == NULL || eol - data < 11 || eol[-1] != '\r' || strncmp(eol - 10, " HTTP/1.", 8) != 0)
+        return data;
+    size_t head = (size_t)(eol + 1 - data), extra = strlen(default_header) + 2;
+    *copy = malloc(*len + extra);
+    memcpy(*copy, data, head);
+    memcpy(*copy + head, default_header, extra - 2);
+    memcpy(*copy + head + extra - 2, "\r\n", 2);
+    memcpy(*copy + head + extra, data + head, *len - head);
+    *len += extra;
+    return *copy;
+}
+
 int tk_raw_send(int port, const char *data, size_t len)
 {
+    char *copy;
+    data = with_default_header(data, &len, &copy);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -689,8 +711,10 @@ int tk_raw_send(int port, const char *data, size_t len)
         write(fd, data, len) != (ssize_t)len) {
         if (fd >= 0)
             close(fd);
+        free(copy);
         return -1;
     }
+    free(copy);
     return fd;
 }
 

@@ -136,8 +136,9 @@ struct tk_request {
 };
 
 /* A header every request of this test program sends from now on ("X-API-Key: k", NULL for
- * none), unless a request sets that field itself: layer 10's contract tests go through its API
- * key check. Call it before the tests fork. */
+ * none), unless a request sets that field itself; raw requests (tk_raw_send) get it after their
+ * request line when they hold a whole one. Layer 10's contract tests go through its API key
+ * check this way. Call it before the tests fork (or inside one test, for that test). */
 void tk_set_default_header(const char *header);
 
 /* One request on a new connection, with a 20 s deadline. */
