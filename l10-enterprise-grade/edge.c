@@ -243,17 +243,32 @@ void edge_reply_refused(struct edge_call *call, enum edge_refusal why, struct br
 
 /* A query guarded by a breaker: records its outcome, then tells the caller. */
 struct guarded {
-    struct pg_call inner;    /* the caller's call */
-    struct breaker *breaker; /* told the outcome */
+    struct pg_call inner;          /* the caller's call */
+    struct breaker *breaker;       /* told the outcome, once */
+    struct event *timer;           /* edge_guard_pg_write's deadline, or NULL */
+    void (*on_expired)(void *arg); /* told when it passes */
+    bool expired;                  /* it passed: the breaker has been told */
 };
 
 static void on_guarded(PGresult *res, enum pg_status status, void *arg)
 {
     struct guarded *g = arg;
-    if (g->breaker != NULL)
+    if (g->breaker != NULL && !g->expired)
         breaker_record(g->breaker, status == PG_OK || status == PG_ERROR, monotonic_ms());
+    if (g->timer != NULL)
+        event_free(g->timer);
     g->inner.cb(res, status, g->inner.arg);
     free(g);
+}
+
+static void on_write_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct guarded *g = arg;
+    (void)fd, (void)what;
+    g->expired = true;
+    if (g->breaker != NULL)
+        breaker_record(g->breaker, false, monotonic_ms());
+    g->on_expired(g->inner.arg);
 }
 
 long edge_remaining_ms(const struct edge_call *call)
@@ -261,21 +276,50 @@ long edge_remaining_ms(const struct edge_call *call)
     return (long)(call->deadline_ms - monotonic_ms());
 }
 
-enum edge_refusal edge_guard_pg(struct edge_call *call, struct breaker *breaker,
-                                const struct pg_call *inner, struct pg_call *out)
+static enum edge_refusal guard(struct edge_call *call, struct breaker *breaker,
+                               const struct pg_call *inner, struct guarded **out)
 {
-    long left = edge_remaining_ms(call);
-    if (left <= 0)
+    if (edge_remaining_ms(call) <= 0)
         return EDGE_BUDGET_SPENT;
     if (breaker != NULL && !breaker_allow(breaker, monotonic_ms()))
         return EDGE_BREAKER_OPEN;
     struct guarded *g = xcalloc(1, sizeof *g);
     g->inner = *inner;
     g->breaker = breaker;
+    *out = g;
+    return EDGE_GO;
+}
+
+enum edge_refusal edge_guard_pg(struct edge_call *call, struct breaker *breaker,
+                                const struct pg_call *inner, struct pg_call *out)
+{
+    struct guarded *g;
+    enum edge_refusal why = guard(call, breaker, inner, &g);
+    if (why != EDGE_GO)
+        return why;
     struct pg_call recorded = *inner;
     recorded.cb = on_guarded;
     recorded.arg = g;
-    *out = pg_call_within(server_base(call->edge->server), &recorded, left);
+    *out = pg_call_within(server_base(call->edge->server), &recorded, edge_remaining_ms(call));
+    return EDGE_GO;
+}
+
+enum edge_refusal edge_guard_pg_write(struct edge_call *call, struct breaker *breaker,
+                                      const struct pg_call *inner, void (*on_expired)(void *arg),
+                                      struct pg_call *out)
+{
+    struct guarded *g;
+    enum edge_refusal why = guard(call, breaker, inner, &g);
+    if (why != EDGE_GO)
+        return why;
+    long left = edge_remaining_ms(call);
+    g->on_expired = on_expired;
+    g->timer = evtimer_new(server_base(call->edge->server), on_write_deadline, g);
+    struct timeval t = {left / 1000, (left % 1000) * 1000};
+    event_add(g->timer, &t);
+    *out = *inner;
+    out->cb = on_guarded;
+    out->arg = g;
     return EDGE_GO;
 }
 

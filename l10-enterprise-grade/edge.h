@@ -90,6 +90,16 @@ enum edge_refusal edge_guard_pg(struct edge_call *call, struct breaker *breaker,
                                 const struct pg_call *inner, struct pg_call *out)
     __attribute__((warn_unused_result));
 
+/*
+ * The same for a write, whose outcome matters after its deadline: when the budget runs out,
+ * on_expired(inner's arg) is called (the caller answers 503 then), and inner's callback is still
+ * called once with the real answer when it comes (the caller then invalidates caches for a write
+ * that did commit). inner's parameters must stay valid until that callback.
+ */
+enum edge_refusal edge_guard_pg_write(struct edge_call *call, struct breaker *breaker,
+                                      const struct pg_call *inner, void (*on_expired)(void *arg),
+                                      struct pg_call *out) __attribute__((warn_unused_result));
+
 /* Answers a refused call: 503 "<what> unavailable" with Retry-After. */
 void edge_reply_refused(struct edge_call *call, enum edge_refusal why, struct breaker *breaker,
                         const char *what);

@@ -43,8 +43,10 @@
 
 /* One write in flight: the request and its validated body (owns the key and value strings). */
 struct write_flow {
-    struct edge_call *call;    /* answered exactly once, in on_written */
+    struct edge_call *call;    /* answered exactly once: in on_written, or at its deadline */
     struct write_request body; /* key and value, kept alive until the query is done */
+    int shard;                 /* where the key lives */
+    struct layer *layer;       /* its layer (the call is gone after a deadline reply) */
 };
 
 /* One read in flight. */
@@ -94,19 +96,32 @@ static void reply_failure(struct edge_call *call, enum pg_status status)
 
 /* ---- writes ---- */
 
+/* The budget ran out before the shard answered: 503 now; on_written still comes, and cleans
+ * the caches if the write did commit after all. */
+static void on_write_expired(void *arg)
+{
+    struct write_flow *flow = arg;
+    edge_reply_refused(flow->call, EDGE_BUDGET_SPENT, NULL, "Database");
+    flow->call = NULL;
+}
+
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct write_flow *flow = arg;
-    struct layer *layer = flow->call->arg;
+    struct layer *layer = flow->layer;
     (void)res;
+    bool cached = cache_aside_available(layer->l2);
     if (status == PG_OK) {
         /* One script invalidates L2 and publishes the key to every instance (layer 5). */
-        bool cached = cache_aside_available(layer->l2);
         cache_aside_invalidate(layer->l2, flow->body.key, flow->body.key_len);
         l1_coherence_invalidate(layer->coherence, flow->body.key, flow->body.key_len);
+    }
+    if (flow->call == NULL) {
+        /* answered at the deadline */
+    } else if (status == PG_OK) {
         json_t *reply = record_write_reply(flow->body.key, flow->body.key_len);
         char shard[24], message[64];
-        shard_name(flow->call->shard, shard, sizeof shard);
+        shard_name(flow->shard, shard, sizeof shard);
         snprintf(message, sizeof message, "Written to %s%s", shard, cached ? " and cached" : "");
         json_object_set_new(reply, "message", json_string(message));
         json_object_set_new(reply, "shard", json_string(shard));
@@ -129,11 +144,21 @@ void handle_write(struct edge_call *call)
     }
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     flow->call = call;
+    flow->layer = layer;
     flow->body = body;
-    int shard = shard_set_lookup(layer->shards, flow->body.key, flow->body.key_len);
+    flow->shard = call->shard = shard_set_lookup(layer->shards, body.key, body.key_len);
     struct pg_call upsert = {
         {RECORDS_SQL_UPSERT, 2, {flow->body.key, flow->body.value}}, on_written, flow};
-    query_shard(call, shard, &upsert);
+    struct pg_call guarded;
+    enum edge_refusal why = edge_guard_pg_write(call, layer->shard_breakers[flow->shard], &upsert,
+                                                on_write_expired, &guarded);
+    if (why != EDGE_GO) {
+        edge_reply_refused(call, why, layer->shard_breakers[flow->shard], "Database");
+        write_request_cleanup(&flow->body);
+        free(flow);
+        return;
+    }
+    shard_set_query(layer->shards, SHARD_CURRENT, flow->shard, &guarded);
 }
 
 /* ---- reads ---- */
@@ -198,11 +223,12 @@ static void on_read(PGresult *res, enum pg_status status, void *arg)
     if (rec != NULL)
         fill(layer, leader, rec);
     size_t count;
+    int shard = leader->call->shard; /* the leader's call is freed with its reply */
     void **flows =
         single_flight_finish(layer->flights, leader->key, leader->key_len, leader, &count);
     for (size_t i = 0; i < count; i++) {
         struct read_flow *flow = flows[i];
-        flow->call->shard = leader->call->shard;
+        flow->call->shard = shard;
         if (status == PG_OK)
             reply_read(flow, record_read_reply(rec, flow->key, flow->key_len), "L3");
         else

@@ -58,9 +58,11 @@ void health_reply(struct http_request *req, struct health *health)
 
 /* A query under way with its own deadline (pg_call_within). */
 struct deadline_call {
-    struct pg_call inner; /* the caller's call: its callback is told once */
-    struct event *timer;  /* the deadline */
-    bool expired;         /* the deadline told it: the answer, when it comes, is dropped */
+    struct pg_call inner;         /* the caller's call: its callback is told once */
+    struct event *timer;          /* the deadline */
+    bool expired;                 /* the deadline told it: the answer, when it comes, is dropped */
+    char *values[PG_MAX_PARAMS];  /* copies of the parameters: the query outlives an expired
+                                     caller, which frees its own strings when told */
 };
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -77,6 +79,8 @@ static void on_answer(PGresult *res, enum pg_status status, void *arg)
     if (!d->expired)
         d->inner.cb(res, status, d->inner.arg);
     event_free(d->timer);
+    for (int i = 0; i < d->inner.statement.nparams; i++)
+        free(d->values[i]);
     free(d);
 }
 
@@ -89,6 +93,10 @@ struct pg_call pg_call_within(struct event_base *base, const struct pg_call *cal
     struct timeval t = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     event_add(d->timer, &t);
     struct pg_call wrapped = *call;
+    for (int i = 0; i < call->statement.nparams; i++) {
+        d->values[i] = call->statement.values[i] ? xstrdup(call->statement.values[i]) : NULL;
+        wrapped.statement.values[i] = d->values[i];
+    }
     wrapped.cb = on_answer;
     wrapped.arg = d;
     return wrapped;

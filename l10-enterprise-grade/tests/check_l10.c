@@ -531,7 +531,6 @@ int main(void)
                                 "REQUEST_TIMEOUT_MS=30000",
                                 "MAX_IN_FLIGHT=100000",
                                 "MAX_LOOP_LAG_MS=600000",
-                                "LOG_LEVEL=info",
                                 NULL};
     /* The contract's target: its DATABASE_URL (shard 0) is ignored, SHARD_URLS counts. Every
      * request carries the admin key (tk_set_default_header). */
