@@ -44,6 +44,12 @@ static char shard_env[600], redis_env[96], limit_env[96];
 
 static void clean(void)
 {
+    /* A failed test's teardown may not have run: every shard up and running again. */
+    for (int i = 0; i < SHARDS; i++) {
+        tk_pg_pause(&pg[i], false);
+        ck_assert(tk_pg_restart(&pg[i]));
+    }
+    ck_assert(tk_redis_restart(&limits));
     ck_assert(tk_redis_flush(&redis));
     ck_assert(tk_redis_flush(&limits));
 }
@@ -321,7 +327,7 @@ START_TEST(a_breaker_opens_on_a_stopped_shard_and_closes_when_it_returns)
         snprintf(path, sizeof path, "/read/%s", key);
         tk_get(SERVER_PORT, path, &res);
         ck_assert_int_eq(res.status, 503);
-        bool refused = res.retry_after[0] != '\0' && res.seconds < 0.2;
+        bool refused = res.retry_after[0] != '\0' && res.seconds < 0.5;
         tk_response_free(&res);
         json_t *h = health(SERVER_PORT);
         bool open = strcmp(breaker_state_of(h, "shard1"), "open") == 0;
@@ -336,7 +342,7 @@ START_TEST(a_breaker_opens_on_a_stopped_shard_and_closes_when_it_returns)
         snprintf(path, sizeof path, "/read/%s", key);
         tk_get(SERVER_PORT, path, &res);
         ck_assert_int_eq(res.status, 503);
-        ck_assert_msg(res.seconds < 0.2, "a refusal took %.3f s", res.seconds);
+        ck_assert_msg(res.seconds < 0.5, "a refusal took %.3f s", res.seconds);
         ck_assert_int_ge(atoi(res.retry_after), 1);
         tk_response_free(&res);
         key_on(1, "b2:", key, sizeof key);
@@ -383,7 +389,7 @@ START_TEST(a_hung_shard_is_answered_within_the_budget)
     char key[64], path[96];
     key_on(0, "d1:", key, sizeof key);
     snprintf(path, sizeof path, "/read/%s", key);
-    ck_assert_int_eq(status_of(SERVER_PORT, "GET", path, NULL, NULL), 200); /* connected */
+    ck_assert(tk_wait_status(SERVER_PORT, path, 200, 10000)); /* connected */
     ck_assert(tk_pg_pause(&pg[0], true));
     for (int i = 0; i < 3; i++) {
         key_on(0, "d1:", key, sizeof key);
