@@ -69,7 +69,7 @@ BENCH_LAYERS=(
     "l6  | QUEUE_MAX_LENGTH=1000000 QUEUE_MAX_AGE_MS=600000 | | | *=redis"
     "l7  |               |                  | | *=pg-select"
     "l8  |               |                  | | *=redis"
-    "l9  |               |                  | | *=redis"
+    "l9  |               | X-Region: eu-west | | *=pg-select write=pg-write mixed=pg-select"
     "l10 | API_KEYS=bench:read+write+admin RATE_LIMIT_REQUESTS=100000000 | X-API-Key: bench | | *=http-only read-miss=pg-select write=pg-write"
 )
 
@@ -430,13 +430,14 @@ peak_rss_kb() { awk '/^VmHWM/ {print $2}' "/proc/${PROGRAM_PIDS[0]}/status" 2>/d
 # ---- the stack of one layer: databases, delay proxies, programs ----
 
 # Starts PostgreSQL instance I on PG_BASE + I, as a copy of a template cluster (initdb once).
-start_pg() { # I
+start_pg() { # I [LAYER: its own postgres options, layer_pg_settings]
     if [ ! -d "$WORK/pg-template" ]; then
         (pg_start "$WORK/pg-template" "$PG_BASE" && pg_stop "$WORK/pg-template") >/dev/null ||
             return 1
     fi
     cp -a "$WORK/pg-template" "$WORK/pg$1"
-    (pg_start "$WORK/pg$1" $((PG_BASE + $1)) "${PG_OPTIONS[@]}") >/dev/null
+    # shellcheck disable=SC2046 # layer_pg_settings prints several words
+    (pg_start "$WORK/pg$1" $((PG_BASE + $1)) "${PG_OPTIONS[@]}" $(layer_pg_settings "${2:-}")) >/dev/null
 }
 
 start_proxy() { # I: delay-proxy on PROXY_BASE + I in front of PostgreSQL I
@@ -479,8 +480,20 @@ start_programs() { # N
     case $1 in
     6) start_program 6 l6-worker ;;
     7) start_program 7 l7-relay && start_program 7 l7-projector ;;
+    9) start_program 9 l9-links && setup_layer 9 ;; # the WAN links, then replication
     *) ;;
     esac
+}
+
+# Runs the layer's set-up script (layer_setup_script: layer 9's tables and subscriptions).
+setup_layer() { # N
+    local script
+    script=$(layer_setup_script "$1")
+    [ -n "$script" ] || return 0
+    (
+        eval "$(layer_env "$1" "$PG_BASE" "$REDIS_BASE" "$API_PORT" "$MONGO_BASE")"
+        "$ROOT/$script"
+    ) >>"$WORK/setup.log" 2>&1
 }
 
 # Starts what layer N needs, then its programs; returns non-zero (with a reason on stderr) if
@@ -490,7 +503,7 @@ start_stack() { # N
     for kind in $(layer_backends "$n"); do
         case $kind in
         pg)
-            start_pg "$pg_i" || return 1
+            start_pg "$pg_i" "$n" || return 1
             if [ -n "$DB_LATENCY" ]; then start_proxy "$pg_i" || return 1; fi
             pg_i=$((pg_i + 1))
             ;;

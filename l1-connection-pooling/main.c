@@ -7,6 +7,7 @@
  */
 #include "handlers.h"
 
+#include "backends.h"
 #include "http.h"
 #include "metrics.h"
 #include "openapi_document.h"
@@ -31,13 +32,10 @@ static bool start(struct server *server, void *arg)
     struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
-    if (!pool_config_check(&l->db))
+    struct pgconn_settings pg;
+    l->pool = backends_start_pool(server, &l->db, "l1-connection-pooling", &pg);
+    if (l->pool == NULL)
         return false;
-    l->db.resolver = server_resolver(server); /* host names off the event loop */
-    struct pgconn_settings pg = pool_config_pg(&l->db, "l1-connection-pooling");
-    l->pool = pool_config_create(&l->db, server_base(server), "l1-connection-pooling",
-                                 server_metrics(server));
-    metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
 
     struct http_server *http = server_http(server);
     http_route(http, HTTP_POST, "/write", handle_write, l);

@@ -16,6 +16,7 @@
 #include "handlers.h"
 
 #include "api_keys.h"
+#include "backends.h"
 #include "cache_aside.h"
 #include "clock.h"
 #include "edge.h"
@@ -139,15 +140,6 @@ static void route_clear_cache(struct http_request *req, void *arg)
     edge_admit(l->edge, req, "/clear-cache", API_SCOPE_ADMIN, handle_clear_cache, l);
 }
 
-static struct redis *redis_for(struct server *server, const char *url, long timeout_ms)
-{
-    struct redis_settings rs = {.url = url,
-                                .connect_timeout_ms = timeout_ms,
-                                .command_timeout_ms = timeout_ms,
-                                .resolver = server_resolver(server)};
-    return redis_create(server_base(server), &rs, server_metrics(server));
-}
-
 static bool start_protections(struct server *server, struct layer *l)
 {
     bool on = strcmp(l->protections, "on") == 0;
@@ -172,7 +164,7 @@ static bool start_protections(struct server *server, struct layer *l)
     } else {
         LOG_WARN("PROTECTIONS=off: no API keys, rate limits, breakers or shedding");
     }
-    l->limit_redis = redis_for(server, l->rate_limit_redis_url, l->redis_timeout_ms);
+    l->limit_redis = backends_start_redis(server, l->rate_limit_redis_url, l->redis_timeout_ms);
     if (l->limit_redis == NULL)
         return false;
     l->limiter = rate_limiter_create(l->limit_redis, l->limit_breaker, l->rate_limit,
@@ -208,7 +200,7 @@ static bool start(struct server *server, void *arg)
     metrics_add_gauges(server_metrics(server), shard_set_render_gauges, l->shards);
     if (!start_protections(server, l))
         return false;
-    l->redis = redis_for(server, l->redis_url, l->redis_timeout_ms);
+    l->redis = backends_start_redis(server, l->redis_url, l->redis_timeout_ms);
     if (l->redis == NULL)
         return false;
     struct cache_settings cs = {"l10", l->l2_ttl_s, LAYER10_INVALIDATION_CHANNEL};

@@ -9,6 +9,7 @@
  */
 #include "handlers.h"
 
+#include "backends.h"
 #include "cache_aside.h"
 #include "cache_floor.h"
 #include "http.h"
@@ -59,11 +60,7 @@ static bool start(struct server *server, void *arg)
     LOG_INFO("%d replicas, skipped beyond %ld ms of lag", replica_router_count(l->router),
              l->max_lag_ms);
     metrics_add_gauges(server_metrics(server), replica_router_render_gauges, l->router);
-    struct redis_settings redis = {.url = l->redis_url,
-                                   .connect_timeout_ms = l->redis_timeout_ms,
-                                   .command_timeout_ms = l->redis_timeout_ms,
-                                   .resolver = server_resolver(server)};
-    l->redis = redis_create(server_base(server), &redis, server_metrics(server));
+    l->redis = backends_start_redis(server, l->redis_url, l->redis_timeout_ms);
     if (l->redis == NULL)
         return false;
     struct cache_settings cs = {"l3", l->cache_ttl_s, NULL};

@@ -8,6 +8,7 @@
  */
 #include "handlers.h"
 
+#include "backends.h"
 #include "cache_aside.h"
 #include "clock.h"
 #include "http.h"
@@ -123,11 +124,7 @@ static bool start(struct server *server, void *arg)
                  ? shard_map_describe(shard_set_previous_map(l->shards))
                  : "");
     metrics_add_gauges(server_metrics(server), shard_set_render_gauges, l->shards);
-    struct redis_settings rs = {.url = l->redis_url,
-                                .connect_timeout_ms = l->redis_timeout_ms,
-                                .command_timeout_ms = l->redis_timeout_ms,
-                                .resolver = server_resolver(server)};
-    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    l->redis = backends_start_redis(server, l->redis_url, l->redis_timeout_ms);
     if (l->redis == NULL)
         return false;
     /* Cached entries name their shard, so each layout has its own: a server in another

@@ -683,10 +683,8 @@ static bool start(struct process *process, void *arg)
     w->retry = evtimer_new(base, on_retry, w);
     w->db.resolver = process_resolver(process); /* host names off the event loop */
     w->pool = pool_config_create(&w->db, base, "l6-worker", NULL);
-    struct redis_settings rs = {.url = w->redis_url,
-                                .connect_timeout_ms = w->redis_timeout_ms,
-                                .command_timeout_ms = w->redis_timeout_ms,
-                                .resolver = process_resolver(process)};
+    struct redis_settings rs =
+        redis_settings_of(w->redis_url, w->redis_timeout_ms, process_resolver(process));
     w->redis = redis_create(base, &rs, NULL);
     rs.blocking = true; /* XREADGROUP ... BLOCK: a connection of its own */
     w->blocking = redis_create(base, &rs, NULL);

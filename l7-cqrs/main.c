@@ -8,6 +8,7 @@
  */
 #include "handlers.h"
 
+#include "backends.h"
 #include "cqrs.h"
 #include "http.h"
 #include "metrics.h"
@@ -75,11 +76,7 @@ static bool start(struct server *server, void *arg)
         pool_config_create(&write_db, server_base(server), "l7-cqrs", server_metrics(server));
     l->read_pool =
         pool_config_create(&read_db, server_base(server), "l7-cqrs", server_metrics(server));
-    struct redis_settings rs = {.url = l->redis_url,
-                                .connect_timeout_ms = l->redis_timeout_ms,
-                                .command_timeout_ms = l->redis_timeout_ms,
-                                .resolver = server_resolver(server)};
-    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    l->redis = backends_start_redis(server, l->redis_url, l->redis_timeout_ms);
     if (l->redis == NULL)
         return false;
     handlers_start(l);

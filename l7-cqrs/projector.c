@@ -785,10 +785,8 @@ static bool start(struct process *process, void *arg)
     p->read_pool = pool_config_create(&read_db, base, "l7-projector", NULL);
     if (p->rebuild)
         p->write_pool = pool_config_create(&write_db, base, "l7-projector", NULL);
-    struct redis_settings rs = {.url = p->redis_url,
-                                .connect_timeout_ms = p->redis_timeout_ms,
-                                .command_timeout_ms = p->redis_timeout_ms,
-                                .resolver = process_resolver(process)};
+    struct redis_settings rs =
+        redis_settings_of(p->redis_url, p->redis_timeout_ms, process_resolver(process));
     p->redis = redis_create(base, &rs, NULL);
     rs.blocking = true;
     p->blocking = redis_create(base, &rs, NULL);

@@ -313,18 +313,16 @@ static bool start(struct process *process, void *arg)
     struct event_base *base = process_base(process);
     struct pgconn_settings pg = pool_config_pg(&r->db, "l7-relay");
     r->pool = pool_config_create(&r->db, base, "l7-relay", NULL);
-    struct redis_settings rs = {.url = r->redis_url,
-                                .connect_timeout_ms = r->redis_timeout_ms,
-                                .command_timeout_ms = r->redis_timeout_ms,
-                                .resolver = process_resolver(process)};
+    struct redis_settings rs =
+        redis_settings_of(r->redis_url, r->redis_timeout_ms, process_resolver(process));
     r->redis = redis_create(base, &rs, NULL);
     if (r->redis == NULL)
         return false;
     backoff_init(&r->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     r->timer = evtimer_new(base, on_timer, r);
     r->state = RELAY_STARTING;
-    r->listener = pg_listener_create(base, r->write_db_url, CQRS_CHANNEL, r->db.connect_timeout_ms,
-                                     on_notify, r);
+    r->listener = pg_listener_create(base, process_resolver(process), r->write_db_url,
+                                     CQRS_CHANNEL, r->db.connect_timeout_ms, on_notify, r);
     r->schema = schema_ensure(base, &pg, CQRS_SQL_WRITE_SCHEMA, on_schema_ready, r);
     return true;
 }

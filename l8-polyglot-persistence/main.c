@@ -9,6 +9,7 @@
  */
 #include "handlers.h"
 
+#include "backends.h"
 #include "cache_aside.h"
 #include "http.h"
 #include "metrics.h"
@@ -50,22 +51,15 @@ static bool start(struct server *server, void *arg)
     struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
-    if (!pool_config_check(&l->db))
+    struct pgconn_settings pg;
+    l->pool = backends_start_pool(server, &l->db, "l8-polyglot-persistence", &pg);
+    if (l->pool == NULL)
         return false;
-    l->db.resolver = server_resolver(server); /* host names off the event loop */
-    struct pgconn_settings pg = pool_config_pg(&l->db, "l8-polyglot-persistence");
-    l->pool = pool_config_create(&l->db, server_base(server), "l8-polyglot-persistence",
-                                 server_metrics(server));
-    metrics_add_gauges(server_metrics(server), pool_render_gauges, l->pool);
     l->mongo_settings.url = l->mongo_url;
     l->mongo = mongo_create(server_base(server), &l->mongo_settings);
     if (l->mongo == NULL)
         return false;
-    struct redis_settings rs = {.url = l->redis_url,
-                                .connect_timeout_ms = l->redis_timeout_ms,
-                                .command_timeout_ms = l->redis_timeout_ms,
-                                .resolver = server_resolver(server)};
-    l->redis = redis_create(server_base(server), &rs, server_metrics(server));
+    l->redis = backends_start_redis(server, l->redis_url, l->redis_timeout_ms);
     if (l->redis == NULL)
         return false;
     struct cache_settings cs = {"l8", l->cache_ttl_s, NULL};

@@ -27,6 +27,7 @@ layer_backends() {
     4) echo "pg pg pg redis" ;; # three shards
     7) echo "pg pg redis" ;; # the write database, the read database, the event stream
     8) echo "pg mongo redis" ;; # transactions, documents, the cache of both
+    9) echo "pg pg pg redis redis redis" ;; # one PostgreSQL and one Redis per region
     10) echo "pg pg redis redis prometheus" ;; # two shards, the cache tier, the rate limits, metrics
     *) echo "" ;;
     esac
@@ -38,6 +39,7 @@ layer_backend_names() {
     3) echo "primary replica1 replica2 redis" ;;
     4) echo "shard0 shard1 shard2 redis" ;;
     7) echo "write-db read-db redis" ;;
+    9) echo "us-east eu-west asia-pac us-east eu-west asia-pac" ;; # a region: its PostgreSQL and Redis
     10) echo "shard1 shard2 redis redis-limits prometheus" ;;
     *)
         local kind names=()
@@ -69,6 +71,27 @@ layer_helpers() {
     case $1 in
     6) echo "l6-worker" ;;
     7) echo "l7-relay l7-projector" ;;
+    9) echo "l9-links" ;; # the six WAN links (delay proxies) between the regions
+    *) echo "" ;;
+    esac
+}
+
+# A script run after the layer's backends start (./layers up, run, reset), with its settings.
+layer_setup_script() {
+    case $1 in
+    9) echo "l9-global-distributed/replication.sh" ;;
+    *) echo "" ;;
+    esac
+}
+
+# Extra postgres options for a layer's clusters. Layer 9 replicates logically between its three
+# (l9-global-distributed/README.md): wal_level=logical, room for 6 slots and senders, a 500 ms
+# retry (the default 5 s delays each second subscription and every reconnect), and a cap on the
+# WAL an orphaned slot may keep.
+layer_pg_settings() {
+    case $1 in
+    9) echo "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10" \
+        "-c wal_retrieve_retry_interval=500ms -c max_slot_wal_keep_size=1GB" ;;
     *) echo "" ;;
     esac
 }
@@ -116,6 +139,26 @@ layer_env() {
     esac
     case $n in
     8) echo "export MONGODB_URL=mongodb://127.0.0.1:$mongo/layers" ;;
+    esac
+    case $n in
+    9) # region i: PostgreSQL on PG_PORT + i, Redis on REDIS_PORT + i; the WAN links (l9-links)
+        # on PG_PORT + 3 + link, link = from * 2 + (to > from ? to - 1 : to)
+        local i from to dbs="" caches="" links=""
+        for i in 0 1 2; do
+            dbs+="${dbs:+,}postgresql://layers@127.0.0.1:$((pg + i))/layers"
+            caches+="${caches:+,}redis://127.0.0.1:$((redis + i))/0"
+        done
+        for from in 0 1 2; do
+            for to in 0 1 2; do
+                [ "$from" = "$to" ] && continue
+                i=$((from * 2 + (to > from ? to - 1 : to)))
+                links+="${links:+,}postgresql://layers@127.0.0.1:$((pg + 3 + i))/layers"
+            done
+        done
+        echo "export REGION_DATABASE_URLS=$dbs"
+        echo "export REGION_REDIS_URLS=$caches"
+        echo "export REGION_LINK_URLS=$links"
+        ;;
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"

@@ -1,14 +1,18 @@
 /*
  * pg_listener: LISTEN on a connection of its own (see pg_listener.h).
  *
- * States: DOWN (a retry timer runs) -> CONNECTING (PQconnectPoll) -> LISTENING (the LISTEN sent,
- * then acknowledged: up) -> DOWN. Every change goes through set_down/start_connect/on_connected.
+ * States: DOWN (a retry timer runs) -> RESOLVING (the host name, when there is one and a
+ * resolver) -> CONNECTING (PQconnectPoll) -> LISTENING (the LISTEN sent, then acknowledged: up)
+ * -> DOWN. One deadline covers the lookup and the connect. Every change goes through
+ * set_down/start_connect/on_connected.
  */
 #include "pg_listener.h"
 
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "pgconn.h"
+#include "resolve.h"
 #include "xalloc.h"
 
 #include <event2/event.h>
@@ -19,6 +23,7 @@
 
 enum listener_state {
     LISTENER_DOWN,       /* no connection; the timer starts the next attempt */
+    LISTENER_RESOLVING,  /* looking the host name up; the timer is the deadline */
     LISTENER_CONNECTING, /* PQconnectPoll in progress; the timer is the deadline */
     LISTENER_LISTENING,  /* LISTEN sent; up once its result arrived */
 };
@@ -26,6 +31,8 @@ enum listener_state {
 struct pg_listener {
     struct event_base *base;          /* the loop */
     char *url;                        /* where to connect */
+    struct resolver *resolver;        /* host names off the loop, or NULL (libpq resolves) */
+    struct resolve_request *lookup;   /* the lookup under way (RESOLVING), or NULL */
     char *listen_sql;                 /* "LISTEN channel" */
     long connect_timeout_ms;          /* deadline of one attempt */
     pg_listener_wake_cb wake;         /* the owner's callback */
@@ -50,6 +57,8 @@ static void arm_timer(struct pg_listener *l, long ms)
 
 static void close_connection(struct pg_listener *l)
 {
+    resolve_cancel(l->lookup);
+    l->lookup = NULL;
     if (l->io != NULL)
         event_free(l->io);
     l->io = NULL;
@@ -165,31 +174,58 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (l->state == LISTENER_DOWN)
         start_connect(l);
-    else if (l->state == LISTENER_CONNECTING)
+    else if (l->state == LISTENER_RESOLVING || l->state == LISTENER_CONNECTING)
         set_down(l, "connect timed out");
 }
 
-static void start_connect(struct pg_listener *l)
+/* libpq's connect; hostaddr (numeric, or NULL) overrides the URL's host, whose name libpq
+ * keeps (keywords after dbname override the URL). */
+static void connect_to(struct pg_listener *l, const char *hostaddr)
 {
-    const char *keywords[] = {"gssencmode", "sslmode", "dbname", "application_name", NULL};
-    const char *values[] = {"disable", "disable", l->url, "l7-relay-listener", NULL};
+    const char *keywords[] = {"gssencmode",       "sslmode",  "dbname",
+                              "application_name", "hostaddr", NULL};
+    const char *values[] = {"disable", "disable", l->url, "l7-relay-listener", hostaddr, NULL};
+    if (hostaddr == NULL)
+        keywords[4] = NULL;
     l->state = LISTENER_CONNECTING;
     l->pg = PQconnectStartParams(keywords, values, 1);
     if (l->pg == NULL || PQstatus(l->pg) == CONNECTION_BAD) {
         set_down(l, l->pg ? PQerrorMessage(l->pg) : "out of memory");
         return;
     }
-    arm_timer(l, l->connect_timeout_ms);
     watch_socket(l, EV_WRITE);
 }
 
+static void on_resolved(const char *address, void *arg)
+{
+    struct pg_listener *l = arg;
+    l->lookup = NULL;
+    if (address == NULL)
+        set_down(l, "host name not resolved");
+    else
+        connect_to(l, address);
+}
+
+static void start_connect(struct pg_listener *l)
+{
+    arm_timer(l, l->connect_timeout_ms); /* the deadline of the lookup and the connect */
+    char host[256];
+    if (l->resolver != NULL && pgconn_host_to_resolve(l->url, host, sizeof host)) {
+        l->state = LISTENER_RESOLVING;
+        l->lookup = resolver_lookup(l->resolver, host, on_resolved, l);
+        return;
+    }
+    connect_to(l, NULL);
+}
+
 /* The first attempt starts from the loop, so no callback runs inside pg_listener_create. */
-struct pg_listener *pg_listener_create(struct event_base *base, const char *url,
-                                       const char *channel, long connect_timeout_ms,
-                                       pg_listener_wake_cb wake, void *arg)
+struct pg_listener *pg_listener_create(struct event_base *base, struct resolver *resolver,
+                                       const char *url, const char *channel,
+                                       long connect_timeout_ms, pg_listener_wake_cb wake, void *arg)
 {
     struct pg_listener *l = xcalloc(1, sizeof *l);
     l->base = base;
+    l->resolver = resolver;
     l->url = xstrdup(url);
     size_t len = sizeof "LISTEN " + strlen(channel);
     l->listen_sql = xmalloc(len);

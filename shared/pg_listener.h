@@ -14,8 +14,8 @@
  * 2 s, backoff.h), one log line per outage. Notifications that arrive together (one read of the
  * socket) wake the owner once.
  *
- * The URL's host name is resolved by libpq (a blocking lookup on this loop): the listener lives
- * in layer 7's relay, which serves no requests; a server would resolve it first (resolve.h).
+ * The URL's host name is looked up with the caller's resolver (resolve.h), so a slow DNS never
+ * stalls the loop; with a NULL resolver libpq looks it up itself (blocking: tools only).
  */
 #ifndef LAYERS_PG_LISTENER_H
 #define LAYERS_PG_LISTENER_H
@@ -24,15 +24,17 @@
 
 struct event_base;
 struct pg_listener;
+struct resolver;
 
 /* Called from the event loop, never from inside pg_listener_create or pg_listener_free: a
  * notification arrived on the channel, or the listener has just (re)connected. */
 typedef void (*pg_listener_wake_cb)(void *arg);
 
 /* Starts connecting at once. channel must be a plain identifier (letters, digits, '_'). */
-struct pg_listener *pg_listener_create(struct event_base *base, const char *url,
-                                       const char *channel, long connect_timeout_ms,
-                                       pg_listener_wake_cb wake, void *arg);
+struct pg_listener *pg_listener_create(struct event_base *base, struct resolver *resolver,
+                                       const char *url, const char *channel,
+                                       long connect_timeout_ms, pg_listener_wake_cb wake,
+                                       void *arg);
 /* Closes the connection; no more callbacks. NULL is a no-op. */
 void pg_listener_free(struct pg_listener *listener);
 

@@ -124,6 +124,15 @@ bool redis_parse_url(const char *url, char *host, size_t hostlen, int *port)
     return redis_link_parse_url(url, host, hostlen, port);
 }
 
+struct redis_settings redis_settings_of(const char *url, long timeout_ms, struct resolver *resolver)
+{
+    struct redis_settings rs = {.url = url,
+                                .connect_timeout_ms = timeout_ms,
+                                .command_timeout_ms = timeout_ms,
+                                .resolver = resolver};
+    return rs;
+}
+
 struct redis *redis_create(struct event_base *base, const struct redis_settings *settings,
                            struct metrics *metrics)
 {

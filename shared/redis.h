@@ -46,6 +46,10 @@ struct redis_settings {
  */
 typedef void (*redis_reply_cb)(redisReply *reply, void *arg);
 
+/* The settings of a REDIS_CONFIG_SET: one deadline for connecting and for each reply. */
+struct redis_settings redis_settings_of(const char *url, long timeout_ms,
+                                        struct resolver *resolver);
+
 /* NULL (logged) when the URL is malformed. */
 struct redis *redis_create(struct event_base *base, const struct redis_settings *settings,
                            struct metrics *metrics);

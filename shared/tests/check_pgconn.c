@@ -1,8 +1,10 @@
 /*
  * pgconn against a real PostgreSQL (started by the test): batches in both modes, prepared
  * statements through the one call description, host names resolved without blocking, and the
- * host parsing that decides when to resolve (pure, no socket).
+ * host parsing that decides when to resolve (pure, no socket); the LISTEN connection of
+ * pg_listener, whose host name goes through the same resolver.
  */
+#include "pg_listener.h"
 #include "pgconn.h"
 #include "pool.h"
 #include "resolve.h"
@@ -284,8 +286,8 @@ static void send_many(struct pool *pool, struct many_seen *seen, char (*args)[16
     for (int i = 0; i < n; i++) {
         snprintf(args[i], 16, "p%d", i);
         seen[i] = (struct many_seen){.answered = answered, .expected = n};
-        pool_query(pool, &(struct pg_call){{SQL_SLEEP_ECHO, 2, {args[i], sleep}}, on_many,
-                                           &seen[i]});
+        pool_query(pool,
+                   &(struct pg_call){{SQL_SLEEP_ECHO, 2, {args[i], sleep}}, on_many, &seen[i]});
     }
 }
 
@@ -343,8 +345,8 @@ START_TEST(statement_timeout_fails_only_the_slow_call)
     for (int i = 0; i < 3; i++) {
         snprintf(args[i], 16, "p%d", i);
         seen[i] = (struct many_seen){.answered = &answered, .expected = 3};
-        pool_query(pool, &(struct pg_call){{SQL_SLEEP_ECHO, 2, {args[i], sleeps[i]}}, on_many,
-                                           &seen[i]});
+        pool_query(pool,
+                   &(struct pg_call){{SQL_SLEEP_ECHO, 2, {args[i], sleeps[i]}}, on_many, &seen[i]});
     }
     ck_assert(run_until_finished());
     ck_assert_int_eq(seen[0].status, PG_OK);
@@ -459,6 +461,31 @@ START_TEST(localhost_url_connects_through_the_resolver)
 }
 END_TEST
 
+static void on_listener_wake(void *arg)
+{
+    ++*(int *)arg;
+    finished = true;
+}
+
+START_TEST(listener_resolves_its_host_then_hears_a_notify)
+{
+    struct resolver *resolver = resolver_create(base);
+    char url[128];
+    snprintf(url, sizeof url, "postgresql://layers@localhost:%d/layers", PG_PORT);
+    int wakes = 0;
+    struct pg_listener *listener =
+        pg_listener_create(base, resolver, url, "check_channel", 3000, on_listener_wake, &wakes);
+    ck_assert(run_until_finished()); /* woken once when the LISTEN is in force */
+    ck_assert(pg_listener_up(listener));
+    ck_assert(tk_pg_exec(&pg, "layers", "NOTIFY check_channel"));
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(wakes, 2);
+    ck_assert_uint_eq(pg_listener_notifications(listener), 1);
+    pg_listener_free(listener);
+    resolver_free(resolver);
+}
+END_TEST
+
 START_TEST(unknown_host_fails_the_connect)
 {
     struct resolver *resolver = resolver_create(base);
@@ -500,8 +527,7 @@ START_TEST(sqlstates_split_into_unavailable_and_refused)
      * shutdown or a statement_timeout cancellation, an I/O error. */
     const char *unavailable[] = {"08006", "08001", "53300", "53100", "57P01", "57014", "58030"};
     for (size_t i = 0; i < sizeof unavailable / sizeof *unavailable; i++)
-        ck_assert_msg(pg_classify_sqlstate(unavailable[i]) == PG_UNAVAILABLE, "%s",
-                      unavailable[i]);
+        ck_assert_msg(pg_classify_sqlstate(unavailable[i]) == PG_UNAVAILABLE, "%s", unavailable[i]);
     /* The query itself was refused (500): retrying it elsewhere would fail the same way. */
     const char *refused[] = {"23505", "22001", "42P01", "42601", "40001", "XX000", "00000"};
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
@@ -530,6 +556,7 @@ int main(void)
     tcase_add_test(live, silent_server_fails_every_call_in_flight_at_the_deadline);
     tcase_add_test(live, localhost_url_connects_through_the_resolver);
     tcase_add_test(live, unknown_host_fails_the_connect);
+    tcase_add_test(live, listener_resolves_its_host_then_hears_a_notify);
     suite_add_tcase(suite, live);
     if (!tk_pg_start(&pg, PG_PORT, NULL)) {
         fprintf(stderr, "cannot start PostgreSQL\n");
