@@ -75,7 +75,7 @@ BENCH_LAYERS=(
     "l7  |               |                  | | *=pg-select"
     "l8  |               |                  | | *=redis"
     "l9  |               | X-Region: eu-west | | *=pg-select write=pg-write mixed=pg-select"
-    "l10 | API_KEY=bench | X-API-Key: bench | | *=http-only"
+    "l10 | API_KEYS=bench:read+write+admin RATE_LIMIT_REQUESTS=100000000 | X-API-Key: bench | | *=http-only read-miss=pg-select write=pg-write"
 )
 
 ALL_WORKLOADS="read-hit read-zipf read-miss write mixed drain lag"

@@ -9,14 +9,12 @@
  *
  * An in-process tier is only safe with invalidations: several instances each hold their own L1,
  * and a write through one must reach all. Writers publish on the Redis channel
- * "l5:invalidations"; every instance subscribes (redis_subscriber.h). A write whose
- * invalidation could not reach Redis is invalidated and published again as soon as Redis
- * answers, and this instance bypasses L2 until then (cache_aside.h). While the subscription is
- * down, or silent (this instance's own once-a-second heartbeat has not come back for 2.5 s),
- * messages may be missed, so L1 is emptied and bypassed until they flow again. A fill (into L1)
- * that raced with an invalidation of its key is refused, like L2's versioned fills: the layer
- * counts invalidations (an epoch) and remembers the latest keys; a read remembers the epoch it
- * started at.
+ * "l5:invalidations"; every instance subscribes, drops the keys it hears, and stops trusting
+ * its L1 while the channel is down or silent (l1_coherence.h). A write whose invalidation could
+ * not reach Redis is invalidated and published again as soon as Redis answers, and this
+ * instance bypasses L2 until then (cache_aside.h). A fill (into L1) that raced with an
+ * invalidation of its key is refused, like L2's versioned fills: a read remembers the
+ * invalidation epoch it started at.
  */
 #include "handlers.h"
 
@@ -25,12 +23,12 @@
 #include "health.h"
 #include "http.h"
 #include "l1_cache.h"
+#include "l1_coherence.h"
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
 #include "records.h"
 #include "redis.h"
-#include "redis_subscriber.h"
 #include "server.h"
 #include "single_flight.h"
 #include "validate.h"
@@ -41,8 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 /* One write in flight: the request and its validated body (owns the key and value strings). */
 struct write_flow {
@@ -59,106 +55,6 @@ struct read_flow {
     uint64_t epoch;           /* invalidations seen when the read started */
 };
 
-/* ---- invalidations and the L1 fill guard ---- */
-
-static uint64_t key_hash(const char *key, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-    return h | 1; /* never 0, which marks "everything" */
-}
-
-void layer5_invalidate_l1(struct layer *layer, const char *key, size_t key_len)
-{
-    if (key == NULL) {
-        l1_cache_clear(layer->l1);
-    } else {
-        l1_cache_remove(layer->l1, key, key_len);
-        /* A database read of key already under way may predate the write: later reads must
-         * not join it (single_flight.h). */
-        single_flight_forget(layer->flights, key, key_len);
-    }
-    layer->recent[layer->epoch % RECENT_INVALIDATIONS] = key ? key_hash(key, key_len) : 0;
-    layer->epoch++;
-    metrics_inc(server_metrics(layer->server), METRIC_L1_INVALIDATIONS);
-}
-
-/*
- * Can this instance hear invalidations? Its subscription must be up, and its own heartbeat (a
- * message it publishes every second) must have come back recently: a Redis that hangs without
- * closing the connections looks "subscribed" but delivers nothing. Heartbeats start with a NUL
- * byte, which no key can contain, and carry a random id, so each instance knows its own.
- */
-static bool l1_trusted(const struct layer *layer)
-{
-    return redis_subscriber_active(layer->invalidations) &&
-           monotonic_ms() - layer->heartbeat_seen_ms <= LAYER5_HEARTBEAT_TIMEOUT_MS;
-}
-
-void layer5_subscription(struct layer *layer, bool active)
-{
-    layer5_invalidate_l1(layer, NULL, 0); /* messages may have been missed: start afresh */
-    if (active)
-        layer->heartbeat_seen_ms = monotonic_ms(); /* the SUBSCRIBE reply just came back */
-}
-
-void layer5_receive(struct layer *layer, const char *data, size_t len)
-{
-    if (len > 0 && data[0] == '\0') { /* a heartbeat */
-        if (len != strlen(layer->heartbeat + 1) + 1 ||
-            memcmp(data + 1, layer->heartbeat + 1, len - 1))
-            return; /* another instance's */
-        long long now = monotonic_ms();
-        if (now - layer->heartbeat_seen_ms > LAYER5_HEARTBEAT_TIMEOUT_MS) {
-            /* The channel was silent: invalidations may have been missed. */
-            LOG_WARN("l5: invalidations flow again after %lld ms; in-process tier emptied",
-                     now - layer->heartbeat_seen_ms);
-            layer5_invalidate_l1(layer, NULL, 0);
-        }
-        layer->heartbeat_seen_ms = now;
-        return;
-    }
-    layer5_invalidate_l1(layer, len ? data : NULL, len);
-}
-
-static void on_published(redisReply *reply, void *arg)
-{
-    (void)reply, (void)arg;
-}
-
-void layer5_heartbeat(struct layer *layer)
-{
-    if (layer->heartbeat[1] == '\0') { /* "\0hb:<random id>", made once */
-        unsigned long long id = 0;
-        if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id)
-            id = (unsigned long long)monotonic_ms() ^ (unsigned long long)getpid() << 40;
-        snprintf(layer->heartbeat, sizeof layer->heartbeat, "%chb:%016llx", '\0', id);
-    }
-    const char *argv[] = {"PUBLISH", LAYER5_INVALIDATION_CHANNEL, layer->heartbeat};
-    const size_t lens[] = {7, sizeof LAYER5_INVALIDATION_CHANNEL - 1,
-                           strlen(layer->heartbeat + 1) + 1};
-    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
-}
-
-/* May a value read since `epoch` go into L1? Not if its key (or everything) was invalidated
- * since, nor while invalidations cannot be heard. */
-static bool l1_fill_allowed(const struct layer *layer, const char *key, size_t key_len,
-                            uint64_t epoch)
-{
-    if (!l1_trusted(layer))
-        return false;
-    if (layer->epoch - epoch >= RECENT_INVALIDATIONS)
-        return false;
-    uint64_t h = key_hash(key, key_len);
-    for (uint64_t e = epoch; e < layer->epoch; e++) {
-        uint64_t seen = layer->recent[e % RECENT_INVALIDATIONS];
-        if (seen == h || seen == 0)
-            return false;
-    }
-    return true;
-}
-
 /* ---- writes ---- */
 
 static void on_written(PGresult *res, enum pg_status status, void *arg)
@@ -171,7 +67,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
          * if it fails, cache_aside delivers it later (cache_aside.h). This instance's own L1
          * is cleaned at once, before the reply. */
         cache_aside_invalidate(layer->l2, flow->body.key, flow->body.key_len);
-        layer5_invalidate_l1(layer, flow->body.key, flow->body.key_len);
+        l1_coherence_invalidate(layer->coherence, flow->body.key, flow->body.key_len);
         http_reply_json(flow->req, 200, record_write_reply(flow->body.key, flow->body.key_len));
     } else {
         records_reply_failure(flow->req, status);
@@ -215,7 +111,7 @@ static void reply_read(struct read_flow *flow, json_t *reply, const char *level)
  */
 static void l1_fill(struct layer *layer, struct read_flow *flow, const struct record *rec)
 {
-    if (!l1_fill_allowed(layer, flow->key, flow->key_len, flow->epoch))
+    if (!l1_coherence_fill_allowed(layer->coherence, flow->key, flow->key_len, flow->epoch))
         return;
     json_t *reply = record_read_reply(rec, flow->key, flow->key_len);
     json_object_set_new(reply, "cache_level", json_string("L1"));
@@ -293,11 +189,11 @@ void handle_read(struct http_request *req, void *arg)
     flow->req = req;
     flow->key = key;
     flow->key_len = key_len;
-    flow->epoch = layer->epoch;
+    flow->epoch = l1_coherence_epoch(layer->coherence);
     struct metrics *m = server_metrics(layer->server);
     const char *row;
     size_t len;
-    if (l1_trusted(layer) && l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len)) {
+    if (l1_coherence_trusted(layer->coherence) && l1_cache_get(layer->l1, key, key_len, monotonic_ms(), &row, &len)) {
         metrics_inc(m, METRIC_L1_HITS);
         struct evbuffer *body = evbuffer_new();
         evbuffer_add(body, row, len);
@@ -317,7 +213,7 @@ static void on_health(PGresult *res, enum pg_status status, void *arg)
     struct http_request *req = arg;
     struct layer *layer = http_request_arg(req);
     (void)res;
-    bool cache = cache_aside_available(layer->l2), subscribed = l1_trusted(layer);
+    bool cache = cache_aside_available(layer->l2), subscribed = l1_coherence_trusted(layer->coherence);
     /* The in-process tier is used only while invalidations arrive: without them it is
      * bypassed ("l1_cache" unavailable), and reads go to Redis and PostgreSQL (degraded).
      * "cache" and "invalidations" are this server's names from before, kept. */
@@ -359,7 +255,7 @@ static void on_counted(long long keys, void *arg)
     struct pool_stats pool;
     pool_get_stats(layer->pool, &pool);
     json_t *stats = json_object();
-    json_object_set_new(stats, "l1_cache_available", json_boolean(l1_trusted(layer)));
+    json_object_set_new(stats, "l1_cache_available", json_boolean(l1_coherence_trusted(layer->coherence)));
     l1_cache_stats_into(layer->l1, stats);
     json_object_set_new(stats, "l1_cache_hits", json_integer((json_int_t)l1_hits));
     json_object_set_new(stats, "l1_cache_misses", json_integer((json_int_t)l1_misses));
@@ -397,10 +293,7 @@ static void on_cleared(long long keys, void *arg)
 void handle_clear_cache(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    layer5_invalidate_l1(layer, NULL, 0);
-    /* An empty message: every instance clears its L1. */
-    const char *argv[] = {"PUBLISH", LAYER5_INVALIDATION_CHANNEL, ""};
-    const size_t lens[] = {7, sizeof LAYER5_INVALIDATION_CHANNEL - 1, 0};
-    redis_command(layer->redis, on_published, NULL, 3, argv, lens);
+    l1_coherence_invalidate(layer->coherence, NULL, 0);
+    l1_coherence_publish_clear(layer->coherence); /* every other instance too */
     cache_aside_clear(layer->l2, on_cleared, req);
 }

@@ -14,13 +14,12 @@
 struct cache_aside;
 struct http_request;
 struct l1_cache;
+struct l1_coherence;
 struct redis;
-struct redis_subscriber;
 struct schema_task;
 struct server;
 struct single_flight;
 
-#define RECENT_INVALIDATIONS        1024 /* how far back a fill can check for a racing write */
 #define LAYER5_INVALIDATION_CHANNEL "l5:invalidations" /* keys written, "" = everything */
 #define LAYER5_HEARTBEAT_TIMEOUT_MS 2500 /* L1 is bypassed when our heartbeat is this late */
 
@@ -35,14 +34,10 @@ struct layer {
     struct pool *pool;                      /* L3: PostgreSQL */
     struct redis *redis;                    /* L2: Redis commands */
     struct cache_aside *l2;                 /* L2: versioned cache-aside */
-    struct redis_subscriber *invalidations; /* other instances' writes */
     struct l1_cache *l1;                    /* L1: in-process */
+    struct l1_coherence *coherence;         /* L1 kept coherent with every instance's writes */
     struct single_flight *flights;          /* database reads in flight, by key */
     struct schema_task *schema;             /* start-up table creation */
-    uint64_t epoch;                         /* invalidations applied so far */
-    uint64_t recent[RECENT_INVALIDATIONS];  /* key hashes of the latest invalidations */
-    char heartbeat[24];                     /* this instance's heartbeat message (see below) */
-    long long heartbeat_seen_ms;            /* when it last came back through the channel */
 };
 
 void handle_write(struct http_request *req, void *arg);
@@ -50,17 +45,5 @@ void handle_read(struct http_request *req, void *arg);
 void handle_health(struct http_request *req, void *arg);
 void handle_stats(struct http_request *req, void *arg);
 void handle_clear_cache(struct http_request *req, void *arg);
-
-/* Applies an invalidation (a key, or every key when key is NULL) to the in-process tier. */
-void layer5_invalidate_l1(struct layer *layer, const char *key, size_t key_len);
-
-/* A message on the invalidation channel: a key, "" (everything), or a heartbeat. */
-void layer5_receive(struct layer *layer, const char *data, size_t len);
-
-/* The subscription became active or was lost. */
-void layer5_subscription(struct layer *layer, bool active);
-
-/* Once a second: publishes this instance's heartbeat on the invalidation channel. */
-void layer5_heartbeat(struct layer *layer);
 
 #endif

@@ -11,12 +11,12 @@
 #include "cache_aside.h"
 #include "http.h"
 #include "l1_cache.h"
+#include "l1_coherence.h"
 #include "metrics.h"
 #include "openapi_document.h"
 #include "pool_config.h"
 #include "records.h"
 #include "redis.h"
-#include "redis_subscriber.h"
 #include "schema.h"
 #include "server.h"
 #include "single_flight.h"
@@ -45,17 +45,6 @@ static void on_schema_ready(void *arg)
     server_ready(arg);
 }
 
-/* A key written by any instance (this one too), "" for every key, or a heartbeat. */
-static void on_invalidation(const char *data, size_t len, void *arg)
-{
-    layer5_receive(arg, data, len);
-}
-
-static void on_subscription(bool active, void *arg)
-{
-    layer5_subscription(arg, active);
-}
-
 static bool start(struct server *server, void *arg)
 {
     struct layer *l = arg;
@@ -66,15 +55,19 @@ static bool start(struct server *server, void *arg)
     if (l->pool == NULL)
         return false;
     l->redis = backends_start_redis(server, l->redis_url, l->redis_timeout_ms);
-    l->invalidations = redis_subscriber_create(
-        server_base(server), server_resolver(server), l->redis_url, l->redis_timeout_ms,
-        LAYER5_INVALIDATION_CHANNEL, on_invalidation, on_subscription, l);
-    if (l->redis == NULL || l->invalidations == NULL)
+    if (l->redis == NULL)
         return false;
     struct cache_settings cs = {"l5", l->l2_ttl_s, LAYER5_INVALIDATION_CHANNEL};
     l->l2 = cache_aside_create(l->redis, &cs, server_metrics(server));
     l->l1 = l1_cache_create((size_t)l->l1_size, (size_t)l->l1_max_bytes, l->l1_ttl_s * 1000);
     l->flights = single_flight_create();
+    struct l1_coherence_settings coherence = {l->redis_url, l->redis_timeout_ms,
+                                              LAYER5_INVALIDATION_CHANNEL,
+                                              LAYER5_HEARTBEAT_TIMEOUT_MS};
+    l->coherence = l1_coherence_create(server_base(server), server_resolver(server), &coherence,
+                                       l->l1, l->flights, l->redis, server_metrics(server));
+    if (l->coherence == NULL)
+        return false;
 
     struct http_server *http = server_http(server);
     http_route(http, HTTP_POST, "/write", handle_write, l);
@@ -94,14 +87,14 @@ static void maintain(void *arg)
     pool_maintain(l->pool);
     redis_maintain(l->redis);
     cache_aside_maintain(l->l2);
-    layer5_heartbeat(l);
+    l1_coherence_heartbeat(l->coherence);
 }
 
 static void stop(void *arg)
 {
     struct layer *l = arg;
     schema_task_free(l->schema);
-    redis_subscriber_free(l->invalidations);
+    l1_coherence_free(l->coherence);
     cache_aside_free(l->l2);
     redis_free(l->redis);
     l1_cache_free(l->l1);

@@ -28,6 +28,7 @@ layer_backends() {
     7) echo "pg pg redis" ;; # the write database, the read database, the event stream
     8) echo "pg mongo redis" ;; # transactions, documents, the cache of both
     9) echo "pg pg pg redis redis redis" ;; # one PostgreSQL and one Redis per region
+    10) echo "pg pg redis redis prometheus" ;; # two shards, the cache tier, the rate limits, metrics
     *) echo "" ;;
     esac
 }
@@ -39,6 +40,7 @@ layer_backend_names() {
     4) echo "shard0 shard1 shard2 redis" ;;
     7) echo "write-db read-db redis" ;;
     9) echo "us-east eu-west asia-pac us-east eu-west asia-pac" ;; # a region: its PostgreSQL and Redis
+    10) echo "shard1 shard2 redis redis-limits prometheus" ;;
     *)
         local kind names=()
         for kind in $(layer_backends "$1"); do
@@ -126,7 +128,14 @@ layer_env() {
         ;;
     esac
     case $n in
-    2 | 3 | 4 | 5 | 6 | 7 | 8) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    2 | 3 | 4 | 5 | 6 | 7 | 8 | 10) echo "export REDIS_URL=redis://127.0.0.1:$redis/0" ;;
+    esac
+    case $n in
+    10) # shard i on PG_PORT + i; the rate limits in a Redis of their own on REDIS_PORT + 1
+        echo "export SHARD_URLS=postgresql://layers@127.0.0.1:$pg/layers,postgresql://layers@127.0.0.1:$((pg + 1))/layers"
+        echo "export RATE_LIMIT_REDIS_URL=redis://127.0.0.1:$((redis + 1))/0"
+        echo "export API_KEYS=$LAYER10_DEMO_KEY:read+write+admin"
+        ;;
     esac
     case $n in
     8) echo "export MONGODB_URL=mongodb://127.0.0.1:$mongo/layers" ;;
@@ -153,6 +162,17 @@ layer_env() {
     esac
     echo "export PORT=$api"
     echo "export API_URL=http://127.0.0.1:$api"
+}
+
+# Layer 10's key on the local stack and in the benchmark (API_KEYS overrides it): a demo key,
+# printed by ./layers run l10, never one to deploy.
+LAYER10_DEMO_KEY=l10-demo-key-change-me
+
+# The header a client sends to reach the layer's API (the benchmark's loadgen --header).
+layer_client_header() {
+    case $1 in
+    10) echo "X-API-Key: $LAYER10_DEMO_KEY" ;;
+    esac
 }
 
 # The layer's statistics endpoint, if it has one.

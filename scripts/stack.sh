@@ -15,6 +15,8 @@
 #   bash scripts/stack.sh mongo-install            (the stand-in MongoDB; needs the npm registry)
 #   bash scripts/stack.sh mongo-start DIR PORT
 #   bash scripts/stack.sh mongo-stop DIR
+#   bash scripts/stack.sh prometheus-start DIR PORT CONFIG   (layer 10: Debian's prometheus)
+#   bash scripts/stack.sh prometheus-stop DIR
 #
 # PostgreSQL: a cluster in DIR (created on first start with initdb), listening on
 # 127.0.0.1:PORT only, trust authentication on loopback, with a non-superuser role `layers`
@@ -299,10 +301,11 @@ mongo_start() {
     die "the stand-in MongoDB did not start in $dir (log above)"
 }
 
-mongo_stop() {
-    local dir=$1 pid _
-    [ -f "$dir/congodb.pid" ] || return 0
-    pid=$(cat "$dir/congodb.pid")
+# Stops the process whose pid is in PIDFILE (TERM, then KILL after 5 s) and removes the file.
+pidfile_stop() {
+    local file=$1 pid _
+    [ -f "$file" ] || return 0
+    pid=$(cat "$file")
     if kill -0 "$pid" 2>/dev/null; then
         kill "$pid"
         for _ in $(seq 1 100); do
@@ -311,7 +314,36 @@ mongo_stop() {
         done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     fi
-    rm -f "$dir/congodb.pid"
+    rm -f "$file"
+}
+
+mongo_stop() {
+    pidfile_stop "$1/congodb.pid"
+}
+
+# Prometheus (layer 10): Debian's package, as an unprivileged process on 127.0.0.1:PORT with
+# the given scrape configuration, its time series in DIR/data, its pid and log in DIR.
+prometheus_start() {
+    local dir=$1 port=$2 config=$3 _
+    command -v prometheus >/dev/null || die "prometheus is not installed (run ./layers deps)"
+    mkdir -p "$dir/data"
+    if [ -f "$dir/prometheus.pid" ] && kill -0 "$(cat "$dir/prometheus.pid")" 2>/dev/null; then
+        return 0
+    fi
+    port_in_use "$port" && die "port $port is already in use; cannot start Prometheus in $dir"
+    setsid prometheus --config.file="$config" --storage.tsdb.path="$dir/data" \
+        --web.listen-address="127.0.0.1:$port" >>"$dir/prometheus.log" 2>&1 </dev/null &
+    echo $! >"$dir/prometheus.pid"
+    for _ in $(seq 1 200); do
+        port_in_use "$port" && return 0
+        sleep 0.05
+    done
+    tail -n 20 "$dir/prometheus.log" >&2 || true
+    die "Prometheus did not start in $dir (log above)"
+}
+
+prometheus_stop() {
+    pidfile_stop "$1/prometheus.pid"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
@@ -330,6 +362,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     mongo-install) [ $# -eq 0 ] || die "usage: mongo-install"; mongo_install ;;
     mongo-start) [ $# -eq 2 ] || die "usage: mongo-start DIR PORT"; mongo_start "$@" ;;
     mongo-stop) [ $# -eq 1 ] || die "usage: mongo-stop DIR"; mongo_stop "$1" ;;
-    *) die "usage: stack.sh pg-start|pg-stop|pg-status|pg-standby-start|redis-start|redis-stop|mongo-install|mongo-start|mongo-stop ..." ;;
+    prometheus-start) [ $# -eq 3 ] || die "usage: prometheus-start DIR PORT CONFIG"; prometheus_start "$@" ;;
+    prometheus-stop) [ $# -eq 1 ] || die "usage: prometheus-stop DIR"; prometheus_stop "$1" ;;
+    *) die "usage: stack.sh pg-start|pg-stop|pg-status|pg-standby-start|redis-start|redis-stop|mongo-install|mongo-start|mongo-stop|prometheus-start|prometheus-stop ..." ;;
     esac
 fi

@@ -43,6 +43,7 @@ static bool load_row(const struct config_row *row, const char *text, char *err, 
     switch (row->type) {
     case CONFIG_STRING:
     case CONFIG_URL:
+    case CONFIG_SECRET:
         *(char **)row->target = xstrdup(text);
         return true;
     case CONFIG_ENUM:
@@ -188,6 +189,9 @@ void config_print(const struct config_row *rows, size_t count, FILE *out)
             break;
         case CONFIG_INT:
             fprintf(out, "  %s=%ld\n", row->name, *(long *)row->target);
+            break;
+        case CONFIG_SECRET:
+            fprintf(out, "  %s=%s\n", row->name, **(char **)row->target ? "(hidden)" : "");
             break;
         }
     }

@@ -24,6 +24,7 @@ enum config_type {
     CONFIG_URL,    /* a connection URL; printed with its password masked; target `char **` */
     CONFIG_INT,    /* an integer within [min, max]; target is `long *` */
     CONFIG_ENUM,   /* one of `choices`; target is `char **`, like CONFIG_STRING */
+    CONFIG_SECRET, /* text like CONFIG_STRING, never printed (API keys): target `char **` */
 };
 
 struct config_row {

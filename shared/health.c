@@ -56,14 +56,16 @@ void health_reply(struct http_request *req, struct health *health)
     health->body = NULL;
 }
 
-/* A health query under way with its own deadline (health_call_within). */
+/* A query under way with its own deadline (pg_call_within). */
 struct deadline_call {
-    struct pg_call inner; /* the layer's call: its callback is told once */
-    struct event *timer;  /* HEALTH_TIMEOUT_MS */
-    bool expired;         /* the deadline told it: the answer, when it comes, is dropped */
+    struct pg_call inner;         /* the caller's call: its callback is told once */
+    struct event *timer;          /* the deadline */
+    bool expired;                 /* the deadline told it: the answer, when it comes, is dropped */
+    char *values[PG_MAX_PARAMS];  /* copies of the parameters: the query outlives an expired
+                                     caller, which frees its own strings when told */
 };
 
-static void on_health_deadline(evutil_socket_t fd, short what, void *arg)
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct deadline_call *d = arg;
     (void)fd, (void)what;
@@ -71,24 +73,36 @@ static void on_health_deadline(evutil_socket_t fd, short what, void *arg)
     d->inner.cb(NULL, PG_UNAVAILABLE, d->inner.arg); /* the query's answer frees d */
 }
 
-static void on_health_answer(PGresult *res, enum pg_status status, void *arg)
+static void on_answer(PGresult *res, enum pg_status status, void *arg)
 {
     struct deadline_call *d = arg;
     if (!d->expired)
         d->inner.cb(res, status, d->inner.arg);
     event_free(d->timer);
+    for (int i = 0; i < d->inner.statement.nparams; i++)
+        free(d->values[i]);
     free(d);
+}
+
+struct pg_call pg_call_within(struct event_base *base, const struct pg_call *call,
+                              long timeout_ms)
+{
+    struct deadline_call *d = xcalloc(1, sizeof *d);
+    d->inner = *call;
+    d->timer = evtimer_new(base, on_deadline, d);
+    struct timeval t = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    event_add(d->timer, &t);
+    struct pg_call wrapped = *call;
+    for (int i = 0; i < call->statement.nparams; i++) {
+        d->values[i] = call->statement.values[i] ? xstrdup(call->statement.values[i]) : NULL;
+        wrapped.statement.values[i] = d->values[i];
+    }
+    wrapped.cb = on_answer;
+    wrapped.arg = d;
+    return wrapped;
 }
 
 struct pg_call health_call_within(struct event_base *base, const struct pg_call *call)
 {
-    struct deadline_call *d = xcalloc(1, sizeof *d);
-    d->inner = *call;
-    d->timer = evtimer_new(base, on_health_deadline, d);
-    struct timeval t = {HEALTH_TIMEOUT_MS / 1000, (HEALTH_TIMEOUT_MS % 1000) * 1000};
-    event_add(d->timer, &t);
-    struct pg_call wrapped = *call;
-    wrapped.cb = on_health_answer;
-    wrapped.arg = d;
-    return wrapped;
+    return pg_call_within(base, call, HEALTH_TIMEOUT_MS);
 }

@@ -64,4 +64,9 @@ void health_reply(struct http_request *req, struct health *health);
 #define HEALTH_TIMEOUT_MS 1000
 struct pg_call health_call_within(struct event_base *base, const struct pg_call *call);
 
+/* The same with any deadline (layer 10: what is left of a request's budget). The parameters
+ * are copied: the caller may free its strings once told, even while the query still runs. */
+struct pg_call pg_call_within(struct event_base *base, const struct pg_call *call,
+                              long timeout_ms);
+
 #endif

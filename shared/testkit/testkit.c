@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* tk_set_default_header's header, "" for none (set before the tests fork). */
+static char default_header[512];
+
 #ifndef LAYERS_SOURCE_DIR
 #error "LAYERS_SOURCE_DIR must point at the repository (set by CMake)"
 #endif
@@ -452,7 +455,25 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
         copy_header_value(c->res->request_id, sizeof c->res->request_id, data, len);
     else if (len > 6 && strncasecmp(data, "Allow:", 6) == 0)
         copy_header_value(c->res->allow, sizeof c->res->allow, data, len);
+    else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+        copy_header_value(c->res->retry_after, sizeof c->res->retry_after, data, len);
+    else if (len > 22 && strncasecmp(data, "X-RateLimit-Remaining:", 22) == 0)
+        copy_header_value(c->res->rate_remaining, sizeof c->res->rate_remaining, data, len);
     return len;
+}
+
+
+void tk_set_default_header(const char *header)
+{
+    snprintf(default_header, sizeof default_header, "%s", header ? header : "");
+}
+
+/* Whether the request sets the default header's field itself (then its value wins). */
+static bool overrides_default(const char *header)
+{
+    const char *colon = strchr(default_header, ':');
+    return header != NULL && colon != NULL &&
+           strncasecmp(header, default_header, (size_t)(colon - default_header + 1)) == 0;
 }
 
 static CURL *make_handle(int port, const struct tk_request *req, struct collected *c,
@@ -473,6 +494,8 @@ static CURL *make_handle(int port, const struct tk_request *req, struct collecte
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
     *headers = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
     *headers = curl_slist_append(*headers, "Content-Type: application/json");
+    if (default_header[0] && !overrides_default(req->header))
+        *headers = curl_slist_append(*headers, default_header);
     if (req->header)
         *headers = curl_slist_append(*headers, req->header);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
@@ -658,8 +681,29 @@ void tk_batch_free(struct tk_batch *b)
     free(b);
 }
 
+/* The default header (tk_set_default_header) goes after the request line of a raw request too,
+ * when data holds a whole one; the rest is sent as it is. Returns the bytes to send (the caller
+ * frees *copy). */
+static const char *with_default_header(const char *data, size_t *len, char **copy)
+{
+    *copy = NULL;
+    const char *eol = default_header[0] ? memchr(data, '\n', *len) : NULL;
+    if (eol == NULL || eol - data < 11 || eol[-1] != '\r' || strncmp(eol - 10, " HTTP/1.", 8) != 0)
+        return data;
+    size_t head = (size_t)(eol + 1 - data), extra = strlen(default_header) + 2;
+    *copy = malloc(*len + extra);
+    memcpy(*copy, data, head);
+    memcpy(*copy + head, default_header, extra - 2);
+    memcpy(*copy + head + extra - 2, "\r\n", 2);
+    memcpy(*copy + head + extra, data + head, *len - head);
+    *len += extra;
+    return *copy;
+}
+
 int tk_raw_send(int port, const char *data, size_t len)
 {
+    char *copy;
+    data = with_default_header(data, &len, &copy);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -667,8 +711,10 @@ int tk_raw_send(int port, const char *data, size_t len)
         write(fd, data, len) != (ssize_t)len) {
         if (fd >= 0)
             close(fd);
+        free(copy);
         return -1;
     }
+    free(copy);
     return fd;
 }
 

@@ -122,6 +122,8 @@ struct tk_response {
     char content_type[128]; /* header values, "" when absent */
     char request_id[128];
     char allow[128];
+    char retry_after[32];    /* Retry-After */
+    char rate_remaining[32]; /* X-RateLimit-Remaining (layer 10) */
     double seconds; /* total time */
 };
 
@@ -132,6 +134,12 @@ struct tk_request {
     size_t body_len;    /* bytes of body (strlen when 0 and body != NULL) */
     const char *header; /* one extra "Name: value" header, or NULL */
 };
+
+/* A header every request of this test program sends from now on ("X-API-Key: k", NULL for
+ * none), unless a request sets that field itself; raw requests (tk_raw_send) get it after their
+ * request line when they hold a whole one. Layer 10's contract tests go through its API key
+ * check this way. Call it before the tests fork (or inside one test, for that test). */
+void tk_set_default_header(const char *header);
 
 /* One request on a new connection, with a 20 s deadline. */
 void tk_http(int port, const struct tk_request *req, struct tk_response *out);
