@@ -26,9 +26,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PG_PORT     33900 /* regions on 33900-33902, the WAN links on 33903-33908 */
-#define SERVER_PORT 33950
-#define LINKS_PORT  33951 /* the links helper's PORT (unused by it) */
+#define PG_PORT     31900 /* regions on 31900-31902, the WAN links on 31903-31908 */
+#define SERVER_PORT 31950
+#define LINKS_PORT  31951 /* the links helper's PORT (unused by it) */
 #define REGIONS     3
 
 static const char *const names[REGIONS] = {"us-east", "eu-west", "asia-pac"};

@@ -8,6 +8,10 @@
  * - an HTTP client on libcurl (one request, or many at once through curl's multi interface),
  *   and a raw socket for clients that misbehave.
  * Every wait here has a deadline; nothing can hang a test run.
+ *
+ * Ports: each test program owns a block below 32768 (layer N's tests near 2N000, the core's in
+ * 16xxx and 24xxx). Never above: 32768-60999 is Linux's ephemeral range, where any outgoing
+ * connection of a parallel test may hold the port for a moment ("Address already in use").
  */
 #ifndef LAYERS_TESTKIT_H
 #define LAYERS_TESTKIT_H
