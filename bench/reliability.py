@@ -580,7 +580,7 @@ def main():
     s.add_argument("layer", type=int)
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--threads", type=int, default=8)
-    s.add_argument("--interval", type=float, default=5.0)
+    s.add_argument("--interval", type=float, default=0)
     s.add_argument("--out")
     args = p.parse_args()
     MODE = args.mode
@@ -589,8 +589,190 @@ def main():
     return soak(args)
 
 
+# ---- soak ----
+
+
+def flatten(obj, prefix=""):
+    """Numeric members of a JSON object, nested names joined with '.'."""
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out[prefix[:-1]] = obj
+    return out
+
+
+SIZE_WORDS = ("in_use", "size", "idle", "open", "total", "entries", "keys", "bytes", "length",
+              "pending", "waiting", "connections")
+
+
+def stats_sample(port, path):
+    """The layer's statistics endpoint, only its gauges of sizes (pool, caches, queues)."""
+    if not path:
+        return {}
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", path)
+        r = c.getresponse()
+        data = json.loads(r.read())
+    except (OSError, ValueError, http.client.HTTPException):
+        return {}
+    return {k: v for k, v in flatten(data).items()
+            if any(w in k.split(".")[-1] for w in SIZE_WORDS)}
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
+def median(values):
+    return percentile(values, 0.5)
+
+
+def soak_verdict(rows, warmup_s):
+    """The flatness rule. After the warm-up, the samples are cut in thirds; RSS is flat when the
+    median of the last third is at most max(2 MB, 5%) above the median of the first third, and
+    descriptors when that difference is at most 4. A steady leak of 30 kB/s shows in a minute;
+    a server that only reaches its working size (pools filled, caches warm) does not fail."""
+    after = [r for r in rows if r["t_s"] >= warmup_s]
+    if len(after) < 3:
+        return False, "too few samples after the warm-up (run longer)", 0, 0
+    third = max(1, len(after) // 3)
+    first, last = after[:third], after[-third:]
+    rss0, rss1 = median([r["rss_kb"] for r in first]), median([r["rss_kb"] for r in last])
+    fd0, fd1 = median([r["fds"] for r in first]), median([r["fds"] for r in last])
+    rss_growth, fd_growth = rss1 - rss0, fd1 - fd0
+    problems = []
+    if rss_growth > max(2048, rss0 * 0.05):
+        problems.append(f"RSS grew {rss_growth / 1024:.1f} MB ({rss0 / 1024:.1f} -> {rss1 / 1024:.1f})")
+    if fd_growth > 4:
+        problems.append(f"descriptors grew by {fd_growth} ({fd0} -> {fd1})")
+    return not problems, "; ".join(problems) or "flat", rss_growth, fd_growth
+
+
+def svg_plot(rows, path, title, warmup_s):
+    """Three panels over time: RSS (MB), open descriptors, latency p50/p99 (ms)."""
+    width, panel_h, left, top = 760, 150, 70, 30
+    panels = [("RSS (MB)", [("rss", lambda r: r["rss_kb"] / 1024, "#1f77b4")]),
+              ("open descriptors", [("fds", lambda r: r["fds"], "#2ca02c")]),
+              ("latency (ms)", [("p50", lambda r: r["p50_ms"], "#ff7f0e"),
+                                ("p99", lambda r: r["p99_ms"], "#d62728")])]
+    height = top + len(panels) * (panel_h + 40) + 20
+    t_max = max(r["t_s"] for r in rows) or 1
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="13">{title}</text>']
+    plot_w = width - left - 20
+    for i, (label, series) in enumerate(panels):
+        y0 = top + i * (panel_h + 40)
+        values = [f(r) for _, f, _ in series for r in rows if f(r) is not None]
+        v_max = max(values) if values else 1
+        v_max = v_max * 1.1 if v_max > 0 else 1
+        out.append(f'<rect x="{left}" y="{y0}" width="{plot_w}" height="{panel_h}" '
+                   'fill="none" stroke="#999"/>')
+        out.append(f'<text x="{left - 5}" y="{y0 + 10}" text-anchor="end">{v_max:.1f}</text>')
+        out.append(f'<text x="{left - 5}" y="{y0 + panel_h}" text-anchor="end">0</text>')
+        out.append(f'<text x="{left + 5}" y="{y0 + 14}">{label}</text>')
+        wx = left + plot_w * warmup_s / t_max
+        out.append(f'<line x1="{wx:.1f}" y1="{y0}" x2="{wx:.1f}" y2="{y0 + panel_h}" '
+                   'stroke="#bbb" stroke-dasharray="4 3"/>')
+        for j, (name, f, color) in enumerate(series):
+            pts = [(left + plot_w * r["t_s"] / t_max, y0 + panel_h - panel_h * f(r) / v_max)
+                   for r in rows if f(r) is not None]
+            if pts:
+                out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="'
+                           + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            if len(series) > 1:
+                out.append(f'<text x="{left + plot_w - 60 + 30 * j}" y="{y0 + 14}" '
+                           f'fill="{color}">{name}</text>')
+        out.append(f'<text x="{left + plot_w}" y="{y0 + panel_h + 14}" text-anchor="end">'
+                   f'{t_max:.0f} s</text>')
+        out.append(f'<text x="{left}" y="{y0 + panel_h + 14}">0 s</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def soak(args):
-    raise SystemExit("soak: not yet")
+    n = args.layer
+    layer_name = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/scripts/layers-table.sh"; echo "${{LAYER_NAMES[{n}]}}"'],
+        check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    d = result_dir("soak", layer_name, args.out)
+    write_machine(d, ["./layers", "soak", f"l{n}", "--minutes", f"{args.minutes:g}"])
+    duration = args.minutes * 60
+    interval = args.interval or (2.0 if args.minutes < 5 else 5.0)
+    warmup_s = min(60.0, max(10.0, duration * 0.25))
+    layer = Layer(n, d, proxies=False)
+    run_id = f"s{int(time.time())}"
+    rows, failures = [], []
+    try:
+        layer.start_helpers()
+        layer.start_server()
+        load = Load(layer.port, args.threads, 200, 0.3, 10.0, run_id)
+        t_start = time.monotonic()
+        load.start()
+        last = t_start
+        while time.monotonic() - t_start < duration:
+            time.sleep(interval)
+            now = time.monotonic()
+            window = load.window(last, now)
+            last = now
+            lat = [(r[1] - r[0]) * 1000 for r in window if r[3] == 200]
+            row = {"t_s": round(now - t_start, 1), "rss_kb": rss_kb(layer.server.pid),
+                   "fds": fd_count(layer.server.pid), "requests": len(window),
+                   "errors": sum(1 for r in window if r[3] != 200),
+                   "p50_ms": percentile(lat, 0.5), "p99_ms": percentile(lat, 0.99)}
+            row.update(stats_sample(layer.port, layer.stats_path))
+            rows.append(row)
+            if not layer.server_alive():
+                failures.append("the server crashed")
+                break
+        load.stop()
+        timeouts = sum(1 for r in load.records if r[3] == "timeout")
+        if timeouts:
+            failures.append(f"{timeouts} requests without an answer within 10 s")
+    finally:
+        layer.stop()
+    if not rows:
+        raise SystemExit("soak: no sample taken")
+    columns = ["t_s", "rss_kb", "fds", "requests", "errors", "p50_ms", "p99_ms"]
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    with open(os.path.join(d, "samples.csv"), "w") as f:
+        f.write(",".join(columns) + "\n")
+        for r in rows:
+            f.write(",".join("" if r.get(c) is None else (f"{r[c]:.2f}" if isinstance(r[c], float)
+                                                           else str(r[c])) for c in columns) + "\n")
+    flat, why, rss_growth, fd_growth = soak_verdict(rows, warmup_s)
+    if not flat:
+        failures.append(why)
+    svg_plot(rows, os.path.join(d, "soak.svg"),
+             f"{layer_name}: {args.minutes:g} min soak, {args.threads} clients (dashed: end of"
+             f" warm-up)", warmup_s)
+    total = sum(r["requests"] for r in rows)
+    errors = sum(r["errors"] for r in rows)
+    report = [f"# Soak: {layer_name}", "",
+              f"{args.minutes:g} minutes, {args.threads} threads (keep-alive), 30% writes over"
+              f" {args.threads * 200} keys; a sample every {interval:g} s (samples.csv, soak.svg)."
+              f" Warm-up: the first {warmup_s:g} s.", "",
+              f"Requests: {total} ({errors} not answered 200). RSS after the warm-up:"
+              f" {rows[-1]['rss_kb'] / 1024:.1f} MB at the end, growth {rss_growth / 1024:+.2f} MB;"
+              f" descriptors growth {fd_growth:+d}.", "",
+              "Flat: after the warm-up the samples are cut in thirds; the median of the last"
+              " third may be at most max(2 MB, 5%) above the first third's for RSS, and 4 above"
+              " it for open descriptors.", "",
+              "Verdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)), ""]
+    with open(os.path.join(d, "report.md"), "w") as f:
+        f.write("\n".join(report))
+    print("\n".join(report))
+    print(f"result folder: {os.path.relpath(d, ROOT)}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
