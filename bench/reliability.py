@@ -62,6 +62,13 @@ def table(func, n):
     return out.split()
 
 
+def layer_dir_name(n):
+    """l1-connection-pooling for 1 (LAYER_NAMES in scripts/layers-table.sh)."""
+    return subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/scripts/layers-table.sh"; echo "${{LAYER_NAMES[{n}]}}"'],
+        check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
 def layer_env(n):
     env = {}
     for line in layers_cmd("env", f"l{n}").stdout.splitlines():
@@ -114,9 +121,7 @@ class Layer:
 
     def __init__(self, n, out_dir, proxies):
         self.n = n
-        self.name = subprocess.run(
-            ["bash", "-c", f'source "{ROOT}/scripts/layers-table.sh"; echo "${{LAYER_NAMES[{n}]}}"'],
-            check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        self.name = layer_dir_name(n)
         self.kinds = table("layer_backends", n)
         self.names = table("layer_backend_names", n)
         self.helpers = table("layer_helpers", n)
@@ -360,6 +365,14 @@ class Fault:
         self.end = end  # callable: lift (returns when the part is back)
 
 
+def signal_tree(layer, name, sig):
+    """Sends sig to a backend and every process below it."""
+    pid = layer.backend_pid(name)
+    if pid:
+        for p in descendants(pid):
+            os.kill(p, sig)
+
+
 def make_faults(layer, helpers_too=True, slow=True):
     faults = []
     n = layer.n
@@ -367,25 +380,16 @@ def make_faults(layer, helpers_too=True, slow=True):
         def kill(name=name):
             # The whole process tree, as a crash of the machine would: a PostgreSQL whose
             # postmaster alone died goes on serving its open connections for a while.
-            pid = layer.backend_pid(name)
-            if pid:
-                for p in descendants(pid):
-                    os.kill(p, signal.SIGKILL)
+            signal_tree(layer, name, signal.SIGKILL)
 
         def restart(name=name):
             layers_cmd("start", f"l{n}", name)
 
         def hang(name=name):
-            pid = layer.backend_pid(name)
-            if pid:
-                for p in descendants(pid):
-                    os.kill(p, signal.SIGSTOP)
+            signal_tree(layer, name, signal.SIGSTOP)
 
         def resume(name=name):
-            pid = layer.backend_pid(name)
-            if pid:
-                for p in descendants(pid):
-                    os.kill(p, signal.SIGCONT)
+            signal_tree(layer, name, signal.SIGCONT)
 
         faults.append(Fault(f"{name} SIGKILL, restarted", kill, restart))
         faults.append(Fault(f"{name} hung (SIGSTOP)", hang, resume))
@@ -470,9 +474,7 @@ def chaos(args):
     quick = args.quick
     fault_s = args.fault_seconds or (3.0 if quick else 6.0)
     recover_s = args.recover_seconds or (4.0 if quick else 6.0)
-    layer_name = subprocess.run(
-        ["bash", "-c", f'source "{ROOT}/scripts/layers-table.sh"; echo "${{LAYER_NAMES[{n}]}}"'],
-        check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    layer_name = layer_dir_name(n)
     d = result_dir("chaos", layer_name, args.out)
     write_machine(d, ["./layers", "chaos", f"l{n}"] + (["--quick"] if quick else []))
     layer = Layer(n, d, proxies=not (args.no_slow or quick))
@@ -700,9 +702,7 @@ def svg_plot(rows, path, title, warmup_s):
 
 def soak(args):
     n = args.layer
-    layer_name = subprocess.run(
-        ["bash", "-c", f'source "{ROOT}/scripts/layers-table.sh"; echo "${{LAYER_NAMES[{n}]}}"'],
-        check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    layer_name = layer_dir_name(n)
     d = result_dir("soak", layer_name, args.out)
     write_machine(d, ["./layers", "soak", f"l{n}", "--minutes", f"{args.minutes:g}"])
     duration = args.minutes * 60

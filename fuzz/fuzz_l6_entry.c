@@ -4,12 +4,11 @@
  * to the stream id parser (wq_parse_id), the delay histogram (wq_delay_parse) and the /stats
  * reply (wq_parse_stats). A Redis that answers garbage must not crash the worker or the API.
  */
-#include <hiredis/hiredis.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "write_queue.h"
-#include "resp_input.h"
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,17 +33,6 @@ static void decode(const redisReply *reply)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!resp_input_plausible(data, size))
-        return 0;
-    redisReader *reader = redisReaderCreate();
-    if (redisReaderFeed(reader, (const char *)data, size) == REDIS_OK) {
-        void *reply = NULL;
-        while (redisReaderGetReply(reader, &reply) == REDIS_OK && reply != NULL) {
-            decode(reply);
-            freeReplyObject(reply);
-            reply = NULL;
-        }
-    }
-    redisReaderFree(reader);
+    fuzz_each_reply(data, size, decode);
     return 0;
 }

@@ -4,13 +4,12 @@
  * cqrs_event_parse (an XREADGROUP entry [id, [field, value, ...]]) and each string to
  * cqrs_stream_id_parse. A stream holding garbage must not crash the projector.
  */
-#include <hiredis/hiredis.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cqrs.h"
-#include "resp_input.h"
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,19 +36,13 @@ static void decode(const redisReply *reply, int depth)
                 decode(reply->element[i], depth + 1);
 }
 
+static void decode_top(const redisReply *reply)
+{
+    decode(reply, 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!resp_input_plausible(data, size))
-        return 0;
-    redisReader *reader = redisReaderCreate();
-    if (redisReaderFeed(reader, (const char *)data, size) == REDIS_OK) {
-        void *reply = NULL;
-        while (redisReaderGetReply(reader, &reply) == REDIS_OK && reply != NULL) {
-            decode(reply, 0);
-            freeReplyObject(reply);
-            reply = NULL;
-        }
-    }
-    redisReaderFree(reader);
+    fuzz_each_reply(data, size, decode_top);
     return 0;
 }

@@ -8,15 +8,14 @@
 #include <string.h>
 
 #include "config.h"
+#include "fuzz_input.h"
 #include "pgconn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *url = malloc(size + 1);
-    memcpy(url, data, size);
-    url[size] = '\0';
+    char *url = fuzz_cstring(data, size);
     char host[256];
     if (pgconn_host_to_resolve(url, host, sizeof host) && strlen(host) >= sizeof host)
         abort();

@@ -7,15 +7,14 @@
 #include <string.h>
 
 #include "config.h"
+#include "fuzz_input.h"
 #include "redis_link.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *url = malloc(size + 1);
-    memcpy(url, data, size);
-    url[size] = '\0';
+    char *url = fuzz_cstring(data, size);
     char host[256];
     int port = 0;
     if (redis_link_parse_url(url, host, sizeof host, &port)) {
