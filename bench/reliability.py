@@ -370,7 +370,10 @@ def signal_tree(layer, name, sig):
     pid = layer.backend_pid(name)
     if pid:
         for p in descendants(pid):
-            os.kill(p, sig)
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass  # a backend that ended meanwhile (layer 0 opens one per request)
 
 
 def make_faults(layer, helpers_too=True, slow=True):
