@@ -600,6 +600,14 @@ struct bufferevent *http_guard_bufferevent(struct event_base *base, void *arg)
     conn->guard = http_guard_create(hook->max_body);
     conn->held = evbuffer_new();
     conn->cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, conn);
+    /* While an answer waits to leave, evhttp keeps reading (to notice a close) but parses
+     * nothing: a client that pipelines and never reads would pile up its requests here. Past
+     * this much unparsed input, the socket is not read until evhttp has taken some. evhttp
+     * takes a Content-Length body only once it is whole, and the filter passes a chunked one
+     * whole: the mark leaves room for the largest request the filter lets through. */
+    size_t largest = 2 * hook->max_body + 2 * GUARD_MAX_HEADER_BYTES;
+    bufferevent_setwatermark(bev, EV_READ, 0,
+                             largest > HTTP_GUARD_INPUT_MAX ? largest : HTTP_GUARD_INPUT_MAX);
     conn->bind = event_new(base, -1, 0, on_bind, conn);
     conn->deadline = evtimer_new(base, on_deadline, conn);
     event_active(conn->bind, EV_TIMEOUT, 0);

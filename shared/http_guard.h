@@ -79,12 +79,19 @@ struct http_guard_hook;
  * - read_timeout_s: a request must arrive whole (header block and body) within this many
  *   seconds of its first byte; a slower client (slowloris: a header byte every few seconds) is
  *   closed. Idle time between requests is evhttp's timeout (HTTP_TIMEOUT_S).
+ * - the input not yet parsed: HTTP_GUARD_INPUT_MAX or room for the largest request (a
+ *   bufferevent read watermark).
  * - max_connections: past this many open connections, a new one is answered 503 "Too many
  *   connections" (its first request, marked) and closed; one that sends nothing is closed
  *   after read_timeout_s. Past HTTP_GUARD_BUSY_ALLOWANCE more, new connections are closed at
  *   once, unanswered: a flood of them cannot use up the descriptors.
  */
 #define HTTP_GUARD_BUSY_ALLOWANCE 64
+/* Unparsed input a connection may hold (at least; more when a request within the limits can be
+ * larger: twice the body limit plus headers): past it, its socket is not read until evhttp
+ * takes some (a client pipelining requests without reading the answers waits in its own send
+ * buffer, not in the server's memory). */
+#define HTTP_GUARD_INPUT_MAX (256 * 1024)
 struct http_guard_hook *http_guard_hook_create(size_t max_body_bytes, int read_timeout_s,
                                                int max_connections);
 /* Open connections now, and the most there have been. */

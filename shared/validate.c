@@ -102,10 +102,27 @@ static bool only_whitespace(const char *s, size_t len)
     return true;
 }
 
+/* jansson's error text quotes the input where parsing stopped, cut at a fixed length, possibly
+ * in the middle of a character (or at a byte that was never UTF-8): such bytes become '?', or
+ * jansson would refuse to make a string of it and the 422 would lose its entry. */
 static void add_json_invalid(json_t *errors, int position, const char *reason)
 {
+    char text[JSON_ERROR_TEXT_LENGTH];
+    size_t len = strnlen(reason, sizeof text - 1), o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence_length((const unsigned char *)reason + i, len - i);
+        if (n == 0) {
+            text[o++] = '?';
+            i++;
+        } else {
+            memcpy(text + o, reason + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    text[o] = '\0';
     json_t *entry = json_pack("{s:s, s:[s,i], s:s, s:{s:s}}", "type", "json_invalid", "loc", "body",
-                              position, "msg", "JSON decode error", "ctx", "error", reason);
+                              position, "msg", "JSON decode error", "ctx", "error", text);
     json_array_append_new(errors, entry);
 }
 

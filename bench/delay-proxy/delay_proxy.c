@@ -18,7 +18,11 @@
  * and then the other side sees end-of-file; the pair is freed when both directions are done,
  * or at once on a socket error (which closes both sides).
  *
- *   delay-proxy LISTEN_PORT UPSTREAM_PORT DELAY_MS      (both on 127.0.0.1; DELAY_MS may be 0.5)
+ *   delay-proxy LISTEN_PORT UPSTREAM_PORT DELAY_MS [SLOW_MS]   (127.0.0.1; DELAY_MS may be 0.5)
+ *
+ * With SLOW_MS, SIGUSR1 switches the delay of new chunks to SLOW_MS and SIGUSR2 back to
+ * DELAY_MS (`./layers chaos` makes a backend slow this way). A chunk is never due before the
+ * one ahead of it, so the order holds when the delay shrinks.
  *
  * SIGTERM or SIGINT stops it; it then prints what it forwarded.
  */
@@ -46,7 +50,9 @@
 struct proxy {
     struct event_base *base;     /* the one event loop */
     struct sockaddr_in upstream; /* where every accepted connection is forwarded */
-    long long delay_us;          /* one-way delay added to every chunk */
+    long long delay_us;          /* one-way delay added to every chunk now */
+    long long normal_us;         /* DELAY_MS: the delay SIGUSR2 restores */
+    long long slow_us;           /* SLOW_MS: the delay SIGUSR1 sets (DELAY_MS when not given) */
     long long links_open;        /* connection pairs alive now */
     long long links_total;       /* connection pairs accepted since start */
     long long upstream_failures; /* pairs closed because the upstream could not be reached */
@@ -187,6 +193,8 @@ static void on_read(struct bufferevent *bev, void *arg)
         abort();
     }
     c->due_us = now_us() + link->proxy->delay_us;
+    if (d->tail != NULL && c->due_us < d->tail->due_us)
+        c->due_us = d->tail->due_us; /* the delay shrank (SIGUSR2): keep the order */
     evbuffer_add_buffer(c->data, input);
     d->queued += n;
     if (d->tail != NULL)
@@ -301,6 +309,10 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct proxy *proxy = arg;
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+        proxy->delay_us = sig == SIGUSR1 ? proxy->slow_us : proxy->normal_us;
+        return;
+    }
     event_base_loopexit(proxy->base, NULL);
 }
 
@@ -327,14 +339,19 @@ static bool parse_port(const char *s, int *port)
 int main(int argc, char **argv)
 {
     int listen_port, upstream_port;
-    char *end = NULL;
-    double delay_ms = argc == 4 ? strtod(argv[3], &end) : -1;
-    if (argc != 4 || !parse_port(argv[1], &listen_port) || !parse_port(argv[2], &upstream_port) ||
-        end == argv[3] || *end != '\0' || !(delay_ms >= 0 && delay_ms <= 60000)) {
+    char *end = NULL, *slow_end = NULL;
+    double delay_ms = argc == 4 || argc == 5 ? strtod(argv[3], &end) : -1;
+    double slow_ms = argc == 5 ? strtod(argv[4], &slow_end) : delay_ms;
+    if ((argc != 4 && argc != 5) || !parse_port(argv[1], &listen_port) ||
+        !parse_port(argv[2], &upstream_port) || end == argv[3] || *end != '\0' ||
+        !(delay_ms >= 0 && delay_ms <= 60000) ||
+        (argc == 5 && (slow_end == argv[4] || *slow_end != '\0')) ||
+        !(slow_ms >= 0 && slow_ms <= 60000)) {
         fprintf(stderr,
-                "usage: %s LISTEN_PORT UPSTREAM_PORT DELAY_MS\n"
+                "usage: %s LISTEN_PORT UPSTREAM_PORT DELAY_MS [SLOW_MS]\n"
                 "  forwards 127.0.0.1:LISTEN_PORT to 127.0.0.1:UPSTREAM_PORT, delaying each\n"
-                "  direction by DELAY_MS milliseconds (0 to 60000, fractions allowed)\n",
+                "  direction by DELAY_MS milliseconds (0 to 60000, fractions allowed);\n"
+                "  SIGUSR1 switches to SLOW_MS, SIGUSR2 back to DELAY_MS\n",
                 argv[0]);
         return 2;
     }
@@ -342,6 +359,8 @@ int main(int argc, char **argv)
     raise_fd_limit();
 
     struct proxy proxy = {.delay_us = (long long)(delay_ms * 1000.0 + 0.5)};
+    proxy.normal_us = proxy.delay_us;
+    proxy.slow_us = (long long)(slow_ms * 1000.0 + 0.5);
     proxy.upstream.sin_family = AF_INET;
     proxy.upstream.sin_port = htons((uint16_t)upstream_port);
     proxy.upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -370,8 +389,12 @@ int main(int argc, char **argv)
     evconnlistener_set_error_cb(listener, on_accept_error);
     struct event *term = evsignal_new(proxy.base, SIGTERM, on_signal, &proxy);
     struct event *intr = evsignal_new(proxy.base, SIGINT, on_signal, &proxy);
+    struct event *usr1 = evsignal_new(proxy.base, SIGUSR1, on_signal, &proxy);
+    struct event *usr2 = evsignal_new(proxy.base, SIGUSR2, on_signal, &proxy);
     event_add(term, NULL);
     event_add(intr, NULL);
+    event_add(usr1, NULL);
+    event_add(usr2, NULL);
     fprintf(stderr, "delay-proxy: 127.0.0.1:%d -> 127.0.0.1:%d, +%.3f ms each way\n", listen_port,
             upstream_port, (double)proxy.delay_us / 1000.0);
 
@@ -385,6 +408,8 @@ int main(int argc, char **argv)
     evconnlistener_free(listener);
     event_free(term);
     event_free(intr);
+    event_free(usr1);
+    event_free(usr2);
     event_base_free(proxy.base); /* pairs still open are abandoned: the process ends here */
     return 0;
 }

@@ -167,6 +167,35 @@ def check_upstream_down(binary):
     print("ok: with the upstream down, a connection is closed at once")
 
 
+def check_slow_switch(binary, listener):
+    """SLOW_MS: SIGUSR1 makes new bytes slow, SIGUSR2 fast again (./layers chaos)."""
+    port = free_port()
+    proxy = subprocess.Popen([binary, str(port), str(listener.getsockname()[1]), "0", "200"],
+                             stderr=subprocess.DEVNULL)
+
+    def round_trip(s):
+        start = time.monotonic()
+        s.sendall(b"ping")
+        assert recv_exactly(s, 4) == b"ping"
+        return (time.monotonic() - start) * 1000
+
+    try:
+        wait_listening(port)
+        with connect(port) as s:
+            fast = round_trip(s)
+            proxy.send_signal(signal.SIGUSR1)
+            time.sleep(0.2)
+            slow = round_trip(s)
+            proxy.send_signal(signal.SIGUSR2)
+            time.sleep(0.2)
+            again = round_trip(s)
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        proxy.wait(timeout=5)
+    assert fast < 100 and 400 <= slow < 1000 and again < 100, f"{fast:.0f} {slow:.0f} {again:.0f} ms"
+    print(f"ok: SIGUSR1 slows it ({fast:.1f} -> {slow:.1f} ms), SIGUSR2 restores ({again:.1f} ms)")
+
+
 def wait_listening(port):
     for _ in range(100):
         try:
@@ -204,6 +233,7 @@ def main():
         sys.stderr.write(err)
     assert proxy.returncode == 0, f"proxy exited with {proxy.returncode}"
     check_upstream_down(binary)
+    check_slow_switch(binary, listener)
     print("delay-proxy: all checks passed")
 
 

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -458,6 +460,75 @@ START_TEST(slow_and_surplus_clients_are_closed)
 }
 END_TEST
 
+/* The server process's resident memory, in kB (/proc), or -1. */
+static long server_rss_kb(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)server.pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
+START_TEST(a_client_that_never_reads_its_answers_is_bounded)
+{
+    /* A client pipelines requests and never reads an answer. The answers cannot leave, and
+     * while evhttp waits for one to leave it keeps reading the socket (to notice a close):
+     * unbounded, what the client sends piles up in the server. It must stop reading instead,
+     * so the client's sends block, and the server's memory stays put. Under AddressSanitizer
+     * freed memory is held in a quarantine (256 MB) and counts in RSS: the server runs without
+     * it here, so that RSS measures what is live. */
+    tk_server_stop(&server, SIGKILL, 5000);
+    static char asan[512];
+    const char *inherited = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%squarantine_size_mb=0",
+             inherited != NULL ? inherited : "", inherited != NULL && *inherited ? ":" : "");
+    const char *more[] = {asan, NULL};
+    ck_assert(contract_start_server(&server, more));
+    ck_assert(tk_wait_status(target.port, "/ping", 200, 5000));
+    long before = server_rss_kb();
+    ck_assert(before > 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert(fd >= 0);
+    int small = 4096; /* a small receive window: the answers stop at once */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)target.port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    struct timeval one_s = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &one_s, sizeof one_s);
+    static const char request[] = "GET /ping HTTP/1.1\r\nHost: t\r\n\r\n";
+    enum { CHUNK = 64 * 1024 };
+    char *chunk = malloc(CHUNK);
+    size_t per = sizeof request - 1;
+    for (size_t at = 0; at + per <= CHUNK; at += per)
+        memcpy(chunk + at, request, per);
+    size_t sent = 0;
+    long long deadline = tk_now_ms() + 20000;
+    while (sent < 96u * 1024 * 1024 && tk_now_ms() < deadline) {
+        ssize_t n = send(fd, chunk, CHUNK - CHUNK % per, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* blocked for a second (the server stopped reading), or closed */
+        sent += (size_t)n;
+    }
+    long after = server_rss_kb();
+    ck_assert_msg(after - before < 24 * 1024,
+                  "the server grew by %ld kB while a client sent %zu bytes without reading",
+                  after - before, sent);
+    ck_assert_msg(sent < 64u * 1024 * 1024, "the server read %zu bytes without being read",
+                  sent);
+    /* and it serves others meanwhile */
+    ck_assert(tk_wait_status(target.port, "/ping", 200, 5000));
+    free(chunk);
+    close(fd);
+}
+END_TEST
+
 START_TEST(chunked_uploads)
 {
     /* Transfer-Encoding: chunked carries no length up front; within the limit it is a write like
@@ -588,6 +659,7 @@ TCase *contract_tcase_without(const char *const *skip)
                             ambiguous_framing_and_a_missing_host_are_refused,
                             an_upload_that_goes_on_after_its_413_is_cut_off,
                             slow_and_surplus_clients_are_closed,
+                            a_client_that_never_reads_its_answers_is_bounded,
                             read_not_found_shape,
                             request_ids,
                             validation_errors,

@@ -400,6 +400,19 @@ START_TEST(invalid_byte_after_backslash_is_refused)
 }
 END_TEST
 
+START_TEST(a_parse_error_quoting_half_a_character_is_still_reported)
+{
+    /*
+     * Found by fuzz/fuzz_validate: jansson's error text quotes the input where it stopped
+     * ("invalid escape near '"\u16" and the first byte of a two-byte character), cut in the
+     * middle of the character. That text is not UTF-8, jansson refused to make a string of it,
+     * and the 422 came out with no error at all.
+     */
+    const char *body = "{\"key\":\"k\",\"value\":\"\\u16\xcf\x9a\x9a\xa0" "eeee\"}";
+    expect_json_invalid(body, 0);
+}
+END_TEST
+
 START_TEST(several_errors_are_reported_at_once)
 {
     json_t *errors = errors_for("{\"key\":\"\",\"value\":5}", 0);
@@ -535,6 +548,7 @@ int main(void)
     tcase_add_test(body, value_limit_is_the_callers);
     tcase_add_test(body, bad_text_is_string_unicode);
     tcase_add_test(body, invalid_byte_after_backslash_is_refused);
+    tcase_add_test(body, a_parse_error_quoting_half_a_character_is_still_reported);
     tcase_add_test(body, several_errors_are_reported_at_once);
     tcase_add_test(body, errors_are_appended_to_the_callers_array);
     suite_add_tcase(suite, body);
