@@ -62,6 +62,19 @@ def table(func, n):
     return out.split()
 
 
+# Headers every request of the load sends (layer 10's API key: layer_client_header).
+CLIENT_HEADERS = {}
+
+
+def client_headers(n):
+    """The layer's client header (scripts/layers-table.sh layer_client_header), as a dict."""
+    out = subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/layers-table.sh"; '
+                          f'layer_client_header {n}'],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    name, sep, value = out.partition(":")
+    return {name.strip(): value.strip()} if sep else {}
+
+
 def layer_dir_name(n):
     """l1-connection-pooling for 1 (LAYER_NAMES in scripts/layers-table.sh)."""
     return subprocess.run(
@@ -132,6 +145,8 @@ class Layer:
              f'source <(sed -n "/^state_dir()/,/^}}/p" "{ROOT}/layers"); state_dir'],
             check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         self.env = layer_env(n)
+        if n == 10:  # the load measures faults, so layer 10's own rate limit must not refuse it
+            self.env.setdefault("RATE_LIMIT_REQUESTS", "100000000")
         self.port = 8000 + n
         self.env["PORT"] = str(self.port)
         self.env.setdefault("LOG_LEVEL", "warn")
@@ -264,7 +279,7 @@ class Load:
                 conn_box[0] = conn
             try:
                 headers = {"Content-Type": "application/json"} if body is not None else {}
-                conn.request(method, path, body=body, headers=headers)
+                conn.request(method, path, body=body, headers={**headers, **CLIENT_HEADERS})
                 resp = conn.getresponse()
                 data = resp.read()
                 if resp.getheader("Connection", "").lower() == "close":
@@ -334,7 +349,7 @@ def read_back(port, acked, run_id, wait_s, timeout_s):
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
-                conn.request("GET", f"/read/{key}")
+                conn.request("GET", f"/read/{key}", headers=CLIENT_HEADERS)
                 resp = conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException):
@@ -589,6 +604,7 @@ def main():
     s.add_argument("--out")
     args = p.parse_args()
     MODE = args.mode
+    CLIENT_HEADERS.update(client_headers(args.layer))
     if args.mode == "chaos":
         return chaos(args)
     return soak(args)
@@ -618,7 +634,7 @@ def stats_sample(port, path):
         return {}
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", path)
+        c.request("GET", path, headers=CLIENT_HEADERS)
         r = c.getresponse()
         data = json.loads(r.read())
     except (OSError, ValueError, http.client.HTTPException):
