@@ -40,6 +40,7 @@ struct edge_settings {
     long max_in_flight;      /* MAX_IN_FLIGHT: more requests at once are shed */
     long max_loop_lag_ms;    /* MAX_LOOP_LAG_MS: a later event loop sheds new requests */
     bool protections;        /* PROTECTIONS=on (off: no key, no limit, no shedding; benchmarks) */
+    bool rate_limit;         /* false for PROTECTIONS=no-rate-limit (its cost, measured apart) */
 };
 
 struct edge_call;

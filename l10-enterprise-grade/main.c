@@ -39,7 +39,7 @@
 
 static struct layer layer;
 
-static const char *const protection_choices[] = {"on", "off", NULL};
+static const char *const protection_choices[] = {"on", "no-rate-limit", "off", NULL};
 
 static const struct config_row layer_rows[] = {
     {"SHARD_CHECK_TIMEOUT_MS", CONFIG_INT, "1000", 10, 60000,
@@ -56,8 +56,9 @@ static const struct config_row layer_rows[] = {
 
 static const struct config_row edge_rows[] = {
     {"PROTECTIONS", CONFIG_ENUM, "on", 0, 0,
-     "off: no keys, rate limits, breakers or shedding (to measure their cost)", &layer.protections,
-     protection_choices},
+     "off: no keys, rate limits, breakers or shedding; no-rate-limit: all but the rate limit (to "
+     "measure their costs)",
+     &layer.protections, protection_choices},
     {"API_KEYS", CONFIG_SECRET, "", 0, 0,
      "API keys with scopes: KEY:read+write+admin,OTHER:read (never printed)", &layer.api_keys_spec,
      NULL},
@@ -142,8 +143,9 @@ static void route_clear_cache(struct http_request *req, void *arg)
 
 static bool start_protections(struct server *server, struct layer *l)
 {
-    bool on = strcmp(l->protections, "on") == 0;
+    bool on = strcmp(l->protections, "off") != 0;
     l->edging.protections = on;
+    l->edging.rate_limit = strcmp(l->protections, "on") == 0;
     char err[512];
     if (on) {
         l->keys = api_keys_create(l->api_keys_spec, l->api_keys_file, err, sizeof err);
@@ -161,6 +163,8 @@ static bool start_protections(struct server *server, struct layer *l)
         }
         l->cache_breaker = breaker_create("redis_cache", &l->breaking);
         l->limit_breaker = breaker_create("redis_rate_limit", &l->breaking);
+        if (!l->edging.rate_limit)
+            LOG_WARN("PROTECTIONS=no-rate-limit: every request is admitted by the rate limit");
     } else {
         LOG_WARN("PROTECTIONS=off: no API keys, rate limits, breakers or shedding");
     }

@@ -265,6 +265,22 @@ START_TEST(the_rate_limit_is_per_key_and_holds)
 }
 END_TEST
 
+/* The benchmark's variant PROTECTIONS=no-rate-limit: the limit is gone, the keys are not. */
+START_TEST(without_the_rate_limit_keys_still_hold)
+{
+    static const char *const no_limit[] = {"RATE_LIMIT_REQUESTS=1", "PROTECTIONS=no-rate-limit",
+                                           NULL};
+    ck_assert(contract_start_server(&server, no_limit));
+    tk_set_default_header(NULL);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(
+            status_of(SERVER_PORT, "GET", "/read/rl:1", NULL, "X-API-Key: " READER_KEY), 200);
+    ck_assert_int_eq(status_of(SERVER_PORT, "GET", "/read/rl:1", NULL, NULL), 401);
+    const char *body = "{\"key\":\"rl:1\",\"value\":\"v\"}";
+    ck_assert_int_eq(status_of(SERVER_PORT, "POST", "/write", body, "X-API-Key: " READER_KEY), 403);
+}
+END_TEST
+
 START_TEST(two_instances_share_one_budget)
 {
     ck_assert(contract_start_server(&server, limited));
@@ -558,7 +574,8 @@ int main(void)
         "protections", clean, stop_servers, 120,
         (const TTest *const[]){
             write_and_read_shapes_of_layer_10, keys_and_scopes, the_rate_limit_is_per_key_and_holds,
-            two_instances_share_one_budget, a_stopped_rate_limit_redis_falls_back_to_a_local_limit,
+            without_the_rate_limit_keys_still_hold, two_instances_share_one_budget,
+            a_stopped_rate_limit_redis_falls_back_to_a_local_limit,
             a_breaker_opens_on_a_stopped_shard_and_closes_when_it_returns,
             a_hung_shard_is_answered_within_the_budget, requests_over_the_in_flight_limit_are_shed,
             ready_is_public_and_draining_is_not_ready, prometheus_scrapes_l10_and_another_layer,
