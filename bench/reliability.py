@@ -135,8 +135,18 @@ class Layer:
     def __init__(self, n, out_dir, proxies):
         self.n = n
         self.name = layer_dir_name(n)
-        self.kinds = table("layer_backends", n)
-        self.names = table("layer_backend_names", n)
+        # The stores the server depends on (layer 10's Prometheus only watches: no faults).
+        stores = [(k, name) for k, name in zip(table("layer_backends", n),
+                                                table("layer_backend_names", n))
+                  if k in ("pg", "standby", "redis", "mongo")]
+        self.kinds = [k for k, _ in stores]
+        # A name ./layers gives to several backends (layer 9's region: its PostgreSQL and its
+        # Redis) is told apart here by kind; ./layers start gets the shared name back.
+        self.stack_name = {}
+        for k, name in stores:
+            shared = sum(1 for _, other in stores if other == name) > 1
+            self.stack_name[f"{name} ({'pg' if k == 'standby' else k})" if shared else name] = name
+        self.names = list(self.stack_name)
         self.helpers = table("layer_helpers", n)
         stats = table("layer_stats_path", n)
         self.stats_path = stats[0] if stats else None
@@ -401,7 +411,7 @@ def make_faults(layer, helpers_too=True, slow=True):
             signal_tree(layer, name, signal.SIGKILL)
 
         def restart(name=name):
-            layers_cmd("start", f"l{n}", name)
+            layers_cmd("start", f"l{n}", layer.stack_name[name])
 
         def hang(name=name):
             signal_tree(layer, name, signal.SIGSTOP)
