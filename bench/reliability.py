@@ -252,8 +252,9 @@ class Layer:
 class Load:
     """T threads, each on its own connection and keys; every answer is recorded."""
 
-    def __init__(self, port, threads, keys_per_thread, write_share, timeout_s, run_id):
+    def __init__(self, port, threads, keys_per_thread, write_share, timeout_s, run_id, rate=0.0):
         self.port = port
+        self.interval_s = threads / rate if rate > 0 else 0.0  # paced: each thread's send period
         self.threads = threads
         self.keys_per_thread = keys_per_thread
         self.write_share = write_share
@@ -311,7 +312,12 @@ class Load:
         rng = random.Random(t)
         conn_box = [None]
         seq = 0
+        next_send = time.monotonic()
         while not self.stop_flag.is_set():
+            if self.interval_s:  # paced load: wait for this thread's next slot, never burst to catch up
+                next_send = max(next_send + self.interval_s, time.monotonic() - self.interval_s)
+                if self.stop_flag.wait(max(0.0, next_send - time.monotonic())):
+                    break
             k = rng.randrange(self.keys_per_thread)
             key = self.key(t, k)
             start = time.monotonic()
@@ -611,6 +617,7 @@ def main():
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--threads", type=int, default=8)
     s.add_argument("--interval", type=float, default=0)
+    s.add_argument("--rate", type=float, default=0, help="requests/s over all threads (0: as fast as answered)")
     s.add_argument("--out")
     args = p.parse_args()
     MODE = args.mode
@@ -733,7 +740,8 @@ def soak(args):
     n = args.layer
     layer_name = layer_dir_name(n)
     d = result_dir("soak", layer_name, args.out)
-    write_machine(d, ["./layers", "soak", f"l{n}", "--minutes", f"{args.minutes:g}"])
+    write_machine(d, ["./layers", "soak", f"l{n}", "--minutes", f"{args.minutes:g}"]
+                  + (["--rate", f"{args.rate:g}"] if args.rate else []))
     duration = args.minutes * 60
     interval = args.interval or (2.0 if args.minutes < 5 else 5.0)
     warmup_s = min(60.0, max(10.0, duration * 0.25))
@@ -743,7 +751,7 @@ def soak(args):
     try:
         layer.start_helpers()
         layer.start_server()
-        load = Load(layer.port, args.threads, 200, 0.3, 10.0, run_id)
+        load = Load(layer.port, args.threads, 200, 0.3, 10.0, run_id, args.rate)
         t_start = time.monotonic()
         load.start()
         last = t_start
@@ -788,7 +796,9 @@ def soak(args):
     errors = sum(r["errors"] for r in rows)
     report = [f"# Soak: {layer_name}", "",
               f"{args.minutes:g} minutes, {args.threads} threads (keep-alive), 30% writes over"
-              f" {args.threads * 200} keys; a sample every {interval:g} s (samples.csv, soak.svg)."
+              f" {args.threads * 200} keys, "
+              + (f"paced at {args.rate:g} requests/s in all" if args.rate else "each thread as fast as answered")
+              + f"; a sample every {interval:g} s (samples.csv, soak.svg)."
               f" Warm-up: the first {warmup_s:g} s.", "",
               f"Requests: {total} ({errors} not answered 200). RSS after the warm-up:"
               f" {rows[-1]['rss_kb'] / 1024:.1f} MB at the end, growth {rss_growth / 1024:+.2f} MB;"
