@@ -20,17 +20,14 @@
  * PostgreSQL or Redis unreachable: the batch is kept and retried with backoff; nothing is
  * acknowledged.
  *
- * Read counts: the API counts reads in the Redis hash l7:reads (HINCRBY, no database write per
- * read). Once a second this process moves the hash aside (generation g, FLUSH_SCRIPT) and adds
- * it to records.read_count in one transaction that also records g in read_flush, so a flush
- * retried after a crash is not added twice, and the API can tell which counts are stored.
- *
- * `l7-projector --rebuild`: empties the read model and replays every outbox row, in position
- * order, through the same statement; the result equals the incremental one (read counts are
- * kept aside and put back). Stop the running projector first: both would move the same rows.
+ * Read counts: once a second this process moves the counts the API gathered in Redis into the
+ * read model (read_counts.c). `l7-projector --rebuild` replays the outbox into an empty read
+ * model instead (rebuild.c); stop the running projector first: both would move the same rows.
  * SIGTERM/SIGINT: finish the batch in hand (COMMIT and XACK), exit 0.
  */
 #include "cqrs.h"
+#include "read_counts.h"
+#include "rebuild.h"
 
 #include "backoff.h"
 #include "clock.h"
@@ -47,34 +44,12 @@
 #include <string.h>
 #include <time.h>
 
-/* Moves l7:reads aside as the next generation (unless a flush is unfinished), returns
- * {generation, [key, count, ...]}. ARGV[1]: the generation the database has stored, a floor
- * for Redis's counter (a Redis that lost its data must not reuse a stored generation). */
-static const char FLUSH_SCRIPT[] =
-    "local g = tonumber(redis.call('GET', KEYS[3]) or '0') "
-    "local floor = tonumber(ARGV[1]) "
-    "if g < floor then g = floor redis.call('SET', KEYS[3], g) end "
-    "if redis.call('EXISTS', KEYS[2]) == 0 then "
-    "  if redis.call('EXISTS', KEYS[1]) == 0 then return {g, {}} end "
-    "  g = redis.call('INCR', KEYS[3]) "
-    "  redis.call('RENAME', KEYS[1], KEYS[2]) "
-    "end "
-    "return {g, redis.call('HGETALL', KEYS[2])}";
-
-/* $1 generation, $2 [{key, n}]: added once per generation. */
-static const char FLUSH_SQL[] =
-    "WITH g AS (UPDATE read_flush SET generation = $1::bigint WHERE generation < $1::bigint "
-    " RETURNING 1) "
-    "UPDATE records r SET read_count = r.read_count + c.n "
-    "FROM json_to_recordset($2::json) AS c(key text, n bigint), g WHERE r.key = c.key";
-
 enum projector_state {
-    PROJECTOR_STARTING,   /* schema, stored generation, consumer group */
+    PROJECTOR_STARTING,   /* schema, consumer group */
     PROJECTOR_READING,    /* XREADGROUP in flight */
     PROJECTOR_APPLYING,   /* the transaction in flight */
     PROJECTOR_ACKING,     /* dead letters, XACK, XTRIM in flight */
     PROJECTOR_BACKOFF,    /* waiting before retrying the step in hand */
-    PROJECTOR_REBUILDING, /* --rebuild */
 };
 
 /* One stream entry of the batch in hand. */
@@ -115,10 +90,8 @@ struct projector {
     size_t single;                      /* in that mode, the entry being applied */
     int acks_pending;                   /* replies still to come in the ack step */
     bool ack_failed;                    /* one of them failed */
-    long long generation;               /* read_flush.generation as last known (-1: unknown) */
-    bool flushing;                      /* a read-count flush is under way */
-    long long rebuild_after;            /* rebuild: the last position replayed */
-    unsigned long long rebuilt;         /* rebuild: events replayed */
+    struct read_counts *read_counts;    /* the read counts' flush (not while rebuilding) */
+    struct rebuild *rebuilding;         /* --rebuild under way, or NULL */
     unsigned long long applied;         /* batches committed by this process */
 };
 
@@ -536,236 +509,17 @@ static void ack(struct projector *p)
     free(last_copy);
 }
 
-/* ---- read counts ---- */
-
-static void on_flush_deleted(redisReply *reply, void *arg)
-{
-    struct projector *p = arg;
-    (void)reply; /* left in place, it is flushed again and refused by its generation */
-    p->flushing = false;
-}
-
-struct flush_call {
-    struct projector *p;  /* whose */
-    long long generation; /* what it flushes */
-    char generation_text[24];
-    char *json; /* [{key, n}] */
-};
-
-static void on_flushed(PGresult *res, enum pg_status status, void *arg)
-{
-    struct flush_call *call = arg;
-    struct projector *p = call->p;
-    (void)res;
-    if (status == PG_OK) {
-        p->generation = call->generation;
-        const char *argv[] = {"DEL", CQRS_READS_FLUSHING};
-        size_t lens[] = {3, strlen(CQRS_READS_FLUSHING)};
-        redis_command(p->redis, on_flush_deleted, p, 2, argv, lens);
-    } else {
-        p->flushing = false; /* next second */
-    }
-    free(call->json);
-    free(call);
-}
-
-static void on_flush_taken(redisReply *reply, void *arg)
-{
-    struct projector *p = arg;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[1]->elements == 0) {
-        p->flushing = false;
-        return;
-    }
-    const redisReply *pairs = reply->element[1];
-    json_t *list = json_array();
-    for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
-        json_t *row =
-            json_pack("{s:s%, s:I}", "key", pairs->element[i]->str, pairs->element[i]->len, "n",
-                      (json_int_t)strtoll(pairs->element[i + 1]->str, NULL, 10));
-        if (row != NULL)
-            json_array_append_new(list, row);
-    }
-    struct flush_call *call = xcalloc(1, sizeof *call);
-    call->p = p;
-    call->generation = reply->element[0]->integer;
-    snprintf(call->generation_text, sizeof call->generation_text, "%lld", call->generation);
-    call->json = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
-    struct pg_call flush = {{FLUSH_SQL, 2, {call->generation_text, call->json}}, on_flushed, call};
-    pool_query(p->read_pool, &flush);
-}
-
-static void flush_reads(struct projector *p)
-{
-    if (p->flushing || p->generation < 0)
-        return;
-    p->flushing = true;
-    char floor[24];
-    snprintf(floor, sizeof floor, "%lld", p->generation);
-    const char *argv[] = {"EVAL",         FLUSH_SCRIPT, "3", CQRS_READS, CQRS_READS_FLUSHING,
-                          CQRS_READS_GEN, floor};
-    size_t lens[7];
-    for (int i = 0; i < 7; i++)
-        lens[i] = strlen(argv[i]);
-    redis_command(p->redis, on_flush_taken, p, 7, argv, lens);
-}
-
-static void on_generation(PGresult *res, enum pg_status status, void *arg)
-{
-    struct projector *p = arg;
-    if (status == PG_OK && PQntuples(res) == 1)
-        p->generation = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-}
-
-/* ---- --rebuild ---- */
-
-static void rebuild_page(struct projector *p);
-
-static void rebuild_failed(const char *what, enum pg_status status)
-{
-    LOG_ERROR("projector: rebuild: %s failed (status %d); run it again", what, (int)status);
-    process_exit(projector.process, 1);
-}
-
-static void on_rebuild_done(const struct pg_reply *replies, int count, enum pg_status status,
-                            void *arg)
-{
-    struct projector *p = arg;
-    (void)replies, (void)count;
-    if (status != PG_OK) {
-        rebuild_failed("restoring the read counts", status);
-        return;
-    }
-    LOG_INFO("projector: rebuild done: %llu events replayed, up to position %lld", p->rebuilt,
-             p->rebuild_after);
-    process_exit(p->process, 0);
-}
-
-static void on_rebuild_applied(const struct pg_reply *replies, int count, enum pg_status status,
-                               void *arg)
-{
-    struct apply_call *call = arg;
-    struct projector *p = call->p;
-    (void)replies, (void)count;
-    free(call->json);
-    free(call);
-    if (status != PG_OK) {
-        rebuild_failed("applying a page", status);
-        return;
-    }
-    rebuild_page(p);
-}
-
-static void on_rebuild_rows(PGresult *res, enum pg_status status, void *arg)
-{
-    struct projector *p = arg;
-    if (status != PG_OK) {
-        rebuild_failed("reading the outbox", status);
-        return;
-    }
-    int rows = PQntuples(res);
-    if (rows == 0) {
-        struct pg_batch finish = {.mode = PG_BATCH_TRANSACTION,
-                                  .count = 3,
-                                  .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
-                                                 {"UPDATE records r SET read_count = s.read_count "
-                                                  "FROM rebuild_read_counts s WHERE r.key = s.key",
-                                                  0,
-                                                  {NULL}},
-                                                 {"DROP TABLE rebuild_read_counts", 0, {NULL}}},
-                                  .cb = on_rebuild_done,
-                                  .arg = p};
-        pool_batch(p->read_pool, &finish);
-        return;
-    }
-    json_t *list = json_array();
-    for (int i = 0; i < rows; i++) {
-        json_t *e = json_pack("{s:I, s:s%, s:s%, s:s}", "position",
-                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "key",
-                              PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2), "value",
-                              PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), "at",
-                              PQgetvalue(res, i, 4));
-        if (e != NULL)
-            json_array_append_new(list, e);
-    }
-    p->rebuild_after = strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10);
-    p->rebuilt += (unsigned long long)rows;
-    struct apply_call *call = xcalloc(1, sizeof *call);
-    call->p = p;
-    call->json = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
-    struct pg_batch batch = {
-        .mode = PG_BATCH_TRANSACTION,
-        .count = 2,
-        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
-                       {CQRS_SQL_PROJECT, 2, {call->json, NULL}}},
-        .cb = on_rebuild_applied,
-        .arg = call};
-    pool_batch(p->read_pool, &batch);
-}
-
-static void rebuild_page(struct projector *p)
-{
-    if (p->stopping) {
-        LOG_WARN("projector: rebuild stopped at position %lld; run it again", p->rebuild_after);
-        process_exit(p->process, 1);
-        return;
-    }
-    static char after[24], limit[24];
-    snprintf(after, sizeof after, "%lld", p->rebuild_after);
-    snprintf(limit, sizeof limit, "%ld", p->batch_size);
-    struct pg_call page = {{CQRS_SQL_OUTBOX_PAGE, 2, {after, limit}}, on_rebuild_rows, p};
-    pool_query(p->write_pool, &page);
-}
-
-static void on_emptied(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
-{
-    struct projector *p = arg;
-    (void)replies, (void)count;
-    if (status != PG_OK) {
-        rebuild_failed("emptying the read model", status);
-        return;
-    }
-    LOG_INFO("projector: rebuild: read model emptied; replaying the outbox");
-    rebuild_page(p);
-}
-
-/* Read counts are not events: they are kept aside (a rebuild that failed before putting them
- * back left them there, and they are kept again) and restored at the end. */
-static void start_rebuild(struct projector *p)
-{
-    p->state = PROJECTOR_REBUILDING;
-    struct pg_batch empty = {
-        .mode = PG_BATCH_TRANSACTION,
-        .count = 4,
-        .statements = {{CQRS_SQL_PROJECT_LOCK, 0, {NULL}},
-                       {"CREATE TABLE IF NOT EXISTS rebuild_read_counts AS "
-                        "SELECT key, read_count FROM records",
-                        0,
-                        {NULL}},
-                       {"TRUNCATE records", 0, {NULL}},
-                       {"UPDATE projector_checkpoint SET position = 0, events_projected = 0, "
-                        "updated_at = now()",
-                        0,
-                        {NULL}}},
-        .cb = on_emptied,
-        .arg = p};
-    pool_batch(p->read_pool, &empty);
-}
-
 /* ---- life cycle ---- */
 
 static void on_schema_ready(void *arg)
 {
     struct projector *p = arg;
     if (p->rebuild) {
-        start_rebuild(p);
+        p->rebuilding = rebuild_start(p->process, p->read_pool, p->write_pool, p->batch_size);
         return;
     }
     LOG_INFO("projector: applying %s to the read model as %s", CQRS_STREAM, p->consumer);
-    struct pg_call gen = {{"SELECT generation FROM read_flush", 0, {NULL}}, on_generation, p};
-    pool_query(p->read_pool, &gen);
+    p->read_counts = read_counts_create(p->redis, p->read_pool);
     create_group_then_read(p);
 }
 
@@ -773,7 +527,6 @@ static bool start(struct process *process, void *arg)
 {
     struct projector *p = arg;
     p->process = process;
-    p->generation = -1;
     if (!pool_config_check(&p->db))
         return false;
     struct event_base *base = process_base(process);
@@ -807,16 +560,20 @@ static void maintain(void *arg)
         pool_maintain(p->write_pool);
     redis_maintain(p->redis);
     redis_maintain(p->blocking);
-    if (!p->rebuild)
-        flush_reads(p);
+    if (p->read_counts != NULL)
+        read_counts_flush(p->read_counts);
 }
 
 static void drain(void *arg)
 {
     struct projector *p = arg;
     p->stopping = true;
+    if (p->rebuilding != NULL) {
+        rebuild_stop(p->rebuilding);
+        return;
+    }
     /* Between batches (waiting for entries, or backing off without one): leave now. */
-    if (p->count == 0 && p->state != PROJECTOR_REBUILDING)
+    if (p->count == 0)
         process_exit(p->process, 0);
 }
 
@@ -832,6 +589,8 @@ static void stop(void *arg)
     redis_free(p->redis);
     pool_free(p->read_pool);
     pool_free(p->write_pool);
+    read_counts_free(p->read_counts); /* after what could still call them back */
+    rebuild_free(p->rebuilding);
 }
 
 int main(int argc, char **argv)
