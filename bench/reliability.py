@@ -794,13 +794,19 @@ def soak(args):
              f" warm-up)", warmup_s)
     total = sum(r["requests"] for r in rows)
     errors = sum(r["errors"] for r in rows)
+    outcomes = {}
+    for r in load.records:
+        if r[3] != 200:
+            outcomes[r[3]] = outcomes.get(r[3], 0) + 1
+    not_200 = ", ".join(f"{v} × {k}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1]))
     report = [f"# Soak: {layer_name}", "",
               f"{args.minutes:g} minutes, {args.threads} threads (keep-alive), 30% writes over"
               f" {args.threads * 200} keys, "
               + (f"paced at {args.rate:g} requests/s in all" if args.rate else "each thread as fast as answered")
               + f"; a sample every {interval:g} s (samples.csv, soak.svg)."
               f" Warm-up: the first {warmup_s:g} s.", "",
-              f"Requests: {total} ({errors} not answered 200). RSS after the warm-up:"
+              f"Requests: {total} ({errors} not answered 200{': ' + not_200 if not_200 else ''})."
+              " RSS after the warm-up:"
               f" {rows[-1]['rss_kb'] / 1024:.1f} MB at the end, growth {rss_growth / 1024:+.2f} MB;"
               f" descriptors growth {fd_growth:+d}.", "",
               "Flat: after the warm-up the samples are cut in thirds; the median of the last"
