@@ -41,6 +41,7 @@ struct layer {
     char *api_keys_spec, *api_keys_file; /* API_KEYS, API_KEYS_FILE */
     long rate_limit, rate_window_s;      /* RATE_LIMIT_REQUESTS per RATE_LIMIT_WINDOW_S */
     long rate_local_slots;               /* RATE_LIMIT_LOCAL_SLOTS */
+    long rate_slice, rate_lease_ms;      /* RATE_LIMIT_SLICE, RATE_LIMIT_LEASE_MS */
     struct breaker_settings breaking;    /* BREAKER_* */
     struct edge_settings edging;         /* REQUEST_TIMEOUT_MS, MAX_IN_FLIGHT, ... */
     const char *protections;             /* PROTECTIONS: on or off */

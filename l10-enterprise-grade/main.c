@@ -71,7 +71,14 @@ static const struct config_row edge_rows[] = {
     {"RATE_LIMIT_WINDOW_S", CONFIG_INT, "60", 1, 86400, "the rate limit's window in seconds",
      &layer.rate_window_s, NULL},
     {"RATE_LIMIT_LOCAL_SLOTS", CONFIG_INT, "10000", 1, 10000000,
-     "keys the local limiter tracks while Redis is away", &layer.rate_local_slots, NULL},
+     "keys tracked in this process (their slices, and the limiter while Redis is away)",
+     &layer.rate_local_slots, NULL},
+    {"RATE_LIMIT_SLICE", CONFIG_INT, "100", 1, 1000000,
+     "most requests of a key's budget an instance takes from Redis at once (1: every request "
+     "asks Redis)",
+     &layer.rate_slice, NULL},
+    {"RATE_LIMIT_LEASE_MS", CONFIG_INT, "100", 1, 60000,
+     "a slice's lifetime: unspent requests are dropped after it", &layer.rate_lease_ms, NULL},
     {"BREAKER_WINDOW_MS", CONFIG_INT, "10000", 100, 600000,
      "circuit breakers count failures over this window", &layer.breaking.window_ms, NULL},
     {"BREAKER_MIN_CALLS", CONFIG_INT, "5", 1, 100000,
@@ -171,8 +178,9 @@ static bool start_protections(struct server *server, struct layer *l)
     l->limit_redis = backends_start_redis(server, l->rate_limit_redis_url, l->redis_timeout_ms);
     if (l->limit_redis == NULL)
         return false;
-    l->limiter = rate_limiter_create(l->limit_redis, l->limit_breaker, l->rate_limit,
-                                     l->rate_window_s * 1000LL, (size_t)l->rate_local_slots);
+    struct rate_limit_settings rs = {l->rate_limit, l->rate_window_s * 1000LL, l->rate_slice,
+                                     l->rate_lease_ms, (size_t)l->rate_local_slots};
+    l->limiter = rate_limiter_create(l->limit_redis, l->limit_breaker, &rs);
     l->edge = edge_create(server, &l->edging, l->keys, l->limiter);
     for (int i = 0; i < LAYER10_MAX_SHARDS; i++)
         if (l->shard_breakers[i] != NULL)

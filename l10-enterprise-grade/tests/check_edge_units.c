@@ -1,6 +1,7 @@
 /*
- * Unit tests for layer 10's protections, without sockets: API keys and scopes, GCRA and the
- * local limiter, and every transition of the circuit breaker (time is passed in).
+ * Unit tests for layer 10's protections, without sockets: API keys and scopes, GCRA, the slices
+ * of a shared budget (a simulated Redis and two instances), the local limiter, and every
+ * transition of the circuit breaker (time is passed in).
  */
 #include "api_keys.h"
 #include "breaker.h"
@@ -108,6 +109,191 @@ START_TEST(gcra_allows_the_limit_then_refills_smoothly)
     gcra_apply(&tat, now + 100000, 10, 10000, &d);
     ck_assert(d.allowed);
     ck_assert_int_eq(d.remaining, 9);
+}
+END_TEST
+
+START_TEST(gcra_reserves_a_slice_at_once)
+{
+    long long tat = 0, now = 1000000;
+    struct rate_decision d;
+    ck_assert_int_eq(gcra_reserve(&tat, now, 10, 10000, 4, &d), 4);
+    ck_assert(d.allowed);
+    ck_assert_int_eq(d.remaining, 6);
+    ck_assert_int_eq(d.reset_ms, 4000);
+    ck_assert_int_eq(gcra_reserve(&tat, now, 10, 10000, 100, &d), 6); /* what is left */
+    ck_assert_int_eq(d.remaining, 0);
+    ck_assert_int_eq(gcra_reserve(&tat, now, 10, 10000, 5, &d), 0);
+    ck_assert(!d.allowed);
+    ck_assert_int_eq(d.retry_ms, 1000);
+    ck_assert_int_eq(gcra_reserve(&tat, now + 2500, 10, 10000, 5, &d), 2); /* refilled two */
+    /* One at a time, it is gcra_apply. */
+    long long a = 0, b = 0;
+    struct rate_decision da, db;
+    for (int i = 0; i < 30; i++) {
+        gcra_apply(&a, now + i * 300, 7, 6000, &da);
+        ck_assert_int_eq(gcra_reserve(&b, now + i * 300, 7, 6000, 1, &db), da.allowed);
+        ck_assert_int_eq(da.remaining, db.remaining);
+        ck_assert_int_eq(da.retry_ms, db.retry_ms);
+    }
+}
+END_TEST
+
+START_TEST(a_slice_is_capped_by_the_refill_of_one_lease)
+{
+    ck_assert_int_eq(rate_slice_cap(100, 60000, 100, 100), 1); /* the default limit: exact */
+    ck_assert_int_eq(rate_slice_cap(1199, 60000, 100, 100), 1);
+    ck_assert_int_eq(rate_slice_cap(6000, 60000, 100, 100), 10);
+    ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 100), 100); /* RATE_LIMIT_SLICE */
+    ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 1), 1);
+}
+END_TEST
+
+START_TEST(an_allowance_grows_while_busy_and_drops_what_outlives_its_lease)
+{
+    struct allowance a = {0};
+    struct rate_decision d;
+    long long tat = 0, t = 5000;
+    const long limit = 1000, cap = 8, lease = 100;
+    bool alone;
+    struct rate_decision r;
+    /* A new key: asks for one, its own. */
+    ck_assert_int_eq(allowance_take(&a, t, limit, &d), ALLOWANCE_ASK);
+    long want = allowance_want(&a, t, cap, &alone);
+    ck_assert_int_eq(want, 1);
+    ck_assert(!alone);
+    ck_assert(a.pending);
+    /* A second request while that is out asks alone. */
+    ck_assert_int_eq(allowance_take(&a, t, limit, &d), ALLOWANCE_ASK);
+    ck_assert_int_eq(allowance_want(&a, t, cap, &alone), 1);
+    ck_assert(alone);
+    long g = gcra_reserve(&tat, t, limit, 1000, want, &r);
+    allowance_settled(&a, t, t + 1, lease, limit, g, r.remaining, r.reset_ms, r.retry_ms, true,
+                      false, &d);
+    ck_assert(d.allowed);
+    ck_assert(!a.pending);
+    ck_assert_int_eq(a.tokens, 0);
+    /* Busy (spent within the lease): the slice doubles up to the cap, and is spent here. */
+    long asked = 0;
+    int spent_here = 0;
+    for (int i = 0; i < 60; i++) {
+        enum allowance_step step = allowance_take(&a, t + 2, limit, &d);
+        if (step == ALLOWANCE_SPENT) {
+            spent_here++;
+            ck_assert(d.allowed);
+            ck_assert_int_eq(d.remaining, a.shared_remaining + a.tokens);
+            long ahead = allowance_prefetch(&a, t + 2, cap);
+            if (ahead > 0) {
+                ck_assert_int_le(a.tokens + ahead, cap); /* never more than one slice held */
+                g = gcra_reserve(&tat, t + 2, limit, 1000, ahead, &r);
+                asked += ahead;
+                allowance_settled(&a, t + 2, t + 2, lease, limit, g, r.remaining, r.reset_ms,
+                                  r.retry_ms, false, false, &d);
+            }
+            continue;
+        }
+        ck_assert_int_eq(step, ALLOWANCE_ASK);
+        a.expires_ms = a.expires_ms > t + 2 ? a.expires_ms : t + 3; /* spent within the lease */
+        want = allowance_want(&a, t + 2, cap, &alone);
+        ck_assert_int_le(want, cap);
+        asked += want;
+        g = gcra_reserve(&tat, t + 2, limit, 1000, want, &r);
+        allowance_settled(&a, t + 2, t + 2, lease, limit, g, r.remaining, r.reset_ms, r.retry_ms,
+                          true, false, &d);
+        ck_assert(d.allowed);
+        ck_assert_int_le(a.tokens, cap);
+    }
+    ck_assert_int_eq(a.next_want, cap);
+    ck_assert_int_ge(spent_here, 40); /* most requests asked no one */
+    ck_assert_int_eq(asked + 1, 60 + 1 + a.tokens); /* Redis counted what was spent or held */
+    /* Quiet: what outlives the lease is dropped, not spent late; the slice shrinks. */
+    ck_assert_int_gt(a.tokens, 0);
+    ck_assert_int_eq(allowance_take(&a, t + 2 + lease, limit, &d), ALLOWANCE_ASK);
+    ck_assert_int_eq(a.tokens, 0);
+    ck_assert_int_eq(a.next_want, cap / 2);
+}
+END_TEST
+
+START_TEST(a_refusal_is_remembered_for_at_most_a_lease)
+{
+    struct allowance a = {0};
+    struct rate_decision d;
+    bool alone;
+    ck_assert_int_eq(allowance_take(&a, 0, 5, &d), ALLOWANCE_ASK);
+    ck_assert_int_eq(allowance_want(&a, 0, 1, &alone), 1);
+    allowance_settled(&a, 0, 1, 100, 5, 0, 0, 60000, 12000, true, false, &d);
+    ck_assert(!d.allowed);
+    ck_assert_int_eq(d.retry_ms, 12000);
+    ck_assert_int_eq(allowance_take(&a, 50, 5, &d), ALLOWANCE_REFUSED); /* no round trip */
+    ck_assert(!d.allowed);
+    ck_assert_int_eq(d.remaining, 0);
+    ck_assert_int_eq(d.retry_ms, 11951);
+    ck_assert_int_eq(allowance_take(&a, 101, 5, &d), ALLOWANCE_ASK); /* the lease is over */
+    allowance_failed(&a, false);
+    ck_assert(!a.pending);
+}
+END_TEST
+
+/*
+ * Two instances take slices of one budget in a simulated Redis (gcra_reserve, as the script)
+ * under bursts over the limit: in every window, what they admitted together is at most what
+ * GCRA alone admits in that window (the whole budget plus its refill) plus the documented bound,
+ * instances x slice; and Redis counted everything admitted.
+ */
+START_TEST(a_burst_across_two_instances_stays_within_the_bound)
+{
+    enum { INSTANCES = 2, MS = 3000 };
+    const long limit = 1000, lease = 100;
+    const long long period = 1000; /* one request per ms */
+    const long cap = rate_slice_cap(limit, period, lease, 100);
+    ck_assert_int_eq(cap, 100);
+    struct allowance a[INSTANCES] = {{0}};
+    static int admitted[MS];
+    long long tat = 0, counted = 0, total = 0;
+    unsigned seed = 12345;
+    for (long long t = 0; t < MS; t++) {
+        for (int i = 0; i < INSTANCES; i++) {
+            seed = seed * 1103515245u + 12345u;
+            int burst = (int)((seed >> 16) % 8); /* 3.5 per ms each: 7 times the rate */
+            if (t > 1500 && t < 1800)
+                burst = 0; /* a pause: slices outlive their lease */
+            for (int k = 0; k < burst; k++) {
+                struct rate_decision d, r;
+                enum allowance_step step = allowance_take(&a[i], t, limit, &d);
+                if (step == ALLOWANCE_ASK) {
+                    bool alone;
+                    long want = allowance_want(&a[i], t, cap, &alone);
+                    long g = gcra_reserve(&tat, t, limit, period, want, &r);
+                    counted += g;
+                    allowance_settled(&a[i], t, t, lease, limit, g, r.remaining, r.reset_ms,
+                                      r.retry_ms, true, alone, &d);
+                } else if (step == ALLOWANCE_SPENT) {
+                    long ahead = allowance_prefetch(&a[i], t, cap);
+                    if (ahead > 0) {
+                        long g = gcra_reserve(&tat, t, limit, period, ahead, &r);
+                        counted += g;
+                        struct rate_decision unused;
+                        allowance_settled(&a[i], t, t, lease, limit, g, r.remaining, r.reset_ms,
+                                          r.retry_ms, false, false, &unused);
+                    }
+                }
+                ck_assert_int_le(a[i].tokens, cap);
+                admitted[t] += d.allowed;
+                total += d.allowed;
+            }
+        }
+    }
+    ck_assert_int_le(total, counted);
+    ck_assert_int_ge(total, MS - 300 - 2 * INSTANCES * cap); /* the limiter is not stingy */
+    for (long long from = 0; from < MS; from += 7) {
+        long long sum = 0;
+        for (long long to = from; to < MS && to < from + 2 * period; to++) {
+            sum += admitted[to];
+            long long gcra_max = limit + (to - from) * limit / period; /* burst + refill */
+            ck_assert_msg(sum <= gcra_max + INSTANCES * cap,
+                          "[%lld, %lld]: %lld admitted, GCRA allows %lld + %ld", from, to, sum,
+                          gcra_max, INSTANCES * cap);
+        }
+    }
 }
 END_TEST
 
@@ -220,6 +406,11 @@ int main(void)
                                keys_are_checked_with_their_scopes, the_id_is_the_digest_prefix,
                                bad_key_settings_are_refused, keys_are_read_from_a_file,
                                gcra_allows_the_limit_then_refills_smoothly,
+                               gcra_reserves_a_slice_at_once,
+                               a_slice_is_capped_by_the_refill_of_one_lease,
+                               an_allowance_grows_while_busy_and_drops_what_outlives_its_lease,
+                               a_refusal_is_remembered_for_at_most_a_lease,
+                               a_burst_across_two_instances_stays_within_the_bound,
                                the_local_limiter_keeps_keys_apart_and_bounded,
                                a_breaker_opens_on_the_failure_rate_after_enough_calls,
                                a_breaker_stays_closed_under_the_rate_and_forgets_old_failures,
