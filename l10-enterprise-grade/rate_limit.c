@@ -168,10 +168,8 @@ void allowance_settled(struct allowance *a, long long sent_ms, long long now_ms,
     if (granted > 0) {
         a->refused_until_ms = 0;
         granted -= for_request; /* the first is the asking request's */
-        if (granted > 0) {
-            a->tokens += granted;
-            a->expires_ms = sent_ms + lease_ms;
-        }
+        a->tokens += granted;
+        a->expires_ms = sent_ms + lease_ms; /* a request within it finding none: a busy key */
         if (for_request)
             decision(out, true, limit, remaining + a->tokens, reset_ms, 0);
         return;

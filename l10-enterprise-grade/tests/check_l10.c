@@ -292,6 +292,50 @@ START_TEST(two_instances_share_one_budget)
 }
 END_TEST
 
+/*
+ * With a limit high enough for slices (each instance spends a slice of the shared budget without
+ * asking Redis), a burst spread over two instances still stops at the limit, give or take the
+ * documented bound (instances x slice), and far fewer script calls than requests reach Redis.
+ */
+START_TEST(a_burst_across_two_instances_stops_at_the_limit_with_slices)
+{
+    /* 300 per minute and a 2 s lease: a slice of at most 300 x 2 / 60 = 10 requests. */
+    static const char *const sliced[] = {"RATE_LIMIT_REQUESTS=300", "RATE_LIMIT_WINDOW_S=60",
+                                         "RATE_LIMIT_LEASE_MS=2000", "RATE_LIMIT_SLICE=100", NULL};
+    enum { SLICE = 10, N = 400 };
+    ck_assert(contract_start_server(&server, sliced));
+    ck_assert(start_with(&second, SECOND_PORT, sliced));
+    tk_set_default_header("X-API-Key: " READER_KEY);
+    long long started = tk_now_ms();
+    int allowed = 0, limited_replies = 0;
+    for (int i = 0; i < N; i++) {
+        struct tk_response res;
+        /* Another X-Client-ID on every request changes nothing: the budget is the key's. */
+        char client[64];
+        snprintf(client, sizeof client, "X-Client-ID: client-%d", i);
+        call(i % 2 ? SECOND_PORT : SERVER_PORT, "GET", "/read/rl:1", NULL, client, &res);
+        ck_assert_msg(res.status == 200 || res.status == 429, "%ld %s", res.status, res.body);
+        ck_assert_int_le(atoi(res.rate_remaining), 300);
+        if (res.status == 429) {
+            limited_replies++;
+            ck_assert_int_ge(atoi(res.retry_after), 1);
+            ck_assert_str_eq(res.rate_remaining, "0");
+        }
+        allowed += res.status == 200;
+        tk_response_free(&res);
+    }
+    double seconds = (double)(tk_now_ms() - started) / 1000.0;
+    int refill = (int)(seconds * 300.0 / 60.0) + 1;
+    ck_assert_msg(allowed <= 300 + refill + 2 * SLICE, "%d allowed in %.2f s", allowed, seconds);
+    ck_assert_msg(allowed >= 300 - 2 * SLICE, "only %d allowed", allowed);
+    ck_assert_int_eq(allowed + limited_replies, N);
+    /* Slices were used: each instance asked Redis far less often than it decided. */
+    long long settles = tk_metric(SERVER_PORT, "l10_rate_limit_settles_total") +
+                        tk_metric(SECOND_PORT, "l10_rate_limit_settles_total");
+    ck_assert_msg(settles * 3 < allowed, "%lld script calls for %d requests", settles, allowed);
+}
+END_TEST
+
 START_TEST(a_stopped_rate_limit_redis_falls_back_to_a_local_limit)
 {
     ck_assert(contract_start_server(&server, limited));
@@ -575,6 +619,7 @@ int main(void)
         (const TTest *const[]){
             write_and_read_shapes_of_layer_10, keys_and_scopes, the_rate_limit_is_per_key_and_holds,
             without_the_rate_limit_keys_still_hold, two_instances_share_one_budget,
+            a_burst_across_two_instances_stops_at_the_limit_with_slices,
             a_stopped_rate_limit_redis_falls_back_to_a_local_limit,
             a_breaker_opens_on_a_stopped_shard_and_closes_when_it_returns,
             a_hung_shard_is_answered_within_the_budget, requests_over_the_in_flight_limit_are_shed,
