@@ -5,7 +5,8 @@
  * protections in front (edge.h): API keys with scopes (API_KEYS, API_KEYS_FILE), a rate limit
  * per key shared in a Redis of its own (RATE_LIMIT_*), a circuit breaker per shard and per
  * Redis (BREAKER_*), a budget per request (REQUEST_TIMEOUT_MS), load shedding (MAX_IN_FLIGHT,
- * MAX_LOOP_LAG_MS), and GET /ready beside /health. PROTECTIONS=off turns the protections off,
+ * MAX_LOOP_LAG_MS), GET /ready beside /health, and a drain delay (DRAIN_DELAY_MS): after SIGTERM
+ * /ready says 503 while the server still serves, so that a load balancer stops sending first. PROTECTIONS=off turns the protections off,
  * to measure what they cost (bench/README.md, "Variants").
  *
  * Two Redis servers: the cache tier's evicts any key under memory pressure (LRU), which must
@@ -27,6 +28,7 @@
 #include "metrics.h"
 #include "openapi_document.h"
 #include "pool_config.h"
+#include "process.h"
 #include "rate_limit.h"
 #include "records.h"
 #include "redis.h"
@@ -34,6 +36,7 @@
 #include "shard_map.h"
 #include "single_flight.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,6 +97,10 @@ static const struct config_row edge_rows[] = {
      "requests at once before new ones are shed (503)", &layer.edging.max_in_flight, NULL},
     {"MAX_LOOP_LAG_MS", CONFIG_INT, "250", 1, 600000,
      "event-loop lag above which new requests are shed (503)", &layer.edging.max_loop_lag_ms, NULL},
+    {"DRAIN_DELAY_MS", CONFIG_INT, "2000", 0, 600000,
+     "after SIGTERM, keep serving this long with /ready 503 (a load balancer stops sending) "
+     "before closing the listener; under SHUTDOWN_TIMEOUT_MS",
+     &layer.drain_delay_ms, NULL},
 };
 
 static const struct config_set layer_sets[] = {
@@ -148,6 +155,12 @@ static void route_clear_cache(struct http_request *req, void *arg)
     edge_admit(l->edge, req, "/clear-cache", API_SCOPE_ADMIN, handle_clear_cache, l);
 }
 
+static void on_probe_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    probe_open_shards(arg);
+}
+
 static bool start_protections(struct server *server, struct layer *l)
 {
     bool on = strcmp(l->protections, "off") != 0;
@@ -188,6 +201,9 @@ static bool start_protections(struct server *server, struct layer *l)
     if (on) {
         edge_add_breaker(l->edge, l->cache_breaker);
         edge_add_breaker(l->edge, l->limit_breaker);
+        l->probe_timer = event_new(server_base(server), -1, EV_PERSIST, on_probe_tick, l);
+        struct timeval every = {0, LAYER10_PROBE_MS * 1000};
+        event_add(l->probe_timer, &every);
     }
     return true;
 }
@@ -197,6 +213,13 @@ static bool start(struct server *server, void *arg)
     struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    long shutdown_ms = process_config(server_process(server))->shutdown_timeout_ms;
+    if (l->drain_delay_ms >= shutdown_ms) {
+        LOG_ERROR("DRAIN_DELAY_MS (%ld) must be under SHUTDOWN_TIMEOUT_MS (%ld): the requests "
+                  "in flight need time to finish after it",
+                  l->drain_delay_ms, shutdown_ms);
+        return false;
+    }
     if (!pool_config_check(&l->db))
         return false;
     l->db.resolver = server_resolver(server); /* host names off the event loop */
@@ -258,6 +281,9 @@ static void maintain(void *arg)
 static void stop(void *arg)
 {
     struct layer *l = arg;
+    l->stopping = true; /* probes still in flight are answered while the shards close */
+    if (l->probe_timer != NULL)
+        event_free(l->probe_timer);
     l1_coherence_free(l->coherence);
     cache_aside_free(l->l2);
     redis_free(l->redis);
@@ -289,6 +315,7 @@ int main(int argc, char **argv)
         .maintain = maintain,
         .stop = stop,
         .openapi_json = layer_openapi_json,
+        .drain_delay_ms = &layer.drain_delay_ms,
     };
     return server_main(argc, argv, &spec, &layer);
 }

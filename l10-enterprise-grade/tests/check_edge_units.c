@@ -408,6 +408,32 @@ START_TEST(a_breaker_half_opens_with_one_probe_and_closes_on_success)
 }
 END_TEST
 
+START_TEST(a_backend_seen_answering_ends_the_open_time_early)
+{
+    struct breaker_settings s = {1000, 2, 50, 5000};
+    struct breaker *b = breaker_create("shard1", &s);
+    long long t = 10000;
+    breaker_backend_answered(b, t); /* closed: nothing to end */
+    ck_assert_int_eq(breaker_state(b), BREAKER_CLOSED);
+    breaker_record(b, false, t);
+    breaker_record(b, false, t + 1);
+    ck_assert_int_eq(breaker_state(b), BREAKER_OPEN);
+    ck_assert(!breaker_allow(b, t + 300));
+    ck_assert_int_eq(breaker_retry_after_s(b, t + 300), 5);
+    breaker_backend_answered(b, t + 400); /* the health probe's SELECT 1 answered */
+    ck_assert_int_eq(breaker_state(b), BREAKER_OPEN); /* a real call closes it, not the probe */
+    ck_assert_int_eq(breaker_retry_after_s(b, t + 400), 1);
+    ck_assert(breaker_allow(b, t + 401)); /* the half-open call, 4.6 s early */
+    ck_assert_int_eq(breaker_state(b), BREAKER_HALF_OPEN);
+    ck_assert(!breaker_allow(b, t + 402));
+    breaker_backend_answered(b, t + 403); /* half-open: no-op */
+    ck_assert(!breaker_allow(b, t + 404));
+    breaker_record(b, true, t + 410);
+    ck_assert_int_eq(breaker_state(b), BREAKER_CLOSED);
+    breaker_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("l10-units");
@@ -425,6 +451,7 @@ int main(void)
                                the_local_limiter_keeps_keys_apart_and_bounded,
                                a_breaker_opens_on_the_failure_rate_after_enough_calls,
                                a_breaker_stays_closed_under_the_rate_and_forgets_old_failures,
-                               a_breaker_half_opens_with_one_probe_and_closes_on_success, NULL}));
+                               a_breaker_half_opens_with_one_probe_and_closes_on_success,
+                               a_backend_seen_answering_ends_the_open_time_early, NULL}));
     return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

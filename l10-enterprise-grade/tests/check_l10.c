@@ -500,6 +500,53 @@ START_TEST(requests_over_the_in_flight_limit_are_shed)
 }
 END_TEST
 
+/*
+ * Graceful drain: after SIGTERM the instance says "not ready" for DRAIN_DELAY_MS while it still
+ * serves (a load balancer stops sending first), then closes its listener and exits 0.
+ */
+START_TEST(sigterm_says_not_ready_first_and_exits_after_the_drain_delay)
+{
+    static const char *const delayed[] = {"DRAIN_DELAY_MS=1500", NULL};
+    ck_assert(contract_start_server(&server, delayed));
+    ck_assert_int_eq(status_of(SERVER_PORT, "GET", "/ready", NULL, NULL), 200);
+    long long signalled = tk_now_ms();
+    ck_assert_int_eq(kill(server.pid, SIGTERM), 0);
+    usleep(100000);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/ready", &res);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "not ready");
+    ck_assert_str_eq(res.retry_after, "1");
+    tk_response_free(&res);
+    tk_get(SERVER_PORT, "/health", &res); /* alive, and says so */
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
+    tk_response_free(&res);
+    ck_assert_int_eq(status_of(SERVER_PORT, "GET", "/read/drain:1", NULL, NULL), 404); /* served */
+    ck_assert_msg(tk_now_ms() - signalled < 1500, "the checks took the whole delay");
+    ck_assert_int_eq(tk_server_stop(&server, 0, 10000), 0); /* exit code 0 */
+    long long took = tk_now_ms() - signalled;
+    ck_assert_msg(took >= 1400, "exited %lld ms after SIGTERM, before the drain delay", took);
+    ck_assert_msg(took < 1500 + 3000, "exited %lld ms after SIGTERM", took);
+}
+END_TEST
+
+START_TEST(a_drain_delay_over_the_shutdown_timeout_is_refused)
+{
+    static const char *const too_long[] = {"DRAIN_DELAY_MS=5000", "SHUTDOWN_TIMEOUT_MS=5000",
+                                           NULL};
+    const char *env[24];
+    int n = 0;
+    for (const char *const *e = contract_target()->env; *e != NULL; e++)
+        env[n++] = *e;
+    env[n++] = too_long[0];
+    env[n++] = too_long[1];
+    env[n] = NULL;
+    ck_assert(tk_server_spawn(&second, SERVER_BIN, SECOND_PORT, env));
+    ck_assert_int_eq(tk_server_stop(&second, 0, 10000), 1); /* refused at start-up */
+}
+END_TEST
+
 START_TEST(ready_is_public_and_draining_is_not_ready)
 {
     ck_assert(contract_start_server(&server, NULL));
@@ -597,6 +644,9 @@ int main(void)
                                 "REQUEST_TIMEOUT_MS=30000",
                                 "MAX_IN_FLIGHT=100000",
                                 "MAX_LOOP_LAG_MS=600000",
+                                /* the contract's shutdown tests time the core's drain; the
+                                 * delay before it has its own test */
+                                "DRAIN_DELAY_MS=0",
                                 NULL};
     /* The contract's target: its DATABASE_URL (shard 0) is ignored, SHARD_URLS counts. Every
      * request carries the admin key (tk_set_default_header). */
@@ -623,7 +673,9 @@ int main(void)
             a_stopped_rate_limit_redis_falls_back_to_a_local_limit,
             a_breaker_opens_on_a_stopped_shard_and_closes_when_it_returns,
             a_hung_shard_is_answered_within_the_budget, requests_over_the_in_flight_limit_are_shed,
-            ready_is_public_and_draining_is_not_ready, prometheus_scrapes_l10_and_another_layer,
+            ready_is_public_and_draining_is_not_ready,
+            sigterm_says_not_ready_first_and_exits_after_the_drain_delay,
+            a_drain_delay_over_the_shutdown_timeout_is_refused, prometheus_scrapes_l10_and_another_layer,
             NULL});
     suite_add_tcase(suite, own);
     int failed = check_run(suite, CK_FORK_GETENV);
