@@ -132,18 +132,17 @@ enum allowance_step allowance_take(struct allowance *a, long long now_ms, long l
     return ALLOWANCE_ASK;
 }
 
-long allowance_want(struct allowance *a, long long now_ms, long cap, bool *alone)
+long allowance_want(struct allowance *a, long long now_ms, long cap, long waiting)
 {
-    *alone = a->pending;
-    if (a->pending)
-        return 1; /* one settle of a key at a time: this request asks for itself */
     if (a->next_want < 1)
         a->next_want = 1;
     if (a->expires_ms > now_ms) /* the last slice was spent within its lease: a busy key */
         a->next_want *= 2;
+    if (a->next_want < waiting)
+        a->next_want = waiting;
     a->next_want = at_most(a->next_want, cap);
     a->pending = true;
-    return a->next_want - a->tokens;
+    return a->next_want - a->tokens > 0 ? a->next_want - a->tokens : 1;
 }
 
 long allowance_prefetch(struct allowance *a, long long now_ms, long cap)
@@ -248,10 +247,21 @@ void local_limiter_check(struct local_limiter *local, const char *key_id, long l
 
 /* ---- shared, in Redis ---- */
 
+#define RATE_LIMIT_WAITERS 1024 /* requests of one key waiting for its settle, at most */
+
+/* A request waiting for its key's settle. */
+struct waiter {
+    rate_limit_cb cb;    /* told once */
+    void *arg;           /* its argument */
+    struct waiter *next; /* the next one (FIFO) */
+};
+
 /* One key's allowance on this instance. */
 struct allowance_slot {
-    char id[24];        /* the key's id, "" when free */
-    struct allowance a; /* its slice */
+    char id[24];                /* the key's id, "" when free */
+    struct allowance a;         /* its slice */
+    struct waiter *head, *tail; /* waiting for the settle in flight (a.pending), oldest first */
+    long waiting;               /* entries, at most RATE_LIMIT_WAITERS */
 };
 
 struct rate_limiter {
@@ -309,6 +319,13 @@ void rate_limiter_free(struct rate_limiter *limiter)
     if (limiter == NULL)
         return;
     local_limiter_free(limiter->local);
+    for (size_t i = 0; i < limiter->s.slots; i++) { /* none after redis_free told them */
+        while (limiter->slices[i].head != NULL) {
+            struct waiter *w = limiter->slices[i].head;
+            limiter->slices[i].head = w->next;
+            free(w);
+        }
+    }
     free(limiter->slices);
     free(limiter);
 }
@@ -331,11 +348,10 @@ static bool idle(const struct allowance_slot *slot, long long now_ms)
 }
 
 /*
- * key_id's allowance; create: take an idle slot for it when it has none (a short probe). NULL
- * when it has none and none could be taken (the request then asks Redis alone, as without
- * slices).
+ * key_id's slot; create: take an idle slot for it when it has none (a short probe). NULL when
+ * it has none and none could be taken (the request then asks Redis alone, as without slices).
  */
-static struct allowance *allowance_of(struct rate_limiter *l, const char *key_id, bool create,
+static struct allowance_slot *slot_of(struct rate_limiter *l, const char *key_id, bool create,
                                       long long now_ms)
 {
     unsigned long long h = strtoull(key_id[0] ? key_id : "0", NULL, 16) ^ strlen(key_id);
@@ -344,7 +360,7 @@ static struct allowance *allowance_of(struct rate_limiter *l, const char *key_id
     for (size_t i = 0; i < 8 && i < l->s.slots; i++) {
         struct allowance_slot *s = &l->slices[(home + i) % l->s.slots];
         if (strcmp(s->id, key_id) == 0)
-            return &s->a;
+            return s;
         if (free_slot == NULL && idle(s, now_ms))
             free_slot = s;
     }
@@ -352,7 +368,69 @@ static struct allowance *allowance_of(struct rate_limiter *l, const char *key_id
         return NULL;
     snprintf(free_slot->id, sizeof free_slot->id, "%s", key_id);
     free_slot->a = (struct allowance){0};
-    return &free_slot->a;
+    return free_slot;
+}
+
+static void wait_for_settle(struct allowance_slot *slot, rate_limit_cb cb, void *arg)
+{
+    struct waiter *w = xcalloc(1, sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    if (slot->tail != NULL)
+        slot->tail->next = w;
+    else
+        slot->head = w;
+    slot->tail = w;
+    slot->waiting++;
+}
+
+static struct waiter *next_waiter(struct allowance_slot *slot)
+{
+    struct waiter *w = slot->head;
+    slot->head = w->next;
+    if (slot->head == NULL)
+        slot->tail = NULL;
+    slot->waiting--;
+    return w;
+}
+
+static void settle(struct rate_limiter *l, const char *key_id, long want, bool alone,
+                   long long now_ms, rate_limit_cb cb, void *arg);
+
+/*
+ * A settle came back: the waiting requests take from the slice in order (or are refused as Redis
+ * said); those left when it is spent ask again. The callbacks answer requests and never call
+ * back into the limiter, so the slot stays this key's meanwhile.
+ */
+static void serve_waiters(struct rate_limiter *l, struct allowance_slot *slot, long long now_ms)
+{
+    while (slot->head != NULL) {
+        struct rate_decision d;
+        if (allowance_take(&slot->a, now_ms, l->s.limit, &d) == ALLOWANCE_ASK)
+            break;
+        struct waiter *w = next_waiter(slot);
+        l->decisions[1]++;
+        w->cb(&d, w->arg);
+        free(w);
+    }
+    if (slot->head != NULL && !slot->a.pending) {
+        settle(l, slot->id, allowance_want(&slot->a, now_ms, l->cap, slot->waiting), false, now_ms,
+               NULL, NULL);
+        return;
+    }
+    long ahead = allowance_prefetch(&slot->a, now_ms, l->cap);
+    if (ahead > 0)
+        settle(l, slot->id, ahead, false, now_ms, NULL, NULL);
+}
+
+/* Redis is away: every waiting request is decided by the local limiter. */
+static void fail_waiters(struct rate_limiter *l, struct allowance_slot *slot)
+{
+    while (slot->head != NULL) {
+        struct waiter *w = next_waiter(slot);
+        decide_locally(l, slot->id, w->cb, w->arg);
+        free(w);
+    }
 }
 
 static void send_script(struct check *c);
@@ -383,7 +461,8 @@ static void on_script(redisReply *reply, void *arg)
     long long now = monotonic_ms();
     if (l->breaker)
         breaker_record(l->breaker, ok, now);
-    struct allowance *a = allowance_of(l, id, false, now);
+    struct allowance_slot *slot = slot_of(l, id, false, now);
+    struct allowance *a = slot != NULL ? &slot->a : NULL;
     if (!ok) {
         if (l->shared_now)
             LOG_WARN("rate limiter: Redis %s; deciding per instance (approximate)",
@@ -393,6 +472,8 @@ static void on_script(redisReply *reply, void *arg)
             allowance_failed(a, c->alone);
         if (c->cb != NULL)
             decide_locally(l, id, c->cb, c->arg);
+        if (slot != NULL && !c->alone)
+            fail_waiters(l, slot);
         free(c);
         return;
     }
@@ -409,6 +490,8 @@ static void on_script(redisReply *reply, void *arg)
         l->decisions[1]++;
         c->cb(&d, c->arg);
     }
+    if (slot != NULL && !c->alone)
+        serve_waiters(l, slot, now);
     free(c);
 }
 
@@ -453,11 +536,12 @@ void rate_limiter_check(struct rate_limiter *l, const char *key_id, rate_limit_c
         decide_locally(l, key_id, cb, arg);
         return;
     }
-    struct allowance *a = allowance_of(l, key_id, true, now);
-    if (a == NULL) { /* no slot free for it: decided in Redis alone */
+    struct allowance_slot *slot = slot_of(l, key_id, true, now);
+    if (slot == NULL) { /* no slot free for it: decided in Redis alone */
         settle(l, key_id, 1, true, now, cb, arg);
         return;
     }
+    struct allowance *a = &slot->a;
     struct rate_decision d;
     switch (allowance_take(a, now, l->s.limit, &d)) {
     case ALLOWANCE_SPENT: {
@@ -475,9 +559,13 @@ void rate_limiter_check(struct rate_limiter *l, const char *key_id, rate_limit_c
     case ALLOWANCE_ASK:
         break;
     }
-    bool alone;
-    long want = allowance_want(a, now, l->cap, &alone);
-    settle(l, key_id, want, alone, now, cb, arg);
+    if (a->pending && slot->waiting >= RATE_LIMIT_WAITERS) { /* enough wait: this one asks */
+        settle(l, key_id, 1, true, now, cb, arg);
+        return;
+    }
+    wait_for_settle(slot, cb, arg);
+    if (!a->pending) /* else the settle in flight serves it */
+        settle(l, key_id, allowance_want(a, now, l->cap, slot->waiting), false, now, NULL, NULL);
 }
 
 bool rate_limiter_shared(const struct rate_limiter *limiter)

@@ -21,7 +21,9 @@
  * they had all arrived then) and spends it here with no round trip. It settles again when the
  * slice is spent (and asks for the next one ahead, once half of it is gone) or when the slice is
  * older than its lease (RATE_LIMIT_LEASE_MS): unspent requests are then dropped, never spent
- * late. A slice grows from 1 (doubling while the key's requests spend it within the lease, up
+ * late. Requests that find the slice spent while a settle is in flight wait for its answer (at
+ * most RATE_LIMIT_WAITERS per key; more ask Redis each for itself), so a burst of concurrent
+ * requests costs one round trip, not one each. A slice grows from 1 (doubling while the key's requests spend it within the lease, up
  * to RATE_LIMIT_SLICE) and shrinks again when it outlives its lease, so a quiet key is decided
  * in Redis request by request, exactly as before. Its cap is also the budget's refill during one
  * lease (limit x lease / period, at least 1): a key of 100 per minute always has slices of 1.
@@ -83,8 +85,9 @@ long rate_slice_cap(long limit, long long period_ms, long lease_ms, long slice_m
 
 /*
  * One key's local allowance on one instance (a value, pure: time is passed in). Zeroed is a key
- * never seen. The caller takes a request from it; when it has none, asks Redis for
- * allowance_want() requests, the first of which is this request's; and tells it the answer.
+ * never seen. The caller takes a request from it; when it has none, the request waits for a
+ * settle (the one in flight, or one of allowance_want() requests), and the caller tells the
+ * allowance the answer, then takes from it again for each waiting request.
  */
 struct allowance {
     long tokens;                /* requests reserved in Redis and not yet spent here */
@@ -108,10 +111,10 @@ enum allowance_step allowance_take(struct allowance *a, long long now_ms, long l
                                    struct rate_decision *out);
 
 /*
- * How many to ask Redis for, the asking request's included (>= 1), and marks a settle in flight;
- * a request that found none while one is in flight asks for itself alone (1, *alone = true).
+ * No settle in flight (!a->pending): how many to ask Redis for (1 .. cap), at least `waiting`
+ * (the requests waiting for it) when the cap allows; marks a settle in flight.
  */
-long allowance_want(struct allowance *a, long long now_ms, long cap, bool *alone);
+long allowance_want(struct allowance *a, long long now_ms, long cap, long waiting);
 
 /* After a request was spent: how many to ask for ahead (the slice half gone), or 0. */
 long allowance_prefetch(struct allowance *a, long long now_ms, long cap);
@@ -119,7 +122,7 @@ long allowance_prefetch(struct allowance *a, long long now_ms, long cap);
 /*
  * Redis granted `granted` of a settle sent at sent_ms (remaining, reset_ms, retry_ms as the
  * script returned them). for_request: the first granted is the asking request's, and *out is
- * its decision; alone: the settle was allowance_want's lone one (no settle was marked).
+ * its decision; alone: a request's own settle of 1 (no settle was marked in flight).
  */
 void allowance_settled(struct allowance *a, long long sent_ms, long long now_ms, long lease_ms,
                        long limit, long granted, long remaining, long long reset_ms,

@@ -154,18 +154,12 @@ START_TEST(an_allowance_grows_while_busy_and_drops_what_outlives_its_lease)
     struct rate_decision d;
     long long tat = 0, t = 5000;
     const long limit = 1000, cap = 8, lease = 100;
-    bool alone;
     struct rate_decision r;
     /* A new key: asks for one, its own. */
     ck_assert_int_eq(allowance_take(&a, t, limit, &d), ALLOWANCE_ASK);
-    long want = allowance_want(&a, t, cap, &alone);
+    long want = allowance_want(&a, t, cap, 1);
     ck_assert_int_eq(want, 1);
-    ck_assert(!alone);
     ck_assert(a.pending);
-    /* A second request while that is out asks alone. */
-    ck_assert_int_eq(allowance_take(&a, t, limit, &d), ALLOWANCE_ASK);
-    ck_assert_int_eq(allowance_want(&a, t, cap, &alone), 1);
-    ck_assert(alone);
     long g = gcra_reserve(&tat, t, limit, 1000, want, &r);
     allowance_settled(&a, t, t + 1, lease, limit, g, r.remaining, r.reset_ms, r.retry_ms, true,
                       false, &d);
@@ -192,7 +186,7 @@ START_TEST(an_allowance_grows_while_busy_and_drops_what_outlives_its_lease)
             continue;
         }
         ck_assert_int_eq(step, ALLOWANCE_ASK);
-        want = allowance_want(&a, t + 2, cap, &alone);
+        want = allowance_want(&a, t + 2, cap, 1);
         ck_assert_int_le(want, cap);
         asked += want;
         g = gcra_reserve(&tat, t + 2, limit, 1000, want, &r);
@@ -212,13 +206,32 @@ START_TEST(an_allowance_grows_while_busy_and_drops_what_outlives_its_lease)
 }
 END_TEST
 
+START_TEST(a_settle_covers_the_requests_waiting_for_it)
+{
+    struct allowance a = {0};
+    struct rate_decision d, r;
+    long long tat = 0;
+    /* 40 requests arrive at once: one settle is asked for all of them (up to the cap). */
+    ck_assert_int_eq(allowance_take(&a, 0, 1000, &d), ALLOWANCE_ASK);
+    long want = allowance_want(&a, 0, 100, 40);
+    ck_assert_int_eq(want, 40);
+    long g = gcra_reserve(&tat, 0, 1000, 1000, want, &r);
+    allowance_settled(&a, 0, 1, 100, 1000, g, r.remaining, r.reset_ms, r.retry_ms, false, false,
+                      &d);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(allowance_take(&a, 1, 1000, &d), ALLOWANCE_SPENT);
+    ck_assert_int_eq(d.remaining, 960);
+    ck_assert_int_eq(allowance_take(&a, 1, 1000, &d), ALLOWANCE_ASK);
+    ck_assert_int_eq(allowance_want(&a, 1, 100, 500), 100); /* the cap holds */
+}
+END_TEST
+
 START_TEST(a_refusal_is_remembered_for_at_most_a_lease)
 {
     struct allowance a = {0};
     struct rate_decision d;
-    bool alone;
     ck_assert_int_eq(allowance_take(&a, 0, 5, &d), ALLOWANCE_ASK);
-    ck_assert_int_eq(allowance_want(&a, 0, 1, &alone), 1);
+    ck_assert_int_eq(allowance_want(&a, 0, 1, 3), 1); /* never over the cap */
     allowance_settled(&a, 0, 1, 100, 5, 0, 0, 60000, 12000, true, false, &d);
     ck_assert(!d.allowed);
     ck_assert_int_eq(d.retry_ms, 12000);
@@ -265,12 +278,11 @@ START_TEST(a_burst_across_two_instances_stays_within_the_bound)
                 struct rate_decision d, r;
                 enum allowance_step step = allowance_take(&a[i], t, limit, &d);
                 if (step == ALLOWANCE_ASK) {
-                    bool alone;
-                    long want = allowance_want(&a[i], t, cap, &alone);
+                    long want = allowance_want(&a[i], t, cap, 1);
                     long g = gcra_reserve(&tat, t, limit, period, want, &r);
                     counted += g;
                     allowance_settled(&a[i], t, t, lease, limit, g, r.remaining, r.reset_ms,
-                                      r.retry_ms, true, alone, &d);
+                                      r.retry_ms, true, false, &d);
                 } else if (step == ALLOWANCE_SPENT) {
                     long ahead = allowance_prefetch(&a[i], t, cap);
                     if (ahead > 0) {
@@ -446,6 +458,7 @@ int main(void)
                                gcra_reserves_a_slice_at_once,
                                a_slice_is_capped_by_the_refill_of_one_lease,
                                an_allowance_grows_while_busy_and_drops_what_outlives_its_lease,
+                               a_settle_covers_the_requests_waiting_for_it,
                                a_refusal_is_remembered_for_at_most_a_lease,
                                a_burst_across_two_instances_stays_within_the_bound,
                                the_local_limiter_keeps_keys_apart_and_bounded,
