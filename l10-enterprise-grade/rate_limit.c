@@ -147,7 +147,8 @@ long allowance_want(struct allowance *a, long long now_ms, long cap, long waitin
 
 long allowance_prefetch(struct allowance *a, long long now_ms, long cap)
 {
-    if (a->pending || a->tokens == 0 || a->tokens * 2 > a->next_want || now_ms >= a->expires_ms)
+    if (a->pending || a->tokens == 0 || a->tokens * 2 > a->next_want || now_ms >= a->expires_ms ||
+        now_ms < a->retry_at_ms) /* Redis said there is nothing more until then */
         return 0;
     a->next_want = at_most(a->next_want * 2, cap); /* half gone within the lease */
     if (a->next_want <= a->tokens)

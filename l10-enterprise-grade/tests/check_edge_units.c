@@ -226,6 +226,24 @@ START_TEST(a_settle_covers_the_requests_waiting_for_it)
 }
 END_TEST
 
+START_TEST(a_refused_settle_is_not_asked_again_ahead_until_retry_after)
+{
+    struct allowance a = {0};
+    struct rate_decision d;
+    /* A slice of 8, 6 spent: the next is asked for ahead, and Redis has none left. */
+    ck_assert_int_eq(allowance_want(&a, 0, 8, 8), 8);
+    allowance_settled(&a, 0, 1, 1000, 100, 8, 0, 60000, 0, false, false, &d);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(allowance_take(&a, 2, 100, &d), ALLOWANCE_SPENT);
+    long ahead = allowance_prefetch(&a, 2, 8);
+    ck_assert_int_gt(ahead, 0);
+    allowance_settled(&a, 2, 3, 1000, 100, 0, 0, 60000, 600, false, false, &d);
+    ck_assert_int_eq(allowance_prefetch(&a, 4, 8), 0); /* not again at once: no loop */
+    ck_assert_int_eq(allowance_take(&a, 4, 100, &d), ALLOWANCE_SPENT); /* the held ones serve */
+    ck_assert_int_eq(allowance_prefetch(&a, 603, 8), 8 - 1);            /* after Retry-After */
+}
+END_TEST
+
 START_TEST(a_refusal_is_remembered_for_at_most_a_lease)
 {
     struct allowance a = {0};
@@ -459,6 +477,7 @@ int main(void)
                                a_slice_is_capped_by_the_refill_of_one_lease,
                                an_allowance_grows_while_busy_and_drops_what_outlives_its_lease,
                                a_settle_covers_the_requests_waiting_for_it,
+                               a_refused_settle_is_not_asked_again_ahead_until_retry_after,
                                a_refusal_is_remembered_for_at_most_a_lease,
                                a_burst_across_two_instances_stays_within_the_bound,
                                the_local_limiter_keeps_keys_apart_and_bounded,
