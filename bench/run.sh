@@ -519,7 +519,7 @@ start_stack() { # N
             pg_i=$((pg_i + 1))
             ;;
         redis)
-            (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i)) "$(layer_redis_mode "$n")") ||
+            (redis_start "$WORK/redis$redis_i" $((REDIS_BASE + redis_i)) "$(layer_redis_mode "$n" "$redis_i")") ||
                 return 1
             redis_i=$((redis_i + 1))
             ;;

@@ -118,6 +118,12 @@ void breaker_record(struct breaker *b, bool success, long long now_ms)
         move_to(b, BREAKER_OPEN, now_ms);
 }
 
+void breaker_backend_answered(struct breaker *b, long long now_ms)
+{
+    if (b->state == BREAKER_OPEN && now_ms - b->opened_ms < b->s.open_ms)
+        b->opened_ms = now_ms - b->s.open_ms; /* the open time is over */
+}
+
 enum breaker_state breaker_state(const struct breaker *breaker)
 {
     return breaker->state;

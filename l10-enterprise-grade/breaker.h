@@ -7,6 +7,7 @@
  *
  *   CLOSED    --(failures >= FAILURE_PERCENT of at least MIN_CALLS within WINDOW)--> OPEN
  *   OPEN      --(OPEN_MS passed: the next call is let through as the one probe)----> HALF_OPEN
+ *             (a health probe that sees the backend answer ends OPEN_MS early)
  *   HALF_OPEN --(the probe succeeds)--> CLOSED        --(the probe fails)--> OPEN
  *
  * While open (and while the probe is out) calls are refused at once: the caller answers 503
@@ -44,6 +45,13 @@ bool breaker_allow(struct breaker *breaker, long long now_ms) __attribute__((war
 
 /* The outcome of a call breaker_allow let through. */
 void breaker_record(struct breaker *breaker, bool success, long long now_ms);
+
+/*
+ * A health probe outside the request path (a SELECT 1 sent while the breaker is open) saw the
+ * backend answer: the open time ends now, so the next call is the half-open probe at once
+ * instead of after the rest of open_ms. Only a real call closes the breaker. No-op unless open.
+ */
+void breaker_backend_answered(struct breaker *breaker, long long now_ms);
 
 enum breaker_state breaker_state(const struct breaker *breaker);
 const char *breaker_state_name(enum breaker_state state); /* "closed", "open", "half_open" */

@@ -110,9 +110,14 @@ static void render_gauges(struct evbuffer *out, void *arg)
                             "decided in Redis (shared) or by this instance alone.\n"
                             "# TYPE l10_rate_limit_decisions_total counter\n"
                             "l10_rate_limit_decisions_total{where=\"redis\"} %llu\n"
-                            "l10_rate_limit_decisions_total{where=\"local\"} %llu\n",
+                            "l10_rate_limit_decisions_total{where=\"local\"} %llu\n"
+                            "# HELP l10_rate_limit_settles_total Script calls to the rate "
+                            "limiter's Redis (each takes a slice of a key's budget).\n"
+                            "# TYPE l10_rate_limit_settles_total counter\n"
+                            "l10_rate_limit_settles_total %llu\n",
                             rate_limiter_decisions(edge->limiter, true),
-                            rate_limiter_decisions(edge->limiter, false));
+                            rate_limiter_decisions(edge->limiter, false),
+                            rate_limiter_settles(edge->limiter));
     }
     evbuffer_add_printf(out,
                         "# HELP l10_event_loop_lag_ms How late the event loop ran a timer, "

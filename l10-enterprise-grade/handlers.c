@@ -307,6 +307,36 @@ void handle_read(struct edge_call *call)
     cache_aside_get(layer->l2, flow->key, flow->key_len, on_l2, flow);
 }
 
+/* ---- shards behind an open breaker: probed, so that a returned shard is used again soon ---- */
+
+static void on_probe(PGresult *res, enum pg_status status, void *arg)
+{
+    (void)res;
+    struct shard_probe *probe = arg;
+    probe->out = false;
+    struct layer *layer = probe->layer;
+    if (status == PG_OK && !layer->stopping)
+        breaker_backend_answered(layer->shard_breakers[probe->shard], monotonic_ms());
+}
+
+void probe_open_shards(struct layer *layer)
+{
+    int n = shard_set_count(layer->shards);
+    for (int i = 0; i < n && i < LAYER10_MAX_SHARDS; i++) {
+        struct breaker *b = layer->shard_breakers[i];
+        struct shard_probe *probe = &layer->probes[i];
+        if (b == NULL || probe->out || breaker_state(b) != BREAKER_OPEN)
+            continue;
+        probe->layer = layer;
+        probe->shard = i;
+        probe->out = true;
+        struct pg_call select = {{"SELECT 1", 0, {NULL}}, on_probe, probe};
+        struct pg_call within =
+            pg_call_within(server_base(layer->server), &select, layer->check_timeout_ms);
+        shard_set_query(layer->shards, SHARD_CURRENT, i, &within);
+    }
+}
+
 /* ---- health and readiness ---- */
 
 static void on_health(const struct shard_answer *answers, int count, void *arg)
@@ -324,6 +354,9 @@ static void on_health(const struct shard_answer *answers, int count, void *arg)
     for (int i = 0; i < count; i++) {
         char name[24];
         shard_name(i, name, sizeof name);
+        if (answers[i].status == PG_OK && i < LAYER10_MAX_SHARDS &&
+            layer->shard_breakers[i] != NULL) /* it answers: no need to wait out the open time */
+            breaker_backend_answered(layer->shard_breakers[i], monotonic_ms());
         json_object_set_new(shards, name, json_boolean(answers[i].status == PG_OK));
     }
     json_object_set_new(health.body, "shards_healthy", shards);

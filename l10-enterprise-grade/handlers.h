@@ -27,6 +27,16 @@ struct single_flight;
 #define LAYER10_INVALIDATION_CHANNEL "l10:invalidations" /* keys written, "" = everything */
 #define LAYER10_HEARTBEAT_TIMEOUT_MS 2500 /* L1 is bypassed when our heartbeat is this late */
 #define LAYER10_MAX_SHARDS           16   /* breakers kept */
+#define LAYER10_PROBE_MS             250  /* how often a shard behind an open breaker is probed */
+
+struct layer;
+
+/* The health probe of one shard while its breaker is open. */
+struct shard_probe {
+    struct layer *layer; /* its layer */
+    int shard;           /* 0-based */
+    bool out;            /* a SELECT 1 is in flight */
+};
 
 struct layer {
     struct server *server;               /* the core's server (loop, HTTP, metrics) */
@@ -41,6 +51,7 @@ struct layer {
     char *api_keys_spec, *api_keys_file; /* API_KEYS, API_KEYS_FILE */
     long rate_limit, rate_window_s;      /* RATE_LIMIT_REQUESTS per RATE_LIMIT_WINDOW_S */
     long rate_local_slots;               /* RATE_LIMIT_LOCAL_SLOTS */
+    long rate_slice, rate_lease_ms;      /* RATE_LIMIT_SLICE, RATE_LIMIT_LEASE_MS */
     struct breaker_settings breaking;    /* BREAKER_* */
     struct edge_settings edging;         /* REQUEST_TIMEOUT_MS, MAX_IN_FLIGHT, ... */
     const char *protections;             /* PROTECTIONS: on or off */
@@ -60,7 +71,15 @@ struct layer {
     struct api_keys *keys;          /* who may call */
     struct rate_limiter *limiter;   /* how often */
     struct edge *edge;              /* the protections in front of the handlers */
+    struct shard_probe probes[LAYER10_MAX_SHARDS]; /* one per shard breaker */
+    struct event *probe_timer;                     /* every LAYER10_PROBE_MS */
+    long drain_delay_ms;                           /* DRAIN_DELAY_MS */
+    bool stopping;                                 /* stop() began: probes are not told */
 };
+
+/* Sends a SELECT 1 to each shard whose breaker is open (none in flight): when it answers, the
+ * breaker's open time ends (breaker_backend_answered) and the next read is its half-open call. */
+void probe_open_shards(struct layer *layer);
 
 void handle_write(struct edge_call *call);
 void handle_read(struct edge_call *call);

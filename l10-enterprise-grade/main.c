@@ -5,7 +5,8 @@
  * protections in front (edge.h): API keys with scopes (API_KEYS, API_KEYS_FILE), a rate limit
  * per key shared in a Redis of its own (RATE_LIMIT_*), a circuit breaker per shard and per
  * Redis (BREAKER_*), a budget per request (REQUEST_TIMEOUT_MS), load shedding (MAX_IN_FLIGHT,
- * MAX_LOOP_LAG_MS), and GET /ready beside /health. PROTECTIONS=off turns the protections off,
+ * MAX_LOOP_LAG_MS), GET /ready beside /health, and a drain delay (DRAIN_DELAY_MS): after SIGTERM
+ * /ready says 503 while the server still serves, so that a load balancer stops sending first. PROTECTIONS=off turns the protections off,
  * to measure what they cost (bench/README.md, "Variants").
  *
  * Two Redis servers: the cache tier's evicts any key under memory pressure (LRU), which must
@@ -27,6 +28,7 @@
 #include "metrics.h"
 #include "openapi_document.h"
 #include "pool_config.h"
+#include "process.h"
 #include "rate_limit.h"
 #include "records.h"
 #include "redis.h"
@@ -34,6 +36,7 @@
 #include "shard_map.h"
 #include "single_flight.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,7 +74,14 @@ static const struct config_row edge_rows[] = {
     {"RATE_LIMIT_WINDOW_S", CONFIG_INT, "60", 1, 86400, "the rate limit's window in seconds",
      &layer.rate_window_s, NULL},
     {"RATE_LIMIT_LOCAL_SLOTS", CONFIG_INT, "10000", 1, 10000000,
-     "keys the local limiter tracks while Redis is away", &layer.rate_local_slots, NULL},
+     "keys tracked in this process (their slices, and the limiter while Redis is away)",
+     &layer.rate_local_slots, NULL},
+    {"RATE_LIMIT_SLICE", CONFIG_INT, "100", 1, 1000000,
+     "most requests of a key's budget an instance takes from Redis at once (1: every request "
+     "asks Redis)",
+     &layer.rate_slice, NULL},
+    {"RATE_LIMIT_LEASE_MS", CONFIG_INT, "100", 1, 60000,
+     "a slice's lifetime: unspent requests are dropped after it", &layer.rate_lease_ms, NULL},
     {"BREAKER_WINDOW_MS", CONFIG_INT, "10000", 100, 600000,
      "circuit breakers count failures over this window", &layer.breaking.window_ms, NULL},
     {"BREAKER_MIN_CALLS", CONFIG_INT, "5", 1, 100000,
@@ -87,6 +97,10 @@ static const struct config_row edge_rows[] = {
      "requests at once before new ones are shed (503)", &layer.edging.max_in_flight, NULL},
     {"MAX_LOOP_LAG_MS", CONFIG_INT, "250", 1, 600000,
      "event-loop lag above which new requests are shed (503)", &layer.edging.max_loop_lag_ms, NULL},
+    {"DRAIN_DELAY_MS", CONFIG_INT, "2000", 0, 600000,
+     "after SIGTERM, keep serving this long with /ready 503 (a load balancer stops sending) "
+     "before closing the listener; under SHUTDOWN_TIMEOUT_MS",
+     &layer.drain_delay_ms, NULL},
 };
 
 static const struct config_set layer_sets[] = {
@@ -141,6 +155,12 @@ static void route_clear_cache(struct http_request *req, void *arg)
     edge_admit(l->edge, req, "/clear-cache", API_SCOPE_ADMIN, handle_clear_cache, l);
 }
 
+static void on_probe_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    probe_open_shards(arg);
+}
+
 static bool start_protections(struct server *server, struct layer *l)
 {
     bool on = strcmp(l->protections, "off") != 0;
@@ -171,8 +191,9 @@ static bool start_protections(struct server *server, struct layer *l)
     l->limit_redis = backends_start_redis(server, l->rate_limit_redis_url, l->redis_timeout_ms);
     if (l->limit_redis == NULL)
         return false;
-    l->limiter = rate_limiter_create(l->limit_redis, l->limit_breaker, l->rate_limit,
-                                     l->rate_window_s * 1000LL, (size_t)l->rate_local_slots);
+    struct rate_limit_settings rs = {l->rate_limit, l->rate_window_s * 1000LL, l->rate_slice,
+                                     l->rate_lease_ms, (size_t)l->rate_local_slots};
+    l->limiter = rate_limiter_create(l->limit_redis, l->limit_breaker, &rs);
     l->edge = edge_create(server, &l->edging, l->keys, l->limiter);
     for (int i = 0; i < LAYER10_MAX_SHARDS; i++)
         if (l->shard_breakers[i] != NULL)
@@ -180,6 +201,9 @@ static bool start_protections(struct server *server, struct layer *l)
     if (on) {
         edge_add_breaker(l->edge, l->cache_breaker);
         edge_add_breaker(l->edge, l->limit_breaker);
+        l->probe_timer = event_new(server_base(server), -1, EV_PERSIST, on_probe_tick, l);
+        struct timeval every = {0, LAYER10_PROBE_MS * 1000};
+        event_add(l->probe_timer, &every);
     }
     return true;
 }
@@ -189,6 +213,13 @@ static bool start(struct server *server, void *arg)
     struct layer *l = arg;
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
+    long shutdown_ms = process_config(server_process(server))->shutdown_timeout_ms;
+    if (l->drain_delay_ms >= shutdown_ms) {
+        LOG_ERROR("DRAIN_DELAY_MS (%ld) must be under SHUTDOWN_TIMEOUT_MS (%ld): the requests "
+                  "in flight need time to finish after it",
+                  l->drain_delay_ms, shutdown_ms);
+        return false;
+    }
     if (!pool_config_check(&l->db))
         return false;
     l->db.resolver = server_resolver(server); /* host names off the event loop */
@@ -250,6 +281,9 @@ static void maintain(void *arg)
 static void stop(void *arg)
 {
     struct layer *l = arg;
+    l->stopping = true; /* probes still in flight are answered while the shards close */
+    if (l->probe_timer != NULL)
+        event_free(l->probe_timer);
     l1_coherence_free(l->coherence);
     cache_aside_free(l->l2);
     redis_free(l->redis);
@@ -281,6 +315,7 @@ int main(int argc, char **argv)
         .maintain = maintain,
         .stop = stop,
         .openapi_json = layer_openapi_json,
+        .drain_delay_ms = &layer.drain_delay_ms,
     };
     return server_main(argc, argv, &spec, &layer);
 }

@@ -56,12 +56,15 @@ layer_backend_names() {
 }
 
 # How a layer's Redis runs (scripts/stack.sh): "queue" (AOF, nothing but cache keys evicted)
-# where Redis holds acknowledged writes, else "cache". Layer 7's stream carries events between
-# the relay and the projector (the relay can publish them again from the outbox, but a lost
-# stream means a replay, and l7:reads holds read counts not flushed yet).
-layer_redis_mode() {
-    case $1 in
-    6 | 7) echo "queue" ;;
+# where Redis holds acknowledged writes, "limits" (nothing evicted) for layer 10's rate limits
+# (its second Redis, INDEX 1: a budget evicted before it expires would be a reset limit), else
+# "cache". Layer 7's stream carries events between the relay and the projector (the relay can
+# publish them again from the outbox, but a lost stream means a replay, and l7:reads holds read
+# counts not flushed yet).
+layer_redis_mode() { # N [INDEX]
+    case $1:${2:-0} in
+    6:* | 7:*) echo "queue" ;;
+    10:1) echo "limits" ;;
     *) echo "cache" ;;
     esac
 }

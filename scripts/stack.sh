@@ -10,7 +10,7 @@
 #   bash scripts/stack.sh pg-stop DIR
 #   bash scripts/stack.sh pg-status DIR
 #   bash scripts/stack.sh pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]
-#   bash scripts/stack.sh redis-start DIR PORT [cache|queue|queue-always]
+#   bash scripts/stack.sh redis-start DIR PORT [cache|queue|queue-always|limits]
 #   bash scripts/stack.sh redis-stop DIR
 #   bash scripts/stack.sh mongo-install            (the stand-in MongoDB; needs the npm registry)
 #   bash scripts/stack.sh mongo-start DIR PORT
@@ -181,8 +181,8 @@ redis_start() {
     local dir=$1 port=$2 mode=${3:-}
     [ -n "$mode" ] || mode=$(cat "$1/mode" 2>/dev/null || echo cache)
     case $mode in
-    cache | queue | queue-always) ;;
-    *) die "unknown Redis mode '$mode' (cache, queue or queue-always)" ;;
+    cache | queue | queue-always | limits) ;;
+    *) die "unknown Redis mode '$mode' (cache, queue, queue-always or limits)" ;;
     esac
     command -v redis-server >/dev/null || die "redis-server is not installed (run ./layers deps)"
     mkdir -p "$dir"
@@ -196,9 +196,12 @@ redis_start() {
     case $mode in
     queue) persistence=$'appendonly yes\nappendfsync everysec'; policy=volatile-lru ;;
     queue-always) persistence=$'appendonly yes\nappendfsync always'; policy=volatile-lru ;;
+    limits) policy=noeviction ;;
     esac
     echo "$mode" >"$dir/mode"
     # cache: no persistence, a memory cap with LRU eviction. queue: AOF, evict cache keys only.
+    # limits: no persistence, nothing evicted (full: writes fail, and layer 10's rate limiter
+    # falls back to its local limit; evicting a budget would silently reset it).
     cat >"$dir/redis.conf" <<CONF
 bind 127.0.0.1
 port $port
@@ -357,7 +360,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         [ $# -ge 5 ] || die "usage: pg-standby-start PRIMARY_DIR PRIMARY_PORT DIR PORT SLOT [options]"
         pg_standby_start "$@"
         ;;
-    redis-start) [[ $# -ge 2 && $# -le 3 ]] || die "usage: redis-start DIR PORT [cache|queue|queue-always]"; redis_start "$@" ;;
+    redis-start) [[ $# -ge 2 && $# -le 3 ]] || die "usage: redis-start DIR PORT [cache|queue|queue-always|limits]"; redis_start "$@" ;;
     redis-stop) [ $# -eq 1 ] || die "usage: redis-stop DIR"; redis_stop "$1" ;;
     mongo-install) [ $# -eq 0 ] || die "usage: mongo-install"; mongo_install ;;
     mongo-start) [ $# -eq 2 ] || die "usage: mongo-start DIR PORT"; mongo_start "$@" ;;

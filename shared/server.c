@@ -34,6 +34,8 @@ struct server {
     struct event *drain;                    /* polls in-flight requests during shutdown */
     long long drain_deadline_ms;            /* give up waiting at this time */
     long long drained_at_ms;                /* when the last in-flight request was answered */
+    long long close_at_ms;                  /* the drain delay ends: stop accepting then */
+    bool listener_closed;                   /* stop accepting was done */
     bool listening;                         /* server_ready() was called */
 };
 
@@ -111,11 +113,27 @@ static void finish_shutdown(struct server *server)
     process_exit(server->process, 0);
 }
 
+static void close_listener(struct server *server)
+{
+    LOG_INFO("shutdown: no new connections, finishing %zu in-flight requests",
+             http_server_in_flight(server->http));
+    http_server_stop_accepting(server->http);
+    server->listener_closed = true;
+}
+
 static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
     struct server *server = arg;
     (void)fd, (void)what;
     long long now = monotonic_ms();
+    if (!server->listener_closed) {
+        if (now < server->close_at_ms && now < server->drain_deadline_ms) {
+            struct timeval tv = ms_to_timeval((long)(server->close_at_ms - now));
+            event_add(server->drain, &tv);
+            return;
+        }
+        close_listener(server);
+    }
     if (http_server_in_flight(server->http) == 0 && server->drained_at_ms == 0)
         server->drained_at_ms = now;
     bool flushed = server->drained_at_ms != 0 && now - server->drained_at_ms >= DRAIN_FLUSH_MS;
@@ -130,11 +148,14 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 static void server_drain(void *arg)
 {
     struct server *server = arg;
-    LOG_INFO("shutdown: no new connections, finishing %zu in-flight requests",
-             http_server_in_flight(server->http));
-    http_server_stop_accepting(server->http);
-    server->drain_deadline_ms =
-        monotonic_ms() + process_config(server->process)->shutdown_timeout_ms;
+    long long now = monotonic_ms();
+    long delay = server->spec->drain_delay_ms != NULL && server->listening
+                     ? *server->spec->drain_delay_ms
+                     : 0;
+    server->drain_deadline_ms = now + process_config(server->process)->shutdown_timeout_ms;
+    server->close_at_ms = now + delay;
+    if (delay > 0)
+        LOG_INFO("shutdown: serving %ld ms more (drain delay: not ready) before closing", delay);
     on_drain(-1, 0, server);
 }
 

@@ -8,7 +8,8 @@
  * the built-in routes (`/metrics`; `/ping`, which touches no backend and so measures the
  * HTTP layer alone; `/openapi.json` and `/docs`, api_docs.h), metrics, and the draining of requests on a stop signal:
  *
- *   SIGTERM/SIGINT -> stop accepting -> wait for in-flight requests (SHUTDOWN_TIMEOUT_MS)
+ *   SIGTERM/SIGINT -> [drain delay, still accepting] -> stop accepting
+ *                  -> wait for in-flight requests (SHUTDOWN_TIMEOUT_MS from the signal)
  *                  -> layer stop() closes its connections -> exit 0.
  *
  * The layer's start() creates its pools and routes and calls server_ready() when its
@@ -58,6 +59,10 @@ struct server_spec {
     /* The layer's OpenAPI document (openapi_document.h), served at /openapi.json; start-up
      * fails when the layer's routes differ from its operations. NULL: none (a warning). */
     const char *openapi_json;
+    /* After a stop signal, keep accepting this many ms before closing the listener (the
+     * layer's /ready answers 503 meanwhile, so a load balancer stops sending first). NULL: 0.
+     * Read when the signal comes; part of SHUTDOWN_TIMEOUT_MS. */
+    const long *drain_delay_ms;
 };
 
 /* Runs the server; returns the process exit code. */

@@ -292,6 +292,50 @@ START_TEST(two_instances_share_one_budget)
 }
 END_TEST
 
+/*
+ * With a limit high enough for slices (each instance spends a slice of the shared budget without
+ * asking Redis), a burst spread over two instances still stops at the limit, give or take the
+ * documented bound (instances x slice), and far fewer script calls than requests reach Redis.
+ */
+START_TEST(a_burst_across_two_instances_stops_at_the_limit_with_slices)
+{
+    /* 300 per minute and a 2 s lease: a slice of at most 300 x 2 / 60 = 10 requests. */
+    static const char *const sliced[] = {"RATE_LIMIT_REQUESTS=300", "RATE_LIMIT_WINDOW_S=60",
+                                         "RATE_LIMIT_LEASE_MS=2000", "RATE_LIMIT_SLICE=100", NULL};
+    enum { SLICE = 10, N = 400 };
+    ck_assert(contract_start_server(&server, sliced));
+    ck_assert(start_with(&second, SECOND_PORT, sliced));
+    tk_set_default_header("X-API-Key: " READER_KEY);
+    long long started = tk_now_ms();
+    int allowed = 0, limited_replies = 0;
+    for (int i = 0; i < N; i++) {
+        struct tk_response res;
+        /* Another X-Client-ID on every request changes nothing: the budget is the key's. */
+        char client[64];
+        snprintf(client, sizeof client, "X-Client-ID: client-%d", i);
+        call(i % 2 ? SECOND_PORT : SERVER_PORT, "GET", "/read/rl:1", NULL, client, &res);
+        ck_assert_msg(res.status == 200 || res.status == 429, "%ld %s", res.status, res.body);
+        ck_assert_int_le(atoi(res.rate_remaining), 300);
+        if (res.status == 429) {
+            limited_replies++;
+            ck_assert_int_ge(atoi(res.retry_after), 1);
+            ck_assert_str_eq(res.rate_remaining, "0");
+        }
+        allowed += res.status == 200;
+        tk_response_free(&res);
+    }
+    double seconds = (double)(tk_now_ms() - started) / 1000.0;
+    int refill = (int)(seconds * 300.0 / 60.0) + 1;
+    ck_assert_msg(allowed <= 300 + refill + 2 * SLICE, "%d allowed in %.2f s", allowed, seconds);
+    ck_assert_msg(allowed >= 300 - 2 * SLICE, "only %d allowed", allowed);
+    ck_assert_int_eq(allowed + limited_replies, N);
+    /* Slices were used: each instance asked Redis far less often than it decided. */
+    long long settles = tk_metric(SERVER_PORT, "l10_rate_limit_settles_total") +
+                        tk_metric(SECOND_PORT, "l10_rate_limit_settles_total");
+    ck_assert_msg(settles * 3 < allowed, "%lld script calls for %d requests", settles, allowed);
+}
+END_TEST
+
 START_TEST(a_stopped_rate_limit_redis_falls_back_to_a_local_limit)
 {
     ck_assert(contract_start_server(&server, limited));
@@ -456,6 +500,54 @@ START_TEST(requests_over_the_in_flight_limit_are_shed)
 }
 END_TEST
 
+/*
+ * Graceful drain: after SIGTERM the instance says "not ready" for DRAIN_DELAY_MS while it still
+ * serves (a load balancer stops sending first), then closes its listener and exits 0.
+ */
+START_TEST(sigterm_says_not_ready_first_and_exits_after_the_drain_delay)
+{
+    static const char *const delayed[] = {"DRAIN_DELAY_MS=1500", NULL};
+    ck_assert(contract_start_server(&server, delayed));
+    ck_assert_int_eq(status_of(SERVER_PORT, "GET", "/ready", NULL, NULL), 200);
+    long long signalled = tk_now_ms();
+    ck_assert_int_eq(kill(server.pid, SIGTERM), 0);
+    usleep(100000);
+    struct tk_response res;
+    tk_get(SERVER_PORT, "/ready", &res);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "not ready");
+    ck_assert_str_eq(res.retry_after, "1");
+    tk_response_free(&res);
+    tk_get(SERVER_PORT, "/health", &res); /* alive, and says so */
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(res.json, "status")), "healthy");
+    tk_response_free(&res);
+    long served = status_of(SERVER_PORT, "GET", "/read/l10-drain:never-written", NULL, NULL);
+    ck_assert_int_eq(served, 200); /* still served (not found is 200, the contract) */
+    ck_assert_msg(tk_now_ms() - signalled < 1500, "the checks took the whole delay");
+    ck_assert_int_eq(tk_server_stop(&server, 0, 10000), 0); /* exit code 0 */
+    long long took = tk_now_ms() - signalled;
+    ck_assert_msg(took >= 1400, "exited %lld ms after SIGTERM, before the drain delay", took);
+    ck_assert_msg(took < 1500 + 3000, "exited %lld ms after SIGTERM", took);
+}
+END_TEST
+
+START_TEST(a_drain_delay_over_the_shutdown_timeout_is_refused)
+{
+    static const char *const too_long[] = {"DRAIN_DELAY_MS=5000", "SHUTDOWN_TIMEOUT_MS=5000",
+                                           NULL};
+    const char *env[24];
+    int n = 0;
+    for (const char *const *e = contract_target()->env; *e != NULL; e++)
+        env[n++] = *e;
+    env[n++] = too_long[0];
+    env[n++] = too_long[1];
+    env[n] = NULL;
+    ck_assert(tk_server_spawn(&second, SERVER_BIN, SECOND_PORT, env));
+    ck_assert_int_eq(tk_server_stop(&second, 0, 10000), 1); /* refused at start-up */
+}
+END_TEST
+
 START_TEST(ready_is_public_and_draining_is_not_ready)
 {
     ck_assert(contract_start_server(&server, NULL));
@@ -553,6 +645,9 @@ int main(void)
                                 "REQUEST_TIMEOUT_MS=30000",
                                 "MAX_IN_FLIGHT=100000",
                                 "MAX_LOOP_LAG_MS=600000",
+                                /* the contract's shutdown tests time the core's drain; the
+                                 * delay before it has its own test */
+                                "DRAIN_DELAY_MS=0",
                                 NULL};
     /* The contract's target: its DATABASE_URL (shard 0) is ignored, SHARD_URLS counts. Every
      * request carries the admin key (tk_set_default_header). */
@@ -575,10 +670,13 @@ int main(void)
         (const TTest *const[]){
             write_and_read_shapes_of_layer_10, keys_and_scopes, the_rate_limit_is_per_key_and_holds,
             without_the_rate_limit_keys_still_hold, two_instances_share_one_budget,
+            a_burst_across_two_instances_stops_at_the_limit_with_slices,
             a_stopped_rate_limit_redis_falls_back_to_a_local_limit,
             a_breaker_opens_on_a_stopped_shard_and_closes_when_it_returns,
             a_hung_shard_is_answered_within_the_budget, requests_over_the_in_flight_limit_are_shed,
-            ready_is_public_and_draining_is_not_ready, prometheus_scrapes_l10_and_another_layer,
+            ready_is_public_and_draining_is_not_ready,
+            sigterm_says_not_ready_first_and_exits_after_the_drain_delay,
+            a_drain_delay_over_the_shutdown_timeout_is_refused, prometheus_scrapes_l10_and_another_layer,
             NULL});
     suite_add_tcase(suite, own);
     int failed = check_run(suite, CK_FORK_GETENV);
