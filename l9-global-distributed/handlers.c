@@ -12,8 +12,12 @@
  *                      conflicts) -> eventual: 200 at once; strong: wait until every other
  *                      healthy region has applied it (poll t's pg_stat_replication), bounded
  *   GET /read/{key} -> region -> serving region t -> (max_staleness_ms: t fresh enough?) ->
- *                      the merge of the three tables on t: highest hlc wins, region breaks ties
- *                      -> 200 (source: t, latency_ms)
+ *                      t is the client's region: t's Redis (region_cache.h) -> hit: 200 ->
+ *                      miss (or failover): the merge of the three tables on t: highest hlc
+ *                      wins, region breaks ties -> fill t's Redis -> 200 (source: t, latency_ms)
+ *
+ * A region's cache forgets a key when the server commits a write there (on_written) and when
+ * replication applies another region's row there (a trigger's NOTIFY, region_cache.h).
  *
  * Conflicts: two regions may write one key at once; each row lands in its writer's table, every
  * region ends up with both rows, and every region's merge picks the same one (hlc, then region,
@@ -35,6 +39,7 @@
 #include "pool.h"
 #include "record.h"
 #include "records.h"
+#include "region_cache.h"
 #include "server.h"
 #include "validate.h"
 #include "xalloc.h"
@@ -120,6 +125,7 @@ void region_init(struct region *r, struct layer *layer, int index, long long clo
 
 void region_cleanup(struct region *r)
 {
+    region_cache_free(r->cache);
     for (int to = 0; to < REGION_COUNT; to++)
         pool_free(r->pools[to]);
     free(r->write_sql);
@@ -349,6 +355,11 @@ static void on_written(const struct pg_reply *replies, int count, enum pg_status
         free_write_flow(flow);
         return;
     }
+    /* Committed: the serving region's cache forgets the key before the reply, so this client's
+     * next read there (after this command on the same Redis connection) cannot see the old
+     * value. The other regions' caches forget it when replication applies it (region_cache.h). */
+    region_cache_invalidate(layer->regions[flow->serving].cache, flow->body.key,
+                            flow->body.key_len);
     if (PQntuples(replies[0].res) == 1) { /* else a higher stamp was there first: it stays */
         const char *stamp = PQgetvalue(replies[0].res, 0, 0);
         snprintf(flow->stamp, sizeof flow->stamp, "%s", stamp);
@@ -442,9 +453,20 @@ struct read_flow {
     double stale_ms;          /* how much of the other regions' writes it may miss (-1: unknown) */
     long long start_us;       /* when the request began (monotonic) */
     bool retried;             /* already sent to a second region */
+    char *token;              /* the cache version seen on a miss, or NULL (cache not used) */
+    unsigned long long epoch; /* the cache's epoch at the lookup (region_cache_fill) */
 };
 
-/* How far behind region r may be: the largest age of another healthy region's heartbeat. */
+static void free_read_flow(struct read_flow *flow)
+{
+    free(flow->key);
+    free(flow->token);
+    free(flow);
+}
+
+/* How far behind region r may be: the largest age of another healthy region's heartbeat, now
+ * (its age when the last heartbeat read it, plus the time since). A value from r's cache is as
+ * stale as r's tables: a row applied there invalidates it (region_cache.h). */
 static double region_staleness(const struct layer *layer, int r)
 {
     double worst = 0;
@@ -454,6 +476,7 @@ static double region_staleness(const struct layer *layer, int r)
         double stale = layer->regions[r].stale_ms[p];
         if (stale < 0)
             return -1;
+        stale += elapsed_ms(layer->regions[r].stale_at_us[p]); /* older by now */
         if (stale > worst)
             worst = stale;
     }
@@ -483,35 +506,82 @@ static bool retry_elsewhere(struct read_flow *flow)
     return true;
 }
 
+/* The answer, from the cache or from the serving region's tables (rec NULL: not found). */
+static void reply_read(struct read_flow *flow, const struct record *rec, bool cache_hit)
+{
+    json_t *reply = record_read_reply(rec, flow->key, flow->key_len);
+    json_object_set_new(reply, "source", json_string(region_name(flow->serving)));
+    json_object_set_new(reply, "region", json_string(region_name(flow->client)));
+    json_object_set_new(reply, "latency_ms", json_real(round2(elapsed_ms(flow->start_us))));
+    json_object_set_new(reply, "staleness_ms",
+                        flow->stale_ms < 0 ? json_null() : json_real(round2(flow->stale_ms)));
+    json_object_set_new(reply, "cache_hit", json_boolean(cache_hit));
+    if (rec == NULL) {
+        json_object_set_new(reply, "written_in", json_null());
+        json_object_set_new(reply, "hlc", json_null());
+    }
+    http_reply_json(flow->req, 200, reply);
+}
+
 static void on_read(PGresult *res, enum pg_status status, void *arg)
 {
     struct read_flow *flow = arg;
+    struct layer *layer = http_request_arg(flow->req);
     if (status == PG_UNAVAILABLE && retry_elsewhere(flow))
         return;
     if (status != PG_OK) {
         records_reply_failure(flow->req, status);
-    } else {
-        struct record *rec =
-            PQntuples(res) == 1
-                ? record_create(flow->key, flow->key_len, PQgetvalue(res, 0, 0),
-                                (size_t)PQgetlength(res, 0, 0), PQgetvalue(res, 0, 1),
-                                PQgetvalue(res, 0, 2))
-                : NULL;
-        json_t *reply = record_read_reply(rec, flow->key, flow->key_len);
-        json_object_set_new(reply, "source", json_string(region_name(flow->serving)));
-        json_object_set_new(reply, "region", json_string(region_name(flow->client)));
-        json_object_set_new(reply, "latency_ms", json_real(round2(elapsed_ms(flow->start_us))));
-        json_object_set_new(reply, "staleness_ms",
-                            flow->stale_ms < 0 ? json_null() : json_real(round2(flow->stale_ms)));
-        bool found = rec != NULL;
-        json_object_set_new(reply, "written_in",
-                            found ? json_string(PQgetvalue(res, 0, 4)) : json_null());
-        json_object_set_new(reply, "hlc", found ? json_string(PQgetvalue(res, 0, 3)) : json_null());
-        record_free(rec);
-        http_reply_json(flow->req, 200, reply);
+        free_read_flow(flow);
+        return;
     }
-    free(flow->key);
-    free(flow);
+    struct record *rec = NULL;
+    if (PQntuples(res) == 1) {
+        rec = record_create(flow->key, flow->key_len, PQgetvalue(res, 0, 0),
+                            (size_t)PQgetlength(res, 0, 0), PQgetvalue(res, 0, 1),
+                            PQgetvalue(res, 0, 2));
+        record_set_extra(rec, "written_in", json_string(PQgetvalue(res, 0, 4)));
+        record_set_extra(rec, "hlc", json_string(PQgetvalue(res, 0, 3)));
+    }
+    /* Filled only from the region the lookup asked (not after a retry elsewhere). */
+    if (rec != NULL && flow->token != NULL && !flow->retried) {
+        size_t len;
+        char *data = record_to_cache(rec, &len);
+        region_cache_fill(layer->regions[flow->serving].cache, flow->epoch, flow->key,
+                          flow->key_len, flow->token, data, len);
+        free(data);
+    }
+    reply_read(flow, rec, false);
+    record_free(rec);
+    free_read_flow(flow);
+}
+
+static void read_tables(struct read_flow *flow)
+{
+    struct layer *layer = http_request_arg(flow->req);
+    struct pg_call call = {{READ_SQL, 1, {flow->key}}, on_read, flow};
+    pool_query(layer->regions[flow->client].pools[flow->serving], &call);
+}
+
+static void on_cache(enum cache_result result, const char *data, size_t len, const char *token,
+                     void *arg)
+{
+    struct read_flow *flow = arg;
+    struct layer *layer = http_request_arg(flow->req);
+    struct region *r = &layer->regions[flow->serving];
+    struct record *rec =
+        result == CACHE_HIT ? record_from_cache(flow->key, flow->key_len, data, len) : NULL;
+    if (rec != NULL)
+        r->cache_hits++;
+    else
+        r->cache_misses++;
+    if (rec != NULL) { /* a malformed entry is a miss */
+        reply_read(flow, rec, true);
+        record_free(rec);
+        free_read_flow(flow);
+        return;
+    }
+    flow->token = token != NULL ? xstrdup(token) : NULL;
+    read_tables(flow);
 }
 
 void handle_read(struct http_request *req, void *arg)
@@ -572,8 +642,12 @@ void handle_read(struct http_request *req, void *arg)
     flow->serving = serving;
     flow->stale_ms = stale;
     flow->start_us = monotonic_us();
-    struct pg_call call = {{READ_SQL, 1, {flow->key}}, on_read, flow};
-    pool_query(home->pools[serving], &call);
+    /* The cache only for a local read: a region served by another pays the link to that
+     * region's tables (the failover's real cost), and its own Redis may be down with it. */
+    if (serving == client)
+        region_cache_get(home->cache, flow->key, flow->key_len, &flow->epoch, on_cache, flow);
+    else
+        read_tables(flow);
 }
 
 /* ---- heartbeats and probes ---- */
@@ -613,6 +687,7 @@ static void on_beat(const struct pg_reply *replies, int count, enum pg_status st
             continue;
         r->lag_ms[p] = PQgetisnull(res, row, 1) ? -1 : strtod(PQgetvalue(res, row, 1), NULL);
         r->stale_ms[p] = strtod(PQgetvalue(res, row, 2), NULL);
+        r->stale_at_us[p] = monotonic_us();
     }
 }
 
@@ -682,6 +757,14 @@ void handle_health(struct http_request *req, void *arg)
         health_note(&health, healthy[i], HEALTH_OPTIONAL);
         up += healthy[i];
     }
+    /* A region's Redis down: its reads go to its PostgreSQL (degraded). */
+    json_t *caches = json_object();
+    for (int i = 0; i < REGION_COUNT; i++) {
+        bool cache_up = region_cache_available(layer->regions[i].cache);
+        json_object_set_new(caches, region_name(i), json_boolean(cache_up));
+        health_note(&health, cache_up, HEALTH_OPTIONAL);
+    }
+    json_object_set_new(health.body, "caches", caches);
     /* One region left serves everyone (degraded); none is unhealthy. */
     health_member(&health, "database", any, HEALTH_REQUIRED);
     json_object_set_new(health.body, "regions", regions);
@@ -757,6 +840,16 @@ void handle_stats(struct http_request *req, void *arg)
         struct pool_stats ps;
         pool_get_stats(layer->regions[i].pools[i], &ps);
         json_object_set_new(o, "pool_size", json_integer(ps.size));
+        const struct region *r = &layer->regions[i];
+        json_t *cache = region_cache_stats_json(r->cache);
+        uint64_t lookups = r->cache_hits + r->cache_misses;
+        json_object_set_new(cache, "hits", json_integer((json_int_t)r->cache_hits));
+        json_object_set_new(cache, "misses", json_integer((json_int_t)r->cache_misses));
+        json_object_set_new(cache, "hit_rate",
+                            json_real(lookups ? round2(100.0 * (double)r->cache_hits /
+                                                       (double)lookups)
+                                              : 0.0));
+        json_object_set_new(o, "cache", cache);
         json_object_set_new(regions, region_name(i), o);
         up += layer->regions[i].healthy;
     }
