@@ -1,5 +1,6 @@
 /*
- * Layer 9: three regions. The layer's context and its request handlers.
+ * Layer 9: three regions. The layer's context and its request handlers (writes.c, reads.c,
+ * status.c), the regions' state and heartbeats (heartbeats.c); what they share is requests.h.
  */
 #ifndef L9_HANDLERS_H
 #define L9_HANDLERS_H
@@ -83,6 +84,9 @@ void handle_read(struct http_request *req, void *arg);
 void handle_health(struct http_request *req, void *arg);
 void handle_stats(struct http_request *req, void *arg);
 void handle_regions(struct http_request *req, void *arg);
+
+/* The UPSERT of a write into region's own table (caller frees). */
+char *region_write_sql(int region);
 
 /* Sets up region index's state (no pools yet: the caller opens them) / frees it and its pools. */
 void region_init(struct region *r, struct layer *layer, int index, long long clock_offset_ms);

@@ -21,17 +21,17 @@
 #define CHANNEL "l9_records" /* replication.sh's trigger notifies here */
 
 struct region_cache {
-    char *name;                          /* the region's name, for the log */
-    struct redis *redis;                 /* the region's Redis */
-    struct cache_aside *cache;           /* the core's cache-aside on it */
-    struct pg_listener *listener;        /* LISTEN l9_records on the region's PostgreSQL */
-    unsigned long long cleared_session;  /* the listener session whose start was cleared (0: none) */
-    unsigned long long pending_session;  /* the session a clear under way (or owed) is for */
-    bool clearing;                       /* a clear is under way */
-    bool clear_owed;                     /* the last clear failed (Redis down): retry */
-    unsigned long long epoch;            /* moves with every change of trust */
-    unsigned long long invalidations;    /* keys invalidated by replicated rows */
-    unsigned long long resets;           /* clears after a (re)connect of the listener */
+    char *name;                         /* the region's name, for the log */
+    struct redis *redis;                /* the region's Redis */
+    struct cache_aside *cache;          /* the core's cache-aside on it */
+    struct pg_listener *listener;       /* LISTEN l9_records on the region's PostgreSQL */
+    unsigned long long cleared_session; /* the listener session whose start was cleared (0: none) */
+    unsigned long long pending_session; /* the session a clear under way (or owed) is for */
+    bool clearing;                      /* a clear is under way */
+    bool clear_owed;                    /* the last clear failed (Redis down): retry */
+    unsigned long long epoch;           /* moves with every change of trust */
+    unsigned long long invalidations;   /* keys invalidated by replicated rows */
+    unsigned long long resets;          /* clears after a (re)connect of the listener */
 };
 
 static void start_clear(struct region_cache *c);
@@ -87,8 +87,7 @@ static void on_payload(const char *payload, void *arg)
 
 struct region_cache *region_cache_create(struct server *server, const char *name,
                                          const char *redis_url, long redis_timeout_ms,
-                                         const char *pg_url, long pg_connect_timeout_ms,
-                                         long ttl_s)
+                                         const char *pg_url, long pg_connect_timeout_ms, long ttl_s)
 {
     struct redis *redis = backends_start_redis(server, redis_url, redis_timeout_ms);
     if (redis == NULL)
@@ -100,8 +99,8 @@ struct region_cache *region_cache_create(struct server *server, const char *name
     snprintf(prefix, sizeof prefix, "l9:%s", name);
     struct cache_settings cs = {prefix, ttl_s, NULL};
     c->cache = cache_aside_create(redis, &cs, server_metrics(server));
-    c->listener = pg_listener_create(server_base(server), server_resolver(server), pg_url,
-                                     CHANNEL, pg_connect_timeout_ms, on_wake, c);
+    c->listener = pg_listener_create(server_base(server), server_resolver(server), pg_url, CHANNEL,
+                                     pg_connect_timeout_ms, on_wake, c);
     pg_listener_on_payload(c->listener, on_payload);
     return c;
 }

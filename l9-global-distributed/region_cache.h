@@ -37,8 +37,8 @@ struct server;
  * by the NOTIFYs of the PostgreSQL at pg_url. NULL for a malformed Redis URL (logged). */
 struct region_cache *region_cache_create(struct server *server, const char *name,
                                          const char *redis_url, long redis_timeout_ms,
-                                         const char *pg_url, long pg_connect_timeout_ms,
-                                         long ttl_s) __attribute__((warn_unused_result));
+                                         const char *pg_url, long pg_connect_timeout_ms, long ttl_s)
+    __attribute__((warn_unused_result));
 void region_cache_free(struct region_cache *cache);
 
 /* cache_aside_get when the cache is trusted, else cb(CACHE_UNAVAILABLE) at once. *epoch gets the
