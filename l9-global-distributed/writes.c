@@ -171,16 +171,17 @@ static void on_written(const struct pg_reply *replies, int count, enum pg_status
     struct write_flow *flow = arg;
     struct layer *layer = http_request_arg(flow->req);
     (void)count;
+    /* The serving region's cache forgets the key before the reply, so this client's next read
+     * there (after this command on the same Redis connection) cannot see the old value; also
+     * when the write failed, for it may have committed (a timeout, a lost connection). The
+     * other regions' caches forget it when replication applies it (region_cache.h). */
+    region_cache_invalidate(layer->regions[flow->serving].cache, flow->body.key,
+                            flow->body.key_len);
     if (replies[0].status != PG_OK) {
         records_reply_failure(flow->req, replies[0].status);
         free_write_flow(flow);
         return;
     }
-    /* Committed: the serving region's cache forgets the key before the reply, so this client's
-     * next read there (after this command on the same Redis connection) cannot see the old
-     * value. The other regions' caches forget it when replication applies it (region_cache.h). */
-    region_cache_invalidate(layer->regions[flow->serving].cache, flow->body.key,
-                            flow->body.key_len);
     if (PQntuples(replies[0].res) == 1) { /* else a higher stamp was there first: it stays */
         const char *stamp = PQgetvalue(replies[0].res, 0, 0);
         snprintf(flow->stamp, sizeof flow->stamp, "%s", stamp);
