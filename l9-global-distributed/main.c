@@ -8,7 +8,9 @@
  * its own, through the link to the others (used when its own is down, so failover pays the real
  * distance). Hybrid logical clocks stamp the writes (REGION_CLOCK_OFFSET_MS skews one to show
  * why), a strong write waits for the other regions (STRONG_TIMEOUT_MS), and a heartbeat
- * (HEARTBEAT_MS) measures health, lag and staleness.
+ * (HEARTBEAT_MS) measures health, lag and staleness. Each region's Redis (REGION_REDIS_URLS,
+ * CACHE_TTL) caches its local reads, invalidated by the server's writes and by replication's
+ * (region_cache.h).
  *
  * The tables, publications and subscriptions are not the server's: creating a subscription
  * needs a superuser, and the application role may write only its region's tables. They are made
@@ -16,6 +18,9 @@
  * heartbeat fails and /health says so.
  */
 #include "handlers.h"
+
+#include "cache_aside.h"
+#include "region_cache.h"
 
 #include "http.h"
 #include "log.h"
@@ -48,6 +53,12 @@ static const struct config_row layer_rows[] = {
      "the WAN links' PostgreSQL URLs, in the order us-east->eu-west, us-east->asia-pac, "
      "eu-west->us-east, eu-west->asia-pac, asia-pac->us-east, asia-pac->eu-west",
      &layer.link_urls, NULL},
+    {"REGION_REDIS_URLS", CONFIG_STRING,
+     "redis://127.0.0.1:16490/0,redis://127.0.0.1:16491/0,redis://127.0.0.1:16492/0", 0, 0,
+     "Redis of us-east, eu-west, asia-pac (comma-separated): each region's cache",
+     &layer.redis_urls, NULL},
+    {"REDIS_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     "deadline for connecting to a Redis and for each command", &layer.redis_timeout_ms, NULL},
     {"REGION_LATENCY_MS", CONFIG_STRING, "", 0, 0,
      "one-way delays overriding the defaults (us-east:eu-west=40,us-east:asia-pac=90,"
      "eu-west:asia-pac=80)",
@@ -69,6 +80,7 @@ static const struct config_row layer_rows[] = {
 
 static const struct config_set layer_sets[] = {
     POOL_EACH_CONFIG_SET(&layer.db),
+    CACHE_CONFIG_SET(&layer.cache_ttl_s),
     CONFIG_SET("layer 9", layer_rows),
 };
 
@@ -94,6 +106,12 @@ static bool split_urls(const char *list, char **out, int n)
     return false;
 }
 
+static void free_urls(char **urls, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(urls[i]);
+}
+
 static void on_beat_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -117,17 +135,23 @@ static bool start(struct server *server, void *arg)
         return false;
     }
     l->default_index = region_find(l->default_region, strlen(l->default_region));
-    char *dbs[REGION_COUNT], *links[LINK_COUNT];
+    char *dbs[REGION_COUNT], *links[LINK_COUNT], *caches[REGION_COUNT];
     if (!split_urls(l->database_urls, dbs, REGION_COUNT)) {
         LOG_ERROR("REGION_DATABASE_URLS needs %d URLs (us-east, eu-west, asia-pac)", REGION_COUNT);
         return false;
     }
     if (!split_urls(l->link_urls, links, LINK_COUNT)) {
         LOG_ERROR("REGION_LINK_URLS needs %d URLs (one per link, see --help)", LINK_COUNT);
-        for (int i = 0; i < REGION_COUNT; i++)
-            free(dbs[i]);
+        free_urls(dbs, REGION_COUNT);
         return false;
     }
+    if (!split_urls(l->redis_urls, caches, REGION_COUNT)) {
+        LOG_ERROR("REGION_REDIS_URLS needs %d URLs (us-east, eu-west, asia-pac)", REGION_COUNT);
+        free_urls(dbs, REGION_COUNT);
+        free_urls(links, LINK_COUNT);
+        return false;
+    }
+    bool ok = true;
     for (int from = 0; from < REGION_COUNT; from++) {
         struct region *r = &l->regions[from];
         region_init(r, l, from, offsets[from]);
@@ -140,13 +164,18 @@ static bool start(struct server *server, void *arg)
             r->pools[to] = pool_config_create(&c, server_base(server), application,
                                               server_metrics(server));
         }
+        r->cache = region_cache_create(server, region_name(from), caches[from],
+                                       l->redis_timeout_ms, dbs[from], l->db.connect_timeout_ms,
+                                       l->cache_ttl_s);
+        ok = ok && r->cache != NULL;
         if (offsets[from] != 0)
             LOG_INFO("region %s: clock offset %lld ms", region_name(from), offsets[from]);
     }
-    for (int i = 0; i < REGION_COUNT; i++)
-        free(dbs[i]);
-    for (int i = 0; i < LINK_COUNT; i++)
-        free(links[i]);
+    free_urls(dbs, REGION_COUNT);
+    free_urls(links, LINK_COUNT);
+    free_urls(caches, REGION_COUNT);
+    if (!ok)
+        return false;
     LOG_INFO("regions: us-east<->eu-west %.1f ms, us-east<->asia-pac %.1f ms, "
              "eu-west<->asia-pac %.1f ms one way; default %s",
              l->matrix.ms[0][1], l->matrix.ms[0][2], l->matrix.ms[1][2], l->default_region);
@@ -173,6 +202,8 @@ static void maintain(void *arg)
     for (int from = 0; from < REGION_COUNT; from++)
         for (int to = 0; to < REGION_COUNT; to++)
             pool_maintain(l->regions[from].pools[to]);
+    for (int i = 0; i < REGION_COUNT; i++)
+        region_cache_maintain(l->regions[i].cache);
     regions_probe(l);
 }
 
@@ -195,7 +226,8 @@ int main(int argc, char **argv)
                    "and region failover",
         .default_port = 8009,
         CONFIG_SETS(layer_sets),
-        .metric_modules = METRIC_MODULE_PG | METRIC_MODULE_POOL,
+        .metric_modules =
+            METRIC_MODULE_PG | METRIC_MODULE_POOL | METRIC_MODULE_REDIS | METRIC_MODULE_CACHE,
         .start = start,
         .maintain = maintain,
         .stop = stop,

@@ -10,6 +10,10 @@
 # On each region R, as the superuser (a subscription needs one in PostgreSQL 15):
 #   - every region's tables: records_<r> (the rows region r wrote) and heartbeat_<r> (r's clock,
 #     and, by a trigger that fires for replicated rows too, when this region applied it);
+#   - on records_<r>, a trigger that only replication's apply workers fire (ENABLE REPLICA:
+#     they run as session_replication_role = replica; the server's own writes do not) sends
+#     NOTIFY l9_records with the row's key, at the apply's commit: the server LISTENs and
+#     invalidates the key in R's Redis (region_cache.h);
 #   - the application role `layers` may read them all but write only R's own (a replicated row
 #     that conflicts with a local one would stop that subscription for good);
 #   - publication pub_<R>: R's two tables;
@@ -72,12 +76,17 @@ SQL
         cat <<SQL
 CREATE OR REPLACE FUNCTION heartbeat_applied() RETURNS trigger LANGUAGE plpgsql AS
   \$\$ BEGIN NEW.applied_at := clock_timestamp(); RETURN NEW; END \$\$;
+CREATE OR REPLACE FUNCTION records_applied() RETURNS trigger LANGUAGE plpgsql AS
+  \$\$ BEGIN PERFORM pg_notify('l9_records', NEW.key); RETURN NULL; END \$\$;
 SQL
         for r in "${REGIONS[@]}"; do
             cat <<SQL
 CREATE OR REPLACE TRIGGER heartbeat_${r}_applied BEFORE INSERT OR UPDATE ON heartbeat_$r
   FOR EACH ROW EXECUTE FUNCTION heartbeat_applied();
 ALTER TABLE heartbeat_$r ENABLE ALWAYS TRIGGER heartbeat_${r}_applied;
+CREATE OR REPLACE TRIGGER records_${r}_applied AFTER INSERT OR UPDATE ON records_$r
+  FOR EACH ROW EXECUTE FUNCTION records_applied();
+ALTER TABLE records_$r ENABLE REPLICA TRIGGER records_${r}_applied;
 SQL
         done
         cat <<SQL

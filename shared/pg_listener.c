@@ -36,6 +36,7 @@ struct pg_listener {
     char *listen_sql;                 /* "LISTEN channel" */
     long connect_timeout_ms;          /* deadline of one attempt */
     pg_listener_wake_cb wake;         /* the owner's callback */
+    pg_listener_payload_cb payload;   /* each notification's payload to the owner, or NULL */
     void *arg;                        /* its argument */
     enum listener_state state;        /* see above */
     bool up;                          /* the LISTEN is acknowledged */
@@ -45,6 +46,7 @@ struct pg_listener {
     struct event *timer;              /* retry wait (DOWN) or connect deadline (CONNECTING) */
     struct backoff backoff;           /* waits between attempts */
     unsigned long long notifications; /* received so far */
+    unsigned long long sessions;      /* times the LISTEN came into force */
 };
 
 static void start_connect(struct pg_listener *l);
@@ -108,6 +110,7 @@ static void read_input(struct pg_listener *l)
         }
         if (!l->up) { /* the LISTEN is in force: look once for what happened meanwhile */
             l->up = true;
+            l->sessions++;
             if (l->outage_logged)
                 LOG_INFO("pg_listener: listening again");
             l->outage_logged = false;
@@ -120,6 +123,8 @@ static void read_input(struct pg_listener *l)
     bool woken = false;
     PGnotify *n;
     while ((n = PQnotifies(l->pg)) != NULL) {
+        if (l->payload != NULL)
+            l->payload(n->extra, l->arg);
         PQfreemem(n);
         l->notifications++;
         woken = true;
@@ -259,4 +264,14 @@ bool pg_listener_up(const struct pg_listener *l)
 unsigned long long pg_listener_notifications(const struct pg_listener *l)
 {
     return l->notifications;
+}
+
+void pg_listener_on_payload(struct pg_listener *l, pg_listener_payload_cb cb)
+{
+    l->payload = cb;
+}
+
+unsigned long long pg_listener_sessions(const struct pg_listener *l)
+{
+    return l->sessions;
 }

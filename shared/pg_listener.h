@@ -30,6 +30,11 @@ struct resolver;
  * notification arrived on the channel, or the listener has just (re)connected. */
 typedef void (*pg_listener_wake_cb)(void *arg);
 
+/* Called once per notification with its payload (the NOTIFY's text, valid during the call),
+ * before the wake it belongs to: for an owner that acts on what a notification names (layer 9
+ * invalidates the key a replicated row changed). */
+typedef void (*pg_listener_payload_cb)(const char *payload, void *arg);
+
 /* Starts connecting at once. channel must be a plain identifier (letters, digits, '_'). */
 struct pg_listener *pg_listener_create(struct event_base *base, struct resolver *resolver,
                                        const char *url, const char *channel,
@@ -43,5 +48,12 @@ bool pg_listener_up(const struct pg_listener *listener);
 
 /* Notifications received since creation. */
 unsigned long long pg_listener_notifications(const struct pg_listener *listener);
+
+/* Also hands each notification's payload to cb (with the wake's arg); NULL stops it. */
+void pg_listener_on_payload(struct pg_listener *listener, pg_listener_payload_cb cb);
+
+/* How many times the LISTEN has come into force (1 after the first connect). An owner that must
+ * not miss a notification sees a reconnect, and so possibly lost notifications, when it grows. */
+unsigned long long pg_listener_sessions(const struct pg_listener *listener);
 
 #endif

@@ -11,7 +11,10 @@
  * - a strong write is in every region's tables when its reply arrives;
  * - a region stopped under load: its clients are served by another region (`source`), and once
  *   it is back no acknowledged write is missing and the regions agree;
- * - an unknown region is a 422 naming the valid ones; max_staleness_ms is honoured.
+ * - an unknown region is a 422 naming the valid ones; max_staleness_ms is honoured;
+ * - each region's Redis cache: a row replication applies replaces the value cached there
+ *   (within the notification's delivery once the region's tables have it), a local write is
+ *   read back at once, and a region whose Redis is down reads from its PostgreSQL.
  *
  * The shared cases that lock `records` (which layer 9 does not have: its rows are in
  * records_<region>) and those that stop or hang "the" database expecting the layer to fail
@@ -29,14 +32,17 @@
 #define PG_PORT     31900 /* regions on 31900-31902, the WAN links on 31903-31908 */
 #define SERVER_PORT 31950
 #define LINKS_PORT  31951 /* the links helper's PORT (unused by it) */
+#define REDIS_PORT  31910 /* each region's Redis on 31910-31912 */
 #define REGIONS     3
 
 static const char *const names[REGIONS] = {"us-east", "eu-west", "asia-pac"};
 static const char *const suffixes[REGIONS] = {"us_east", "eu_west", "asia_pac"};
 
 static struct tk_pg pg[REGIONS];
+static struct tk_redis redis[REGIONS];
+static bool redis_stopped[REGIONS]; /* by a test: stop_server starts it again */
 static struct tk_server server, links;
-static char dbs_env[512], links_env[1024];
+static char dbs_env[512], links_env[1024], redis_env[512];
 
 /* The merge read, on region i's own tables. */
 static const char MERGE_SQL[] =
@@ -137,8 +143,11 @@ static void start_default(void)
 static void stop_server(void)
 {
     tk_server_stop(&server, SIGKILL, 5000);
-    for (int i = 0; i < REGIONS; i++)
+    for (int i = 0; i < REGIONS; i++) {
         tk_pg_restart(&pg[i]); /* in case a test stopped one and then failed */
+        if (redis_stopped[i])
+            redis_stopped[i] = !tk_redis_restart(&redis[i]);
+    }
 }
 
 /* Waits until /health says every region is healthy again. */
@@ -284,6 +293,127 @@ START_TEST(a_strong_write_is_in_every_region_on_return)
             free(v);
         }
     }
+}
+END_TEST
+
+/* ---- each region's cache ---- */
+
+/* Reads key in region until its value is `value` and its cache_hit is `hit` (or either when
+ * hit < 0); false after timeout_ms. */
+static bool wait_read(const char *region, const char *key, const char *value, int hit,
+                      long timeout_ms)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/read/%s", key);
+    long long deadline = tk_now_ms() + timeout_ms;
+    do {
+        struct tk_response res;
+        read_in(region, path, &res);
+        const char *got = res.json ? json_string_value(json_object_get(res.json, "value")) : NULL;
+        json_t *cache_hit = res.json ? json_object_get(res.json, "cache_hit") : NULL;
+        bool ok = res.status == 200 && got != NULL && strcmp(got, value) == 0 &&
+                  json_is_boolean(cache_hit) && (hit < 0 || json_is_true(cache_hit) == (hit == 1));
+        if (ok)
+            ck_assert_str_eq(member_string(res.json, "source"), region);
+        tk_response_free(&res);
+        if (ok)
+            return true;
+        usleep(10 * 1000);
+    } while (tk_now_ms() < deadline);
+    return false;
+}
+
+START_TEST(a_replicated_write_replaces_the_value_cached_in_every_other_region)
+{
+    start_default();
+    char key[64];
+    snprintf(key, sizeof key, "cached-%lld", tk_now_ms());
+    struct tk_response res;
+    write_in("us-east", key, "old", false, &res);
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+    /* eu-west and asia-pac have the row, read it, and then serve it from their cache */
+    for (int r = 1; r < REGIONS; r++) {
+        ck_assert(wait_value(r, key, "old", 5000));
+        ck_assert_msg(wait_read(names[r], key, "old", 1, 5000), "%s never cached it", names[r]);
+    }
+    write_in("us-east", key, "new", false, &res);
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+    for (int r = 1; r < REGIONS; r++) {
+        /* once the region's tables have it, its cache follows within the notification's
+         * delivery (the TTL is 300 s: without the invalidation, "old" would stay) */
+        ck_assert(wait_value(r, key, "new", 5000));
+        ck_assert_msg(wait_read(names[r], key, "new", -1, 500),
+                      "%s still serves the old value from its cache", names[r]);
+        ck_assert_msg(wait_read(names[r], key, "new", 1, 5000), "%s never cached the new value",
+                      names[r]);
+    }
+    /* the invalidations were replication's, counted per region */
+    tk_get(SERVER_PORT, "/stats", &res);
+    ck_assert_int_eq(res.status, 200);
+    json_t *cache = json_object_get(json_object_get(json_object_get(res.json, "regions"),
+                                                    "eu-west"),
+                                    "cache");
+    ck_assert(json_is_true(json_object_get(cache, "trusted")));
+    ck_assert(json_integer_value(json_object_get(cache, "replicated_invalidations")) >= 1);
+    ck_assert(json_integer_value(json_object_get(cache, "hits")) >= 2);
+    tk_response_free(&res);
+}
+END_TEST
+
+START_TEST(a_local_write_is_read_back_at_once_though_cached_before)
+{
+    start_default();
+    char key[64];
+    snprintf(key, sizeof key, "own-%lld", tk_now_ms());
+    struct tk_response res;
+    write_in("asia-pac", key, "first", false, &res);
+    tk_response_free(&res);
+    ck_assert(wait_read("asia-pac", key, "first", 1, 5000));
+    for (int i = 0; i < 20; i++) {
+        char value[32];
+        snprintf(value, sizeof value, "v%d", i);
+        write_in("asia-pac", key, value, false, &res);
+        ck_assert_int_eq(res.status, 200);
+        tk_response_free(&res);
+        ck_assert_msg(wait_read("asia-pac", key, value, -1, 0), "write %d not read back", i);
+    }
+}
+END_TEST
+
+START_TEST(a_region_whose_redis_is_down_reads_from_its_postgresql)
+{
+    start_default();
+    char key[64];
+    snprintf(key, sizeof key, "no-redis-%lld", tk_now_ms());
+    struct tk_response res;
+    write_in("eu-west", key, "before", false, &res);
+    tk_response_free(&res);
+    ck_assert(wait_read("eu-west", key, "before", 1, 5000));
+    redis_stopped[1] = tk_redis_stop(&redis[1]);
+    ck_assert(redis_stopped[1]);
+    /* served by eu-west's PostgreSQL, not its cache, and written too */
+    write_in("eu-west", key, "during", false, &res);
+    ck_assert_int_eq(res.status, 200);
+    tk_response_free(&res);
+    ck_assert_msg(wait_read("eu-west", key, "during", 0, 2000), "eu-west's reads failed");
+    tk_get(SERVER_PORT, "/health", &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(member_string(res.json, "status"), "degraded");
+    ck_assert(json_is_false(json_object_get(json_object_get(res.json, "caches"), "eu-west")));
+    ck_assert(json_is_true(json_object_get(json_object_get(res.json, "caches"), "us-east")));
+    tk_response_free(&res);
+    /* replicated there meanwhile: eu-west's tables have it */
+    write_in("us-east", key, "from us-east", false, &res);
+    tk_response_free(&res);
+    ck_assert(wait_value(1, key, "from us-east", 5000));
+    ck_assert(wait_read("eu-west", key, "from us-east", 0, 500));
+    /* back: cached again, and never the value from before the outage */
+    redis_stopped[1] = !tk_redis_restart(&redis[1]);
+    ck_assert(!redis_stopped[1]);
+    ck_assert_msg(wait_read("eu-west", key, "from us-east", 1, 10000),
+                  "eu-west's cache is not used again");
 }
 END_TEST
 
@@ -465,8 +595,16 @@ static bool start_stack(void)
         ln += (size_t)snprintf(links_env + ln, sizeof links_env - ln,
                                "%spostgresql://layers@127.0.0.1:%d/layers",
                                i ? "," : "REGION_LINK_URLS=", PG_PORT + REGIONS + i);
+    size_t rn = 0;
+    for (int i = 0; i < REGIONS; i++) {
+        if (!tk_redis_start(&redis[i], REDIS_PORT + i))
+            return false;
+        rn += (size_t)snprintf(redis_env + rn, sizeof redis_env - rn, "%s%s",
+                               i ? "," : "REGION_REDIS_URLS=", redis[i].url);
+    }
     putenv(dbs_env);
     putenv(links_env);
+    putenv(redis_env);
     static const char *const links_settings[] = {"DELAY_PROXY=" DELAY_PROXY_BIN, NULL};
     if (!tk_server_spawn(&links, LINKS_BIN, LINKS_PORT, links_settings))
         return false;
@@ -507,7 +645,8 @@ int main(void)
     bool ok = start_stack();
     int rc = 1;
     if (ok) {
-        static const char *env[] = {dbs_env, links_env, "DB_POOL_ACQUIRE_TIMEOUT_MS=20000",
+        static const char *env[] = {dbs_env, links_env, redis_env,
+                                    "DB_POOL_ACQUIRE_TIMEOUT_MS=20000",
                                     NULL};
         struct contract_target target = {SERVER_BIN, "9-global-distributed", SERVER_PORT, &pg[0],
                                          env, false};
@@ -521,6 +660,9 @@ int main(void)
                 a_strong_write_is_in_every_region_on_return,
                 a_stopped_region_is_served_elsewhere_and_loses_no_acknowledged_write,
                 an_unknown_region_is_a_422_naming_the_valid_ones, max_staleness_is_honoured,
+                a_replicated_write_replaces_the_value_cached_in_every_other_region,
+                a_local_write_is_read_back_at_once_though_cached_before,
+                a_region_whose_redis_is_down_reads_from_its_postgresql,
                 write_and_read_have_the_contract_shape_with_region_extras, NULL});
         /* Layer 9's write message is the contract's l9 one: its version of this case is above. */
         static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
@@ -536,6 +678,8 @@ int main(void)
     tk_server_stop(&links, SIGTERM, 5000);
     for (int i = 1; i < REGIONS; i++)
         tk_pg_destroy(&pg[i]);
+    for (int i = 0; i < REGIONS; i++)
+        tk_redis_destroy(&redis[i]);
     if (!ok)
         tk_pg_destroy(&pg[0]);
     return rc;
