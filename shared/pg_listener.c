@@ -34,6 +34,7 @@ struct pg_listener {
     struct resolver *resolver;        /* host names off the loop, or NULL (libpq resolves) */
     struct resolve_request *lookup;   /* the lookup under way (RESOLVING), or NULL */
     char *listen_sql;                 /* "LISTEN channel" */
+    char application[64];             /* its application_name: "listen channel" */
     long connect_timeout_ms;          /* deadline of one attempt */
     pg_listener_wake_cb wake;         /* the owner's callback */
     pg_listener_payload_cb payload;   /* each notification's payload to the owner, or NULL */
@@ -189,7 +190,7 @@ static void connect_to(struct pg_listener *l, const char *hostaddr)
 {
     const char *keywords[] = {"gssencmode",       "sslmode",  "dbname",
                               "application_name", "hostaddr", NULL};
-    const char *values[] = {"disable", "disable", l->url, "l7-relay-listener", hostaddr, NULL};
+    const char *values[] = {"disable", "disable", l->url, l->application, hostaddr, NULL};
     if (hostaddr == NULL)
         keywords[4] = NULL;
     l->state = LISTENER_CONNECTING;
@@ -235,6 +236,7 @@ struct pg_listener *pg_listener_create(struct event_base *base, struct resolver 
     size_t len = sizeof "LISTEN " + strlen(channel);
     l->listen_sql = xmalloc(len);
     snprintf(l->listen_sql, len, "LISTEN %s", channel);
+    snprintf(l->application, sizeof l->application, "listen %s", channel);
     l->connect_timeout_ms = connect_timeout_ms;
     l->wake = wake;
     l->arg = arg;
