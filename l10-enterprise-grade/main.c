@@ -6,8 +6,9 @@
  * per key shared in a Redis of its own (RATE_LIMIT_*), a circuit breaker per shard and per
  * Redis (BREAKER_*), a budget per request (REQUEST_TIMEOUT_MS), load shedding (MAX_IN_FLIGHT,
  * MAX_LOOP_LAG_MS), GET /ready beside /health, and a drain delay (DRAIN_DELAY_MS): after SIGTERM
- * /ready says 503 while the server still serves, so that a load balancer stops sending first. PROTECTIONS=off turns the protections off,
- * to measure what they cost (bench/README.md, "Variants").
+ * /ready says 503 while the server still serves, so that a load balancer stops sending first.
+ * PROTECTIONS=off turns the protections off, to measure what they cost (bench/README.md,
+ * "Variants").
  *
  * Two Redis servers: the cache tier's evicts any key under memory pressure (LRU), which must
  * never reset a budget, and a cache outage must not lift the rate limits; so budgets live in a

@@ -266,18 +266,18 @@ struct allowance_slot {
 };
 
 struct rate_limiter {
-    struct redis *redis;              /* the rate limiter's Redis, or NULL */
-    struct breaker *breaker;          /* guards it, or NULL */
-    struct rate_limit_settings s;     /* the limit, the slices' cap and lease */
-    long cap;                         /* rate_slice_cap of the settings */
-    char sha[41];                     /* the script's SHA-1, for EVALSHA */
-    char limit_text[24];              /* ARGV[1] */
-    char period_text[24];             /* ARGV[2] */
-    struct allowance_slot *slices;    /* s.slots of them, open addressing by the id */
-    struct local_limiter *local;      /* the fallback */
-    bool shared_now;                  /* the last Redis check worked */
-    unsigned long long decisions[2];  /* [0] local, [1] on the shared budget */
-    unsigned long long settles;       /* script calls sent */
+    struct redis *redis;             /* the rate limiter's Redis, or NULL */
+    struct breaker *breaker;         /* guards it, or NULL */
+    struct rate_limit_settings s;    /* the limit, the slices' cap and lease */
+    long cap;                        /* rate_slice_cap of the settings */
+    char sha[41];                    /* the script's SHA-1, for EVALSHA */
+    char limit_text[24];             /* ARGV[1] */
+    char period_text[24];            /* ARGV[2] */
+    struct allowance_slot *slices;   /* s.slots of them, open addressing by the id */
+    struct local_limiter *local;     /* the fallback */
+    bool shared_now;                 /* the last Redis check worked */
+    unsigned long long decisions[2]; /* [0] local, [1] on the shared budget */
+    unsigned long long settles;      /* script calls sent */
 };
 
 /* One settle waiting for Redis: a request's (cb set), or a slice asked for ahead. */
@@ -343,9 +343,8 @@ static void decide_locally(struct rate_limiter *l, const char *key_id, rate_limi
 static bool idle(const struct allowance_slot *slot, long long now_ms)
 {
     const struct allowance *a = &slot->a;
-    return slot->id[0] == '\0' ||
-           (!a->pending && (a->tokens == 0 || now_ms >= a->expires_ms) &&
-            now_ms >= a->refused_until_ms);
+    return slot->id[0] == '\0' || (!a->pending && (a->tokens == 0 || now_ms >= a->expires_ms) &&
+                                   now_ms >= a->refused_until_ms);
 }
 
 /*

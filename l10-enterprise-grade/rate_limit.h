@@ -23,10 +23,11 @@
  * older than its lease (RATE_LIMIT_LEASE_MS): unspent requests are then dropped, never spent
  * late. Requests that find the slice spent while a settle is in flight wait for its answer (at
  * most RATE_LIMIT_WAITERS per key; more ask Redis each for itself), so a burst of concurrent
- * requests costs one round trip, not one each. A slice grows from 1 (doubling while the key's requests spend it within the lease, up
- * to RATE_LIMIT_SLICE) and shrinks again when it outlives its lease, so a quiet key is decided
- * in Redis request by request, exactly as before. Its cap is also the budget's refill during one
- * lease (limit x lease / period, at least 1): a key of 100 per minute always has slices of 1.
+ * requests costs one round trip, not one each. A slice grows from 1 (doubling while the key's
+ * requests spend it within the lease, up to RATE_LIMIT_SLICE) and shrinks again when it outlives
+ * its lease, so a quiet key is decided in Redis request by request, exactly as before. Its cap is
+ * also the budget's refill during one lease (limit x lease / period, at least 1): a key of 100 per
+ * minute always has slices of 1.
  *
  * The bound, and why it is acceptable: an instance admits only requests Redis counted, but one
  * counted when its slice was reserved may be admitted later (within the lease). An instance
@@ -139,11 +140,11 @@ typedef void (*rate_limit_cb)(const struct rate_decision *decision, void *arg);
 
 /* The limit and how it is kept. */
 struct rate_limit_settings {
-    long limit;         /* RATE_LIMIT_REQUESTS */
+    long limit;          /* RATE_LIMIT_REQUESTS */
     long long period_ms; /* RATE_LIMIT_WINDOW_S, in ms */
-    long slice_max;     /* RATE_LIMIT_SLICE: most requests an instance takes from Redis at once */
-    long lease_ms;      /* RATE_LIMIT_LEASE_MS: a slice's lifetime */
-    size_t slots;       /* RATE_LIMIT_LOCAL_SLOTS: keys tracked here (slices, and the fallback) */
+    long slice_max;      /* RATE_LIMIT_SLICE: most requests an instance takes from Redis at once */
+    long lease_ms;       /* RATE_LIMIT_LEASE_MS: a slice's lifetime */
+    size_t slots;        /* RATE_LIMIT_LOCAL_SLOTS: keys tracked here (slices, and the fallback) */
 };
 
 /* redis may be NULL (local only); breaker guards it (may be NULL). */

@@ -196,7 +196,7 @@ START_TEST(an_allowance_grows_while_busy_and_drops_what_outlives_its_lease)
         ck_assert_int_le(a.tokens, cap);
     }
     ck_assert_int_eq(a.next_want, cap);
-    ck_assert_int_ge(spent_here, 40); /* most requests asked no one */
+    ck_assert_int_ge(spent_here, 40);               /* most requests asked no one */
     ck_assert_int_eq(asked + 1, 60 + 1 + a.tokens); /* Redis counted what was spent or held */
     /* Quiet: what outlives the lease is dropped, not spent late; the slice shrinks. */
     ck_assert_int_gt(a.tokens, 0);
@@ -240,7 +240,7 @@ START_TEST(a_refused_settle_is_not_asked_again_ahead_until_retry_after)
     allowance_settled(&a, 2, 3, 1000, 100, 0, 0, 60000, 600, false, false, &d);
     ck_assert_int_eq(allowance_prefetch(&a, 4, 8), 0); /* not again at once: no loop */
     ck_assert_int_eq(allowance_take(&a, 4, 100, &d), ALLOWANCE_SPENT); /* the held ones serve */
-    ck_assert_int_eq(allowance_prefetch(&a, 603, 8), 8 - 1);            /* after Retry-After */
+    ck_assert_int_eq(allowance_prefetch(&a, 603, 8), 8 - 1);           /* after Retry-After */
 }
 END_TEST
 
@@ -450,7 +450,7 @@ START_TEST(a_backend_seen_answering_ends_the_open_time_early)
     ck_assert_int_eq(breaker_state(b), BREAKER_OPEN);
     ck_assert(!breaker_allow(b, t + 300));
     ck_assert_int_eq(breaker_retry_after_s(b, t + 300), 5);
-    breaker_backend_answered(b, t + 400); /* the health probe's SELECT 1 answered */
+    breaker_backend_answered(b, t + 400);             /* the health probe's SELECT 1 answered */
     ck_assert_int_eq(breaker_state(b), BREAKER_OPEN); /* a real call closes it, not the probe */
     ck_assert_int_eq(breaker_retry_after_s(b, t + 400), 1);
     ck_assert(breaker_allow(b, t + 401)); /* the half-open call, 4.6 s early */
@@ -468,22 +468,22 @@ int main(void)
 {
     Suite *suite = suite_create("l10-units");
     suite_add_tcase(
-        suite, check_tcase("units", NULL, NULL, 30,
-                           (const TTest *const[]){
-                               keys_are_checked_with_their_scopes, the_id_is_the_digest_prefix,
-                               bad_key_settings_are_refused, keys_are_read_from_a_file,
-                               gcra_allows_the_limit_then_refills_smoothly,
-                               gcra_reserves_a_slice_at_once,
-                               a_slice_is_capped_by_the_refill_of_one_lease,
-                               an_allowance_grows_while_busy_and_drops_what_outlives_its_lease,
-                               a_settle_covers_the_requests_waiting_for_it,
-                               a_refused_settle_is_not_asked_again_ahead_until_retry_after,
-                               a_refusal_is_remembered_for_at_most_a_lease,
-                               a_burst_across_two_instances_stays_within_the_bound,
-                               the_local_limiter_keeps_keys_apart_and_bounded,
-                               a_breaker_opens_on_the_failure_rate_after_enough_calls,
-                               a_breaker_stays_closed_under_the_rate_and_forgets_old_failures,
-                               a_breaker_half_opens_with_one_probe_and_closes_on_success,
-                               a_backend_seen_answering_ends_the_open_time_early, NULL}));
+        suite,
+        check_tcase("units", NULL, NULL, 30,
+                    (const TTest *const[]){
+                        keys_are_checked_with_their_scopes, the_id_is_the_digest_prefix,
+                        bad_key_settings_are_refused, keys_are_read_from_a_file,
+                        gcra_allows_the_limit_then_refills_smoothly, gcra_reserves_a_slice_at_once,
+                        a_slice_is_capped_by_the_refill_of_one_lease,
+                        an_allowance_grows_while_busy_and_drops_what_outlives_its_lease,
+                        a_settle_covers_the_requests_waiting_for_it,
+                        a_refused_settle_is_not_asked_again_ahead_until_retry_after,
+                        a_refusal_is_remembered_for_at_most_a_lease,
+                        a_burst_across_two_instances_stays_within_the_bound,
+                        the_local_limiter_keeps_keys_apart_and_bounded,
+                        a_breaker_opens_on_the_failure_rate_after_enough_calls,
+                        a_breaker_stays_closed_under_the_rate_and_forgets_old_failures,
+                        a_breaker_half_opens_with_one_probe_and_closes_on_success,
+                        a_backend_seen_answering_ends_the_open_time_early, NULL}));
     return check_run(suite, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

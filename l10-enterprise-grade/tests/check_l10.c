@@ -534,8 +534,7 @@ END_TEST
 
 START_TEST(a_drain_delay_over_the_shutdown_timeout_is_refused)
 {
-    static const char *const too_long[] = {"DRAIN_DELAY_MS=5000", "SHUTDOWN_TIMEOUT_MS=5000",
-                                           NULL};
+    static const char *const too_long[] = {"DRAIN_DELAY_MS=5000", "SHUTDOWN_TIMEOUT_MS=5000", NULL};
     const char *env[24];
     int n = 0;
     for (const char *const *e = contract_target()->env; *e != NULL; e++)
@@ -635,20 +634,14 @@ int main(void)
     snprintf(shard_env, sizeof shard_env, "SHARD_URLS=%s,%s", pg[0].url, pg[1].url);
     snprintf(redis_env, sizeof redis_env, "REDIS_URL=%s", redis.url);
     snprintf(limit_env, sizeof limit_env, "RATE_LIMIT_REDIS_URL=%s", limits.url);
-    static const char *env[] = {shard_env,
-                                redis_env,
-                                limit_env,
-                                "API_KEYS=" ADMIN_KEY ":read+write+admin," READER_KEY
-                                ":read," OTHER_KEY ":read",
-                                "RATE_LIMIT_REQUESTS=100000000",
-                                "DB_POOL_ACQUIRE_TIMEOUT_MS=20000",
-                                "REQUEST_TIMEOUT_MS=30000",
-                                "MAX_IN_FLIGHT=100000",
-                                "MAX_LOOP_LAG_MS=600000",
-                                /* the contract's shutdown tests time the core's drain; the
-                                 * delay before it has its own test */
-                                "DRAIN_DELAY_MS=0",
-                                NULL};
+    static const char *env[] = {
+        shard_env, redis_env, limit_env,
+        "API_KEYS=" ADMIN_KEY ":read+write+admin," READER_KEY ":read," OTHER_KEY ":read",
+        "RATE_LIMIT_REQUESTS=100000000", "DB_POOL_ACQUIRE_TIMEOUT_MS=20000",
+        "REQUEST_TIMEOUT_MS=30000", "MAX_IN_FLIGHT=100000", "MAX_LOOP_LAG_MS=600000",
+        /* the contract's shutdown tests time the core's drain; the
+         * delay before it has its own test */
+        "DRAIN_DELAY_MS=0", NULL};
     /* The contract's target: its DATABASE_URL (shard 0) is ignored, SHARD_URLS counts. Every
      * request carries the admin key (tk_set_default_header). */
     struct contract_target target = {SERVER_BIN, "10-enterprise-grade", SERVER_PORT, &pg[0], env,
@@ -676,8 +669,8 @@ int main(void)
             a_hung_shard_is_answered_within_the_budget, requests_over_the_in_flight_limit_are_shed,
             ready_is_public_and_draining_is_not_ready,
             sigterm_says_not_ready_first_and_exits_after_the_drain_delay,
-            a_drain_delay_over_the_shutdown_timeout_is_refused, prometheus_scrapes_l10_and_another_layer,
-            NULL});
+            a_drain_delay_over_the_shutdown_timeout_is_refused,
+            prometheus_scrapes_l10_and_another_layer, NULL});
     suite_add_tcase(suite, own);
     int failed = check_run(suite, CK_FORK_GETENV);
     for (int i = 0; i < SHARDS; i++)
