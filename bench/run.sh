@@ -454,7 +454,8 @@ backend_ticks() {
         [ -f "$dir/postmaster.pid" ] || continue
         read -r pm <"$dir/postmaster.pid"
         add_ticks --children "$pm"
-        { read -ra children <"/proc/$pm/task/$pm/children"; } 2>/dev/null || children=()
+        children=() # one line of pids with no newline at its end: read fills it, then says EOF
+        { read -ra children <"/proc/$pm/task/$pm/children"; } 2>/dev/null || true
         for pid in "${children[@]}"; do add_ticks "$pid"; done
     done
     for dir in "$WORK"/redis[0-9]*/redis.pid "$WORK"/mongo[0-9]*/congodb.pid; do
