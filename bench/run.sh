@@ -58,7 +58,12 @@ source "$ROOT/scripts/layers-table.sh"
 #         | one extra request header ("Name: value")
 #         | workloads it cannot serve, as "workload: why; workload: why"
 #         | the ceiling that bounds it: "KIND" for every workload, or "WORKLOAD=KIND ..." with
-#           "*=KIND" for the rest (kinds: the ceilings below)
+#           "*=KIND" for the rest (kinds: the ceilings below; "mongo", layer 8's stand-in
+#           MongoDB, has none measured: its cells name it and show no share)
+# Why each: hits served by Redis (layers 2-4, 6, 8) are bound by redis, in-process hits (5, 10)
+# by http-only, misses and the primary's writes by pg-select and pg-write (layer 6's writes are
+# queue appends, Redis; layer 7's commands and layer 9's writes are PostgreSQL upserts; layer
+# 8's plain records live in MongoDB, its transactions in PostgreSQL).
 # Layer 0 opens a connection per request; its 2 s connect deadline (DB_CONNECT_TIMEOUT_MS)
 # refused 18% of the preload's 32 concurrent writes (503) on this machine at load 12-18, where
 # PostgreSQL took over 130 ms per connection: 10 s here, so that its throughput is measured
@@ -71,9 +76,9 @@ BENCH_LAYERS=(
     "l3  |               |                  | | *=redis read-miss=pg-select write=pg-write"
     "l4  |               |                  | | *=redis read-miss=pg-select write=pg-write"
     "l5  |               |                  | | *=http-only read-miss=pg-select write=pg-write"
-    "l6  | QUEUE_MAX_LENGTH=1000000 QUEUE_MAX_AGE_MS=600000 | | | *=redis"
-    "l7  |               |                  | | *=pg-select"
-    "l8  |               |                  | | *=redis"
+    "l6  | QUEUE_MAX_LENGTH=1000000 QUEUE_MAX_AGE_MS=600000 | | | *=redis read-miss=pg-select"
+    "l7  |               |                  | | *=pg-select write=pg-write"
+    "l8  |               |                  | | *=redis read-miss=mongo write=mongo txn-write=pg-write"
     "l9  |               | X-Region: eu-west | | *=pg-select write=pg-write mixed=pg-select"
     "l10 | API_KEYS=bench:read+write+admin RATE_LIMIT_REQUESTS=100000000 | X-API-Key: bench | | *=http-only read-miss=pg-select write=pg-write"
 )
@@ -101,10 +106,15 @@ PROXY_BASE=24300 # --db-latency: delay-proxy i on 24300 + i, in front of Postgre
 MONGO_BASE=24400 # MongoDB (layer 8's stand-in, scripts/stack.sh) instance i on 24400 + i
 PG_OPTIONS=(-c max_connections=400) # layer 0 opens one connection per concurrent request
 VALUE_BYTES=100
-VERIFY_SAMPLE=500 # keys read back after the preload by a layer without a cache (all with one)
+VERIFY_SAMPLE=100 # keys read back after the preload by a layer without a cache (all with one)
+# Layers bound by PostgreSQL's connection set-up (layer 0) take up to seconds per request: their
+# cells, and the pg-connect ceiling, measure at least this many seconds (cell_duration).
+CONNECT_MIN_DURATION=2
 
 # Settings (empty until parse_args; --quick fills the ones not given)
 WORKLOADS="" CONCURRENCY="" RATES="" DURATION="" WARMUP="" KEYS="" DB_LATENCY="" OUT="" QUICK=0
+DURATION_MS=0 WARMUP_MS=0 # --duration and --warmup in milliseconds, for the arithmetic
+HZ=100                    # clock ticks per second (/proc's CPU times), from getconf in main
 DRAIN_ROWS="" DRAIN_RATE=""
 REPEAT="" ALLOW_DIRTY=0 CEILINGS=1 BUILD=1 WRONG=0
 BUILD_DIR="$ROOT/build"
@@ -243,108 +253,145 @@ parse_args() {
         [[ " $ALL_WORKLOADS $LAYER8_WORKLOADS " == *" $w "* ]] ||
             fail "unknown workload '$w' ($ALL_WORKLOADS $LAYER8_WORKLOADS)"
     done
+    to_ms DURATION_MS "$DURATION"
+    to_ms WARMUP_MS "$WARMUP"
 }
 
 # ---- the layer table ----
 
-trim() {
-    local s=$1
+# The harness runs in bash builtins wherever it loops (per cell, per reading): on a loaded
+# 2-core machine each process it starts costs 60-100 ms, so the functions below set variables
+# (printf -v, read from /proc) instead of printing into a command substitution, which forks.
+
+# Sets variable VAR to S without leading and trailing blanks.
+trim_to() { # VAR S
+    local s=$2
     s=${s#"${s%%[![:space:]]*}"}
-    echo "${s%"${s##*[![:space:]]}"}"
+    printf -v "$1" '%s' "${s%"${s##*[![:space:]]}"}"
 }
 
-# Prints one column of a layer's BENCH_LAYERS line: bench_field N settings|header|unsupported|bound
-bench_field() {
-    local line name settings header unsupported bound
+# The columns of BENCH_LAYERS by layer number, split once (load_bench_table).
+declare -A BENCH_SETTINGS=() BENCH_HEADER=() BENCH_UNSUPPORTED=() BENCH_BOUND=()
+load_bench_table() {
+    local line name settings header unsupported bound n
     for line in "${BENCH_LAYERS[@]}"; do
         IFS='|' read -r name settings header unsupported bound <<<"$line"
-        [ "$(trim "$name")" = "l$1" ] || continue
-        case $2 in
-        settings) trim "$settings" ;;
-        header) trim "$header" ;;
-        unsupported) trim "$unsupported" ;;
-        bound) trim "$bound" ;;
-        esac
-        return 0
+        trim_to n "$name"
+        n=${n#l}
+        trim_to "BENCH_SETTINGS[$n]" "$settings"
+        trim_to "BENCH_HEADER[$n]" "$header"
+        trim_to "BENCH_UNSUPPORTED[$n]" "$unsupported"
+        trim_to "BENCH_BOUND[$n]" "$bound"
     done
 }
 
-# Why layer N cannot serve workload W, or nothing if it can.
-unsupported_reason() {
+# Sets WHY to why layer N cannot serve workload W, or to nothing if it can.
+unsupported_reason() { # N W
     local entry entries=()
+    WHY=""
     if [[ " $LAYER8_WORKLOADS " == *" $2 "* ]] && [ "$1" != 8 ]; then
-        echo "layer 8's transaction routes"
+        WHY="layer 8's transaction routes"
         return 0
     fi
-    IFS=';' read -ra entries <<<"$(bench_field "$1" unsupported)"
+    IFS=';' read -ra entries <<<"${BENCH_UNSUPPORTED[$1]:-}"
     for entry in "${entries[@]}"; do
-        entry=$(trim "$entry")
+        trim_to entry "$entry"
         if [ "${entry%%:*}" = "$2" ]; then
-            trim "${entry#*:}"
+            trim_to WHY "${entry#*:}"
             return 0
         fi
     done
 }
 
-# The ceiling that bounds layer N on workload W.
-bound_of() {
-    local spec entry kind=""
-    spec=$(bench_field "$1" bound)
-    for entry in $spec; do
+# Sets BOUND to the ceiling that bounds layer N on workload W.
+bound_of() { # N W
+    local entry
+    BOUND=""
+    for entry in ${BENCH_BOUND[$1]:-}; do
         case $entry in
-        "$2="*) echo "${entry#*=}"; return 0 ;;
-        "*="*) kind=${entry#*=} ;;
+        "$2="*) BOUND=${entry#*=}; return 0 ;;
+        "*="*) BOUND=${entry#*=} ;;
         *=*) ;;
-        *) kind=$entry ;;
+        *) BOUND=$entry ;;
         esac
     done
-    echo "$kind"
 }
 
 binary_of() { echo "$BUILD_DIR/${LAYER_NAMES[$1]}/${LAYER_NAMES[$1]}"; }
-LOADGEN() { "$BUILD_DIR/bench/loadgen/loadgen" "$@"; }
 
 list_layers() {
-    local line name n state
+    local line name n state backends
     for line in "${BENCH_LAYERS[@]}"; do
-        name=$(trim "${line%%|*}")
+        trim_to name "${line%%|*}"
         n=${name#l}
         state="not built"
-        [ -x "$(binary_of "$n")" ] && state="built: measured by default"
-        printf '%-26s %-12s %s\n' "${LAYER_NAMES[$n]}" "$(layer_backends "$n" | tr ' ' '+')" "$state"
+        [ -x "$BUILD_DIR/${LAYER_NAMES[$n]}/${LAYER_NAMES[$n]}" ] && state="built: measured by default"
+        backends=$(layer_backends "$n")
+        printf '%-26s %-12s %s\n' "${LAYER_NAMES[$n]}" "${backends// /+}" "$state"
     done
+}
+
+# ---- arithmetic in builtins ----
+
+# Sets VAR to seconds S (e.g. "1.3", "2", "0.25") in whole milliseconds.
+to_ms() { # VAR S
+    local whole=${2%%.*} frac=
+    [[ $2 != *.* ]] || frac=${2#*.}
+    frac=${frac}000
+    printf -v "$1" '%d' $((10#${whole:-0} * 1000 + 10#${frac:0:3}))
+}
+
+# Sets VAR to N hundredths as a decimal: 1234 -> "12.34" (N >= 0).
+hundredths() { # VAR N
+    printf -v "$1" '%d.%02d' $(($2 / 100)) $(($2 % 100))
 }
 
 # ---- progress ----
 
-plan() { PLAN_LEFT=$(awk -v a="$PLAN_LEFT" -v b="$1" 'BEGIN { printf "%d", a + b }'); }
+plan() { PLAN_LEFT=$((PLAN_LEFT + $1)); } # MS: estimated milliseconds of work to come
 
-# Marks S estimated seconds as done.
+# Marks MS estimated milliseconds as done.
 plan_done() {
-    PLAN_LEFT=$(awk -v a="$PLAN_LEFT" -v b="$1" 'BEGIN { printf "%d", a - b }')
-    PLAN_DONE=$(awk -v a="$PLAN_DONE" -v b="$1" 'BEGIN { printf "%d", a + b }')
+    PLAN_LEFT=$((PLAN_LEFT - $1))
+    PLAN_DONE=$((PLAN_DONE + $1))
 }
 
 # "[bench 07:09:11, round 2/3, ~4m05s left] MESSAGE": time left is the estimate scaled by how
 # the estimate has fared so far.
 progress() {
-    local elapsed=$((SECONDS - START_S)) left=$PLAN_LEFT
+    local elapsed=$(((SECONDS - START_S) * 1000)) left=$PLAN_LEFT
     if [ "$PLAN_DONE" -gt 0 ] && [ "$elapsed" -gt "$PLAN_DONE" ]; then
         left=$((PLAN_LEFT * elapsed / PLAN_DONE))
     fi
+    left=$((left / 1000))
     [ "$left" -ge 0 ] || left=0
-    printf '[bench %s, round %s/%s, ~%dm%02ds left] %s\n' "$(date +%H:%M:%S)" "$ROUND" "$REPEAT" \
+    printf '[bench %(%H:%M:%S)T, round %s/%s, ~%dm%02ds left] %s\n' -1 "$ROUND" "$REPEAT" \
         $((left / 60)) $((left % 60)) "$*" >&2
+}
+
+# Sleeps S seconds without starting a process (read's timeout on a pipe nobody writes to).
+SLEEP_FD=""
+nap() { # S
+    [ -n "$SLEEP_FD" ] || exec {SLEEP_FD}<> <(:)
+    read -r -t "$1" -u "$SLEEP_FD" || true
+}
+
+# Sets LOAD1 to the 1-minute load average.
+read_load() {
+    local _rest
+    read -r LOAD1 _rest </proc/loadavg
 }
 
 # Warns when other work competes for the machine before the run starts (a load average of half
 # the cores or more): the figures would then measure the competition as much as the layers, and
 # must not be compared with committed results measured on a quieter machine.
 warn_if_loaded() {
-    local load cores
-    load=$(cut -d' ' -f1 /proc/loadavg) cores=$(nproc)
-    if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l >= c / 2) }'; then
-        progress "WARNING: load average $load on $cores cores before the run: other work is" \
+    local cores load_ms=0
+    cores=$(nproc)
+    read_load
+    to_ms load_ms "$LOAD1"
+    if [ $((load_ms * 2)) -ge $((cores * 1000)) ]; then
+        progress "WARNING: load average $LOAD1 on $cores cores before the run: other work is" \
             "competing, so these figures are not comparable with committed results measured on a" \
             "quieter machine (each result folder's machine.txt and results.csv record the load)"
     fi
@@ -352,85 +399,133 @@ warn_if_loaded() {
 
 # ---- measurements ----
 
-# Runs loadgen; prints its RESULT line's values as "name=value ..." and appends its output to
-# raw.log under LABEL. Returns non-zero if loadgen produced no result at all.
+declare -A RES # the last loadgen RESULT, by name (run_loadgen)
+
+# Runs loadgen into a file (no command substitution: no extra process), appends what it
+# printed to raw.log under LABEL and fills RES from its RESULT line. Returns non-zero if
+# loadgen produced no result at all.
 run_loadgen() { # LABEL LAYER_N ARGS...
-    local label=$1 n=$2 header out args
+    local label=$1 n=$2 header=${BENCH_HEADER[$2]:-} args line kv found=1 lines=()
     shift 2
-    header=$(bench_field "$n" header)
     args=(--port "$API_PORT" --keys "$KEYS" --value-bytes "$VALUE_BYTES" "$@")
     [ -z "$header" ] || args+=(--header "$header")
-    out=$(LOADGEN "${args[@]}" 2>&1) || true
-    printf '==== round %s, %s: loadgen %s\n%s\n\n' "$ROUND" "$label" "${args[*]}" "$out" >>"$OUT/raw.log"
-    echo "$out" | awk '/^RESULT / { sub(/^RESULT /, ""); print; found = 1 } END { exit !found }'
-}
-
-declare -A RES # the last loadgen RESULT, by name (parse_result)
-
-# Fills RES from a "name=value ..." line.
-parse_result() { # LINE
-    local kv
+    "$BUILD_DIR/bench/loadgen/loadgen" "${args[@]}" >"$WORK/loadgen.out" 2>&1 || true
+    mapfile -t lines <"$WORK/loadgen.out"
+    printf '==== round %s, %s: loadgen %s\n' "$ROUND" "$label" "${args[*]}" >>"$OUT/raw.log"
+    printf '%s\n' "${lines[@]}" "" >>"$OUT/raw.log"
     RES=()
-    for kv in $1; do RES[${kv%%=*}]=${kv#*=}; done
+    for line in "${lines[@]}"; do
+        [[ $line == "RESULT "* ]] || continue
+        for kv in ${line#RESULT }; do RES[${kv%%=*}]=${kv#*=}; done
+        found=0
+    done
+    return $found
 }
 
-# CPU seconds (user + system) of processes, from /proc/PID/stat; with --children, also the
-# CPU of their children that have exited (PostgreSQL's backends, counted by the postmaster).
-cpu_ticks() {
-    local with_children=0
-    if [ "${1:-}" = --children ]; then
-        with_children=1
+# Reads /proc/PID/stat into TICKS: the CPU ticks (user + system) of PID; with --children, also
+# those of its children that have exited (PostgreSQL's backends, counted by the postmaster).
+# Adds to TICKS, which the caller zeroes. A process that is gone counts 0.
+add_ticks() { # [--children] PID
+    local children=0 stat f=()
+    if [ "$1" = --children ]; then
+        children=1
         shift
     fi
-    local pid
-    for pid in "$@"; do cat "/proc/$pid/stat" 2>/dev/null || true; done |
-        awk -v c="$with_children" '{ sub(/^.*\) /, ""); t += $12 + $13; if (c) t += $14 + $15 }
-            END { print t + 0 }'
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
+    read -ra f <<<"${stat##*) }" # from the state on: utime is f[11], stime f[12]
+    TICKS=$((TICKS + f[11] + f[12]))
+    [ "$children" = 0 ] || TICKS=$((TICKS + f[13] + f[14]))
 }
 
-# The CPU of the layer's own programs (the server and any worker, relay, projector).
-server_cpu() {
-    awk -v t="$(cpu_ticks "${PROGRAM_PIDS[@]}")" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN { printf "%.2f", t / hz }'
+# Sets SERVER_TICKS: the CPU of the layer's own programs (the server and any worker, relay,
+# projector).
+server_ticks() {
+    local pid TICKS=0
+    for pid in "${PROGRAM_PIDS[@]}"; do add_ticks "$pid"; done
+    SERVER_TICKS=$TICKS
 }
 
-# The databases' CPU: every PostgreSQL (postmaster, its backends, those that ended), Redis and
-# layer 8's stand-in MongoDB.
+# Sets BACKEND_TICKS: the databases' CPU: every PostgreSQL (postmaster, its backends, those
+# that ended), Redis and layer 8's stand-in MongoDB.
 # Approximate: a backend ending between two reads can be missed (layer 0 ends one per request).
-backend_cpu() {
-    local dir pm t=0
+backend_ticks() {
+    local dir pm pid TICKS=0 children=()
     for dir in "$WORK"/pg[0-9]*; do
         [ -f "$dir/postmaster.pid" ] || continue
-        pm=$(head -n 1 "$dir/postmaster.pid")
-        t=$((t + $(cpu_ticks --children "$pm")))
-        # shellcheck disable=SC2046 # one pid per word
-        t=$((t + $(cpu_ticks $(ps -o pid= --ppid "$pm"))))
+        read -r pm <"$dir/postmaster.pid"
+        add_ticks --children "$pm"
+        children=() # one line of pids with no newline at its end: read fills it, then says EOF
+        { read -ra children <"/proc/$pm/task/$pm/children"; } 2>/dev/null || true
+        for pid in "${children[@]}"; do add_ticks "$pid"; done
     done
-    for dir in "$WORK"/redis[0-9]*; do
-        [ -f "$dir/redis.pid" ] && t=$((t + $(cpu_ticks "$(cat "$dir/redis.pid")")))
+    for dir in "$WORK"/redis[0-9]*/redis.pid "$WORK"/mongo[0-9]*/congodb.pid; do
+        [ -f "$dir" ] || continue
+        read -r pid <"$dir"
+        add_ticks "$pid"
     done
-    for dir in "$WORK"/mongo[0-9]*; do
-        [ -f "$dir/congodb.pid" ] && t=$((t + $(cpu_ticks "$(cat "$dir/congodb.pid")")))
-    done
-    awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+    BACKEND_TICKS=$TICKS
 }
 
-# The machine's CPU counters: "busy steal total" ticks since boot, from /proc/stat.
-cpu_stat() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, $9, t }' /proc/stat; }
+# Sets VAR to the CPU seconds of TICKS ticks ("12.34").
+ticks_seconds() { # VAR TICKS
+    hundredths "$1" $(($2 * 100 / HZ))
+}
 
-# "load1 steal% busy%" between a cpu_stat taken before (BEFORE) and now.
+# Readings taken before a cell: the programs' and databases' CPU, the machine's counters.
+CELL_SERVER0=0 CELL_BACKEND0=0 CELL_STAT0=""
+cell_begin() {
+    server_ticks
+    backend_ticks
+    CELL_SERVER0=$SERVER_TICKS CELL_BACKEND0=$BACKEND_TICKS
+    cpu_stat
+    CELL_STAT0=$STAT
+}
+
+# After a cell: sets CELL_CPU to "server_cpu_s,backend_cpu_s,server_peak_rss_kb,load1,
+# steal_pct,busy_pct" since cell_begin (results.csv's columns).
+cell_end() {
+    local server backend
+    server_ticks
+    backend_ticks
+    ticks_seconds server $((SERVER_TICKS - CELL_SERVER0))
+    ticks_seconds backend $((BACKEND_TICKS - CELL_BACKEND0))
+    peak_rss_kb
+    machine_during "$CELL_STAT0"
+    CELL_CPU="$server,$backend,$PEAK_RSS,$MACHINE"
+}
+
+# Sets STAT to the machine's CPU counters: "busy steal total" ticks since boot (/proc/stat).
+cpu_stat() {
+    local f=() t=0 i
+    read -ra f </proc/stat # "cpu user nice system idle iowait irq softirq steal guest guest_nice"
+    for ((i = 1; i < ${#f[@]}; i++)); do t=$((t + f[i])); done
+    STAT="$((t - f[4] - f[5])) ${f[8]} $t" # busy: all but idle and iowait
+}
+
+# Sets MACHINE to "load1,steal%,busy%" between the cpu_stat BEFORE and now.
 machine_during() { # BEFORE
-    local now
-    now=$(cpu_stat)
-    awk -v a="$1" -v b="$now" -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
-        split(a, x, " "); split(b, y, " "); t = y[3] - x[3]; if (t <= 0) t = 1
-        printf "%s %.1f %.0f", l, 100 * (y[2] - x[2]) / t, 100 * (y[1] - x[1]) / t }'
+    local a=() b=() t steal busy
+    read -ra a <<<"$1"
+    cpu_stat
+    read -ra b <<<"$STAT"
+    t=$((b[2] - a[2]))
+    [ "$t" -gt 0 ] || t=1
+    steal=$(((b[1] - a[1]) * 1000 / t)) # tenths of a percent
+    busy=$((((b[0] - a[0]) * 200 / t + 1) / 2)) # rounded percent
+    read_load
+    MACHINE="$LOAD1,$((steal / 10)).$((steal % 10)),$busy"
 }
 
 # Peak resident memory of the server since the last reset_peak_rss (since start if the kernel
-# refuses the reset).
+# refuses the reset): PEAK_RSS (kB), empty if unknown.
 reset_peak_rss() { echo 5 >"/proc/${PROGRAM_PIDS[0]}/clear_refs" 2>/dev/null || true; }
-peak_rss_kb() { awk '/^VmHWM/ {print $2}' "/proc/${PROGRAM_PIDS[0]}/status" 2>/dev/null || echo ""; }
+peak_rss_kb() {
+    local key value _unit
+    PEAK_RSS=""
+    while read -r key value _unit; do
+        [ "$key" != VmHWM: ] || { PEAK_RSS=$value; return 0; }
+    done 2>/dev/null <"/proc/${PROGRAM_PIDS[0]:-0}/status" || true
+}
 
 # ---- the stack of one layer: databases, delay proxies, programs ----
 
@@ -446,14 +541,14 @@ start_pg() { # I [LAYER: its own postgres options, layer_pg_settings]
 }
 
 start_proxy() { # I: delay-proxy on PROXY_BASE + I in front of PostgreSQL I
-    local port=$((PROXY_BASE + $1)) _
+    local port=$((PROXY_BASE + $1)) tries
     ! port_in_use "$port" || { echo "port $port is in use" >&2; return 1; }
     "$BUILD_DIR/bench/delay-proxy/delay-proxy" "$port" $((PG_BASE + $1)) "$DB_LATENCY" \
         2>>"$WORK/proxy$1.log" &
     PIDS+=($!)
-    for _ in $(seq 1 100); do
+    for ((tries = 0; tries < 100; tries++)); do
         port_in_use "$port" && return 0
-        sleep 0.05
+        nap 0.05
     done
     echo "delay-proxy did not start on $port" >&2
     return 1
@@ -464,7 +559,7 @@ start_proxy() { # I: delay-proxy on PROXY_BASE + I in front of PostgreSQL I
 start_program() { # N PROGRAM
     local n=$1 program=$2 pg_port=$PG_BASE settings=()
     [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
-    read -ra settings <<<"$(bench_field "$n" settings)"
+    read -ra settings <<<"${BENCH_SETTINGS[$n]:-}"
     [ -x "$BUILD_DIR/${LAYER_NAMES[$n]}/$program" ] || { echo "$program is not built" >&2; return 1; }
     (
         eval "$(layer_env "$n" "$pg_port" "$REDIS_BASE" "$API_PORT" "$MONGO_BASE")"
@@ -504,7 +599,7 @@ setup_layer() { # N
 # Starts what layer N needs, then its programs; returns non-zero (with a reason on stderr) if
 # anything does not come up. Returns once the server answers /health.
 start_stack() { # N
-    local n=$1 kind pg_i=0 redis_i=0 mongo_i=0 _ pid
+    local n=$1 kind pg_i=0 redis_i=0 mongo_i=0 tries pid
     for kind in $(layer_backends "$n"); do
         case $kind in
         pg)
@@ -531,10 +626,11 @@ start_stack() { # N
     done
     ! port_in_use "$API_PORT" || { echo "port $API_PORT is in use" >&2; return 1; }
     start_programs "$n" || return 1
-    for _ in $(seq 1 300); do
-        curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$API_PORT/health" && return 0
+    for ((tries = 0; tries < 300; tries++)); do
+        port_in_use "$API_PORT" &&
+            curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$API_PORT/health" && return 0
         for pid in "${PROGRAM_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || break 2; done
-        sleep 0.05
+        nap 0.05
     done
     tail -n 15 "$WORK"/*.log >&2 2>/dev/null || true
     echo "${LAYER_NAMES[$n]} did not become healthy" >&2
@@ -556,7 +652,9 @@ stop_stack() { # LABEL
     {
         for f in "$WORK"/*.log; do
             [ -s "$f" ] || continue
-            echo "== round $ROUND: $(basename "$f" .log) (last 300 lines)"
+            f=${f##*/}
+            echo "== round $ROUND: ${f%.log} (last 300 lines)"
+            f="$WORK/$f"
             tail -n 300 "$f"
         done
     } >>"$log"
@@ -569,8 +667,8 @@ stop_stack() { # LABEL
 # the cache warm: the state every read cell starts from), an evenly spaced sample of
 # VERIFY_SAMPLE on the others. One row per step in checks.csv. Returns non-zero if any failed.
 preload() { # N
-    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL step result count=$VERIFY_SAMPLE bad
-    [[ " $(layer_backends "$n") " != *" redis "* ]] || count=0
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL step count=$VERIFY_SAMPLE bad
+    [[ " $BACKENDS " != *" redis "* ]] || count=0
     for step in preload verify; do
         # A read model fed by a projector (layer 7) answers reads once it has caught up.
         if [ "$step" = verify ] && [ -n "${LAG_LAYERS[$n]:-}" ] &&
@@ -578,12 +676,10 @@ preload() { # N
             echo "verify: the projector did not catch up with the preload in 120 s" >&2
             return 1
         fi
-        result=$(run_loadgen "$name $step" "$n" --workload "$step" --connections 32 \
-            --verify-count "$count") || { echo "$step: no result from loadgen (raw.log)" >&2; return 1; }
-        parse_result "$result"
+        run_loadgen "$name $step" "$n" --workload "$step" --connections 32 \
+            --verify-count "$count" || { echo "$step: no result from loadgen (raw.log)" >&2; return 1; }
         bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
-        (IFS=,; echo "$name,$ROUND,$step,${RES[requests]},$bad,${RES[elapsed]}") \
-            >>"$OUT/checks.csv"
+        echo "$name,$ROUND,$step,${RES[requests]},$bad,${RES[elapsed]}" >>"$OUT/checks.csv"
         if [ "$bad" != 0 ]; then
             ERRORS=$((ERRORS + bad))
             echo "$step: $bad of ${RES[requests]} requests failed their check (raw.log)" >&2
@@ -594,7 +690,10 @@ preload() { # N
 
 # ---- one layer ----
 
-csv_row() { (IFS=,; echo "$*") >>"$OUT/results.csv"; }
+csv_row() {
+    local IFS=,
+    printf '%s\n' "$*" >>"$OUT/results.csv"
+}
 
 RESULT_COLUMNS="layer,workload,concurrency,rate,round,rps,mean_us,p50_us,p90_us,p99_us,p999_us,max_us,requests,bad_status,bad_body,socket_errors,unfinished,warmup_requests,warmup_errors,server_cpu_s,backend_cpu_s,server_peak_rss_kb,load1,steal_pct,busy_pct,flag"
 
@@ -634,8 +733,7 @@ record_failed() { # N REASON [AFTER_W AFTER_C AFTER_R]
 # Runs every cell (workload x clients x rate) against the running layer N, one row each in
 # results.csv. Returns non-zero after recording a failure that ends the layer's round.
 measure_layer() { # N
-    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL w c r why result cpu0 bcpu0 stat0 flag bad warm
-    local mode
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL w c r flag bad warm mode rps p99 duration
     for w in $RUN_ORDER; do
         [[ " $WORKLOADS " == *" $w "* ]] || continue
         if [ "$w" = drain ]; then
@@ -646,28 +744,28 @@ measure_layer() { # N
             [ -z "${LAG_LAYERS[$n]:-}" ] || measure_lag "$n" || return 1
             continue
         fi
-        why=$(unsupported_reason "$n" "$w")
+        unsupported_reason "$n" "$w"
+        cell_duration "$n" "$w"
+        duration=$CELL_DURATION
         for c in $CONCURRENCY; do
             for r in $RATES; do
-                if [ -n "$why" ]; then
-                    csv_empty_row "$name" "$w" "$c" "$r" "not served: ${why//,/;}"
+                if [ -n "$WHY" ]; then
+                    csv_empty_row "$name" "$w" "$c" "$r" "not served: ${WHY//,/;}"
                     continue
                 fi
                 mode="$c clients"
                 [ "$r" = 0 ] || mode="$r req/s on $c connections"
-                progress "$name: $w, $mode (${WARMUP}s warm-up + ${DURATION}s)"
+                progress "$name: $w, $mode (${WARMUP}s warm-up + ${duration}s)"
                 reset_peak_rss
-                cpu0=$(server_cpu)
-                bcpu0=$(backend_cpu)
-                stat0=$(cpu_stat)
-                if ! result=$(run_loadgen "$name $w $mode" "$n" --workload "$w" --connections "$c" \
-                    --rate "$r" --warmup "$WARMUP" --duration "$DURATION" \
-                    --expect-value-bytes $((VALUE_BYTES + WRONG))); then
+                cell_begin
+                if ! run_loadgen "$name $w $mode" "$n" --workload "$w" --connections "$c" \
+                    --rate "$r" --warmup "$WARMUP" --duration "$duration" \
+                    --expect-value-bytes $((VALUE_BYTES + WRONG)); then
                     csv_empty_row "$name" "$w" "$c" "$r" "FAILED: no result from loadgen (raw.log)"
                     record_failed "$n" "loadgen gave no result for $w, $mode (raw.log)" "$w" "$c" "$r"
                     return 1
                 fi
-                parse_result "$result"
+                cell_end
                 bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
                 warm=${RES[warmup_errors]}
                 flag=""
@@ -678,22 +776,20 @@ measure_layer() { # N
                     flag="UNFINISHED" # open loop past saturation, or answers slower than --timeout
                     [ "$r" != 0 ] || ERRORS=$((ERRORS + 1))
                 fi
-                # shellcheck disable=SC2046 # three words
                 csv_row "$name" "$w" "$c" "$r" "$ROUND" "${RES[rps]}" \
                     "${RES[mean]}" "${RES[p50]}" "${RES[p90]}" \
                     "${RES[p99]}" "${RES[p999]}" "${RES[max]}" \
                     "${RES[requests]}" "${RES[bad_status]}" \
                     "${RES[bad_body]}" "${RES[socket]}" \
                     "${RES[unfinished]}" "${RES[warmup_requests]}" "$warm" \
-                    "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-                    "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-                    "$(peak_rss_kb)" $(machine_during "$stat0") "$flag"
-                plan_done "$(awk -v a="$WARMUP" -v b="$DURATION" 'BEGIN { print a + b }')"
+                    "$CELL_CPU" "$flag"
+                plan_done $((WARMUP_MS + CELL_DURATION_MS))
                 if [ -n "$flag" ]; then
                     progress "$name: $w, $mode: $flag: ${RES[bad_status]} bad statuses, ${RES[bad_body]} bad bodies, ${RES[socket]} socket errors, $warm in the warm-up, ${RES[unfinished]} unfinished"
                 else
-                    progress "$name: $w, $mode: $(awk -v r="${RES[rps]}" -v p="${RES[p99]}" \
-                        'BEGIN {printf "%.0f req/s, p99 %.2f ms", r, p / 1000}')"
+                    rps=${RES[rps]%.*}
+                    hundredths p99 $((${RES[p99]:-0} / 10))
+                    progress "$name: $w, $mode: $rps req/s, p99 $p99 ms"
                 fi
                 if ! programs_alive; then
                     record_failed "$n" "a program exited during $w, $mode (logs/$name.log)" "$w" "$c" "$r"
@@ -729,7 +825,7 @@ drain_failed() { # N PHASE REASON
 # applied (RES): the drain's commit delay, the projection lag. rps = the writes/s sustained,
 # p50/p99/max = the figure (µs), requests = its samples. Sets FLAG (ERRORS, UNFINISHED or
 # empty) and adds the load's failed requests to ERRORS.
-steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT CPU0 BCPU0 STAT0
+steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT (after cell_end)
     local bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
     FLAG=""
     if [ "$bad" != 0 ]; then
@@ -738,12 +834,9 @@ steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT CPU0 BCPU0 STA
     elif [ "${RES[unfinished]}" != 0 ]; then
         FLAG="UNFINISHED"
     fi
-    # shellcheck disable=SC2046 # three words
     csv_row "$1" "$2" "$3" "$4" "$ROUND" "${RES[rps]}" "" "$5" "" "$6" "" "$7" "$8" \
         "${RES[bad_status]}" "${RES[bad_body]}" "${RES[socket]}" "${RES[unfinished]}" 0 0 \
-        "$(awk -v a="$9" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-        "$(awk -v a="${10}" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
-        "$(peak_rss_kb)" $(machine_during "${11}") "$FLAG"
+        "$CELL_CPU" "$FLAG"
 }
 
 # The drain of layer N's write queue, in two phases, two rows of results.csv (workload drain):
@@ -759,30 +852,30 @@ steady_row() { # NAME WORKLOAD CONNECTIONS RATE P50 P99 MAX COUNT CPU0 BCPU0 STA
 #          acknowledgement-to-commit delay (µs; the histogram's resolution: 1 ms below 16 ms,
 #          12.5% above), requests = delays counted; the load's own latency is in raw.log.
 measure_drain() { # N
-    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL program=${DRAIN_WORKERS[$1]} pid result out bad flag
-    local cpu0 bcpu0 stat0 timeout=$((DRAIN_ROWS / 1000 + 120))
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL program=${DRAIN_WORKERS[$1]} pid="" p comm out bad flag
+    local timeout=$((DRAIN_ROWS / 1000 + 120))
     progress "$name: drain: stopping $program once the queue is empty"
     if ! out=$(/usr/bin/python3 "$ROOT/bench/drain.py" empty "$API_PORT" 120 2>&1); then
         drain_failed "$n" rate "$out"
         return 1
     fi
-    pid=$(for p in "${PROGRAM_PIDS[@]}"; do
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$program" ] && echo "$p"; done | head -n 1)
+    for p in "${PROGRAM_PIDS[@]}"; do
+        { read -r comm <"/proc/$p/comm"; } 2>/dev/null || continue
+        [ "$comm" != "$program" ] || { pid=$p; break; }
+    done
     [ -z "$pid" ] || stop_program "$pid"
     progress "$name: drain: writing a backlog of $DRAIN_ROWS entries through the API"
-    result=$(run_loadgen "$name drain backlog" "$n" --workload preload --keys "$DRAIN_ROWS"         --connections 32) || { drain_failed "$n" rate "no result from loadgen (raw.log)"; return 1; }
-    parse_result "$result"
+    run_loadgen "$name drain backlog" "$n" --workload preload --keys "$DRAIN_ROWS" \
+        --connections 32 || { drain_failed "$n" rate "no result from loadgen (raw.log)"; return 1; }
     bad=$((RES[bad_status] + RES[bad_body] + RES[socket]))
-    (IFS=,; echo "$name,$ROUND,drain backlog,${RES[requests]},$bad,${RES[elapsed]}") >>"$OUT/checks.csv"
+    echo "$name,$ROUND,drain backlog,${RES[requests]},$bad,${RES[elapsed]}" >>"$OUT/checks.csv"
     if [ "$bad" != 0 ]; then
         ERRORS=$((ERRORS + bad))
         drain_failed "$n" rate "$bad of ${RES[requests]} backlog writes failed their check (raw.log)"
         return 1
     fi
     progress "$name: drain: one $program draining $DRAIN_ROWS entries"
-    cpu0=$(server_cpu)
-    bcpu0=$(backend_cpu)
-    stat0=$(cpu_stat)
+    cell_begin
     start_program "$n" "$program" || { drain_failed "$n" rate "$program did not start"; return 1; }
     out=$(/usr/bin/python3 "$ROOT/bench/drain.py" rate "$API_PORT" "$DRAIN_ROWS" "$timeout" 2>&1) || true
     printf '==== round %s, %s drain: bench/drain.py rate %s
@@ -793,21 +886,21 @@ measure_drain() { # N
         drain_failed "$n" rate "$(echo "$out" | tail -n 1)"
         return 1
     fi
-    # shellcheck disable=SC2046 # three words
-    csv_row "$name" drain 1 0 "$ROUND" "${BASH_REMATCH[2]}" "" "" "" "" "" "" "${BASH_REMATCH[1]}"         0 0 0 0 0 0         "$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(awk -v a="$bcpu0" -v b="$(backend_cpu)" 'BEGIN {printf "%.2f", b - a}')"         "$(peak_rss_kb)" $(machine_during "$stat0") ""
-    progress "$name: drain: $(awk -v r="${BASH_REMATCH[2]}" 'BEGIN {printf "%.0f", r}') rows/s with one worker"
+    cell_end
+    csv_row "$name" drain 1 0 "$ROUND" "${BASH_REMATCH[2]}" "" "" "" "" "" "" "${BASH_REMATCH[1]}" \
+        0 0 0 0 0 0 "$CELL_CPU" ""
+    progress "$name: drain: ${BASH_REMATCH[2]%.*} rows/s with one worker"
 
     progress "$name: drain: commit delay under $DRAIN_RATE writes/s (${DURATION}s)"
     redis-cli -p "$REDIS_BASE" DEL l6:commit_delay >/dev/null
     reset_peak_rss
-    cpu0=$(server_cpu)
-    bcpu0=$(backend_cpu)
-    stat0=$(cpu_stat)
-    if ! result=$(run_loadgen "$name drain delay $DRAIN_RATE req/s" "$n" --workload write         --connections "$DRAIN_CONNECTIONS" --rate "$DRAIN_RATE" --warmup 0 --duration "$DURATION"         --expect-value-bytes "$VALUE_BYTES"); then
+    cell_begin
+    if ! run_loadgen "$name drain delay $DRAIN_RATE req/s" "$n" --workload write \
+        --connections "$DRAIN_CONNECTIONS" --rate "$DRAIN_RATE" --warmup 0 --duration "$DURATION" \
+        --expect-value-bytes "$VALUE_BYTES"; then
         drain_failed "$n" delay "no result from loadgen (raw.log)"
         return 1
     fi
-    parse_result "$result"
     out=$(/usr/bin/python3 "$ROOT/bench/drain.py" delay "$API_PORT" 120 2>&1) || true
     printf '==== round %s, %s drain: bench/drain.py delay
 %s
@@ -817,8 +910,8 @@ measure_drain() { # N
         drain_failed "$n" delay "$(echo "$out" | tail -n 1)"
         return 1
     fi
-    steady_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "${BASH_REMATCH[@]:1:4}" \
-        "$cpu0" "$bcpu0" "$stat0"
+    cell_end
+    steady_row "$name" drain "$DRAIN_CONNECTIONS" "$DRAIN_RATE" "${BASH_REMATCH[@]:1:4}"
     flag=$FLAG
     progress "$name: drain: commit delay p50 $((BASH_REMATCH[1] / 1000)) ms, p99 $((BASH_REMATCH[2] / 1000)) ms${flag:+ ($flag)}"
     programs_alive || { record_failed "$n" "a program exited during the drain (logs/$name.log)" drain; return 1; }
@@ -832,7 +925,7 @@ measure_drain() { # N
 # LAG_CONNECTIONS, rate LAG_RATE, rps = the writes/s loadgen sustained, p50/p99/max = the lag
 # (µs), requests = samples; the load's own latency is in raw.log.
 measure_lag() { # N
-    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL result out bad flag cpu0 bcpu0 stat0 why
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL out flag why p50 p99
     progress "$name: lag: projection lag under $LAG_RATE writes/s (${DURATION}s)"
     if ! why=$(/usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 2>&1 >/dev/null); then
         record_failed "$n" "lag: ${why:-lag.py failed}" write "${CONCURRENCY##* }" "${RATES##* }"
@@ -840,16 +933,13 @@ measure_lag() { # N
     fi
     redis-cli -p "$REDIS_BASE" DEL l7:lag >/dev/null
     reset_peak_rss
-    cpu0=$(server_cpu)
-    bcpu0=$(backend_cpu)
-    stat0=$(cpu_stat)
-    if ! result=$(run_loadgen "$name lag $LAG_RATE req/s" "$n" --workload write \
+    cell_begin
+    if ! run_loadgen "$name lag $LAG_RATE req/s" "$n" --workload write \
         --connections "$LAG_CONNECTIONS" --rate "$LAG_RATE" --warmup 0 --duration "$DURATION" \
-        --expect-value-bytes "$VALUE_BYTES"); then
+        --expect-value-bytes "$VALUE_BYTES"; then
         record_failed "$n" "lag: no result from loadgen (raw.log)" write "${CONCURRENCY##* }" "${RATES##* }"
         return 1
     fi
-    parse_result "$result"
     out=$( { /usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 >/dev/null &&
         /usr/bin/python3 "$ROOT/bench/lag.py" read "$REDIS_BASE"; } 2>&1) || true
     printf '==== round %s, %s lag: bench/lag.py read\n%s\n\n' "$ROUND" "$name" "$out" >>"$OUT/raw.log"
@@ -857,40 +947,50 @@ measure_lag() { # N
         record_failed "$n" "lag: $(echo "$out" | tail -n 1)" write "${CONCURRENCY##* }" "${RATES##* }"
         return 1
     fi
-    steady_row "$name" lag "$LAG_CONNECTIONS" "$LAG_RATE" "${BASH_REMATCH[@]:1:4}" \
-        "$cpu0" "$bcpu0" "$stat0"
+    cell_end
+    steady_row "$name" lag "$LAG_CONNECTIONS" "$LAG_RATE" "${BASH_REMATCH[@]:1:4}"
     flag=$FLAG
-    progress "$name: lag: p50 $(awk -v v="${BASH_REMATCH[1]}" 'BEGIN {printf "%.1f", v / 1000}') ms, p99 $(awk -v v="${BASH_REMATCH[2]}" 'BEGIN {printf "%.1f", v / 1000}') ms${flag:+ ($flag)}"
+    hundredths p50 $((BASH_REMATCH[1] / 10))
+    hundredths p99 $((BASH_REMATCH[2] / 10))
+    progress "$name: lag: p50 $p50 ms, p99 $p99 ms${flag:+ ($flag)}"
     programs_alive || { record_failed "$n" "a program exited during the lag (logs/$name.log)" lag; return 1; }
 }
 
-# The number of cells of one layer in one round (the drain not counted: drain_plan).
-cells() {
-    local w c r k=0
-    for w in $WORKLOADS; do
-        case $w in drain | lag) continue ;; esac
-        for c in $CONCURRENCY; do for r in $RATES; do k=$((k + 1)); done; done
-    done
-    echo "$k"
+# The measured seconds of layer N's cells of workload W: --duration, but at least
+# CONNECT_MIN_DURATION where the layer is bound by PostgreSQL's connection set-up (layer 0):
+# there an answer takes up to seconds, so a 1 s window holds too few answers to count.
+# Sets CELL_DURATION and CELL_DURATION_MS.
+cell_duration() { # N W
+    bound_of "$1" "$2"
+    CELL_DURATION=$DURATION CELL_DURATION_MS=$DURATION_MS
+    if [ "$BOUND" = pg-connect ] && [ "$DURATION_MS" -lt $((CONNECT_MIN_DURATION * 1000)) ]; then
+        CELL_DURATION=$CONNECT_MIN_DURATION CELL_DURATION_MS=$((CONNECT_MIN_DURATION * 1000))
+    fi
 }
 
-# Estimated seconds of one layer in one round: start-up and preload, then the cells (and a
-# drain, roughly, if it has a queue).
-layer_plan() { # [N]
-    local drain=0
-    if [[ " $WORKLOADS " == *" drain "* ]] && [ -n "${DRAIN_WORKERS[${1:-0}]:-}" ]; then
-        drain=$((DRAIN_ROWS / 5000 + 5))
-        drain=$(awk -v a="$drain" -v d="$DURATION" 'BEGIN { printf "%d", a + d }')
+# Estimated milliseconds of layer N in one round: start-up and preload, then the cells (and a
+# drain, roughly, if it has a queue); sets PLAN_MS.
+layer_plan() { # N
+    local w c r x=0
+    if [[ " $WORKLOADS " == *" drain "* ]] && [ -n "${DRAIN_WORKERS[$1]:-}" ]; then
+        x=$(((DRAIN_ROWS / 5000 + 5) * 1000 + DURATION_MS))
     fi
-    if [[ " $WORKLOADS " == *" lag "* ]] && [ -n "${LAG_LAYERS[${1:-0}]:-}" ]; then
-        drain=$(awk -v a="$drain" -v d="$DURATION" 'BEGIN { printf "%d", a + d + 2 }')
+    if [[ " $WORKLOADS " == *" lag "* ]] && [ -n "${LAG_LAYERS[$1]:-}" ]; then
+        x=$((x + DURATION_MS + 2000))
     fi
-    awk -v k="$(cells)" -v w="$WARMUP" -v d="$DURATION" -v keys="$KEYS" -v x="$drain" \
-        'BEGIN { printf "%d", 5 + keys / 1000 + k * (w + d) + x }'
+    PLAN_MS=$((5000 + KEYS + x))
+    for w in $WORKLOADS; do
+        case $w in drain | lag) continue ;; esac
+        cell_duration "$1" "$w"
+        for c in $CONCURRENCY; do
+            for r in $RATES; do PLAN_MS=$((PLAN_MS + WARMUP_MS + CELL_DURATION_MS)); done
+        done
+    done
 }
 
 # The layer number of an entry of the run: N, or N@NAME=VALUE,... (a variant).
 entry_layer() { echo "${1%%@*}"; }
+# (per layer and round only; in loops: ${entry%%@*})
 
 # Sets VARIANT_SETTINGS and VARIANT_LABEL for an entry: a variant's settings (split on ',') and
 # "@" and their values joined by '+'; none and "" for a plain layer.
@@ -909,9 +1009,10 @@ use_variant() { # N[@NAME=VALUE,...]
 bench_layer() { # N[@NAME=VALUE,...]
     use_variant "$1"
     local n
-    n=$(entry_layer "$1")
+    n=${1%%@*}
     local name=${LAYER_NAMES[$n]}$VARIANT_LABEL done_before=$PLAN_DONE
-    progress "$name: starting its databases ($(layer_backends "$n")) and programs"
+    BACKENDS=$(layer_backends "$n")
+    progress "$name: starting its databases ($BACKENDS) and programs"
     if ! start_stack "$n" 2>>"$WORK/why"; then
         record_failed "$n" "$(tail -n 1 "$WORK/why")"
     else
@@ -919,12 +1020,13 @@ bench_layer() { # N[@NAME=VALUE,...]
         if ! preload "$n" 2>>"$WORK/why"; then
             record_failed "$n" "$(tail -n 1 "$WORK/why")"
         else
-            plan_done $((5 + KEYS / 1000))
+            plan_done $((5000 + KEYS))
             measure_layer "$n" || true
         fi
     fi
     stop_stack "$name"
-    plan_done $(($(layer_plan "$n") - (PLAN_DONE - done_before)))
+    layer_plan "$n"
+    plan_done $((PLAN_MS - (PLAN_DONE - done_before)))
     use_variant "$n"
 }
 
@@ -933,43 +1035,77 @@ bench_layer() { # N[@NAME=VALUE,...]
 CEILING_COLUMNS="kind,concurrency,round,rps,avg_us,p99_us,errors,load1,steal_pct,busy_pct"
 
 csv_ceiling() { # KIND CLIENTS RPS AVG_US P99_US ERRORS STAT0
-    # shellcheck disable=SC2046 # three words
-    (IFS=,; echo "$1,$2,$ROUND,$3,$4,$5,$6,$(machine_during "$7" | tr ' ' ',')") >>"$OUT/ceilings.csv"
+    machine_during "$7"
+    echo "$1,$2,$ROUND,$3,$4,$5,$6,$MACHINE" >>"$OUT/ceilings.csv"
     if [ "$6" != 0 ]; then
         ERRORS=$((ERRORS + $6))
         progress "ceiling $1 at $2 clients: ERRORS ($6; raw.log)"
     fi
 }
 
+# Sets VAR to X x PER with one decimal (X a decimal number, PER a whole one): "1234.5678" 10
+# -> "12345.7"; empty if X is.
+times_per() { # VAR X PER
+    local milli
+    [ -n "$2" ] || { printf -v "$1" '%s' ""; return 0; }
+    to_ms milli "$2"
+    milli=$(((milli * $3 + 50) / 100)) # tenths
+    printf -v "$1" '%d.%d' $((milli / 10)) $((milli % 10))
+}
+
+# pgbench's connection set-up allowance, in ms per connection and thread: 200 at first (over
+# 100 ms was seen at load 13), then three times the largest per-connection time the last
+# pgbench of a round reported ("initial connection time"), at least 50.
+CONNECT_SETUP_MS=200
+
 # Runs pgbench with ARGS at C clients for the cell's duration; records KIND with rps =
 # transactions/s x PER (statements per transaction).
 pgbench_ceiling() { # KIND C PER ARGS...
-    local kind=$1 c=$2 per=$3 threads=2 out err=0 pg_port=$PG_BASE stat0 pg_time tps avg failed
+    local kind=$1 c=$2 per=$3 threads=2 err=0 pg_port=$PG_BASE stat0 pg_time tps="" avg="" failed=0
+    local line lines=() setup=$CONNECT_SETUP_MS d_ms=$DURATION_MS x per_conn
     shift 3
     [ "$c" -ge 2 ] || threads=1
     [ -z "$DB_LATENCY" ] || pg_port=$PROXY_BASE
     # pgbench's -T is whole seconds and includes opening its connections, one at a time per
     # thread (its tps leaves that time out): each costs 30 ms on a quiet 2-core machine and
-    # over 100 ms on one at load 13 (200 ms allowed), and through the delay proxy several
-    # round trips more, so -T grows by that much; with a 1 s cell, 64 clients would otherwise
-    # finish no transaction at all. Not for -C, which connects per transaction, within the
-    # measured time.
-    local setup=200
-    [[ " $* " != *" -C "* ]] || setup=0
-    pg_time=$(awk -v d="$DURATION" -v c="$c" -v t="$threads" -v l="${DB_LATENCY:-0}" -v s="$setup" \
-        'BEGIN { x = c / t * (l * 6 + s) / 1000; d = (d == int(d)) ? d : int(d) + 1;
-                 printf "%d", d + (x > 0 ? int(x) + 1 : 0) }')
-    stat0=$(cpu_stat)
-    out=$(as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$pg_port" -U layers -n -c "$c" \
-        -j "$threads" -T "$pg_time" "$@" layers 2>&1) || err=1
-    printf '==== round %s, ceiling %s %s: pgbench -c %s -j %s -T %s %s\n%s\n\n' "$ROUND" "$kind" \
-        "$c" "$c" "$threads" "$pg_time" "$*" "$out" >>"$OUT/raw.log"
-    tps=$(echo "$out" | awk '/^tps/ {print $3; exit}')
-    avg=$(echo "$out" | awk '/^latency average/ {printf "%.0f", $4 * 1000}')
-    failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5}')
+    # over 100 ms on one at load 13, and through the delay proxy several round trips more, so
+    # -T grows by that much (CONNECT_SETUP_MS per connection and thread); with a 1 s cell, 64
+    # clients would otherwise finish no transaction at all. Not for -C, which connects per
+    # transaction, within the measured time, and runs at least CONNECT_MIN_DURATION (as the
+    # cells it bounds).
+    if [[ " $* " == *" -C "* ]]; then
+        setup=0
+        [ "$d_ms" -ge $((CONNECT_MIN_DURATION * 1000)) ] || d_ms=$((CONNECT_MIN_DURATION * 1000))
+    fi
+    to_ms x "${DB_LATENCY:-0}"
+    x=$((c * (x * 6 / 1000 + setup) / threads)) # ms
+    pg_time=$(((d_ms + 999) / 1000 + (x > 0 ? x / 1000 + 1 : 0)))
+    cpu_stat
+    stat0=$STAT
+    as_pg_owner "$PG_BIN/pgbench" -h 127.0.0.1 -p "$pg_port" -U layers -n -c "$c" \
+        -j "$threads" -T "$pg_time" "$@" layers >"$WORK/pgbench.out" 2>&1 || err=1
+    mapfile -t lines <"$WORK/pgbench.out"
+    printf '==== round %s, ceiling %s %s: pgbench -c %s -j %s -T %s %s\n' "$ROUND" "$kind" \
+        "$c" "$c" "$threads" "$pg_time" "$*" >>"$OUT/raw.log"
+    printf '%s\n' "${lines[@]}" "" >>"$OUT/raw.log"
+    for line in "${lines[@]}"; do
+        if [[ -z $tps && $line =~ ^tps\ =\ ([0-9.]+) ]]; then
+            tps=${BASH_REMATCH[1]}
+        elif [[ $line =~ ^latency\ average\ =\ ([0-9.]+)\ ms ]]; then
+            to_ms avg "${BASH_REMATCH[1]}" # ms -> µs
+        elif [[ $line =~ ^number\ of\ failed\ transactions:\ ([0-9]+) ]]; then
+            failed=${BASH_REMATCH[1]}
+        elif [[ $setup != 0 && $line =~ ^initial\ connection\ time\ =\ ([0-9.]+)\ ms ]]; then
+            to_ms per_conn "${BASH_REMATCH[1]}"
+            per_conn=$((per_conn * threads * 3 / c / 1000))
+            [ "$per_conn" -ge 50 ] || per_conn=50
+            [ "$per_conn" -le 200 ] || per_conn=200
+            CONNECT_SETUP_MS=$per_conn
+        fi
+    done
     [ -n "$tps" ] || err=1
-    csv_ceiling "$kind" "$c" "$(awk -v t="${tps:-}" -v p="$per" 'BEGIN { if (t != "") printf "%.1f", t * p }')" \
-        "$avg" "" $((err + ${failed:-0})) "$stat0"
+    times_per tps "$tps" "$per"
+    csv_ceiling "$kind" "$c" "$tps" "$avg" "" $((err + failed)) "$stat0"
 }
 
 # pgbench scripts, readable by PostgreSQL's owner: ten primary-key selects in one pipeline (a
@@ -977,9 +1113,9 @@ pgbench_ceiling() { # KIND C PER ARGS...
 write_pgbench_scripts() {
     local i
     {
-        for i in $(seq 1 10); do printf '\\set aid%d random(1, 100000 * :scale)\n' "$i"; done
+        for ((i = 1; i <= 10; i++)); do printf '\\set aid%d random(1, 100000 * :scale)\n' "$i"; done
         printf '\\startpipeline\n'
-        for i in $(seq 1 10); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = :aid$i;"; done
+        for ((i = 1; i <= 10; i++)); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = :aid$i;"; done
         printf '\\endpipeline\n'
     } >"$WORK/pipeline.sql"
     cat >"$WORK/upsert.sql" <<SQL
@@ -992,13 +1128,14 @@ SQL
 # The ceilings of one round, at each client count: layer 0's server for GET /ping and its
 # database for pgbench (layer 0 creates the records table the upsert needs), one Redis.
 bench_ceilings() {
-    local c out stat0 rps
+    local c out stat0 rps line name avg p99 _x
     progress "ceilings: http-only, pg-select, pg-pipelined, pg-write, pg-connect, redis"
     if ! start_stack 0 2>>"$WORK/why" || ! (redis_start "$WORK/redis0" "$REDIS_BASE") >/dev/null; then
         ERRORS=$((ERRORS + 1))
         progress "ceilings: FAILED: $(tail -n 1 "$WORK/why")"
         stop_stack ceilings
-        plan_done "$(ceilings_plan)"
+        ceilings_plan
+        plan_done "$PLAN_MS"
         return 0
     fi
     write_pgbench_scripts
@@ -1009,10 +1146,10 @@ bench_ceilings() {
     for c in $CONCURRENCY; do
         progress "ceilings at $c clients"
         # HTTP only: GET /ping on layer 0's server (a route of the shared core: no backend).
-        stat0=$(cpu_stat)
-        if out=$(run_loadgen "ceiling http-only $c" 0 --workload ping --connections "$c" \
-            --warmup "$WARMUP" --duration "$DURATION"); then
-            parse_result "$out"
+        cpu_stat
+        stat0=$STAT
+        if run_loadgen "ceiling http-only $c" 0 --workload ping --connections "$c" \
+            --warmup "$WARMUP" --duration "$DURATION"; then
             csv_ceiling http-only "$c" "${RES[rps]}" "${RES[mean]}" "${RES[p99]}" \
                 $((RES[bad_status] + RES[socket] + RES[warmup_errors])) "$stat0"
         else
@@ -1023,25 +1160,33 @@ bench_ceilings() {
         pgbench_ceiling pg-write "$c" 1 -M prepared -f "$WORK/upsert.sql"
         pgbench_ceiling pg-connect "$c" 1 -S -C
         # Redis only: GET of 100-byte values over KEYS keys.
-        stat0=$(cpu_stat)
-        out=$(redis-benchmark -p "$REDIS_BASE" -t get -c "$c" -n $((20000 * ${DURATION%.*} + 10000)) \
-            -r "$KEYS" -q --csv 2>&1) || true
-        printf '==== round %s, ceiling redis %s: redis-benchmark -t get -c %s\n%s\n\n' "$ROUND" "$c" \
-            "$c" "$out" >>"$OUT/raw.log"
-        rps=$(echo "$out" | awk -F'"' '$2 == "GET" {print $4}')
-        csv_ceiling redis "$c" "$rps" "$(echo "$out" | awk -F'"' '$2 == "GET" {printf "%.0f", $6 * 1000}')" \
-            "$(echo "$out" | awk -F'"' '$2 == "GET" {printf "%.0f", $14 * 1000}')" \
-            "$([ -n "$rps" ] && echo 0 || echo 1)" "$stat0"
-        plan_done "$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", 6 * d + w }')"
+        cpu_stat
+        stat0=$STAT
+        redis-benchmark -p "$REDIS_BASE" -t get -c "$c" -n $((20000 * ${DURATION%.*} + 10000)) \
+            -r "$KEYS" -q --csv >"$WORK/redis-benchmark.out" 2>&1 || true
+        printf '==== round %s, ceiling redis %s: redis-benchmark -t get -c %s\n' "$ROUND" "$c" \
+            "$c" >>"$OUT/raw.log"
+        rps="" avg="" p99=""
+        while IFS=, read -r name rps avg _x _x _x p99 _x; do
+            [ "$name" = '"GET"' ] && break
+            rps="" avg="" p99=""
+        done <"$WORK/redis-benchmark.out"
+        { cat "$WORK/redis-benchmark.out"; echo; } >>"$OUT/raw.log"
+        rps=${rps//\"/} avg=${avg//\"/} p99=${p99//\"/}
+        [ -z "$avg" ] || to_ms avg "$avg" # ms -> µs
+        [ -z "$p99" ] || to_ms p99 "$p99"
+        csv_ceiling redis "$c" "$rps" "$avg" "$p99" $((${#rps} == 0)) "$stat0"
+        plan_done $((6 * DURATION_MS + WARMUP_MS))
     done
     stop_stack ceilings
-    plan_done 5
+    plan_done 5000
 }
 
+# Sets PLAN_MS to the estimated milliseconds of the ceilings of one round.
 ceilings_plan() {
-    local c k=0
-    for c in $CONCURRENCY; do k=$((k + 1)); done
-    awk -v k="$k" -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", 5 + k * (6 * d + w) }'
+    local c
+    PLAN_MS=5000
+    for c in $CONCURRENCY; do PLAN_MS=$((PLAN_MS + 6 * DURATION_MS + WARMUP_MS)); done
 }
 
 # ---- provenance: what was measured ----
@@ -1059,7 +1204,11 @@ provenance() {
     fi
     if [ "$BUILD" = 1 ]; then
         progress "building $BUILD_DIR from the work tree (commit ${COMMIT:0:12})"
-        if ! cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$WORK/build.log" ||
+        # Configured once (a build type other than RelWithDebInfo is configured again);
+        # `cmake --build` configures again by itself when a CMakeLists.txt changed.
+        : >"$WORK/build.log"
+        if { ! grep -qx 'CMAKE_BUILD_TYPE:STRING=RelWithDebInfo' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null &&
+            ! cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$WORK/build.log"; } ||
             ! cmake --build "$BUILD_DIR" -j"$(nproc)" >>"$WORK/build.log" 2>&1; then
             tail -n 20 "$WORK/build.log" >&2
             fail "the build failed"
@@ -1116,7 +1265,9 @@ check_built() {
 }
 
 main() {
+    load_bench_table
     parse_args "$@"
+    HZ=$(getconf CLK_TCK)
     check_tools
     WORK=$(mktemp -d /tmp/layers-bench-XXXXXX)
     chmod 755 "$WORK" # PostgreSQL runs as user postgres when we are root
@@ -1162,7 +1313,7 @@ main() {
         use_variant "$e"
         n=$(entry_layer "$e")
         for w in $WORKLOADS; do
-            [ "$w" = drain ] || [ "$w" = lag ] || echo "${LAYER_NAMES[$n]}$VARIANT_LABEL,$w,$(bound_of "$n" "$w")" >>"$OUT/bounds.csv"
+            [ "$w" = drain ] || [ "$w" = lag ] || { bound_of "$n" "$w"; echo "${LAYER_NAMES[$n]}$VARIANT_LABEL,$w,$BOUND" >>"$OUT/bounds.csv"; }
         done
         [ -z "$VARIANT_LABEL" ] || VARIANTS+=("${LAYER_NAMES[$n]}$VARIANT_LABEL = ${LAYER_NAMES[$n]} with ${VARIANT_SETTINGS[*]}")
     done
@@ -1175,8 +1326,8 @@ main() {
     [ "$CEILINGS" = 0 ] || items+=(ceilings)
     items+=("${layers[@]}")
     for round in $(seq 1 "$REPEAT"); do
-        [ "$CEILINGS" = 0 ] || plan "$(ceilings_plan)"
-        for e in "${layers[@]}"; do plan "$(layer_plan "$(entry_layer "$e")")"; done
+        [ "$CEILINGS" = 0 ] || { ceilings_plan; plan "$PLAN_MS"; }
+        for e in "${layers[@]}"; do layer_plan "${e%%@*}"; plan "$PLAN_MS"; done
     done
     progress "layers: $(for e in "${layers[@]}"; do use_variant "$e"; printf '%s ' "${LAYER_NAMES[$(entry_layer "$e")]}$VARIANT_LABEL"; done)x $REPEAT rounds -> ${OUT#"$ROOT"/}"
     warn_if_loaded
