@@ -115,10 +115,12 @@ SELECT 'CREATE DATABASE layers OWNER layers' WHERE NOT EXISTS (SELECT FROM pg_da
 SQL
 }
 
-pg_stop() {
-    local dir=$1
+# MODE: fast (the default: a clean shutdown with a checkpoint) or immediate (no checkpoint, for a
+# throwaway cluster: the benchmark's, deleted right after).
+pg_stop() { # DIR [MODE]
+    local dir=$1 mode=${2:-fast}
     if pg_running "$dir"; then
-        as_pg_owner "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
+        as_pg_owner "$PG_BIN/pg_ctl" -D "$dir" -m "$mode" -w -t 60 stop >/dev/null
     fi
 }
 
