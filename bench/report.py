@@ -718,6 +718,7 @@ def compare(a, b):
                 print(f"   {line}")
     print("Medians (min-max over each run's clean rounds). A difference counts only when the "
           "two min-max ranges do not overlap; ! marks a cell with a failed round.")
+    tally = {}  # "req/s" or "p99" -> [(verdict, A's stat, B's stat)], one per cell
     for key in cells_a:
         if key not in cells_b:
             continue
@@ -730,6 +731,16 @@ def compare(a, b):
               f"{spread(ra) if ra else '–'} -> {spread(rb) if rb else '–'} (x{ratio}): "
               f"{verdict(ra, rb, True)}; p99 ms {spread(pa, 1000, 2) if pa else '–'} -> "
               f"{spread(pb, 1000, 2) if pb else '–'}: {verdict(pa, pb, False)}")
+        for what, x, y in (("req/s", ra, rb), ("p99", pa, pb)):
+            tally.setdefault(what, []).append((verdict(x, y, what == "req/s"), x, y))
+    print("In all (cells measured in both runs):")
+    for what, rows in tally.items():
+        counts = {}
+        for v, _, _ in rows:
+            counts[v] = counts.get(v, 0) + 1
+        inside = sum(1 for v, x, y in rows if x and y and x[1] <= y[0] <= x[2])
+        print(f"  {what}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) +
+              f"; B's median inside A's min-max in {inside} of {len(rows)}")
 
 
 if __name__ == "__main__":
