@@ -18,10 +18,12 @@
 #     that conflicts with a local one would stop that subscription for good);
 #   - publication pub_<R>: R's two tables;
 #   - subscriptions sub_<R>_from_<P> for each other region P, created on a direct connection
-#     (copy_data: the tables are empty or already in sync), then pointed at the WAN link R->P,
-#     so every replicated byte pays the link's delay (the worker retries every 500 ms until the
-#     link runs). The subscription's name is its application_name on the publisher, where
-#     pg_stat_replication.replay_lsn says how far it has applied (a strong write waits on it).
+#     (copy_data: the tables are empty or already in sync), waited for until every table's
+#     initial copy is done (the script returns with replication in steady state), then pointed
+#     at the WAN link R->P, so every replicated byte pays the link's delay (the worker retries
+#     every 500 ms until the link runs). The subscription's name is its application_name on
+#     the publisher, where pg_stat_replication.replay_lsn says how far it has applied (a strong
+#     write waits on it).
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -99,20 +101,48 @@ SQL
     } | psql_on "$i" >/dev/null
 done
 
+# The connection string of the subscription of region I to region P: direct, or through the link.
+sub_conn() { # I P KIND (direct | link)
+    local i=$1 p=$2 auth url
+    auth="user=postgres dbname=layers${PGPASSWORD:+ password=$PGPASSWORD}"
+    url=${DBS[$p]}
+    [ "$3" = direct ] || url=${LINKS[$((i * 2 + (p > i ? p - 1 : p)))]}
+    echo "host=$(url_host "$url") port=$(url_port "$url") $auth"
+}
+
 for i in 0 1 2; do
-    own=${REGIONS[$i]}
     for p in 0 1 2; do
         [ "$p" = "$i" ] && continue
-        from=${REGIONS[$p]}
-        sub="sub_${own}_from_${from}"
-        link=${LINKS[$((i * 2 + (p > i ? p - 1 : p)))]}
-        auth="user=postgres dbname=layers${PGPASSWORD:+ password=$PGPASSWORD}"
-        direct="host=$(url_host "${DBS[$p]}") port=$(url_port "${DBS[$p]}") $auth"
-        via="host=$(url_host "$link") port=$(url_port "$link") $auth"
+        sub="sub_${REGIONS[$i]}_from_${REGIONS[$p]}"
         psql_on "$i" >/dev/null <<SQL
-SELECT format('CREATE SUBSCRIPTION $sub CONNECTION %L PUBLICATION pub_$from', '$direct')
+SELECT format('CREATE SUBSCRIPTION $sub CONNECTION %L PUBLICATION pub_${REGIONS[$p]}',
+              '$(sub_conn "$i" "$p" direct)')
   WHERE NOT EXISTS (SELECT FROM pg_subscription WHERE subname = '$sub')\\gexec
-ALTER SUBSCRIPTION $sub CONNECTION '$via';
+SQL
+    done
+done
+
+# The initial copy of every table, on the direct connections, before the subscriptions move to
+# the links: through a link, each table's sync (its slot, its snapshot, the copy, the catch-up
+# with the apply worker) pays the link's delay many times over and goes on for seconds after
+# this script has returned, in whatever the stack does first (the benchmark's first cells).
+# Set up means synced: wait (bounded) until every region has its 4 tables ready ('r').
+for i in 0 1 2; do
+    for _ in $(seq 1 600); do
+        ready=$(psql_on "$i" -At -c "SELECT count(*) FILTER (WHERE srsubstate = 'r') || ' ' || count(*)
+            FROM pg_subscription_rel") || ready=""
+        [ "$ready" = "4 4" ] && break
+        sleep 0.1
+    done
+    [ "$ready" = "4 4" ] ||
+        die "region ${REGIONS[$i]}: the subscriptions' initial copy did not end in 60 s ($ready)"
+done
+
+for i in 0 1 2; do
+    for p in 0 1 2; do
+        [ "$p" = "$i" ] && continue
+        psql_on "$i" >/dev/null <<SQL
+ALTER SUBSCRIPTION sub_${REGIONS[$i]}_from_${REGIONS[$p]} CONNECTION '$(sub_conn "$i" "$p" link)';
 SQL
     done
 done
