@@ -23,7 +23,10 @@
  * calls leave; the connection leaves pipeline mode and is idle again when the last one does.
  *
  * The socket event is re-armed for what libpq asks next (read or write), because libpq may even
- * change sockets while connecting (several hosts in one URL).
+ * change sockets while connecting (several hosts in one URL). A pipelined connection instead
+ * keeps one persistent read event from its first call on, through SHARED and the idle spells
+ * between bursts (the pool's idle watch is that event): re-arming it per call and per burst
+ * was the largest count of system calls per pipelined read (epoll_ctl).
  */
 #include "pgconn.h"
 
@@ -64,6 +67,7 @@ struct pgconn {
     enum pgconn_state state;               /* see set_state() */
     struct event io;                       /* socket readiness, re-assigned as libpq asks */
     bool io_armed;                         /* io has been assigned and may be pending */
+    short io_what;                         /* the events io was armed for */
     struct event timer;                    /* connect or query deadline; also defers failures */
     struct resolve_request *lookup;        /* the host name lookup under way, or NULL */
     long long connected_at_ms;             /* monotonic, for the pool's max lifetime */
@@ -91,17 +95,31 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 /* Arms the socket event for reading, writing or both, on libpq's current socket. */
 static void wait_for(struct pgconn *conn, short what)
 {
+    evutil_socket_t fd = PQsocket(conn->pg);
+    if (conn->io_armed && conn->io_what == what && event_get_fd(&conn->io) == fd &&
+        event_pending(&conn->io, EV_READ | EV_WRITE, NULL))
+        return; /* armed so already (a persistent read): no epoll_ctl */
     if (conn->io_armed)
         event_del(&conn->io);
-    event_assign(&conn->io, conn->base, PQsocket(conn->pg), what, on_io, conn);
+    event_assign(&conn->io, conn->base, fd, what, on_io, conn);
     conn->io_armed = true;
+    conn->io_what = what;
     event_add(&conn->io, NULL);
+}
+
+/* A pipelined connection's socket is read by one persistent event, from its first call on,
+ * while it is idle between bursts too (the pool's idle watch is the same event): arming and
+ * disarming it per call or per burst cost epoll_ctl system calls, the largest count per read. */
+static bool reads_persistently(const struct pgconn *conn)
+{
+    return conn->pipeline != NULL && conn->io_armed && conn->io_what == (EV_READ | EV_PERSIST);
 }
 
 static void stop_io(struct pgconn *conn)
 {
     if (conn->io_armed)
         event_del(&conn->io);
+    conn->io_what = 0;
 }
 
 static void arm_timer(struct pgconn *conn, long ms)
@@ -139,13 +157,15 @@ static void set_state(struct pgconn *conn, enum pgconn_state next)
     case PGCONN_SHARED:
         if (!is_busy(was)) { /* from IDLE (PREPARING -> QUERYING keeps the deadline) */
             conn->broken_cb = NULL;
-            stop_io(conn);
+            if (next != PGCONN_SHARED || !reads_persistently(conn))
+                stop_io(conn);
             arm_timer(conn, conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
         }
         break;
     case PGCONN_IDLE:
     case PGCONN_BROKEN:
-        stop_io(conn);
+        if (next == PGCONN_BROKEN || !reads_persistently(conn))
+            stop_io(conn);
         event_del(&conn->timer);
         resolve_cancel(conn->lookup);
         conn->lookup = NULL;
@@ -470,7 +490,8 @@ static bool flush_and_wait(struct pgconn *conn)
     int flushed = PQflush(conn->pg);
     if (flushed < 0)
         return false;
-    wait_for(conn, flushed == 1 ? EV_READ | EV_WRITE : EV_READ);
+    short what = flushed == 1 ? EV_READ | EV_WRITE : EV_READ;
+    wait_for(conn, conn->state == PGCONN_SHARED ? what | EV_PERSIST : what);
     return true;
 }
 
@@ -831,7 +852,8 @@ void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg)
 void pgconn_unwatch(struct pgconn *conn)
 {
     conn->broken_cb = NULL;
-    stop_io(conn);
+    if (!reads_persistently(conn)) /* a pipelined call will read with the same event */
+        stop_io(conn);
 }
 
 bool pgconn_is_broken(const struct pgconn *conn)
