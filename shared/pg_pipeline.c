@@ -61,6 +61,11 @@ int pg_pipeline_depth(const struct pg_pipeline *p)
     return p->depth;
 }
 
+const struct pg_call *pg_pipeline_at(const struct pg_pipeline *p, int i)
+{
+    return &p->ring[(p->head + i) % p->depth].call;
+}
+
 long long pg_pipeline_oldest_ms(const struct pg_pipeline *p)
 {
     return p->ring[p->head].sent_ms;

@@ -50,6 +50,9 @@ bool pg_pipeline_push(struct pg_pipeline *p, const struct pg_call *call, long lo
 int pg_pipeline_count(const struct pg_pipeline *p);
 int pg_pipeline_depth(const struct pg_pipeline *p);
 
+/* The call i places behind the oldest (0: the oldest); i < pg_pipeline_count. */
+const struct pg_call *pg_pipeline_at(const struct pg_pipeline *p, int i);
+
 /* When the oldest call was sent (the one whose deadline comes first); the FIFO is not empty. */
 long long pg_pipeline_oldest_ms(const struct pg_pipeline *p);
 

@@ -19,11 +19,16 @@
  * last sync, and the connection leaves pipeline mode before it is idle again.
  *
  * SHARED: pipelined calls of several requests are in flight (pg_pipeline.h), each with its own
- * sync; more may be sent while answers arrive. The deadline is the oldest call's, re-armed as
- * calls leave; the connection leaves pipeline mode and is idle again when the last one does.
+ * sync; more may be sent while answers arrive. A call is sent at the end of the loop turn that
+ * made it (send_turn), with the others of that turn: the newest `unsent` calls of the FIFO. The
+ * deadline is the oldest call's, re-armed as calls leave; the connection leaves pipeline mode and
+ * is idle again when the last one does.
  *
  * The socket event is re-armed for what libpq asks next (read or write), because libpq may even
- * change sockets while connecting (several hosts in one URL).
+ * change sockets while connecting (several hosts in one URL). A pipelined connection instead
+ * keeps one persistent read event from its first call on, through SHARED and the idle spells
+ * between bursts (the pool's idle watch is that event): re-arming it per call and per burst
+ * was the largest count of system calls per pipelined read (epoll_ctl).
  */
 #include "pgconn.h"
 
@@ -36,9 +41,12 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h> /* events embedded in our structs */
+#include <netinet/in.h>
+#include <netinet/tcp.h> /* TCP_CORK */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define CLIENT_DEADLINE_GRACE_MS 1000
 #define MAX_PREPARED             8 /* statements a connection prepares; more run unprepared */
@@ -64,6 +72,7 @@ struct pgconn {
     enum pgconn_state state;               /* see set_state() */
     struct event io;                       /* socket readiness, re-assigned as libpq asks */
     bool io_armed;                         /* io has been assigned and may be pending */
+    short io_what;                         /* the events io was armed for */
     struct event timer;                    /* connect or query deadline; also defers failures */
     struct resolve_request *lookup;        /* the host name lookup under way, or NULL */
     long long connected_at_ms;             /* monotonic, for the pool's max lifetime */
@@ -80,6 +89,9 @@ struct pgconn {
                                               another NULL means libpq has nothing more */
     struct pg_pipeline *pipeline;          /* the pipelined calls in flight (pgconn_allow_pipeline),
                                               or NULL */
+    struct event send_turn;                /* with pipeline: sends the calls of one loop turn
+                                              together (activated by the first of them) */
+    int unsent;                            /* the newest pipelined calls, not sent yet */
     const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>" */
     int prepared_count;                    /* used entries of prepared */
     pgconn_broken_cb broken_cb;            /* idle watcher, or NULL */
@@ -91,17 +103,31 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 /* Arms the socket event for reading, writing or both, on libpq's current socket. */
 static void wait_for(struct pgconn *conn, short what)
 {
+    evutil_socket_t fd = PQsocket(conn->pg);
+    if (conn->io_armed && conn->io_what == what && event_get_fd(&conn->io) == fd &&
+        event_pending(&conn->io, EV_READ | EV_WRITE, NULL))
+        return; /* armed so already (a persistent read): no epoll_ctl */
     if (conn->io_armed)
         event_del(&conn->io);
-    event_assign(&conn->io, conn->base, PQsocket(conn->pg), what, on_io, conn);
+    event_assign(&conn->io, conn->base, fd, what, on_io, conn);
     conn->io_armed = true;
+    conn->io_what = what;
     event_add(&conn->io, NULL);
+}
+
+/* A pipelined connection's socket is read by one persistent event, from its first call on,
+ * while it is idle between bursts too (the pool's idle watch is the same event): arming and
+ * disarming it per call or per burst cost epoll_ctl system calls, the largest count per read. */
+static bool reads_persistently(const struct pgconn *conn)
+{
+    return conn->pipeline != NULL && conn->io_armed && conn->io_what == (EV_READ | EV_PERSIST);
 }
 
 static void stop_io(struct pgconn *conn)
 {
     if (conn->io_armed)
         event_del(&conn->io);
+    conn->io_what = 0;
 }
 
 static void arm_timer(struct pgconn *conn, long ms)
@@ -139,13 +165,15 @@ static void set_state(struct pgconn *conn, enum pgconn_state next)
     case PGCONN_SHARED:
         if (!is_busy(was)) { /* from IDLE (PREPARING -> QUERYING keeps the deadline) */
             conn->broken_cb = NULL;
-            stop_io(conn);
+            if (next != PGCONN_SHARED || !reads_persistently(conn))
+                stop_io(conn);
             arm_timer(conn, conn->settings.query_timeout_ms + CLIENT_DEADLINE_GRACE_MS);
         }
         break;
     case PGCONN_IDLE:
     case PGCONN_BROKEN:
-        stop_io(conn);
+        if (next == PGCONN_BROKEN || !reads_persistently(conn))
+            stop_io(conn);
         event_del(&conn->timer);
         resolve_cancel(conn->lookup);
         conn->lookup = NULL;
@@ -399,6 +427,7 @@ static int in_flight(const struct pgconn *conn)
 static void fail_pipelined(struct pgconn *conn)
 {
     set_state(conn, PGCONN_BROKEN);
+    conn->unsent = 0; /* failed with the others, never sent */
     while (in_flight(conn) > 0) {
         struct pg_call call;
         PGresult *res;
@@ -470,7 +499,8 @@ static bool flush_and_wait(struct pgconn *conn)
     int flushed = PQflush(conn->pg);
     if (flushed < 0)
         return false;
-    wait_for(conn, flushed == 1 ? EV_READ | EV_WRITE : EV_READ);
+    short what = flushed == 1 ? EV_READ | EV_WRITE : EV_READ;
+    wait_for(conn, conn->state == PGCONN_SHARED ? what | EV_PERSIST : what);
     return true;
 }
 
@@ -558,10 +588,63 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
     }
 }
 
+/* TCP_CORK holds what is sent on the socket until it is taken off (false: not TCP, e.g. a
+ * Unix socket, where nothing is held). */
+static bool set_cork(struct pgconn *conn, bool on)
+{
+    int value = on ? 1 : 0;
+    return setsockopt(PQsocket(conn->pg), IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0;
+}
+
+/* Sends one pipelined call with its own sync point, preparing its statement first if needed. */
+static bool send_pipelined(struct pgconn *conn, const struct pg_statement *s)
+{
+    if (should_prepare(conn, s)) {
+        /* Named now, before its PREPARE is answered: later calls may use it at once, since the
+         * server runs the pipeline in order. (If it fails, so do they, as it would.) */
+        char name[16];
+        snprintf(name, sizeof name, "s%d", conn->prepared_count);
+        if (PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) != 1)
+            return false;
+        conn->prepared[conn->prepared_count++] = s->sql;
+    }
+    return send_statement(conn, s, false) == 1 && PQpipelineSync(conn->pg) == 1;
+}
+
+/*
+ * The end of a loop turn: sends the pipelined calls that arrived during it. libpq 15's
+ * PQpipelineSync also flushes (PQsendPipelineSync comes with 17), so each call is one send();
+ * with several, the socket is corked meanwhile: they leave in one packet when it is uncorked,
+ * and wake the backend once instead of once each (on loopback, the sender's send() pays for
+ * the receiver's wake-up: a quarter of the server's CPU per pipelined read was there).
+ */
+static void on_send_turn(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgconn *conn = arg;
+    (void)fd, (void)what;
+    int n = conn->unsent;
+    conn->unsent = 0;
+    if (n == 0 || conn->state != PGCONN_SHARED)
+        return; /* failed meanwhile: its calls have been failed */
+    bool corked = n > 1 && set_cork(conn, true);
+    bool sent = true;
+    int count = in_flight(conn);
+    for (int i = count - n; sent && i < count; i++)
+        sent = send_pipelined(conn, &pg_pipeline_at(conn->pipeline, i)->statement);
+    if (corked && !set_cork(conn, false))
+        sent = false;
+    if (!sent || !flush_and_wait(conn)) {
+        log_failure(conn, "cannot send a pipelined query");
+        finish_lost(conn);
+    }
+}
+
 void pgconn_allow_pipeline(struct pgconn *conn, int depth)
 {
-    if (conn->pipeline == NULL)
+    if (conn->pipeline == NULL) {
         conn->pipeline = pg_pipeline_create(depth);
+        evtimer_assign(&conn->send_turn, conn->base, on_send_turn, conn);
+    }
 }
 
 void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call)
@@ -572,27 +655,16 @@ void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call)
     if (!pg_pipeline_push(conn->pipeline, call, monotonic_ms()))
         abort(); /* more than pipeline_depth in flight: the pool's bound failed */
     metrics_inc(conn->metrics, METRIC_PG_QUERIES);
-    bool sent = false;
     if (conn->state == PGCONN_IDLE && PQenterPipelineMode(conn->pg) == 1)
         set_state(conn, PGCONN_SHARED);
-    if (conn->state == PGCONN_SHARED) {
-        sent = true;
-        if (should_prepare(conn, s)) {
-            /* Named now, before its PREPARE is answered: later calls may use it at once, since
-             * the server runs the pipeline in order. (If it fails, so do they, as it would.) */
-            char name[16];
-            snprintf(name, sizeof name, "s%d", conn->prepared_count);
-            sent = PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) == 1;
-            conn->prepared[conn->prepared_count++] = s->sql;
-        }
-        /* libpq 15's PQpipelineSync also flushes: the call leaves now, not with later ones. */
-        sent = sent && send_statement(conn, s, false) == 1 && PQpipelineSync(conn->pg) == 1 &&
-               flush_and_wait(conn);
-    }
-    if (!sent) {
+    if (conn->state != PGCONN_SHARED) {
         log_failure(conn, "cannot send a pipelined query");
         fail_later(conn);
+        return;
     }
+    /* It leaves at the end of this loop turn, with the calls that arrive in it. */
+    if (conn->unsent++ == 0)
+        event_active(&conn->send_turn, EV_TIMEOUT, 1);
 }
 
 /* ---- reading answers ---- */
@@ -656,7 +728,7 @@ static bool batch_step(struct pgconn *conn, PGresult *res)
 /* Reads pipelined answers as they complete; returns true when the connection may be gone. */
 static bool read_pipelined(struct pgconn *conn)
 {
-    while (in_flight(conn) > 0 && !PQisBusy(conn->pg)) {
+    while (in_flight(conn) > conn->unsent && !PQisBusy(conn->pg)) { /* answers of calls sent */
         switch (pg_pipeline_step(conn->pipeline, PQgetResult(conn->pg))) {
         case PG_PIPELINE_MORE:
             continue;
@@ -810,6 +882,8 @@ void pgconn_free(struct pgconn *conn)
     event_del(&conn->timer);
     resolve_cancel(conn->lookup);
     PQclear(conn->result);
+    if (conn->pipeline != NULL)
+        event_del(&conn->send_turn);
     pg_pipeline_free(conn->pipeline);
     for (int i = 0; i < PG_BATCH_MAX; i++)
         PQclear(conn->replies[i].res);
@@ -831,7 +905,8 @@ void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg)
 void pgconn_unwatch(struct pgconn *conn)
 {
     conn->broken_cb = NULL;
-    stop_io(conn);
+    if (!reads_persistently(conn)) /* a pipelined call will read with the same event */
+        stop_io(conn);
 }
 
 bool pgconn_is_broken(const struct pgconn *conn)

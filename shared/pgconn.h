@@ -159,12 +159,14 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch);
 
 /*
  * Sends one query in pipeline mode, sharing the connection with the other calls in flight on it
- * (pg_pipeline.h): it is sent at once with its own sync point, and its callback runs when its
- * answer arrives, after those of the calls sent before it. The connection must be idle or
- * already carrying pipelined calls, fewer than the depth given to pgconn_allow_pipeline. A failing statement
- * fails only its own call. A lost connection, or a call past its deadline (the connection is
- * then dropped, since what the server still does is unknown), fails every call in flight on it
- * with PG_UNAVAILABLE. When the last call in flight is answered the connection is idle again.
+ * (pg_pipeline.h): it leaves at the end of the current loop turn, with its own sync point,
+ * together with the other calls made in that turn (in one packet, as far as TCP_CORK can), and
+ * its callback runs when its answer arrives, after those of the calls sent before it. The
+ * connection must be idle or already carrying pipelined calls, fewer than the depth given to
+ * pgconn_allow_pipeline. A failing statement fails only its own call. A lost connection, or a call
+ * past its deadline (the connection is then dropped, since what the server still does is unknown),
+ * fails every call in flight on it with PG_UNAVAILABLE. When the last call in flight is answered
+ * the connection is idle again.
  */
 void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call);
 

@@ -265,13 +265,20 @@ static void grow(struct pool *pool)
 }
 
 /*
- * Pipeline mode: a call just shared a busy connection because none was idle. One backend runs
- * its pipeline's queries one after the other, on one core, and commits them one by one: so
- * the pool still grows by load, one connection at a time up to max_size, while the calls
- * pipeline on those already open.
+ * Pipeline mode: a call just shared a busy connection because none was idle, and the least
+ * loaded one already carried `before` calls. One backend runs its pipeline's queries one after
+ * the other, on one core, and commits them one by one: so the pool still grows by load, one
+ * connection at a time up to max_size. But it grows only once every open connection carries a
+ * quarter of the depth: a pipeline pays only when calls share it (one round trip, one write
+ * and one wake-up of the backend for several calls), and growing at the first shared call put
+ * the calls of 16 clients on 10 connections, one or two each, where pipelining gains nothing
+ * (l1's README, "Pipeline mode"). Two cores run a few backends at once, not ten.
  */
-static void grow_for_load(struct pool *pool)
+static void grow_for_load(struct pool *pool, int before)
 {
+    int fill = pool->settings.pipeline_depth / 4;
+    if (before < (fill > 1 ? fill : 1))
+        return;
     if (monotonic_ms() < pool->backoff_until_ms || count_slots(pool, SLOT_OPENING) > 0)
         return;
     for (int i = 0; i < pool->settings.max_size; i++) {
@@ -319,9 +326,10 @@ static void acquire(struct pool *pool, bool exclusive, pool_acquire_cb cb, void 
     struct pool_slot *slot = pool->wait_count == 0 ? pick(pool, exclusive) : NULL;
     if (slot != NULL) {
         bool shared_busy = slot->state == SLOT_BUSY;
+        int before = slot->users;
         lend(pool, slot, exclusive, cb, arg);
         if (shared_busy)
-            grow_for_load(pool);
+            grow_for_load(pool, before);
         return;
     }
     if (pool->wait_count == pool->settings.max_waiting) {

@@ -25,10 +25,12 @@
  *   savepoint per call would need one transaction across unrelated requests). A new call goes
  *   to the least-loaded open connection; when all are at the depth it waits in the same bounded
  *   queue. The pool grows by load: a call that had to share a busy connection opens one more
- *   (one at a time, up to max_size), since one backend runs its pipeline serially on one core
- *   and commits one call after another. What cannot share a connection borrows it
- *   whole (pool_acquire): a batch (pool_batch: a transaction spans its statements; EACH batches
- *   too, for simplicity), LISTEN, anything that sets session state. Such a borrower waits for a
+ *   (one at a time, up to max_size) once every open connection carries a quarter of
+ *   pipeline_depth, since one backend runs its pipeline serially on one core and commits one
+ *   call after another; not sooner, since a pipeline pays only when calls share it. What
+ *   cannot share a connection borrows it whole (pool_acquire): a batch (pool_batch: a
+ *   transaction spans its statements; EACH batches too, for simplicity), LISTEN, anything that
+ *   sets session state. Such a borrower waits for a
  *   connection with nothing in flight (drain, not a split of the pool: no connection is kept
  *   back from the pipelined calls); while it waits at the head of the queue, later borrowers
  *   queue behind it, so it is never starved; the wait is bounded by the acquire timeout.

@@ -121,6 +121,9 @@ START_TEST(the_fifo_is_bounded_and_wraps)
         ck_assert(push(p, 2 * round, 0));
         ck_assert(push(p, 2 * round + 1, 0));
         ck_assert(!push(p, 99, 0));
+        /* the calls not yet sent are found from the oldest, across the wrap */
+        ck_assert_ptr_eq(pg_pipeline_at(p, 0)->arg, (void *)(2 * round));
+        ck_assert_ptr_eq(pg_pipeline_at(p, 1)->arg, (void *)(2 * round + 1));
         ck_assert_int_eq(answer(p, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY), PG_PIPELINE_ANSWERED);
         expect_pop(p, 2 * round, PGRES_TUPLES_OK);
         ck_assert_int_eq(answer(p, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY), PG_PIPELINE_ANSWERED);

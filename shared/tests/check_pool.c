@@ -955,6 +955,23 @@ START_TEST(sharing_a_busy_connection_grows_the_pool)
 }
 END_TEST
 
+START_TEST(sharing_grows_the_pool_only_once_connections_carry_a_quarter_of_the_depth)
+{
+    start_ready(pipelined(1, 3, 8)); /* a quarter of 8: 2 calls */
+    struct ticket a = {0}, b = {0}, c = {0};
+    pool_acquire_shared(pool, on_acquired, &a);
+    pool_acquire_shared(pool, on_acquired, &b);
+    ck_assert_ptr_eq(b.conn, a.conn);
+    ck_assert_int_eq(fake.opens, 1); /* it carried 1 call: fill it rather than open another */
+    pool_acquire_shared(pool, on_acquired, &c);
+    ck_assert_ptr_eq(c.conn, a.conn);
+    ck_assert_int_eq(fake.opens, 2); /* it carried 2: one more is opened */
+    pool_release(pool, a.conn);
+    pool_release(pool, b.conn);
+    pool_release(pool, c.conn);
+}
+END_TEST
+
 START_TEST(exclusive_mode_shares_nothing)
 {
     start_ready(settings(1, 1));
@@ -1032,6 +1049,7 @@ int main(void)
     tcase_add_test(tc, exclusive_borrower_waits_for_a_connection_to_drain);
     tcase_add_test(tc, broken_shared_connection_closes_when_its_last_call_is_released);
     tcase_add_test(tc, sharing_a_busy_connection_grows_the_pool);
+    tcase_add_test(tc, sharing_grows_the_pool_only_once_connections_carry_a_quarter_of_the_depth);
     tcase_add_test(tc, exclusive_mode_shares_nothing);
     tcase_add_test(tc, gauges_render_depth_in_use);
     suite_add_tcase(suite, tc);
