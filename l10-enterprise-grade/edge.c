@@ -160,9 +160,14 @@ void edge_add_breaker(struct edge *edge, struct breaker *breaker)
 
 /* ---- replies and the log line ---- */
 
+bool edge_logs_requests(void)
+{
+    return LOG_LEVEL_INFO >= log_threshold;
+}
+
 static void log_line(struct edge_call *call, int status)
 {
-    if (LOG_LEVEL_INFO < log_threshold)
+    if (!edge_logs_requests())
         return;
     char shard[24] = "null";
     if (call->shard >= 0)
