@@ -335,11 +335,9 @@ enum edge_refusal edge_guard_pg_write(struct edge_call *call, struct breaker *br
 
 /* ---- admission ---- */
 
-/* n in decimal, written backwards from the end of buf: on every reply, where snprintf's
- * format parsing cost more than the digits themselves. */
-static const char *decimal(long long n, char buf[24])
+const char *edge_decimal(long long n, char buf[EDGE_DECIMAL_LEN])
 {
-    char *p = buf + 23;
+    char *p = buf + EDGE_DECIMAL_LEN - 1;
     *p = '\0';
     unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
     do
@@ -352,10 +350,11 @@ static const char *decimal(long long n, char buf[24])
 
 static void set_rate_headers(struct http_request *req, const struct rate_decision *d)
 {
-    char text[24];
-    http_request_set_header(req, "X-RateLimit-Limit", decimal(d->limit, text));
-    http_request_set_header(req, "X-RateLimit-Remaining", decimal(d->remaining, text));
-    http_request_set_header(req, "X-RateLimit-Reset", decimal((d->reset_ms + 999) / 1000, text));
+    char text[EDGE_DECIMAL_LEN];
+    http_request_set_header(req, "X-RateLimit-Limit", edge_decimal(d->limit, text));
+    http_request_set_header(req, "X-RateLimit-Remaining", edge_decimal(d->remaining, text));
+    http_request_set_header(req, "X-RateLimit-Reset",
+                            edge_decimal((d->reset_ms + 999) / 1000, text));
 }
 
 static void run(struct edge_call *call)

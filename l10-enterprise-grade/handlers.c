@@ -294,7 +294,11 @@ void handle_read(struct edge_call *call)
         metrics_inc(m, METRIC_L1_HITS);
         struct evbuffer *body = evbuffer_new();
         evbuffer_add(body, row, len);
-        evbuffer_add_printf(body, ",\"latency_ms\":%lld}", monotonic_ms() - call->started_ms);
+        char ms[EDGE_DECIMAL_LEN];
+        const char *text = edge_decimal(monotonic_ms() - call->started_ms, ms);
+        evbuffer_add(body, ",\"latency_ms\":", strlen(",\"latency_ms\":"));
+        evbuffer_add(body, text, strlen(text));
+        evbuffer_add(body, "}", 1);
         call->cache_level = "L1";
         edge_reply_buffer(call, 200, body);
         evbuffer_free(body);
