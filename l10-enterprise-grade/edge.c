@@ -71,11 +71,16 @@ static void on_lag_tick(evutil_socket_t fd, short what, void *arg)
     edge->last_tick_ms = now;
 }
 
-long edge_loop_lag_ms(const struct edge *edge)
+static long lag_at(const struct edge *edge, long long now_ms)
 {
     /* A loop blocked right now has not run the tick: count the time since it was due. */
-    long overdue = (long)(monotonic_ms() - edge->last_tick_ms - LAG_TICK_MS);
+    long overdue = (long)(now_ms - edge->last_tick_ms - LAG_TICK_MS);
     return overdue > edge->lag_ms ? overdue : edge->lag_ms;
+}
+
+long edge_loop_lag_ms(const struct edge *edge)
+{
+    return lag_at(edge, monotonic_ms());
 }
 
 /* ---- metrics ---- */
@@ -380,10 +385,10 @@ static void on_decision(const struct rate_decision *d, void *arg)
     run(call);
 }
 
-static bool overloaded(struct edge *edge)
+static bool overloaded(struct edge *edge, long long now_ms)
 {
     return http_server_in_flight(server_http(edge->server)) > (size_t)edge->s.max_in_flight ||
-           edge_loop_lag_ms(edge) > edge->s.max_loop_lag_ms;
+           lag_at(edge, now_ms) > edge->s.max_loop_lag_ms;
 }
 
 void edge_admit(struct edge *edge, struct http_request *req, const char *route, unsigned scope,
@@ -404,7 +409,7 @@ void edge_admit(struct edge *edge, struct http_request *req, const char *route, 
         run(call);
         return;
     }
-    if (overloaded(edge)) {
+    if (overloaded(edge, call->started_ms)) { /* the arrival's clock read, not another */
         edge->outcomes[OUTCOME_SHED]++;
         set_retry_after(req, 1);
         edge_reply_error(call, 503, "Server overloaded");
