@@ -51,7 +51,4 @@ enum api_key_result api_keys_check(const struct api_keys *keys, const char *pres
 bool api_scopes_parse(const char *text, size_t len, unsigned *scopes)
     __attribute__((warn_unused_result));
 
-/* SHA-256 of data (libcrypto's EVP). */
-void api_keys_sha256(const char *data, size_t len, unsigned char out[32]);
-
 #endif

@@ -71,11 +71,16 @@ static void on_lag_tick(evutil_socket_t fd, short what, void *arg)
     edge->last_tick_ms = now;
 }
 
-long edge_loop_lag_ms(const struct edge *edge)
+static long lag_at(const struct edge *edge, long long now_ms)
 {
     /* A loop blocked right now has not run the tick: count the time since it was due. */
-    long overdue = (long)(monotonic_ms() - edge->last_tick_ms - LAG_TICK_MS);
+    long overdue = (long)(now_ms - edge->last_tick_ms - LAG_TICK_MS);
     return overdue > edge->lag_ms ? overdue : edge->lag_ms;
+}
+
+long edge_loop_lag_ms(const struct edge *edge)
+{
+    return lag_at(edge, monotonic_ms());
 }
 
 /* ---- metrics ---- */
@@ -160,9 +165,14 @@ void edge_add_breaker(struct edge *edge, struct breaker *breaker)
 
 /* ---- replies and the log line ---- */
 
+bool edge_logs_requests(void)
+{
+    return LOG_LEVEL_INFO >= log_threshold;
+}
+
 static void log_line(struct edge_call *call, int status)
 {
-    if (LOG_LEVEL_INFO < log_threshold)
+    if (!edge_logs_requests())
         return;
     char shard[24] = "null";
     if (call->shard >= 0)
@@ -330,15 +340,26 @@ enum edge_refusal edge_guard_pg_write(struct edge_call *call, struct breaker *br
 
 /* ---- admission ---- */
 
+const char *edge_decimal(long long n, char buf[EDGE_DECIMAL_LEN])
+{
+    char *p = buf + EDGE_DECIMAL_LEN - 1;
+    *p = '\0';
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (n < 0)
+        *--p = '-';
+    return p;
+}
+
 static void set_rate_headers(struct http_request *req, const struct rate_decision *d)
 {
-    char text[32];
-    snprintf(text, sizeof text, "%ld", d->limit);
-    http_request_set_header(req, "X-RateLimit-Limit", text);
-    snprintf(text, sizeof text, "%ld", d->remaining);
-    http_request_set_header(req, "X-RateLimit-Remaining", text);
-    snprintf(text, sizeof text, "%lld", (d->reset_ms + 999) / 1000);
-    http_request_set_header(req, "X-RateLimit-Reset", text);
+    char text[EDGE_DECIMAL_LEN];
+    http_request_set_header(req, "X-RateLimit-Limit", edge_decimal(d->limit, text));
+    http_request_set_header(req, "X-RateLimit-Remaining", edge_decimal(d->remaining, text));
+    http_request_set_header(req, "X-RateLimit-Reset",
+                            edge_decimal((d->reset_ms + 999) / 1000, text));
 }
 
 static void run(struct edge_call *call)
@@ -364,10 +385,10 @@ static void on_decision(const struct rate_decision *d, void *arg)
     run(call);
 }
 
-static bool overloaded(struct edge *edge)
+static bool overloaded(struct edge *edge, long long now_ms)
 {
     return http_server_in_flight(server_http(edge->server)) > (size_t)edge->s.max_in_flight ||
-           edge_loop_lag_ms(edge) > edge->s.max_loop_lag_ms;
+           lag_at(edge, now_ms) > edge->s.max_loop_lag_ms;
 }
 
 void edge_admit(struct edge *edge, struct http_request *req, const char *route, unsigned scope,
@@ -382,12 +403,13 @@ void edge_admit(struct edge *edge, struct http_request *req, const char *route, 
     call->started_ms = monotonic_ms();
     call->deadline_ms = call->started_ms + edge->s.request_timeout_ms;
     call->shard = -1;
-    snprintf(call->request_id, sizeof call->request_id, "%s", http_request_id(req));
+    const char *rid = http_request_id(req); /* copied, truncated as snprintf would */
+    memcpy(call->request_id, rid, strnlen(rid, sizeof call->request_id - 1));
     if (!edge->s.protections) {
         run(call);
         return;
     }
-    if (overloaded(edge)) {
+    if (overloaded(edge, call->started_ms)) { /* the arrival's clock read, not another */
         edge->outcomes[OUTCOME_SHED]++;
         set_retry_after(req, 1);
         edge_reply_error(call, 503, "Server overloaded");

@@ -112,6 +112,15 @@ void edge_reply_error(struct edge_call *call, int status, const char *detail);
 void edge_reply_failure(struct edge_call *call, enum pg_status status);
 /* The request was answered by someone else (a 422 from validate_*): logs and frees call. */
 void edge_replied(struct edge_call *call, int status);
+#define EDGE_DECIMAL_LEN 24 /* a long long in decimal, its sign and the NUL */
+/* n in decimal, written backwards into buf; returns where it starts. For what every reply
+ * carries (X-RateLimit-*, an L1 hit's latency), where snprintf's format parsing cost more than
+ * the digits themselves. */
+const char *edge_decimal(long long n, char buf[EDGE_DECIMAL_LEN]);
+
+/* Whether replies write the per-request log line (LOG_LEVEL info or debug): fields only it
+ * shows (an L1 hit's shard) need not be worked out otherwise. */
+bool edge_logs_requests(void);
 
 /* {"allowed":n,"rate_limited":n,"unauthorized":n,"forbidden":n,"shed":n,"deadline":n} */
 json_t *edge_outcomes_json(const struct edge *edge);

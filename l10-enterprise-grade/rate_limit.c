@@ -222,10 +222,20 @@ void local_limiter_free(struct local_limiter *local)
     free(local);
 }
 
+/* Where a key id's slot search starts (FNV-1a over its hex digits; strtoull cost more, on
+ * every request). */
+static unsigned long long key_hash(const char *key_id)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (const char *c = key_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    return h;
+}
+
 void local_limiter_check(struct local_limiter *local, const char *key_id, long long now_ms,
                          long limit, long long period_ms, struct rate_decision *out)
 {
-    unsigned long long h = strtoull(key_id[0] ? key_id : "0", NULL, 16) ^ strlen(key_id);
+    unsigned long long h = key_hash(key_id);
     size_t home = (size_t)(h % local->count);
     struct local_slot *slot = NULL;
     for (size_t i = 0; i < 8 && i < local->count; i++) { /* a short probe, then reuse */
@@ -354,7 +364,7 @@ static bool idle(const struct allowance_slot *slot, long long now_ms)
 static struct allowance_slot *slot_of(struct rate_limiter *l, const char *key_id, bool create,
                                       long long now_ms)
 {
-    unsigned long long h = strtoull(key_id[0] ? key_id : "0", NULL, 16) ^ strlen(key_id);
+    unsigned long long h = key_hash(key_id);
     size_t home = (size_t)(h % l->s.slots);
     struct allowance_slot *free_slot = NULL;
     for (size_t i = 0; i < 8 && i < l->s.slots; i++) {
