@@ -108,8 +108,9 @@ struct batch {
     struct wq_delay delay;   /* the batch's commit delays, for the finish script */
 };
 
-/* The batches a worker holds at once: one being written while the one before it is finished,
- * or the one after it read (the pipeline; memory stays bounded by two batches). */
+/* The most batches a worker holds at once (WORKER_MAX_BATCHES): one being written while the
+ * one before it is finished, or the one after it read (the pipeline; memory stays bounded by
+ * two batches). 1 runs the steps in turn, as before the pipeline (kept to measure against). */
 #define MAX_HELD 2
 
 struct worker;
@@ -138,6 +139,7 @@ struct worker {
     long flush_ms;         /* WORKER_FLUSH_MS */
     long max_retries;      /* WORKER_MAX_RETRIES */
     long claim_idle_ms;    /* WORKER_CLAIM_IDLE_MS */
+    long max_batches;      /* WORKER_MAX_BATCHES (1 or MAX_HELD) */
     char *name;            /* WORKER_NAME ("" = the host name) */
     /* connections */
     struct process *process;    /* the loop, the signals, the exit */
@@ -178,6 +180,10 @@ static const struct config_row worker_rows[] = {
     {"WORKER_CLAIM_IDLE_MS", CONFIG_INT, "30000", 100, 86400000,
      "an entry delivered this long ago and not acknowledged is taken over (its worker died)",
      &worker.claim_idle_ms, NULL},
+    {"WORKER_MAX_BATCHES", CONFIG_INT, "2", 1, MAX_HELD,
+     "batches held at once: 2 reads and finishes batches in Redis while one is written in "
+     "PostgreSQL; 1 takes the steps in turn",
+     &worker.max_batches, NULL},
     {"WORKER_NAME", CONFIG_STRING, "", 0, 0, "consumer name prefix (default: the host name)",
      &worker.name, NULL},
 };
@@ -457,7 +463,7 @@ static void on_entries(redisReply *reply, void *arg)
         list = reply->element[0]->element[1];
     }
     if (list != NULL && list->type == REDIS_REPLY_ARRAY && list->elements > 0)
-        w->held[w->n_held++] = batch_of(list); /* advance() read only below MAX_HELD */
+        w->held[w->n_held++] = batch_of(list); /* advance() read only below max_batches */
     w->reading = false; /* nothing (BLOCK timed out): advance() reads again */
     advance(w);
 }
@@ -502,10 +508,11 @@ static void read_batch(struct worker *w, bool claim)
  *   committed second would be refused by the version guard, so nothing would be lost, but the
  *   row would be locked by both transactions; one at a time is simpler and PostgreSQL is not
  *   the bound (README, "Where the time goes").
- * - The next batch is read while fewer than MAX_HELD are held: while batch N's INSERT runs in
- *   PostgreSQL, batch N+1 is read, and batch N-1's invalidations and finish script run in
- *   Redis. A claim (XAUTOCLAIM, once a second) waits until nothing is held: it would otherwise
- *   hand this worker its own batch in hand again, if that one was delivered long ago.
+ * - The next batch is read while fewer than WORKER_MAX_BATCHES (2) are held: while batch N's
+ *   INSERT runs in PostgreSQL, batch N+1 is read, and batch N-1's invalidations and finish
+ *   script run in Redis. A claim (XAUTOCLAIM, once a second) waits until nothing is held: it
+ *   would otherwise hand this worker its own batch in hand again, if that one was delivered
+ *   long ago.
  * - After a stop signal: no more reads; the worker leaves when nothing is held or being read.
  * Called after every event; the callbacks it causes may run before the call that caused them
  * returns (a server down answers at once), so it runs again rather than nest.
@@ -533,7 +540,7 @@ static void advance(struct worker *w)
             continue;
         }
         bool stopping = process_stopping(w->process);
-        if (!w->reading && !stopping && w->n_held < MAX_HELD) {
+        if (!w->reading && !stopping && w->n_held < (size_t)w->max_batches) {
             bool claim = monotonic_ms() >= w->next_claim_ms;
             if (!claim || w->n_held == 0)
                 read_batch(w, claim);
