@@ -498,8 +498,37 @@ static void read_batch(struct worker *w, bool claim)
 
 /* ---- the pipeline ---- */
 
+/* Starts the first thing that may start now (see advance); false when nothing may. */
+static bool advance_step(struct worker *w)
+{
+    if (w->state != WORKER_RUNNING)
+        return false;
+    if (w->n_held > 0 && w->held[0]->stage == BATCH_WRITTEN) {
+        w->held[0]->stage = BATCH_FINISHING;
+        finish_batch(w);
+        return true;
+    }
+    struct batch *next = held_at(w, BATCH_READ);
+    if (next != NULL && held_at(w, BATCH_WRITING) == NULL) {
+        next->stage = BATCH_WRITING;
+        write_next(w, next);
+        return true;
+    }
+    bool stopping = process_stopping(w->process);
+    if (!w->reading && !stopping && w->n_held < (size_t)w->max_batches) {
+        bool claim = monotonic_ms() >= w->next_claim_ms;
+        if (!claim || w->n_held == 0) {
+            read_batch(w, claim);
+            return true;
+        }
+    }
+    if (stopping && !w->reading && w->n_held == 0)
+        leave(w);
+    return false;
+}
+
 /*
- * One step of the pipeline: starts whatever may start now, in this order.
+ * The pipeline: starts whatever may start now, in this order.
  * - The oldest batch, once committed, is finished (its finish script; finishes in stream order,
  *   so that XTRIM MINID finds nothing older pending in the usual case).
  * - The oldest batch read and not written is written, when no INSERT is in flight: ONE INSERT
@@ -514,8 +543,9 @@ static void read_batch(struct worker *w, bool claim)
  *   would otherwise hand this worker its own batch in hand again, if that one was delivered
  *   long ago.
  * - After a stop signal: no more reads; the worker leaves when nothing is held or being read.
- * Called after every event; the callbacks it causes may run before the call that caused them
- * returns (a server down answers at once), so it runs again rather than nest.
+ * Called after every event, it starts everything that may start (one step at a time, until
+ * none may); the callbacks it causes may run before the call that caused them returns (a
+ * server down answers at once), so it runs again rather than nest.
  */
 static void advance(struct worker *w)
 {
@@ -524,31 +554,9 @@ static void advance(struct worker *w)
         return;
     }
     w->advancing = true;
-    do {
+    do
         w->again = false;
-        if (w->state != WORKER_RUNNING)
-            break;
-        if (w->n_held > 0 && w->held[0]->stage == BATCH_WRITTEN) {
-            w->held[0]->stage = BATCH_FINISHING;
-            finish_batch(w);
-            continue;
-        }
-        struct batch *next = held_at(w, BATCH_READ);
-        if (next != NULL && held_at(w, BATCH_WRITING) == NULL) {
-            next->stage = BATCH_WRITING;
-            write_next(w, next);
-            continue;
-        }
-        bool stopping = process_stopping(w->process);
-        if (!w->reading && !stopping && w->n_held < (size_t)w->max_batches) {
-            bool claim = monotonic_ms() >= w->next_claim_ms;
-            if (!claim || w->n_held == 0)
-                read_batch(w, claim);
-            continue;
-        }
-        if (stopping && !w->reading && w->n_held == 0)
-            leave(w);
-    } while (w->again);
+    while (advance_step(w) || w->again);
     w->advancing = false;
 }
 
