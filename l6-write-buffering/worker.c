@@ -4,7 +4,13 @@
  *   XREADGROUP (a batch) -> keep each key's newest entry -> one INSERT ... FROM unnest(...) ON
  *   CONFLICT ... WHERE records.version < EXCLUDED.version (one statement, one transaction)
  *   -> after COMMIT: invalidate the cached rows, then EVAL FINISH_SCRIPT (pending values that
- *   are still this batch's removed, XACK + XDEL, counters) -> next batch
+ *   are still this batch's removed, XACK + XTRIM or XDEL, counters)
+ *
+ * Pipelined, two batches at most: while batch N's INSERT runs in PostgreSQL, Redis reads batch
+ * N+1 or finishes batch N-1, so the two servers work at the same time instead of taking turns
+ * (the drain's rate, README). Still one INSERT at a time, batches written and finished in
+ * stream order (advance() says why): the pipeline overlaps Redis work with one INSERT, never
+ * two INSERTs, and never finishes a batch before its COMMIT.
  *
  * Nothing is removed from the stream before its COMMIT, so a worker killed at any point loses
  * nothing: its entries stay in the group's pending list and another worker (or itself, under a
@@ -28,11 +34,12 @@
  * is not a write (fields missing) goes there at once.
  *
  * A program without HTTP (process.h): the process runs the loop, the settings, the maintenance
- * timer (heartbeat, reconnects) and the signals. SIGTERM/SIGINT: the batch in hand is finished
- * (committed and acknowledged), then the worker exits 0; past SHUTDOWN_TIMEOUT_MS the process
- * exits anyway and the batch is left to be claimed. Two Redis connections: XREADGROUP ... BLOCK
- * holds one for up to WORKER_FLUSH_MS, so it gets its own (redis_settings.blocking,
- * redis_command_blocking), whose deadline is the block time plus REDIS_TIMEOUT_MS.
+ * timer (heartbeat, reconnects) and the signals. SIGTERM/SIGINT: no more batches are read, the
+ * ones in hand are finished (committed and acknowledged), then the worker exits 0; past
+ * SHUTDOWN_TIMEOUT_MS the process exits anyway and their entries are left to be claimed. Two
+ * Redis connections: XREADGROUP ... BLOCK holds one for up to WORKER_FLUSH_MS, so it gets its
+ * own (redis_settings.blocking, redis_command_blocking), whose deadline is the block time plus
+ * REDIS_TIMEOUT_MS.
  */
 #include "backoff.h"
 #include "cache_aside.h"
@@ -62,7 +69,7 @@ enum entry_state {
     ENTRY_DEAD,       /* to the dead-letter stream */
 };
 
-/* One stream entry of the batch in hand. */
+/* One stream entry of a batch. */
 struct entry {
     char *id;               /* stream id "ms-seq" */
     struct wq_id sid;       /* parsed */
@@ -75,57 +82,88 @@ struct entry {
     char *error;            /* why it is dead (owned) */
 };
 
-/* A slice of the batch's rows to write in one statement. */
+/* A slice of a batch's rows to write in one statement. */
 struct range {
     size_t start, count;
 };
 
+/* Where a batch stands; batches go through these in stream order, one INSERT at a time. */
+enum batch_stage {
+    BATCH_READ,      /* read, waiting for the INSERT of the batch before it */
+    BATCH_WRITING,   /* its INSERT in flight, or backing off before one */
+    BATCH_WRITTEN,   /* committed, waiting for the finish of the batch before it */
+    BATCH_FINISHING, /* FINISH_SCRIPT in flight, or backing off before it */
+};
+
+/* One batch of stream entries, from its read to its finish. */
+struct batch {
+    enum batch_stage stage;  /* see enum */
+    struct entry *entries;   /* as read, in stream order */
+    size_t n_entries;        /* count */
+    struct entry **rows;     /* the entries to write, sorted by key */
+    size_t n_rows;           /* count */
+    struct range *todo;      /* a stack of slices of rows still to write */
+    size_t n_todo, cap_todo; /* its size */
+    long long commit_ms;     /* Redis's clock at the batch's last COMMIT (-1: unknown) */
+    struct wq_delay delay;   /* the batch's commit delays, for the finish script */
+};
+
+/* The most batches a worker holds at once (WORKER_MAX_BATCHES): one being written while the
+ * one before it is finished, or the one after it read (the pipeline; memory stays bounded by
+ * two batches). 1 runs the steps in turn, as before the pipeline (kept to measure against). */
+#define MAX_HELD 2
+
+struct worker;
+
+/* A step that failed and waits for its backoff before it runs again. */
+struct retry {
+    struct backoff backoff;          /* the wait after a failure */
+    void (*resume)(struct worker *); /* what the timer runs */
+    struct event *timer;             /* fires after the backoff */
+    struct worker *worker;           /* resume's argument */
+};
+
 enum worker_state {
-    WORKER_STARTING,  /* schema and consumer group */
-    WORKER_READING,   /* XREADGROUP or XAUTOCLAIM in flight, or backing off before one */
-    WORKER_WRITING,   /* an INSERT in flight, or backing off before one */
-    WORKER_FINISHING, /* FINISH_SCRIPT in flight, or backing off before it */
-    WORKER_DONE,      /* leaving: callbacks from teardown are ignored */
+    WORKER_STARTING, /* schema and consumer group */
+    WORKER_RUNNING,  /* reading, writing and finishing batches */
+    WORKER_DONE,     /* leaving: callbacks from teardown are ignored */
 };
 
 struct worker {
     /* settings */
-    struct pool_config db;           /* DATABASE_URL, DB_* and DB_POOL_* */
-    char *redis_url;                 /* REDIS_URL */
-    long redis_timeout_ms;           /* REDIS_TIMEOUT_MS */
-    long cache_ttl_s;                /* CACHE_TTL (the API's; invalidations use it) */
-    long batch_size;                 /* WORKER_BATCH_SIZE */
-    long flush_ms;                   /* WORKER_FLUSH_MS */
-    long max_retries;                /* WORKER_MAX_RETRIES */
-    long claim_idle_ms;              /* WORKER_CLAIM_IDLE_MS */
-    char *name;                      /* WORKER_NAME ("" = the host name) */
+    struct pool_config db; /* DATABASE_URL, DB_* and DB_POOL_* */
+    char *redis_url;       /* REDIS_URL */
+    long redis_timeout_ms; /* REDIS_TIMEOUT_MS */
+    long cache_ttl_s;      /* CACHE_TTL (the API's; invalidations use it) */
+    long batch_size;       /* WORKER_BATCH_SIZE */
+    long flush_ms;         /* WORKER_FLUSH_MS */
+    long max_retries;      /* WORKER_MAX_RETRIES */
+    long claim_idle_ms;    /* WORKER_CLAIM_IDLE_MS */
+    long max_batches;      /* WORKER_MAX_BATCHES (1 or MAX_HELD) */
+    char *name;            /* WORKER_NAME ("" = the host name) */
     /* connections */
-    struct process *process;         /* the loop, the signals, the exit */
-    struct pool *pool;               /* PostgreSQL */
-    struct redis *redis;             /* commands with short deadlines */
-    struct redis *blocking;          /* XREADGROUP ... BLOCK only */
-    struct cache_aside *cache;       /* the API's cache, invalidated after each commit */
-    struct schema_task *schema;      /* start-up */
-    char consumer[160];              /* this process's name in the group */
-    /* the batch in hand */
-    enum worker_state state;         /* see enum */
-    struct entry *entries;           /* as read, in stream order */
-    size_t n_entries;                /* count */
-    struct entry **rows;             /* the entries to write, sorted by key */
-    size_t n_rows;                   /* count */
-    struct range *todo;              /* a stack of slices of rows still to write */
-    size_t n_todo, cap_todo;         /* its size */
-    struct wq_array arrays[4];       /* the statement's parameters while it runs */
-    long long commit_ms;             /* Redis's clock at the batch's last COMMIT (-1: unknown) */
-    struct wq_delay delay;           /* the batch's commit delays, for the finish script */
-    long long redis_clock_ms;        /* Redis's TIME minus monotonic_ms() (see the top) */
-    bool clock_known;                /* redis_clock_ms has been read */
+    struct process *process;    /* the loop, the signals, the exit */
+    struct pool *pool;          /* PostgreSQL */
+    struct redis *redis;        /* commands with short deadlines */
+    struct redis *blocking;     /* XREADGROUP ... BLOCK only */
+    struct cache_aside *cache;  /* the API's cache, invalidated after each commit */
+    struct schema_task *schema; /* start-up */
+    char consumer[160];         /* this process's name in the group */
+    /* the batches in hand */
+    enum worker_state state;      /* see enum */
+    struct batch *held[MAX_HELD]; /* oldest first */
+    size_t n_held;                /* count */
+    bool reading;                 /* a read in flight, or backing off before one */
+    bool advancing, again;        /* advance() is running / must run once more */
+    struct wq_array arrays[4];    /* the INSERT's parameters while it runs (one at a time) */
+    long long redis_clock_ms;     /* Redis's TIME minus monotonic_ms() (see the top) */
+    bool clock_known;             /* redis_clock_ms has been read */
     /* timing */
-    struct backoff backoff;          /* the wait after a failure */
-    void (*resume)(struct worker *); /* what the retry timer runs */
-    struct event *retry;             /* fires after the backoff */
-    long long next_claim_ms;         /* when to look for a dead worker's entries again */
-    char claim_cursor[48];           /* XAUTOCLAIM's cursor */
+    struct retry read_retry;   /* reading (and creating the group) */
+    struct retry write_retry;  /* the INSERT */
+    struct retry finish_retry; /* the finish script */
+    long long next_claim_ms;   /* when to look for a dead worker's entries again */
+    char claim_cursor[48];     /* XAUTOCLAIM's cursor */
 };
 
 static struct worker worker;
@@ -142,6 +180,10 @@ static const struct config_row worker_rows[] = {
     {"WORKER_CLAIM_IDLE_MS", CONFIG_INT, "30000", 100, 86400000,
      "an entry delivered this long ago and not acknowledged is taken over (its worker died)",
      &worker.claim_idle_ms, NULL},
+    {"WORKER_MAX_BATCHES", CONFIG_INT, "2", 1, MAX_HELD,
+     "batches held at once: 2 reads and finishes batches in Redis while one is written in "
+     "PostgreSQL; 1 takes the steps in turn",
+     &worker.max_batches, NULL},
     {"WORKER_NAME", CONFIG_STRING, "", 0, 0, "consumer name prefix (default: the host name)",
      &worker.name, NULL},
 };
@@ -153,8 +195,8 @@ static const struct config_set worker_sets[] = {
     CONFIG_SET("l6-worker", worker_rows),
 };
 
-static void start_cycle(struct worker *w);
-static void write_next(struct worker *w);
+static void advance(struct worker *w);
+static void write_next(struct worker *w, struct batch *b);
 static void finish_batch(struct worker *w);
 static void heartbeat(struct worker *w);
 
@@ -162,18 +204,26 @@ static void heartbeat(struct worker *w);
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
-    struct worker *w = arg;
+    struct retry *r = arg;
     (void)fd, (void)what;
-    w->resume(w);
+    r->resume(r->worker);
 }
 
-/* Runs resume after the next backoff (100 ms doubling to 2 s). A stop signal's deadline still
- * applies: the process exits at SHUTDOWN_TIMEOUT_MS, whatever is waiting. */
-static void retry_later(struct worker *w, void (*resume)(struct worker *))
+static bool retry_init(struct retry *r, struct worker *w, struct event_base *base)
 {
-    w->resume = resume;
-    struct timeval tv = ms_to_timeval(backoff_next(&w->backoff));
-    event_add(w->retry, &tv);
+    backoff_init(&r->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    r->worker = w;
+    r->timer = evtimer_new(base, on_retry, r);
+    return r->timer != NULL;
+}
+
+/* Runs resume after the step's next backoff (100 ms doubling to 2 s). A stop signal's deadline
+ * still applies: the process exits at SHUTDOWN_TIMEOUT_MS, whatever is waiting. */
+static void retry_later(struct retry *r, void (*resume)(struct worker *))
+{
+    r->resume = resume;
+    struct timeval tv = ms_to_timeval(backoff_next(&r->backoff));
+    event_add(r->timer, &tv);
 }
 
 static void leave(struct worker *w)
@@ -182,21 +232,22 @@ static void leave(struct worker *w)
     process_exit(w->process, 0);
 }
 
-/* ---- the batch in hand ---- */
+/* ---- a batch ---- */
 
-static void free_batch(struct worker *w)
+static void batch_free(struct batch *b)
 {
-    for (size_t i = 0; i < w->n_entries; i++) {
-        free(w->entries[i].id);
-        free(w->entries[i].key);
-        free(w->entries[i].value);
-        free(w->entries[i].error);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        free(b->entries[i].id);
+        free(b->entries[i].key);
+        free(b->entries[i].value);
+        free(b->entries[i].error);
     }
-    free(w->entries);
-    free(w->rows);
-    w->entries = NULL;
-    w->rows = NULL;
-    w->n_entries = w->n_rows = w->n_todo = 0;
+    free(b->entries);
+    free(b->rows);
+    free(b->todo);
+    free(b);
 }
 
 static void kill_entry(struct entry *e, const char *why)
@@ -270,33 +321,60 @@ static int compare_rows(const void *a, const void *b)
 /*
  * Keeps each key's newest entry: PostgreSQL refuses a statement that updates one row twice,
  * and the older values would be overwritten anyway. Sorted by key, so that two workers whose
- * batches share keys lock their rows in the same order (no deadlock).
+ * batches share keys lock their rows in the same order (no deadlock). Across batches, the
+ * newest entry wins because the batches of one worker are written one after the other, in
+ * stream order (advance), and the version guard refuses an older value whoever writes it.
  */
-static void plan_rows(struct worker *w)
+static void plan_rows(struct batch *b)
 {
-    w->rows = xcalloc(w->n_entries ? w->n_entries : 1, sizeof *w->rows);
+    b->rows = xcalloc(b->n_entries ? b->n_entries : 1, sizeof *b->rows);
     size_t n = 0;
-    for (size_t i = 0; i < w->n_entries; i++)
-        if (w->entries[i].state == ENTRY_NEW)
-            w->rows[n++] = &w->entries[i];
-    qsort(w->rows, n, sizeof *w->rows, compare_rows);
-    w->n_rows = 0;
+    for (size_t i = 0; i < b->n_entries; i++)
+        if (b->entries[i].state == ENTRY_NEW)
+            b->rows[n++] = &b->entries[i];
+    qsort(b->rows, n, sizeof *b->rows, compare_rows);
+    b->n_rows = 0;
     for (size_t i = 0; i < n; i++) {
-        struct entry *e = w->rows[i];
-        if (i + 1 < n && same_key(e, w->rows[i + 1]))
+        struct entry *e = b->rows[i];
+        if (i + 1 < n && same_key(e, b->rows[i + 1]))
             e->state = ENTRY_SUPERSEDED;
         else
-            w->rows[w->n_rows++] = w->rows[i];
+            b->rows[b->n_rows++] = b->rows[i];
     }
 }
 
-static void push_range(struct worker *w, size_t start, size_t count)
+static void push_range(struct batch *b, size_t start, size_t count)
 {
-    if (w->n_todo == w->cap_todo) {
-        w->cap_todo = w->cap_todo ? w->cap_todo * 2 : 16;
-        w->todo = xrealloc(w->todo, w->cap_todo * sizeof *w->todo);
+    if (b->n_todo == b->cap_todo) {
+        b->cap_todo = b->cap_todo ? b->cap_todo * 2 : 16;
+        b->todo = xrealloc(b->todo, b->cap_todo * sizeof *b->todo);
     }
-    w->todo[w->n_todo++] = (struct range){start, count};
+    b->todo[b->n_todo++] = (struct range){start, count};
+}
+
+/* A batch of the entries of an XREADGROUP or XAUTOCLAIM reply, its rows planned. */
+static struct batch *batch_of(const redisReply *list)
+{
+    struct batch *b = xcalloc(1, sizeof *b);
+    b->stage = BATCH_READ;
+    b->commit_ms = -1;
+    b->n_entries = list->elements;
+    b->entries = xcalloc(b->n_entries, sizeof *b->entries);
+    for (size_t i = 0; i < b->n_entries; i++)
+        read_entry(list->element[i], &b->entries[i]);
+    plan_rows(b);
+    if (b->n_rows > 0)
+        push_range(b, 0, b->n_rows);
+    return b;
+}
+
+/* The held batch at a stage (the oldest), or NULL. */
+static struct batch *held_at(const struct worker *w, enum batch_stage stage)
+{
+    for (size_t i = 0; i < w->n_held; i++)
+        if (w->held[i]->stage == stage)
+            return w->held[i];
+    return NULL;
 }
 
 /* ---- Redis's clock ---- */
@@ -315,8 +393,7 @@ static void on_time(redisReply *reply, void *arg)
         reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_STRING)
         return; /* batches are not timed until a finish script's reply brings the clock */
-    set_redis_clock(w, atoll(reply->element[0]->str) * 1000 +
-                           atoll(reply->element[1]->str) / 1000);
+    set_redis_clock(w, atoll(reply->element[0]->str) * 1000 + atoll(reply->element[1]->str) / 1000);
 }
 
 /* ---- reading ---- */
@@ -329,6 +406,7 @@ static void create_group(struct worker *w)
     wq_command(w->redis, on_group, w, 6, argv);
 }
 
+/* The group exists: reading starts (or starts again, after NOGROUP). */
 static void on_group(redisReply *reply, void *arg)
 {
     struct worker *w = arg;
@@ -337,15 +415,24 @@ static void on_group(redisReply *reply, void *arg)
     if (reply == NULL ||
         (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0)) {
         LOG_WARN("could not create the consumer group: %s", reply ? reply->str : "no Redis");
-        retry_later(w, create_group);
+        retry_later(&w->read_retry, create_group);
         return;
     }
-    backoff_reset(&w->backoff);
+    backoff_reset(&w->read_retry.backoff);
     LOG_INFO("consumer %s in group %s of %s", w->consumer, WQ_GROUP, WQ_STREAM);
     heartbeat(w); /* listed before its first read: a consumer gone is found by its heartbeat */
     const char *time_argv[] = {"TIME"};
     wq_command(w->redis, on_time, w, 1, time_argv); /* answered before this batch's finish */
-    start_cycle(w);
+    w->state = WORKER_RUNNING;
+    w->reading = false;
+    advance(w);
+}
+
+/* The read's backoff is over: advance() reads again. */
+static void read_again(struct worker *w)
+{
+    w->reading = false;
+    advance(w);
 }
 
 static void on_entries(redisReply *reply, void *arg)
@@ -359,51 +446,38 @@ static void on_entries(redisReply *reply, void *arg)
             return;
         }
         LOG_WARN("reading the stream failed: %s", reply ? reply->str : "Redis unavailable");
-        retry_later(w, start_cycle);
+        retry_later(&w->read_retry, read_again);
         return;
     }
-    backoff_reset(&w->backoff);
+    backoff_reset(&w->read_retry.backoff);
     const redisReply *list = NULL;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
         reply->element[0]->type == REDIS_REPLY_STRING) { /* XAUTOCLAIM: cursor, entries, gone */
         snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", reply->element[0]->str);
         if (strcmp(w->claim_cursor, "0-0") == 0) /* scanned it all: look again later */
-            w->next_claim_ms =
-                monotonic_ms() + (w->claim_idle_ms < 2000 ? w->claim_idle_ms : 1000);
+            w->next_claim_ms = monotonic_ms() + (w->claim_idle_ms < 2000 ? w->claim_idle_ms : 1000);
         list = reply->element[1];
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
                reply->element[0]->type == REDIS_REPLY_ARRAY &&
                reply->element[0]->elements == 2) { /* XREADGROUP: [[stream, entries]] */
         list = reply->element[0]->element[1];
     }
-    if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->elements == 0) {
-        start_cycle(w); /* nothing (BLOCK timed out): read again */
-        return;
-    }
-    w->commit_ms = -1;
-    w->n_entries = list->elements;
-    w->entries = xcalloc(w->n_entries, sizeof *w->entries);
-    for (size_t i = 0; i < w->n_entries; i++)
-        read_entry(list->element[i], &w->entries[i]);
-    plan_rows(w);
-    if (w->n_rows > 0)
-        push_range(w, 0, w->n_rows);
-    w->state = WORKER_WRITING;
-    write_next(w);
+    if (list != NULL && list->type == REDIS_REPLY_ARRAY && list->elements > 0)
+        w->held[w->n_held++] = batch_of(list); /* advance() read only below max_batches */
+    w->reading = false; /* nothing (BLOCK timed out): advance() reads again */
+    advance(w);
 }
 
-/* Reads the next batch: first any entry a dead worker left behind, then new ones. After a stop
- * signal, leaves instead: the batch in hand is finished. */
-static void start_cycle(struct worker *w)
+/*
+ * Reads the next batch: any entry a dead worker left behind (XAUTOCLAIM, on the short-deadline
+ * connection), else new ones (XREADGROUP ... BLOCK, on the blocking one).
+ */
+static void read_batch(struct worker *w, bool claim)
 {
-    if (process_stopping(w->process)) {
-        leave(w);
-        return;
-    }
-    w->state = WORKER_READING;
+    w->reading = true;
     char count[24];
     snprintf(count, sizeof count, "%ld", w->batch_size);
-    if (monotonic_ms() >= w->next_claim_ms) {
+    if (claim) {
         char idle[24];
         snprintf(idle, sizeof idle, "%ld", w->claim_idle_ms);
         const char *argv[] = {"XAUTOCLAIM", WQ_STREAM,       WQ_GROUP, w->consumer,
@@ -419,46 +493,118 @@ static void start_cycle(struct worker *w)
     for (size_t i = 0; i < 11; i++)
         lens[i] = strlen(argv[i]);
     if (!redis_command_blocking(w->blocking, w->flush_ms, on_entries, w, 11, argv, lens))
-        retry_later(w, start_cycle); /* its connection is not up (yet) */
+        retry_later(&w->read_retry, read_again); /* its connection is not up (yet) */
+}
+
+/* ---- the pipeline ---- */
+
+/* Starts the first thing that may start now (see advance); false when nothing may. */
+static bool advance_step(struct worker *w)
+{
+    if (w->state != WORKER_RUNNING)
+        return false;
+    if (w->n_held > 0 && w->held[0]->stage == BATCH_WRITTEN) {
+        w->held[0]->stage = BATCH_FINISHING;
+        finish_batch(w);
+        return true;
+    }
+    struct batch *next = held_at(w, BATCH_READ);
+    if (next != NULL && held_at(w, BATCH_WRITING) == NULL) {
+        next->stage = BATCH_WRITING;
+        write_next(w, next);
+        return true;
+    }
+    bool stopping = process_stopping(w->process);
+    if (!w->reading && !stopping && w->n_held < (size_t)w->max_batches) {
+        bool claim = monotonic_ms() >= w->next_claim_ms;
+        if (!claim || w->n_held == 0) {
+            read_batch(w, claim);
+            return true;
+        }
+    }
+    if (stopping && !w->reading && w->n_held == 0)
+        leave(w);
+    return false;
+}
+
+/*
+ * The pipeline: starts whatever may start now, in this order.
+ * - The oldest batch, once committed, is finished (its finish script; finishes in stream order,
+ *   so that XTRIM MINID finds nothing older pending in the usual case).
+ * - The oldest batch read and not written is written, when no INSERT is in flight: ONE INSERT
+ *   at a time, batches in stream order. Two INSERTs in flight could commit out of order (on two
+ *   connections), and each batch keeps only its newest entry per key: an older batch's value
+ *   committed second would be refused by the version guard, so nothing would be lost, but the
+ *   row would be locked by both transactions; one at a time is simpler and PostgreSQL is not
+ *   the bound (README, "Where the time goes").
+ * - The next batch is read while fewer than WORKER_MAX_BATCHES (2) are held: while batch N's
+ *   INSERT runs in PostgreSQL, batch N+1 is read, and batch N-1's invalidations and finish
+ *   script run in Redis. A claim (XAUTOCLAIM, once a second) waits until nothing is held: it
+ *   would otherwise hand this worker its own batch in hand again, if that one was delivered
+ *   long ago.
+ * - After a stop signal: no more reads; the worker leaves when nothing is held or being read.
+ * Called after every event, it starts everything that may start (one step at a time, until
+ * none may); the callbacks it causes may run before the call that caused them returns (a
+ * server down answers at once), so it runs again rather than nest.
+ */
+static void advance(struct worker *w)
+{
+    if (w->advancing) {
+        w->again = true;
+        return;
+    }
+    w->advancing = true;
+    do
+        w->again = false;
+    while (advance_step(w) || w->again);
+    w->advancing = false;
 }
 
 /* ---- writing ---- */
+
+static void write_again(struct worker *w)
+{
+    struct batch *b = held_at(w, BATCH_WRITING);
+    if (b != NULL)
+        write_next(w, b);
+}
 
 static void on_written(PGresult *res, enum pg_status status, void *arg)
 {
     struct worker *w = arg;
     for (int i = 0; i < 4; i++)
         wq_array_cleanup(&w->arrays[i]);
-    if (w->state == WORKER_DONE)
+    struct batch *b = held_at(w, BATCH_WRITING);
+    if (w->state == WORKER_DONE || b == NULL)
         return;
-    struct range r = w->todo[w->n_todo - 1];
+    struct range r = b->todo[b->n_todo - 1];
     if (status == PG_OK) {
         if (w->clock_known)
-            w->commit_ms = monotonic_ms() + w->redis_clock_ms;
-        w->n_todo--;
+            b->commit_ms = monotonic_ms() + w->redis_clock_ms;
+        b->n_todo--;
         for (size_t i = r.start; i < r.start + r.count; i++)
-            w->rows[i]->state = ENTRY_COMMITTED;
-        backoff_reset(&w->backoff);
-        write_next(w);
+            b->rows[i]->state = ENTRY_COMMITTED;
+        backoff_reset(&w->write_retry.backoff);
+        write_next(w, b);
         return;
     }
     if (status != PG_ERROR) { /* unreachable or busy: keep everything, try again */
-        LOG_WARN("database unavailable; %zu rows kept, retrying", w->n_rows);
-        retry_later(w, write_next);
+        LOG_WARN("database unavailable; %zu rows kept, retrying", b->n_rows);
+        retry_later(&w->write_retry, write_again);
         return;
     }
     if (r.count > 1) { /* refused: find the bad entries by halves */
-        w->n_todo--;
-        push_range(w, r.start + r.count / 2, r.count - r.count / 2);
-        push_range(w, r.start, r.count / 2);
-        write_next(w);
+        b->n_todo--;
+        push_range(b, r.start + r.count / 2, r.count - r.count / 2);
+        push_range(b, r.start, r.count / 2);
+        write_next(w, b);
         return;
     }
-    struct entry *e = w->rows[r.start];
+    struct entry *e = b->rows[r.start];
     const char *why = res ? PQresultErrorMessage(res) : "refused";
     if (++e->failures <= w->max_retries) {
         LOG_WARN("entry %s refused (%d of %ld): %s", e->id, e->failures, w->max_retries + 1, why);
-        retry_later(w, write_next);
+        retry_later(&w->write_retry, write_again);
         return;
     }
     LOG_WARN("entry %s (key of %zu bytes) goes to %s: %s", e->id, e->key_len, WQ_DEAD, why);
@@ -466,26 +612,28 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
     kill_entry(e, why);
     while (n > 0 && (e->error[n - 1] == '\n' || e->error[n - 1] == ' '))
         e->error[--n] = '\0';
-    w->n_todo--;
-    write_next(w);
+    b->n_todo--;
+    write_next(w, b);
 }
 
 /*
- * Writes the slice on top of the stack, or finishes the batch when none is left. One statement
- * (pool_query), one implicit transaction: the rows travel as four arrays, so a batch of any size
- * is one round trip; pool_batch would add nothing (there is no second statement to send).
+ * Writes the slice on top of the batch's stack, or marks the batch written when none is left.
+ * One statement (pool_query), one implicit transaction: the rows travel as four arrays, so a
+ * batch of any size is one round trip; pool_batch would add nothing (there is no second
+ * statement to send).
  */
-static void write_next(struct worker *w)
+static void write_next(struct worker *w, struct batch *b)
 {
-    if (w->n_todo == 0) {
-        finish_batch(w);
+    if (b->n_todo == 0) {
+        b->stage = BATCH_WRITTEN;
+        advance(w);
         return;
     }
-    struct range r = w->todo[w->n_todo - 1];
+    struct range r = b->todo[b->n_todo - 1];
     for (int i = 0; i < 4; i++)
         wq_array_start(&w->arrays[i]);
     for (size_t i = r.start; i < r.start + r.count; i++) {
-        const struct entry *e = w->rows[i];
+        const struct entry *e = b->rows[i];
         wq_array_add_text(&w->arrays[0], e->key, e->key_len);
         wq_array_add_text(&w->arrays[1], e->value, e->value_len);
         wq_array_add_int(&w->arrays[2], wq_version(e->sid));
@@ -505,52 +653,55 @@ static void write_next(struct worker *w)
 static void on_finished(redisReply *reply, void *arg)
 {
     struct worker *w = arg;
-    if (w->state == WORKER_DONE)
+    if (w->state == WORKER_DONE || w->n_held == 0 || w->held[0]->stage != BATCH_FINISHING)
         return;
+    struct batch *b = w->held[0];
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_INTEGER) {
         LOG_WARN("finishing a batch failed (%s); it is committed, retrying",
                  reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "Redis unavailable");
-        retry_later(w, finish_batch);
+        retry_later(&w->finish_retry, finish_batch);
         return;
     }
     set_redis_clock(w, reply->element[1]->integer);
     LOG_DEBUG("batch of %zu entries (%zu rows) done, %lld counted, commit delay max %lld ms",
-              w->n_entries, w->n_rows, reply->element[0]->integer, w->delay.max_ms);
-    backoff_reset(&w->backoff);
-    free_batch(w);
-    start_cycle(w);
+              b->n_entries, b->n_rows, reply->element[0]->integer, b->delay.max_ms);
+    backoff_reset(&w->finish_retry.backoff);
+    batch_free(b);
+    w->n_held--;
+    memmove(&w->held[0], &w->held[1], w->n_held * sizeof w->held[0]);
+    advance(w);
 }
 
 /* The batch's commit delays: every entry written, or superseded by a newer one of its key in
  * the same commit. None when the commit could not be dated (Redis's clock not read yet). */
-static void count_delays(struct worker *w)
+static void count_delays(struct batch *b)
 {
-    memset(&w->delay, 0, sizeof w->delay);
-    if (w->commit_ms < 0)
+    memset(&b->delay, 0, sizeof b->delay);
+    if (b->commit_ms < 0)
         return;
-    for (size_t i = 0; i < w->n_entries; i++) {
-        const struct entry *e = &w->entries[i];
+    for (size_t i = 0; i < b->n_entries; i++) {
+        const struct entry *e = &b->entries[i];
         if (e->state == ENTRY_COMMITTED || e->state == ENTRY_SUPERSEDED)
-            wq_delay_add(&w->delay, w->commit_ms - e->sid.ms, 1);
+            wq_delay_add(&b->delay, b->commit_ms - e->sid.ms, 1);
     }
 }
 
 /*
- * After the COMMIT: the cached rows are invalidated first (a reader that no longer finds the
- * pending value must not find the old row either), on the same connection as the script, so
- * Redis runs them in that order. The script is idempotent, so this whole step is retried until
- * Redis confirms it.
+ * After the COMMIT of the oldest batch held: the cached rows are invalidated first (a reader
+ * that no longer finds the pending value must not find the old row either), on the same
+ * connection as the script, so Redis runs them in that order. The script is idempotent, so
+ * this whole step is retried until Redis confirms it.
  */
 static void finish_batch(struct worker *w)
 {
-    w->state = WORKER_FINISHING;
+    struct batch *b = w->held[0];
     size_t n_pairs = 0, n_dead = 0, n_keys = 0;
-    const char **keys = xcalloc(w->n_entries ? w->n_entries : 1, sizeof *keys);
-    size_t *key_lens = xcalloc(w->n_entries ? w->n_entries : 1, sizeof *key_lens);
-    for (size_t i = 0; i < w->n_entries; i++) {
-        struct entry *e = &w->entries[i];
+    const char **keys = xcalloc(b->n_entries ? b->n_entries : 1, sizeof *keys);
+    size_t *key_lens = xcalloc(b->n_entries ? b->n_entries : 1, sizeof *key_lens);
+    for (size_t i = 0; i < b->n_entries; i++) {
+        struct entry *e = &b->entries[i];
         if (e->state == ENTRY_COMMITTED) {
             keys[n_keys] = e->key, key_lens[n_keys++] = e->key_len;
             n_pairs++;
@@ -562,11 +713,11 @@ static void finish_batch(struct worker *w)
     cache_aside_invalidate_many(w->cache, keys, key_lens, n_keys); /* one script for the batch */
     free(keys);
     free(key_lens);
-    count_delays(w);
+    count_delays(b);
     size_t n_buckets = 0;
-    for (int b = 0; b < WQ_DELAY_BUCKETS; b++)
-        n_buckets += w->delay.counts[b] > 0;
-    size_t argc = 13 + 2 * n_buckets + 2 * n_pairs + 4 * n_dead + w->n_entries, n = 0;
+    for (int k = 0; k < WQ_DELAY_BUCKETS; k++)
+        n_buckets += b->delay.counts[k] > 0;
+    size_t argc = 13 + 2 * n_buckets + 2 * n_pairs + 4 * n_dead + b->n_entries, n = 0;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);
     char pairs[24], dead[24], buckets[24], max_delay[24];
@@ -574,35 +725,35 @@ static void finish_batch(struct worker *w)
     snprintf(pairs, sizeof pairs, "%zu", n_pairs);
     snprintf(dead, sizeof dead, "%zu", n_dead);
     snprintf(buckets, sizeof buckets, "%zu", n_buckets);
-    snprintf(max_delay, sizeof max_delay, "%lld", w->delay.max_ms < 0 ? 0 : w->delay.max_ms);
+    snprintf(max_delay, sizeof max_delay, "%lld", b->delay.max_ms < 0 ? 0 : b->delay.max_ms);
 #define ARG(s, len) (argv[n] = (s), lens[n++] = (len))
 #define ARGS(s)     ARG((s), strlen(s))
     ARGS("EVAL"), ARGS(WQ_FINISH_SCRIPT), ARGS("5");
     ARGS(WQ_STREAM), ARGS(WQ_DEAD), ARGS(WQ_PENDING), ARGS(WQ_STATS), ARGS(WQ_DELAY);
     ARGS(WQ_GROUP), ARGS(pairs), ARGS(dead), ARGS(buckets), ARGS(max_delay);
-    for (int b = 0, k = 0; b < WQ_DELAY_BUCKETS; b++) {
-        if (w->delay.counts[b] == 0)
+    for (int k = 0, m = 0; k < WQ_DELAY_BUCKETS; k++) {
+        if (b->delay.counts[k] == 0)
             continue;
-        snprintf(numbers[k], sizeof numbers[k], "%lld", wq_delay_upper(b));
-        snprintf(numbers[k + 1], sizeof numbers[k + 1], "%lld", w->delay.counts[b]);
-        ARGS(numbers[k]), ARGS(numbers[k + 1]);
-        k += 2;
+        snprintf(numbers[m], sizeof numbers[m], "%lld", wq_delay_upper(k));
+        snprintf(numbers[m + 1], sizeof numbers[m + 1], "%lld", b->delay.counts[k]);
+        ARGS(numbers[m]), ARGS(numbers[m + 1]);
+        m += 2;
     }
-    for (size_t i = 0; i < w->n_entries; i++) {
-        const struct entry *e = &w->entries[i];
+    for (size_t i = 0; i < b->n_entries; i++) {
+        const struct entry *e = &b->entries[i];
         if (e->state == ENTRY_COMMITTED || (e->state == ENTRY_DEAD && e->key != NULL))
             ARG(e->key, e->key_len), ARGS(e->id);
     }
-    for (size_t i = 0; i < w->n_entries; i++) {
-        const struct entry *e = &w->entries[i];
+    for (size_t i = 0; i < b->n_entries; i++) {
+        const struct entry *e = &b->entries[i];
         if (e->state == ENTRY_DEAD) {
             ARGS(e->id), ARG(e->key ? e->key : "", e->key_len);
             ARG(e->value ? e->value : "", e->value_len), ARGS(e->error);
         }
     }
-    for (size_t i = 0; i < w->n_entries; i++)
-        if (w->entries[i].state != ENTRY_DEAD)
-            ARGS(w->entries[i].id);
+    for (size_t i = 0; i < b->n_entries; i++)
+        if (b->entries[i].state != ENTRY_DEAD)
+            ARGS(b->entries[i].id);
 #undef ARG
 #undef ARGS
     redis_command(w->redis, on_finished, w, (int)n, argv, lens);
@@ -623,8 +774,8 @@ static void heartbeat(struct worker *w)
 {
     char gone[24]; /* silent this long: gone (its entries are claimed after claim_idle_ms) */
     snprintf(gone, sizeof gone, "%ld", w->claim_idle_ms > 10000 ? w->claim_idle_ms : 10000);
-    const char *argv[] = {"EVAL",      WQ_HEARTBEAT_SCRIPT, "2",  WQ_WORKERS,
-                          WQ_STREAM,   w->consumer,         gone, WQ_GROUP};
+    const char *argv[] = {"EVAL",    WQ_HEARTBEAT_SCRIPT, "2",  WQ_WORKERS,
+                          WQ_STREAM, w->consumer,         gone, WQ_GROUP};
     wq_command(w->redis, on_heartbeat, w, 8, argv);
 }
 
@@ -635,15 +786,14 @@ static void maintain(void *arg)
     redis_maintain(w->redis);
     redis_maintain(w->blocking);
     cache_aside_maintain(w->cache);
-    if (w->state != WORKER_DONE && w->state != WORKER_STARTING)
+    if (w->state == WORKER_RUNNING)
         heartbeat(w);
 }
 
 static void on_version_ready(void *arg)
 {
     struct worker *w = arg;
-    w->state = WORKER_READING;
-    create_group(w);
+    create_group(w); /* then on_group: running */
 }
 
 /* The common table first, then layer 6's column on it (the API does the same). */
@@ -679,8 +829,9 @@ static bool start(struct process *process, void *arg)
         return false;
     name_consumer(w);
     snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
-    backoff_init(&w->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-    w->retry = evtimer_new(base, on_retry, w);
+    if (!retry_init(&w->read_retry, w, base) || !retry_init(&w->write_retry, w, base) ||
+        !retry_init(&w->finish_retry, w, base))
+        return false;
     w->db.resolver = process_resolver(process); /* host names off the event loop */
     w->pool = pool_config_create(&w->db, base, "l6-worker", NULL);
     struct redis_settings rs =
@@ -697,22 +848,27 @@ static bool start(struct process *process, void *arg)
     return true;
 }
 
-/* A stop signal: finish the batch in hand (start_cycle then leaves); before the first batch,
+/* A stop signal: finish the batches in hand (advance then leaves); before the first batch,
  * there is nothing to finish. */
 static void drain(void *arg)
 {
     struct worker *w = arg;
-    LOG_INFO("finishing the batch in hand, then exiting");
+    LOG_INFO("finishing the batches in hand, then exiting");
     if (w->state == WORKER_STARTING)
         leave(w);
+    else
+        advance(w); /* reads no more; leaves once nothing is held or being read */
 }
 
 static void stop(void *arg)
 {
     struct worker *w = arg;
     w->state = WORKER_DONE; /* callbacks called by the teardown below are ignored */
-    if (w->n_entries > 0) /* the shutdown deadline passed mid-batch */
-        LOG_WARN("consumer %s leaves %zu entries to be claimed", w->consumer, w->n_entries);
+    size_t left = 0;
+    for (size_t i = 0; i < w->n_held; i++)
+        left += w->held[i]->n_entries;
+    if (left > 0) /* the shutdown deadline passed mid-batch */
+        LOG_WARN("consumer %s leaves %zu entries to be claimed", w->consumer, left);
     schema_task_free(w->schema);
     cache_aside_free(w->cache);
     redis_free(w->blocking);
@@ -720,10 +876,13 @@ static void stop(void *arg)
     pool_free(w->pool);
     for (int i = 0; i < 4; i++)
         wq_array_cleanup(&w->arrays[i]);
-    free_batch(w);
-    free(w->todo);
-    if (w->retry)
-        event_free(w->retry);
+    for (size_t i = 0; i < w->n_held; i++)
+        batch_free(w->held[i]);
+    w->n_held = 0;
+    struct retry *retries[] = {&w->read_retry, &w->write_retry, &w->finish_retry};
+    for (size_t i = 0; i < 3; i++)
+        if (retries[i]->timer)
+            event_free(retries[i]->timer);
 }
 
 int main(int argc, char **argv)

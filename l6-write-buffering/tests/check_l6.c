@@ -344,6 +344,33 @@ START_TEST(last_write_wins)
 }
 END_TEST
 
+START_TEST(few_keys_rewritten_under_a_running_drain)
+{
+    /* The worker holds two batches at once (one written while the next is read and the one
+     * before it finished): rounds of writes to the same 8 keys, each round acknowledged before
+     * the next, in batches of 5 so that consecutive batches share keys while the worker drains
+     * them. Every key ends with its last write, in PostgreSQL and in reads, nothing pending. */
+    start_api(NULL);
+    start_worker(0, (const char *[]){"WORKER_BATCH_SIZE=5", "WORKER_FLUSH_MS=5", NULL});
+    char value[16];
+    for (int round = 0; round < 40; round++) {
+        snprintf(value, sizeof value, "r%d", round);
+        write_many("few:", 8, value);
+    }
+    wait_drained(30000);
+    ck_assert_int_eq(db_count("key LIKE 'few:%'"), 8);
+    ck_assert_int_eq(db_count("key LIKE 'few:%' AND value = 'r39'"), 8);
+    ck_assert_int_eq(stat_of("writes_processed"), 320);
+    ck_assert_int_eq(stat_of("pending"), 0);
+    ck_assert_int_eq(stat_of("dead_letters"), 0);
+    for (int i = 0; i < 8; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "few:%d", i);
+        expect_read(key, "r39", false);
+    }
+}
+END_TEST
+
 START_TEST(concurrent_writers_all_arrive)
 {
     start_api(NULL);
@@ -565,7 +592,8 @@ int main(void)
         "write-buffer", setup, teardown, 120,
         (const TTest *const[]){write_is_queued_and_read_back, database_down_writes_still_accepted,
                                client_disconnects_mid_read, read_your_writes_before_the_worker,
-                               last_write_wins, concurrent_writers_all_arrive,
+                               last_write_wins, few_keys_rewritten_under_a_running_drain,
+                               concurrent_writers_all_arrive,
                                killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
                                poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
                                backpressure_by_age_and_recovery,
