@@ -13,8 +13,10 @@
 // it answered a driver's awaitable hello (streaming monitoring: "answer when the topology
 // changes, or after maxAwaitTimeMS") at once. libmongoc's monitor thread then saw a new server on
 // every reply and asked again straight away: about 1,100 hellos a second on an idle server, 16% of
-// a core in the stand-in and 11% in the layer's server. Without `topologyVersion` the driver
-// polls instead, one hello per heartbeatFrequencyMS (10 s), as with a MongoDB before 4.4.
+// a core in the stand-in and 11% in the layer's server. Here the processId stays the same for the
+// process's life and an awaitable hello is answered after maxAwaitTimeMS, as a MongoDB whose
+// topology does not change answers it. The monitor keeps its connection open, so a stand-in that
+// dies is still noticed at once.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -28,9 +30,15 @@ const congodb = join(dir, 'node_modules/@push.rocks/smartmongo/dist_ts/congodb')
 const { CongoServer } = await import(pathToFileURL(join(congodb, 'index.js')).href);
 const { HelloHandler } = await import(pathToFileURL(join(congodb, 'server/handlers/HelloHandler.js')).href);
 const hello = HelloHandler.prototype.handle;
+let processId = null; // this process's topologyVersion.processId, from its first reply
 HelloHandler.prototype.handle = async function (context) {
     const reply = await hello.call(this, context);
-    delete reply.topologyVersion;
+    processId ??= reply.topologyVersion.processId;
+    reply.topologyVersion.processId = processId;
+    const { topologyVersion, maxAwaitTimeMS } = context.command;
+    const wait = Number(maxAwaitTimeMS);
+    if (topologyVersion !== undefined && Number.isFinite(wait) && wait > 0)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 60000)));
     return reply;
 };
 const server = new CongoServer({ port, host: '127.0.0.1', storage: 'memory' });
