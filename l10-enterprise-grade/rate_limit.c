@@ -288,6 +288,7 @@ struct rate_limiter {
     bool shared_now;                 /* the last Redis check worked */
     unsigned long long decisions[2]; /* [0] local, [1] on the shared budget */
     unsigned long long settles;      /* script calls sent */
+    unsigned long long waits;        /* requests that waited for a settle (none held for them) */
 };
 
 /* One settle waiting for Redis: a request's (cb set), or a slice asked for ahead. */
@@ -548,6 +549,7 @@ void rate_limiter_check(struct rate_limiter *l, const char *key_id, rate_limit_c
     }
     struct allowance_slot *slot = slot_of(l, key_id, true, now);
     if (slot == NULL) { /* no slot free for it: decided in Redis alone */
+        l->waits++;
         settle(l, key_id, 1, true, now, cb, arg);
         return;
     }
@@ -569,6 +571,7 @@ void rate_limiter_check(struct rate_limiter *l, const char *key_id, rate_limit_c
     case ALLOWANCE_ASK:
         break;
     }
+    l->waits++; /* from here on the request waits for Redis */
     if (a->pending && slot->waiting >= RATE_LIMIT_WAITERS) { /* enough wait: this one asks */
         settle(l, key_id, 1, true, now, cb, arg);
         return;
@@ -591,4 +594,9 @@ unsigned long long rate_limiter_decisions(const struct rate_limiter *limiter, bo
 unsigned long long rate_limiter_settles(const struct rate_limiter *limiter)
 {
     return limiter->settles;
+}
+
+unsigned long long rate_limiter_waits(const struct rate_limiter *limiter)
+{
+    return limiter->waits;
 }

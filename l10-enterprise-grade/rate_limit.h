@@ -166,6 +166,12 @@ unsigned long long rate_limiter_decisions(const struct rate_limiter *limiter, bo
 /* Script calls sent to Redis so far (settles): with slices, far fewer than decisions. */
 unsigned long long rate_limiter_settles(const struct rate_limiter *limiter);
 
+/*
+ * Requests that found nothing held for their key and waited for a settle's round trip (a new or
+ * quiet key's, or a busy key's whose next slice came too late): the slices' misses.
+ */
+unsigned long long rate_limiter_waits(const struct rate_limiter *limiter);
+
 /* ---- the local limiter (also used alone in unit tests) ---- */
 
 struct local_limiter;
