@@ -33,8 +33,12 @@
  * counted when its slice was reserved may be admitted later (within the lease). An instance
  * holds at most one slice, so in any interval a key's admitted requests exceed what GCRA alone
  * would admit by at most instances x slice, with slice <= limit x lease / period: with the
- * defaults (100 ms, at most 100) and a limit of 100,000 per minute, 100 per instance, 0.1% of
- * the budget; a limit under 1,200 per minute is exact (slices of 1). The
+ * defaults (100 ms, at most 1,000) and a limit of 100,000 per minute, 166 per instance, 0.17% of
+ * the budget (never more than 1,000, reached from 600,000 per minute); a limit under 1,200 per
+ * minute is exact (slices of 1). The cap is 1,000, not 100, because a slice must outlast the
+ * round trip of the settle asked for when half of it is gone, and one turn of the event loop
+ * can bring as many requests as there are clients: with 100, half a slice (50) was less than
+ * 64 clients' one turn, and requests waited for Redis (rate_limiter_waits). The
  * other way, an instance whose slice outlives its lease has taken up to one slice from the
  * others (the budget refills it within one lease). Remaining is this instance's view: Redis's
  * Remaining at the last settle plus the requests this instance still holds; Reset is as of the

@@ -145,6 +145,11 @@ START_TEST(a_slice_is_capped_by_the_refill_of_one_lease)
     ck_assert_int_eq(rate_slice_cap(6000, 60000, 100, 100), 10);
     ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 100), 100); /* RATE_LIMIT_SLICE */
     ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 1), 1);
+    /* The defaults (RATE_LIMIT_SLICE 1,000, a 100 ms lease): the bound per instance is the
+     * lease's refill, 0.17% of the budget, up to 1,000 from 600,000 a minute. */
+    ck_assert_int_eq(rate_slice_cap(100000, 60000, 100, 1000), 166);
+    ck_assert_int_eq(rate_slice_cap(600000, 60000, 100, 1000), 1000);
+    ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 1000), 1000);
 }
 END_TEST
 
