@@ -126,8 +126,7 @@ static void render_gauges(struct evbuffer *out, void *arg)
                             "l10_rate_limit_waits_total %llu\n",
                             rate_limiter_decisions(edge->limiter, true),
                             rate_limiter_decisions(edge->limiter, false),
-                            rate_limiter_settles(edge->limiter),
-                            rate_limiter_waits(edge->limiter));
+                            rate_limiter_settles(edge->limiter), rate_limiter_waits(edge->limiter));
     }
     evbuffer_add_printf(out,
                         "# HELP l10_event_loop_lag_ms How late the event loop ran a timer, "

@@ -147,10 +147,14 @@ long allowance_want(struct allowance *a, long long now_ms, long cap, long waitin
 
 long allowance_prefetch(struct allowance *a, long long now_ms, long cap)
 {
-    if (a->pending || a->tokens == 0 || a->tokens * 2 > a->next_want || now_ms >= a->expires_ms ||
+    if (a->pending || a->tokens == 0 || now_ms >= a->expires_ms ||
         now_ms < a->retry_at_ms) /* Redis said there is nothing more until then */
         return 0;
-    a->next_want = at_most(a->next_want * 2, cap); /* half gone within the lease */
+    bool half_spent = a->tokens * 2 <= a->next_want;
+    if (!half_spent && now_ms < a->renew_at_ms)
+        return 0;
+    if (half_spent)
+        a->next_want = at_most(a->next_want * 2, cap); /* half gone within the lease: busy */
     if (a->next_want <= a->tokens)
         return 0;
     a->pending = true;
@@ -170,6 +174,7 @@ void allowance_settled(struct allowance *a, long long sent_ms, long long now_ms,
         granted -= for_request; /* the first is the asking request's */
         a->tokens += granted;
         a->expires_ms = sent_ms + lease_ms; /* a request within it finding none: a busy key */
+        a->renew_at_ms = sent_ms + lease_ms / 2;
         if (for_request)
             decision(out, true, limit, remaining + a->tokens, reset_ms, 0);
         return;
