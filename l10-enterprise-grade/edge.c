@@ -119,10 +119,14 @@ static void render_gauges(struct evbuffer *out, void *arg)
                             "# HELP l10_rate_limit_settles_total Script calls to the rate "
                             "limiter's Redis (each takes a slice of a key's budget).\n"
                             "# TYPE l10_rate_limit_settles_total counter\n"
-                            "l10_rate_limit_settles_total %llu\n",
+                            "l10_rate_limit_settles_total %llu\n"
+                            "# HELP l10_rate_limit_waits_total Requests that waited for a "
+                            "round trip to the rate limiter's Redis (no slice held for them).\n"
+                            "# TYPE l10_rate_limit_waits_total counter\n"
+                            "l10_rate_limit_waits_total %llu\n",
                             rate_limiter_decisions(edge->limiter, true),
                             rate_limiter_decisions(edge->limiter, false),
-                            rate_limiter_settles(edge->limiter));
+                            rate_limiter_settles(edge->limiter), rate_limiter_waits(edge->limiter));
     }
     evbuffer_add_printf(out,
                         "# HELP l10_event_loop_lag_ms How late the event loop ran a timer, "

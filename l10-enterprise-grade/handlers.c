@@ -419,6 +419,8 @@ static void on_counted(long long keys, void *arg)
     json_object_set_new(stats, "circuit_breakers", edge_breakers_json(layer->edge));
     json_object_set_new(stats, "rate_limit_shared",
                         json_boolean(rate_limiter_shared(layer->limiter)));
+    json_object_set_new(stats, "rate_limit_waits",
+                        json_integer((json_int_t)rate_limiter_waits(layer->limiter)));
     json_object_set_new(stats, "rate_limit_requests", json_integer(layer->rate_limit));
     json_object_set_new(stats, "rate_limit_window_s", json_integer(layer->rate_window_s));
     json_object_set_new(stats, "event_loop_lag_ms", json_integer(edge_loop_lag_ms(layer->edge)));

@@ -77,7 +77,7 @@ static const struct config_row edge_rows[] = {
     {"RATE_LIMIT_LOCAL_SLOTS", CONFIG_INT, "10000", 1, 10000000,
      "keys tracked in this process (their slices, and the limiter while Redis is away)",
      &layer.rate_local_slots, NULL},
-    {"RATE_LIMIT_SLICE", CONFIG_INT, "100", 1, 1000000,
+    {"RATE_LIMIT_SLICE", CONFIG_INT, "1000", 1, 1000000,
      "most requests of a key's budget an instance takes from Redis at once (1: every request "
      "asks Redis)",
      &layer.rate_slice, NULL},

@@ -147,10 +147,14 @@ long allowance_want(struct allowance *a, long long now_ms, long cap, long waitin
 
 long allowance_prefetch(struct allowance *a, long long now_ms, long cap)
 {
-    if (a->pending || a->tokens == 0 || a->tokens * 2 > a->next_want || now_ms >= a->expires_ms ||
+    if (a->pending || a->tokens == 0 || now_ms >= a->expires_ms ||
         now_ms < a->retry_at_ms) /* Redis said there is nothing more until then */
         return 0;
-    a->next_want = at_most(a->next_want * 2, cap); /* half gone within the lease */
+    bool half_spent = a->tokens * 2 <= a->next_want;
+    if (!half_spent && now_ms < a->renew_at_ms)
+        return 0;
+    if (half_spent)
+        a->next_want = at_most(a->next_want * 2, cap); /* half gone within the lease: busy */
     if (a->next_want <= a->tokens)
         return 0;
     a->pending = true;
@@ -170,6 +174,7 @@ void allowance_settled(struct allowance *a, long long sent_ms, long long now_ms,
         granted -= for_request; /* the first is the asking request's */
         a->tokens += granted;
         a->expires_ms = sent_ms + lease_ms; /* a request within it finding none: a busy key */
+        a->renew_at_ms = sent_ms + lease_ms / 2;
         if (for_request)
             decision(out, true, limit, remaining + a->tokens, reset_ms, 0);
         return;
@@ -288,6 +293,7 @@ struct rate_limiter {
     bool shared_now;                 /* the last Redis check worked */
     unsigned long long decisions[2]; /* [0] local, [1] on the shared budget */
     unsigned long long settles;      /* script calls sent */
+    unsigned long long waits;        /* requests that waited for a settle (none held for them) */
 };
 
 /* One settle waiting for Redis: a request's (cb set), or a slice asked for ahead. */
@@ -548,6 +554,7 @@ void rate_limiter_check(struct rate_limiter *l, const char *key_id, rate_limit_c
     }
     struct allowance_slot *slot = slot_of(l, key_id, true, now);
     if (slot == NULL) { /* no slot free for it: decided in Redis alone */
+        l->waits++;
         settle(l, key_id, 1, true, now, cb, arg);
         return;
     }
@@ -569,6 +576,7 @@ void rate_limiter_check(struct rate_limiter *l, const char *key_id, rate_limit_c
     case ALLOWANCE_ASK:
         break;
     }
+    l->waits++; /* from here on the request waits for Redis */
     if (a->pending && slot->waiting >= RATE_LIMIT_WAITERS) { /* enough wait: this one asks */
         settle(l, key_id, 1, true, now, cb, arg);
         return;
@@ -591,4 +599,9 @@ unsigned long long rate_limiter_decisions(const struct rate_limiter *limiter, bo
 unsigned long long rate_limiter_settles(const struct rate_limiter *limiter)
 {
     return limiter->settles;
+}
+
+unsigned long long rate_limiter_waits(const struct rate_limiter *limiter)
+{
+    return limiter->waits;
 }

@@ -19,22 +19,27 @@
  * hit most of its speed, so each instance takes a slice of a key's budget from Redis in one
  * script call (it reserves up to `want` requests at once: GCRA moves TAT by want x step, as if
  * they had all arrived then) and spends it here with no round trip. It settles again when the
- * slice is spent (and asks for the next one ahead, once half of it is gone) or when the slice is
- * older than its lease (RATE_LIMIT_LEASE_MS): unspent requests are then dropped, never spent
- * late. Requests that find the slice spent while a settle is in flight wait for its answer (at
- * most RATE_LIMIT_WAITERS per key; more ask Redis each for itself), so a burst of concurrent
- * requests costs one round trip, not one each. A slice grows from 1 (doubling while the key's
- * requests spend it within the lease, up to RATE_LIMIT_SLICE) and shrinks again when it outlives
- * its lease, so a quiet key is decided in Redis request by request, exactly as before. Its cap is
- * also the budget's refill during one lease (limit x lease / period, at least 1): a key of 100 per
- * minute always has slices of 1.
+ * slice is spent (and asks for the next one ahead, once half of it is gone, or once half its
+ * lease is and requests still spend it: each settle renews the lease of what is held) or when the
+ * slice is older than its lease (RATE_LIMIT_LEASE_MS) with no request in its second half:
+ * unspent requests are then dropped, never spent late. Requests that find the slice spent
+ * while a settle is in flight wait for its answer (at most RATE_LIMIT_WAITERS per key; more ask
+ * Redis each for itself), so a burst of concurrent requests costs one round trip, not one each. A
+ * slice grows from 1 (doubling while the key's requests spend it within the lease, up to
+ * RATE_LIMIT_SLICE) and shrinks again when it outlives its lease, so a quiet key is decided in
+ * Redis request by request, exactly as before. Its cap is also the budget's refill during one lease
+ * (limit x lease / period, at least 1): a key of 100 per minute always has slices of 1.
  *
  * The bound, and why it is acceptable: an instance admits only requests Redis counted, but one
- * counted when its slice was reserved may be admitted later (within the lease). An instance
- * holds at most one slice, so in any interval a key's admitted requests exceed what GCRA alone
- * would admit by at most instances x slice, with slice <= limit x lease / period: with the
- * defaults (100 ms, at most 100) and a limit of 100,000 per minute, 100 per instance, 0.1% of
- * the budget; a limit under 1,200 per minute is exact (slices of 1). The
+ * counted when its slice was reserved may be admitted later (while the instance holds it). An
+ * instance holds at most one slice, so in any interval a key's admitted requests exceed what GCRA
+ * alone would admit by at most instances x slice, with slice <= limit x lease / period: with the
+ * defaults (100 ms, at most 1,000) and a limit of 100,000 per minute, 166 per instance, 0.17% of
+ * the budget (never more than 1,000, reached from 600,000 per minute); a limit under 1,200 per
+ * minute is exact (slices of 1). The cap is 1,000, not 100, because a slice must outlast the
+ * round trip of the settle asked for when half of it is gone, and one turn of the event loop
+ * can bring as many requests as there are clients: with 100, half a slice (50) was less than
+ * 64 clients' one turn, and requests waited for Redis (rate_limiter_waits). The
  * other way, an instance whose slice outlives its lease has taken up to one slice from the
  * others (the budget refills it within one lease). Remaining is this instance's view: Redis's
  * Remaining at the last settle plus the requests this instance still holds; Reset is as of the
@@ -99,6 +104,7 @@ struct allowance {
     long long reset_at_ms;      /* the whole budget is back then, as of the last settle */
     long long refused_until_ms; /* Redis refused: refuse here until then, no round trip */
     long long retry_at_ms;      /* when Redis said one request fits again */
+    long long renew_at_ms;      /* half the lease gone: a spend then asks ahead (renews it) */
 };
 
 enum allowance_step {
@@ -117,7 +123,12 @@ enum allowance_step allowance_take(struct allowance *a, long long now_ms, long l
  */
 long allowance_want(struct allowance *a, long long now_ms, long cap, long waiting);
 
-/* After a request was spent: how many to ask for ahead (the slice half gone), or 0. */
+/*
+ * After a request was spent: how many to ask for ahead, or 0. Ahead when half the slice is gone
+ * (it doubles: a busy key), or when half its lease is (the spent ones are replaced, the lease
+ * renewed): a slice larger than a lease's requests is then kept, not dropped at the lease's end
+ * with every request after it waiting for Redis. Never more than one slice held, with what comes.
+ */
 long allowance_prefetch(struct allowance *a, long long now_ms, long cap);
 
 /*
@@ -165,6 +176,12 @@ unsigned long long rate_limiter_decisions(const struct rate_limiter *limiter, bo
 
 /* Script calls sent to Redis so far (settles): with slices, far fewer than decisions. */
 unsigned long long rate_limiter_settles(const struct rate_limiter *limiter);
+
+/*
+ * Requests that found nothing held for their key and waited for a settle's round trip (a new or
+ * quiet key's, or a busy key's whose next slice came too late): the slices' misses.
+ */
+unsigned long long rate_limiter_waits(const struct rate_limiter *limiter);
 
 /* ---- the local limiter (also used alone in unit tests) ---- */
 

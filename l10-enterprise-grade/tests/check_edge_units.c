@@ -145,6 +145,11 @@ START_TEST(a_slice_is_capped_by_the_refill_of_one_lease)
     ck_assert_int_eq(rate_slice_cap(6000, 60000, 100, 100), 10);
     ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 100), 100); /* RATE_LIMIT_SLICE */
     ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 1), 1);
+    /* The defaults (RATE_LIMIT_SLICE 1,000, a 100 ms lease): the bound per instance is the
+     * lease's refill, 0.17% of the budget, up to 1,000 from 600,000 a minute. */
+    ck_assert_int_eq(rate_slice_cap(100000, 60000, 100, 1000), 166);
+    ck_assert_int_eq(rate_slice_cap(600000, 60000, 100, 1000), 1000);
+    ck_assert_int_eq(rate_slice_cap(100000000, 60000, 100, 1000), 1000);
 }
 END_TEST
 
@@ -203,6 +208,33 @@ START_TEST(an_allowance_grows_while_busy_and_drops_what_outlives_its_lease)
     ck_assert_int_eq(allowance_take(&a, t + 2 + lease, limit, &d), ALLOWANCE_ASK);
     ck_assert_int_eq(a.tokens, 0);
     ck_assert_int_eq(a.next_want, cap / 2);
+}
+END_TEST
+
+/*
+ * A slice larger than a lease's requests: a spend in the second half of the lease asks ahead for
+ * what was spent, which renews the lease, so the requests after it find tokens instead of the
+ * slice dropped and a round trip to wait for. A slice nobody spends is still dropped.
+ */
+START_TEST(a_slice_still_spent_is_renewed_before_its_lease_ends)
+{
+    struct allowance a = {0};
+    struct rate_decision d;
+    const long cap = 8, lease = 100;
+    ck_assert_int_eq(allowance_want(&a, 0, cap, 8), 8);
+    allowance_settled(&a, 0, 1, lease, 1000, 8, 900, 1000, 0, false, false, &d);
+    ck_assert_int_eq(allowance_take(&a, 10, 1000, &d), ALLOWANCE_SPENT);
+    ck_assert_int_eq(allowance_prefetch(&a, 10, cap), 0); /* early in the lease, 7 of 8 held */
+    ck_assert_int_eq(allowance_take(&a, 60, 1000, &d), ALLOWANCE_SPENT);
+    long ahead = allowance_prefetch(&a, 60, cap); /* half the lease gone: the 2 spent */
+    ck_assert_int_eq(ahead, 2);
+    ck_assert_int_eq(a.next_want, cap); /* not doubled: the key is not spending it that fast */
+    ck_assert_int_eq(allowance_prefetch(&a, 61, cap), 0); /* one settle at a time */
+    allowance_settled(&a, 60, 61, lease, 1000, 2, 890, 1000, 0, false, false, &d);
+    ck_assert_int_eq(a.tokens, 8); /* one slice held, never more */
+    ck_assert_int_eq(allowance_take(&a, 130, 1000, &d), ALLOWANCE_SPENT); /* renewed: no wait */
+    ck_assert_int_eq(allowance_take(&a, 160, 1000, &d), ALLOWANCE_ASK);   /* quiet: dropped */
+    ck_assert_int_eq(a.tokens, 0);
 }
 END_TEST
 
@@ -476,6 +508,7 @@ int main(void)
                         gcra_allows_the_limit_then_refills_smoothly, gcra_reserves_a_slice_at_once,
                         a_slice_is_capped_by_the_refill_of_one_lease,
                         an_allowance_grows_while_busy_and_drops_what_outlives_its_lease,
+                        a_slice_still_spent_is_renewed_before_its_lease_ends,
                         a_settle_covers_the_requests_waiting_for_it,
                         a_refused_settle_is_not_asked_again_ahead_until_retry_after,
                         a_refusal_is_remembered_for_at_most_a_lease,

@@ -333,6 +333,10 @@ START_TEST(a_burst_across_two_instances_stops_at_the_limit_with_slices)
     long long settles = tk_metric(SERVER_PORT, "l10_rate_limit_settles_total") +
                         tk_metric(SECOND_PORT, "l10_rate_limit_settles_total");
     ck_assert_msg(settles * 3 < allowed, "%lld script calls for %d requests", settles, allowed);
+    /* Each instance's first request found no slice and waited for Redis; few others did. */
+    long long waits = tk_metric(SERVER_PORT, "l10_rate_limit_waits_total") +
+                      tk_metric(SECOND_PORT, "l10_rate_limit_waits_total");
+    ck_assert_msg(waits >= 2 && waits <= settles, "%lld waits, %lld script calls", waits, settles);
 }
 END_TEST
 
