@@ -116,9 +116,8 @@ static char *db_value(const char *key)
     PGconn *conn = tk_pg_connect(&pg, "layers");
     ck_assert(conn != NULL);
     const char *params[] = {key};
-    PGresult *r =
-        PQexecParams(conn, "SELECT value FROM records WHERE key = $1", 1, NULL, params, NULL,
-                     NULL, 0);
+    PGresult *r = PQexecParams(conn, "SELECT value FROM records WHERE key = $1", 1, NULL, params,
+                               NULL, NULL, 0);
     char *v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
                   ? strdup(PQgetvalue(r, 0, 0))
                   : NULL;
@@ -200,6 +199,20 @@ static void write_many(const char *prefix, int n, const char *value)
     free(reqs), free(res), free(bodies);
 }
 
+/* The first line of a redis-cli command's output, as a number (-1 when none). */
+static long long redis_number(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d %s", REDIS_PORT, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    char line[256] = "";
+    if (fgets(line, sizeof line, p) == NULL)
+        line[0] = '\0';
+    pclose(p);
+    return line[0] ? atoll(line) : -1;
+}
+
 /* ---- layer 6's versions of the shared cases it skips ---- */
 
 START_TEST(write_is_queued_and_read_back)
@@ -241,7 +254,7 @@ START_TEST(database_down_writes_still_accepted)
                      "Database unavailable");
     tk_response_free(&res);
     write_many("pgdown:", 200, "during");
-    expect_read("pgdown:7", "during", true); /* the queued value needs no database */
+    expect_read("pgdown:7", "during", true);        /* the queued value needs no database */
     ck_assert_int_eq(stat_of("queue_length"), 200); /* the stream grows */
     tk_get(SERVER_PORT, "/health", &res);
     ck_assert_int_eq(res.status, 200);
@@ -387,6 +400,68 @@ START_TEST(concurrent_writers_all_arrive)
     ck_assert_int_eq(stat_of("writes_processed"), 900); /* counted by the workers */
     ck_assert_int_ge(stat_of("batches"), 1);
     expect_read("conc:299", "r2", false);
+}
+END_TEST
+
+/* Concurrent writes share script calls (the writes of one loop turn of the API, appender.c):
+ * fewer calls than writes, yet every write acknowledged with an entry of its own (as many
+ * entries and distinct ids as writes) and read back with its own value. */
+START_TEST(concurrent_writes_share_script_calls)
+{
+    start_api(NULL);
+    write_value("turn:warm", "v"); /* the script loaded: the calls below are EVALSHA */
+    redis_cli("config resetstat");
+    enum { N = 400 };
+    write_many("turn:", N, "same");
+    long long calls = redis_number("info commandstats | tr -d '\\r' | "
+                                   "sed -n 's/^cmdstat_evalsha:calls=\\([0-9]*\\).*/\\1/p'");
+    ck_assert_msg(calls >= 1 && calls < N, "%lld script calls for %d writes", calls, N);
+    ck_assert_int_eq(redis_number("xlen l6:writes"), N + 1);
+    ck_assert_int_eq(redis_number("xrange l6:writes - + | grep -c '^[0-9]*-[0-9]*$'"), N + 1);
+    ck_assert_int_eq(
+        redis_number("xrange l6:writes - + | grep '^[0-9]*-[0-9]*$' | sort -u | wc -l"), N + 1);
+    ck_assert_int_eq(redis_number("hlen l6:pending"), N + 1);
+    ck_assert_int_eq(stat_of("writes_queued"), N + 1);
+    expect_read("turn:0", "same", true);
+    expect_read("turn:399", "same", true);
+}
+END_TEST
+
+/* A script call that fails fails every write it carried: each gets 503 with Retry-After, none
+ * is acknowledged; writes are accepted again once Redis runs the script. (The pending hash
+ * made a string: the script's first HGET fails, before anything is appended.) */
+START_TEST(a_failed_call_fails_all_its_writes)
+{
+    start_api(NULL);
+    write_value("fail:warm", "v");
+    redis_cli("del l6:pending");
+    redis_cli("set l6:pending not-a-hash");
+    enum { N = 200 };
+    struct tk_request *reqs = calloc(N, sizeof *reqs);
+    struct tk_response *res = calloc(N, sizeof *res);
+    char **bodies = calloc(N, sizeof *bodies);
+    for (int i = 0; i < N; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "fail:%d", i);
+        bodies[i] = tk_write_body(key, "v");
+        reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
+    }
+    tk_http_many(SERVER_PORT, reqs, res, N, 60000);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(res[i].status == 503, "write fail:%d: %ld %s", i, res[i].status, res[i].body);
+        ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "detail")),
+                         "Queue unavailable");
+        tk_response_free(&res[i]);
+        free(bodies[i]);
+    }
+    free(reqs), free(res), free(bodies);
+    ck_assert_int_eq(redis_number("xlen l6:writes"), 1); /* only the warm-up write */
+    char retry[32];
+    write_retry_after("fail:one", retry, sizeof retry);
+    ck_assert_str_eq(retry, "1");
+    redis_cli("del l6:pending");
+    write_value("fail:after", "accepted");
+    expect_read("fail:after", "accepted", true);
 }
 END_TEST
 
@@ -571,6 +646,14 @@ START_TEST(sigterm_finishes_the_batch)
 {
     start_api(NULL);
     start_worker(0, NULL);
+    /* Its signal handlers are in place once it runs (its heartbeat): a SIGTERM before that
+     * would kill it by default, and writes that are acknowledged faster than it starts leave
+     * that window open. */
+    long long deadline = tk_now_ms() + 10000;
+    while (stat_of("workers") < 1) {
+        ck_assert_msg(tk_now_ms() < deadline, "the worker did not start");
+        usleep(20000);
+    }
     write_many("term:", 200, "v");
     ck_assert_int_eq(tk_server_stop(&workers[0], SIGTERM, 10000), 0);
     ck_assert_int_eq(stat_of("pending"), 0); /* nothing left half done */
@@ -590,16 +673,15 @@ int main(void)
     struct contract_target target = {SERVER_BIN, "6-write-buffering", SERVER_PORT, &pg, env, false};
     TCase *own = check_tcase(
         "write-buffer", setup, teardown, 120,
-        (const TTest *const[]){write_is_queued_and_read_back, database_down_writes_still_accepted,
-                               client_disconnects_mid_read, read_your_writes_before_the_worker,
-                               last_write_wins, few_keys_rewritten_under_a_running_drain,
-                               concurrent_writers_all_arrive,
-                               killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
-                               poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
-                               backpressure_by_age_and_recovery,
-                               script_cache_flushed_writes_still_accepted,
-                               gone_workers_leave_the_group,
-                               sigterm_finishes_the_batch, NULL});
+        (const TTest *const[]){
+            write_is_queued_and_read_back, database_down_writes_still_accepted,
+            client_disconnects_mid_read, read_your_writes_before_the_worker, last_write_wins,
+            few_keys_rewritten_under_a_running_drain, concurrent_writers_all_arrive,
+            concurrent_writes_share_script_calls, a_failed_call_fails_all_its_writes,
+            killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
+            poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
+            backpressure_by_age_and_recovery, script_cache_flushed_writes_still_accepted,
+            gone_workers_leave_the_group, sigterm_finishes_the_batch, NULL});
     static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
     /* (a hung PostgreSQL leaves this layer "degraded", not 503: writes still queue) */
     static const char *const resilience_skip[] = {"client_disconnects_mid_query",
