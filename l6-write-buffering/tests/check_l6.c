@@ -177,11 +177,10 @@ static void write_retry_after(const char *key, char *out, size_t outlen)
     pclose(p);
 }
 
-/* n writes of "<prefix><i>" = value at once; all must be acknowledged. */
-static void write_many(const char *prefix, int n, const char *value)
+/* n writes of "<prefix><i>" = value at once (each on its own connection); res: n answers. */
+static void post_many(const char *prefix, int n, const char *value, struct tk_response *res)
 {
     struct tk_request *reqs = calloc((size_t)n, sizeof *reqs);
-    struct tk_response *res = calloc((size_t)n, sizeof *res);
     char **bodies = calloc((size_t)n, sizeof *bodies);
     for (int i = 0; i < n; i++) {
         char key[64];
@@ -190,13 +189,22 @@ static void write_many(const char *prefix, int n, const char *value)
         reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
     }
     tk_http_many(SERVER_PORT, reqs, res, n, 60000);
+    for (int i = 0; i < n; i++)
+        free(bodies[i]);
+    free(reqs), free(bodies);
+}
+
+/* n writes of "<prefix><i>" = value at once; all must be acknowledged. */
+static void write_many(const char *prefix, int n, const char *value)
+{
+    struct tk_response *res = calloc((size_t)n, sizeof *res);
+    post_many(prefix, n, value, res);
     for (int i = 0; i < n; i++) {
         ck_assert_msg(res[i].status == 200, "write %s%d: %ld %s", prefix, i, res[i].status,
                       res[i].body);
         tk_response_free(&res[i]);
-        free(bodies[i]);
     }
-    free(reqs), free(res), free(bodies);
+    free(res);
 }
 
 /* The first line of a redis-cli command's output, as a number (-1 when none). */
@@ -437,24 +445,15 @@ START_TEST(a_failed_call_fails_all_its_writes)
     redis_cli("del l6:pending");
     redis_cli("set l6:pending not-a-hash");
     enum { N = 200 };
-    struct tk_request *reqs = calloc(N, sizeof *reqs);
     struct tk_response *res = calloc(N, sizeof *res);
-    char **bodies = calloc(N, sizeof *bodies);
-    for (int i = 0; i < N; i++) {
-        char key[64];
-        snprintf(key, sizeof key, "fail:%d", i);
-        bodies[i] = tk_write_body(key, "v");
-        reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
-    }
-    tk_http_many(SERVER_PORT, reqs, res, N, 60000);
+    post_many("fail:", N, "v", res);
     for (int i = 0; i < N; i++) {
         ck_assert_msg(res[i].status == 503, "write fail:%d: %ld %s", i, res[i].status, res[i].body);
         ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "detail")),
                          "Queue unavailable");
         tk_response_free(&res[i]);
-        free(bodies[i]);
     }
-    free(reqs), free(res), free(bodies);
+    free(res);
     ck_assert_int_eq(redis_number("xlen l6:writes"), 1); /* only the warm-up write */
     char retry[32];
     write_retry_after("fail:one", retry, sizeof retry);
@@ -606,16 +605,7 @@ END_TEST
 /* Consumers in the group (XINFO CONSUMERS). */
 static int consumers(void)
 {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d xinfo consumers l6:writes workers | grep -cx name",
-             REDIS_PORT);
-    FILE *p = popen(cmd, "r");
-    ck_assert(p != NULL);
-    char line[32] = "";
-    if (fgets(line, sizeof line, p) == NULL)
-        line[0] = '\0';
-    pclose(p);
-    return atoi(line);
+    return (int)redis_number("xinfo consumers l6:writes workers | grep -cx name");
 }
 
 /* A worker killed with nothing pending is deleted from the group once its heartbeat is 10 s
