@@ -5,8 +5,9 @@
  * once; worker processes (worker.c) drain the stream into the database in batches. Reads look
  * for a queued write first, so a client reads its own write before any worker has run.
  *
- *   POST /write     -> validate -> too old? (last reading) -> wq_append (length bound, XADD,
- *                      pending value) -> 200 queued
+ *   POST /write     -> validate -> too old? (last reading) -> appender_append (with the other
+ *                      writes of this loop turn, one script: length bound, XADD, pending value)
+ *                      -> 200 queued
  *   GET /read/{key} -> validate -> wq_lookup (the key's queued write, if any)
  *                                  -> Redis: hit -> 200 (from_cache: true)
  *                                     miss -> single-flight -> pool_query(SELECT) -> fill -> 200
@@ -17,6 +18,7 @@
  */
 #include "handlers.h"
 
+#include "appender.h"
 #include "cache_aside.h"
 #include "health.h"
 #include "http.h"
@@ -52,10 +54,10 @@ struct read_flow {
 
 /* ---- writes ---- */
 
-static void on_queued(redisReply *reply, void *arg)
+static void on_queued(enum wq_append_result result, const char *id, void *arg)
 {
     struct write_flow *flow = arg;
-    enum wq_append_result result = wq_append_result(reply);
+    (void)id; /* the write's version; the contract's reply does not carry it */
     if (result == WQ_APPEND_OK) {
         json_t *ok = record_write_reply(flow->body.key, flow->body.key_len);
         json_object_set_new(ok, "queued", json_true());
@@ -85,8 +87,8 @@ void handle_write(struct http_request *req, void *arg)
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
     flow->body = body;
-    wq_append(layer->write_script, &layer->queue_limits, flow->body.key, flow->body.key_len,
-              flow->body.value, flow->body.value_len, on_queued, flow);
+    appender_append(layer->appender, flow->body.key, flow->body.key_len, flow->body.value,
+                    flow->body.value_len, on_queued, flow);
 }
 
 /* ---- reads ---- */

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+struct appender;
+
 struct cache_aside;
 struct http_request;
 struct redis;
@@ -25,6 +27,7 @@ struct layer {
     long cache_ttl_s;              /* CACHE_TTL */
     long redis_timeout_ms;         /* REDIS_TIMEOUT_MS */
     struct wq_limits queue_limits; /* QUEUE_MAX_LENGTH, QUEUE_MAX_AGE_MS */
+    long append_max_writes;        /* QUEUE_APPEND_MAX_WRITES: writes a script call carries */
     size_t max_value_bytes;        /* MAX_VALUE_BYTES */
     unsigned long long lookups;    /* pending lookups sent so far (handlers.c, query_or_join) */
     unsigned long long lookups_answered; /* the latest lookup Redis has answered */
@@ -32,6 +35,7 @@ struct layer {
     struct pool *pool;              /* PostgreSQL connections (reads only) */
     struct redis *redis;            /* the Redis connection */
     struct wq_script *write_script; /* WQ_WRITE_SCRIPT on it, run by its SHA1 */
+    struct appender *appender;      /* the writes of a loop turn, one write script call */
     struct cache_aside *cache;      /* cache-aside on it */
     struct single_flight *flights;  /* database reads in flight, by key */
     struct schema_task *schema;     /* start-up table creation */

@@ -9,6 +9,7 @@
  */
 #include "handlers.h"
 
+#include "appender.h"
 #include "backends.h"
 #include "cache_aside.h"
 #include "http.h"
@@ -31,6 +32,9 @@ static const struct config_row layer_rows[] = {
     {"QUEUE_MAX_AGE_MS", CONFIG_INT, "30000", 100, 86400000,
      "age of the oldest uncommitted write before POST /write answers 503",
      &layer.queue_limits.max_age_ms, NULL},
+    {"QUEUE_APPEND_MAX_WRITES", CONFIG_INT, "64", 1, WQ_APPEND_MAX_WRITES,
+     "writes of one loop turn sent in one script call (1: a call per write, to measure against)",
+     &layer.append_max_writes, NULL},
 };
 
 static const struct config_set layer_sets[] = {
@@ -68,6 +72,8 @@ static bool start(struct server *server, void *arg)
     if (l->redis == NULL)
         return false;
     l->write_script = wq_script_create(l->redis, WQ_WRITE_SCRIPT);
+    l->appender = appender_create(server_base(server), l->write_script, &l->queue_limits,
+                                  (size_t)l->append_max_writes);
     struct cache_settings cs = {"l6", l->cache_ttl_s, NULL};
     l->cache = cache_aside_create(l->redis, &cs, server_metrics(server));
     l->flights = single_flight_create();
@@ -104,6 +110,7 @@ static void stop(void *arg)
     struct layer *l = arg;
     schema_task_free(l->schema);
     cache_aside_free(l->cache);
+    appender_free(l->appender); /* writes not sent yet: 503 */
     redis_free(l->redis);
     wq_script_free(l->write_script); /* after the connection: its calls in flight are answered */
     single_flight_free(l->flights);

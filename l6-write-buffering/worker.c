@@ -27,6 +27,9 @@
  * plus that difference. Not the finish script's own TIME: that would add the cache
  * invalidations and a Redis round trip to every delay, and the script would have to bucket.
  *
+ * A batch's entries, its rows and the slices still to write are batch.c's plain data; this file
+ * is the pipeline that moves batches through their stages, and the process around it.
+ *
  * Failures: PostgreSQL unreachable -> keep the batch, back off (100 ms doubling to 2 s), retry;
  * nothing is acknowledged. PostgreSQL refuses the batch (bad data) -> split it in halves until
  * the bad entries stand alone; one that still fails after WORKER_MAX_RETRIES goes to the
@@ -42,6 +45,7 @@
  * REDIS_TIMEOUT_MS.
  */
 #include "backoff.h"
+#include "batch.h"
 #include "cache_aside.h"
 #include "clock.h"
 #include "config.h"
@@ -61,52 +65,6 @@
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-enum entry_state {
-    ENTRY_NEW,        /* to be written */
-    ENTRY_SUPERSEDED, /* a newer entry of its key is in the same batch */
-    ENTRY_COMMITTED,  /* in PostgreSQL */
-    ENTRY_DEAD,       /* to the dead-letter stream */
-};
-
-/* One stream entry of a batch. */
-struct entry {
-    char *id;               /* stream id "ms-seq" */
-    struct wq_id sid;       /* parsed */
-    char *key, *value;      /* the write (NULL when missing) */
-    size_t key_len;         /* bytes */
-    size_t value_len;       /* bytes */
-    long long created_ms;   /* created_at for a new row (epoch ms) */
-    enum entry_state state; /* where it stands */
-    int failures;           /* refusals of this entry alone */
-    char *error;            /* why it is dead (owned) */
-};
-
-/* A slice of a batch's rows to write in one statement. */
-struct range {
-    size_t start, count;
-};
-
-/* Where a batch stands; batches go through these in stream order, one INSERT at a time. */
-enum batch_stage {
-    BATCH_READ,      /* read, waiting for the INSERT of the batch before it */
-    BATCH_WRITING,   /* its INSERT in flight, or backing off before one */
-    BATCH_WRITTEN,   /* committed, waiting for the finish of the batch before it */
-    BATCH_FINISHING, /* FINISH_SCRIPT in flight, or backing off before it */
-};
-
-/* One batch of stream entries, from its read to its finish. */
-struct batch {
-    enum batch_stage stage;  /* see enum */
-    struct entry *entries;   /* as read, in stream order */
-    size_t n_entries;        /* count */
-    struct entry **rows;     /* the entries to write, sorted by key */
-    size_t n_rows;           /* count */
-    struct range *todo;      /* a stack of slices of rows still to write */
-    size_t n_todo, cap_todo; /* its size */
-    long long commit_ms;     /* Redis's clock at the batch's last COMMIT (-1: unknown) */
-    struct wq_delay delay;   /* the batch's commit delays, for the finish script */
-};
 
 /* The most batches a worker holds at once (WORKER_MAX_BATCHES): one being written while the
  * one before it is finished, or the one after it read (the pipeline; memory stays bounded by
@@ -232,142 +190,6 @@ static void leave(struct worker *w)
     process_exit(w->process, 0);
 }
 
-/* ---- a batch ---- */
-
-static void batch_free(struct batch *b)
-{
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < b->n_entries; i++) {
-        free(b->entries[i].id);
-        free(b->entries[i].key);
-        free(b->entries[i].value);
-        free(b->entries[i].error);
-    }
-    free(b->entries);
-    free(b->rows);
-    free(b->todo);
-    free(b);
-}
-
-static void kill_entry(struct entry *e, const char *why)
-{
-    e->state = ENTRY_DEAD;
-    free(e->error);
-    e->error = xstrdup(why);
-}
-
-static bool has_nul(const char *s, size_t len)
-{
-    return s != NULL && memchr(s, '\0', len) != NULL;
-}
-
-/* Copies one [id, [field, value, ...]] element into e. */
-static void read_entry(const redisReply *r, struct entry *e)
-{
-    *e = (struct entry){0};
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_STRING) {
-        e->id = xstrdup("");
-        kill_entry(e, "malformed entry");
-        return;
-    }
-    e->id = xstrndup(r->element[0]->str, r->element[0]->len);
-    const char *created = NULL;
-    const redisReply *fields = r->elements > 1 ? r->element[1] : NULL;
-    for (size_t i = 0; fields && fields->type == REDIS_REPLY_ARRAY && i + 1 < fields->elements;
-         i += 2) {
-        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        if (strcmp(f->str, "key") == 0 && e->key == NULL) {
-            e->key = xstrndup(v->str, v->len);
-            e->key_len = v->len;
-        } else if (strcmp(f->str, "value") == 0 && e->value == NULL) {
-            e->value = xstrndup(v->str, v->len);
-            e->value_len = v->len;
-        } else if (strcmp(f->str, "created") == 0) {
-            created = v->str;
-        }
-    }
-    if (!wq_parse_id(e->id, strlen(e->id), &e->sid))
-        kill_entry(e, "malformed entry: stream id out of range");
-    else if (e->key == NULL || e->value == NULL || e->key_len == 0)
-        kill_entry(e, "malformed entry: missing key or value");
-    else if (has_nul(e->key, e->key_len) || has_nul(e->value, e->value_len))
-        kill_entry(e, "malformed entry: NUL byte in key or value");
-    else
-        e->created_ms = created ? atoll(created) : e->sid.ms;
-}
-
-static bool same_key(const struct entry *x, const struct entry *y)
-{
-    return x->key_len == y->key_len && memcmp(x->key, y->key, x->key_len) == 0;
-}
-
-/* qsort order of rows: by key, then by version. */
-static int compare_rows(const void *a, const void *b)
-{
-    const struct entry *x = *(struct entry *const *)a, *y = *(struct entry *const *)b;
-    int c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
-    if (c != 0)
-        return c;
-    if (x->key_len != y->key_len)
-        return x->key_len < y->key_len ? -1 : 1;
-    long long vx = wq_version(x->sid), vy = wq_version(y->sid);
-    return vx < vy ? -1 : vx > vy;
-}
-
-/*
- * Keeps each key's newest entry: PostgreSQL refuses a statement that updates one row twice,
- * and the older values would be overwritten anyway. Sorted by key, so that two workers whose
- * batches share keys lock their rows in the same order (no deadlock). Across batches, the
- * newest entry wins because the batches of one worker are written one after the other, in
- * stream order (advance), and the version guard refuses an older value whoever writes it.
- */
-static void plan_rows(struct batch *b)
-{
-    b->rows = xcalloc(b->n_entries ? b->n_entries : 1, sizeof *b->rows);
-    size_t n = 0;
-    for (size_t i = 0; i < b->n_entries; i++)
-        if (b->entries[i].state == ENTRY_NEW)
-            b->rows[n++] = &b->entries[i];
-    qsort(b->rows, n, sizeof *b->rows, compare_rows);
-    b->n_rows = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct entry *e = b->rows[i];
-        if (i + 1 < n && same_key(e, b->rows[i + 1]))
-            e->state = ENTRY_SUPERSEDED;
-        else
-            b->rows[b->n_rows++] = b->rows[i];
-    }
-}
-
-static void push_range(struct batch *b, size_t start, size_t count)
-{
-    if (b->n_todo == b->cap_todo) {
-        b->cap_todo = b->cap_todo ? b->cap_todo * 2 : 16;
-        b->todo = xrealloc(b->todo, b->cap_todo * sizeof *b->todo);
-    }
-    b->todo[b->n_todo++] = (struct range){start, count};
-}
-
-/* A batch of the entries of an XREADGROUP or XAUTOCLAIM reply, its rows planned. */
-static struct batch *batch_of(const redisReply *list)
-{
-    struct batch *b = xcalloc(1, sizeof *b);
-    b->stage = BATCH_READ;
-    b->commit_ms = -1;
-    b->n_entries = list->elements;
-    b->entries = xcalloc(b->n_entries, sizeof *b->entries);
-    for (size_t i = 0; i < b->n_entries; i++)
-        read_entry(list->element[i], &b->entries[i]);
-    plan_rows(b);
-    if (b->n_rows > 0)
-        push_range(b, 0, b->n_rows);
-    return b;
-}
-
 /* The held batch at a stage (the oldest), or NULL. */
 static struct batch *held_at(const struct worker *w, enum batch_stage stage)
 {
@@ -463,7 +285,7 @@ static void on_entries(redisReply *reply, void *arg)
         list = reply->element[0]->element[1];
     }
     if (list != NULL && list->type == REDIS_REPLY_ARRAY && list->elements > 0)
-        w->held[w->n_held++] = batch_of(list); /* advance() read only below max_batches */
+        w->held[w->n_held++] = batch_create(list); /* advance() read only below max_batches */
     w->reading = false; /* nothing (BLOCK timed out): advance() reads again */
     advance(w);
 }
@@ -595,8 +417,8 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
     }
     if (r.count > 1) { /* refused: find the bad entries by halves */
         b->n_todo--;
-        push_range(b, r.start + r.count / 2, r.count - r.count / 2);
-        push_range(b, r.start, r.count / 2);
+        batch_push_range(b, r.start + r.count / 2, r.count - r.count / 2);
+        batch_push_range(b, r.start, r.count / 2);
         write_next(w, b);
         return;
     }
@@ -609,7 +431,7 @@ static void on_written(PGresult *res, enum pg_status status, void *arg)
     }
     LOG_WARN("entry %s (key of %zu bytes) goes to %s: %s", e->id, e->key_len, WQ_DEAD, why);
     size_t n = strlen(why);
-    kill_entry(e, why);
+    batch_kill_entry(e, why);
     while (n > 0 && (e->error[n - 1] == '\n' || e->error[n - 1] == ' '))
         e->error[--n] = '\0';
     b->n_todo--;
@@ -674,20 +496,6 @@ static void on_finished(redisReply *reply, void *arg)
     advance(w);
 }
 
-/* The batch's commit delays: every entry written, or superseded by a newer one of its key in
- * the same commit. None when the commit could not be dated (Redis's clock not read yet). */
-static void count_delays(struct batch *b)
-{
-    memset(&b->delay, 0, sizeof b->delay);
-    if (b->commit_ms < 0)
-        return;
-    for (size_t i = 0; i < b->n_entries; i++) {
-        const struct entry *e = &b->entries[i];
-        if (e->state == ENTRY_COMMITTED || e->state == ENTRY_SUPERSEDED)
-            wq_delay_add(&b->delay, b->commit_ms - e->sid.ms, 1);
-    }
-}
-
 /*
  * After the COMMIT of the oldest batch held: the cached rows are invalidated first (a reader
  * that no longer finds the pending value must not find the old row either), on the same
@@ -713,7 +521,7 @@ static void finish_batch(struct worker *w)
     cache_aside_invalidate_many(w->cache, keys, key_lens, n_keys); /* one script for the batch */
     free(keys);
     free(key_lens);
-    count_delays(b);
+    batch_count_delays(b);
     size_t n_buckets = 0;
     for (int k = 0; k < WQ_DELAY_BUCKETS; k++)
         n_buckets += b->delay.counts[k] > 0;

@@ -21,32 +21,43 @@
 #include <time.h>
 
 /*
- * Accepting a write. Refused (an error reply starting with QUEUE_FULL) when the stream holds
+ * Accepting writes: the writes of one loop turn of the API (appender.c), in one call, appended
+ * in the order given. Each is refused (0 in its place in the reply) while the stream holds
  * max_length entries not yet committed: the workers are not keeping up, and an unbounded stream
- * would only move the failure to Redis's memory. The age bound is not checked here: reading
- * the oldest entry and the clock on every write cost a third of the script (README, "Where the
- * time goes"); the API checks it against its last reading of the queue (wq_too_old).
+ * would only move the failure to Redis's memory. The stream is counted as it grows, so the
+ * bound is exact per write, as with one call per write. The age bound is not checked here:
+ * reading the oldest entry and the clock on every write cost a third of the script (README,
+ * "Where the time goes"); the API checks it against its last reading of the queue (wq_too_old).
  * The pending value is written as JSON with a fixed member order, so that its id can be
  * compared as a prefix (FINISH_SCRIPT) and its created time carried over to the next write of
- * the key: until the row exists, every read reports the created_at the row will get.
+ * the key (also a write earlier in the same call): until the row exists, every read reports
+ * the created_at the row will get. One HINCRBY for the call's accepted writes.
  */
 const char WQ_WRITE_SCRIPT[] =
-    "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then "
-    "  return redis.error_reply('" WQ_FULL " length') "
+    "local len, max = redis.call('XLEN', KEYS[1]), tonumber(ARGV[1]) "
+    "local ids, added = {}, 0 "
+    "for i = 2, #ARGV - 1, 2 do "
+    "  local key, value = ARGV[i], ARGV[i + 1] "
+    "  if len >= max then "
+    "    ids[#ids + 1] = 0 "
+    "  else "
+    "    local old = redis.call('HGET', KEYS[2], key) "
+    "    local created = old and string.match(old, '^{\"id\":\"[^\"]*\",\"created\":\"(%d+)\"') "
+    "    local id "
+    "    if created then "
+    "      id = redis.call('XADD', KEYS[1], '*', 'key', key, 'value', value, 'created', created) "
+    "    else "
+    "      id = redis.call('XADD', KEYS[1], '*', 'key', key, 'value', value) "
+    "      created = string.match(id, '^(%d+)') "
+    "    end "
+    "    redis.call('HSET', KEYS[2], key, '{\"id\":\"' .. id .. '\",\"created\":\"' .. created "
+    "      .. '\",\"value\":' .. cjson.encode(value) .. '}') "
+    "    ids[#ids + 1] = id "
+    "    len, added = len + 1, added + 1 "
+    "  end "
     "end "
-    "local old = redis.call('HGET', KEYS[2], ARGV[1]) "
-    "local created = old and string.match(old, '^{\"id\":\"[^\"]*\",\"created\":\"(%d+)\"') "
-    "local id "
-    "if created then "
-    "  id = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'value', ARGV[2], 'created', created) "
-    "else "
-    "  id = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'value', ARGV[2]) "
-    "  created = string.match(id, '^(%d+)') "
-    "end "
-    "redis.call('HSET', KEYS[2], ARGV[1], '{\"id\":\"' .. id .. '\",\"created\":\"' .. created "
-    "  .. '\",\"value\":' .. cjson.encode(ARGV[2]) .. '}') "
-    "redis.call('HINCRBY', KEYS[3], 'writes_queued', 1) "
-    "return id";
+    "if added > 0 then redis.call('HINCRBY', KEYS[3], 'writes_queued', added) end "
+    "return ids";
 
 /*
  * Finishing a batch, after its COMMIT. Dead letters are acknowledged one by one and filed only
@@ -296,8 +307,8 @@ int wq_delay_bucket(long long ms)
     if (ms < WQ_DELAY_EXACT)
         return ms < 0 ? 0 : (int)ms;
     int power = 63 - __builtin_clzll((unsigned long long)ms); /* 2^power <= ms */
-    int bucket = WQ_DELAY_EXACT + (power - 4) * WQ_DELAY_SUB +
-                 (int)(ms >> (power - 3)) - WQ_DELAY_SUB;
+    int bucket =
+        WQ_DELAY_EXACT + (power - 4) * WQ_DELAY_SUB + (int)(ms >> (power - 3)) - WQ_DELAY_SUB;
     return bucket < WQ_DELAY_BUCKETS ? bucket : WQ_DELAY_BUCKETS - 1;
 }
 
@@ -436,12 +447,17 @@ static void on_script_run(redisReply *reply, void *arg)
  * and a SCRIPT LOAD to learn the SHA1 for the next calls. A NOSCRIPT answer (Redis restarted,
  * its script cache empty) is retried once as EVAL, which caches the script again.
  */
-void wq_script_run(struct wq_script *s, redis_reply_cb cb, void *arg, int argc,
-                   const char **argv, const size_t *lens)
+void wq_script_run(struct wq_script *s, redis_reply_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *lens)
 {
     struct script_call *call = xmalloc(sizeof *call);
-    *call = (struct script_call){s,    cb,   arg, argc, xcalloc((size_t)argc + 2, sizeof(char *)),
-                                 xcalloc((size_t)argc + 2, sizeof(size_t)), NULL};
+    *call = (struct script_call){s,
+                                 cb,
+                                 arg,
+                                 argc,
+                                 xcalloc((size_t)argc + 2, sizeof(char *)),
+                                 xcalloc((size_t)argc + 2, sizeof(size_t)),
+                                 NULL};
     bool known = s->sha[0] != '\0';
     call->argv[0] = known ? "EVALSHA" : "EVAL", call->lens[0] = known ? 7 : 4;
     call->argv[1] = known ? s->sha : s->body, call->lens[1] = known ? 40 : s->body_len;
@@ -462,17 +478,6 @@ void wq_script_run(struct wq_script *s, redis_reply_cb cb, void *arg, int argc,
     redis_command(s->redis, on_script_run, call, argc + 2, call->argv, call->lens);
 }
 
-void wq_append(struct wq_script *script, const struct wq_limits *limits, const char *key,
-               size_t key_len, const char *value, size_t value_len, redis_reply_cb cb, void *arg)
-{
-    char max_length[24];
-    snprintf(max_length, sizeof max_length, "%ld", limits->max_length);
-    const char *argv[] = {"3", WQ_STREAM, WQ_PENDING, WQ_STATS, key, value, max_length};
-    const size_t lens[] = {1,       strlen(WQ_STREAM), strlen(WQ_PENDING), strlen(WQ_STATS),
-                           key_len, value_len,         strlen(max_length)};
-    wq_script_run(script, cb, arg, 7, argv, lens);
-}
-
 bool wq_too_old(const struct wq_stats *reading, const struct wq_limits *limits)
 {
     return reading->available && reading->oldest_age_ms > limits->max_age_ms;
@@ -488,6 +493,25 @@ enum wq_append_result wq_append_result(const redisReply *reply)
         return WQ_APPEND_FULL;
     LOG_WARN("the queue refused a write: %s", reply->str); /* e.g. OOM: Redis is full */
     return WQ_APPEND_UNAVAILABLE;
+}
+
+enum wq_append_result wq_append_result_of(const redisReply *reply, size_t i, size_t n,
+                                          const char **id)
+{
+    *id = NULL;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        return wq_append_result(reply); /* the whole call failed: every write with it */
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+        LOG_WARN("the write script answered %zu ids for %zu writes", reply->elements, n);
+        return WQ_APPEND_UNAVAILABLE; /* unexpected: acknowledge nothing */
+    }
+    const redisReply *e = reply->element[i];
+    if (e->type == REDIS_REPLY_STRING) {
+        *id = e->str;
+        return WQ_APPEND_OK;
+    }
+    return e->type == REDIS_REPLY_INTEGER && e->integer == 0 ? WQ_APPEND_FULL
+                                                             : WQ_APPEND_UNAVAILABLE;
 }
 
 void wq_lookup(struct redis *redis, const char *key, size_t key_len, redis_reply_cb cb, void *arg)
@@ -522,7 +546,7 @@ struct record *wq_queued_record(const redisReply *reply, const char *key, size_t
 
 void wq_read_stats(struct redis *redis, redis_reply_cb cb, void *arg)
 {
-    const char *argv[] = {"EVAL",  WQ_STATS_SCRIPT, "5",        WQ_STREAM, WQ_STATS,
+    const char *argv[] = {"EVAL",  WQ_STATS_SCRIPT, "5",      WQ_STREAM, WQ_STATS,
                           WQ_DEAD, WQ_WORKERS,      WQ_DELAY, WQ_GROUP};
     wq_command(redis, cb, arg, 9, argv);
 }
@@ -552,8 +576,7 @@ void wq_parse_stats(const redisReply *reply, struct wq_stats *out)
 
 bool wq_accepting(const struct wq_stats *s, const struct wq_limits *limits)
 {
-    return s->available && s->length < limits->max_length &&
-           s->oldest_age_ms <= limits->max_age_ms;
+    return s->available && s->length < limits->max_length && s->oldest_age_ms <= limits->max_age_ms;
 }
 
 static json_t *count_or_null(bool available, long long n)
@@ -564,8 +587,8 @@ static json_t *count_or_null(bool available, long long n)
 json_t *wq_stats_json(const struct wq_stats *s, const struct wq_limits *limits)
 {
     bool ok = s->available;
-    double mean = s->batches ? round(100.0 * (double)s->processed / (double)s->batches) / 100.0
-                             : 0.0;
+    double mean =
+        s->batches ? round(100.0 * (double)s->processed / (double)s->batches) / 100.0 : 0.0;
     json_t *o = json_object();
     json_object_set_new(o, "queue_available", json_boolean(ok));
     json_object_set_new(o, "queue_length", count_or_null(ok, s->length));

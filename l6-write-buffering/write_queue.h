@@ -4,7 +4,8 @@
  * the API's three calls on the queue (append a write, look up a key's queued write, read the
  * queue's numbers), so that the handlers read like layer 2's with the queue in front.
  *
- *   API:    EVALSHA WRITE_SCRIPT -> XLEN, XADD l6:writes, HSET l6:pending, HINCRBY l6:stats (atomic)
+ *   API:    EVALSHA WRITE_SCRIPT (the writes of one loop turn, appender.c) -> XLEN, per write
+ *           XADD l6:writes and HSET l6:pending, HINCRBY l6:stats (atomic)
  *   worker: XREADGROUP l6:writes -> INSERT ... FROM unnest(arrays) -> EVAL FINISH_SCRIPT
  *           (dead letters, XACK, XDEL, pending fields still its own removed, counters)
  *
@@ -38,7 +39,8 @@ struct record;
 /* The error a full queue answers WRITE_SCRIPT with (the reply's text starts with it). */
 #define WQ_FULL "QUEUE_FULL"
 
-/* KEYS stream pending stats; ARGV key value max_length -> the entry's id. */
+/* KEYS stream pending stats; ARGV max_length (key value)... -> per write, in order, its entry's
+ * id, or 0 when refused by the length bound. */
 extern const char WQ_WRITE_SCRIPT[];
 /* KEYS stream dead pending stats delay; ARGV group n_pairs n_dead n_buckets max_delay_ms
  * (bucket count)*n_buckets (key id)*n_pairs (id key value error)*n_dead id...
@@ -64,7 +66,8 @@ struct wq_id {
 };
 
 /* Parses "ms-seq"; false when malformed or seq >= 1,000,000. */
-bool wq_parse_id(const char *text, size_t len, struct wq_id *out) __attribute__((warn_unused_result));
+bool wq_parse_id(const char *text, size_t len, struct wq_id *out)
+    __attribute__((warn_unused_result));
 
 /* ms * 1,000,000 + seq */
 long long wq_version(struct wq_id id);
@@ -140,23 +143,22 @@ void wq_script_free(struct wq_script *script);
 void wq_script_run(struct wq_script *script, redis_reply_cb cb, void *arg, int argc,
                    const char **argv, const size_t *lens);
 
-/* Appends a write in one atomic script (script: WQ_WRITE_SCRIPT): the length bound, XADD, the
- * key's pending value, the writes_queued counter. Strings are copied before it returns. */
-void wq_append(struct wq_script *script, const struct wq_limits *limits, const char *key,
-               size_t key_len, const char *value, size_t value_len, redis_reply_cb cb, void *arg);
-
 enum wq_append_result {
     WQ_APPEND_OK,          /* in the stream (and in Redis's AOF buffer) */
     WQ_APPEND_FULL,        /* refused: the queue is past a bound */
     WQ_APPEND_UNAVAILABLE, /* Redis unreachable, or it failed the script (logged) */
 };
 
-/* What a wq_append reply says. */
+/* What a failed write script call says for all its writes (an error reply, or NULL): full
+ * when the error starts with WQ_FULL, else unavailable; any other reply: OK. */
 enum wq_append_result wq_append_result(const redisReply *reply);
+/* What a write script call's reply says for its i-th of n writes; *id: its stream id when OK
+ * (points into reply), else NULL. A failed call fails each of its writes. */
+enum wq_append_result wq_append_result_of(const redisReply *reply, size_t i, size_t n,
+                                          const char **id) __attribute__((warn_unused_result));
 
 /* Looks up the key's queued write (HGET l6:pending key). */
-void wq_lookup(struct redis *redis, const char *key, size_t key_len, redis_reply_cb cb,
-               void *arg);
+void wq_lookup(struct redis *redis, const char *key, size_t key_len, redis_reply_cb cb, void *arg);
 
 /*
  * The queued write a wq_lookup reply holds, as a record (caller frees): its value, updated_at

@@ -116,9 +116,8 @@ static char *db_value(const char *key)
     PGconn *conn = tk_pg_connect(&pg, "layers");
     ck_assert(conn != NULL);
     const char *params[] = {key};
-    PGresult *r =
-        PQexecParams(conn, "SELECT value FROM records WHERE key = $1", 1, NULL, params, NULL,
-                     NULL, 0);
+    PGresult *r = PQexecParams(conn, "SELECT value FROM records WHERE key = $1", 1, NULL, params,
+                               NULL, NULL, 0);
     char *v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
                   ? strdup(PQgetvalue(r, 0, 0))
                   : NULL;
@@ -178,11 +177,10 @@ static void write_retry_after(const char *key, char *out, size_t outlen)
     pclose(p);
 }
 
-/* n writes of "<prefix><i>" = value at once; all must be acknowledged. */
-static void write_many(const char *prefix, int n, const char *value)
+/* n writes of "<prefix><i>" = value at once (each on its own connection); res: n answers. */
+static void post_many(const char *prefix, int n, const char *value, struct tk_response *res)
 {
     struct tk_request *reqs = calloc((size_t)n, sizeof *reqs);
-    struct tk_response *res = calloc((size_t)n, sizeof *res);
     char **bodies = calloc((size_t)n, sizeof *bodies);
     for (int i = 0; i < n; i++) {
         char key[64];
@@ -191,13 +189,36 @@ static void write_many(const char *prefix, int n, const char *value)
         reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
     }
     tk_http_many(SERVER_PORT, reqs, res, n, 60000);
+    for (int i = 0; i < n; i++)
+        free(bodies[i]);
+    free(reqs), free(bodies);
+}
+
+/* n writes of "<prefix><i>" = value at once; all must be acknowledged. */
+static void write_many(const char *prefix, int n, const char *value)
+{
+    struct tk_response *res = calloc((size_t)n, sizeof *res);
+    post_many(prefix, n, value, res);
     for (int i = 0; i < n; i++) {
         ck_assert_msg(res[i].status == 200, "write %s%d: %ld %s", prefix, i, res[i].status,
                       res[i].body);
         tk_response_free(&res[i]);
-        free(bodies[i]);
     }
-    free(reqs), free(res), free(bodies);
+    free(res);
+}
+
+/* The first line of a redis-cli command's output, as a number (-1 when none). */
+static long long redis_number(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d %s", REDIS_PORT, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    char line[256] = "";
+    if (fgets(line, sizeof line, p) == NULL)
+        line[0] = '\0';
+    pclose(p);
+    return line[0] ? atoll(line) : -1;
 }
 
 /* ---- layer 6's versions of the shared cases it skips ---- */
@@ -241,7 +262,7 @@ START_TEST(database_down_writes_still_accepted)
                      "Database unavailable");
     tk_response_free(&res);
     write_many("pgdown:", 200, "during");
-    expect_read("pgdown:7", "during", true); /* the queued value needs no database */
+    expect_read("pgdown:7", "during", true);        /* the queued value needs no database */
     ck_assert_int_eq(stat_of("queue_length"), 200); /* the stream grows */
     tk_get(SERVER_PORT, "/health", &res);
     ck_assert_int_eq(res.status, 200);
@@ -390,6 +411,59 @@ START_TEST(concurrent_writers_all_arrive)
 }
 END_TEST
 
+/* Concurrent writes share script calls (the writes of one loop turn of the API, appender.c):
+ * fewer calls than writes, yet every write acknowledged with an entry of its own (as many
+ * entries and distinct ids as writes) and read back with its own value. */
+START_TEST(concurrent_writes_share_script_calls)
+{
+    start_api(NULL);
+    write_value("turn:warm", "v"); /* the script loaded: the calls below are EVALSHA */
+    redis_cli("config resetstat");
+    enum { N = 400 };
+    write_many("turn:", N, "same");
+    long long calls = redis_number("info commandstats | tr -d '\\r' | "
+                                   "sed -n 's/^cmdstat_evalsha:calls=\\([0-9]*\\).*/\\1/p'");
+    ck_assert_msg(calls >= 1 && calls < N, "%lld script calls for %d writes", calls, N);
+    ck_assert_int_eq(redis_number("xlen l6:writes"), N + 1);
+    ck_assert_int_eq(redis_number("xrange l6:writes - + | grep -c '^[0-9]*-[0-9]*$'"), N + 1);
+    ck_assert_int_eq(
+        redis_number("xrange l6:writes - + | grep '^[0-9]*-[0-9]*$' | sort -u | wc -l"), N + 1);
+    ck_assert_int_eq(redis_number("hlen l6:pending"), N + 1);
+    ck_assert_int_eq(stat_of("writes_queued"), N + 1);
+    expect_read("turn:0", "same", true);
+    expect_read("turn:399", "same", true);
+}
+END_TEST
+
+/* A script call that fails fails every write it carried: each gets 503 with Retry-After, none
+ * is acknowledged; writes are accepted again once Redis runs the script. (The pending hash
+ * made a string: the script's first HGET fails, before anything is appended.) */
+START_TEST(a_failed_call_fails_all_its_writes)
+{
+    start_api(NULL);
+    write_value("fail:warm", "v");
+    redis_cli("del l6:pending");
+    redis_cli("set l6:pending not-a-hash");
+    enum { N = 200 };
+    struct tk_response *res = calloc(N, sizeof *res);
+    post_many("fail:", N, "v", res);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(res[i].status == 503, "write fail:%d: %ld %s", i, res[i].status, res[i].body);
+        ck_assert_str_eq(json_string_value(json_object_get(res[i].json, "detail")),
+                         "Queue unavailable");
+        tk_response_free(&res[i]);
+    }
+    free(res);
+    ck_assert_int_eq(redis_number("xlen l6:writes"), 1); /* only the warm-up write */
+    char retry[32];
+    write_retry_after("fail:one", retry, sizeof retry);
+    ck_assert_str_eq(retry, "1");
+    redis_cli("del l6:pending");
+    write_value("fail:after", "accepted");
+    expect_read("fail:after", "accepted", true);
+}
+END_TEST
+
 START_TEST(killed_workers_lose_nothing)
 {
     /* Rounds of writes while workers are killed with SIGKILL and replaced: the entries they
@@ -531,16 +605,7 @@ END_TEST
 /* Consumers in the group (XINFO CONSUMERS). */
 static int consumers(void)
 {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d xinfo consumers l6:writes workers | grep -cx name",
-             REDIS_PORT);
-    FILE *p = popen(cmd, "r");
-    ck_assert(p != NULL);
-    char line[32] = "";
-    if (fgets(line, sizeof line, p) == NULL)
-        line[0] = '\0';
-    pclose(p);
-    return atoi(line);
+    return (int)redis_number("xinfo consumers l6:writes workers | grep -cx name");
 }
 
 /* A worker killed with nothing pending is deleted from the group once its heartbeat is 10 s
@@ -571,6 +636,14 @@ START_TEST(sigterm_finishes_the_batch)
 {
     start_api(NULL);
     start_worker(0, NULL);
+    /* Its signal handlers are in place once it runs (its heartbeat): a SIGTERM before that
+     * would kill it by default, and writes that are acknowledged faster than it starts leave
+     * that window open. */
+    long long deadline = tk_now_ms() + 10000;
+    while (stat_of("workers") < 1) {
+        ck_assert_msg(tk_now_ms() < deadline, "the worker did not start");
+        usleep(20000);
+    }
     write_many("term:", 200, "v");
     ck_assert_int_eq(tk_server_stop(&workers[0], SIGTERM, 10000), 0);
     ck_assert_int_eq(stat_of("pending"), 0); /* nothing left half done */
@@ -590,16 +663,15 @@ int main(void)
     struct contract_target target = {SERVER_BIN, "6-write-buffering", SERVER_PORT, &pg, env, false};
     TCase *own = check_tcase(
         "write-buffer", setup, teardown, 120,
-        (const TTest *const[]){write_is_queued_and_read_back, database_down_writes_still_accepted,
-                               client_disconnects_mid_read, read_your_writes_before_the_worker,
-                               last_write_wins, few_keys_rewritten_under_a_running_drain,
-                               concurrent_writers_all_arrive,
-                               killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
-                               poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
-                               backpressure_by_age_and_recovery,
-                               script_cache_flushed_writes_still_accepted,
-                               gone_workers_leave_the_group,
-                               sigterm_finishes_the_batch, NULL});
+        (const TTest *const[]){
+            write_is_queued_and_read_back, database_down_writes_still_accepted,
+            client_disconnects_mid_read, read_your_writes_before_the_worker, last_write_wins,
+            few_keys_rewritten_under_a_running_drain, concurrent_writers_all_arrive,
+            concurrent_writes_share_script_calls, a_failed_call_fails_all_its_writes,
+            killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
+            poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
+            backpressure_by_age_and_recovery, script_cache_flushed_writes_still_accepted,
+            gone_workers_leave_the_group, sigterm_finishes_the_batch, NULL});
     static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
     /* (a hung PostgreSQL leaves this layer "degraded", not 503: writes still queue) */
     static const char *const resilience_skip[] = {"client_disconnects_mid_query",

@@ -128,6 +128,36 @@ START_TEST(append_outcomes)
 }
 END_TEST
 
+/* One script call carries the writes of a loop turn: its reply holds each write's id, or 0 for
+ * a write the length bound refused; a failed call (error, no reply, a reply of the wrong shape)
+ * fails every write it carried, none acknowledged. */
+START_TEST(coalesced_append_outcomes)
+{
+    redisReply a = text_reply(REDIS_REPLY_STRING, "1700000000123-0");
+    redisReply b = text_reply(REDIS_REPLY_STRING, "1700000000123-1");
+    redisReply zero = {.type = REDIS_REPLY_INTEGER, .integer = 0};
+    redisReply *elements[] = {&a, &b, &zero};
+    redisReply ids = {.type = REDIS_REPLY_ARRAY, .elements = 3, .element = elements};
+    const char *id = "unset";
+    ck_assert_int_eq(wq_append_result_of(&ids, 0, 3, &id), WQ_APPEND_OK);
+    ck_assert_str_eq(id, "1700000000123-0");
+    ck_assert_int_eq(wq_append_result_of(&ids, 1, 3, &id), WQ_APPEND_OK);
+    ck_assert_str_eq(id, "1700000000123-1");
+    ck_assert_int_eq(wq_append_result_of(&ids, 2, 3, &id), WQ_APPEND_FULL);
+    ck_assert_ptr_null(id);
+    ck_assert_int_eq(wq_append_result_of(&ids, 0, 4, &id), WQ_APPEND_UNAVAILABLE); /* shape */
+    ck_assert_ptr_null(id);
+    redisReply full = text_reply(REDIS_REPLY_ERROR, WQ_FULL " length");
+    redisReply wrong = text_reply(REDIS_REPLY_ERROR, "WRONGTYPE Operation against a key");
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(wq_append_result_of(&full, i, 3, &id), WQ_APPEND_FULL);
+        ck_assert_int_eq(wq_append_result_of(&wrong, i, 3, &id), WQ_APPEND_UNAVAILABLE);
+        ck_assert_int_eq(wq_append_result_of(NULL, i, 3, &id), WQ_APPEND_UNAVAILABLE);
+        ck_assert_ptr_null(id);
+    }
+}
+END_TEST
+
 START_TEST(delay_buckets_are_exact_then_within_an_eighth)
 {
     for (long long ms = 0; ms < WQ_DELAY_EXACT; ms++) {
@@ -166,7 +196,7 @@ START_TEST(delay_percentiles)
     ck_assert_int_eq(h.max_ms, 1000);
     ck_assert_int_eq(wq_delay_percentile(&h, 0.50), 3);
     ck_assert_int_eq(wq_delay_percentile(&h, 0.98), 3);
-    ck_assert_int_eq(wq_delay_percentile(&h, 0.99), 43); /* 40's bucket is 40-43 */
+    ck_assert_int_eq(wq_delay_percentile(&h, 0.99), 43);  /* 40's bucket is 40-43 */
     ck_assert_int_eq(wq_delay_percentile(&h, 1.0), 1000); /* 1000's bucket ends at 1023 */
     wq_delay_add(&h, 7, 0);
     ck_assert_int_eq(h.count, 100);
@@ -264,8 +294,8 @@ int main(void)
                                        delay_buckets_are_exact_then_within_an_eighth,
                                        delay_percentiles, delay_histogram_from_redis, NULL}));
     suite_add_tcase(s, check_tcase("replies", NULL, NULL, 60,
-                                   (const TTest *const[]){a_queued_write_reads_as_a_record,
-                                                          append_outcomes, queue_numbers_and_limits,
-                                                          NULL}));
+                                   (const TTest *const[]){
+                                       a_queued_write_reads_as_a_record, append_outcomes,
+                                       coalesced_append_outcomes, queue_numbers_and_limits, NULL}));
     return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
