@@ -14,6 +14,7 @@ for _ in $(seq 1 240); do curl -sf localhost:8009/health >/dev/null && break; sl
 LG=./build/bench/loadgen/loadgen
 $LG --port 8009 --workload preload --keys 1000 --connections 32 --header 'X-Region: eu-west' | tail -1
 $LG --port 8009 --workload write --keys 1000 --connections 16 --duration 3 --header 'X-Region: eu-west' | tail -1
+${BEFORE_HOOK:-true}
 "$HERE/cpu.sh" >"$OUT/before.txt"
 $LG --port 8009 --workload write --keys 1000 --connections 16 --duration "$DUR" \
     --header 'X-Region: eu-west' | tee "$OUT/lg.txt" | tail -1
