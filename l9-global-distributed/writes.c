@@ -166,24 +166,24 @@ static void poll_applied(struct write_flow *flow)
     pool_query(layer->regions[flow->client].pools[flow->serving], &call);
 }
 
-static void on_written(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
+/* The write's answer (and, strong, the WAL position after its commit, or NULL). */
+static void written(struct write_flow *flow, PGresult *res, enum pg_status status,
+                    PGresult *lsn)
 {
-    struct write_flow *flow = arg;
     struct layer *layer = http_request_arg(flow->req);
-    (void)count;
     /* The serving region's cache forgets the key before the reply, so this client's next read
      * there (after this command on the same Redis connection) cannot see the old value; also
      * when the write failed, for it may have committed (a timeout, a lost connection). The
      * other regions' caches forget it when replication applies it (region_cache.h). */
     region_cache_invalidate(layer->regions[flow->serving].cache, flow->body.key,
                             flow->body.key_len);
-    if (replies[0].status != PG_OK) {
-        records_reply_failure(flow->req, replies[0].status);
+    if (status != PG_OK) {
+        records_reply_failure(flow->req, status);
         free_write_flow(flow);
         return;
     }
-    if (PQntuples(replies[0].res) == 1) { /* else a higher stamp was there first: it stays */
-        const char *stamp = PQgetvalue(replies[0].res, 0, 0);
+    if (PQntuples(res) == 1) { /* else a higher stamp was there first: it stays */
+        const char *stamp = PQgetvalue(res, 0, 0);
         snprintf(flow->stamp, sizeof flow->stamp, "%s", stamp);
         hlc_observe(&layer->regions[flow->serving].clock, strtoull(stamp, NULL, 10));
     }
@@ -191,14 +191,30 @@ static void on_written(const struct pg_reply *replies, int count, enum pg_status
         reply_written(flow, false);
         return;
     }
-    if (status != PG_OK || PQntuples(replies[1].res) != 1) { /* committed; position unknown */
+    if (lsn == NULL || PQntuples(lsn) != 1) { /* committed; position unknown */
         reply_written(flow, true);
         return;
     }
-    snprintf(flow->lsn, sizeof flow->lsn, "%s", PQgetvalue(replies[1].res, 0, 0));
+    snprintf(flow->lsn, sizeof flow->lsn, "%s", PQgetvalue(lsn, 0, 0));
     flow->deadline_us = flow->start_us + layer->strong_timeout_ms * 1000;
     flow->poll = event_new(server_base(layer->server), -1, 0, on_poll, flow);
     poll_applied(flow);
+}
+
+/* Eventual: the write alone, a prepared statement (pool_query prepares it once per connection;
+ * a batch would send its text, parsed and planned again by PostgreSQL for every write). */
+static void on_written(PGresult *res, enum pg_status status, void *arg)
+{
+    written(arg, res, status, NULL);
+}
+
+/* Strong: the write, then the WAL position, in one round trip. */
+static void on_written_strong(const struct pg_reply *replies, int count, enum pg_status status,
+                              void *arg)
+{
+    (void)count;
+    written(arg, replies[0].res, replies[0].status,
+            status == PG_OK ? replies[1].res : NULL);
 }
 
 static bool wants_strong(struct http_request *req)
@@ -248,16 +264,23 @@ void handle_write(struct http_request *req, void *arg)
     snprintf(flow->stamp, sizeof flow->stamp, "%" PRIu64,
              hlc_now(&layer->regions[serving].clock, wall_ms()));
     snprintf(flow->region_name, sizeof flow->region_name, "%s", region_name(serving));
+    struct pg_statement write = {
+        layer->regions[serving].write_sql,
+        4,
+        {flow->body.key, flow->body.value, flow->stamp, flow->region_name}};
+    if (!flow->strong) {
+        struct pg_call call = {write, on_written, flow};
+        pool_query(home->pools[serving], &call);
+        return;
+    }
     /* Each statement commits on its own: the position read after the UPSERT is at or past its
-     * commit, in the same round trip. */
+     * commit, in the same round trip. (A connection that has prepared the write runs it by
+     * name here too.) */
     struct pg_batch batch = {
         .mode = PG_BATCH_EACH,
-        .count = flow->strong ? 2 : 1,
-        .statements = {{layer->regions[serving].write_sql,
-                        4,
-                        {flow->body.key, flow->body.value, flow->stamp, flow->region_name}},
-                       {WAL_SQL, 0, {NULL}}},
-        .cb = on_written,
+        .count = 2,
+        .statements = {write, {WAL_SQL, 0, {NULL}}},
+        .cb = on_written_strong,
         .arg = flow,
     };
     pool_batch(home->pools[serving], &batch);
