@@ -6,6 +6,12 @@
  *   transaction: upsert the batch's keys WHERE the event is newer than the row's last_position,
  *   and move projector_checkpoint -> COMMIT -> XACK (+ XTRIM below the acknowledged entries)
  *
+ * Batches under load: after a batch smaller than PROJECTOR_BATCH the next XREADGROUP waits
+ * PROJECTOR_GATHER_MS (2 ms), so the events published meanwhile make one transaction, one XACK
+ * and one XTRIM instead of several: most of a batch's cost is per batch, not per event (README,
+ * "Where a write's CPU goes"). Bounded: it adds at most PROJECTOR_GATHER_MS to the lag; 0 turns
+ * it off.
+ *
  * Exactly once, from at-least-once parts: the stream may deliver an event twice (the relay
  * republishes after a crash; this process rereads its unacknowledged entries after a restart),
  * but a row takes an event only if its position is beyond the row's last_position, in the same
@@ -69,6 +75,7 @@ struct projector {
     long redis_timeout_ms;              /* REDIS_TIMEOUT_MS */
     long batch_size;                    /* PROJECTOR_BATCH */
     long block_ms;                      /* PROJECTOR_BLOCK_MS */
+    long gather_ms;                     /* PROJECTOR_GATHER_MS */
     long max_retries;                   /* PROJECTOR_MAX_RETRIES */
     char *consumer;                     /* PROJECTOR_CONSUMER */
     bool rebuild;                       /* --rebuild */
@@ -106,6 +113,9 @@ static const struct config_row projector_rows[] = {
      &projector.batch_size, NULL},
     {"PROJECTOR_BLOCK_MS", CONFIG_INT, "1000", 10, 60000,
      "longest wait of one XREADGROUP for new events", &projector.block_ms, NULL},
+    {"PROJECTOR_GATHER_MS", CONFIG_INT, "2", 0, 1000,
+     "wait before reading again after a batch that was not full, to gather more events",
+     &projector.gather_ms, NULL},
     {"PROJECTOR_MAX_RETRIES", CONFIG_INT, "3", 0, 1000,
      "retries of an event PostgreSQL refuses before it goes to l7:dead", &projector.max_retries,
      NULL},
@@ -458,7 +468,15 @@ static void on_acked(redisReply *reply, void *arg)
         retry(p, ack, "acknowledging the batch failed (Redis unavailable?)");
         return;
     }
+    bool small = p->count < (size_t)p->batch_size;
     free_batch(p);
+    if (small && p->gather_ms > 0 && !p->own_pending && !p->stopping) {
+        p->state = PROJECTOR_READING; /* about to: the timer reads */
+        p->resume = read_batch;
+        struct timeval tv = ms_to_timeval(p->gather_ms);
+        evtimer_add(p->timer, &tv);
+        return;
+    }
     read_batch(p);
 }
 
