@@ -12,7 +12,9 @@
 
 #include "xalloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct pg_pipeline_entry {
     struct pg_call call; /* the caller's call, as sent */
@@ -147,6 +149,29 @@ int pg_pipeline_requeue(struct pg_pipeline *p)
         again++;
     }
     return again;
+}
+
+/* The order of a group's calls on the wire: by first parameter, then statement. */
+static int wire_order(const struct pg_pipeline_entry *a, const struct pg_pipeline_entry *b)
+{
+    const char *x = a->call.statement.nparams > 0 ? a->call.statement.values[0] : NULL;
+    const char *y = b->call.statement.nparams > 0 ? b->call.statement.values[0] : NULL;
+    int c = x == NULL || y == NULL ? (x != NULL) - (y != NULL) : strcmp(x, y);
+    if (c != 0)
+        return c;
+    uintptr_t u = (uintptr_t)a->call.statement.sql, v = (uintptr_t)b->call.statement.sql;
+    return (u > v) - (u < v);
+}
+
+void pg_pipeline_sort(struct pg_pipeline *p, int from)
+{
+    for (int i = from + 1; i < p->count; i++) { /* insertion sort: a loop turn's few calls */
+        struct pg_pipeline_entry e = p->ring[(p->head + i) % p->depth];
+        int j = i;
+        for (; j > from && wire_order(&p->ring[(p->head + j - 1) % p->depth], &e) > 0; j--)
+            p->ring[(p->head + j) % p->depth] = p->ring[(p->head + j - 1) % p->depth];
+        p->ring[(p->head + j) % p->depth] = e;
+    }
 }
 
 int pg_pipeline_count(const struct pg_pipeline *p)

@@ -66,6 +66,15 @@ bool pg_pipeline_push(struct pg_pipeline *p, const struct pg_call *call, long lo
  * point or not (more calls of its group follow). */
 void pg_pipeline_sent(struct pg_pipeline *p, int i, int statements, bool sync_follows);
 
+/*
+ * Orders the calls [from, pg_pipeline_count) on the wire (not yet sent) by their first parameter,
+ * then statement; they are still handed back in the order they were pushed. With a sync per loop
+ * turn, a group's single-row writes then take their row locks in key order, as every other
+ * group's do: two groups on two connections cannot deadlock by writing the same keys in
+ * opposite orders (PostgreSQL would find it only after deadlock_timeout, 1 s).
+ */
+void pg_pipeline_sort(struct pg_pipeline *p, int from);
+
 /* Whether call i must be sent with a sync of its own (it was requeued). */
 bool pg_pipeline_alone(const struct pg_pipeline *p, int i);
 

@@ -704,6 +704,8 @@ static void on_send_turn(evutil_socket_t fd, short what, void *arg)
     if (n == 0 || conn->state != PGCONN_SHARED)
         return; /* failed meanwhile: its calls have been failed */
     bool corked = n > 1 && !conn->sync_per_turn && set_cork(conn, true);
+    if (conn->sync_per_turn) /* a group locks rows in key order (pg_pipeline_sort) */
+        pg_pipeline_sort(conn->pipeline, on_wire(conn) - n);
     bool sent = send_pipelined(conn, on_wire(conn) - n);
     if (corked && !set_cork(conn, false))
         sent = false;
