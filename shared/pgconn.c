@@ -19,8 +19,10 @@
  * last sync, and the connection leaves pipeline mode before it is idle again.
  *
  * SHARED: pipelined calls of several requests are in flight (pg_pipeline.h), each with its own
- * sync; more may be sent while answers arrive. A call is sent at the end of the loop turn that
- * made it (send_turn), with the others of that turn: the newest `unsent` calls of the FIFO. The
+ * sync, or one sync per loop turn's group (sync_per_turn); more may be sent while
+ * answers arrive. A call is sent at the end of the loop turn that made it (send_turn), with the
+ * others of that turn: the newest `unsent` calls of the FIFO (a failed group's requeued calls
+ * among them). The
  * deadline is the oldest call's, re-armed as calls leave; the connection leaves pipeline mode and
  * is idle again when the last one does.
  *
@@ -92,6 +94,8 @@ struct pgconn {
     struct event send_turn;                /* with pipeline: sends the calls of one loop turn
                                               together (activated by the first of them) */
     int unsent;                            /* the newest pipelined calls, not sent yet */
+    bool sync_per_turn;                    /* pipelined: one sync per loop turn's calls (else one
+                                              per call) */
     const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>" */
     int prepared_count;                    /* used entries of prepared */
     pgconn_broken_cb broken_cb;            /* idle watcher, or NULL */
@@ -418,12 +422,21 @@ static void finish_batch(struct pgconn *conn, bool lost)
         PQclear(replies[i].res);
 }
 
+/* Pipelined calls not handed back yet: on the wire, or answered and held (pg_pipeline.h). */
 static int in_flight(const struct pgconn *conn)
+{
+    return conn->pipeline ? pg_pipeline_count(conn->pipeline) + pg_pipeline_held(conn->pipeline)
+                          : 0;
+}
+
+/* Pipelined calls on the wire (the newest `unsent` of them not sent yet). */
+static int on_wire(const struct pgconn *conn)
 {
     return conn->pipeline ? pg_pipeline_count(conn->pipeline) : 0;
 }
 
-/* Fails every pipelined call in flight: the connection is broken first, so nobody sends more. */
+/* Fails every pipelined call in flight: the connection is broken first, so nobody sends more.
+ * Calls already answered (held behind a requeued one) get their answers. */
 static void fail_pipelined(struct pgconn *conn)
 {
     set_state(conn, PGCONN_BROKEN);
@@ -431,14 +444,26 @@ static void fail_pipelined(struct pgconn *conn)
     while (in_flight(conn) > 0) {
         struct pg_call call;
         PGresult *res;
-        pg_pipeline_pop(conn->pipeline, &call, &res);
-        PQclear(res);
+        bool answered = pg_pipeline_pop(conn->pipeline, &call, &res);
+        enum pg_status status = answered && res != NULL ? classify_result(res) : PG_UNAVAILABLE;
         bool last = in_flight(conn) == 0;
-        metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
-        call.cb(NULL, PG_UNAVAILABLE, call.arg);
+        if (status != PG_OK)
+            metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
+        call.cb(status == PG_UNAVAILABLE ? NULL : res, status, call.arg);
+        PQclear(res);
         if (last)
             return; /* the pool may have freed conn with its last call released */
     }
+}
+
+/* The client-side deadline of the oldest pipelined call in flight (calls keep their first
+ * send's time when requeued). */
+static void arm_oldest_deadline(struct pgconn *conn)
+{
+    long long due = pg_pipeline_oldest_ms(conn->pipeline) + conn->settings.query_timeout_ms +
+                    CLIENT_DEADLINE_GRACE_MS;
+    long long left = due - monotonic_ms();
+    arm_timer(conn, left > 0 ? (long)left : 0);
 }
 
 /*
@@ -449,7 +474,7 @@ static bool finish_pipelined(struct pgconn *conn)
 {
     struct pg_call call;
     PGresult *res;
-    pg_pipeline_pop(conn->pipeline, &call, &res);
+    (void)pg_pipeline_pop(conn->pipeline, &call, &res); /* pg_pipeline_ready: answered */
     enum pg_status status = res ? classify_result(res) : PG_ERROR;
     if (status != PG_OK) {
         metrics_inc(conn->metrics, METRIC_PG_QUERY_ERRORS);
@@ -461,15 +486,38 @@ static bool finish_pipelined(struct pgconn *conn)
     if (last) {
         bool broken = !leave_pipeline(conn) || PQstatus(conn->pg) != CONNECTION_OK;
         set_state(conn, broken ? PGCONN_BROKEN : PGCONN_IDLE);
-    } else { /* the next call's deadline */
-        long long due = pg_pipeline_oldest_ms(conn->pipeline) + conn->settings.query_timeout_ms +
-                        CLIENT_DEADLINE_GRACE_MS;
-        long long left = due - monotonic_ms();
-        arm_timer(conn, left > 0 ? (long)left : 0);
+    } else if (on_wire(conn) > 0) { /* the next call's deadline */
+        arm_oldest_deadline(conn);
     }
     call.cb(status == PG_UNAVAILABLE ? NULL : res, status, call.arg);
     PQclear(res);
     return last;
+}
+
+/* Hands over the answered calls at head; true when the connection may be gone (as above). */
+static bool finish_ready(struct pgconn *conn)
+{
+    while (pg_pipeline_ready(conn->pipeline) > 0)
+        if (finish_pipelined(conn))
+            return true;
+    return false;
+}
+
+/*
+ * A group of calls failed and committed nothing: the calls that failed by themselves get their
+ * errors, the others are sent again, each alone, at the end of this loop turn (pg_pipeline.h).
+ * Returns true when the connection may be gone.
+ */
+static bool retry_group(struct pgconn *conn)
+{
+    int again = pg_pipeline_requeue(conn->pipeline);
+    LOG_WARN("postgres: a group of pipelined calls failed; sending %d of them again, each alone",
+             again);
+    if (again > 0 && (conn->unsent += again) == again)
+        event_active(&conn->send_turn, EV_TIMEOUT, 1);
+    if (on_wire(conn) > 0)
+        arm_oldest_deadline(conn);
+    return finish_ready(conn);
 }
 
 /* The connection failed (or timed out) with a query or a batch in flight. */
@@ -596,27 +644,56 @@ static bool set_cork(struct pgconn *conn, bool on)
     return setsockopt(PQsocket(conn->pg), IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0;
 }
 
-/* Sends one pipelined call with its own sync point, preparing its statement first if needed. */
-static bool send_pipelined(struct pgconn *conn, const struct pg_statement *s)
+/*
+ * Sends the pipelined calls from `from` to the newest. With DB_PIPELINE_SYNC=call each has a
+ * sync of its own; with turn they form one group, one sync after the last, except a call that
+ * must go alone (requeued after its group failed, or preparing its statement: a PREPARE skipped
+ * because a neighbour failed would leave its name unprepared for the later calls that use it).
+ */
+static bool send_pipelined(struct pgconn *conn, int from)
 {
-    if (should_prepare(conn, s)) {
-        /* Named now, before its PREPARE is answered: later calls may use it at once, since the
-         * server runs the pipeline in order. (If it fails, so do they, as it would.) */
-        char name[16];
-        snprintf(name, sizeof name, "s%d", conn->prepared_count);
-        if (PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) != 1)
+    struct pg_pipeline *p = conn->pipeline;
+    int count = on_wire(conn);
+    bool open = false; /* calls of a group sent, its sync not yet */
+    for (int i = from; i < count; i++) {
+        const struct pg_statement *s = &pg_pipeline_at(p, i)->statement;
+        bool prepares = should_prepare(conn, s);
+        bool alone = !conn->sync_per_turn || prepares || pg_pipeline_alone(p, i);
+        if (alone && open) { /* ends the group before it */
+            if (PQpipelineSync(conn->pg) != 1)
+                return false;
+            pg_pipeline_sent(p, i - 1, 1, true);
+            open = false;
+        }
+        if (prepares) {
+            /* Named now, before its PREPARE is answered: later calls may use it at once, since
+             * the server runs the pipeline in order. (If it fails, so do they, as it would.) */
+            char name[16];
+            snprintf(name, sizeof name, "s%d", conn->prepared_count);
+            if (PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) != 1)
+                return false;
+            conn->prepared[conn->prepared_count++] = s->sql;
+        }
+        if (send_statement(conn, s, false) != 1 || (alone && PQpipelineSync(conn->pg) != 1))
             return false;
-        conn->prepared[conn->prepared_count++] = s->sql;
+        pg_pipeline_sent(p, i, prepares ? 2 : 1, alone);
+        open = !alone;
     }
-    return send_statement(conn, s, false) == 1 && PQpipelineSync(conn->pg) == 1;
+    if (open) {
+        if (PQpipelineSync(conn->pg) != 1)
+            return false;
+        pg_pipeline_sent(p, count - 1, 1, true);
+    }
+    return true;
 }
 
 /*
  * The end of a loop turn: sends the pipelined calls that arrived during it. libpq 15's
- * PQpipelineSync also flushes (PQsendPipelineSync comes with 17), so each call is one send();
- * with several, the socket is corked meanwhile: they leave in one packet when it is uncorked,
- * and wake the backend once instead of once each (on loopback, the sender's send() pays for
- * the receiver's wake-up: a quarter of the server's CPU per pipelined read was there).
+ * PQpipelineSync also flushes (PQsendPipelineSync comes with 17), so with a sync per call each
+ * call is one send(); with several, the socket is corked meanwhile: they leave in one packet
+ * when it is uncorked, and wake the backend once instead of once each (on loopback, the sender's
+ * send() pays for the receiver's wake-up: a quarter of the server's CPU per pipelined read was
+ * there). With one sync per turn the group is one flush already.
  */
 static void on_send_turn(evutil_socket_t fd, short what, void *arg)
 {
@@ -626,11 +703,10 @@ static void on_send_turn(evutil_socket_t fd, short what, void *arg)
     conn->unsent = 0;
     if (n == 0 || conn->state != PGCONN_SHARED)
         return; /* failed meanwhile: its calls have been failed */
-    bool corked = n > 1 && set_cork(conn, true);
-    bool sent = true;
-    int count = in_flight(conn);
-    for (int i = count - n; sent && i < count; i++)
-        sent = send_pipelined(conn, &pg_pipeline_at(conn->pipeline, i)->statement);
+    bool corked = n > 1 && !conn->sync_per_turn && set_cork(conn, true);
+    if (conn->sync_per_turn) /* a group locks rows in key order (pg_pipeline_sort) */
+        pg_pipeline_sort(conn->pipeline, on_wire(conn) - n);
+    bool sent = send_pipelined(conn, on_wire(conn) - n);
     if (corked && !set_cork(conn, false))
         sent = false;
     if (!sent || !flush_and_wait(conn)) {
@@ -639,8 +715,9 @@ static void on_send_turn(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void pgconn_allow_pipeline(struct pgconn *conn, int depth)
+void pgconn_allow_pipeline(struct pgconn *conn, int depth, bool sync_per_turn)
 {
+    conn->sync_per_turn = sync_per_turn;
     if (conn->pipeline == NULL) {
         conn->pipeline = pg_pipeline_create(depth);
         evtimer_assign(&conn->send_turn, conn->base, on_send_turn, conn);
@@ -728,12 +805,16 @@ static bool batch_step(struct pgconn *conn, PGresult *res)
 /* Reads pipelined answers as they complete; returns true when the connection may be gone. */
 static bool read_pipelined(struct pgconn *conn)
 {
-    while (in_flight(conn) > conn->unsent && !PQisBusy(conn->pg)) { /* answers of calls sent */
+    while (on_wire(conn) > conn->unsent && !PQisBusy(conn->pg)) { /* answers of calls sent */
         switch (pg_pipeline_step(conn->pipeline, PQgetResult(conn->pg))) {
         case PG_PIPELINE_MORE:
             continue;
         case PG_PIPELINE_ANSWERED:
-            if (finish_pipelined(conn))
+            if (finish_ready(conn))
+                return true;
+            continue;
+        case PG_PIPELINE_RETRY:
+            if (retry_group(conn))
                 return true;
             continue;
         case PG_PIPELINE_LOST:

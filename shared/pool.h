@@ -19,10 +19,11 @@
  *   One query per connection per round trip: the simplest model, and layer 1's lesson.
  * - pipeline: single statements (pool_query) share connections: each connection carries up to
  *   pipeline_depth calls in flight from different requests, sent at once in libpq's pipeline
- *   mode and answered in order (pg_pipeline.h). Each call has its own sync point: an error
- *   aborts a pipeline up to the next sync, so with a sync per call a failing statement fails
- *   only its own request, and each answer comes back without waiting for later calls (a
- *   savepoint per call would need one transaction across unrelated requests). A new call goes
+ *   mode and answered in order (pg_pipeline.h). Sync points (pipeline_sync_turn,
+ *   DB_PIPELINE_SYNC): one per call (each commits and is answered on its own) or one per loop
+ *   turn's calls on a connection (one transaction for them, fewer commits; a failure in it
+ *   makes the others go again, each alone, so a failing statement still fails only its own
+ *   request). A new call goes
  *   to the least-loaded open connection; when all are at the depth it waits in the same bounded
  *   queue. The pool grows by load: a call that had to share a busy connection opens one more
  *   (one at a time, up to max_size) once every open connection carries a quarter of
@@ -67,6 +68,8 @@ struct pool_settings {
     long idle_timeout_ms;    /* idle connections above min_size are closed after this */
     int pipeline_depth;      /* shares per connection for pool_acquire_shared (pipeline mode);
                                 1 (or 0): exclusive, every borrower gets a whole connection */
+    bool pipeline_sync_turn; /* pipeline mode: one sync point (one transaction) per loop turn's
+                                calls on a connection, else one per call (DB_PIPELINE_SYNC) */
 };
 
 enum pool_error {

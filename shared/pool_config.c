@@ -8,6 +8,7 @@
 #include <string.h>
 
 const char *const pool_mode_names[] = {"exclusive", "pipeline", NULL};
+const char *const pipeline_sync_names[] = {"call", "turn", NULL};
 
 struct pgconn_settings pool_config_pg(const struct pool_config *c, const char *application)
 {
@@ -38,6 +39,7 @@ struct pool *pool_config_create(const struct pool_config *c, struct event_base *
     struct pool_settings ps = {(int)c->min_size,         (int)c->max_size,
                                c->acquire_timeout_ms,    (int)c->max_waiting,
                                c->max_lifetime_s * 1000, c->idle_timeout_s * 1000,
-                               pool_config_pipelined(c) ? (int)c->pipeline_depth : 1};
+                               pool_config_pipelined(c) ? (int)c->pipeline_depth : 1,
+                               c->pipeline_sync != NULL && strcmp(c->pipeline_sync, "turn") == 0};
     return pool_create_pg(base, &ps, &pg, metrics);
 }

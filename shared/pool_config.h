@@ -23,11 +23,15 @@ struct pool_config {
     long idle_timeout_s;       /* DB_POOL_IDLE_TIMEOUT_S */
     char *pool_mode;           /* DB_POOL_MODE: "exclusive" or "pipeline" (pool.h) */
     long pipeline_depth;       /* DB_PIPELINE_DEPTH: calls in flight per connection (pipeline) */
+    char *pipeline_sync;       /* DB_PIPELINE_SYNC: "call" or "turn" (pipeline, pg_pipeline.h) */
     struct resolver *resolver; /* not a setting: the program's (process_resolver), or NULL */
 };
 
 /* "exclusive", "pipeline", NULL: the values of DB_POOL_MODE (a CONFIG_ENUM row). */
 extern const char *const pool_mode_names[];
+
+/* "call", "turn", NULL: the values of DB_PIPELINE_SYNC. */
+extern const char *const pipeline_sync_names[];
 
 /* DATABASE_URL, into a `char **`; default_url is the local stack's. */
 #define DATABASE_URL_ROW(target, default_url)                                                      \
@@ -91,9 +95,19 @@ extern const char *const pool_mode_names[];
          "exclusive: a query has a connection to itself; pipeline: queries share connections",     \
          &(c)->pool_mode,                                                                          \
          pool_mode_names},                                                                         \
+        {"DB_PIPELINE_DEPTH",                                                                      \
+         CONFIG_INT,                                                                               \
+         "32",                                                                                     \
+         2,                                                                                        \
+         1000,                                                                                     \
+         "pipeline mode: most queries in flight on one connection",                                \
+         &(c)->pipeline_depth,                                                                     \
+         NULL},                                                                                    \
     {                                                                                              \
-        "DB_PIPELINE_DEPTH", CONFIG_INT, "32", 2, 1000,                                            \
-            "pipeline mode: most queries in flight on one connection", &(c)->pipeline_depth, NULL  \
+        "DB_PIPELINE_SYNC", CONFIG_ENUM, "call", 0, 0,                                             \
+            "pipeline mode: a sync (a transaction) per query (call) or per loop turn's queries "   \
+            "(turn)",                                                                              \
+            &(c)->pipeline_sync, pipeline_sync_names                                               \
     }
 
 /* Every row of one pooled database, for a struct pool_config *c. */

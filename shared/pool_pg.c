@@ -19,6 +19,7 @@ struct pg_connector {
     struct pgconn_settings settings; /* copied strings */
     struct metrics *metrics;         /* pg_* counters */
     int pipeline_depth;              /* pipelined calls per connection (pipeline mode), or <= 1 */
+    bool pipeline_sync_turn;         /* one sync per loop turn's calls (pgconn_allow_pipeline) */
 };
 
 static void on_connected(struct pgconn *conn, bool ok, void *arg)
@@ -32,7 +33,7 @@ static void *pg_open(void *ctx, struct pool_slot *slot)
     struct pg_connector *c = ctx;
     struct pgconn *conn = pgconn_create(c->base, &c->settings, c->metrics);
     if (c->pipeline_depth > 1)
-        pgconn_allow_pipeline(conn, c->pipeline_depth);
+        pgconn_allow_pipeline(conn, c->pipeline_depth, c->pipeline_sync_turn);
     pgconn_connect(conn, on_connected, slot);
     return conn;
 }
@@ -90,6 +91,7 @@ struct pool *pool_create_pg(struct event_base *base, const struct pool_settings 
     c->settings.url = xstrdup(pg->url);
     c->settings.application = xstrdup(pg->application ? pg->application : "layers");
     c->pipeline_depth = settings->pipeline_depth;
+    c->pipeline_sync_turn = settings->pipeline_sync_turn;
     return pool_create(base, settings, &pg_connector_ops, c, metrics);
 }
 

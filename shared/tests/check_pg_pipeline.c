@@ -134,6 +134,124 @@ START_TEST(the_fifo_is_bounded_and_wraps)
 }
 END_TEST
 
+/* Feeds one call's answer inside a group: one result and its NULL, no sync. */
+static void one_result(struct pg_pipeline *p, PGresult *res)
+{
+    ck_assert_int_eq(pg_pipeline_step(p, res), PG_PIPELINE_MORE);
+    ck_assert_int_eq(pg_pipeline_step(p, NULL), PG_PIPELINE_MORE);
+}
+
+START_TEST(a_group_is_answered_at_its_sync_and_handed_back_in_order)
+{
+    struct pg_pipeline *p = pg_pipeline_create(8);
+    for (intptr_t i = 1; i <= 3; i++)
+        ck_assert(push(p, i, 100));
+    for (int i = 0; i < 3; i++)
+        pg_pipeline_sent(p, i, 1, i == 2); /* one group: a sync after the third */
+    one_result(p, result(PGRES_COMMAND_OK));
+    one_result(p, result(PGRES_TUPLES_OK));
+    ck_assert_int_eq(pg_pipeline_ready(p), 0); /* held until the sync confirms the commit */
+    one_result(p, result(PGRES_COMMAND_OK));
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_PIPELINE_SYNC)), PG_PIPELINE_ANSWERED);
+    expect_pop(p, 1, PGRES_COMMAND_OK);
+    expect_pop(p, 2, PGRES_TUPLES_OK);
+    ck_assert_int_eq(pg_pipeline_ready(p), 1);
+    expect_pop(p, 3, PGRES_COMMAND_OK);
+    ck_assert_int_eq(pg_pipeline_ready(p), 0);
+    ck_assert_int_eq(pg_pipeline_count(p) + pg_pipeline_held(p), 0);
+    pg_pipeline_free(p);
+}
+END_TEST
+
+START_TEST(a_failed_group_goes_again_alone_and_later_calls_wait_their_turn)
+{
+    struct pg_pipeline *p = pg_pipeline_create(8);
+    for (intptr_t i = 1; i <= 4; i++)
+        ck_assert(push(p, i, 100 + i));
+    pg_pipeline_sent(p, 0, 1, false); /* group: calls 1 and 2 */
+    pg_pipeline_sent(p, 1, 1, true);
+    pg_pipeline_sent(p, 2, 1, false); /* group: calls 3 and 4 */
+    pg_pipeline_sent(p, 3, 1, true);
+    one_result(p, result(PGRES_COMMAND_OK));
+    one_result(p, result(PGRES_FATAL_ERROR)); /* call 2 fails: call 1 rolled back too */
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_PIPELINE_SYNC)), PG_PIPELINE_RETRY);
+    ck_assert_int_eq(pg_pipeline_requeue(p), 2);
+    ck_assert_int_eq(pg_pipeline_ready(p), 0);
+    /* calls 1 and 2 are behind 3 and 4 on the wire, unsent, to go alone */
+    ck_assert_int_eq(pg_pipeline_count(p), 4);
+    ck_assert_ptr_eq(pg_pipeline_at(p, 2)->arg, (void *)1);
+    ck_assert_ptr_eq(pg_pipeline_at(p, 3)->arg, (void *)2);
+    ck_assert(pg_pipeline_alone(p, 2) && pg_pipeline_alone(p, 3));
+    ck_assert(!pg_pipeline_alone(p, 0));
+    ck_assert_int_eq(pg_pipeline_oldest_ms(p), 103);
+    pg_pipeline_sent(p, 2, 1, true);
+    pg_pipeline_sent(p, 3, 1, true);
+    /* 3 and 4 commit, but wait for 1 and 2 to be handed back first */
+    one_result(p, result(PGRES_TUPLES_OK));
+    one_result(p, result(PGRES_TUPLES_OK));
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_PIPELINE_SYNC)), PG_PIPELINE_ANSWERED);
+    ck_assert_int_eq(pg_pipeline_ready(p), 0);
+    ck_assert_int_eq(pg_pipeline_held(p), 2);
+    ck_assert_int_eq(answer(p, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY), PG_PIPELINE_ANSWERED);
+    expect_pop(p, 1, PGRES_COMMAND_OK);
+    ck_assert_int_eq(pg_pipeline_ready(p), 0);
+    /* alone, call 2 fails by itself: its own error (one call, no retry) */
+    ck_assert_int_eq(answer(p, PGRES_FATAL_ERROR, PGRES_EMPTY_QUERY), PG_PIPELINE_ANSWERED);
+    expect_pop(p, 2, PGRES_FATAL_ERROR);
+    expect_pop(p, 3, PGRES_TUPLES_OK);
+    expect_pop(p, 4, PGRES_TUPLES_OK);
+    ck_assert_int_eq(pg_pipeline_count(p) + pg_pipeline_held(p), 0);
+    pg_pipeline_free(p);
+}
+END_TEST
+
+START_TEST(held_calls_count_against_the_depth_and_drain_after_a_failure)
+{
+    struct pg_pipeline *p = pg_pipeline_create(3);
+    for (intptr_t i = 1; i <= 3; i++)
+        ck_assert(push(p, i, 0));
+    pg_pipeline_sent(p, 0, 1, false);
+    pg_pipeline_sent(p, 1, 1, true);
+    pg_pipeline_sent(p, 2, 1, true);
+    one_result(p, result(PGRES_PIPELINE_ABORTED));
+    one_result(p, result(PGRES_PIPELINE_ABORTED));
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_PIPELINE_SYNC)), PG_PIPELINE_RETRY);
+    ck_assert_int_eq(pg_pipeline_requeue(p), 2);
+    ck_assert_int_eq(answer(p, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY), PG_PIPELINE_ANSWERED);
+    ck_assert_int_eq(pg_pipeline_held(p), 1); /* call 3, behind 1 and 2 */
+    ck_assert(!push(p, 4, 0));                /* the depth counts it */
+    /* the connection fails: the held call first, answered, then the others, unanswered */
+    struct pg_call call;
+    PGresult *res;
+    ck_assert(pg_pipeline_pop(p, &call, &res));
+    ck_assert_ptr_eq(call.arg, (void *)3);
+    PQclear(res);
+    ck_assert(!pg_pipeline_pop(p, &call, &res));
+    ck_assert_ptr_eq(call.arg, (void *)1);
+    ck_assert(!pg_pipeline_pop(p, &call, &res));
+    ck_assert_ptr_eq(call.arg, (void *)2);
+    ck_assert_int_eq(pg_pipeline_count(p) + pg_pipeline_held(p), 0);
+    pg_pipeline_free(p);
+}
+END_TEST
+
+START_TEST(a_group_goes_out_in_key_order)
+{
+    struct pg_pipeline *p = pg_pipeline_create(8);
+    static const char *const keys[] = {"k3", "k1", "k2", NULL};
+    for (intptr_t i = 0; i < 4; i++) {
+        struct pg_call call = {{"UPDATE t SET v = 1 WHERE k = $1", 1, {keys[i]}}, no_cb, (void *)i};
+        ck_assert(pg_pipeline_push(p, &call, 0));
+    }
+    pg_pipeline_sort(p, 1); /* the first is sent already: it stays */
+    ck_assert_ptr_eq(pg_pipeline_at(p, 0)->arg, (void *)0);
+    ck_assert_ptr_eq(pg_pipeline_at(p, 1)->arg, (void *)3); /* NULL first */
+    ck_assert_ptr_eq(pg_pipeline_at(p, 2)->arg, (void *)1);
+    ck_assert_ptr_eq(pg_pipeline_at(p, 3)->arg, (void *)2);
+    pg_pipeline_free(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pg_pipeline");
@@ -143,6 +261,10 @@ int main(void)
     tcase_add_test(tc, two_nulls_in_a_row_mean_the_connection_is_lost);
     tcase_add_test(tc, an_answer_nobody_asked_for_is_a_lost_connection);
     tcase_add_test(tc, the_fifo_is_bounded_and_wraps);
+    tcase_add_test(tc, a_group_is_answered_at_its_sync_and_handed_back_in_order);
+    tcase_add_test(tc, a_failed_group_goes_again_alone_and_later_calls_wait_their_turn);
+    tcase_add_test(tc, held_calls_count_against_the_depth_and_drain_after_a_failure);
+    tcase_add_test(tc, a_group_goes_out_in_key_order);
     suite_add_tcase(s, tc);
     return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -56,7 +56,7 @@ static struct pgconn_settings settings(const char *url, bool prepare, struct res
 
 static struct pool *new_pool(void)
 {
-    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000, 1};
+    struct pool_settings ps = {1, 2, 2000, 16, 60000, 60000, 1, false};
     struct pgconn_settings s = settings(pg.url, true, NULL);
     return pool_create_pg(base, &ps, &s, NULL);
 }
@@ -247,9 +247,10 @@ END_TEST
 
 #define MANY 40
 
-static struct pool *new_pipelined_pool(int max_size, long query_timeout_ms)
+/* Loop tests run each pipelined case with a sync per call (_i 0) and per loop turn (_i 1). */
+static struct pool *new_pipelined_pool(bool sync_per_turn, int max_size, long query_timeout_ms)
 {
-    struct pool_settings ps = {1, max_size, 5000, 256, 60000, 60000, 16};
+    struct pool_settings ps = {1, max_size, 5000, 256, 60000, 60000, 16, sync_per_turn};
     struct pgconn_settings s = settings(pg.url, true, NULL);
     s.query_timeout_ms = query_timeout_ms;
     return pool_create_pg(base, &ps, &s, NULL);
@@ -293,7 +294,7 @@ static void send_many(struct pool *pool, struct many_seen *seen, char (*args)[16
 
 START_TEST(pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself)
 {
-    struct pool *pool = new_pipelined_pool(1, 5000);
+    struct pool *pool = new_pipelined_pool(_i == 1, 1, 5000);
     static struct many_seen seen[MANY];
     static char args[MANY][16];
     int answered = 0;
@@ -337,7 +338,7 @@ END_TEST
 
 START_TEST(statement_timeout_fails_only_the_slow_call)
 {
-    struct pool *pool = new_pipelined_pool(1, 300);
+    struct pool *pool = new_pipelined_pool(_i == 1, 1, 300);
     struct many_seen seen[3];
     char args[3][16];
     int answered = 0;
@@ -370,7 +371,7 @@ static void terminate_backends(evutil_socket_t fd, short what, void *arg)
 
 START_TEST(lost_connection_fails_exactly_its_calls_in_flight_then_recovers)
 {
-    struct pool *pool = new_pipelined_pool(1, 5000);
+    struct pool *pool = new_pipelined_pool(_i == 1, 1, 5000);
     struct many_seen seen[5];
     char args[5][16];
     int answered = 0;
@@ -397,7 +398,7 @@ END_TEST
 
 START_TEST(silent_server_fails_every_call_in_flight_at_the_deadline)
 {
-    struct pool *pool = new_pipelined_pool(1, 300);
+    struct pool *pool = new_pipelined_pool(_i == 1, 1, 300);
     struct query_seen pid;
     pool_query(pool, &(struct pg_call){{"SELECT pg_backend_pid()", 0, {NULL}}, on_query, &pid});
     ck_assert(run_until_finished());
@@ -421,6 +422,72 @@ START_TEST(silent_server_fails_every_call_in_flight_at_the_deadline)
     ck_assert(run_until_finished());
     ck_assert_int_eq(seen[0].status, PG_OK);
     ck_assert_int_eq(seen[1].status, PG_OK);
+    pool_free(pool);
+}
+END_TEST
+
+/* Sends the calls [0, n) in one loop turn, on an open connection (one call answered first). */
+static void send_one_turn(struct pool *pool, const struct pg_statement *statements,
+                          struct many_seen *seen, int n, int *answered)
+{
+    static char warm[16];
+    struct many_seen first;
+    send_many(pool, &first, &warm, 1, "0", answered);
+    ck_assert(run_until_finished());
+    *answered = 0;
+    for (int i = 0; i < n; i++) {
+        seen[i] = (struct many_seen){.answered = answered, .expected = n};
+        pool_query(pool, &(struct pg_call){statements[i], on_many, &seen[i]});
+    }
+    ck_assert(run_until_finished());
+}
+
+START_TEST(calls_of_one_turn_share_a_transaction_only_with_sync_per_turn)
+{
+    struct pool *pool = new_pipelined_pool(_i == 1, 1, 5000);
+    enum { N = 6 };
+    struct pg_statement st[N];
+    for (int i = 0; i < N; i++)
+        st[i] = (struct pg_statement){"SELECT txid_current()", 0, {NULL}};
+    struct many_seen seen[N];
+    int answered;
+    send_one_turn(pool, st, seen, N, &answered);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(seen[i].status, PG_OK);
+        if (i > 0 && _i == 1)
+            ck_assert_str_eq(seen[i].value, seen[0].value); /* one group: one transaction */
+        else if (i > 0)
+            ck_assert_str_ne(seen[i].value, seen[i - 1].value); /* a transaction each */
+    }
+    pool_free(pool);
+}
+END_TEST
+
+START_TEST(failing_statement_in_a_group_fails_only_its_call_the_others_commit)
+{
+    struct pool *pool = new_pipelined_pool(true, 1, 5000);
+    enum { N = 7 };
+    static const char *const keys[N] = {"g0", "g1", "g2", "g1", "g4", "g5", "g6"};
+    struct pg_statement st[N];
+    for (int i = 0; i < N; i++)
+        st[i] = (struct pg_statement){SQL_INSERT, 1, {keys[i]}};
+    st[5] = (struct pg_statement){SQL_FAIL, 1, {keys[5]}}; /* division by zero */
+    struct many_seen seen[N];
+    int answered;
+    send_one_turn(pool, st, seen, N, &answered);
+    for (int i = 0; i < N; i++) {
+        if (i == 3 || i == 5) { /* a duplicate key of call 1; a division by zero */
+            ck_assert_int_eq(seen[i].status, PG_ERROR);
+            continue;
+        }
+        ck_assert_int_eq(seen[i].status, PG_OK);
+        ck_assert_str_eq(seen[i].value, keys[i]);
+    }
+    ck_assert_int_eq(count_rows("k LIKE 'g%'"), 5); /* every other write committed */
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.broken, 0);
+    ck_assert_int_eq(stats.in_flight, 0);
     pool_free(pool);
 }
 END_TEST
@@ -550,10 +617,12 @@ int main(void)
     tcase_add_test(live, each_on_its_own_fails_only_the_failing_statement);
     tcase_add_test(live, connection_is_reused_after_a_failed_batch);
     tcase_add_test(live, prepared_statement_runs_by_name_on_reuse);
-    tcase_add_test(live, pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself);
-    tcase_add_test(live, statement_timeout_fails_only_the_slow_call);
-    tcase_add_test(live, lost_connection_fails_exactly_its_calls_in_flight_then_recovers);
-    tcase_add_test(live, silent_server_fails_every_call_in_flight_at_the_deadline);
+    tcase_add_loop_test(live, pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself, 0, 2);
+    tcase_add_loop_test(live, statement_timeout_fails_only_the_slow_call, 0, 2);
+    tcase_add_loop_test(live, lost_connection_fails_exactly_its_calls_in_flight_then_recovers, 0, 2);
+    tcase_add_loop_test(live, silent_server_fails_every_call_in_flight_at_the_deadline, 0, 2);
+    tcase_add_loop_test(live, calls_of_one_turn_share_a_transaction_only_with_sync_per_turn, 0, 2);
+    tcase_add_test(live, failing_statement_in_a_group_fails_only_its_call_the_others_commit);
     tcase_add_test(live, localhost_url_connects_through_the_resolver);
     tcase_add_test(live, unknown_host_fails_the_connect);
     tcase_add_test(live, listener_resolves_its_host_then_hears_a_notify);
