@@ -104,7 +104,7 @@ extern const char *const pipeline_sync_names[];
          &(c)->pipeline_depth,                                                                     \
          NULL},                                                                                    \
     {                                                                                              \
-        "DB_PIPELINE_SYNC", CONFIG_ENUM, "call", 0, 0,                                             \
+        "DB_PIPELINE_SYNC", CONFIG_ENUM, "turn", 0, 0,                                             \
             "pipeline mode: a sync (a transaction) per query (call) or per loop turn's queries "   \
             "(turn)",                                                                              \
             &(c)->pipeline_sync, pipeline_sync_names                                               \
