@@ -12,8 +12,9 @@
 // One fix here: its hello reply carried a `topologyVersion` with a new processId each time, and
 // it answered a driver's awaitable hello (streaming monitoring: "answer when the topology
 // changes, or after maxAwaitTimeMS") at once. libmongoc's monitor thread then saw a new server on
-// every reply and asked again straight away: about 1,100 hellos a second on an idle server, 16% of
-// a core in the stand-in and 11% in the layer's server. Here the processId stays the same for the
+// every reply and asked again straight away: about 3,600 hellos a second on an idle machine, 60%
+// of a core in the stand-in and 50% in the layer's server, with no request at all
+// (bench/results/2026-12-02-vm-l8-idle-monitoring). Here the processId stays the same for the
 // process's life and an awaitable hello is answered after maxAwaitTimeMS, as a MongoDB whose
 // topology does not change answers it. The monitor keeps its connection open, so a stand-in that
 // dies is still noticed at once.
