@@ -11,9 +11,9 @@ LOG_LEVEL=warn build/l8-polyglot-persistence/l8-polyglot-persistence >/dev/null 
 SRV=$!
 sleep 6
 NODE=$(pgrep -f congodb.mjs)
-s1=$(awk '{print $14+$15}' /proc/$SRV/stat); n1=$(awk '{print $14+$15}' /proc/$NODE/stat)
+s1=$(awk '{print $14+$15}' /proc/"$SRV"/stat); n1=$(awk '{print $14+$15}' /proc/"$NODE"/stat)
 sleep 5
-s2=$(awk '{print $14+$15}' /proc/$SRV/stat); n2=$(awk '{print $14+$15}' /proc/$NODE/stat)
+s2=$(awk '{print $14+$15}' /proc/"$SRV"/stat); n2=$(awk '{print $14+$15}' /proc/"$NODE"/stat)
 echo "idle 5 s: server $((s2 - s1)) ticks, stand-in (node) $((n2 - n1)) ticks"
 timeout 3 strace -f -c -p $SRV 2>&1 | tail -12
 kill $SRV
