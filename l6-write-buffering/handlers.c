@@ -5,7 +5,8 @@
  * once; worker processes (worker.c) drain the stream into the database in batches. Reads look
  * for a queued write first, so a client reads its own write before any worker has run.
  *
- *   POST /write     -> validate -> too old? (last reading) -> appender_append (with the other
+ *   POST /write     -> validate (the usual body by a scan, write_body.c; any other by the core)
+ *                      -> too old? (last reading) -> appender_append (with the other
  *                      writes of this loop turn, one script: length bound, XADD, pending value)
  *                      -> 200 queued
  *   GET /read/{key} -> validate -> wq_lookup (the key's queued write, if any)
@@ -29,16 +30,19 @@
 #include "server.h"
 #include "single_flight.h"
 #include "validate.h"
+#include "write_body.h"
 #include "write_queue.h"
 #include "xalloc.h"
 
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One write in flight: the request and its validated body (owns the key and value strings). */
+/* One write in flight: the request and its validated key and value. */
 struct write_flow {
-    struct http_request *req;  /* answered exactly once, in on_queued */
-    struct write_request body; /* key and value, kept alive until the append is done */
+    struct http_request *req;    /* answered exactly once, in on_queued */
+    struct write_body body;      /* key and value: into the request's body, or into parsed */
+    struct write_request parsed; /* the core's parse of an unusual body (document NULL if none) */
 };
 
 /* One read in flight. */
@@ -58,7 +62,12 @@ static void on_queued(enum wq_append_result result, const char *id, void *arg)
 {
     struct write_flow *flow = arg;
     (void)id; /* the write's version; the contract's reply does not carry it */
-    if (result == WQ_APPEND_OK) {
+    if (result == WQ_APPEND_OK && write_body_plain_string(flow->body.key, flow->body.key_len)) {
+        struct evbuffer *reply = evbuffer_new(); /* the usual key: no JSON object to build */
+        write_body_queued_reply(reply, flow->body.key, flow->body.key_len);
+        http_reply_buffer(flow->req, 200, "application/json", reply);
+        evbuffer_free(reply);
+    } else if (result == WQ_APPEND_OK) {
         json_t *ok = record_write_reply(flow->body.key, flow->body.key_len);
         json_object_set_new(ok, "queued", json_true());
         json_object_set_new(ok, "message", json_string("Write queued successfully"));
@@ -68,25 +77,38 @@ static void on_queued(enum wq_append_result result, const char *id, void *arg)
         http_reply_error(flow->req, 503,
                          result == WQ_APPEND_FULL ? "Queue full" : "Queue unavailable");
     }
-    write_request_cleanup(&flow->body);
+    write_request_cleanup(&flow->parsed);
     free(flow);
 }
 
+/*
+ * The usual body is checked by a scan of its bytes (write_body.h: where it accepts, the core
+ * accepts the same key and value); any other goes through the core's validation, which answers
+ * the 422s. The key and value point into the request's body, valid until the reply, or into the
+ * core's parse.
+ */
 void handle_write(struct http_request *req, void *arg)
 {
     struct layer *layer = arg;
-    struct write_request body;
-    if (!validate_write_body(req, layer->max_value_bytes, &body))
-        return;                                            /* answered 422 */
+    struct write_flow *flow = xcalloc(1, sizeof *flow);
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    if (!write_body_plain(body, len, layer->max_value_bytes, &flow->body)) {
+        if (!validate_write_body(req, layer->max_value_bytes, &flow->parsed)) {
+            free(flow);
+            return; /* answered 422 */
+        }
+        flow->body = (struct write_body){flow->parsed.key, flow->parsed.key_len, flow->parsed.value,
+                                         flow->parsed.value_len};
+    }
     if (wq_too_old(&layer->queue, &layer->queue_limits)) { /* the last reading's age */
         http_request_set_header(req, "Retry-After", "1");
         http_reply_error(req, 503, "Queue full");
-        write_request_cleanup(&body);
+        write_request_cleanup(&flow->parsed);
+        free(flow);
         return;
     }
-    struct write_flow *flow = xcalloc(1, sizeof *flow);
     flow->req = req;
-    flow->body = body;
     appender_append(layer->appender, flow->body.key, flow->body.key_len, flow->body.value,
                     flow->body.value_len, on_queued, flow);
 }

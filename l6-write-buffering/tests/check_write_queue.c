@@ -8,8 +8,11 @@
 
 #include "check_run.h"
 #include "record.h"
+#include "validate.h"
+#include "write_body.h"
 
 #include <check.h>
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,6 +284,162 @@ START_TEST(queue_numbers_and_limits)
 }
 END_TEST
 
+/* ---- write_body: the usual body without jansson, against the core's validation ---- */
+
+/*
+ * The rule write_body.h promises: where the scan accepts a body, the core's validation accepts
+ * it with the same key and value. Returns whether the scan accepted.
+ */
+static bool plain_agrees_with_core(const char *body, size_t len, size_t max_value)
+{
+    struct write_body fast;
+    bool plain = write_body_plain(body, len, max_value, &fast);
+    struct write_request core;
+    json_t *errors = json_array();
+    bool core_ok = validate_write_request(body, len, max_value, &core, errors);
+    if (plain) {
+        ck_assert_msg(core_ok, "the scan accepted a body the core refuses: %.*s", (int)len, body);
+        ck_assert_mem_eq(fast.key, core.key, core.key_len);
+        ck_assert_uint_eq(fast.key_len, core.key_len);
+        ck_assert_uint_eq(fast.value_len, core.value_len);
+        if (core.value_len > 0)
+            ck_assert_mem_eq(fast.value, core.value, core.value_len);
+        ck_assert(fast.key >= body && fast.key + fast.key_len <= body + len);
+        ck_assert(fast.value >= body && fast.value + fast.value_len <= body + len);
+    }
+    if (core_ok)
+        write_request_cleanup(&core);
+    json_decref(errors);
+    return plain;
+}
+
+static bool plain(const char *body)
+{
+    return plain_agrees_with_core(body, strlen(body), 100);
+}
+
+START_TEST(usual_bodies_are_read_by_the_scan)
+{
+    ck_assert(plain("{\"key\":\"bench:1\",\"value\":\"bench:1=vvvv\"}"));
+    ck_assert(plain("{\"value\":\"v\",\"key\":\"k\"}"));
+    ck_assert(plain(" \r\n\t{ \"key\" : \"a b\" ,\n\"value\" :\"\" } \n"));
+    ck_assert(plain("{\"key\":\"~!#$%&'()*+,-./:;<=>?@[]^_`{|}\",\"value\":\"x\"}"));
+    struct write_body b;
+    const char *body = "{\"key\":\"user:1\",\"value\":\"Ada\"}";
+    ck_assert(write_body_plain(body, strlen(body), 100, &b));
+    ck_assert_uint_eq(b.key_len, 6);
+    ck_assert_mem_eq(b.key, "user:1", 6);
+    ck_assert_uint_eq(b.value_len, 3);
+    ck_assert_mem_eq(b.value, "Ada", 3);
+}
+END_TEST
+
+START_TEST(other_bodies_are_left_to_the_core)
+{
+    const char *declined[] = {
+        "",
+        "   ",
+        "{}",
+        "[]",
+        "{\"key\":\"k\"}",
+        "{\"value\":\"v\"}",
+        "{\"key\":\"\",\"value\":\"v\"}",                /* too short: the core's 422 */
+        "{\"key\":\"k\",\"value\":\"v\",\"x\":1}",       /* another member */
+        "{\"key\":\"k\",\"key\":\"j\",\"value\":\"v\"}", /* twice */
+        "{\"key\":\"k\",\"value\":\"v\"",                /* unclosed */
+        "{\"key\":\"k\",\"value\":\"v\"}}",              /* trailing bytes */
+        "{\"key\":\"k\",\"value\":\"v\"} x",
+        "{\"key\":\"k\" \"value\":\"v\"}",  /* no comma */
+        "{\"key\":\"k\",,\"value\":\"v\"}", /* two */
+        "{\"key\" \"k\",\"value\":\"v\"}",  /* no colon */
+        "{\"key\":1,\"value\":\"v\"}",      /* not a string */
+        "{\"key\":\"k\",\"value\":null}",
+        "{\"key\":\"k\",\"value\":\"a\\\"b\"}",      /* an escape */
+        "{\"key\":\"k\\u0041\",\"value\":\"v\"}",    /* an escape */
+        "{\"key\":\"k\",\"value\":\"caf\xc3\xa9\"}", /* UTF-8: the core checks it */
+        "{\"key\":\"k\",\"value\":\"\xff\"}",        /* invalid UTF-8 */
+        "{\"key\":\"k\",\"value\":\"a\tb\"}",        /* a control byte: invalid JSON */
+        "{\"key\":\"k\",\"value\":\"a\x7f\"}",       /* DEL: left to the core */
+        "{\"ke\":\"k\",\"value\":\"v\"}",
+        "{\"keys\":\"k\",\"value\":\"v\"}",
+        "\xef\xbb\xbf{\"key\":\"k\",\"value\":\"v\"}", /* a byte-order mark */
+        "{\"key\":\"k\",\"value\":\"v\"\f}",           /* not JSON whitespace */
+    };
+    for (size_t i = 0; i < sizeof declined / sizeof *declined; i++)
+        ck_assert_msg(!plain(declined[i]), "accepted: %s", declined[i]);
+    /* A NUL byte inside the body. */
+    static const char nul[] = "{\"key\":\"k\",\"value\":\"a\0b\"}";
+    ck_assert(!plain_agrees_with_core(nul, sizeof nul - 1, 100));
+}
+END_TEST
+
+START_TEST(lengths_at_their_bounds)
+{
+    char body[600], key[KEY_MAX_BYTES + 2];
+    memset(key, 'k', sizeof key);
+    snprintf(body, sizeof body, "{\"key\":\"%.*s\",\"value\":\"v\"}", KEY_MAX_BYTES, key);
+    ck_assert(plain(body));
+    snprintf(body, sizeof body, "{\"key\":\"%.*s\",\"value\":\"v\"}", KEY_MAX_BYTES + 1, key);
+    ck_assert(!plain(body)); /* the core's string_too_long */
+    ck_assert(plain_agrees_with_core("{\"key\":\"k\",\"value\":\"12345\"}", 27, 5));
+    ck_assert(!plain_agrees_with_core("{\"key\":\"k\",\"value\":\"123456\"}", 28, 5));
+    ck_assert(plain_agrees_with_core("{\"key\":\"k\",\"value\":\"\"}", 22, 0));
+}
+END_TEST
+
+/* Every cut and every one-byte change of a few bodies: the scan never accepts what the core
+ * would refuse or read differently. */
+START_TEST(mutated_bodies_never_disagree)
+{
+    const char *seeds[] = {"{\"key\":\"bench:17\",\"value\":\"bench:17=vv\"}",
+                           " { \"value\" : \"x y\" , \"key\" : \"a\" } "};
+    const char alphabet[] = "{}[]:,\" \\\t\nkeyvalu0\x01\x7f\xc3\xff";
+    size_t accepted = 0;
+    for (size_t s = 0; s < sizeof seeds / sizeof *seeds; s++) {
+        size_t len = strlen(seeds[s]);
+        char body[64];
+        for (size_t cut = 0; cut <= len; cut++) {
+            memcpy(body, seeds[s], cut);
+            accepted += plain_agrees_with_core(body, cut, 100);
+        }
+        for (size_t at = 0; at < len; at++)
+            for (size_t c = 0; c < sizeof alphabet - 1; c++) {
+                memcpy(body, seeds[s], len);
+                body[at] = alphabet[c];
+                accepted += plain_agrees_with_core(body, len, 100);
+            }
+    }
+    ck_assert_uint_gt(accepted, 0); /* the seeds themselves, and harmless changes */
+}
+END_TEST
+
+/* The reply written directly is, byte for byte, the jansson object it replaces. */
+START_TEST(the_direct_reply_is_the_jansson_reply)
+{
+    const char *keys[] = {"k", "bench:1", "a b/c", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        size_t len = strlen(keys[i]);
+        ck_assert(write_body_plain_string(keys[i], len));
+        json_t *ok = record_write_reply(keys[i], len);
+        json_object_set_new(ok, "queued", json_true());
+        json_object_set_new(ok, "message", json_string("Write queued successfully"));
+        char *expected = json_dumps(ok, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        json_decref(ok);
+        struct evbuffer *buf = evbuffer_new();
+        write_body_queued_reply(buf, keys[i], len);
+        size_t got_len = evbuffer_get_length(buf);
+        ck_assert_uint_eq(got_len, strlen(expected));
+        ck_assert_mem_eq(evbuffer_pullup(buf, -1), expected, got_len);
+        evbuffer_free(buf);
+        free(expected);
+    }
+    ck_assert(!write_body_plain_string("a\"b", 3));
+    ck_assert(!write_body_plain_string("a\\b", 3));
+    ck_assert(!write_body_plain_string("caf\xc3\xa9", 5));
+    ck_assert(!write_body_plain_string("a\nb", 3));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("write_queue");
@@ -297,5 +456,11 @@ int main(void)
                                    (const TTest *const[]){
                                        a_queued_write_reads_as_a_record, append_outcomes,
                                        coalesced_append_outcomes, queue_numbers_and_limits, NULL}));
+    suite_add_tcase(
+        s, check_tcase("write bodies", NULL, NULL, 60,
+                       (const TTest *const[]){
+                           usual_bodies_are_read_by_the_scan, other_bodies_are_left_to_the_core,
+                           lengths_at_their_bounds, mutated_bodies_never_disagree,
+                           the_direct_reply_is_the_jansson_reply, NULL}));
     return check_run(s, CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
