@@ -62,7 +62,7 @@ static void on_queued(enum wq_append_result result, const char *id, void *arg)
 {
     struct write_flow *flow = arg;
     (void)id; /* the write's version; the contract's reply does not carry it */
-    if (result == WQ_APPEND_OK && write_body_plain_string(flow->body.key, flow->body.key_len)) {
+    if (result == WQ_APPEND_OK && flow->parsed.document == NULL) { /* scanned: a plain key */
         struct evbuffer *reply = evbuffer_new(); /* the usual key: no JSON object to build */
         write_body_queued_reply(reply, flow->body.key, flow->body.key_len);
         http_reply_buffer(flow->req, 200, "application/json", reply);
@@ -93,7 +93,7 @@ void handle_write(struct http_request *req, void *arg)
     struct write_flow *flow = xcalloc(1, sizeof *flow);
     size_t len;
     const char *body = http_request_body(req, &len);
-    if (!write_body_plain(body, len, layer->max_value_bytes, &flow->body)) {
+    if (!layer->write_scan || !write_body_plain(body, len, layer->max_value_bytes, &flow->body)) {
         if (!validate_write_body(req, layer->max_value_bytes, &flow->parsed)) {
             free(flow);
             return; /* answered 422 */

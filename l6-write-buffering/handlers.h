@@ -28,6 +28,7 @@ struct layer {
     long redis_timeout_ms;         /* REDIS_TIMEOUT_MS */
     struct wq_limits queue_limits; /* QUEUE_MAX_LENGTH, QUEUE_MAX_AGE_MS */
     long append_max_writes;        /* QUEUE_APPEND_MAX_WRITES: writes a script call carries */
+    long write_scan;               /* QUEUE_WRITE_SCAN: 1 reads the usual body by write_body.c */
     size_t max_value_bytes;        /* MAX_VALUE_BYTES */
     unsigned long long lookups;    /* pending lookups sent so far (handlers.c, query_or_join) */
     unsigned long long lookups_answered; /* the latest lookup Redis has answered */

@@ -35,6 +35,10 @@ static const struct config_row layer_rows[] = {
     {"QUEUE_APPEND_MAX_WRITES", CONFIG_INT, "64", 1, WQ_APPEND_MAX_WRITES,
      "writes of one loop turn sent in one script call (1: a call per write, to measure against)",
      &layer.append_max_writes, NULL},
+    {"QUEUE_WRITE_SCAN", CONFIG_INT, "1", 0, 1,
+     "1: the usual POST /write body read by a scan, answered without jansson (0: every body "
+     "through the core's JSON validation and reply, to measure against)",
+     &layer.write_scan, NULL},
 };
 
 static const struct config_set layer_sets[] = {

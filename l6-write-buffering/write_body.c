@@ -13,14 +13,6 @@ static bool plain_byte(unsigned char c)
     return c >= 0x20 && c <= 0x7E && c != '"' && c != '\\';
 }
 
-bool write_body_plain_string(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!plain_byte((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
 /* A cursor over the body. */
 struct scan {
     const char *p;   /* the next byte */

@@ -37,11 +37,8 @@ struct write_body {
 bool write_body_plain(const char *body, size_t len, size_t max_value_bytes, struct write_body *out)
     __attribute__((warn_unused_result));
 
-/* True when key[0..len) is printable ASCII without '"' or '\': its JSON string is its bytes. */
-bool write_body_plain_string(const char *s, size_t len);
-
 /*
- * Appends the 200 reply of a queued write of a plain key (write_body_plain_string), as the
+ * Appends the 200 reply of a queued write of a key write_body_plain read, as the
  * jansson object it replaces dumped compactly: {"success":true,"key":K,"message":"Write queued
  * successfully","queued":true}.
  */
