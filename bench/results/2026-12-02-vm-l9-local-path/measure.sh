@@ -12,7 +12,8 @@
 # replicated invalidation; "l9-local", the local path alone). For each, 1,000 keys preloaded, 3 s
 # of writes to warm up, then for each of CONC (16 64) clients DUR (8) s of loadgen's write
 # workload (the benchmark's: layer 9 with `X-Region: eu-west`), cpu.sh before and after. The
-# subscriptions are enabled again before the stack stops. analyze.py OUT prints the table.
+# subscriptions are enabled again before the stack stops. The servers log at LOG_LEVEL=warn, as
+# in the benchmark. analyze.py OUT prints the table.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(git -C "$HERE" rev-parse --show-toplevel)
@@ -23,11 +24,13 @@ CONC=${CONC:-16 64}
 PSQL=/usr/lib/postgresql/15/bin/psql
 LG=$ROOT/build/bench/loadgen/loadgen
 cd "$ROOT" || exit 1
+export LOG_LEVEL=warn
 ip link set lo up
 mkdir -p "$OUT"
 {
     echo "commit $(git rev-parse --short HEAD) $(git status --porcelain | grep -q . && echo dirty || echo clean)"
     echo "started $(date -u +%FT%TZ); rounds $ROUNDS; $DUR s per cell; clients $CONC"
+    echo "load before: $(cat /proc/loadavg)"
 } >"$OUT/meta.txt"
 
 subscriptions() { # ENABLE|DISABLE: every subscription of the three regions
