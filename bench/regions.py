@@ -14,6 +14,9 @@ order, so that rounds interleave:
   - lag:            replication lag per region pair (GET /stats: the newest heartbeat's commit
                     there to its apply here), sampled every 100 ms for 10 s under a steady
                     load of eventual writes (one client, as fast as it goes, from us-east).
+regions.md also sets each strong write against the issue's target, the slowest link's round trip
+(twice the largest link_latency_ms of its region in GET /regions) plus a local commit (the p50
+of that region's eventual writes in the same round): per round, strong p50 / target - 1.
 Failover (a region's reads served by the nearest other one) needs a region stopped: run with
 --failover REGION after `./layers stop l9 REGION`: it then measures local-read for that
 region's clients only, labelled failover-read.
@@ -110,6 +113,30 @@ def lag_cell(seconds):
     return samples
 
 
+def strong_against_target(rows):
+    """Strong writes' p50 against the slowest link's round trip plus a local commit."""
+    _, regions = request(conn(), "GET", "/regions")
+    slowest = {r["name"]: max(r["link_latency_ms"].values()) for r in regions["regions"]}
+    p50 = {(r[0], r[1], r[2]): r[4] for r in rows}
+    text = ("\n| strong write from | slowest link round trip ms | + local commit (eventual p50) ms "
+            "| strong p50 ms | over the target: median (min-max) |\n|---|---|---|---|---|\n")
+    for region in REGIONS:
+        over, commits, strongs = [], [], []
+        for rnd in sorted({r[0] for r in rows}):
+            commit = p50.get((rnd, "eventual-write", region))
+            strong = p50.get((rnd, "strong-write", region))
+            if commit is None or strong is None:
+                continue
+            commits.append(commit)
+            strongs.append(strong)
+            over.append(100 * (strong / (2 * slowest[region] + commit) - 1))
+        if over:
+            text += (f"| {region} | {2 * slowest[region]:.0f} | {statistics.median(commits):.1f} "
+                     f"| {statistics.median(strongs):.1f} | {statistics.median(over):+.1f}% "
+                     f"({min(over):+.1f}%..{max(over):+.1f}%) |\n")
+    return text
+
+
 def main():
     out = sys.argv[1]
     rounds = 3
@@ -160,6 +187,9 @@ def main():
             p99 = [x[1] for x in v]
             f.write(f"| {measure} | {region} | {statistics.median(p50):.1f} ({min(p50):.1f}-{max(p50):.1f}) "
                     f"| {statistics.median(p99):.1f} ({min(p99):.1f}-{max(p99):.1f}) |\n")
+    if not failover:
+        with open(os.path.join(out, "regions.md"), "a") as f:
+            f.write(strong_against_target(rows))
     with open(os.path.join(out, "machine.txt"), "a") as f:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()

@@ -5,7 +5,7 @@
  *                  records_<t> (t owns it: no other region writes it, so replication never
  *                  conflicts) -> invalidate the key in t's cache -> eventual: 200 at once;
  *                  strong: wait until every other healthy region has applied it (poll t's
- *                  pg_stat_replication), bounded
+ *                  pg_stat_replication from 90% of the slowest link's round trip on), bounded
  *
  * Conflicts: two regions may write one key at once; each row lands in its writer's table, every
  * region ends up with both rows, and every region's merge picks the same one (hlc, then region,
@@ -37,11 +37,15 @@
 static const char WRITE_SQL_FORMAT[] =
     "WITH seen AS (SELECT coalesce(max(hlc), 0) AS hlc, min(created_at) AS created_at FROM "
     "(" ALL_REGIONS("hlc, created_at") ") t) "
-    "INSERT INTO records_%s AS r (key, value, hlc, region, created_at, updated_at) "
-    "SELECT $1, $2, greatest($3::bigint, seen.hlc + 1), $4, coalesce(seen.created_at, now()), "
-    "now() FROM seen "
-    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, hlc = EXCLUDED.hlc, "
-    "updated_at = EXCLUDED.updated_at WHERE r.hlc < EXCLUDED.hlc RETURNING hlc::text";
+                                       "INSERT INTO records_%s AS r (key, value, hlc, region, "
+                                       "created_at, updated_at) "
+                                       "SELECT $1, $2, greatest($3::bigint, seen.hlc + 1), $4, "
+                                       "coalesce(seen.created_at, now()), "
+                                       "now() FROM seen "
+                                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+                                       "hlc = EXCLUDED.hlc, "
+                                       "updated_at = EXCLUDED.updated_at WHERE r.hlc < "
+                                       "EXCLUDED.hlc RETURNING hlc::text";
 
 /* The write's end in the WAL (a commit before it in this session is at or below it). */
 static const char WAL_SQL[] = "SELECT pg_current_wal_lsn()::text";
@@ -166,9 +170,36 @@ static void poll_applied(struct write_flow *flow)
     pool_query(layer->regions[flow->client].pools[flow->serving], &call);
 }
 
+/*
+ * When the first look at pg_stat_replication can find the write applied: no region can have
+ * applied it before its link's round trip (the write crosses to it, its report comes back).
+ * A region's round trip is the smaller of the configured one (twice the matrix's one-way
+ * latency) and the one its probe last measured through the link its subscription uses (from
+ * it to the serving region; a load spike cannot stretch the wait past the configured one, a
+ * link faster than configured cannot make it late). The first poll waits for 90% of the
+ * slowest among the regions to wait for, then every STRONG_POLL_MS: polling from the commit
+ * on asked the serving region about 90 times per strong write through a 90 ms link, CPU
+ * taken from the walsenders, apply workers and links the write waits for.
+ */
+static int first_poll_ms(const struct write_flow *flow)
+{
+    struct layer *layer = http_request_arg(flow->req);
+    double slowest = 0;
+    for (int i = 0; i < REGION_COUNT; i++) {
+        if (i == flow->serving || !layer->regions[i].healthy)
+            continue;
+        double rtt = 2 * layer->matrix.ms[i][flow->serving];
+        double measured = layer->regions[i].rtt_ms[flow->serving];
+        if (measured >= 0 && measured < rtt)
+            rtt = measured;
+        if (rtt > slowest)
+            slowest = rtt;
+    }
+    return (int)(slowest * 0.9);
+}
+
 /* The write's answer (and, strong, the WAL position after its commit, or NULL). */
-static void written(struct write_flow *flow, PGresult *res, enum pg_status status,
-                    PGresult *lsn)
+static void written(struct write_flow *flow, PGresult *res, enum pg_status status, PGresult *lsn)
 {
     struct layer *layer = http_request_arg(flow->req);
     /* The serving region's cache forgets the key before the reply, so this client's next read
@@ -198,7 +229,12 @@ static void written(struct write_flow *flow, PGresult *res, enum pg_status statu
     snprintf(flow->lsn, sizeof flow->lsn, "%s", PQgetvalue(lsn, 0, 0));
     flow->deadline_us = flow->start_us + layer->strong_timeout_ms * 1000;
     flow->poll = event_new(server_base(layer->server), -1, 0, on_poll, flow);
-    poll_applied(flow);
+    if (flow->poll == NULL) {
+        reply_written(flow, true); /* committed; cannot wait */
+        return;
+    }
+    struct timeval first = ms_to_timeval(first_poll_ms(flow));
+    event_add(flow->poll, &first);
 }
 
 /* Eventual: the write alone, a prepared statement (pool_query prepares it once per connection;
@@ -213,8 +249,7 @@ static void on_written_strong(const struct pg_reply *replies, int count, enum pg
                               void *arg)
 {
     (void)count;
-    written(arg, replies[0].res, replies[0].status,
-            status == PG_OK ? replies[1].res : NULL);
+    written(arg, replies[0].res, replies[0].status, status == PG_OK ? replies[1].res : NULL);
 }
 
 static bool wants_strong(struct http_request *req)

@@ -18,7 +18,14 @@
  * and then the other side sees end-of-file; the pair is freed when both directions are done,
  * or at once on a socket error (which closes both sides).
  *
- *   delay-proxy LISTEN_PORT UPSTREAM_PORT DELAY_MS [SLOW_MS]   (127.0.0.1; DELAY_MS may be 0.5)
+ *   delay-proxy [LISTEN_HOST:]LISTEN_PORT [UPSTREAM_HOST:]UPSTREAM_PORT DELAY_MS [SLOW_MS]
+ *
+ * (DELAY_MS may be 0.5.) Without hosts it listens on 127.0.0.1 and forwards to 127.0.0.1, as the
+ * benchmark, `./layers chaos` and layer 9's native links use it. LISTEN_HOST is a numeric address
+ * (0.0.0.0: every interface; [::] for IPv6); UPSTREAM_HOST an address or a name, resolved for
+ * each connection without blocking (libevent's evdns: /etc/hosts, then resolv.conf's servers),
+ * so a container that comes back with another address is found again: docker-compose's layer 9
+ * runs one proxy per WAN link this way (`0.0.0.0:5432 l9-pg-eu-west:5432 40`).
  *
  * With SLOW_MS, SIGUSR1 switches the delay of new chunks to SLOW_MS and SIGUSR2 back to
  * DELAY_MS (`./layers chaos` makes a backend slow this way). A chunk is never due before the
@@ -30,6 +37,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -48,10 +56,14 @@
 #define MAX_HELD (1024 * 1024) /* bytes one direction may hold before it stops reading */
 
 struct proxy {
-    struct event_base *base;     /* the one event loop */
-    struct sockaddr_in upstream; /* where every accepted connection is forwarded */
-    long long delay_us;          /* one-way delay added to every chunk now */
-    long long normal_us;         /* DELAY_MS: the delay SIGUSR2 restores */
+    struct event_base *base;          /* the one event loop */
+    struct sockaddr_storage upstream; /* where every connection goes (no upstream_host) */
+    int upstream_len;                 /* its length; 0 when upstream_host names it */
+    const char *upstream_host;        /* a name resolved per connection, or NULL */
+    int upstream_port;                /* the port with upstream_host */
+    struct evdns_base *dns;           /* the resolver for upstream_host, or NULL */
+    long long delay_us;               /* one-way delay added to every chunk now */
+    long long normal_us;              /* DELAY_MS: the delay SIGUSR2 restores */
     long long slow_us;           /* SLOW_MS: the delay SIGUSR1 sets (DELAY_MS when not given) */
     long long links_open;        /* connection pairs alive now */
     long long links_total;       /* connection pairs accepted since start */
@@ -288,9 +300,15 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     direction_init(&link->dir[1], link, 1, server, client);
     bufferevent_setcb(client, on_read, on_written, on_event, link);
     bufferevent_setcb(server, on_read, on_written, on_event, link);
-    /* Non-blocking connect; a refusal arrives later as BEV_EVENT_ERROR. */
-    if (bufferevent_socket_connect(server, (struct sockaddr *)&proxy->upstream,
-                                   sizeof proxy->upstream) != 0) {
+    /* Non-blocking connect (and lookup); a refusal or a failed lookup arrives later as
+     * BEV_EVENT_ERROR. */
+    int connecting =
+        proxy->upstream_host != NULL
+            ? bufferevent_socket_connect_hostname(server, proxy->dns, AF_UNSPEC,
+                                                  proxy->upstream_host, proxy->upstream_port)
+            : bufferevent_socket_connect(server, (struct sockaddr *)&proxy->upstream,
+                                         proxy->upstream_len);
+    if (connecting != 0) {
         proxy->upstream_failures++;
         link_free(link);
         return;
@@ -328,6 +346,8 @@ static void raise_fd_limit(void)
 
 static bool parse_port(const char *s, int *port)
 {
+    if (s == NULL)
+        return false;
     char *end;
     long v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0' || v < 1 || v > 65535)
@@ -336,34 +356,82 @@ static bool parse_port(const char *s, int *port)
     return true;
 }
 
+/* "PORT" (127.0.0.1) or a numeric "ADDRESS:PORT" ("[ADDRESS]:PORT" for IPv6). */
+static bool parse_listen(const char *s, struct sockaddr_storage *addr, int *len)
+{
+    int port;
+    if (parse_port(s, &port)) {
+        struct sockaddr_in *in = (struct sockaddr_in *)addr;
+        memset(addr, 0, sizeof *addr);
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = (int)sizeof *in;
+        return true;
+    }
+    *len = (int)sizeof *addr;
+    return strchr(s, ':') != NULL &&
+           evutil_parse_sockaddr_port(s, (struct sockaddr *)addr, len) == 0;
+}
+
+/* The upstream: as parse_listen, or "NAME:PORT", resolved for each connection. */
+static bool parse_upstream(char *s, struct proxy *proxy)
+{
+    if (parse_listen(s, &proxy->upstream, &proxy->upstream_len))
+        return true;
+    char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || strchr(s, '[') != NULL ||
+        !parse_port(colon + 1, &proxy->upstream_port))
+        return false;
+    *colon = '\0';
+    proxy->upstream_host = s;
+    return true;
+}
+
+/* The address as text, for the start-up line. */
+static const char *address_text(const struct sockaddr_storage *addr, char *buf, size_t size)
+{
+    const void *ip = addr->ss_family == AF_INET6
+                         ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
+                         : (const void *)&((const struct sockaddr_in *)addr)->sin_addr;
+    int port = ntohs(addr->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)addr)->sin6_port
+                                                 : ((const struct sockaddr_in *)addr)->sin_port);
+    char ip_text[INET6_ADDRSTRLEN] = "?";
+    evutil_inet_ntop(addr->ss_family, ip, ip_text, sizeof ip_text);
+    snprintf(buf, size, addr->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip_text, port);
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
-    int listen_port, upstream_port;
+    struct proxy proxy = {0};
+    struct sockaddr_storage addr;
+    int addr_len;
     char *end = NULL, *slow_end = NULL;
     double delay_ms = argc == 4 || argc == 5 ? strtod(argv[3], &end) : -1;
     double slow_ms = argc == 5 ? strtod(argv[4], &slow_end) : delay_ms;
-    if ((argc != 4 && argc != 5) || !parse_port(argv[1], &listen_port) ||
-        !parse_port(argv[2], &upstream_port) || end == argv[3] || *end != '\0' ||
+    if ((argc != 4 && argc != 5) || !parse_listen(argv[1], &addr, &addr_len) ||
+        !parse_upstream(argv[2], &proxy) || end == argv[3] || *end != '\0' ||
         !(delay_ms >= 0 && delay_ms <= 60000) ||
         (argc == 5 && (slow_end == argv[4] || *slow_end != '\0')) ||
         !(slow_ms >= 0 && slow_ms <= 60000)) {
-        fprintf(stderr,
-                "usage: %s LISTEN_PORT UPSTREAM_PORT DELAY_MS [SLOW_MS]\n"
-                "  forwards 127.0.0.1:LISTEN_PORT to 127.0.0.1:UPSTREAM_PORT, delaying each\n"
-                "  direction by DELAY_MS milliseconds (0 to 60000, fractions allowed);\n"
-                "  SIGUSR1 switches to SLOW_MS, SIGUSR2 back to DELAY_MS\n",
-                argv[0]);
+        fprintf(
+            stderr,
+            "usage: %s [LISTEN_HOST:]LISTEN_PORT [UPSTREAM_HOST:]UPSTREAM_PORT DELAY_MS "
+            "[SLOW_MS]\n"
+            "  forwards LISTEN_HOST:LISTEN_PORT (default 127.0.0.1; a numeric address) to\n"
+            "  UPSTREAM_HOST:UPSTREAM_PORT (default 127.0.0.1; an address or a name), delaying\n"
+            "  each direction by DELAY_MS milliseconds (0 to 60000, fractions allowed);\n"
+            "  SIGUSR1 switches to SLOW_MS, SIGUSR2 back to DELAY_MS\n",
+            argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
-    struct proxy proxy = {.delay_us = (long long)(delay_ms * 1000.0 + 0.5)};
+    proxy.delay_us = (long long)(delay_ms * 1000.0 + 0.5);
     proxy.normal_us = proxy.delay_us;
     proxy.slow_us = (long long)(slow_ms * 1000.0 + 0.5);
-    proxy.upstream.sin_family = AF_INET;
-    proxy.upstream.sin_port = htons((uint16_t)upstream_port);
-    proxy.upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* Precise timers: libevent's default clock on Linux is coarse (a few ms), far too coarse
      * for delays of a few milliseconds. */
     struct event_config *config = event_config_new();
@@ -375,14 +443,28 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)listen_port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char listen_text[INET6_ADDRSTRLEN + 16], upstream_text[INET6_ADDRSTRLEN + 16];
+    address_text(&addr, listen_text, sizeof listen_text);
+    if (proxy.upstream_host != NULL) {
+        snprintf(upstream_text, sizeof upstream_text, "%.*s:%d", INET6_ADDRSTRLEN,
+                 proxy.upstream_host, proxy.upstream_port);
+        proxy.dns = evdns_base_new(proxy.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                   EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (proxy.dns == NULL) {
+            fprintf(stderr, "delay-proxy: cannot set up the resolver\n");
+            event_base_free(proxy.base);
+            return 1;
+        }
+    } else {
+        address_text(&proxy.upstream, upstream_text, sizeof upstream_text);
+    }
     struct evconnlistener *listener = evconnlistener_new_bind(
         proxy.base, on_accept, &proxy, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
-        (struct sockaddr *)&addr, sizeof addr);
+        (struct sockaddr *)&addr, addr_len);
     if (listener == NULL) {
-        fprintf(stderr, "delay-proxy: cannot listen on 127.0.0.1:%d: %s\n", listen_port,
-                strerror(errno));
+        fprintf(stderr, "delay-proxy: cannot listen on %s: %s\n", listen_text, strerror(errno));
+        if (proxy.dns != NULL)
+            evdns_base_free(proxy.dns, 0);
         event_base_free(proxy.base);
         return 1;
     }
@@ -395,8 +477,8 @@ int main(int argc, char **argv)
     event_add(intr, NULL);
     event_add(usr1, NULL);
     event_add(usr2, NULL);
-    fprintf(stderr, "delay-proxy: 127.0.0.1:%d -> 127.0.0.1:%d, +%.3f ms each way\n", listen_port,
-            upstream_port, (double)proxy.delay_us / 1000.0);
+    fprintf(stderr, "delay-proxy: %s -> %s, +%.3f ms each way\n", listen_text, upstream_text,
+            (double)proxy.delay_us / 1000.0);
 
     event_base_dispatch(proxy.base);
 
@@ -410,6 +492,8 @@ int main(int argc, char **argv)
     event_free(intr);
     event_free(usr1);
     event_free(usr2);
+    if (proxy.dns != NULL)
+        evdns_base_free(proxy.dns, 0);
     event_base_free(proxy.base); /* pairs still open are abandoned: the process ends here */
     return 0;
 }

@@ -9,7 +9,9 @@ Runs an echo server on a free loopback port, the proxy in front of it, and check
 a round trip costs two delays; 300 concurrent connections each get their bytes back intact and
 in order; 32 MiB pushed through a slow reader neither corrupt nor balloon the proxy's memory;
 a client's end-of-file reaches the server after its data (and the server's comes back); a
-connection to an upstream that is down is closed at once. Standard library only.
+connection to an upstream that is down is closed at once; addresses (a listen address, an upstream
+named by a host name, as docker-compose's layer 9 uses them) work, and bad ones are refused.
+Standard library only.
 """
 import os
 import signal
@@ -196,6 +198,34 @@ def check_slow_switch(binary, listener):
     print(f"ok: SIGUSR1 slows it ({fast:.1f} -> {slow:.1f} ms), SIGUSR2 restores ({again:.1f} ms)")
 
 
+def check_addresses(binary, listener):
+    """[HOST:]PORT: a numeric listen address, an upstream by name (resolved per connection)."""
+    echo = listener.getsockname()[1]
+    for listen, upstream in ((f"0.0.0.0:{free_port()}", f"localhost:{echo}"),
+                             (f"127.0.0.1:{free_port()}", f"127.0.0.1:{echo}")):
+        port = int(listen.rsplit(":", 1)[1])
+        proxy = subprocess.Popen([binary, listen, upstream, str(DELAY_MS)],
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            wait_listening(port)
+            with connect(port) as s:
+                start = time.monotonic()
+                s.sendall(b"addressed")
+                assert recv_exactly(s, 9) == b"addressed"
+                elapsed = (time.monotonic() - start) * 1000
+        finally:
+            proxy.send_signal(signal.SIGTERM)
+            _, err = proxy.communicate(timeout=5)
+        assert elapsed >= 2 * DELAY_MS, f"round trip {elapsed:.1f} ms"
+        assert f"{listen} -> {upstream}" in err, err
+        print(f"ok: {listen} -> {upstream} forwards ({elapsed:.1f} ms)")
+    for bad in (["localhost:1", "1", "1"], ["1", "host:", "1"], ["1", "[::1]:70000", "1"],
+                ["1.2.3:1", "1", "1"]):
+        done = subprocess.run([binary] + bad, stderr=subprocess.DEVNULL, timeout=5)
+        assert done.returncode == 2, f"{bad}: exit {done.returncode}"
+    print("ok: a listen address that is not numeric, or a bad upstream, is refused (exit 2)")
+
+
 def wait_listening(port):
     for _ in range(100):
         try:
@@ -234,6 +264,7 @@ def main():
     assert proxy.returncode == 0, f"proxy exited with {proxy.returncode}"
     check_upstream_down(binary)
     check_slow_switch(binary, listener)
+    check_addresses(binary, listener)
     print("delay-proxy: all checks passed")
 
 
