@@ -37,15 +37,11 @@
 static const char WRITE_SQL_FORMAT[] =
     "WITH seen AS (SELECT coalesce(max(hlc), 0) AS hlc, min(created_at) AS created_at FROM "
     "(" ALL_REGIONS("hlc, created_at") ") t) "
-                                       "INSERT INTO records_%s AS r (key, value, hlc, region, "
-                                       "created_at, updated_at) "
-                                       "SELECT $1, $2, greatest($3::bigint, seen.hlc + 1), $4, "
-                                       "coalesce(seen.created_at, now()), "
-                                       "now() FROM seen "
-                                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
-                                       "hlc = EXCLUDED.hlc, "
-                                       "updated_at = EXCLUDED.updated_at WHERE r.hlc < "
-                                       "EXCLUDED.hlc RETURNING hlc::text";
+    "INSERT INTO records_%s AS r (key, value, hlc, region, created_at, updated_at) "
+    "SELECT $1, $2, greatest($3::bigint, seen.hlc + 1), $4, coalesce(seen.created_at, now()), "
+    "now() FROM seen "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, hlc = EXCLUDED.hlc, "
+    "updated_at = EXCLUDED.updated_at WHERE r.hlc < EXCLUDED.hlc RETURNING hlc::text";
 
 /* The write's end in the WAL (a commit before it in this session is at or below it). */
 static const char WAL_SQL[] = "SELECT pg_current_wal_lsn()::text";
