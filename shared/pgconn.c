@@ -38,6 +38,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pg_pipeline.h"
+#include "pg_sqlstate.h"
 #include "resolve.h"
 #include "xalloc.h"
 
@@ -206,18 +207,6 @@ static void log_failure(struct pgconn *conn, const char *what)
     while (len > 0 && msg[len - 1] == ' ')
         msg[--len] = '\0';
     LOG_WARN("postgres: %s: %s", what, msg);
-}
-
-enum pg_status pg_classify_sqlstate(const char *sqlstate)
-{
-    if (sqlstate == NULL)
-        return PG_UNAVAILABLE; /* no server error: the connection itself failed */
-    /* 08 connection exception, 53 insufficient resources, 57 operator intervention
-     * (57014: statement_timeout cancelled the query), 58 system error. */
-    if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
-        strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "58", 2) == 0)
-        return PG_UNAVAILABLE;
-    return PG_ERROR;
 }
 
 static enum pg_status classify_result(const PGresult *res)

@@ -32,6 +32,8 @@
 #ifndef LAYERS_PGCONN_H
 #define LAYERS_PGCONN_H
 
+#include "pg_sqlstate.h" /* enum pg_status */
+
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,13 +45,6 @@ struct resolver;
 
 #define PG_MAX_PARAMS 8 /* parameters of one statement */
 #define PG_BATCH_MAX  8 /* statements of one batch */
-
-enum pg_status {
-    PG_OK,          /* the query ran; the result is valid during the callback */
-    PG_ERROR,       /* the server refused the query (a bug or bad data): a 500 */
-    PG_UNAVAILABLE, /* could not connect, connection broke, or timed out: a 503 */
-    PG_BUSY,        /* (pools only) too many requests already waiting for a connection: a 503 */
-};
 
 struct pgconn_settings {
     const char *url;           /* libpq connection URL or conninfo string */
@@ -193,8 +188,5 @@ long long pgconn_connected_at_ms(const struct pgconn *conn);
  */
 bool pgconn_host_to_resolve(const char *url, char *host, size_t len)
     __attribute__((warn_unused_result));
-
-/* The SQLSTATE-aware classification used for query results (exposed for unit tests). */
-enum pg_status pg_classify_sqlstate(const char *sqlstate);
 
 #endif
