@@ -143,11 +143,13 @@ void pgconn_connect(struct pgconn *conn, pgconn_connect_cb cb, void *arg);
 void pgconn_query(struct pgconn *conn, const struct pg_call *call);
 
 /*
- * Sends a batch's statements at once in libpq's pipeline mode (one statement each; prepared
- * ones run by name, the others with their text, never preparing first: that would cost the
- * round trip the batch saves). PG_BATCH_TRANSACTION puts one sync after the last statement:
- * the statements form one implicit transaction, and after a failure the rest are skipped and
- * all roll back. PG_BATCH_EACH puts a sync after each: each commits before the next runs, and
+ * Sends a batch's statements at once in libpq's pipeline mode (one statement each). With
+ * settings.prepare, each parameterised statement runs by name: one this connection has not
+ * prepared yet is prepared in the same pipeline, just before it (no extra round trip), and is
+ * known as prepared once that PREPARE succeeded; a PREPARE that fails (bad SQL) fails its
+ * statement as the statement itself would. PG_BATCH_TRANSACTION puts one sync after the last
+ * statement: the statements form one implicit transaction, and after a failure the rest are
+ * skipped and all roll back. PG_BATCH_EACH puts a sync after each: each commits before the next runs, and
  * the next runs even when one failed. The connection must be idle; the batch is copied.
  */
 void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch);
