@@ -10,6 +10,7 @@
  */
 #include "pg_pipeline.h"
 
+#include "pg_sqlstate.h"
 #include "xalloc.h"
 
 #include <stdint.h>

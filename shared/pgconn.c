@@ -13,10 +13,12 @@
  *
  * PREPARING: a statement's PREPARE is out; the query follows it on the same connection.
  * PIPELINE: a batch is out in libpq's pipeline mode, and its answer is read as it arrives:
- * each statement's result, then NULL; a PGRES_PIPELINE_SYNC after each sync (after every
- * statement for PG_BATCH_EACH, after the last one for PG_BATCH_TRANSACTION); after a failure
- * inside a transaction, PGRES_PIPELINE_ABORTED for each statement skipped. The batch ends at its
- * last sync, and the connection leaves pipeline mode before it is idle again.
+ * for each statement, [its PREPARE's result, NULL,] its result, then NULL (a statement not
+ * prepared on the connection yet is prepared in the batch, right before it, and recorded as
+ * prepared once its PREPARE's result says it succeeded); a PGRES_PIPELINE_SYNC after each sync
+ * (after every statement for PG_BATCH_EACH, after the last one for PG_BATCH_TRANSACTION); after a
+ * failure inside a transaction, PGRES_PIPELINE_ABORTED for each statement skipped. The batch ends
+ * at its last sync, and the connection leaves pipeline mode before it is idle again.
  *
  * SHARED: pipelined calls of several requests are in flight (pg_pipeline.h), each with its own
  * sync, or one sync per loop turn's group (sync_per_turn); more may be sent while
@@ -38,6 +40,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pg_pipeline.h"
+#include "pg_sqlstate.h"
 #include "resolve.h"
 #include "xalloc.h"
 
@@ -86,6 +89,10 @@ struct pgconn {
     struct pg_batch batch;                 /* the pending batch (batch.cb NULL: none) */
     struct pg_reply replies[PG_BATCH_MAX]; /* its replies so far */
     int reading;                           /* the batch statement whose result comes next */
+    int batch_prepares[PG_BATCH_MAX];      /* per batch statement: the slot of prepared its
+                                              PREPARE, sent just before it, creates; or -1 */
+    bool reading_prepare;                  /* the results coming are the PREPARE's of statement
+                                              `reading`, not its own */
     int syncs_due;                         /* the batch's syncs not read yet */
     bool after_null;                       /* the last thing read was a statement's end (NULL):
                                               another NULL means libpq has nothing more */
@@ -96,7 +103,8 @@ struct pgconn {
     int unsent;                            /* the newest pipelined calls, not sent yet */
     bool sync_per_turn;                    /* pipelined: one sync per loop turn's calls (else one
                                               per call) */
-    const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>" */
+    const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>"
+                                              (NULL: a batch's PREPARE of it failed) */
     int prepared_count;                    /* used entries of prepared */
     pgconn_broken_cb broken_cb;            /* idle watcher, or NULL */
     void *broken_arg;                      /* its argument */
@@ -206,18 +214,6 @@ static void log_failure(struct pgconn *conn, const char *what)
     while (len > 0 && msg[len - 1] == ' ')
         msg[--len] = '\0';
     LOG_WARN("postgres: %s: %s", what, msg);
-}
-
-enum pg_status pg_classify_sqlstate(const char *sqlstate)
-{
-    if (sqlstate == NULL)
-        return PG_UNAVAILABLE; /* no server error: the connection itself failed */
-    /* 08 connection exception, 53 insufficient resources, 57 operator intervention
-     * (57014: statement_timeout cancelled the query), 58 system error. */
-    if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
-        strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "58", 2) == 0)
-        return PG_UNAVAILABLE;
-    return PG_ERROR;
 }
 
 static enum pg_status classify_result(const PGresult *res)
@@ -560,16 +556,21 @@ static int prepared_index(const struct pgconn *conn, const char *sql)
     return -1;
 }
 
+/* Sends one statement by the name of its slot in prepared ("s<slot>"). */
+static int send_by_name(struct pgconn *conn, int slot, const struct pg_statement *s)
+{
+    char name[16];
+    snprintf(name, sizeof name, "s%d", slot);
+    return PQsendQueryPrepared(conn->pg, name, s->nparams, s->values, NULL, NULL, 0);
+}
+
 /* Sends one statement: by name if prepared here, else with its text (simple protocol, which
  * allows several statements, when it has no parameters and may). */
 static int send_statement(struct pgconn *conn, const struct pg_statement *s, bool simple_ok)
 {
     int index = prepared_index(conn, s->sql);
-    if (index >= 0) {
-        char name[16];
-        snprintf(name, sizeof name, "s%d", index);
-        return PQsendQueryPrepared(conn->pg, name, s->nparams, s->values, NULL, NULL, 0);
-    }
+    if (index >= 0)
+        return send_by_name(conn, index, s);
     if (s->nparams == 0 && simple_ok)
         return PQsendQuery(conn->pg, s->sql);
     return PQsendQueryParams(conn->pg, s->sql, s->nparams, NULL, s->values, NULL, NULL, 0);
@@ -606,6 +607,30 @@ void pgconn_query(struct pgconn *conn, const struct pg_call *call)
     }
 }
 
+/*
+ * Sends batch statement i: by name, after its PREPARE when this connection has not prepared it
+ * yet (in the same pipeline, so it costs no round trip; a statement the batch prepares already
+ * reuses that PREPARE). The slot is taken only when the PREPARE's result says it succeeded
+ * (batch_step): a failed or skipped PREPARE created nothing, and the batch fails as the
+ * statement itself would have. *next_slot: the slot the next PREPARE creates.
+ */
+static int send_batch_statement(struct pgconn *conn, int i, int *next_slot)
+{
+    const struct pg_statement *s = &conn->batch.statements[i];
+    int slot = prepared_index(conn, s->sql);
+    for (int j = 0; slot < 0 && j < i; j++)
+        if (conn->batch_prepares[j] >= 0 && conn->batch.statements[j].sql == s->sql)
+            slot = conn->batch_prepares[j];
+    if (slot < 0 && conn->settings.prepare && s->nparams > 0 && *next_slot < MAX_PREPARED) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", *next_slot);
+        if (PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) != 1)
+            return 0;
+        slot = conn->batch_prepares[i] = (*next_slot)++;
+    }
+    return slot >= 0 ? send_by_name(conn, slot, s) : send_statement(conn, s, false);
+}
+
 void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
 {
     if (batch->count < 1 || batch->count > PG_BATCH_MAX)
@@ -615,6 +640,9 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
     conn->reading = 0;
     conn->after_null = false;
     conn->syncs_due = batch->mode == PG_BATCH_EACH ? batch->count : 1;
+    for (int i = 0; i < PG_BATCH_MAX; i++)
+        conn->batch_prepares[i] = -1;
+    int next_slot = conn->prepared_count;
     metrics_add(conn->metrics, METRIC_PG_QUERIES, (unsigned long long)batch->count);
     set_state(conn, PGCONN_PIPELINE);
     /* libpq 15's PQpipelineSync also flushes (there is no PQsendPipelineSync before 17), so the
@@ -625,11 +653,12 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
         if (s->nparams < 0 || s->nparams > PG_MAX_PARAMS)
             abort(); /* a programming error */
         conn->replies[i].sent = true;
-        sent = send_statement(conn, s, false) == 1 &&
+        sent = send_batch_statement(conn, i, &next_slot) == 1 &&
                (batch->mode != PG_BATCH_EACH || PQpipelineSync(conn->pg) == 1);
     }
     if (sent && batch->mode == PG_BATCH_TRANSACTION)
         sent = PQpipelineSync(conn->pg) == 1;
+    conn->reading_prepare = conn->batch_prepares[0] >= 0;
     if (!sent || !flush_and_wait(conn)) {
         log_failure(conn, "cannot send batch");
         fail_later(conn);
@@ -785,9 +814,13 @@ static bool query_answered(struct pgconn *conn)
 /* Takes one step of a batch's answer (see the top of this file); returns true at its end. */
 static bool batch_step(struct pgconn *conn, PGresult *res)
 {
-    if (res == NULL) { /* one statement's results are complete */
+    if (res == NULL) { /* a PREPARE's or one statement's results are complete */
         conn->after_null = true;
-        conn->reading++;
+        if (conn->reading_prepare) {
+            conn->reading_prepare = false; /* the statement's own results come next */
+        } else if (++conn->reading < conn->batch.count) {
+            conn->reading_prepare = conn->batch_prepares[conn->reading] >= 0;
+        }
         return false;
     }
     conn->after_null = false;
@@ -795,9 +828,19 @@ static bool batch_step(struct pgconn *conn, PGresult *res)
         PQclear(res);
         return --conn->syncs_due == 0;
     }
-    if (conn->reading < conn->batch.count)
-        keep_result(&conn->replies[conn->reading].res, res);
-    else
+    if (conn->reading < conn->batch.count && conn->reading_prepare &&
+        PQresultStatus(res) == PGRES_COMMAND_OK) {
+        /* Prepared: its name is this connection's from now on (whatever the transaction does:
+         * a prepared statement outlives a rollback). Not the statement's reply, which comes
+         * next. */
+        int slot = conn->batch_prepares[conn->reading];
+        conn->prepared[slot] = conn->batch.statements[conn->reading].sql;
+        if (slot >= conn->prepared_count)
+            conn->prepared_count = slot + 1; /* a slot left below by a failed PREPARE stays NULL */
+        PQclear(res);
+    } else if (conn->reading < conn->batch.count) {
+        keep_result(&conn->replies[conn->reading].res, res); /* a failed PREPARE's error wins */
+    } else
         PQclear(res); /* cannot happen: more results than statements */
     return false;
 }

@@ -32,6 +32,8 @@
 #ifndef LAYERS_PGCONN_H
 #define LAYERS_PGCONN_H
 
+#include "pg_sqlstate.h" /* enum pg_status */
+
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,13 +45,6 @@ struct resolver;
 
 #define PG_MAX_PARAMS 8 /* parameters of one statement */
 #define PG_BATCH_MAX  8 /* statements of one batch */
-
-enum pg_status {
-    PG_OK,          /* the query ran; the result is valid during the callback */
-    PG_ERROR,       /* the server refused the query (a bug or bad data): a 500 */
-    PG_UNAVAILABLE, /* could not connect, connection broke, or timed out: a 503 */
-    PG_BUSY,        /* (pools only) too many requests already waiting for a connection: a 503 */
-};
 
 struct pgconn_settings {
     const char *url;           /* libpq connection URL or conninfo string */
@@ -148,11 +143,13 @@ void pgconn_connect(struct pgconn *conn, pgconn_connect_cb cb, void *arg);
 void pgconn_query(struct pgconn *conn, const struct pg_call *call);
 
 /*
- * Sends a batch's statements at once in libpq's pipeline mode (one statement each; prepared
- * ones run by name, the others with their text, never preparing first: that would cost the
- * round trip the batch saves). PG_BATCH_TRANSACTION puts one sync after the last statement:
- * the statements form one implicit transaction, and after a failure the rest are skipped and
- * all roll back. PG_BATCH_EACH puts a sync after each: each commits before the next runs, and
+ * Sends a batch's statements at once in libpq's pipeline mode (one statement each). With
+ * settings.prepare, each parameterised statement runs by name: one this connection has not
+ * prepared yet is prepared in the same pipeline, just before it (no extra round trip), and is
+ * known as prepared once that PREPARE succeeded; a PREPARE that fails (bad SQL) fails its
+ * statement as the statement itself would. PG_BATCH_TRANSACTION puts one sync after the last
+ * statement: the statements form one implicit transaction, and after a failure the rest are
+ * skipped and all roll back. PG_BATCH_EACH puts a sync after each: each commits before the next runs, and
  * the next runs even when one failed. The connection must be idle; the batch is copied.
  */
 void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch);
@@ -193,8 +190,5 @@ long long pgconn_connected_at_ms(const struct pgconn *conn);
  */
 bool pgconn_host_to_resolve(const char *url, char *host, size_t len)
     __attribute__((warn_unused_result));
-
-/* The SQLSTATE-aware classification used for query results (exposed for unit tests). */
-enum pg_status pg_classify_sqlstate(const char *sqlstate);
 
 #endif

@@ -243,6 +243,143 @@ START_TEST(prepared_statement_runs_by_name_on_reuse)
 }
 END_TEST
 
+/* ---- batches prepare their statements in the batch's own pipeline ---- */
+
+/* A statement whose PREPARE fails until the table it names exists. */
+static const char SQL_INSERT_LATER[] = "INSERT INTO later_t VALUES ($1) RETURNING k";
+
+/* Runs one batch of up to 3 statements (NULL sql: fewer) on pool and waits for it. */
+static void batch_on(struct pool *pool, enum pg_batch_mode mode, const char *const sql[3],
+                     const char *key, struct batch_seen *seen)
+{
+    struct pg_batch batch = {.mode = mode, .cb = on_batch, .arg = seen};
+    for (int i = 0; i < 3 && sql[i] != NULL; i++)
+        batch.statements[batch.count++] = (struct pg_statement){sql[i], 1, {key}};
+    pool_batch(pool, &batch);
+    ck_assert(run_until_finished());
+}
+
+/* The names of the statements prepared on the pool's (one) connection, "" if none. */
+static void prepared_names(struct pool *pool, char *out, size_t len)
+{
+    struct query_seen seen;
+    pool_query(pool, &(struct pg_call){.statement = {.sql = "SELECT coalesce(string_agg(name, ',' "
+                                                            "ORDER BY name), '') FROM "
+                                                            "pg_prepared_statements"},
+                                       .cb = on_query,
+                                       .arg = &seen});
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(seen.status, PG_OK);
+    snprintf(out, len, "%s", seen.value);
+}
+
+/* Every test here checks that one connection served it all (names are per connection). */
+static void assert_one_connection(struct pool *pool)
+{
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.opened, 1);
+    ck_assert_uint_eq(stats.broken, 0);
+}
+
+START_TEST(batch_prepares_its_statement_once_and_runs_it_by_name)
+{
+    struct pool *pool = new_pool();
+    const char *const twice[3] = {SQL_INSERT, SQL_INSERT, NULL};
+    struct batch_seen seen;
+    char names[64];
+    for (int round = 0; round < 2; round++) {
+        struct pg_batch batch = {
+            .mode = PG_BATCH_TRANSACTION, .count = 2, .cb = on_batch, .arg = &seen};
+        char a[8], b[8];
+        snprintf(a, sizeof a, "p%da", round);
+        snprintf(b, sizeof b, "p%db", round);
+        batch.statements[0] = (struct pg_statement){twice[0], 1, {a}};
+        batch.statements[1] = (struct pg_statement){twice[1], 1, {b}};
+        pool_batch(pool, &batch);
+        ck_assert(run_until_finished());
+        ck_assert_int_eq(seen.status, PG_OK);
+        ck_assert_str_eq(seen.first_value[0], a); /* the statements' own results, not the */
+        ck_assert_str_eq(seen.first_value[1], b); /* PREPARE's */
+        /* One PREPARE in the first batch (the second statement reuses it), none after. */
+        prepared_names(pool, names, sizeof names);
+        ck_assert_str_eq(names, "s0");
+    }
+    ck_assert_int_eq(count_rows("k LIKE 'p%'"), 4);
+    /* The single-query path finds the name the batch made. */
+    struct query_seen one;
+    pool_query(pool, &(struct pg_call){{SQL_INSERT, 1, {"p9"}}, on_query, &one});
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(one.status, PG_OK);
+    prepared_names(pool, names, sizeof names);
+    ck_assert_str_eq(names, "s0");
+    assert_one_connection(pool);
+    pool_free(pool);
+}
+END_TEST
+
+/* _i 0: each on its own, 1: one transaction. A failed PREPARE fails its statement (and in a
+ * transaction the batch); it is not recorded, so once the table exists the same statement is
+ * prepared again and runs; the other statements' PREPAREs keep their names. */
+START_TEST(failed_prepare_fails_its_call_and_the_next_batch_prepares_again)
+{
+    ck_assert(tk_pg_exec(&pg, "layers", "DROP TABLE IF EXISTS later_t"));
+    struct pool *pool = new_pool();
+    enum pg_batch_mode mode = _i == 0 ? PG_BATCH_EACH : PG_BATCH_TRANSACTION;
+    const char *const failing[3] = {SQL_INSERT_LATER, SQL_INSERT, NULL};
+    struct batch_seen seen;
+    batch_on(pool, mode, failing, "f1", &seen);
+    ck_assert_int_eq(seen.status, PG_ERROR);
+    ck_assert_int_eq(seen.each[0], PG_ERROR);
+    ck_assert_int_eq(seen.each[1], mode == PG_BATCH_EACH ? PG_OK : PG_ERROR);
+    ck_assert_int_eq(count_rows("k = 'f1'"), mode == PG_BATCH_EACH ? 1 : 0);
+    char names[64];
+    prepared_names(pool, names, sizeof names);
+    /* each: SQL_INSERT was prepared (as s1: s0 was the failed PREPARE's, left unused);
+     * transaction: its PREPARE was skipped after the failure, so nothing is prepared. */
+    ck_assert_str_eq(names, mode == PG_BATCH_EACH ? "s1" : "");
+
+    ck_assert(tk_pg_exec(&pg, "layers", "CREATE TABLE later_t (k text PRIMARY KEY)"));
+    batch_on(pool, mode, failing, "f2", &seen);
+    ck_assert_int_eq(seen.status, PG_OK);
+    ck_assert_str_eq(seen.first_value[0], "f2");
+    ck_assert_str_eq(seen.first_value[1], "f2");
+    prepared_names(pool, names, sizeof names);
+    ck_assert_str_eq(names, mode == PG_BATCH_EACH ? "s1,s2" : "s0,s1");
+    batch_on(pool, mode, failing, "f3", &seen); /* by name now */
+    ck_assert_int_eq(seen.status, PG_OK);
+    ck_assert_int_eq(count_rows("k = 'f3'"), 1);
+    assert_one_connection(pool);
+    pool_free(pool);
+    ck_assert(tk_pg_exec(&pg, "layers", "DROP TABLE later_t"));
+}
+END_TEST
+
+/* A statement prepared inside a batch's transaction that then rolls back stays prepared (the
+ * server keeps prepared statements across a rollback), so recording it was right: the next
+ * batch runs it by name. */
+START_TEST(prepared_in_a_rolled_back_batch_stays_prepared)
+{
+    struct pool *pool = new_pool();
+    const char *const rolled_back[3] = {SQL_INSERT, SQL_FAIL, NULL};
+    struct batch_seen seen;
+    batch_on(pool, PG_BATCH_TRANSACTION, rolled_back, "b1", &seen);
+    ck_assert_int_eq(seen.status, PG_ERROR);
+    ck_assert_int_eq(count_rows("k = 'b1'"), 0);
+    char names[64];
+    prepared_names(pool, names, sizeof names);
+    ck_assert_str_eq(names, "s0,s1");
+    const char *const good[3] = {SQL_INSERT, NULL, NULL};
+    batch_on(pool, PG_BATCH_TRANSACTION, good, "b2", &seen);
+    ck_assert_int_eq(seen.status, PG_OK);
+    ck_assert_int_eq(count_rows("k = 'b2'"), 1);
+    prepared_names(pool, names, sizeof names);
+    ck_assert_str_eq(names, "s0,s1");
+    assert_one_connection(pool);
+    pool_free(pool);
+}
+END_TEST
+
 /* ---- pipeline mode: many requests' calls on one connection ---- */
 
 #define MANY 40
@@ -617,6 +754,9 @@ int main(void)
     tcase_add_test(live, each_on_its_own_fails_only_the_failing_statement);
     tcase_add_test(live, connection_is_reused_after_a_failed_batch);
     tcase_add_test(live, prepared_statement_runs_by_name_on_reuse);
+    tcase_add_test(live, batch_prepares_its_statement_once_and_runs_it_by_name);
+    tcase_add_loop_test(live, failed_prepare_fails_its_call_and_the_next_batch_prepares_again, 0, 2);
+    tcase_add_test(live, prepared_in_a_rolled_back_batch_stays_prepared);
     tcase_add_loop_test(live, pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself, 0, 2);
     tcase_add_loop_test(live, statement_timeout_fails_only_the_slow_call, 0, 2);
     tcase_add_loop_test(live, lost_connection_fails_exactly_its_calls_in_flight_then_recovers, 0, 2);
