@@ -325,6 +325,51 @@ START_TEST(a_token_waits_for_its_own_event_when_positions_commit_out_of_order)
 }
 END_TEST
 
+/* The relay's watermark W may not pass a position whose transaction is still in progress: a
+ * command held open by hand (position M) while later commands commit, are published and read
+ * with their tokens; then M commits. Its event must still be published (a relay that moved W to
+ * the highest position it had published would never read M again), and /stats must count every
+ * row once: events_published equals the outbox's rows, the backlog 0. */
+START_TEST(a_command_committing_after_later_ones_were_published_is_published)
+{
+    /* The relay and the API are past their schema (its ALTER TABLEs wait for an open
+     * transaction on the outbox) before the transaction opens. */
+    long long first = post("held:first", "before");
+    read_finds("held:first", first, "before");
+    PGconn *c = tk_pg_connect(&write_pg, "layers");
+    ck_assert(c != NULL);
+    PGresult *r = PQexec(c, "BEGIN");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    const char *params[] = {"held:late", "committed last", "post"};
+    r = PQexecParams(c, CQRS_SQL_COMMAND, 3, NULL, params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    long long m = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    char key[32];
+    long long n = 0;
+    for (int i = 0; i < 20; i++) { /* later positions, published and projected meanwhile */
+        snprintf(key, sizeof key, "held:other%d", i);
+        n = post(key, "meanwhile");
+        ck_assert(n > m);
+        read_finds(key, n, "meanwhile");
+    }
+    usleep(300000); /* more relay steps (and its safety poll) while M is still open */
+    r = PQexec(c, "COMMIT"); /* no NOTIFY: the relay's settle wait or poll finds it */
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    read_finds("held:late", m, "committed last");
+    wait_projected(10000);
+    r = PQexec(c, "SELECT count(*) FROM outbox");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    long long rows = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    ck_assert_int_eq(stats_number("events_published"), rows);
+    ck_assert_int_eq(stats_number("outbox_backlog"), 0);
+}
+END_TEST
+
 /* A command that committed and whose NOTIFY never came (the API crashed in between): the
  * relay's safety poll (RELAY_POLL_MS, 200 ms here) publishes it. */
 START_TEST(an_event_without_notify_is_published_by_the_poll)
@@ -748,6 +793,7 @@ int main(void)
             a_poison_event_goes_to_the_dead_letters,
             a_token_waits_for_its_own_event_when_positions_commit_out_of_order,
             an_event_without_notify_is_published_by_the_poll,
+            a_command_committing_after_later_ones_were_published_is_published,
             five_hundred_concurrent_clients_with_tokens, clients_hanging_up_mid_request, NULL});
     int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_pg_destroy(&write_pg);
