@@ -1,5 +1,5 @@
 #!/bin/bash
-cd /work/wt/l7wm
+cd "$(git rev-parse --show-toplevel)" || exit 1 # the worktree measured (/work/wt/l7wm)
 echo "lock taken $(date -u +%T)"
 ip link set lo up
 echo "=== after (watermark, $(git rev-parse --short HEAD))"
