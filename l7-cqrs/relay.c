@@ -66,8 +66,7 @@
 #define TIMESTAMP_UTC(column)                                                                      \
     "to_char(" column " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-#define OUTBOX_COLUMNS                                                                             \
-    "position, event_type, key, value, created_at, command_id FROM outbox "
+#define OUTBOX_COLUMNS "position, event_type, key, value, created_at, command_id FROM outbox "
 
 /* $1 the gaps ("{4,9}": positions above W, below the highest published, not published yet),
  * $2 the highest published, $3 how many rows above it -> the statement's snapshot, then those
@@ -108,52 +107,52 @@ struct xid_list {
 };
 
 struct relay {
-    struct pool_config db;        /* DB_* settings for the write database's pool */
-    char *write_db_url;           /* WRITE_DB_URL */
-    char *redis_url;              /* REDIS_URL */
-    long redis_timeout_ms;        /* REDIS_TIMEOUT_MS */
-    long batch;                   /* RELAY_BATCH */
-    long pending_max;             /* RELAY_PENDING_MAX */
-    long poll_ms;                 /* RELAY_POLL_MS */
-    long gather_ms;               /* RELAY_GATHER_MS */
-    long settle_ms;               /* RELAY_SETTLE_MS */
-    long settle_wait;             /* the next settle wait (doubles while W waits) */
-    struct process *process;      /* the program's life cycle */
-    struct pool *pool;            /* the write database */
-    struct redis *redis;          /* the stream's Redis */
-    struct pg_listener *listener; /* LISTEN outbox */
-    struct schema_task *schema;   /* start-up table creation */
-    struct event *timer;          /* the safety poll, a settle or gather wait, or the backoff */
-    struct backoff backoff;       /* waits after failures */
-    enum relay_state state;       /* see above */
-    bool woken;                   /* woken while busy: look again when done */
-    bool gathering;               /* the timer runs a gather wait (not the poll) */
-    bool stopping;                /* a stop signal: exit after the step in hand */
-    bool loaded;                  /* relay_state was read (W, the entry id, the count) */
-    long long watermark;          /* W: every position <= W is published (stored) */
-    long long stored_watermark;   /* W as relay_state last got it */
-    char last_id[48];             /* the stream id of the last entry added (or the stored one) */
-    long long published;          /* events published at or below W (relay_state.published) */
-    long long *pending;           /* positions published above W, ascending */
-    size_t pending_count;         /* how many */
-    size_t pending_cap;           /* allocated */
-    long long highest;            /* the highest position published (W if none above it) */
-    bool candidate;               /* a read whose xip list must end before W may pass: */
-    long long candidate_highest;  /* the highest published at that read */
+    struct pool_config db;         /* DB_* settings for the write database's pool */
+    char *write_db_url;            /* WRITE_DB_URL */
+    char *redis_url;               /* REDIS_URL */
+    long redis_timeout_ms;         /* REDIS_TIMEOUT_MS */
+    long batch;                    /* RELAY_BATCH */
+    long pending_max;              /* RELAY_PENDING_MAX */
+    long poll_ms;                  /* RELAY_POLL_MS */
+    long gather_ms;                /* RELAY_GATHER_MS */
+    long settle_ms;                /* RELAY_SETTLE_MS */
+    long settle_wait;              /* the next settle wait (doubles while W waits) */
+    struct process *process;       /* the program's life cycle */
+    struct pool *pool;             /* the write database */
+    struct redis *redis;           /* the stream's Redis */
+    struct pg_listener *listener;  /* LISTEN outbox */
+    struct schema_task *schema;    /* start-up table creation */
+    struct event *timer;           /* the safety poll, a settle or gather wait, or the backoff */
+    struct backoff backoff;        /* waits after failures */
+    enum relay_state state;        /* see above */
+    bool woken;                    /* woken while busy: look again when done */
+    bool gathering;                /* the timer runs a gather wait (not the poll) */
+    bool stopping;                 /* a stop signal: exit after the step in hand */
+    bool loaded;                   /* relay_state was read (W, the entry id, the count) */
+    long long watermark;           /* W: every position <= W is published (stored) */
+    long long stored_watermark;    /* W as relay_state last got it */
+    char last_id[48];              /* the stream id of the last entry added (or the stored one) */
+    long long published;           /* events published at or below W (relay_state.published) */
+    long long *pending;            /* positions published above W, ascending */
+    size_t pending_count;          /* how many */
+    size_t pending_cap;            /* allocated */
+    long long highest;             /* the highest position published (W if none above it) */
+    bool candidate;                /* a read whose xip list must end before W may pass: */
+    long long candidate_highest;   /* the highest published at that read */
     struct xid_list candidate_xip; /* its transactions in progress */
     struct xid_list read_xip;      /* the step's read's transactions in progress */
-    long long *batch_positions;   /* the step's rows' positions, ascending */
-    int rows;                     /* rows in the step */
-    int above;                    /* of them, above the highest published (the rest: gaps) */
-    long limit;                   /* rows asked above the highest published */
-    char *gaps;                   /* the read's $1, "{4,9}" (alive until its reply) */
-    char highest_text[24];        /* its $2 */
-    char limit_text[24];          /* its $3 */
-    char store_text[4][24];       /* STORE_SQL's $1, $3, $4, $5 */
-    char *store_gaps;             /* its $6 (alive until its reply) */
-    int pending_adds;             /* XADD replies still to come */
-    bool failed;                  /* one of them failed */
-    unsigned long long added;     /* entries this process added */
+    long long *batch_positions;    /* the step's rows' positions, ascending */
+    int rows;                      /* rows in the step */
+    int above;                     /* of them, above the highest published (the rest: gaps) */
+    long limit;                    /* rows asked above the highest published */
+    char *gaps;                    /* the read's $1, "{4,9}" (alive until its reply) */
+    char highest_text[24];         /* its $2 */
+    char limit_text[24];           /* its $3 */
+    char store_text[4][24];        /* STORE_SQL's $1, $3, $4, $5 */
+    char *store_gaps;              /* its $6 (alive until its reply) */
+    int pending_adds;              /* XADD replies still to come */
+    bool failed;                   /* one of them failed */
+    unsigned long long added;      /* entries this process added */
 };
 
 static struct relay relay;
@@ -316,8 +315,7 @@ static bool step_full(const struct relay *r)
     return r->limit > 0 && r->above == r->limit;
 }
 
-static void on_stored(const struct pg_reply *replies, int count, enum pg_status status,
-                      void *arg)
+static void on_stored(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
 {
     struct relay *r = arg;
     (void)replies, (void)count;
@@ -407,15 +405,15 @@ static void published(struct relay *r)
     /* Committed without waiting for its WAL flush: a W lost in a crash of the write database
      * only makes a restarted relay publish those rows again (the projector refuses the
      * copies), so it need not cost a flush per step, taken from the commands' group commits. */
-    struct pg_batch store = {
-        .mode = PG_BATCH_TRANSACTION,
-        .count = 2,
-        .statements = {{"SET LOCAL synchronous_commit = off", 0, {NULL}},
-                       {STORE_SQL, 6,
-                        {r->store_text[0], r->last_id, r->store_text[1], r->store_text[2],
-                         r->store_text[3], r->store_gaps}}},
-        .cb = on_stored,
-        .arg = r};
+    struct pg_batch store = {.mode = PG_BATCH_TRANSACTION,
+                             .count = 2,
+                             .statements = {{"SET LOCAL synchronous_commit = off", 0, {NULL}},
+                                            {STORE_SQL,
+                                             6,
+                                             {r->store_text[0], r->last_id, r->store_text[1],
+                                              r->store_text[2], r->store_text[3], r->store_gaps}}},
+                             .cb = on_stored,
+                             .arg = r};
     pool_batch(r->pool, &store);
 }
 static void on_added(redisReply *reply, void *arg)
@@ -506,8 +504,7 @@ static void step(struct relay *r)
     r->gaps = gap_list(r);
     snprintf(r->highest_text, sizeof r->highest_text, "%lld", r->highest);
     snprintf(r->limit_text, sizeof r->limit_text, "%ld", r->limit);
-    struct pg_call read = {
-        {READ_SQL, 3, {r->gaps, r->highest_text, r->limit_text}}, on_rows, r};
+    struct pg_call read = {{READ_SQL, 3, {r->gaps, r->highest_text, r->limit_text}}, on_rows, r};
     pool_query(r->pool, &read);
 }
 
@@ -591,8 +588,8 @@ static bool start(struct process *process, void *arg)
     r->settle_wait = r->settle_ms;
     r->timer = evtimer_new(base, on_timer, r);
     r->state = RELAY_STARTING;
-    r->listener = pg_listener_create(base, process_resolver(process), r->write_db_url,
-                                     CQRS_CHANNEL, r->db.connect_timeout_ms, on_notify, r);
+    r->listener = pg_listener_create(base, process_resolver(process), r->write_db_url, CQRS_CHANNEL,
+                                     r->db.connect_timeout_ms, on_notify, r);
     r->schema = schema_ensure(base, &pg, CQRS_SQL_WRITE_SCHEMA, on_schema_ready, r);
     return true;
 }

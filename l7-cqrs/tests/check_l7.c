@@ -295,8 +295,8 @@ END_TEST
  * are past their schema, whose ALTER TABLEs would wait for an open transaction on the outbox),
  * then opens a transaction on the write database and runs the API's command in it, by hand:
  * the command's position in *position, its transaction left open (commit_command ends it). */
-static PGconn *begin_command(const char *warm, const char *key, const char *value,
-                             const char *kind, long long *position)
+static PGconn *begin_command(const char *warm, const char *key, const char *value, const char *kind,
+                             long long *position)
 {
     long long first = post(warm, "before");
     read_finds(warm, first, "before");
