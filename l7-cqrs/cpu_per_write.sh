@@ -25,7 +25,8 @@ build=${BUILD_DIR:-build}
 eval "$(./layers env l7)"
 psqlw() { psql -X -At -d "$WRITE_DB_URL" -c "$1"; }
 psqlr() { psql -X -At -d "$READ_DB_URL" -c "$1"; }
-psqlw "TRUNCATE outbox, commands, command_keys; UPDATE relay_state SET published = 0" >/dev/null
+psqlw "TRUNCATE outbox, commands, command_keys;
+       UPDATE relay_state SET published = 0, published_above = 0" >/dev/null
 psqlr "TRUNCATE records; UPDATE projector_checkpoint SET position = 0, events_projected = 0,
        stream_id = '0-0'" >/dev/null
 redis-cli -u "$REDIS_URL" flushall >/dev/null

@@ -36,11 +36,42 @@ const char CQRS_SQL_WRITE_SCHEMA[] =
      * client; the key's check (a row lock on the command just inserted: a lock record in the
      * WAL, and a dirtied page) cost 5-15% of the command's database CPU (README). */
     "ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_command_id_fkey;"
-    "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (position) WHERE published_at IS NULL;"
+    /* A position is taken under its transaction's id: the default assigns the id first
+     * (pg_current_xact_id), then takes the sequence's next value. The relay's watermark relies
+     * on it (relay.c): a position taken before a read and not visible to it must belong to a
+     * transaction that read's snapshot lists as in progress; a transaction that took its
+     * position before having an id would be invisible to that test. CQRS_SQL_COMMAND's first
+     * write (command_keys) already assigns the id before the outbox row; this makes any INSERT
+     * INTO outbox (a psql session, a test) safe too. */
+    "CREATE OR REPLACE FUNCTION outbox_next_position() RETURNS bigint LANGUAGE plpgsql AS $f$"
+    " BEGIN PERFORM pg_current_xact_id(); RETURN nextval('outbox_position_seq'); END $f$;"
+    "ALTER TABLE outbox ALTER COLUMN position SET DEFAULT outbox_next_position();"
+    /* The relay no longer marks rows (published_at, stream_id stay NULL on new rows): nothing
+     * reads unpublished rows by that flag any more. */
+    "DROP INDEX IF EXISTS outbox_unpublished;"
     "CREATE TABLE IF NOT EXISTS relay_state ("
     " id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
-    " published bigint NOT NULL DEFAULT 0);"
+    " published bigint NOT NULL DEFAULT 0);" /* events at or below the watermark */
     "INSERT INTO relay_state (id) VALUES (1) ON CONFLICT DO NOTHING;"
+    /* The watermark W: every position <= W is in the stream, at or before entry stream_id;
+     * published_above: positions above W the relay has published (events_published is
+     * published + published_above, the backlog the rows above W less published_above). */
+    "ALTER TABLE relay_state ADD COLUMN IF NOT EXISTS watermark bigint;"
+    "ALTER TABLE relay_state ADD COLUMN IF NOT EXISTS stream_id text NOT NULL DEFAULT '0-0';"
+    "ALTER TABLE relay_state ADD COLUMN IF NOT EXISTS"
+    " published_above bigint NOT NULL DEFAULT 0;"
+    /* For the tokens: every position <= highest and not in gaps is in the stream at or before
+     * entry stream_id too (gaps: the positions between W and highest not published yet). */
+    "ALTER TABLE relay_state ADD COLUMN IF NOT EXISTS highest bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE relay_state ADD COLUMN IF NOT EXISTS gaps bigint[] NOT NULL DEFAULT '{}';"
+    /* Once, for an outbox the marking relay published: W below its first unmarked row. */
+    "WITH w AS (SELECT COALESCE((SELECT min(position) - 1 FROM outbox WHERE published_at IS NULL),"
+    " (SELECT max(position) FROM outbox), 0) AS w) "
+    "UPDATE relay_state SET watermark = w.w, highest = w.w,"
+    " published = (SELECT count(*) FROM outbox WHERE position <= w.w) FROM w"
+    " WHERE watermark IS NULL;"
+    "ALTER TABLE relay_state ALTER COLUMN watermark SET NOT NULL,"
+    " ALTER COLUMN watermark SET DEFAULT 0;" /* INSERT ... ON CONFLICT checks it first */
     "COMMIT;";
 
 const char CQRS_SQL_READ_SCHEMA[] =

@@ -5,7 +5,8 @@
  *
  *   write database: commands (append-only), command_keys (one row per key: its command count,
  *                   and the row lock that orders a key's commands), outbox (the events),
- *                   relay_state (events published, counted by the relay)
+ *                   relay_state (one row: the relay's watermark, what it published above it,
+ *                   the last entry id it added, the events it published)
  *   read database:  records (the read model), projector_checkpoint, read_flush
  *   Redis:          l7:events (the stream), l7:dead (dead letters), l7:reads (read counts not
  *                   flushed yet), l7:reads:flushing, l7:reads:gen
@@ -13,9 +14,10 @@
  * An event in the stream is one entry with the fields position, type, key, value, at
  * (RFC 3339 UTC) and command_id; the stream's own entry id is Redis's (the relay may publish
  * a late-committing event after a later position, see README "Ordering"). The stream's order is
- * the order the projector applies events in, so the relay stores each row's entry id in the
- * outbox (outbox.stream_id) and the projector the last one it applied with its checkpoint
- * (projector_checkpoint.stream_id): a consistency token waits for its own row's entry id.
+ * the order the projector applies events in, so the relay stores, with its watermark, the last
+ * entry id it added (relay_state.stream_id: every position it says is published is at or before
+ * it) and the projector the last one it applied with its checkpoint
+ * (projector_checkpoint.stream_id): a consistency token waits for such an id.
  */
 #ifndef L7_CQRS_H
 #define L7_CQRS_H

@@ -11,7 +11,7 @@
  *                      -> NOTIFY outbox, after the commit, coalesced (notify_relay)
  *   PUT /write      -> the same, always a RecordUpdated
  *   GET /read/{key} -> validate -> token? wait (bounded) until the projector has applied the
- *                      stream entry its event was published as
+ *                      stream entry the relay stored when it had published the token's event
  *                      -> Redis: count this read (HINCRBY) -> read db: the row -> 200
  *
  * What the naive version gets wrong, and this one does not:
@@ -166,7 +166,7 @@ struct read_flow {
     char *key;                /* percent-decoded key */
     size_t key_len;           /* its length in bytes */
     long long after;          /* the consistency token (0: none) */
-    bool published;           /* its event's stream entry id is known: */
+    bool published;           /* the relay published the token's event, by the entry id: */
     struct cqrs_stream_id id; /* that id (the read waits until the projector applied it) */
     long long deadline_ms;    /* when a token wait gives up (monotonic) */
     bool counted;             /* Redis counted this read (else read_count is the stored one) */
@@ -277,16 +277,20 @@ static void count_and_load(struct read_flow *flow)
  * Positions are taken at insert time, transactions commit in another order: "the projector's
  * highest position >= N" does not mean N was applied (a later position may have committed,
  * been published and applied first). What the projector applies in order is the stream, so a
- * token read waits for its own event's stream entry id (the relay stores it in the outbox when
- * it marks the row published; NULL: not published yet) and until the projector's last applied
- * entry id (stored with its checkpoint) has reached it. Causality holds: an event committed
- * before command N began has a smaller position and is visible in every snapshot N is, so the
- * relay publishes it no later than N, under a smaller entry id. One poll looks up the ids of
- * every waiting read at once, and the projector's id, every READ_POLL_MS. */
+ * token read waits for an entry id at or after its own event's. The relay does not mark rows; at
+ * each step it stores (relay_state) its watermark W, the highest position it has published, the
+ * gaps between them (positions not published yet) and the id of the last entry it added: a
+ * position <= W, or <= highest and not a gap, is in the stream at or before that id. The read
+ * keeps the first such id it sees, and waits until the projector's last applied entry id (stored
+ * with its checkpoint) has reached it. Causality holds: an event committed before command N
+ * began has a smaller position and was visible to the read of the relay's that found N, so it
+ * was published no later. One poll looks up every waiting token at once, and the projector's
+ * id, every READ_POLL_MS. */
 
-/* $1 positions "{3,7}" -> those published, with their stream entry ids. */
-static const char PUBLISHED_SQL[] = "SELECT position::text, stream_id FROM outbox "
-                                    "WHERE position = ANY($1::bigint[]) AND stream_id IS NOT NULL";
+/* $1 tokens "{3,7}" -> those published, each with the entry id they are published by. */
+static const char PUBLISHED_SQL[] =
+    "SELECT t::text, stream_id FROM relay_state, unnest($1::bigint[]) AS t WHERE id = 1 "
+    "AND t <= highest AND (t <= watermark OR t <> ALL(gaps))";
 
 static const char APPLIED_SQL[] = "SELECT stream_id FROM projector_checkpoint WHERE id = 1";
 
@@ -546,8 +550,10 @@ static const char STATS_READ_SQL[] =
 /* $1 the projector's checkpoint. */
 static const char STATS_WRITE_SQL[] =
     "SELECT (SELECT count(*) FROM command_keys), (SELECT count(*) FROM commands), "
-    "(SELECT COALESCE(max(position), 0) FROM outbox), (SELECT published FROM relay_state), "
-    "(SELECT count(*) FROM outbox WHERE published_at IS NULL), "
+    "(SELECT COALESCE(max(position), 0) FROM outbox), "
+    "(SELECT published + published_above FROM relay_state), "
+    "(SELECT count(*) - (SELECT published_above FROM relay_state) FROM outbox "
+    " WHERE position > (SELECT watermark FROM relay_state)), "
     "COALESCE((SELECT (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint "
     " FROM outbox WHERE position > $1::bigint ORDER BY position LIMIT 1), 0)";
 

@@ -291,30 +291,48 @@ START_TEST(keys_values_and_chunks_with_tokens)
 }
 END_TEST
 
-/* Commits in another order than positions: B takes position M in a transaction opened by hand
- * (the API's own statement), A writes through the API (N > M) and is projected, then M
- * commits. A read with token M must see M's value (or 503), never the value before it. */
-START_TEST(a_token_waits_for_its_own_event_when_positions_commit_out_of_order)
+/* Writes warm ("before") through the API and reads it with its token (the relay and the API
+ * are past their schema, whose ALTER TABLEs would wait for an open transaction on the outbox),
+ * then opens a transaction on the write database and runs the API's command in it, by hand:
+ * the command's position in *position, its transaction left open (commit_command ends it). */
+static PGconn *begin_command(const char *warm, const char *key, const char *value, const char *kind,
+                             long long *position)
 {
-    long long first = post("order:b", "before");
-    read_finds("order:b", first, "before");
+    long long first = post(warm, "before");
+    read_finds(warm, first, "before");
     PGconn *c = tk_pg_connect(&write_pg, "layers");
     ck_assert(c != NULL);
     PGresult *r = PQexec(c, "BEGIN");
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    const char *params[] = {"order:b", "after", "put"};
+    const char *params[] = {key, value, kind};
     r = PQexecParams(c, CQRS_SQL_COMMAND, 3, NULL, params, NULL, NULL, 0);
     ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
-    long long m = atoll(PQgetvalue(r, 0, 0));
+    *position = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
-    long long n = post("order:a", "later");
-    ck_assert(n > m);
-    read_finds("order:a", n, "later"); /* N is projected: the highest position is past M */
-    r = PQexec(c, "COMMIT");           /* no NOTIFY: the relay's poll finds it */
+    return c;
+}
+
+/* Commits what begin_command left open (no NOTIFY: the relay's poll or settle wait finds it). */
+static void commit_command(PGconn *c)
+{
+    PGresult *r = PQexec(c, "COMMIT");
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     PQfinish(c);
+}
+
+/* Commits in another order than positions: B takes position M in a transaction opened by hand
+ * (the API's own statement), A writes through the API (N > M) and is projected, then M
+ * commits. A read with token M must see M's value (or 503), never the value before it. */
+START_TEST(a_token_waits_for_its_own_event_when_positions_commit_out_of_order)
+{
+    long long m;
+    PGconn *c = begin_command("order:b", "order:b", "after", "put", &m);
+    long long n = post("order:a", "later");
+    ck_assert(n > m);
+    read_finds("order:a", n, "later"); /* N is projected: the highest position is past M */
+    commit_command(c);
     struct tk_response res;
     read_with("order:b", m, &res);
     ck_assert_msg(res.status == 200 || res.status == 503, "%ld %s", res.status, res.body);
@@ -322,6 +340,39 @@ START_TEST(a_token_waits_for_its_own_event_when_positions_commit_out_of_order)
         ck_assert_str_eq(member(&res, "value"), "after");
     tk_response_free(&res);
     read_finds("order:b", m, "after"); /* and within READ_WAIT_MS it is there */
+}
+END_TEST
+
+/* The relay's watermark W may not pass a position whose transaction is still in progress: a
+ * command held open by hand (position M) while later commands commit, are published and read
+ * with their tokens; then M commits. Its event must still be published (a relay that moved W to
+ * the highest position it had published would never read M again), and /stats must count every
+ * row once: events_published equals the outbox's rows, the backlog 0. */
+START_TEST(a_command_committing_after_later_ones_were_published_is_published)
+{
+    long long m;
+    PGconn *c = begin_command("held:first", "held:late", "committed last", "post", &m);
+    char key[32];
+    long long n = 0;
+    for (int i = 0; i < 20; i++) { /* later positions, published and projected meanwhile */
+        snprintf(key, sizeof key, "held:other%d", i);
+        n = post(key, "meanwhile");
+        ck_assert(n > m);
+        read_finds(key, n, "meanwhile");
+    }
+    usleep(300000); /* more relay steps (and its safety poll) while M is still open */
+    commit_command(c);
+    read_finds("held:late", m, "committed last");
+    wait_projected(10000);
+    c = tk_pg_connect(&write_pg, "layers");
+    ck_assert(c != NULL);
+    PGresult *r = PQexec(c, "SELECT count(*) FROM outbox");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    long long rows = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    ck_assert_int_eq(stats_number("events_published"), rows);
+    ck_assert_int_eq(stats_number("outbox_backlog"), 0);
 }
 END_TEST
 
@@ -748,6 +799,7 @@ int main(void)
             a_poison_event_goes_to_the_dead_letters,
             a_token_waits_for_its_own_event_when_positions_commit_out_of_order,
             an_event_without_notify_is_published_by_the_poll,
+            a_command_committing_after_later_ones_were_published_is_published,
             five_hundred_concurrent_clients_with_tokens, clients_hanging_up_mid_request, NULL});
     int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_pg_destroy(&write_pg);
