@@ -94,7 +94,8 @@ void http_request_set_header(struct http_request *req, const char *name, const c
  * cycles through a hash table keyed by its printed address, and hands the text out in dozens of
  * pieces).
  */
-size_t http_json_dump(const json_t *body, char *buf, size_t size);
+size_t http_json_dump(const json_t *body, char *buf, size_t size)
+    __attribute__((warn_unused_result));
 
 /* Replies with `body` as compact JSON; takes ownership of body. Frees req. */
 void http_reply_json(struct http_request *req, int status, json_t *body);
