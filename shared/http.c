@@ -155,16 +155,163 @@ void http_reply_buffer(struct http_request *req, int status, const char *content
     free(req);
 }
 
-static int append_to_evbuffer(const char *data, size_t len, void *buf)
+/* ---- replies as JSON ---- */
+
+/* Where http_json_dump writes: buf's size bytes, len used so far. */
+struct json_out {
+    char *buf;   /* the caller's */
+    size_t size; /* its bytes */
+    size_t len;  /* written so far */
+};
+
+static bool out_add(struct json_out *out, const char *s, size_t n)
 {
-    return evbuffer_add(buf, data, len);
+    if (n > out->size - out->len)
+        return false;
+    memcpy(out->buf + out->len, s, n);
+    out->len += n;
+    return true;
+}
+
+/* A string, escaped as jansson's dumper escapes it with JSON_COMPACT; false at a byte above
+ * 0x7F (jansson checks UTF-8 there and may refuse it: the caller lets jansson do it) or when
+ * full. */
+static bool out_string(struct json_out *out, const char *s, size_t n)
+{
+    if (!out_add(out, "\"", 1))
+        return false;
+    size_t run = 0; /* bytes before s[i] that need no escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            run++;
+            continue;
+        }
+        if (c >= 0x80 || !out_add(out, s + i - run, run))
+            return false;
+        run = 0;
+        char seq[8];
+        const char *text = seq;
+        switch (c) {
+        case '"':
+            text = "\\\"";
+            break;
+        case '\\':
+            text = "\\\\";
+            break;
+        case '\b':
+            text = "\\b";
+            break;
+        case '\f':
+            text = "\\f";
+            break;
+        case '\n':
+            text = "\\n";
+            break;
+        case '\r':
+            text = "\\r";
+            break;
+        case '\t':
+            text = "\\t";
+            break;
+        default:
+            snprintf(seq, sizeof seq, "\\u%04X", c);
+            break;
+        }
+        if (!out_add(out, text, strlen(text)))
+            return false;
+    }
+    return out_add(out, s + n - run, run) && out_add(out, "\"", 1);
+}
+
+/* One value; false for what it leaves to jansson (a real, a non-ASCII string, deep nesting). */
+static bool out_value(struct json_out *out, const json_t *v, int depth)
+{
+    if (depth > 8)
+        return false;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        if (!out_add(out, "{", 1))
+            return false;
+        bool first = true;
+        const char *name;
+        size_t name_len;
+        json_t *member;
+        json_object_keylen_foreach((json_t *)v, name, name_len, member)
+        {
+            if ((!first && !out_add(out, ",", 1)) || !out_string(out, name, name_len) ||
+                !out_add(out, ":", 1) || !out_value(out, member, depth + 1))
+                return false;
+            first = false;
+        }
+        return out_add(out, "}", 1);
+    }
+    case JSON_ARRAY: {
+        if (!out_add(out, "[", 1))
+            return false;
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if ((i > 0 && !out_add(out, ",", 1)) ||
+                !out_value(out, json_array_get(v, i), depth + 1))
+                return false;
+        return out_add(out, "]", 1);
+    }
+    case JSON_STRING:
+        return out_string(out, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: {
+        char text[32];
+        int n = snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return n > 0 && out_add(out, text, (size_t)n);
+    }
+    case JSON_TRUE:
+        return out_add(out, "true", 4);
+    case JSON_FALSE:
+        return out_add(out, "false", 5);
+    case JSON_NULL:
+        return out_add(out, "null", 4);
+    case JSON_REAL:
+        break;
+    }
+    return false;
+}
+
+size_t http_json_dump(const json_t *body, char *buf, size_t size)
+{
+    struct json_out out = {buf, size, 0};
+    if (body != NULL && (json_is_object(body) || json_is_array(body)) && out_value(&out, body, 0))
+        return out.len;
+    /* 15 significant digits: 0.602 prints as 0.602, not 0.60199999999999998 */
+    return json_dumpb(body, buf, size, JSON_COMPACT | JSON_REAL_PRECISION(15));
+}
+
+#define JSON_REPLY_GUESS 512 /* bytes reserved for a reply's JSON first (a read: about 200) */
+
+/*
+ * Writes body as compact JSON straight into buf's memory, in one piece (http_json_dump says
+ * why). A body larger than the guess is written again into as much room as it needs. Nothing
+ * is written for a NULL body or one jansson cannot dump (as json_dump_callback did).
+ */
+static void dump_json(struct evbuffer *buf, const json_t *body)
+{
+    size_t room = JSON_REPLY_GUESS;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct evbuffer_iovec space;
+        if (evbuffer_reserve_space(buf, (ev_ssize_t)room, &space, 1) < 1 || space.iov_len < room)
+            return; /* out of memory: an empty body */
+        size_t length = http_json_dump(body, space.iov_base, space.iov_len);
+        if (length <= space.iov_len) { /* whole (0: nothing to write) */
+            space.iov_len = length;
+            if (length > 0)
+                (void)evbuffer_commit_space(buf, &space, 1);
+            return;
+        }
+        room = length; /* the next reserve replaces this uncommitted space */
+    }
 }
 
 void http_reply_json(struct http_request *req, int status, json_t *body)
 {
     struct evbuffer *buf = evbuffer_new();
-    /* 15 significant digits: 0.602 prints as 0.602, not 0.60199999999999998 */
-    json_dump_callback(body, append_to_evbuffer, buf, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    dump_json(buf, body);
     json_decref(body);
     http_reply_buffer(req, status, "application/json", buf);
     evbuffer_free(buf);
@@ -334,13 +481,15 @@ static int connection_limit(int wanted)
         if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
             nofile = raised;
     }
-    long long descriptors = nofile.rlim_cur == RLIM_INFINITY ? 1LL << 20 : (long long)nofile.rlim_cur;
+    long long descriptors =
+        nofile.rlim_cur == RLIM_INFINITY ? 1LL << 20 : (long long)nofile.rlim_cur;
     long long reserve = descriptors / 4 > 64 ? descriptors / 4 : 64;
     long long room = descriptors - reserve - HTTP_GUARD_BUSY_ALLOWANCE;
     int limit = room < wanted ? (int)(room > 1 ? room : 1) : wanted;
     if (limit < wanted)
         LOG_WARN("at most %d client connections (HTTP_MAX_CONNECTIONS is %d, but the process may "
-                 "open %lld descriptors)", limit, wanted, descriptors);
+                 "open %lld descriptors)",
+                 limit, wanted, descriptors);
     return limit;
 }
 

@@ -84,6 +84,19 @@ void *http_request_arg(const struct http_request *req);
 /* Adds a response header (before the reply). */
 void http_request_set_header(struct http_request *req, const char *name, const char *value);
 
+/*
+ * body as compact JSON into buf, as json_dumpb(body, buf, size, JSON_COMPACT |
+ * JSON_REAL_PRECISION(15)) writes it, byte for byte: returns its length, larger than size when it
+ * did not fit (then buf holds nothing usable), 0 when it cannot be dumped. Objects, arrays,
+ * ASCII strings, integers, true, false and null are written here, in one pass; anything else
+ * (a real, a string with non-ASCII bytes, deep nesting) by jansson, whose dumper took 19,400
+ * instructions for a read's reply against 4,300 here (callgrind; it checks every object for
+ * cycles through a hash table keyed by its printed address, and hands the text out in dozens of
+ * pieces).
+ */
+size_t http_json_dump(const json_t *body, char *buf, size_t size)
+    __attribute__((warn_unused_result));
+
 /* Replies with `body` as compact JSON; takes ownership of body. Frees req. */
 void http_reply_json(struct http_request *req, int status, json_t *body);
 

@@ -103,6 +103,8 @@ struct pgconn {
     int unsent;                            /* the newest pipelined calls, not sent yet */
     bool sync_per_turn;                    /* pipelined: one sync per loop turn's calls (else one
                                               per call) */
+    unsigned long long *group_retries;     /* counts failed groups sent again, or NULL (not
+                                              owned: pgconn_count_group_retries) */
     const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>"
                                               (NULL: a batch's PREPARE of it failed) */
     int prepared_count;                    /* used entries of prepared */
@@ -315,10 +317,11 @@ static void start_connect(struct pgconn *conn, const char *hostaddr)
      * context, then refused by a server without them): a connection per request (layer 0)
      * paid it on every request. Keywords after dbname override the URL, so the host name stays
      * known to libpq while the address is the one already resolved. */
-    const char *keywords[] = {"gssencmode", "sslmode", "dbname", "application_name", "options",
-                              "hostaddr", NULL};
-    const char *values[] = {"disable", "disable", conn->settings.url, conn->settings.application,
-                            options, hostaddr, NULL};
+    const char *keywords[] = {"gssencmode", "sslmode",  "dbname", "application_name",
+                              "options",    "hostaddr", NULL};
+    const char *values[] = {
+        "disable", "disable", conn->settings.url, conn->settings.application, options,
+        hostaddr,  NULL};
     if (hostaddr == NULL)
         keywords[5] = NULL;
     set_state(conn, PGCONN_CONNECTING);
@@ -507,6 +510,8 @@ static bool finish_ready(struct pgconn *conn)
 static bool retry_group(struct pgconn *conn)
 {
     int again = pg_pipeline_requeue(conn->pipeline);
+    if (conn->group_retries != NULL)
+        ++*conn->group_retries;
     LOG_WARN("postgres: a group of pipelined calls failed; sending %d of them again, each alone",
              again);
     if (again > 0 && (conn->unsent += again) == again)
@@ -751,6 +756,11 @@ void pgconn_allow_pipeline(struct pgconn *conn, int depth, bool sync_per_turn)
         conn->pipeline = pg_pipeline_create(depth);
         evtimer_assign(&conn->send_turn, conn->base, on_send_turn, conn);
     }
+}
+
+void pgconn_count_group_retries(struct pgconn *conn, unsigned long long *counter)
+{
+    conn->group_retries = counter;
 }
 
 void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call)

@@ -158,9 +158,9 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch);
  * Sends one query in pipeline mode, sharing the connection with the other calls in flight on it
  * (pg_pipeline.h): it leaves at the end of the current loop turn, together with the other calls
  * made in that turn (in one packet, as far as TCP_CORK can), with its own sync point or, with
- * sync_per_turn (pgconn_allow_pipeline), one sync for that turn's calls (one transaction; a failure in it
- * makes the others go again alone), and its callback runs when its answer arrives (with a shared
- * sync: when the sync confirms the commit), after those of the calls sent before it. The
+ * sync_per_turn (pgconn_allow_pipeline), one sync for that turn's calls (one transaction; a failure
+ * in it makes the others go again alone), and its callback runs when its answer arrives (with a
+ * shared sync: when the sync confirms the commit), after those of the calls sent before it. The
  * connection must be idle or already carrying pipelined calls, fewer than the depth given to
  * pgconn_allow_pipeline. A failing statement fails only its own call. A lost connection, or a call
  * past its deadline (the connection is then dropped, since what the server still does is unknown),
@@ -173,6 +173,10 @@ void pgconn_pipeline_query(struct pgconn *conn, const struct pg_call *call);
  * call, or with sync_per_turn one per loop turn's calls (one transaction: DB_PIPELINE_SYNC,
  * pg_pipeline.h); call once, before the first pgconn_pipeline_query. */
 void pgconn_allow_pipeline(struct pgconn *conn, int depth, bool sync_per_turn);
+
+/* Adds one to *counter each time a group of pipelined calls failed and is sent again call by
+ * call (sync_per_turn); counter (NULL: none) must outlive conn, e.g. a pool's connector. */
+void pgconn_count_group_retries(struct pgconn *conn, unsigned long long *counter);
 
 /* Starts or stops watching an idle connection for the server closing it. */
 void pgconn_watch_idle(struct pgconn *conn, pgconn_broken_cb cb, void *arg);

@@ -474,6 +474,8 @@ void pool_get_stats(const struct pool *pool, struct pool_stats *out)
     out->max_size = pool->settings.max_size;
     out->in_flight = pool->in_flight;
     out->pipeline_depth = pool->settings.pipeline_depth;
+    out->group_retries =
+        pool->connector->group_retries ? pool->connector->group_retries(pool->connector_ctx) : 0;
     unsigned long long released = pool->totals.acquisitions - (unsigned long long)pool->in_flight;
     out->usage_ms_avg = released ? pool->usage_ms_total / (double)released : 0.0;
     out->wait_ms_avg = pool->waits_served ? pool->wait_ms_total / (double)pool->waits_served : 0.0;
@@ -490,36 +492,40 @@ json_t *pool_stats_json(const struct pool *pool)
     pool_get_stats(pool, &s);
     s.usage_ms_avg = round3(s.usage_ms_avg);
     s.wait_ms_avg = round3(s.wait_ms_avg);
-    return json_pack("{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I, s:f, s:s, s:i, s:i, s:i}",
-                     "pool_size", s.size, "pool_available", s.available, "requests_waiting",
-                     s.waiting, "usage_ms", s.usage_ms_avg, "in_use", s.in_use, "opening",
-                     s.opening, "min_size", s.min_size, "max_size", s.max_size, "acquisitions",
-                     (json_int_t)s.acquisitions, "waits", (json_int_t)s.waits, "timeouts",
-                     (json_int_t)s.timeouts, "rejected", (json_int_t)s.rejected, "unavailable",
-                     (json_int_t)s.unavailable, "connections_opened", (json_int_t)s.opened,
-                     "connection_failures", (json_int_t)s.open_failures, "connections_broken",
-                     (json_int_t)s.broken, "connections_retired", (json_int_t)s.retired, "wait_ms",
-                     s.wait_ms_avg, "mode", s.pipeline_depth > 1 ? "pipeline" : "exclusive",
-                     "pipeline_depth", s.pipeline_depth, "in_flight", s.in_flight,
-                     "max_depth_reached", s.max_depth);
+    return json_pack(
+        "{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:I, s:f, s:s, s:i, s:i, s:i, s:I}",
+        "pool_size", s.size, "pool_available", s.available, "requests_waiting", s.waiting,
+        "usage_ms", s.usage_ms_avg, "in_use", s.in_use, "opening", s.opening, "min_size",
+        s.min_size, "max_size", s.max_size, "acquisitions", (json_int_t)s.acquisitions, "waits",
+        (json_int_t)s.waits, "timeouts", (json_int_t)s.timeouts, "rejected", (json_int_t)s.rejected,
+        "unavailable", (json_int_t)s.unavailable, "connections_opened", (json_int_t)s.opened,
+        "connection_failures", (json_int_t)s.open_failures, "connections_broken",
+        (json_int_t)s.broken, "connections_retired", (json_int_t)s.retired, "wait_ms",
+        s.wait_ms_avg, "mode", s.pipeline_depth > 1 ? "pipeline" : "exclusive", "pipeline_depth",
+        s.pipeline_depth, "in_flight", s.in_flight, "max_depth_reached", s.max_depth,
+        "group_retries", (json_int_t)s.group_retries);
 }
 
 void pool_render_gauges(struct evbuffer *out, void *arg)
 {
     struct pool_stats s;
     pool_get_stats(arg, &s);
-    evbuffer_add_printf(out,
-                        "# HELP pool_size Open connections (idle and in use).\n"
-                        "# TYPE pool_size gauge\npool_size %d\n"
-                        "# HELP pool_available Idle connections.\n"
-                        "# TYPE pool_available gauge\npool_available %d\n"
-                        "# HELP pool_waiting Requests waiting for a connection.\n"
-                        "# TYPE pool_waiting gauge\npool_waiting %d\n"
-                        "# HELP pool_in_flight Borrowers now (in pipeline mode: calls in flight).\n"
-                        "# TYPE pool_in_flight gauge\npool_in_flight %d\n"
-                        "# HELP pool_max_depth_reached Most borrowers one connection has had at "
-                        "once.\n"
-                        "# TYPE pool_max_depth_reached gauge\npool_max_depth_reached %d\n",
-                        s.size, s.available, s.waiting, s.in_flight, s.max_depth);
+    evbuffer_add_printf(
+        out,
+        "# HELP pool_size Open connections (idle and in use).\n"
+        "# TYPE pool_size gauge\npool_size %d\n"
+        "# HELP pool_available Idle connections.\n"
+        "# TYPE pool_available gauge\npool_available %d\n"
+        "# HELP pool_waiting Requests waiting for a connection.\n"
+        "# TYPE pool_waiting gauge\npool_waiting %d\n"
+        "# HELP pool_in_flight Borrowers now (in pipeline mode: calls in flight).\n"
+        "# TYPE pool_in_flight gauge\npool_in_flight %d\n"
+        "# HELP pool_max_depth_reached Most borrowers one connection has had at "
+        "once.\n"
+        "# TYPE pool_max_depth_reached gauge\npool_max_depth_reached %d\n"
+        "# HELP pool_group_retries_total Pipelined groups that failed and were sent "
+        "again, call by call.\n"
+        "# TYPE pool_group_retries_total counter\npool_group_retries_total %llu\n",
+        s.size, s.available, s.waiting, s.in_flight, s.max_depth, s.group_retries);
 }

@@ -89,6 +89,9 @@ struct pool_connector {
     void (*watch)(void *ctx, void *conn, struct pool_slot *slot, bool on);
     /* Optional: frees ctx when the pool is freed. */
     void (*destroy)(void *ctx);
+    /* Optional: pipelined groups that failed and were sent again call by call, so far, on every
+     * connection it opened (pool_stats.group_retries). */
+    unsigned long long (*group_retries)(void *ctx);
 };
 
 struct pool_stats {
@@ -110,6 +113,9 @@ struct pool_stats {
     unsigned long long open_failures; /* connection attempts that failed */
     unsigned long long broken;        /* dropped because they broke */
     unsigned long long retired;       /* closed for age or idleness */
+    unsigned long long group_retries; /* pipeline mode with a sync per loop turn: groups of calls
+                                         that failed (nothing committed) and were sent again, each
+                                         call alone (the connector's count; 0 without one) */
     double usage_ms_avg;              /* mean time a connection was held per acquisition */
     double wait_ms_avg;               /* mean queue time of acquisitions that waited */
 };
@@ -161,14 +167,14 @@ void pool_get_stats(const struct pool *pool, struct pool_stats *out);
 json_t *pool_stats_json(const struct pool *pool);
 
 /* A metrics_gauge_fn (arg: the pool) printing pool_size, pool_available, pool_waiting,
- * pool_in_flight and pool_max_depth_reached. */
+ * pool_in_flight and pool_max_depth_reached, and the counter pool_group_retries_total. */
 void pool_render_gauges(struct evbuffer *out, void *pool);
 
 /*
- * Acquire, run one query, release (in pipeline mode: a share, and the query pipelined). The call's callback is called exactly once, possibly before
- * pool_query returns (PG_BUSY or PG_UNAVAILABLE without waiting). The call is copied; its
- * strings must stay valid until the callback (struct pg_statement). Only for pools made by
- * pool_create_pg().
+ * Acquire, run one query, release (in pipeline mode: a share, and the query pipelined). The call's
+ * callback is called exactly once, possibly before pool_query returns (PG_BUSY or PG_UNAVAILABLE
+ * without waiting). The call is copied; its strings must stay valid until the callback (struct
+ * pg_statement). Only for pools made by pool_create_pg().
  */
 void pool_query(struct pool *pool, const struct pg_call *call);
 

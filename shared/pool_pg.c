@@ -4,8 +4,8 @@
  * The connector turns the pool's open/close/is_broken/watch into pgconn calls. pool_query()
  * and pool_batch() are the whole borrow in one call: acquire, send the caller's query (or
  * batch) as it came, hand the result to the caller, release. In pipeline mode a query borrows a
- * share of a connection and is pipelined on it; a batch borrows a connection whole. Handlers of layer 1 and later use it
- * the way layer 0 uses a fresh connection.
+ * share of a connection and is pipelined on it; a batch borrows a connection whole. Handlers of
+ * layer 1 and later use it the way layer 0 uses a fresh connection.
  */
 #include "pool.h"
 
@@ -15,11 +15,12 @@
 #include <string.h>
 
 struct pg_connector {
-    struct event_base *base;         /* loop for the connections */
-    struct pgconn_settings settings; /* copied strings */
-    struct metrics *metrics;         /* pg_* counters */
-    int pipeline_depth;              /* pipelined calls per connection (pipeline mode), or <= 1 */
-    bool pipeline_sync_turn;         /* one sync per loop turn's calls (pgconn_allow_pipeline) */
+    struct event_base *base;          /* loop for the connections */
+    struct pgconn_settings settings;  /* copied strings */
+    struct metrics *metrics;          /* pg_* counters */
+    int pipeline_depth;               /* pipelined calls per connection (pipeline mode), or <= 1 */
+    bool pipeline_sync_turn;          /* one sync per loop turn's calls (pgconn_allow_pipeline) */
+    unsigned long long group_retries; /* failed groups sent again, on every connection opened */
 };
 
 static void on_connected(struct pgconn *conn, bool ok, void *arg)
@@ -32,8 +33,10 @@ static void *pg_open(void *ctx, struct pool_slot *slot)
 {
     struct pg_connector *c = ctx;
     struct pgconn *conn = pgconn_create(c->base, &c->settings, c->metrics);
-    if (c->pipeline_depth > 1)
+    if (c->pipeline_depth > 1) {
         pgconn_allow_pipeline(conn, c->pipeline_depth, c->pipeline_sync_turn);
+        pgconn_count_group_retries(conn, &c->group_retries);
+    }
     pgconn_connect(conn, on_connected, slot);
     return conn;
 }
@@ -73,12 +76,18 @@ static void pg_destroy(void *ctx)
     free(c);
 }
 
+static unsigned long long pg_group_retries(void *ctx)
+{
+    return ((const struct pg_connector *)ctx)->group_retries;
+}
+
 static const struct pool_connector pg_connector_ops = {
     .open = pg_open,
     .close = pg_close,
     .is_broken = pg_is_broken,
     .watch = pg_watch,
     .destroy = pg_destroy,
+    .group_retries = pg_group_retries,
 };
 
 struct pool *pool_create_pg(struct event_base *base, const struct pool_settings *settings,

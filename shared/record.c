@@ -130,14 +130,32 @@ struct record *record_from_cache(const char *key, size_t key_len, const char *da
     return rec;
 }
 
+/* Sets the member name (a constant, so not checked again) to value, whose reference it takes;
+ * false when value is NULL (a string jansson refused) or obj is. */
+static bool put(json_t *obj, const char *name, json_t *value)
+{
+    return value != NULL && json_object_set_new_nocheck(obj, name, value) == 0;
+}
+
 json_t *record_read_reply(const struct record *rec, const char *key, size_t key_len)
 {
     if (rec == NULL)
         return json_pack("{s:b, s:s%, s:n, s:n, s:n, s:s}", "success", 0, "key", key, key_len,
                          "value", "created_at", "updated_at", "message", "Key not found");
-    json_t *reply = json_pack("{s:b, s:s%, s:s%, s:s, s:s, s:n}", "success", 1, "key", rec->key,
-                              rec->key_len, "value", rec->value, rec->value_len, "created_at",
-                              rec->created_at, "updated_at", rec->updated_at, "message");
+    /* Built member by member: json_pack's parsing of its format and of every member name cost
+     * half as much again as the object itself, on every read (callgrind). The strings are
+     * checked as json_pack checks them (UTF-8): a value jansson refuses makes no reply (NULL). */
+    json_t *reply = json_object();
+    bool ok = put(reply, "success", json_true()) &&
+              put(reply, "key", json_stringn(rec->key, rec->key_len)) &&
+              put(reply, "value", json_stringn(rec->value, rec->value_len)) &&
+              put(reply, "created_at", json_string(rec->created_at)) &&
+              put(reply, "updated_at", json_string(rec->updated_at)) &&
+              put(reply, "message", json_null());
+    if (!ok) {
+        json_decref(reply);
+        return NULL;
+    }
     if (rec->extras != NULL)
         json_object_update_missing(reply, rec->extras);
     return reply;

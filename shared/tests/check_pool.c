@@ -41,6 +41,7 @@ struct fake {
     int opens;                              /* open() calls */
     int closes;                             /* close() calls */
     bool destroyed;                         /* destroy() called */
+    unsigned long long group_retries;       /* what group_retries() answers */
 };
 
 static void *fake_open(void *ctx, struct pool_slot *slot)
@@ -80,8 +81,13 @@ static void fake_destroy(void *ctx)
     ((struct fake *)ctx)->destroyed = true;
 }
 
+static unsigned long long fake_group_retries(void *ctx)
+{
+    return ((struct fake *)ctx)->group_retries;
+}
+
 static const struct pool_connector fake_connector = {
-    fake_open, fake_close, fake_is_broken, fake_watch, fake_destroy,
+    fake_open, fake_close, fake_is_broken, fake_watch, fake_destroy, fake_group_retries,
 };
 
 /* ---- fixture ---- */
@@ -994,6 +1000,7 @@ START_TEST(gauges_render_depth_in_use)
     struct ticket a = {0}, b = {0};
     pool_acquire_shared(pool, on_acquired, &a);
     pool_acquire_shared(pool, on_acquired, &b);
+    fake.group_retries = 3; /* the connector's count, as the pool reports it */
     struct evbuffer *out = evbuffer_new();
     pool_render_gauges(out, pool);
     size_t len = evbuffer_get_length(out);
@@ -1001,12 +1008,15 @@ START_TEST(gauges_render_depth_in_use)
     evbuffer_remove(out, text, len);
     ck_assert_ptr_nonnull(strstr(text, "\npool_in_flight 2\n"));
     ck_assert_ptr_nonnull(strstr(text, "\npool_max_depth_reached 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\npool_group_retries_total 3\n"));
     free(text);
     evbuffer_free(out);
     json_t *j = pool_stats_json(pool);
     ck_assert_str_eq(json_string_value(json_object_get(j, "mode")), "pipeline");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "in_flight")), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "max_depth_reached")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "group_retries")), 3);
+    ck_assert_uint_eq(stats().group_retries, 3);
     json_decref(j);
     pool_release(pool, a.conn);
     pool_release(pool, b.conn);
