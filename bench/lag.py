@@ -35,13 +35,22 @@ def caught_up(port, timeout_s):
         if reply.status != 200:
             raise RuntimeError(f"/stats answered {reply.status}: {body[:200]!r}")
         s = json.loads(body)
+        # Positions alone cannot say it: an event that committed late is published after a
+        # higher position, which the projector's checkpoint (the highest position applied) may
+        # already hold, so the counts must agree too (copies after a relay restart are counted
+        # once on both sides; a dead letter was published and never applied).
+        applied = (s.get("events_projected") or 0) + (s.get("dead_letters") or 0)
         if (s.get("outbox_backlog") == 0 and s.get("projection_lag_events") == 0
-                and s.get("projector_position") is not None):
+                and s.get("projector_position") is not None
+                and s.get("events_published") is not None
+                and applied >= s["events_published"]):
             return s
         if time.monotonic() > deadline:
             raise RuntimeError(f"not caught up after {timeout_s} s: outbox_backlog "
                                f"{s.get('outbox_backlog')}, projection_lag_events "
-                               f"{s.get('projection_lag_events')}")
+                               f"{s.get('projection_lag_events')}, events_published "
+                               f"{s.get('events_published')}, events_projected "
+                               f"{s.get('events_projected')}")
         time.sleep(POLL_S)
 
 
