@@ -190,6 +190,14 @@ const struct pg_call *pg_pipeline_at(const struct pg_pipeline *p, int i)
     return &p->ring[(p->head + i) % p->depth].call;
 }
 
+const struct pg_call *pg_pipeline_preparing(const struct pg_pipeline *p)
+{
+    if (p->reading >= p->count || p->failed > 0)
+        return NULL;
+    const struct pg_pipeline_entry *e = &p->ring[(p->head + p->reading) % p->depth];
+    return e->statements == 2 && p->ended == 0 ? &e->call : NULL;
+}
+
 long long pg_pipeline_oldest_ms(const struct pg_pipeline *p)
 {
     return p->ring[p->head].sent_ms;

@@ -101,6 +101,10 @@ int pg_pipeline_depth(const struct pg_pipeline *p);
 /* The call i places behind the oldest on the wire (0: the oldest); i < pg_pipeline_count. */
 const struct pg_call *pg_pipeline_at(const struct pg_pipeline *p, int i);
 
+/* The call whose PREPARE the next result answers (it was sent as 2 statements, and the
+ * PREPARE's end has not been fed yet), or NULL. */
+const struct pg_call *pg_pipeline_preparing(const struct pg_pipeline *p);
+
 /* When the oldest call on the wire was first sent (the one whose deadline comes first);
  * pg_pipeline_count > 0. */
 long long pg_pipeline_oldest_ms(const struct pg_pipeline *p);

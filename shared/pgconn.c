@@ -106,8 +106,9 @@ struct pgconn {
     unsigned long long *group_retries;     /* counts failed groups sent again, or NULL (not
                                               owned: pgconn_count_group_retries) */
     const char *prepared[MAX_PREPARED];    /* SQL texts prepared here, by name "s<index>"
-                                              (NULL: a batch's PREPARE of it failed) */
-    int prepared_count;                    /* used entries of prepared */
+                                              (NULL: free again, its PREPARE failed) */
+    int prepared_count;                    /* used entries of prepared (NULL ones: free) */
+    int preparing_slot;                    /* the slot the single query's PREPARE names */
     pgconn_broken_cb broken_cb;            /* idle watcher, or NULL */
     void *broken_arg;                      /* its argument */
 };
@@ -561,6 +562,29 @@ static int prepared_index(const struct pgconn *conn, const char *sql)
     return -1;
 }
 
+/*
+ * The slot a new PREPARE names ("s<slot>"), at or after `from`: the first that holds no
+ * statement, or -1 when all MAX_PREPARED are taken (then statements are sent as text). A slot
+ * whose PREPARE failed is free again: a failed PREPARE creates no name on the server, so
+ * naming the next one "s<slot>" cannot collide. The one rule for all three paths (a single
+ * query, a batch, pipelined calls).
+ */
+static int free_slot(const struct pgconn *conn, int from)
+{
+    for (int i = from; i < MAX_PREPARED; i++)
+        if (i >= conn->prepared_count || conn->prepared[i] == NULL)
+            return i;
+    return -1;
+}
+
+/* Records that "s<slot>" names sql on this connection. */
+static void record_prepared(struct pgconn *conn, int slot, const char *sql)
+{
+    conn->prepared[slot] = sql;
+    if (slot >= conn->prepared_count)
+        conn->prepared_count = slot + 1;
+}
+
 /* Sends one statement by the name of its slot in prepared ("s<slot>"). */
 static int send_by_name(struct pgconn *conn, int slot, const struct pg_statement *s)
 {
@@ -585,7 +609,7 @@ static int send_statement(struct pgconn *conn, const struct pg_statement *s, boo
 static bool should_prepare(const struct pgconn *conn, const struct pg_statement *s)
 {
     return conn->settings.prepare && s->nparams > 0 && prepared_index(conn, s->sql) < 0 &&
-           conn->prepared_count < MAX_PREPARED;
+           free_slot(conn, 0) >= 0;
 }
 
 void pgconn_query(struct pgconn *conn, const struct pg_call *call)
@@ -599,8 +623,9 @@ void pgconn_query(struct pgconn *conn, const struct pg_call *call)
     int sent;
     if (should_prepare(conn, s)) {
         set_state(conn, PGCONN_PREPARING);
+        conn->preparing_slot = free_slot(conn, 0); /* recorded once it succeeded */
         char name[16];
-        snprintf(name, sizeof name, "s%d", conn->prepared_count);
+        snprintf(name, sizeof name, "s%d", conn->preparing_slot);
         sent = PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL);
     } else {
         set_state(conn, PGCONN_QUERYING);
@@ -617,7 +642,7 @@ void pgconn_query(struct pgconn *conn, const struct pg_call *call)
  * yet (in the same pipeline, so it costs no round trip; a statement the batch prepares already
  * reuses that PREPARE). The slot is taken only when the PREPARE's result says it succeeded
  * (batch_step): a failed or skipped PREPARE created nothing, and the batch fails as the
- * statement itself would have. *next_slot: the slot the next PREPARE creates.
+ * statement itself would have. *next_slot: the slot the next PREPARE creates (-1: none left).
  */
 static int send_batch_statement(struct pgconn *conn, int i, int *next_slot)
 {
@@ -626,12 +651,13 @@ static int send_batch_statement(struct pgconn *conn, int i, int *next_slot)
     for (int j = 0; slot < 0 && j < i; j++)
         if (conn->batch_prepares[j] >= 0 && conn->batch.statements[j].sql == s->sql)
             slot = conn->batch_prepares[j];
-    if (slot < 0 && conn->settings.prepare && s->nparams > 0 && *next_slot < MAX_PREPARED) {
+    if (slot < 0 && conn->settings.prepare && s->nparams > 0 && *next_slot >= 0) {
         char name[16];
         snprintf(name, sizeof name, "s%d", *next_slot);
         if (PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) != 1)
             return 0;
-        slot = conn->batch_prepares[i] = (*next_slot)++;
+        slot = conn->batch_prepares[i] = *next_slot;
+        *next_slot = free_slot(conn, *next_slot + 1);
     }
     return slot >= 0 ? send_by_name(conn, slot, s) : send_statement(conn, s, false);
 }
@@ -647,7 +673,7 @@ void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch)
     conn->syncs_due = batch->mode == PG_BATCH_EACH ? batch->count : 1;
     for (int i = 0; i < PG_BATCH_MAX; i++)
         conn->batch_prepares[i] = -1;
-    int next_slot = conn->prepared_count;
+    int next_slot = free_slot(conn, 0);
     metrics_add(conn->metrics, METRIC_PG_QUERIES, (unsigned long long)batch->count);
     set_state(conn, PGCONN_PIPELINE);
     /* libpq 15's PQpipelineSync also flushes (there is no PQsendPipelineSync before 17), so the
@@ -701,12 +727,14 @@ static bool send_pipelined(struct pgconn *conn, int from)
         }
         if (prepares) {
             /* Named now, before its PREPARE is answered: later calls may use it at once, since
-             * the server runs the pipeline in order. (If it fails, so do they, as it would.) */
+             * the server runs the pipeline in order. If it fails, so do they, as the statement
+             * would have, and the name is forgotten (forget_failed_prepare). */
+            int slot = free_slot(conn, 0);
             char name[16];
-            snprintf(name, sizeof name, "s%d", conn->prepared_count);
+            snprintf(name, sizeof name, "s%d", slot);
             if (PQsendPrepare(conn->pg, name, s->sql, s->nparams, NULL) != 1)
                 return false;
-            conn->prepared[conn->prepared_count++] = s->sql;
+            record_prepared(conn, slot, s->sql);
         }
         if (send_statement(conn, s, false) != 1 || (alone && PQpipelineSync(conn->pg) != 1))
             return false;
@@ -804,7 +832,7 @@ static bool query_answered(struct pgconn *conn)
 {
     enum pg_status status = conn->result ? classify_result(conn->result) : PG_ERROR;
     if (conn->state == PGCONN_PREPARING && status == PG_OK) {
-        conn->prepared[conn->prepared_count++] = conn->call.statement.sql;
+        record_prepared(conn, conn->preparing_slot, conn->call.statement.sql);
         PQclear(conn->result);
         conn->result = NULL;
         set_state(conn, PGCONN_QUERYING);
@@ -843,10 +871,8 @@ static bool batch_step(struct pgconn *conn, PGresult *res)
         /* Prepared: its name is this connection's from now on (whatever the transaction does:
          * a prepared statement outlives a rollback). Not the statement's reply, which comes
          * next. */
-        int slot = conn->batch_prepares[conn->reading];
-        conn->prepared[slot] = conn->batch.statements[conn->reading].sql;
-        if (slot >= conn->prepared_count)
-            conn->prepared_count = slot + 1; /* a slot left below by a failed PREPARE stays NULL */
+        record_prepared(conn, conn->batch_prepares[conn->reading],
+                        conn->batch.statements[conn->reading].sql);
         PQclear(res);
     } else if (conn->reading < conn->batch.count) {
         keep_result(&conn->replies[conn->reading].res, res); /* a failed PREPARE's error wins */
@@ -855,11 +881,30 @@ static bool batch_step(struct pgconn *conn, PGresult *res)
     return false;
 }
 
+/*
+ * A pipelined call's PREPARE failed (a table it names does not exist yet, a permission...): its
+ * name was recorded when it was sent (send_pipelined), and is forgotten now, or every later call
+ * of the statement would be sent by a name the server does not have, for the life of the
+ * connection. The next call prepares it again, in the same slot (free_slot).
+ */
+static void forget_failed_prepare(struct pgconn *conn, const PGresult *res)
+{
+    if (res == NULL || PQresultStatus(res) == PGRES_COMMAND_OK ||
+        PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+        return;
+    const struct pg_call *call = pg_pipeline_preparing(conn->pipeline);
+    int slot = call != NULL ? prepared_index(conn, call->statement.sql) : -1;
+    if (slot >= 0)
+        conn->prepared[slot] = NULL;
+}
+
 /* Reads pipelined answers as they complete; returns true when the connection may be gone. */
 static bool read_pipelined(struct pgconn *conn)
 {
     while (on_wire(conn) > conn->unsent && !PQisBusy(conn->pg)) { /* answers of calls sent */
-        switch (pg_pipeline_step(conn->pipeline, PQgetResult(conn->pg))) {
+        PGresult *res = PQgetResult(conn->pg);
+        forget_failed_prepare(conn, res);
+        switch (pg_pipeline_step(conn->pipeline, res)) {
         case PG_PIPELINE_MORE:
             continue;
         case PG_PIPELINE_ANSWERED:

@@ -94,6 +94,29 @@ START_TEST(prepare_then_query_keeps_the_query_result)
 }
 END_TEST
 
+/* pg_pipeline_preparing names the call whose PREPARE the next result answers, and only then
+ * (pgconn forgets a name whose PREPARE failed by it). */
+START_TEST(preparing_names_the_call_while_its_prepare_is_answered)
+{
+    struct pg_pipeline *p = pg_pipeline_create(2);
+    ck_assert(push(p, 1, 0));
+    ck_assert(push(p, 2, 0));
+    pg_pipeline_sent(p, 0, 2, true); /* a PREPARE and its query */
+    pg_pipeline_sent(p, 1, 1, true); /* by name */
+    ck_assert_ptr_eq(pg_pipeline_preparing(p)->arg, (void *)1);
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_COMMAND_OK)), PG_PIPELINE_MORE);
+    ck_assert_ptr_eq(pg_pipeline_preparing(p)->arg, (void *)1); /* its end not fed yet */
+    ck_assert_int_eq(pg_pipeline_step(p, NULL), PG_PIPELINE_MORE);
+    ck_assert_ptr_null(pg_pipeline_preparing(p)); /* the query's own results come next */
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_TUPLES_OK)), PG_PIPELINE_MORE);
+    ck_assert_int_eq(pg_pipeline_step(p, NULL), PG_PIPELINE_MORE);
+    ck_assert_ptr_null(pg_pipeline_preparing(p)); /* call 2 prepares nothing */
+    ck_assert_int_eq(pg_pipeline_step(p, result(PGRES_PIPELINE_SYNC)), PG_PIPELINE_ANSWERED);
+    expect_pop(p, 1, PGRES_TUPLES_OK);
+    pg_pipeline_free(p);
+}
+END_TEST
+
 START_TEST(two_nulls_in_a_row_mean_the_connection_is_lost)
 {
     struct pg_pipeline *p = pg_pipeline_create(2);
@@ -258,6 +281,7 @@ int main(void)
     TCase *tc = tcase_create("fifo");
     tcase_add_test(tc, answers_go_to_their_calls_in_order);
     tcase_add_test(tc, prepare_then_query_keeps_the_query_result);
+    tcase_add_test(tc, preparing_names_the_call_while_its_prepare_is_answered);
     tcase_add_test(tc, two_nulls_in_a_row_mean_the_connection_is_lost);
     tcase_add_test(tc, an_answer_nobody_asked_for_is_a_lost_connection);
     tcase_add_test(tc, the_fifo_is_bounded_and_wraps);

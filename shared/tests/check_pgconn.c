@@ -335,8 +335,8 @@ START_TEST(failed_prepare_fails_its_call_and_the_next_batch_prepares_again)
     ck_assert_int_eq(count_rows("k = 'f1'"), mode == PG_BATCH_EACH ? 1 : 0);
     char names[64];
     prepared_names(pool, names, sizeof names);
-    /* each: SQL_INSERT was prepared (as s1: s0 was the failed PREPARE's, left unused);
-     * transaction: its PREPARE was skipped after the failure, so nothing is prepared. */
+    /* each: SQL_INSERT was prepared (as s1: s0 was the failed PREPARE's, taken while it was
+     * in flight); transaction: its PREPARE was skipped after the failure, nothing prepared. */
     ck_assert_str_eq(names, mode == PG_BATCH_EACH ? "s1" : "");
 
     ck_assert(tk_pg_exec(&pg, "layers", "CREATE TABLE later_t (k text PRIMARY KEY)"));
@@ -345,7 +345,7 @@ START_TEST(failed_prepare_fails_its_call_and_the_next_batch_prepares_again)
     ck_assert_str_eq(seen.first_value[0], "f2");
     ck_assert_str_eq(seen.first_value[1], "f2");
     prepared_names(pool, names, sizeof names);
-    ck_assert_str_eq(names, mode == PG_BATCH_EACH ? "s1,s2" : "s0,s1");
+    ck_assert_str_eq(names, "s0,s1"); /* each: the failed PREPARE's slot, s0, is used again */
     batch_on(pool, mode, failing, "f3", &seen); /* by name now */
     ck_assert_int_eq(seen.status, PG_OK);
     ck_assert_int_eq(count_rows("k = 'f3'"), 1);
@@ -635,6 +635,38 @@ START_TEST(failing_statement_in_a_group_fails_only_its_call_the_others_commit)
 }
 END_TEST
 
+/* _i 0: a sync per call, 1: per loop turn. A pipelined call's PREPARE that fails (its table
+ * does not exist yet) must not leave its name behind: once the table exists, the same statement
+ * on the same connection is prepared again and runs, in the failed PREPARE's slot. */
+START_TEST(pipelined_prepare_that_failed_is_prepared_again)
+{
+    ck_assert(tk_pg_exec(&pg, "layers", "DROP TABLE IF EXISTS later_t"));
+    struct pool *pool = new_pipelined_pool(_i == 1, 1, 5000);
+    struct query_seen seen;
+    pool_query(pool, &(struct pg_call){{SQL_INSERT_LATER, 1, {"q1"}}, on_query, &seen});
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(seen.status, PG_ERROR);
+    char names[64];
+    prepared_names(pool, names, sizeof names);
+    ck_assert_str_eq(names, "");
+
+    ck_assert(tk_pg_exec(&pg, "layers", "CREATE TABLE later_t (k text PRIMARY KEY)"));
+    for (int i = 2; i <= 3; i++) { /* prepared, then by name */
+        char key[8];
+        snprintf(key, sizeof key, "q%d", i);
+        pool_query(pool, &(struct pg_call){{SQL_INSERT_LATER, 1, {key}}, on_query, &seen});
+        ck_assert(run_until_finished());
+        ck_assert_int_eq(seen.status, PG_OK);
+        ck_assert_str_eq(seen.value, key);
+    }
+    prepared_names(pool, names, sizeof names);
+    ck_assert_str_eq(names, "s0");
+    assert_one_connection(pool);
+    pool_free(pool);
+    ck_assert(tk_pg_exec(&pg, "layers", "DROP TABLE later_t"));
+}
+END_TEST
+
 /* ---- host names ---- */
 
 struct connect_seen {
@@ -771,6 +803,7 @@ int main(void)
     tcase_add_loop_test(live, silent_server_fails_every_call_in_flight_at_the_deadline, 0, 2);
     tcase_add_loop_test(live, calls_of_one_turn_share_a_transaction_only_with_sync_per_turn, 0, 2);
     tcase_add_test(live, failing_statement_in_a_group_fails_only_its_call_the_others_commit);
+    tcase_add_loop_test(live, pipelined_prepare_that_failed_is_prepared_again, 0, 2);
     tcase_add_test(live, localhost_url_connects_through_the_resolver);
     tcase_add_test(live, unknown_host_fails_the_connect);
     tcase_add_test(live, listener_resolves_its_host_then_hears_a_notify);
