@@ -89,12 +89,8 @@ static void on_notified(const struct pg_reply *replies, int count, enum pg_statu
 }
 
 /*
- * Wakes the relay after commands committed: at most one NOTIFY in flight per process, and at
- * least NOTIFY_GAP_MS between two; a commit meanwhile owes one more, sent when both allow.
- * Without the gap, a NOTIFY returns within a round trip, so a steady load sends one every
- * round trip: a transaction, a database-wide lock and a wake-up of the relay each. The relay
- * gathers for RELAY_GATHER_MS (2 ms) after a wake-up anyway, so wake-ups closer together than
- * that bring it nothing. Not in the command's transaction: a
+ * Wakes the relay after commands committed: at most one NOTIFY in flight per process; a commit
+ * meanwhile owes one more, sent when it returns. Not in the command's transaction: a
  * transaction that NOTIFYs takes a database-wide lock at its commit (PreCommit_Notify) and
  * holds it until the commit is flushed, so every notifying command would commit, and wait for
  * its WAL flush, one after another (no group commit): layer 1's throughput divided by eight.
@@ -104,18 +100,10 @@ static void on_notified(const struct pg_reply *replies, int count, enum pg_statu
  */
 static void notify_relay(struct layer *layer)
 {
-    if (layer->notify_in_flight || evtimer_pending(layer->notify_timer, NULL)) {
+    if (layer->notify_in_flight) {
         layer->notify_owed = true;
         return;
     }
-    long long wait = layer->notify_sent_ms + layer->notify_gap_ms - monotonic_ms();
-    if (wait > 0) {
-        layer->notify_owed = true;
-        struct timeval tv = ms_to_timeval((long)wait);
-        evtimer_add(layer->notify_timer, &tv);
-        return;
-    }
-    layer->notify_sent_ms = monotonic_ms();
     layer->notify_in_flight = true;
     layer->notify_owed = false;
     struct pg_batch notify = {.mode = PG_BATCH_TRANSACTION,
@@ -484,19 +472,9 @@ void handle_read(struct http_request *req, void *arg)
     poll_checkpoint(-1, 0, layer); /* at once (or right after the poll in flight) */
 }
 
-/* The gap since the last NOTIFY has passed: the owed one leaves (unless one is in flight). */
-static void on_notify_gap(evutil_socket_t fd, short what, void *arg)
-{
-    struct layer *layer = arg;
-    (void)fd, (void)what;
-    if (layer->notify_owed && !layer->notify_in_flight)
-        notify_relay(layer);
-}
-
 void handlers_start(struct layer *layer)
 {
     layer->poll_timer = evtimer_new(server_base(layer->server), poll_checkpoint, layer);
-    layer->notify_timer = evtimer_new(server_base(layer->server), on_notify_gap, layer);
 }
 
 void handlers_stop(struct layer *layer)
@@ -506,8 +484,6 @@ void handlers_stop(struct layer *layer)
     release_waiting(layer, true);
     event_free(layer->poll_timer);
     layer->poll_timer = NULL;
-    event_free(layer->notify_timer);
-    layer->notify_timer = NULL;
     /* A poll in flight ends in poll_done, which frees poll_tokens and arms nothing now. */
 }
 

@@ -33,11 +33,8 @@ struct layer {
     struct redis *redis;            /* read counts, stream and dead-letter lengths */
     struct schema_task *schemas[2]; /* start-up table creation: write, read */
     int schemas_ready;              /* schemas created so far */
-    long notify_gap_ms;             /* NOTIFY_GAP_MS: least time between two NOTIFYs */
     bool notify_in_flight;          /* a NOTIFY outbox is on its way to the write database */
     bool notify_owed;               /* a command committed since it left: send one more */
-    long long notify_sent_ms;       /* when the last NOTIFY left (monotonic) */
-    struct event *notify_timer;     /* sends the owed NOTIFY once the gap has passed */
     struct cqrs_stream_id applied;  /* the projector's last applied stream entry, as last seen */
     struct read_flow *waiting;      /* token reads waiting for the projector, oldest first */
     struct read_flow *waiting_tail; /* the newest one */

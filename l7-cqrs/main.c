@@ -44,9 +44,6 @@ static const struct config_row layer_rows[] = {
      NULL},
     {"READ_MAX_WAITING", CONFIG_INT, "10000", 1, 1000000,
      "token reads allowed to wait at once (more get 503 at once)", &layer.max_waiting_reads, NULL},
-    {"NOTIFY_GAP_MS", CONFIG_INT, "2", 0, 1000,
-     "least time between two NOTIFYs that wake the relay (commands meanwhile share the next)",
-     &layer.notify_gap_ms, NULL},
 };
 
 static const struct config_set layer_sets[] = {

@@ -398,51 +398,6 @@ START_TEST(an_event_without_notify_is_published_by_the_poll)
 }
 END_TEST
 
-/* NOTIFYs are spaced NOTIFY_GAP_MS apart; a command in between owes one, which must still be
- * sent once the gap has passed. Here the gap is 200 ms, the relay reads at once after a wake-up
- * (RELAY_GATHER_MS=0) and its safety poll is out of reach (10 minutes): a command committed
- * right after another is published (read with its token within READ_WAIT_MS, 2 s) only if the
- * owed NOTIFY goes out. So do bursts of concurrent commands. */
-START_TEST(commands_within_the_notify_gap_still_wake_the_relay)
-{
-    tk_server_stop(&server, SIGKILL, 5000);
-    const char *more[] = {"NOTIFY_GAP_MS=200", NULL};
-    ck_assert(contract_start_server(&server, more));
-    tk_server_stop(&relay, SIGKILL, 5000);
-    static const char *env[8];
-    env[0] = write_url, env[1] = read_url, env[2] = redis_url, env[3] = "RELAY_POLL_MS=600000";
-    env[4] = "RELAY_GATHER_MS=0", env[5] = NULL;
-    ck_assert(tk_server_spawn(&relay, RELAY_BIN, HELPER_PORT, env));
-    enum { N = 20 };
-    struct tk_request reqs[N];
-    struct tk_response res[N];
-    char *bodies[N], keys[N][32];
-    long long tokens[N];
-    for (int round = 0; round < 3; round++) {
-        char a_key[16], b_key[16];
-        snprintf(a_key, sizeof a_key, "gap:a%d", round);
-        snprintf(b_key, sizeof b_key, "gap:b%d", round);
-        long long a = post(a_key, "first"), b = post(b_key, "second"); /* b within the gap */
-        read_finds(a_key, a, "first");
-        read_finds(b_key, b, "second");
-        for (int i = 0; i < N; i++) {
-            snprintf(keys[i], sizeof keys[i], "gap:%d:%d", round, i);
-            bodies[i] = tk_write_body(keys[i], "burst");
-            reqs[i] = (struct tk_request){"POST", "/write", bodies[i], 0, NULL};
-        }
-        tk_http_many(SERVER_PORT, reqs, res, N, 30000);
-        for (int i = 0; i < N; i++) {
-            ck_assert_int_eq(res[i].status, 200);
-            tokens[i] = atoll(json_string_value(json_object_get(res[i].json, "event_id")));
-            tk_response_free(&res[i]);
-            free(bodies[i]);
-        }
-        for (int i = 0; i < N; i++)
-            read_finds(keys[i], tokens[i], "burst");
-    }
-}
-END_TEST
-
 /* The shared case "five_hundred_concurrent_clients", with tokens: 500 writes at once, then
  * 500 reads at once, each with its write's token: every one answered, every 200 the value. */
 START_TEST(five_hundred_concurrent_clients_with_tokens)
@@ -849,7 +804,6 @@ int main(void)
             a_token_waits_for_its_own_event_when_positions_commit_out_of_order,
             an_event_without_notify_is_published_by_the_poll,
             a_command_committing_after_later_ones_were_published_is_published,
-            commands_within_the_notify_gap_still_wake_the_relay,
             five_hundred_concurrent_clients_with_tokens, clients_hanging_up_mid_request, NULL});
     int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_pg_destroy(&write_pg);
