@@ -138,9 +138,9 @@ static bool create_loop(struct process *p)
     /* epoll's changelist: the adds and deletes a loop turn makes on one descriptor become at
      * most one epoll_ctl when the turn ends. evhttp turns a connection's reading off and its
      * writing on for each reply, and back after it: 4 epoll_ctl a request otherwise. It cut the
-     * server's CPU a request by 8-15% (bench/results/2026-12-02-vm-epoll-changelist). libevent's
-     * caveat, a descriptor cloned with dup() whose twin is closed, does not arise here: no
-     * descriptor on a loop is dup()ed. */
+     * server's CPU a request by 3-15%, in every cell measured
+     * (bench/results/2026-12-02-vm-epoll-changelist). libevent's caveat, a descriptor cloned
+     * with dup() whose twin is closed, does not arise here: no descriptor on a loop is dup()ed. */
     struct event_config *config = event_config_new();
     if (config == NULL) {
         LOG_ERROR("cannot create the event loop");
