@@ -42,13 +42,10 @@ const char CQRS_SQL_WRITE_SCHEMA[] =
      * transaction that read's snapshot lists as in progress; a transaction that took its
      * position before having an id would be invisible to that test. CQRS_SQL_COMMAND's first
      * write (command_keys) already assigns the id before the outbox row; this makes any INSERT
-     * INTO outbox (a psql session, a test) safe too. A CASE, not a function: it evaluates its
-     * condition before its result, and costs two function calls where a PL/pgSQL function
-     * (this default until it was measured) cost each command 10-20% of its PostgreSQL CPU
-     * (README, "Where a write's CPU goes"). */
-    "ALTER TABLE outbox ALTER COLUMN position SET DEFAULT (CASE WHEN pg_current_xact_id() IS NOT"
-    " NULL THEN nextval('outbox_position_seq') END);"
-    "DROP FUNCTION IF EXISTS outbox_next_position();" /* the earlier default */
+     * INTO outbox (a psql session, a test) safe too. */
+    "CREATE OR REPLACE FUNCTION outbox_next_position() RETURNS bigint LANGUAGE plpgsql AS $f$"
+    " BEGIN PERFORM pg_current_xact_id(); RETURN nextval('outbox_position_seq'); END $f$;"
+    "ALTER TABLE outbox ALTER COLUMN position SET DEFAULT outbox_next_position();"
     /* The relay no longer marks rows (published_at, stream_id stay NULL on new rows): nothing
      * reads unpublished rows by that flag any more. */
     "DROP INDEX IF EXISTS outbox_unpublished;"
