@@ -211,6 +211,12 @@ static void on_entries(redisReply *reply, void *arg)
 {
     struct projector *p = arg;
     if (reply == NULL) {
+        /* No answer is not "nothing read": Redis may have run the XREADGROUP, and moved its
+         * entries to this consumer's pending list, before the connection failed or the answer
+         * timed out. Those entries are never delivered again by ">", and the next batch's XTRIM
+         * would remove them from the stream: read our own pending entries first, as after a
+         * crash (applying an entry twice changes nothing). */
+        p->own_pending = true;
         retry(p, read_batch, "XREADGROUP failed (Redis unavailable?)");
         return;
     }

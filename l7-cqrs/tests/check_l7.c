@@ -767,6 +767,42 @@ START_TEST(a_poison_event_goes_to_the_dead_letters)
 }
 END_TEST
 
+/* A read whose answer was lost: Redis ran the projector's XREADGROUP, so its entries are in the
+ * projector's pending list, but the answer never arrived (a timeout, a dropped connection).
+ * Simulated by a MULTI that adds an event and reads it as the projector's consumer (a blocked
+ * read is served only after the EXEC, so the projector does not get it), then the projector's
+ * connections are killed: its waiting XREADGROUP fails. It must then read its own pending
+ * entries before new ones; ">" never delivers these again, and a later batch's XTRIM would
+ * remove them from the stream. Position 1: a fresh key's first, below the checkpoint. */
+START_TEST(entries_a_lost_read_delivered_are_applied)
+{
+    long long id = post("lost:before", "running");
+    read_finds("lost:before", id, "running");
+    char cmd[800];
+    snprintf(cmd, sizeof cmd,
+             "printf 'MULTI\\nXADD " CQRS_STREAM " * position 1 type RecordCreated key lost:read "
+             "value delivered at 2026-01-01T00:00:00.000000Z command_id 0\\nXREADGROUP GROUP "
+             CQRS_GROUP " projector-1 COUNT 10 STREAMS " CQRS_STREAM " >\\nEXEC\\n' | "
+             "redis-cli -p %d | grep -q delivered",
+             REDIS_PORT);
+    ck_assert_msg(system(cmd) == 0, "the MULTI did not read the entry as projector-1");
+    redis_cli("CLIENT KILL TYPE normal SKIPME yes");
+    long long start = tk_now_ms();
+    for (;;) {
+        struct tk_response res;
+        read_with("lost:read", 0, &res);
+        bool found = res.status == 200 && json_is_true(json_object_get(res.json, "success"));
+        if (found)
+            ck_assert_str_eq(member(&res, "value"), "delivered");
+        tk_response_free(&res);
+        if (found)
+            break;
+        ck_assert_msg(tk_now_ms() - start < 10000, "the lost read's entry was never applied");
+        usleep(50000);
+    }
+}
+END_TEST
+
 int main(void)
 {
     if (!tk_pg_start(&write_pg, WRITE_PG_PORT, NULL) ||
@@ -804,7 +840,8 @@ int main(void)
             a_token_waits_for_its_own_event_when_positions_commit_out_of_order,
             an_event_without_notify_is_published_by_the_poll,
             a_command_committing_after_later_ones_were_published_is_published,
-            five_hundred_concurrent_clients_with_tokens, clients_hanging_up_mid_request, NULL});
+            five_hundred_concurrent_clients_with_tokens, clients_hanging_up_mid_request,
+            entries_a_lost_read_delivered_are_applied, NULL});
     int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_pg_destroy(&write_pg);
     tk_redis_destroy(&redis);
