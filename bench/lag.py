@@ -2,7 +2,8 @@
 """lag.py: the `lag` workload's reading of layer 7's projection lag (bench/run.sh calls it).
 
     lag.py caught-up PORT TIMEOUT_S     waits until GET /stats says the projector has applied
-                                        everything the outbox holds; prints the stats
+                                        everything the outbox holds, and the read model has
+                                        every key written; prints the stats
     lag.py read REDIS_PORT              prints "LAG p50_us=... p99_us=... max_us=... count=..."
                                         from the samples in the Redis list l7:lag
 
@@ -39,18 +40,26 @@ def caught_up(port, timeout_s):
         # higher position, which the projector's checkpoint (the highest position applied) may
         # already hold, so the counts must agree too (copies after a relay restart are counted
         # once on both sides; a dead letter was published and never applied).
+        # And, independent of both counters, every key the write side has a command for is in
+        # the read model (write_db_records counts command_keys, read_db_records the read
+        # model's rows): what the verification that follows reads back.
         applied = (s.get("events_projected") or 0) + (s.get("dead_letters") or 0)
         if (s.get("outbox_backlog") == 0 and s.get("projection_lag_events") == 0
                 and s.get("projector_position") is not None
                 and s.get("events_published") is not None
-                and applied >= s["events_published"]):
+                and applied >= s["events_published"]
+                and s.get("read_db_records") is not None
+                and s.get("write_db_records") is not None
+                and s["read_db_records"] >= s["write_db_records"]):
             return s
         if time.monotonic() > deadline:
             raise RuntimeError(f"not caught up after {timeout_s} s: outbox_backlog "
                                f"{s.get('outbox_backlog')}, projection_lag_events "
                                f"{s.get('projection_lag_events')}, events_published "
                                f"{s.get('events_published')}, events_projected "
-                               f"{s.get('events_projected')}")
+                               f"{s.get('events_projected')}, read_db_records "
+                               f"{s.get('read_db_records')}, write_db_records "
+                               f"{s.get('write_db_records')}")
         time.sleep(POLL_S)
 
 
