@@ -33,8 +33,12 @@ static bool start(struct server *server, void *arg)
     l->server = server;
     l->max_value_bytes = (size_t)server_config(server)->max_value_bytes;
     /* One query per connection: preparing statements would only add a round trip. */
-    l->pg = (struct pgconn_settings){l->database_url,     "l0-single-db", l->connect_timeout_ms,
-                                     l->query_timeout_ms, false,          server_resolver(server)};
+    l->pg = (struct pgconn_settings){.url = l->database_url,
+                                     .application = "l0-single-db",
+                                     .connect_timeout_ms = l->connect_timeout_ms,
+                                     .query_timeout_ms = l->query_timeout_ms,
+                                     .prepare = false,
+                                     .resolver = server_resolver(server)};
 
     struct http_server *http = server_http(server);
     http_route(http, HTTP_POST, "/write", handle_write, l);

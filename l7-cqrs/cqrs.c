@@ -118,6 +118,12 @@ const char CQRS_SQL_COMMAND[] =
 
 const char CQRS_SQL_NOTIFY[] = "NOTIFY " CQRS_CHANNEL;
 
+/* set_config(..., true) is SET LOCAL: it lasts until the batch's commit. Not SET LOCAL itself: a
+ * batch is an implicit transaction (pipeline, one sync), not a BEGIN block, so SET LOCAL works
+ * there too but warns every time ("SET LOCAL can only be used in transaction blocks"): a line in
+ * the server's log and a notice to the client per relay step and per NOTIFY. */
+const char CQRS_SQL_ASYNC_COMMIT[] = "SELECT set_config('synchronous_commit', 'off', true)";
+
 const char CQRS_SQL_PROJECT_LOCK[] = "SELECT pg_advisory_xact_lock(7007)";
 
 /*

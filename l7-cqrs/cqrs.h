@@ -44,6 +44,8 @@ extern const char CQRS_SQL_READ_SCHEMA[];
 extern const char CQRS_SQL_COMMAND[];
 /* Wakes the relay; sent after commands commit, in a transaction of its own (handlers.c). */
 extern const char CQRS_SQL_NOTIFY[];
+/* First in a PG_BATCH_TRANSACTION batch: its commit does not wait for the WAL flush. */
+extern const char CQRS_SQL_ASYNC_COMMIT[];
 /* $1 JSON array of events [{position,key,value,at}], $2 the stream entry id of the batch's last
  * entry (NULL: the rebuild, which does not read the stream) -> the checkpoint after the batch. */
 extern const char CQRS_SQL_PROJECT[];

@@ -78,8 +78,7 @@ struct write_flow {
 
 static void notify_relay(struct layer *layer);
 
-static void on_notified(const struct pg_reply *replies, int count, enum pg_status status,
-                        void *arg)
+static void on_notified(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
 {
     struct layer *layer = arg;
     (void)replies, (void)count, (void)status; /* lost: the relay's safety poll finds the rows */
@@ -106,12 +105,12 @@ static void notify_relay(struct layer *layer)
     }
     layer->notify_in_flight = true;
     layer->notify_owed = false;
-    struct pg_batch notify = {.mode = PG_BATCH_TRANSACTION,
-                              .count = 2,
-                              .statements = {{"SET LOCAL synchronous_commit = off", 0, {NULL}},
-                                             {CQRS_SQL_NOTIFY, 0, {NULL}}},
-                              .cb = on_notified,
-                              .arg = layer};
+    struct pg_batch notify = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 2,
+        .statements = {{CQRS_SQL_ASYNC_COMMIT, 0, {NULL}}, {CQRS_SQL_NOTIFY, 0, {NULL}}},
+        .cb = on_notified,
+        .arg = layer};
     pool_batch(layer->write_pool, &notify);
 }
 
@@ -121,8 +120,8 @@ static void on_committed(PGresult *res, enum pg_status status, void *arg)
     struct layer *layer = http_request_arg(flow->req);
     if (status == PG_OK && PQntuples(res) == 1) {
         json_t *reply = json_pack("{s:b, s:s%, s:s, s:s}", "success", 1, "key", flow->body.key,
-                                  flow->body.key_len, "event_id", PQgetvalue(res, 0, 0),
-                                  "message", flow->message);
+                                  flow->body.key_len, "event_id", PQgetvalue(res, 0, 0), "message",
+                                  flow->message);
         http_reply_json(flow->req, 200, reply);
         notify_relay(layer);
     } else {
@@ -369,7 +368,8 @@ static void on_applied(PGresult *res, enum pg_status status, void *arg)
 {
     struct layer *layer = arg;
     struct cqrs_stream_id id;
-    if (status == PG_OK && PQntuples(res) == 1 && cqrs_stream_id_parse(PQgetvalue(res, 0, 0), &id) &&
+    if (status == PG_OK && PQntuples(res) == 1 &&
+        cqrs_stream_id_parse(PQgetvalue(res, 0, 0), &id) &&
         cqrs_stream_id_cmp(&id, &layer->applied) > 0)
         layer->applied = id;
     poll_done(layer);

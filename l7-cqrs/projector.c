@@ -558,6 +558,8 @@ static bool start(struct process *process, void *arg)
     struct pool_config read_db = p->db, write_db = p->db;
     read_db.database_url = p->read_db_url;
     write_db.database_url = p->write_db_url;
+    write_db.options = "-c enable_seqscan=off"; /* the rebuild pages the outbox by position, as
+                                                   the relay reads it (relay.c) */
     struct pgconn_settings pg = pool_config_pg(&read_db, "l7-projector");
     p->read_pool = pool_config_create(&read_db, base, "l7-projector", NULL);
     if (p->rebuild)

@@ -407,7 +407,7 @@ static void published(struct relay *r)
      * copies), so it need not cost a flush per step, taken from the commands' group commits. */
     struct pg_batch store = {.mode = PG_BATCH_TRANSACTION,
                              .count = 2,
-                             .statements = {{"SET LOCAL synchronous_commit = off", 0, {NULL}},
+                             .statements = {{CQRS_SQL_ASYNC_COMMIT, 0, {NULL}},
                                             {STORE_SQL,
                                              6,
                                              {r->store_text[0], r->last_id, r->store_text[1],
@@ -576,6 +576,11 @@ static bool start(struct process *process, void *arg)
     r->db.database_url = r->write_db_url;
     r->db.resolver = process_resolver(process);
     r->db.min_size = r->db.min_size > 1 ? 1 : r->db.min_size; /* one step at a time */
+    /* Every read of the relay is by position, the outbox's key. Without statistics (a fresh
+     * outbox, before autovacuum's first ANALYZE) the planner prefers a scan of the whole outbox
+     * to READ_SQL's index scans, and keeps that plan as the outbox grows (README, "What it
+     * costs"). */
+    r->db.options = "-c enable_seqscan=off";
     struct event_base *base = process_base(process);
     struct pgconn_settings pg = pool_config_pg(&r->db, "l7-relay");
     r->pool = pool_config_create(&r->db, base, "l7-relay", NULL);

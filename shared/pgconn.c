@@ -309,8 +309,10 @@ bool pgconn_host_to_resolve(const char *url, char *host, size_t len)
 /* Starts libpq's connect; hostaddr (a numeric address, or NULL) overrides the URL's. */
 static void start_connect(struct pgconn *conn, const char *hostaddr)
 {
-    char options[64];
-    snprintf(options, sizeof options, "-c statement_timeout=%ld", conn->settings.query_timeout_ms);
+    char options[256];
+    snprintf(options, sizeof options, "-c statement_timeout=%ld %s",
+             conn->settings.query_timeout_ms,
+             conn->settings.options != NULL ? conn->settings.options : "");
     /* Keywords are applied in order, and the URL (expanded from dbname) overrides those before
      * it: so gssencmode and sslmode below are defaults a URL can change (?sslmode=require).
      * libpq's own defaults ("prefer" both) cost about 1.4 ms of CPU per connection inside

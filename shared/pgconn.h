@@ -54,6 +54,9 @@ struct pgconn_settings {
     bool prepare;              /* prepare parameterised statements once per connection */
     struct resolver *resolver; /* resolves the URL's host name without blocking; NULL: libpq
                                   resolves it (blocking getaddrinfo) */
+    const char *options;       /* more server settings for each session ("-c name=value ..."),
+                                  or NULL: e.g. a program whose statements must never scan a
+                                  table whole (-c enable_seqscan=off, l7-cqrs/relay.c) */
 };
 
 /*
@@ -149,8 +152,8 @@ void pgconn_query(struct pgconn *conn, const struct pg_call *call);
  * known as prepared once that PREPARE succeeded; a PREPARE that fails (bad SQL) fails its
  * statement as the statement itself would. PG_BATCH_TRANSACTION puts one sync after the last
  * statement: the statements form one implicit transaction, and after a failure the rest are
- * skipped and all roll back. PG_BATCH_EACH puts a sync after each: each commits before the next runs, and
- * the next runs even when one failed. The connection must be idle; the batch is copied.
+ * skipped and all roll back. PG_BATCH_EACH puts a sync after each: each commits before the next
+ * runs, and the next runs even when one failed. The connection must be idle; the batch is copied.
  */
 void pgconn_batch(struct pgconn *conn, const struct pg_batch *batch);
 

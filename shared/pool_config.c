@@ -13,8 +13,9 @@ const char *const pipeline_sync_names[] = {"call", "turn", NULL};
 struct pgconn_settings pool_config_pg(const struct pool_config *c, const char *application)
 {
     /* Pooled connections live long: each prepares its statements once (pgconn.h). */
-    return (struct pgconn_settings){c->database_url, application, c->connect_timeout_ms,
-                                    c->query_timeout_ms, true, c->resolver};
+    return (struct pgconn_settings){c->database_url,     application, c->connect_timeout_ms,
+                                    c->query_timeout_ms, true,        c->resolver,
+                                    c->options};
 }
 
 bool pool_config_pipelined(const struct pool_config *c)
@@ -36,9 +37,12 @@ struct pool *pool_config_create(const struct pool_config *c, struct event_base *
                                 const char *application, struct metrics *metrics)
 {
     struct pgconn_settings pg = pool_config_pg(c, application);
-    struct pool_settings ps = {(int)c->min_size,         (int)c->max_size,
-                               c->acquire_timeout_ms,    (int)c->max_waiting,
-                               c->max_lifetime_s * 1000, c->idle_timeout_s * 1000,
+    struct pool_settings ps = {(int)c->min_size,
+                               (int)c->max_size,
+                               c->acquire_timeout_ms,
+                               (int)c->max_waiting,
+                               c->max_lifetime_s * 1000,
+                               c->idle_timeout_s * 1000,
                                pool_config_pipelined(c) ? (int)c->pipeline_depth : 1,
                                c->pipeline_sync != NULL && strcmp(c->pipeline_sync, "turn") == 0};
     return pool_create_pg(base, &ps, &pg, metrics);

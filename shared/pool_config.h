@@ -25,6 +25,7 @@ struct pool_config {
     long pipeline_depth;       /* DB_PIPELINE_DEPTH: calls in flight per connection (pipeline) */
     char *pipeline_sync;       /* DB_PIPELINE_SYNC: "call" or "turn" (pipeline, pg_pipeline.h) */
     struct resolver *resolver; /* not a setting: the program's (process_resolver), or NULL */
+    const char *options;       /* not a setting: more server settings per session (pgconn.h) */
 };
 
 /* "exclusive", "pipeline", NULL: the values of DB_POOL_MODE (a CONFIG_ENUM row). */

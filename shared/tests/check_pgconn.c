@@ -51,7 +51,7 @@ static bool run_until_finished(void)
 
 static struct pgconn_settings settings(const char *url, bool prepare, struct resolver *resolver)
 {
-    return (struct pgconn_settings){url, "check_pgconn", 3000, 5000, prepare, resolver};
+    return (struct pgconn_settings){url, "check_pgconn", 3000, 5000, prepare, resolver, NULL};
 }
 
 static struct pool *new_pool(void)
@@ -194,6 +194,52 @@ START_TEST(connection_is_reused_after_a_failed_batch)
     ck_assert_uint_eq(stats.broken, 0); /* a refused batch leaves the connection usable */
     ck_assert_uint_eq(stats.opened, 1);
     pool_free(pool);
+}
+END_TEST
+
+/* Runs one batch of statements without parameters on pool; the replies in seen. */
+static void run_plain_batch(struct pool *pool, int count, const char *const *sql,
+                            struct batch_seen *seen)
+{
+    struct pg_batch batch = {
+        .mode = PG_BATCH_TRANSACTION, .count = count, .cb = on_batch, .arg = seen};
+    for (int i = 0; i < count; i++)
+        batch.statements[i] = (struct pg_statement){sql[i], 0, {NULL}};
+    pool_batch(pool, &batch);
+    ck_assert(run_until_finished());
+    ck_assert_int_eq(seen->status, PG_OK);
+}
+
+/* settings.options reach every session; a setting a batch makes with set_config(..., true)
+ * (SET LOCAL, without its warning in a pipeline) lasts until the batch's commit, and the next
+ * batch on the same pooled connection has the session's value again. */
+START_TEST(session_options_apply_and_a_batch_setting_ends_with_it)
+{
+    struct pool_settings ps = {1, 1, 2000, 16, 60000, 60000, 1, false};
+    struct pgconn_settings s = settings(pg.url, true, NULL);
+    s.options = "-c enable_seqscan=off";
+    struct pool *pool = pool_create_pg(base, &ps, &s, NULL);
+    struct batch_seen seen;
+    run_plain_batch(pool, 3,
+                    (const char *const[]){"SHOW enable_seqscan",
+                                          "SELECT set_config('synchronous_commit', 'off', true)",
+                                          "SHOW synchronous_commit"},
+                    &seen);
+    ck_assert_str_eq(seen.first_value[0], "off");
+    ck_assert_str_eq(seen.first_value[2], "off");
+    run_plain_batch(pool, 2,
+                    (const char *const[]){"SHOW synchronous_commit", "SHOW enable_seqscan"}, &seen);
+    ck_assert_str_eq(seen.first_value[0], "on");
+    ck_assert_str_eq(seen.first_value[1], "off");
+    struct pool_stats stats;
+    pool_get_stats(pool, &stats);
+    ck_assert_uint_eq(stats.opened, 1); /* one connection: the setting did not outlive its batch */
+    pool_free(pool);
+
+    struct pool *plain = new_pool(); /* no options: the server's default */
+    run_plain_batch(plain, 1, (const char *const[]){"SHOW enable_seqscan"}, &seen);
+    ck_assert_str_eq(seen.first_value[0], "on");
+    pool_free(plain);
 }
 END_TEST
 
@@ -788,12 +834,14 @@ int main(void)
     tcase_set_timeout(live, 60);
     tcase_add_checked_fixture(live, setup, teardown);
     tcase_add_test(live, transaction_batch_runs_every_statement);
+    tcase_add_test(live, session_options_apply_and_a_batch_setting_ends_with_it);
     tcase_add_test(live, failing_statement_rolls_back_the_transaction);
     tcase_add_test(live, each_on_its_own_fails_only_the_failing_statement);
     tcase_add_test(live, connection_is_reused_after_a_failed_batch);
     tcase_add_test(live, prepared_statement_runs_by_name_on_reuse);
     tcase_add_test(live, batch_prepares_its_statement_once_and_runs_it_by_name);
-    tcase_add_loop_test(live, failed_prepare_fails_its_call_and_the_next_batch_prepares_again, 0, 2);
+    tcase_add_loop_test(live, failed_prepare_fails_its_call_and_the_next_batch_prepares_again, 0,
+                        2);
     tcase_add_test(live, prepared_in_a_rolled_back_batch_stays_prepared);
     tcase_add_loop_test(
         live, pipelined_calls_get_their_own_answers_and_one_failure_fails_only_itself, 0, 2);
