@@ -132,13 +132,15 @@ const char CQRS_SQL_PROJECT_LOCK[] = "SELECT pg_advisory_xact_lock(7007)";
  * one key in one batch collapse into one row change (its newest value, write_count + their
  * number); created_at is the first event's time, kept afterwards. The checkpoint (the highest
  * position, and the last stream entry id, which only moves forward) moves in the same
- * transaction, so the read model and the checkpoint never disagree.
+ * transaction, so the read model and the checkpoint never disagree. Each event looks its key up
+ * by the primary key (a subquery per event, not a join): a join planned before `records` has
+ * statistics (a fresh database) hashes the whole table at every batch.
  */
 const char CQRS_SQL_PROJECT[] =
     "WITH ev AS (SELECT DISTINCT ON (position) * FROM json_to_recordset($1::json) "
     "  AS e(position bigint, key text, value text, at timestamptz)), "
-    "fresh AS (SELECT ev.* FROM ev LEFT JOIN records r ON r.key = ev.key "
-    "  WHERE ev.position > COALESCE(r.last_position, 0)), "
+    "fresh AS (SELECT ev.* FROM ev WHERE ev.position > "
+    "  COALESCE((SELECT r.last_position FROM records r WHERE r.key = ev.key), 0)), "
     "agg AS (SELECT DISTINCT ON (key) key, value, at, position, count(*) OVER w AS n, "
     "  min(at) OVER w AS first_at FROM fresh WINDOW w AS (PARTITION BY key) "
     "  ORDER BY key, position DESC), "
