@@ -692,7 +692,7 @@ preload_by_sql() {
 # starts from), an evenly spaced sample of VERIFY_SAMPLE on the others. One row per step in
 # checks.csv. Returns non-zero if any failed.
 preload() { # N
-    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL step count=$VERIFY_SAMPLE bad by_sql=0
+    local n=$1 name=${LAYER_NAMES[$1]}$VARIANT_LABEL step count=$VERIFY_SAMPLE bad by_sql=0 why
     [[ " $BACKENDS " != *" redis "* ]] || count=0
     bound_of "$n" write
     [ "$BOUND" != pg-connect ] || by_sql=1
@@ -706,8 +706,8 @@ preload() { # N
         [ "$step" != preload ] || [ "$by_sql" = 0 ] || continue
         # A read model fed by a projector (layer 7) answers reads once it has caught up.
         if [ "$step" = verify ] && [ -n "${LAG_LAYERS[$n]:-}" ] &&
-            ! /usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 >/dev/null; then
-            echo "verify: the projector did not catch up with the preload in 120 s" >&2
+            ! why=$(/usr/bin/python3 "$ROOT/bench/lag.py" caught-up "$API_PORT" 120 2>&1 >/dev/null); then
+            echo "verify: the projector did not catch up with the preload: ${why##*$'\n'}" >&2
             return 1
         fi
         run_loadgen "$name $step" "$n" --workload "$step" --connections 32 \
