@@ -14,10 +14,18 @@
  * a smaller position may become visible after a larger one was read. Every position is taken
  * under its transaction's id (cqrs.c: the column's default assigns the id first), so a
  * position that was taken before a read and is not visible to it belongs to a transaction in
- * that read's snapshot's xip list (in progress), and one that is taken after the read is larger
- * than every position the read saw. Hence: W may become H, the highest position published at a
- * read R, once a later read's snapshot shows every transaction of R's xip list ended (or R's
- * list was empty): that later read saw every committed position <= H. Until then the relay
+ * progress at that read, and one that is taken after the read is larger than every position
+ * the read saw. In progress at a read: the ids in its snapshot's xip list, and possibly any id
+ * at or above the snapshot's xmax. PostgreSQL (14 and later) sets xmax to the latest completed
+ * id + 1, not to the next id to assign, so an open transaction whose id is higher than every
+ * completed one is in no list: ids and positions come in different orders (T2 takes its id
+ * after T1, its position before T1's; T1 commits; the snapshot's xmax is T1's id + 1, and T2's
+ * position is invisible with an empty xip list). The read therefore takes an id of its own
+ * (pg_current_xact_id()): every transaction that had an id at the read's snapshot has a smaller
+ * one, so "in progress at R" is within R's xip list and [R's xmax, R's own id). Hence: W may
+ * become H, the highest position published at a read R, once a later read's snapshot shows all
+ * of those ended (or R had none: an empty list and its own id equal to its xmax): that later
+ * read saw every committed position <= H. Until then the relay
  * remembers what it published above W (pending, at most RELAY_PENDING_MAX positions apart) and
  * reads the gaps between them again at each step; a transaction held open stops W, not the
  * publishing. A restart republishes everything above the stored W (the projector refuses the
@@ -70,12 +78,14 @@
 
 /* $1 the gaps ("{4,9}": positions above W, below the highest published, not published yet),
  * $2 the highest published, $3 how many rows above it -> the statement's snapshot, then those
- * rows in position order (one row of NULLs after the snapshot when there are none). One
- * statement, so the snapshot is the one the rows were read in. */
+ * rows in position order (one row of NULLs after the snapshot when there are none), each with
+ * the read's own transaction id (taken after the snapshot: above every id assigned before it).
+ * One statement, so the snapshot is the one the rows were read in. */
 static const char READ_SQL[] =
     "SELECT s.snapshot, o.position::text, o.event_type, o.key, o.value, " TIMESTAMP_UTC(
-        "o.created_at") ", o.command_id::text "
-                        "FROM (SELECT pg_current_snapshot()::text AS snapshot) s "
+        "o.created_at") ", o.command_id::text, s.own "
+                        "FROM (SELECT pg_current_snapshot()::text AS snapshot, "
+                        "pg_current_xact_id()::text AS own) s "
                         "LEFT JOIN LATERAL ((SELECT " OUTBOX_COLUMNS
                         "WHERE position = ANY($1::bigint[])) UNION ALL (SELECT " OUTBOX_COLUMNS
                         "WHERE position > $2::bigint ORDER BY position LIMIT $3::int)) o ON true "
@@ -99,11 +109,14 @@ enum relay_state {
     RELAY_BACKOFF,    /* a step failed; the retry timer runs */
 };
 
-/* A snapshot's transactions in progress (pg_snapshot's text "xmin:xmax:xip,..."). */
+/* What a read may not have seen: its snapshot's transactions in progress (pg_snapshot's text
+ * "xmin:xmax:xip,...") and the ids from its xmax up to the read's own (see the top). */
 struct xid_list {
     unsigned long long *xids; /* the xip list */
     size_t count;             /* its length */
     size_t cap;               /* allocated */
+    unsigned long long xmax;  /* the snapshot's xmax */
+    unsigned long long own;   /* the read's own transaction id (>= xmax) */
 };
 
 struct relay {
@@ -184,16 +197,19 @@ static const struct config_set relay_sets[] = {
 static void step(struct relay *r);
 static void load(struct relay *r);
 
-/* Parses pg_snapshot's text form into list (its xip part). false when it is not one. */
-static bool parse_snapshot(const char *text, struct xid_list *list)
+/* Parses pg_snapshot's text form and the read's own id into list. false when they are not. */
+static bool parse_snapshot(const char *text, const char *own, struct xid_list *list)
 {
     char *end;
     list->count = 0;
+    list->own = strtoull(own, &end, 10);
+    if (*own < '0' || *own > '9' || *end != '\0')
+        return false;
     (void)strtoull(text, &end, 10); /* xmin */
     if (*end != ':')
         return false;
-    (void)strtoull(end + 1, &end, 10); /* xmax */
-    if (*end != ':')
+    list->xmax = strtoull(end + 1, &end, 10);
+    if (*end != ':' || list->own < list->xmax)
         return false;
     const char *p = end + 1;
     while (*p != '\0') {
@@ -210,11 +226,23 @@ static bool parse_snapshot(const char *text, struct xid_list *list)
     return true;
 }
 
-/* Every transaction of earlier (an earlier snapshot's xip) has ended by later's snapshot: an
- * xid of earlier is below later's xmax, so it is in progress at later only if it is in later's
- * xip. */
+/* Nothing was in progress at the read: no id in its xip list, none between its xmax and its
+ * own id. */
+static bool none_in_progress(const struct xid_list *read)
+{
+    return read->count == 0 && read->own == read->xmax;
+}
+
+/* Every transaction that may have been in progress at earlier (its xip list, and the ids from
+ * its xmax up to its own) has ended by later's snapshot. An id below later's xmax is in progress
+ * at later only if it is in later's xip; one at or above it may be. */
 static bool all_ended(const struct xid_list *earlier, const struct xid_list *later)
 {
+    if (earlier->own > later->xmax)
+        return false;
+    for (size_t j = 0; j < later->count; j++)
+        if (later->xids[j] >= earlier->xmax && later->xids[j] < earlier->own)
+            return false;
     for (size_t i = 0; i < earlier->count; i++)
         for (size_t j = 0; j < later->count; j++)
             if (earlier->xids[i] == later->xids[j])
@@ -231,6 +259,8 @@ static void xid_list_copy(struct xid_list *to, const struct xid_list *from)
     if (from->count > 0)
         memcpy(to->xids, from->xids, from->count * sizeof *from->xids);
     to->count = from->count;
+    to->xmax = from->xmax;
+    to->own = from->own;
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -373,8 +403,8 @@ static void published(struct relay *r)
         r->candidate = false;
     }
     if (!r->candidate) { /* this read becomes the one W waits on */
-        if (r->read_xip.count == 0) {
-            watermark = r->highest; /* nothing in progress: this read saw everything */
+        if (none_in_progress(&r->read_xip)) {
+            watermark = r->highest; /* this read saw everything */
         } else {
             r->candidate = true;
             r->candidate_highest = r->highest;
@@ -440,8 +470,8 @@ static void on_added(redisReply *reply, void *arg)
 static void on_rows(PGresult *res, enum pg_status status, void *arg)
 {
     struct relay *r = arg;
-    if (status != PG_OK || PQntuples(res) < 1 || PQnfields(res) != 7 ||
-        !parse_snapshot(PQgetvalue(res, 0, 0), &r->read_xip)) {
+    if (status != PG_OK || PQntuples(res) < 1 || PQnfields(res) != 8 ||
+        !parse_snapshot(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 7), &r->read_xip)) {
         fail_step(r, "reading the outbox failed (write database unavailable?)");
         return;
     }
@@ -486,6 +516,11 @@ static void on_rows(PGresult *res, enum pg_status status, void *arg)
     }
 }
 
+static void on_read(const struct pg_reply *replies, int count, enum pg_status status, void *arg)
+{
+    on_rows(count == 2 ? replies[1].res : NULL, status, arg);
+}
+
 /* One step: read the gaps and a batch above the highest published (the rest follows from the
  * callbacks). Positions published above W stay within RELAY_PENDING_MAX of it: when they
  * reach it, the step reads only the gaps, until W moves. */
@@ -504,8 +539,15 @@ static void step(struct relay *r)
     r->gaps = gap_list(r);
     snprintf(r->highest_text, sizeof r->highest_text, "%lld", r->highest);
     snprintf(r->limit_text, sizeof r->limit_text, "%ld", r->limit);
-    struct pg_call read = {{READ_SQL, 3, {r->gaps, r->highest_text, r->limit_text}}, on_rows, r};
-    pool_query(r->pool, &read);
+    /* The read takes a transaction id (READ_SQL): its commit writes a record, not waited for. */
+    struct pg_batch read = {
+        .mode = PG_BATCH_TRANSACTION,
+        .count = 2,
+        .statements = {{CQRS_SQL_ASYNC_COMMIT, 0, {NULL}},
+                       {READ_SQL, 3, {r->gaps, r->highest_text, r->limit_text}}},
+        .cb = on_read,
+        .arg = r};
+    pool_batch(r->pool, &read);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)

@@ -380,6 +380,51 @@ START_TEST(a_command_committing_after_later_ones_were_published_is_published)
 }
 END_TEST
 
+/* Runs sql on c; asserts it succeeded; the first value of its first row, or "" (static). */
+static const char *exec_c(PGconn *c, const char *sql, int nparams, const char *const *params)
+{
+    static char first[64];
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(c));
+    snprintf(first, sizeof first, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return first;
+}
+
+/* Transaction ids and outbox positions come in different orders: T2 takes its id after T1 but
+ * its position before T1's. Once T1 commits, a snapshot's xmax is T1's id + 1 (PostgreSQL 14
+ * and later: the latest completed id + 1), so T2, still open, is not in the snapshot's list of
+ * transactions in progress: its id is at or above xmax. The relay took such a snapshot for
+ * "nothing in progress", moved W past T2's position, and never published it (the benchmark's
+ * "the projector did not catch up": one key of 1,000 missing from the read model, about one
+ * run in ten). This test makes that order by hand; it failed before the fix. */
+START_TEST(a_position_taken_by_a_transaction_above_the_snapshots_xmax_is_published)
+{
+    long long warm = post("xmax:warm", "before"); /* the programs are past their schema */
+    read_finds("xmax:warm", warm, "before");
+    PGconn *t1 = tk_pg_connect(&write_pg, "layers"), *t2 = tk_pg_connect(&write_pg, "layers");
+    ck_assert(t1 != NULL && t2 != NULL);
+    exec_c(t1, "BEGIN", 0, NULL);
+    long long x1 = atoll(exec_c(t1, "SELECT pg_current_xact_id()::text", 0, NULL));
+    exec_c(t2, "BEGIN", 0, NULL);
+    long long x2 = atoll(exec_c(t2, "SELECT pg_current_xact_id()::text", 0, NULL));
+    ck_assert(x2 > x1);
+    long long p2 = atoll(
+        exec_c(t2, CQRS_SQL_COMMAND, 3, (const char *const[]){"xmax:late", "second id", "post"}));
+    long long p1 = atoll(
+        exec_c(t1, CQRS_SQL_COMMAND, 3, (const char *const[]){"xmax:early", "first id", "post"}));
+    ck_assert(p1 > p2);
+    exec_c(t1, "COMMIT", 0, NULL); /* no NOTIFY (it would take an id): the relay's poll */
+    PQfinish(t1);
+    read_finds("xmax:early", p1, "first id");
+    usleep(300000); /* more relay steps while T2 is open */
+    exec_c(t2, "COMMIT", 0, NULL);
+    PQfinish(t2);
+    read_finds("xmax:late", p2, "second id");
+}
+END_TEST
+
 /* A command that committed and whose NOTIFY never came (the API crashed in between): the
  * relay's safety poll (RELAY_POLL_MS, 200 ms here) publishes it. */
 START_TEST(an_event_without_notify_is_published_by_the_poll)
@@ -883,28 +928,30 @@ int main(void)
     static const char *const resilience_skip[] = {"five_hundred_concurrent_clients",
                                                   "client_disconnects_mid_query",
                                                   "database_stops_and_comes_back", NULL};
-    TCase *own = check_tcase(
-        "cqrs", start_default, stop_all, 120,
-        (const TTest *const[]){write_and_read_shapes_with_token,
-                               keys_values_and_chunks_with_tokens,
-                               token_reads_always_see_the_write,
-                               without_a_token_the_value_arrives_within_the_lag,
-                               put_on_a_never_written_key_creates_it,
-                               read_count_grows_by_one_per_read,
-                               a_token_the_projector_cannot_reach_is_a_503,
-                               kill_9_under_writes_ends_equal_to_a_rebuild,
-                               redis_down_writes_succeed_and_projection_converges,
-                               read_database_down_reads_503_writes_200,
-                               write_database_down_writes_503_reads_200,
-                               a_poison_event_goes_to_the_dead_letters,
-                               a_token_waits_for_its_own_event_when_positions_commit_out_of_order,
-                               an_event_without_notify_is_published_by_the_poll,
-                               a_command_committing_after_later_ones_were_published_is_published,
-                               five_hundred_concurrent_clients_with_tokens,
-                               clients_hanging_up_mid_request,
-                               entries_a_lost_read_delivered_are_applied,
-                               the_relay_never_scans_the_whole_outbox,
-                               NULL});
+    TCase *own =
+        check_tcase("cqrs", start_default, stop_all, 120,
+                    (const TTest *const[]){
+                        write_and_read_shapes_with_token,
+                        keys_values_and_chunks_with_tokens,
+                        token_reads_always_see_the_write,
+                        without_a_token_the_value_arrives_within_the_lag,
+                        put_on_a_never_written_key_creates_it,
+                        read_count_grows_by_one_per_read,
+                        a_token_the_projector_cannot_reach_is_a_503,
+                        kill_9_under_writes_ends_equal_to_a_rebuild,
+                        redis_down_writes_succeed_and_projection_converges,
+                        read_database_down_reads_503_writes_200,
+                        write_database_down_writes_503_reads_200,
+                        a_poison_event_goes_to_the_dead_letters,
+                        a_token_waits_for_its_own_event_when_positions_commit_out_of_order,
+                        an_event_without_notify_is_published_by_the_poll,
+                        a_command_committing_after_later_ones_were_published_is_published,
+                        five_hundred_concurrent_clients_with_tokens,
+                        clients_hanging_up_mid_request,
+                        entries_a_lost_read_delivered_are_applied,
+                        the_relay_never_scans_the_whole_outbox,
+                        a_position_taken_by_a_transaction_above_the_snapshots_xmax_is_published,
+                        NULL});
     int rc = layer_suite_run_without(&target, own, contract_skip, resilience_skip);
     tk_pg_destroy(&write_pg);
     tk_redis_destroy(&redis);
