@@ -130,7 +130,10 @@ const char CQRS_SQL_PROJECT_LOCK[] = "SELECT pg_advisory_xact_lock(7007)";
  * Applies a batch of events, each at most once: an event counts only when its position is
  * beyond its key's last_position (a duplicate, a replay after a crash, is a no-op). Events of
  * one key in one batch collapse into one row change (its newest value, write_count + their
- * number); created_at is the first event's time, kept afterwards. The checkpoint (the highest
+ * number); created_at is the time of the key's first event by position, kept afterwards (not
+ * the batch's earliest time: an event's time is its transaction's start, so a later command of
+ * a key may carry an earlier one, and created_at would depend on how events fall into batches,
+ * the rebuild's or the projector's). The checkpoint (the highest
  * position, and the last stream entry id, which only moves forward) moves in the same
  * transaction, so the read model and the checkpoint never disagree. Each event looks its key up
  * by the primary key (a subquery per event, not a join): a join planned before `records` has
@@ -142,7 +145,8 @@ const char CQRS_SQL_PROJECT[] =
     "fresh AS (SELECT ev.* FROM ev WHERE ev.position > "
     "  COALESCE((SELECT r.last_position FROM records r WHERE r.key = ev.key), 0)), "
     "agg AS (SELECT DISTINCT ON (key) key, value, at, position, count(*) OVER w AS n, "
-    "  min(at) OVER w AS first_at FROM fresh WINDOW w AS (PARTITION BY key) "
+    "  first_value(at) OVER (w ORDER BY position) AS first_at FROM fresh "
+    "  WINDOW w AS (PARTITION BY key) "
     "  ORDER BY key, position DESC), "
     "up AS (INSERT INTO records AS r "
     "  (key, value, created_at, updated_at, write_count, read_count, last_position) "
