@@ -95,6 +95,7 @@ struct worker {
     long cache_ttl_s;      /* CACHE_TTL (the API's; invalidations use it) */
     long batch_size;       /* WORKER_BATCH_SIZE */
     long flush_ms;         /* WORKER_FLUSH_MS */
+    long linger_ms;        /* WORKER_LINGER_MS */
     long max_retries;      /* WORKER_MAX_RETRIES */
     long claim_idle_ms;    /* WORKER_CLAIM_IDLE_MS */
     long max_batches;      /* WORKER_MAX_BATCHES (1 or MAX_HELD) */
@@ -120,6 +121,7 @@ struct worker {
     struct retry read_retry;   /* reading (and creating the group) */
     struct retry write_retry;  /* the INSERT */
     struct retry finish_retry; /* the finish script */
+    struct event *linger;      /* the wait before the read after a batch that was not full */
     long long next_claim_ms;   /* when to look for a dead worker's entries again */
     char claim_cursor[48];     /* XAUTOCLAIM's cursor */
 };
@@ -132,6 +134,10 @@ static const struct config_row worker_rows[] = {
     {"WORKER_FLUSH_MS", CONFIG_INT, "50", 1, 60000,
      "longest wait for entries when the stream is empty (XREADGROUP BLOCK)", &worker.flush_ms,
      NULL},
+    {"WORKER_LINGER_MS", CONFIG_INT, "10", 0, 1000,
+     "after a batch that was not full, the next read waits this long, so that batches under a "
+     "steady load are larger (0: read again at once)",
+     &worker.linger_ms, NULL},
     {"WORKER_MAX_RETRIES", CONFIG_INT, "3", 0, 100,
      "retries of an entry the database refuses, then the dead-letter stream", &worker.max_retries,
      NULL},
@@ -257,6 +263,29 @@ static void read_again(struct worker *w)
     advance(w);
 }
 
+/*
+ * The linger. Every batch costs the same fixed work whatever its size (an XREADGROUP, the
+ * invalidation and finish scripts, a statement and its COMMIT), and under a steady load a
+ * worker that reads again at once finds only what arrived while it handled the last batch: tens
+ * of entries, so that fixed work is paid every few dozen rows, on the same cores as the API.
+ * After a batch that was not full, the next read therefore waits WORKER_LINGER_MS (the batch
+ * in hand is written meanwhile: the wait overlaps its INSERT), and the next batch holds what
+ * arrived in that time. The price: up to that much more time between acknowledgement and
+ * commit. A full batch never waits (a backlog drains at full speed), nor does a read that found
+ * nothing (it blocks until an entry comes), nor a claim of a dead worker's entries.
+ */
+static bool linger_after(const struct worker *w, size_t entries, bool claimed)
+{
+    return w->linger_ms > 0 && !claimed && entries > 0 && entries < (size_t)w->batch_size &&
+           !process_stopping(w->process);
+}
+
+static void on_linger_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    read_again(arg);
+}
+
 static void on_entries(redisReply *reply, void *arg)
 {
     struct worker *w = arg;
@@ -273,20 +302,28 @@ static void on_entries(redisReply *reply, void *arg)
     }
     backoff_reset(&w->read_retry.backoff);
     const redisReply *list = NULL;
+    bool claimed = false; /* XAUTOCLAIM's reply, not XREADGROUP's */
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
         reply->element[0]->type == REDIS_REPLY_STRING) { /* XAUTOCLAIM: cursor, entries, gone */
         snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", reply->element[0]->str);
         if (strcmp(w->claim_cursor, "0-0") == 0) /* scanned it all: look again later */
             w->next_claim_ms = monotonic_ms() + (w->claim_idle_ms < 2000 ? w->claim_idle_ms : 1000);
         list = reply->element[1];
+        claimed = true;
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
                reply->element[0]->type == REDIS_REPLY_ARRAY &&
                reply->element[0]->elements == 2) { /* XREADGROUP: [[stream, entries]] */
         list = reply->element[0]->element[1];
     }
-    if (list != NULL && list->type == REDIS_REPLY_ARRAY && list->elements > 0)
+    size_t n = list != NULL && list->type == REDIS_REPLY_ARRAY ? list->elements : 0;
+    if (n > 0)
         w->held[w->n_held++] = batch_create(list); /* advance() read only below max_batches */
-    w->reading = false; /* nothing (BLOCK timed out): advance() reads again */
+    if (linger_after(w, n, claimed)) {
+        struct timeval tv = ms_to_timeval(w->linger_ms);
+        event_add(w->linger, &tv); /* still "reading": on_linger_over reads again */
+    } else {
+        w->reading = false; /* or nothing (BLOCK timed out): advance() reads again */
+    }
     advance(w);
 }
 
@@ -640,6 +677,9 @@ static bool start(struct process *process, void *arg)
     if (!retry_init(&w->read_retry, w, base) || !retry_init(&w->write_retry, w, base) ||
         !retry_init(&w->finish_retry, w, base))
         return false;
+    w->linger = evtimer_new(base, on_linger_over, w);
+    if (w->linger == NULL)
+        return false;
     w->db.resolver = process_resolver(process); /* host names off the event loop */
     w->pool = pool_config_create(&w->db, base, "l6-worker", NULL);
     struct redis_settings rs =
@@ -662,10 +702,15 @@ static void drain(void *arg)
 {
     struct worker *w = arg;
     LOG_INFO("finishing the batches in hand, then exiting");
-    if (w->state == WORKER_STARTING)
+    if (w->state == WORKER_STARTING) {
         leave(w);
-    else
-        advance(w); /* reads no more; leaves once nothing is held or being read */
+        return;
+    }
+    if (evtimer_pending(w->linger, NULL)) { /* no read will follow the linger: end it */
+        event_del(w->linger);
+        w->reading = false;
+    }
+    advance(w); /* reads no more; leaves once nothing is held or being read */
 }
 
 static void stop(void *arg)
@@ -691,6 +736,8 @@ static void stop(void *arg)
     for (size_t i = 0; i < 3; i++)
         if (retries[i]->timer)
             event_free(retries[i]->timer);
+    if (w->linger)
+        event_free(w->linger);
 }
 
 int main(int argc, char **argv)

@@ -365,6 +365,28 @@ START_TEST(last_write_wins)
 }
 END_TEST
 
+/* The linger: after a batch that was not full, the worker waits WORKER_LINGER_MS before it
+ * reads again, so that writes arriving one by one are gathered into few batches. 30 writes,
+ * each acknowledged before the next, all within the one-second linger: the first read finds
+ * the first write, the next (a second later) all the others. Without the linger, every write
+ * would be a batch of its own. */
+START_TEST(steady_writes_linger_into_few_batches)
+{
+    start_api(NULL);
+    start_worker(0, (const char *[]){"WORKER_LINGER_MS=1000", "WORKER_FLUSH_MS=5", NULL});
+    char key[16];
+    for (int i = 0; i < 30; i++) {
+        snprintf(key, sizeof key, "linger:%d", i);
+        write_value(key, "v");
+    }
+    wait_drained(10000);
+    ck_assert_int_eq(stat_of("writes_processed"), 30);
+    ck_assert_int_eq(db_count("key LIKE 'linger:%'"), 30);
+    long long batches = stat_of("batches");
+    ck_assert_msg(batches >= 1 && batches <= 3, "%lld batches for 30 writes", batches);
+}
+END_TEST
+
 START_TEST(few_keys_rewritten_under_a_running_drain)
 {
     /* The worker holds two batches at once (one written while the next is read and the one
@@ -666,12 +688,13 @@ int main(void)
         (const TTest *const[]){
             write_is_queued_and_read_back, database_down_writes_still_accepted,
             client_disconnects_mid_read, read_your_writes_before_the_worker, last_write_wins,
-            few_keys_rewritten_under_a_running_drain, concurrent_writers_all_arrive,
-            concurrent_writes_share_script_calls, a_failed_call_fails_all_its_writes,
-            killed_workers_lose_nothing, redis_restart_keeps_acknowledged_writes,
-            poison_entries_go_to_the_dead_letters, backpressure_and_recovery,
-            backpressure_by_age_and_recovery, script_cache_flushed_writes_still_accepted,
-            gone_workers_leave_the_group, sigterm_finishes_the_batch, NULL});
+            steady_writes_linger_into_few_batches, few_keys_rewritten_under_a_running_drain,
+            concurrent_writers_all_arrive, concurrent_writes_share_script_calls,
+            a_failed_call_fails_all_its_writes, killed_workers_lose_nothing,
+            redis_restart_keeps_acknowledged_writes, poison_entries_go_to_the_dead_letters,
+            backpressure_and_recovery, backpressure_by_age_and_recovery,
+            script_cache_flushed_writes_still_accepted, gone_workers_leave_the_group,
+            sigterm_finishes_the_batch, NULL});
     static const char *const contract_skip[] = {"write_and_read_shapes", NULL};
     /* (a hung PostgreSQL leaves this layer "degraded", not 503: writes still queue) */
     static const char *const resilience_skip[] = {"client_disconnects_mid_query",
