@@ -6,6 +6,10 @@
  * not those of the requests it measured, and it never looks at a reply's body. This program
  * reports only measured requests and checks every reply (expect.h) against the data set.
  *
+ * Its connections are http_conn.h's, a plain HTTP/1.1 client of about 300 lines, not evhttp's:
+ * it shares the two cores with the servers it measures, and evhttp's client cost about 30 us of
+ * CPU a request against 17-20 (http_conn.h says where the difference goes).
+ *
  * Two ways to send:
  *   closed loop (default)  N connections, each sending its next request when the previous
  *                          answer has arrived; latency runs from the send.
@@ -22,9 +26,9 @@
  * requests at while the clients kept it busy. (Counting only answers to requests sent in the
  * window would undercount by about the mean latency over the window, and show nothing at all
  * for a server whose answers take longer than the window: layer 0 at 64 clients, where each
- * request opens a PostgreSQL connection.) After the window, no new request is sent; those in flight (and,
- * in open loop, those due but not yet sent) are awaited until --timeout, and any still without
- * an answer are "unfinished". `preload` and `verify` instead go over their keys once.
+ * request opens a PostgreSQL connection.) After the window, no new request is sent; those in flight
+ * (and, in open loop, those due but not yet sent) are awaited until --timeout, and any still
+ * without an answer are "unfinished". `preload` and `verify` instead go over their keys once.
  *
  * Threads (--threads, default 2, never more than connections) each run their own event loop
  * over their share of the connections, their own random generator and their own histogram;
@@ -36,11 +40,9 @@
  * or of the window failed or went unanswered, 2 on a usage error.
  */
 #include <errno.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -52,27 +54,28 @@
 
 #include "expect.h"
 #include "histogram.h"
+#include "http_conn.h"
 #include "workload.h"
 #include "xalloc.h"
 
 #define ERRORS_SHOWN 3 /* failed checks printed per thread */
 
 struct options {
-    const char *host;          /* the server under test */
-    int port;                  /* its port */
+    const char *host;            /* the server under test */
+    int port;                    /* its port */
     enum workload_kind workload; /* what to send */
-    uint64_t keys;             /* the data set: bench:1 .. bench:keys */
-    size_t value_bytes;        /* the length of every value written */
-    size_t expect_value_bytes; /* the length reads must return (a test sets it wrong) */
-    uint64_t verify_count;     /* verify: how many keys, evenly spaced (0: all) */
-    int connections;           /* concurrent connections, over all threads */
-    int threads;               /* event loops */
-    double warmup_s;           /* unmeasured seconds before the window */
-    double duration_s;         /* the measured window */
-    double rate;               /* open loop: requests per second over all threads; 0: closed */
-    double timeout_s;          /* longest wait for one answer */
-    const char *header_name;   /* one extra request header (an API key), or NULL */
-    const char *header_value;  /* its value */
+    uint64_t keys;               /* the data set: bench:1 .. bench:keys */
+    size_t value_bytes;          /* the length of every value written */
+    size_t expect_value_bytes;   /* the length reads must return (a test sets it wrong) */
+    uint64_t verify_count;       /* verify: how many keys, evenly spaced (0: all) */
+    int connections;             /* concurrent connections, over all threads */
+    int threads;                 /* event loops */
+    double warmup_s;             /* unmeasured seconds before the window */
+    double duration_s;           /* the measured window */
+    double rate;                 /* open loop: requests per second over all threads; 0: closed */
+    double timeout_s;            /* longest wait for one answer */
+    const char *header_name;     /* one extra request header (an API key), or NULL */
+    const char *header_value;    /* its value */
 };
 
 struct counters {
@@ -90,40 +93,41 @@ struct worker;
 
 /* One connection and the request on it, if any. */
 struct slot {
-    struct worker *worker;          /* owner */
-    struct evhttp_connection *conn; /* kept alive across requests */
-    struct request req;             /* what is in flight, for the check */
-    uint64_t due_ns;                /* when it was due (open loop) or sent (closed loop) */
-    bool busy;                      /* a request is in flight */
+    struct worker *worker;  /* owner */
+    struct http_conn *conn; /* kept alive across requests */
+    struct request req;     /* what is in flight, for the check */
+    uint64_t due_ns;        /* when it was due (open loop) or sent (closed loop) */
+    bool busy;              /* a request is in flight */
 };
 
 struct worker {
-    const struct options *opt;  /* shared, read-only */
-    int id;                     /* 0 .. threads - 1 */
-    pthread_t thread;           /* runs worker_run */
-    struct event_base *base;    /* this thread's loop */
-    struct event *tick;         /* start, open-loop schedule and deadline timer */
-    struct slot *slots;         /* this thread's connections */
-    int nslots;                 /* how many */
-    int *free_slots;            /* stack of idle slot indexes */
-    int nfree;                  /* its depth */
-    struct rng rng;             /* this thread's key draws */
-    const struct zipf *zipf;    /* shared, read-only; NULL unless the workload draws from it */
-    struct histogram *latency;  /* measured requests, microseconds */
-    struct counters c;          /* this thread's counts */
-    uint64_t start_ns;          /* when sending starts (the same for every thread) */
-    uint64_t window_ns;         /* start of the measured window */
-    uint64_t end_ns;            /* end of the window: nothing new is sent after it */
-    uint64_t deadline_ns;       /* end + timeout: whatever is unanswered then is unfinished */
-    double interval_ns;         /* open loop: between two due times of this thread */
-    double offset_ns;           /* open loop: this thread's phase, so threads interleave */
-    uint64_t next_due;          /* open loop: index of the next due request */
-    uint64_t next_seq;          /* preload, verify: the next index this thread sends */
-    uint64_t seq_length;        /* preload, verify: how many in all */
-    bool started;               /* the start time has come */
-    int errors_shown;           /* failed checks printed so far */
-    char *path;                 /* scratch: the request path */
-    char *value;                /* scratch: a value to write */
+    const struct options *opt; /* shared, read-only */
+    int id;                    /* 0 .. threads - 1 */
+    pthread_t thread;          /* runs worker_run */
+    struct event_base *base;   /* this thread's loop */
+    struct event *tick;        /* start, open-loop schedule and deadline timer */
+    struct slot *slots;        /* this thread's connections */
+    int nslots;                /* how many */
+    int *free_slots;           /* stack of idle slot indexes */
+    int nfree;                 /* its depth */
+    struct rng rng;            /* this thread's key draws */
+    const struct zipf *zipf;   /* shared, read-only; NULL unless the workload draws from it */
+    struct histogram *latency; /* measured requests, microseconds */
+    struct counters c;         /* this thread's counts */
+    uint64_t start_ns;         /* when sending starts (the same for every thread) */
+    uint64_t window_ns;        /* start of the measured window */
+    uint64_t end_ns;           /* end of the window: nothing new is sent after it */
+    uint64_t deadline_ns;      /* end + timeout: whatever is unanswered then is unfinished */
+    double interval_ns;        /* open loop: between two due times of this thread */
+    double offset_ns;          /* open loop: this thread's phase, so threads interleave */
+    uint64_t next_due;         /* open loop: index of the next due request */
+    uint64_t next_seq;         /* preload, verify: the next index this thread sends */
+    uint64_t seq_length;       /* preload, verify: how many in all */
+    bool started;              /* the start time has come */
+    int errors_shown;          /* failed checks printed so far */
+    char *request;             /* scratch: the request being formatted */
+    size_t request_cap;        /* its size */
+    char *value;               /* scratch: a value to write */
 };
 
 static uint64_t now_ns(void)
@@ -230,31 +234,46 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     worker_step(w);
 }
 
-static void describe(const struct request *req, char *out, size_t size)
+/* The request's method, its target written into `path`. */
+static const char *request_target(const struct request *req, char *path, size_t size)
 {
     switch (req->kind) {
     case REQUEST_READ_HIT:
-        snprintf(out, size, "GET /read/bench:%" PRIu64, req->key);
+        snprintf(path, size, "/read/bench:%" PRIu64, req->key);
         break;
     case REQUEST_READ_MISS:
-        snprintf(out, size, "GET /read/miss:%" PRIu64, req->key);
-        break;
-    case REQUEST_WRITE:
-        snprintf(out, size, "POST /write bench:%" PRIu64, req->key);
+        snprintf(path, size, "/read/miss:%" PRIu64, req->key);
         break;
     case REQUEST_PING:
-        snprintf(out, size, "GET /ping");
+        snprintf(path, size, "/ping");
         break;
+    case REQUEST_WRITE:
+        snprintf(path, size, "/write");
+        return "POST";
     case REQUEST_TXN_WRITE:
-        snprintf(out, size, "POST /write/transaction bench-user:%" PRIu64, req->key);
-        break;
+        snprintf(path, size, "/write/transaction");
+        return "POST";
     case REQUEST_TXN_READ:
-        snprintf(out, size, "GET /read/transaction/bench-user:%" PRIu64, req->key);
+        snprintf(path, size, "/read/transaction/bench-user:%" PRIu64, req->key);
         break;
     case REQUEST_SUMMARY:
-        snprintf(out, size, "GET /users/bench-user:%" PRIu64 "/summary", req->key);
+        snprintf(path, size, "/users/bench-user:%" PRIu64 "/summary", req->key);
         break;
     }
+    return "GET";
+}
+
+/* The request in a failure message: "GET /read/bench:7", "POST /write bench:7". */
+static void describe(const struct request *req, char *out, size_t size)
+{
+    char path[64];
+    const char *method = request_target(req, path, sizeof path);
+    if (req->kind == REQUEST_WRITE)
+        snprintf(out, size, "%s %s bench:%" PRIu64, method, path, req->key);
+    else if (req->kind == REQUEST_TXN_WRITE)
+        snprintf(out, size, "%s %s bench-user:%" PRIu64, method, path, req->key);
+    else
+        snprintf(out, size, "%s %s", method, path);
 }
 
 /* Counts one answered (or failed) request; `result` is EXPECT_OK or why not, `socket_error`
@@ -266,7 +285,7 @@ static void slot_finish(struct slot *s, bool socket_error, enum expect_result re
     uint64_t now = now_ns();
     bool failed = socket_error || result != EXPECT_OK;
     if (failed && w->errors_shown < ERRORS_SHOWN) {
-        char what[64];
+        char what[128];
         describe(&s->req, what, sizeof(what));
         fprintf(stderr, "loadgen: %s: %s%s%.*s\n", what, socket_error ? "no answer" : why,
                 len ? "; body: " : "", len > 300 ? 300 : (int)len, body ? body : "");
@@ -290,20 +309,16 @@ static void slot_finish(struct slot *s, bool socket_error, enum expect_result re
     w->free_slots[w->nfree++] = (int)(s - w->slots);
 }
 
-/* libevent calls this once per request: with the answer, or with NULL or a response code of 0
- * when the connection failed or timed out. The request is freed by libevent after it returns. */
-static void on_reply(struct evhttp_request *http, void *arg)
+/* http_conn calls this once per request: with the answer, or with status 0 when the
+ * connection failed or timed out. */
+static void on_reply(void *arg, int status, const char *body, size_t len)
 {
     struct slot *s = arg;
     if (!s->busy)
         return; /* counted already (the deadline passed) */
-    int status = http ? evhttp_request_get_response_code(http) : 0;
     if (status == 0) {
         slot_finish(s, true, EXPECT_OK, "", NULL, 0);
     } else {
-        struct evbuffer *in = evhttp_request_get_input_buffer(http);
-        size_t len = evbuffer_get_length(in);
-        const char *body = (const char *)evbuffer_pullup(in, -1);
         char why[160];
         enum expect_result result = expect_reply(&s->req, s->worker->opt->expect_value_bytes,
                                                  status, body, len, why, sizeof(why));
@@ -313,55 +328,51 @@ static void on_reply(struct evhttp_request *http, void *arg)
     worker_step(s->worker);
 }
 
+/* Formats req as an HTTP/1.1 request into w->request; returns its length. */
+static size_t format_request(struct worker *w, const struct request *req)
+{
+    const struct options *opt = w->opt;
+    char path[64], head[160] = "";
+    const char *method = request_target(req, path, sizeof path);
+    const char *value = "", *tail = ""; /* a write's body is head, value, tail */
+    if (req->kind == REQUEST_WRITE) {
+        value_for_key(req->key, opt->value_bytes, w->value);
+        value = w->value, tail = "\"}";
+        snprintf(head, sizeof head, "{\"key\":\"bench:%" PRIu64 "\",\"value\":\"", req->key);
+    } else if (req->kind == REQUEST_TXN_WRITE) {
+        snprintf(head, sizeof head,
+                 "{\"user_id\":\"bench-user:%" PRIu64
+                 "\",\"amount\":12.34,\"transaction_type\":\"deposit\"}",
+                 req->key);
+    }
+    size_t content = strlen(head) + strlen(value) + strlen(tail);
+    size_t need = 256 + strlen(opt->host) + content +
+                  (opt->header_name ? strlen(opt->header_name) + strlen(opt->header_value) : 0);
+    if (need > w->request_cap) {
+        w->request_cap = need;
+        w->request = xrealloc(w->request, need);
+    }
+    int n = snprintf(w->request, w->request_cap, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path,
+                     opt->host);
+    if (opt->header_name)
+        n += snprintf(w->request + n, w->request_cap - (size_t)n, "%s: %s\r\n", opt->header_name,
+                      opt->header_value);
+    if (strcmp(method, "POST") == 0)
+        n += snprintf(w->request + n, w->request_cap - (size_t)n,
+                      "Content-Type: application/json\r\nContent-Length: %zu\r\n", content);
+    n += snprintf(w->request + n, w->request_cap - (size_t)n, "\r\n%s%s%s", head, value, tail);
+    return (size_t)n;
+}
+
 static void slot_send(struct slot *s, uint64_t due_ns, struct request req)
 {
     struct worker *w = s->worker;
-    const struct options *opt = w->opt;
     s->req = req;
     s->due_ns = due_ns;
     s->busy = true;
-    struct evhttp_request *http = evhttp_request_new(on_reply, s);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(http);
-    evhttp_add_header(headers, "Host", opt->host);
-    if (opt->header_name)
-        evhttp_add_header(headers, opt->header_name, opt->header_value);
-    enum evhttp_cmd_type method = EVHTTP_REQ_GET;
-    switch (req.kind) {
-    case REQUEST_READ_HIT:
-        snprintf(w->path, 64, "/read/bench:%" PRIu64, req.key);
-        break;
-    case REQUEST_READ_MISS:
-        snprintf(w->path, 64, "/read/miss:%" PRIu64, req.key);
-        break;
-    case REQUEST_PING:
-        snprintf(w->path, 64, "/ping");
-        break;
-    case REQUEST_WRITE:
-        method = EVHTTP_REQ_POST;
-        snprintf(w->path, 64, "/write");
-        evhttp_add_header(headers, "Content-Type", "application/json");
-        value_for_key(req.key, opt->value_bytes, w->value);
-        evbuffer_add_printf(evhttp_request_get_output_buffer(http),
-                            "{\"key\":\"bench:%" PRIu64 "\",\"value\":\"%s\"}", req.key, w->value);
-        break;
-    case REQUEST_TXN_WRITE:
-        method = EVHTTP_REQ_POST;
-        snprintf(w->path, 64, "/write/transaction");
-        evhttp_add_header(headers, "Content-Type", "application/json");
-        evbuffer_add_printf(evhttp_request_get_output_buffer(http),
-                            "{\"user_id\":\"bench-user:%" PRIu64
-                            "\",\"amount\":12.34,\"transaction_type\":\"deposit\"}",
-                            req.key);
-        break;
-    case REQUEST_TXN_READ:
-        snprintf(w->path, 64, "/read/transaction/bench-user:%" PRIu64, req.key);
-        break;
-    case REQUEST_SUMMARY:
-        snprintf(w->path, 64, "/users/bench-user:%" PRIu64 "/summary", req.key);
-        break;
-    }
-    if (evhttp_make_request(s->conn, http, method, w->path) != 0)
-        slot_finish(s, true, EXPECT_OK, "", NULL, 0); /* libevent has freed the request */
+    size_t len = format_request(w, &req);
+    if (http_conn_send(s->conn, w->request, len, on_reply, s) != 0)
+        slot_finish(s, true, EXPECT_OK, "", NULL, 0); /* never: one request a slot at a time */
 }
 
 static void *worker_run(void *arg)
@@ -372,17 +383,11 @@ static void *worker_run(void *arg)
 }
 
 static void worker_init(struct worker *w, const struct options *opt, int id, int nslots,
-                        const struct zipf *zipf, uint64_t start_ns)
+                        const struct zipf *zipf, uint64_t start_ns, const struct addrinfo *server)
 {
     *w = (struct worker){.opt = opt, .id = id, .nslots = nslots, .zipf = zipf};
     struct event_config *cfg = event_config_new();
     event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-    /* As the servers' loops do (shared/process.c): evhttp's client turns a connection's read
-     * and write events off and on around every request, 6 epoll_ctl a request without the
-     * changelist, 2 with it. The load generator runs on the same two cores as the servers it
-     * measures, so what it spends is taken from them: 40 -> 30 us of CPU a write request
-     * (bench/results/2026-12-03-vm-loadgen-changelist). */
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
     if (w->base == NULL) {
@@ -392,13 +397,10 @@ static void worker_init(struct worker *w, const struct options *opt, int id, int
     w->tick = evtimer_new(w->base, on_tick, w);
     w->slots = xcalloc((size_t)nslots, sizeof(struct slot));
     w->free_slots = xcalloc((size_t)nslots, sizeof(int));
-    struct timeval timeout = {(time_t)opt->timeout_s,
-                              (suseconds_t)((opt->timeout_s - (double)(time_t)opt->timeout_s) * 1e6)};
     for (int i = 0; i < nslots; i++) {
         w->slots[i].worker = w;
-        w->slots[i].conn = evhttp_connection_base_new(w->base, NULL, opt->host, (uint16_t)opt->port);
-        evhttp_connection_set_timeout_tv(w->slots[i].conn, &timeout);
-        evhttp_connection_set_retries(w->slots[i].conn, 0);
+        w->slots[i].conn =
+            http_conn_new(w->base, server->ai_addr, server->ai_addrlen, opt->timeout_s);
         w->free_slots[w->nfree++] = nslots - 1 - i;
     }
     rng_init(&w->rng, (uint64_t)start_ns ^ ((uint64_t)id * 7777 + 1));
@@ -413,7 +415,6 @@ static void worker_init(struct worker *w, const struct options *opt, int id, int
     }
     w->next_seq = (uint64_t)id;
     w->seq_length = workload_sequence_length(opt->workload, opt->keys, opt->verify_count);
-    w->path = xmalloc(64);
     w->value = xmalloc(opt->value_bytes + 1);
     worker_arm(w, now_ns());
 }
@@ -421,13 +422,13 @@ static void worker_init(struct worker *w, const struct options *opt, int id, int
 static void worker_cleanup(struct worker *w)
 {
     for (int i = 0; i < w->nslots; i++)
-        evhttp_connection_free(w->slots[i].conn);
+        http_conn_free(w->slots[i].conn);
     event_free(w->tick);
     event_base_free(w->base);
     histogram_free(w->latency);
     free(w->slots);
     free(w->free_slots);
-    free(w->path);
+    free(w->request);
     free(w->value);
 }
 
@@ -465,11 +466,11 @@ static bool parse_number(const char *text, double min, double *out)
 static bool parse_options(int argc, char **argv, struct options *opt)
 {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},        {"port", 1, 0, 'p'},         {"workload", 1, 0, 'w'},
-        {"keys", 1, 0, 'k'},        {"value-bytes", 1, 0, 'b'},  {"expect-value-bytes", 1, 0, 'e'},
+        {"host", 1, 0, 'h'},         {"port", 1, 0, 'p'},        {"workload", 1, 0, 'w'},
+        {"keys", 1, 0, 'k'},         {"value-bytes", 1, 0, 'b'}, {"expect-value-bytes", 1, 0, 'e'},
         {"verify-count", 1, 0, 'v'}, {"connections", 1, 0, 'c'}, {"threads", 1, 0, 't'},
-        {"warmup", 1, 0, 'W'},      {"duration", 1, 0, 'd'},     {"rate", 1, 0, 'r'},
-        {"timeout", 1, 0, 'T'},     {"header", 1, 0, 'H'},       {0, 0, 0, 0},
+        {"warmup", 1, 0, 'W'},       {"duration", 1, 0, 'd'},    {"rate", 1, 0, 'r'},
+        {"timeout", 1, 0, 'T'},      {"header", 1, 0, 'H'},      {0, 0, 0, 0},
     };
     double v, expect = -1, threads = 2;
     bool workload = false;
@@ -477,7 +478,9 @@ static bool parse_options(int argc, char **argv, struct options *opt)
     while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         const char *a = optarg;
         switch (o) {
-        case 'h': opt->host = a; break;
+        case 'h':
+            opt->host = a;
+            break;
         case 'w':
             if (!workload_parse(a, &opt->workload))
                 return false;
@@ -495,17 +498,39 @@ static bool parse_options(int argc, char **argv, struct options *opt)
             if (o == '?' || !parse_number(a, 0, &v))
                 return false;
             switch (o) {
-            case 'p': opt->port = (int)v; break;
-            case 'k': opt->keys = (uint64_t)v; break;
-            case 'b': opt->value_bytes = (size_t)v; break;
-            case 'e': expect = v; break;
-            case 'v': opt->verify_count = (uint64_t)v; break;
-            case 'c': opt->connections = (int)v; break;
-            case 't': threads = v; break;
-            case 'W': opt->warmup_s = v; break;
-            case 'd': opt->duration_s = v; break;
-            case 'r': opt->rate = v; break;
-            case 'T': opt->timeout_s = v; break;
+            case 'p':
+                opt->port = (int)v;
+                break;
+            case 'k':
+                opt->keys = (uint64_t)v;
+                break;
+            case 'b':
+                opt->value_bytes = (size_t)v;
+                break;
+            case 'e':
+                expect = v;
+                break;
+            case 'v':
+                opt->verify_count = (uint64_t)v;
+                break;
+            case 'c':
+                opt->connections = (int)v;
+                break;
+            case 't':
+                threads = v;
+                break;
+            case 'W':
+                opt->warmup_s = v;
+                break;
+            case 'd':
+                opt->duration_s = v;
+                break;
+            case 'r':
+                opt->rate = v;
+                break;
+            case 'T':
+                opt->timeout_s = v;
+                break;
             }
         }
     }
@@ -520,13 +545,25 @@ static bool parse_options(int argc, char **argv, struct options *opt)
 
 int main(int argc, char **argv)
 {
-    struct options opt = {.host = "127.0.0.1", .keys = 10000, .value_bytes = 100,
-                          .connections = 16, .duration_s = 3, .timeout_s = 10};
+    struct options opt = {.host = "127.0.0.1",
+                          .keys = 10000,
+                          .value_bytes = 100,
+                          .connections = 16,
+                          .duration_s = 3,
+                          .timeout_s = 10};
     if (!parse_options(argc, argv, &opt)) {
         usage(stderr);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *server;
+    char port[8];
+    snprintf(port, sizeof port, "%d", opt.port);
+    int gai = getaddrinfo(opt.host, port, &hints, &server);
+    if (gai != 0) {
+        fprintf(stderr, "loadgen: %s: %s\n", opt.host, gai_strerror(gai));
+        return 2;
+    }
     struct zipf *zipf = NULL;
     if (opt.workload == WORKLOAD_READ_ZIPF || opt.workload == WORKLOAD_MIXED)
         zipf = zipf_create(opt.keys, 0.99);
@@ -538,7 +575,7 @@ int main(int argc, char **argv)
     struct worker *workers = xcalloc((size_t)opt.threads, sizeof(struct worker));
     for (int i = 0; i < opt.threads; i++) {
         int share = opt.connections / opt.threads + (i < opt.connections % opt.threads);
-        worker_init(&workers[i], &opt, i, share, zipf, start_ns);
+        worker_init(&workers[i], &opt, i, share, zipf, start_ns, server);
     }
     for (int i = 0; i < opt.threads; i++)
         pthread_create(&workers[i].thread, NULL, worker_run, &workers[i]);
@@ -578,6 +615,7 @@ int main(int argc, char **argv)
     free(workers);
     histogram_free(latency);
     zipf_free(zipf);
+    freeaddrinfo(server);
     bool failed = c.bad_status || c.bad_body || c.socket || c.unfinished || c.warmup_errors;
     return failed ? 1 : 0;
 }
