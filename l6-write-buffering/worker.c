@@ -562,7 +562,18 @@ static void finish_batch(struct worker *w)
     size_t n_buckets = 0;
     for (int k = 0; k < WQ_DELAY_BUCKETS; k++)
         n_buckets += b->delay.counts[k] > 0;
-    size_t argc = 13 + 2 * n_buckets + 2 * n_pairs + 4 * n_dead + b->n_entries, n = 0;
+    char top[48] = ""; /* the newest id acknowledged here, for the script's XTRIM */
+    const struct wq_id *newest = NULL;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        const struct wq_id *id = &b->entries[i].sid;
+        if (b->entries[i].state != ENTRY_DEAD &&
+            (newest == NULL || id->ms > newest->ms ||
+             (id->ms == newest->ms && id->seq > newest->seq)))
+            newest = id;
+    }
+    if (newest != NULL)
+        snprintf(top, sizeof top, "%lld-%lld", newest->ms, newest->seq);
+    size_t argc = 14 + 2 * n_buckets + 2 * n_pairs + 4 * n_dead + b->n_entries, n = 0;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);
     char pairs[24], dead[24], buckets[24], max_delay[24];
@@ -575,7 +586,7 @@ static void finish_batch(struct worker *w)
 #define ARGS(s)     ARG((s), strlen(s))
     ARGS("EVAL"), ARGS(WQ_FINISH_SCRIPT), ARGS("5");
     ARGS(WQ_STREAM), ARGS(WQ_DEAD), ARGS(WQ_PENDING), ARGS(WQ_STATS), ARGS(WQ_DELAY);
-    ARGS(WQ_GROUP), ARGS(pairs), ARGS(dead), ARGS(buckets), ARGS(max_delay);
+    ARGS(WQ_GROUP), ARGS(pairs), ARGS(dead), ARGS(buckets), ARGS(max_delay), ARGS(top);
     for (int k = 0, m = 0; k < WQ_DELAY_BUCKETS; k++) {
         if (b->delay.counts[k] == 0)
             continue;
