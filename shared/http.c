@@ -9,6 +9,7 @@
 #include "xalloc.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h> /* the request's HTTP version */
@@ -46,6 +47,7 @@ struct http_server {
     struct http_settings settings;           /* copy; host is owned */
     size_t in_flight;                        /* requests not answered yet */
     bool draining;                           /* shutting down: close connections after reply */
+    bool in_dispatch;                        /* inside dispatch(): replies go the usual way */
     uint64_t id_state;                       /* request id generator state */
     int unmatched_route;                     /* metrics label for 404s, 405s and 413s */
     struct http_guard_hook *guard;           /* refuses oversized bodies on every connection */
@@ -126,6 +128,45 @@ static void log_safe(const char *text, char *out, size_t size)
     out[n] = '\0';
 }
 
+/*
+ * A reply sent later than its request's callback (after a database or Redis answer) is written
+ * to the socket at once, here, rather than when the loop next finds the socket writable. evhttp
+ * adds the reply to the connection's output and turns its write event on; the loop then waits,
+ * learns the socket is writable, writes, turns the write event off and the read event back on:
+ * an extra wake-up, and an epoll_ctl, a reply. Written now, and evhttp told so
+ * (bufferevent_trigger runs its "output written" callback, which frees the request and starts
+ * reading the next), the write event is turned on and off within one loop turn, which the
+ * changelist folds into nothing. What cannot be written at once (a full socket buffer) is left
+ * to the write event, as before. Not done for a reply sent from inside the request's own
+ * callback (evhttp still holds the connection there), nor on a connection that closes after
+ * the reply (evhttp would free it inside this call). Returns the connection's bufferevent to
+ * write to after evhttp_send_reply, or NULL.
+ */
+static struct bufferevent *reply_now_target(const struct http_request *req)
+{
+    struct evhttp_request *evreq = req->evreq;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
+    if (req->server->in_dispatch || req->server->draining || evcon == NULL ||
+        evreq->major != 1 || evreq->minor < 1)
+        return NULL;
+    const char *in = evhttp_find_header(evhttp_request_get_input_headers(evreq), "Connection");
+    const char *out = evhttp_find_header(evhttp_request_get_output_headers(evreq), "Connection");
+    if ((in != NULL && evutil_ascii_strcasecmp(in, "close") == 0) ||
+        (out != NULL && evutil_ascii_strcasecmp(out, "close") == 0))
+        return NULL; /* evhttp's own test (evhttp_is_connection_close) */
+    return evhttp_connection_get_bufferevent(evcon);
+}
+
+static void write_reply_now(struct bufferevent *bev)
+{
+    struct evbuffer *output = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    while (evbuffer_get_length(output) > 0 && evbuffer_write(output, fd) > 0)
+        continue;
+    if (evbuffer_get_length(output) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0); /* may free the connection: bev is not used after */
+}
+
 void http_reply_buffer(struct http_request *req, int status, const char *content_type,
                        struct evbuffer *body)
 {
@@ -150,9 +191,12 @@ void http_reply_buffer(struct http_request *req, int status, const char *content
         RLOG_INFO(req->id, "%s %s %d %.3fms", http_method_name(req->method), uri, status,
                   seconds * 1000.0);
     }
+    struct bufferevent *now = reply_now_target(req);
     evhttp_send_reply(req->evreq, status, NULL, body);
     req->server->in_flight--;
     free(req);
+    if (now != NULL)
+        write_reply_now(now);
 }
 
 /* ---- replies as JSON ---- */
@@ -403,9 +447,8 @@ static enum http_method method_of(struct evhttp_request *evreq)
     }
 }
 
-static void dispatch(struct evhttp_request *evreq, void *arg)
+static void dispatch_request(struct http_server *server, struct evhttp_request *evreq)
 {
-    struct http_server *server = arg;
     struct http_request *req = xcalloc(1, sizeof *req);
     req->evreq = evreq;
     req->server = server;
@@ -459,6 +502,14 @@ static void dispatch(struct evhttp_request *evreq, void *arg)
     struct route_target *target = req->match.data;
     req->metrics_route = target->metrics_route;
     target->handler(req, target->arg);
+}
+
+static void dispatch(struct evhttp_request *evreq, void *arg)
+{
+    struct http_server *server = arg;
+    server->in_dispatch = true; /* a reply sent from here goes the usual way (reply_now_target) */
+    dispatch_request(server, evreq);
+    server->in_dispatch = false;
 }
 
 /* ---- server life cycle ---- */
