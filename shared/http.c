@@ -146,8 +146,8 @@ static struct bufferevent *reply_now_target(const struct http_request *req)
 {
     struct evhttp_request *evreq = req->evreq;
     struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
-    if (req->server->in_dispatch || req->server->draining || evcon == NULL ||
-        evreq->major != 1 || evreq->minor < 1)
+    if (req->server->in_dispatch || req->server->draining || evcon == NULL || evreq->major != 1 ||
+        evreq->minor < 1)
         return NULL;
     const char *in = evhttp_find_header(evhttp_request_get_input_headers(evreq), "Connection");
     const char *out = evhttp_find_header(evhttp_request_get_output_headers(evreq), "Connection");
