@@ -342,7 +342,8 @@ def report(directory):
     out += ["## Resources and machine", "",
             "Per cell, medians over the clean rounds: CPU time per request of the layer's own "
             "programs and of its databases (every PostgreSQL process, including backends that "
-            "ended, and Redis), the server's peak RSS; and the machine during the cell: the "
+            "ended, and Redis; the CPU of the whole cell, its warm-up included, over every "
+            "request answered in it, the warm-up's included), the server's peak RSS; and the machine during the cell: the "
             "highest 1-minute load average and CPU steal of any round.", "",
             "| layer | workload | clients | requests | server CPU µs/req | databases CPU µs/req | "
             "peak RSS MiB | load1 max | steal % max |", "|---|---|---|---|---|---|---|---|---|"]
@@ -353,7 +354,11 @@ def report(directory):
         def med(column, per_request=False):
             vals = []
             for r in cell.good:
+                # The CPU is read before the warm-up and after the last answer (run.sh's
+                # cell_begin and cell_end): it is divided by every request answered in between.
                 v, n = number(r.get(column)), number(r.get("requests"))
+                if n is not None:
+                    n += number(r.get("warmup_requests")) or 0
                 if v is not None and (not per_request or n):
                     vals.append(v * 1e6 / n if per_request else v)
             return statistics.median(vals) if vals else None
