@@ -19,7 +19,7 @@
 static struct contract_target target;
 static struct tk_pg *const *other_pgs; /* see contract_set_other_pgs */
 static void (*after_lock)(void);       /* see contract_set_after_lock */
-static struct tk_server server; /* the server of the running test (one per forked test) */
+static struct tk_server server;        /* the server of the running test (one per forked test) */
 
 void contract_set_target(const struct contract_target *t)
 {
@@ -363,9 +363,10 @@ START_TEST(ambiguous_framing_and_a_missing_host_are_refused)
     expect_raw_400("GET /ping HTTP/1.1\r\n\r\n", "Missing Host header", false);
     char reply[4096];
     bool closed;
-    ck_assert(tk_raw_exchange(target.port, "GET /ping HTTP/1.0\r\n\r\n", reply, sizeof reply,
-                              3000, &closed) > 0);
-    ck_assert_msg(strncmp(reply, "HTTP/1.1 200", 12) == 0 || strncmp(reply, "HTTP/1.0 200", 12) == 0,
+    ck_assert(tk_raw_exchange(target.port, "GET /ping HTTP/1.0\r\n\r\n", reply, sizeof reply, 3000,
+                              &closed) > 0);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 200", 12) == 0 ||
+                      strncmp(reply, "HTTP/1.0 200", 12) == 0,
                   "%s", reply);
     /* A HEAD reply (here a 405: the routes are GET) has headers only, its length announced. */
     ck_assert(tk_raw_exchange(target.port,
@@ -382,7 +383,8 @@ START_TEST(an_upload_that_goes_on_after_its_413_is_cut_off)
     /* Content-Length 10^18: refused at once; the client keeps sending without reading. The
      * server drops up to 4 MiB (4 x MAX_BODY_BYTES) and then closes, instead of reading
      * gigabytes. */
-    const char head[] = "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000000000000\r\n\r\n";
+    const char head[] =
+        "POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000000000000\r\n\r\n";
     int fd = tk_raw_send(target.port, head, sizeof head - 1);
     ck_assert(fd >= 0);
     struct timeval two_s = {2, 0};
@@ -437,8 +439,7 @@ START_TEST(slow_and_surplus_clients_are_closed)
     ck_assert(tk_wait_status(target.port, "/ping", 200, 2000));
     long long started = tk_now_ms();
     ck_assert_msg(closed_within(fd, 5000), "a request still arriving after 5 s was not closed");
-    ck_assert_msg(tk_now_ms() - started < 4000, "closed only after %lld ms",
-                  tk_now_ms() - started);
+    ck_assert_msg(tk_now_ms() - started < 4000, "closed only after %lld ms", tk_now_ms() - started);
     close(fd);
     /* Eight idle connections fill HTTP_MAX_CONNECTIONS: the ninth is answered 503 and closed;
      * once they are gone, requests are served again. */
@@ -520,12 +521,51 @@ START_TEST(a_client_that_never_reads_its_answers_is_bounded)
     ck_assert_msg(after - before < 24 * 1024,
                   "the server grew by %ld kB while a client sent %zu bytes without reading",
                   after - before, sent);
-    ck_assert_msg(sent < 64u * 1024 * 1024, "the server read %zu bytes without being read",
-                  sent);
+    ck_assert_msg(sent < 64u * 1024 * 1024, "the server read %zu bytes without being read", sent);
     /* and it serves others meanwhile */
     ck_assert(tk_wait_status(target.port, "/ping", 200, 5000));
     free(chunk);
     close(fd);
+}
+END_TEST
+
+/*
+ * Four reads sent in one packet, the last asking to close: four answers, in the order asked, then
+ * the close. Each answer leaves from a store's callback, written at once (http_reply_buffer),
+ * and evhttp then reads the next request from what it has already buffered. The keys were never
+ * written, so the answers do not depend on when a write becomes readable (layer 7).
+ */
+START_TEST(pipelined_requests_are_answered_in_order)
+{
+    /* tk_raw_send adds the default header (layer 10's key) to the first request only */
+    char key[600] = "";
+    if (tk_default_header()[0] != '\0')
+        snprintf(key, sizeof key, "%s\r\n", tk_default_header());
+    char request[4096];
+    snprintf(request, sizeof request,
+             "GET /read/pipelined:1 HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /read/pipelined:2 HTTP/1.1\r\nHost: t\r\n%s\r\n"
+             "GET /read/pipelined:3 HTTP/1.1\r\nHost: t\r\n%s\r\n"
+             "GET /read/pipelined:4 HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
+             key, key, key);
+    char reply[16384];
+    bool closed;
+    ck_assert_msg(tk_raw_exchange(target.port, request, reply, sizeof reply, 10000, &closed) > 0,
+                  "no answer");
+    const char *at = reply;
+    for (int i = 1; i <= 4; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "\"pipelined:%d\"", i);
+        const char *status = strstr(at, "HTTP/1.1 200");
+        ck_assert_msg(status == at, "answer %d is not the next 200: %s", i, reply);
+        const char *next = strstr(status + 12, "HTTP/1.1 ");
+        const char *found = strstr(status, want);
+        ck_assert_msg(found != NULL && (next == NULL || found < next), "answer %d is not %s's: %s",
+                      i, want, reply);
+        at = next != NULL ? next : status + strlen(status);
+    }
+    ck_assert_msg(*at == '\0', "more than four answers: %s", reply);
+    ck_assert_msg(closed, "the connection stayed open after Connection: close");
 }
 END_TEST
 
@@ -665,14 +705,14 @@ TCase *contract_tcase_without(const char *const *skip)
                             validation_errors,
                             value_length_limit,
                             not_found_method_not_allowed_too_large,
+                            pipelined_requests_are_answered_in_order,
                             chunked_uploads,
                             keys_in_paths,
                             large_value_round_trip,
                             upsert_keeps_created_moves_updated,
                             health_and_metrics,
                             NULL};
-    return check_tcase("contract", start_server, stop_server, 60,
-                       check_tests_without(tests, skip));
+    return check_tcase("contract", start_server, stop_server, 60, check_tests_without(tests, skip));
 }
 
 TCase *contract_tcase(void)

@@ -144,8 +144,9 @@ bool tk_pg_pause(const struct tk_pg *pg, bool pause)
     fclose(f);
     const char *sig = pause ? "STOP" : "CONT";
     /* children first when stopping (none can start meanwhile: the postmaster forks them) */
-    snprintf(cmd, sizeof cmd, pause ? "pkill -%s -P %d; kill -%s %d" : "kill -%s %d; pkill -%s -P %d",
-             sig, pid, sig, pid);
+    snprintf(cmd, sizeof cmd,
+             pause ? "pkill -%s -P %d; kill -%s %d" : "kill -%s %d; pkill -%s -P %d", sig, pid, sig,
+             pid);
     return system(cmd) == 0 || !pause;
 }
 
@@ -251,8 +252,8 @@ static bool mongo_stack(const char *verb, const struct tk_mongo *mongo)
         snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' mongo-stop '%s'", LAYERS_SOURCE_DIR,
                  mongo->dir);
     else
-        snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' %s '%s' %d", LAYERS_SOURCE_DIR,
-                 verb, mongo->dir, mongo->port);
+        snprintf(cmd, sizeof cmd, "bash '%s/scripts/stack.sh' %s '%s' %d", LAYERS_SOURCE_DIR, verb,
+                 mongo->dir, mongo->port);
     int rc = system(cmd);
     if (rc != 0)
         fprintf(stderr, "testkit: '%s' failed (%d)\n", cmd, rc);
@@ -462,10 +463,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-
 void tk_set_default_header(const char *header)
 {
     snprintf(default_header, sizeof default_header, "%s", header ? header : "");
+}
+
+const char *tk_default_header(void)
+{
+    return default_header;
 }
 
 /* Whether the request sets the default header's field itself (then its value wins). */

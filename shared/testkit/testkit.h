@@ -128,7 +128,7 @@ struct tk_response {
     char allow[128];
     char retry_after[32];    /* Retry-After */
     char rate_remaining[32]; /* X-RateLimit-Remaining (layer 10) */
-    double seconds; /* total time */
+    double seconds;          /* total time */
 };
 
 struct tk_request {
@@ -144,6 +144,8 @@ struct tk_request {
  * request line when they hold a whole one. Layer 10's contract tests go through its API key
  * check this way. Call it before the tests fork (or inside one test, for that test). */
 void tk_set_default_header(const char *header);
+/* That header, "" for none. */
+const char *tk_default_header(void);
 
 /* One request on a new connection, with a 20 s deadline. */
 void tk_http(int port, const struct tk_request *req, struct tk_response *out);
