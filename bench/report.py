@@ -343,7 +343,8 @@ def report(directory):
             "Per cell, medians over the clean rounds: CPU time per request of the layer's own "
             "programs and of its databases (every PostgreSQL process, including backends that "
             "ended, and Redis; the CPU of the whole cell, its warm-up included, over every "
-            "request answered in it, the warm-up's included), the server's peak RSS; and the machine during the cell: the "
+            "request answered in it, the warm-up's included), the server's peak RSS; and the "
+            "machine during the cell: the "
             "highest 1-minute load average and CPU steal of any round.", "",
             "| layer | workload | clients | requests | server CPU µs/req | databases CPU µs/req | "
             "peak RSS MiB | load1 max | steal % max |", "|---|---|---|---|---|---|---|---|---|"]

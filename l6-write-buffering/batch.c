@@ -6,6 +6,7 @@
 #include "xalloc.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,4 +156,19 @@ void batch_count_delays(struct batch *b)
         if (e->state == ENTRY_COMMITTED || e->state == ENTRY_SUPERSEDED)
             wq_delay_add(&b->delay, b->commit_ms - e->sid.ms, 1);
     }
+}
+
+void batch_newest_id(const struct batch *b, char *out, size_t size)
+{
+    const struct wq_id *newest = NULL;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        const struct wq_id *id = &b->entries[i].sid;
+        if (b->entries[i].state != ENTRY_DEAD && (newest == NULL || id->ms > newest->ms ||
+                                                  (id->ms == newest->ms && id->seq > newest->seq)))
+            newest = id;
+    }
+    if (newest == NULL)
+        snprintf(out, size, "%s", "");
+    else
+        snprintf(out, size, "%lld-%lld", newest->ms, newest->seq);
 }

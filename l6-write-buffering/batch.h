@@ -75,5 +75,8 @@ void batch_push_range(struct batch *b, size_t start, size_t count);
 /* Fills b->delay: every entry committed, or superseded by a newer one of its key in the same
  * commit, delayed by b->commit_ms minus its append; none when commit_ms < 0 (not dated). */
 void batch_count_delays(struct batch *b);
+/* The newest id of the entries not dead (the ones the finish script acknowledges), as "ms-seq"
+ * in out (48 bytes); "" when there is none. */
+void batch_newest_id(const struct batch *b, char *out, size_t size);
 
 #endif

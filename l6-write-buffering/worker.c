@@ -562,17 +562,8 @@ static void finish_batch(struct worker *w)
     size_t n_buckets = 0;
     for (int k = 0; k < WQ_DELAY_BUCKETS; k++)
         n_buckets += b->delay.counts[k] > 0;
-    char top[48] = ""; /* the newest id acknowledged here, for the script's XTRIM */
-    const struct wq_id *newest = NULL;
-    for (size_t i = 0; i < b->n_entries; i++) {
-        const struct wq_id *id = &b->entries[i].sid;
-        if (b->entries[i].state != ENTRY_DEAD &&
-            (newest == NULL || id->ms > newest->ms ||
-             (id->ms == newest->ms && id->seq > newest->seq)))
-            newest = id;
-    }
-    if (newest != NULL)
-        snprintf(top, sizeof top, "%lld-%lld", newest->ms, newest->seq);
+    char top[48]; /* the newest id acknowledged here, for the script's XTRIM */
+    batch_newest_id(b, top, sizeof top);
     size_t argc = 14 + 2 * n_buckets + 2 * n_pairs + 4 * n_dead + b->n_entries, n = 0;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);

@@ -369,7 +369,7 @@ int http_conn_send(struct http_conn *c, const char *request, size_t len, http_co
     memcpy(c->out, request, len);
     c->out_len = len, c->out_sent = 0;
     /* A failure here is reported one loop pass later, never from inside this call: a caller
-     * that sends again from its callback must not spin while a server is down. */
+     * that sends again from its callback does not recurse while a server is down. */
     if ((c->fd < 0 && !conn_open(c)) || !flush(c)) {
         conn_close(c);
         event_active(c->failed, EV_TIMEOUT, 1);

@@ -43,8 +43,9 @@ struct http_conn *http_conn_new(struct event_base *base, const struct sockaddr *
                                 size_t addr_len, double timeout_s);
 /* Closes the connection; an unanswered request's callback is not called. NULL is a no-op. */
 void http_conn_free(struct http_conn *c);
-/* Sends `len` bytes of a complete request (copied). Returns 0, or -1 when it could not even be
- * started (no connection could be opened, or a request is in flight): `cb` is then not called. */
+/* Sends `len` bytes of a complete request (copied). Returns 0, and `cb` is called once, later
+ * (a connection that cannot be opened or written fails one loop pass later, not inside this
+ * call); -1, and `cb` is never called, when a request is already in flight or `cb` is NULL. */
 int http_conn_send(struct http_conn *c, const char *request, size_t len, http_conn_cb cb,
                    void *arg);
 

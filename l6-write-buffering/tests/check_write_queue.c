@@ -2,10 +2,12 @@
  * Unit tests of write_queue's encodings: stream ids as versions, timestamps, PostgreSQL array
  * literals (the worker's whole batch travels in them: one escaping mistake and a value arrives
  * changed, or a batch is refused), and the API's readings of Redis replies (a queued write, the
- * append's outcome, the queue's numbers), on replies built here, without a Redis.
+ * append's outcome, the queue's numbers), on replies built here, without a Redis; and the
+ * newest id of a batch, which the worker hands the finish script for its XTRIM.
  */
 #include "write_queue.h"
 
+#include "batch.h"
 #include "check_run.h"
 #include "record.h"
 #include "validate.h"
@@ -32,6 +34,24 @@ START_TEST(ids_parse_into_ordered_versions)
     ck_assert(!wq_parse_id("12", 2, &a));
     ck_assert(!wq_parse_id("1x-2", 4, &a));
     ck_assert(!wq_parse_id("1-2-3", 5, &a));
+}
+END_TEST
+
+START_TEST(a_batch_s_newest_id_skips_dead_entries)
+{
+    struct entry entries[4] = {
+        {.sid = {1700000000005, 3}, .state = ENTRY_COMMITTED},
+        {.sid = {1700000000007, 1}, .state = ENTRY_COMMITTED},
+        {.sid = {1700000000007, 0}, .state = ENTRY_COMMITTED}, /* claimed: not in id order */
+        {.sid = {1700000000009, 0}, .state = ENTRY_DEAD},      /* not acknowledged as committed */
+    };
+    struct batch b = {.entries = entries, .n_entries = 4};
+    char top[48];
+    batch_newest_id(&b, top, sizeof top);
+    ck_assert_str_eq(top, "1700000000007-1");
+    b.n_entries = 0;
+    batch_newest_id(&b, top, sizeof top);
+    ck_assert_str_eq(top, "");
 }
 END_TEST
 
@@ -440,6 +460,7 @@ int main(void)
     Suite *s = suite_create("write_queue");
     suite_add_tcase(s, check_tcase("encodings", NULL, NULL, 60,
                                    (const TTest *const[]){ids_parse_into_ordered_versions,
+                                                          a_batch_s_newest_id_skips_dead_entries,
                                                           milliseconds_format_like_postgresql,
                                                           text_arrays_quote_and_escape_everything,
                                                           int_arrays_and_growth, NULL}));
