@@ -34,9 +34,8 @@
  * every read reports the created_at the row will get. The accepted writes' old pending values
  * are read with one HMGET and their new ones written with one HSET (a repeated key's last value
  * wins, as it would with one HSET each), and counted with one HINCRBY: a command called from a
- * script costs about a microsecond beyond its own work (its arguments copied in, its reply
- * encoded and decoded back into Lua), so three calls a write became one, XADD (README, "Where
- * the time goes").
+ * script costs beyond its own work (its arguments copied in, its reply encoded and decoded back
+ * into Lua), so three calls a write became one, XADD (README, "Where the time goes").
  */
 const char WQ_WRITE_SCRIPT[] =
     "local len, max = redis.call('XLEN', KEYS[1]), tonumber(ARGV[1]) "
@@ -87,7 +86,7 @@ const char WQ_WRITE_SCRIPT[] =
  * that. Otherwise (an older entry pending with another worker) the batch's ids are deleted
  * (XDEL, several times the cost per entry, measured: README). The batch's newest id comes
  * from the worker, which has parsed every id of its batch already (ARGV[6], "" for none):
- * finding it here cost a pattern match and a table a write, about 1 us each.
+ * finding it here cost a pattern match and a table a write.
  * A pending value is removed only while it is still the one this batch committed (HMGET, then
  * one HDEL): a newer write of the key keeps its own. The batch's commit delays (the worker's
  * histogram) are added with the counters, under the rule above; the reply carries Redis's
